@@ -1,0 +1,705 @@
+//! The emulated Telegram: registered bots and their update queues, users, groups, chat transcripts, the call
+//! log, fault injection and flood simulation. `World` is shared by the Bot API routes, the control API and the
+//! webhook pushers; each bot's mutable state sits behind its own short-held lock (`BotCell`), never held across
+//! an await.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use parking_lot::{Mutex, RwLock};
+use serde_json::{Map, Value, value::RawValue};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    EmulatorConfig,
+    error::ApiError,
+    types::{BotCommand, BotStats, CallRecord, Chat, ChatMessage, Event, User},
+};
+
+/// Update types delivered when a bot never chose (`allowed_updates` empty or unset).
+const DEFAULT_EXCLUDED: [&str; 3] = ["chat_member", "message_reaction", "message_reaction_count"];
+
+/// Checks a token's shape: `<digits>:<at least 20 of A-Z a-z 0-9 _ ->`, and returns the bot id.
+pub fn parse_token(token: &str) -> Option<i64> {
+    let (digits, secret) = token.split_once(':')?;
+    let well_formed = !digits.is_empty()
+        && digits.len() <= 15
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && secret.len() >= 20
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let id: i64 = digits.parse().ok()?;
+    (well_formed && id > 0).then_some(id)
+}
+
+/// Current Unix time in seconds.
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Current Unix time in milliseconds.
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The whole emulated Telegram.
+pub(crate) struct World {
+    pub(crate) config: EmulatorConfig,
+    bots: RwLock<HashMap<String, Arc<BotCell>>>,
+    by_id: RwLock<HashMap<i64, Arc<BotCell>>>,
+    users: RwLock<HashMap<i64, User>>,
+    groups: RwLock<HashMap<i64, Chat>>,
+    calls: Mutex<VecDeque<CallRecord>>,
+    next_call: AtomicU64,
+    next_id: AtomicU64,
+    flood: AtomicBool,
+    files: RwLock<HashMap<String, FileInfo>>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// One registered bot.
+pub(crate) struct BotCell {
+    pub(crate) id: i64,
+    pub(crate) token: String,
+    /// Wakes long polls and the webhook pusher when updates arrive or the delivery mode changes.
+    pub(crate) updates: Notify,
+    /// Wakes control API waiters when the bot does something.
+    pub(crate) events: Notify,
+    pub(crate) state: Mutex<BotState>,
+}
+
+/// A bot's mutable state.
+pub(crate) struct BotState {
+    pub(crate) me: User,
+    pub(crate) queue: VecDeque<Pending>,
+    next_update_id: i64,
+    allowed: Option<Vec<String>>,
+    pub(crate) poll_generation: u64,
+    /// getUpdates calls waiting for updates now.
+    pub(crate) waiting_polls: u32,
+    pub(crate) webhook: Option<Webhook>,
+    pub(crate) webhook_generation: u64,
+    pub(crate) chats: HashMap<i64, ChatLog>,
+    blocked_by: HashSet<i64>,
+    events: VecDeque<Event>,
+    next_seq: u64,
+    pub(crate) callbacks: HashMap<String, CallbackMeta>,
+    pub(crate) commands: BTreeMap<String, Vec<BotCommand>>,
+    faults: Vec<Fault>,
+    buckets: HashMap<i64, Bucket>,
+    bot_bucket: Bucket,
+    pub(crate) stats: BotStats,
+}
+
+/// A callback query sent to the bot.
+pub(crate) struct CallbackMeta {
+    pub(crate) answered: bool,
+    pub(crate) chat_id: i64,
+    pub(crate) message_id: i64,
+    pub(crate) data: String,
+}
+
+/// What the emulator knows of a file it issued an id for.
+#[derive(Debug, Clone)]
+pub(crate) struct FileInfo {
+    pub(crate) unique_id: String,
+    pub(crate) kind: &'static str,
+    pub(crate) name: Option<String>,
+    pub(crate) mime_type: Option<String>,
+    pub(crate) size: Option<u64>,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+}
+
+/// An update not yet confirmed.
+pub(crate) struct Pending {
+    pub(crate) id: i64,
+    pub(crate) json: Box<RawValue>,
+    pub(crate) deliveries: u32,
+    pub(crate) in_flight: bool,
+}
+
+/// A webhook as set by `setWebhook`.
+pub(crate) struct Webhook {
+    pub(crate) url: String,
+    pub(crate) secret: Option<String>,
+    pub(crate) max_connections: usize,
+    pub(crate) in_flight: usize,
+    pub(crate) failures: u32,
+    pub(crate) retry_at: Option<tokio::time::Instant>,
+    pub(crate) last_error_date: Option<i64>,
+    pub(crate) last_error_message: Option<String>,
+}
+
+/// A chat's transcript as one bot sees it.
+pub(crate) struct ChatLog {
+    pub(crate) chat: Chat,
+    first_id: i64,
+    messages: VecDeque<ChatMessage>,
+}
+
+impl ChatLog {
+    fn new(chat: Chat) -> ChatLog {
+        ChatLog {
+            chat,
+            first_id: 1,
+            messages: VecDeque::new(),
+        }
+    }
+
+    /// The id the next message in this chat gets.
+    pub(crate) fn next_id(&self) -> i64 {
+        self.first_id + self.messages.len() as i64
+    }
+
+    /// The message with this id, if still kept and not deleted.
+    pub(crate) fn get_mut(&mut self, id: i64) -> Option<&mut ChatMessage> {
+        let index = usize::try_from(id - self.first_id).ok()?;
+        self.messages.get_mut(index).filter(|m| !m.deleted)
+    }
+
+    /// The kept messages, oldest first.
+    pub(crate) fn messages(&self) -> &VecDeque<ChatMessage> {
+        &self.messages
+    }
+
+    fn push(&mut self, message: ChatMessage, limit: usize) {
+        self.messages.push_back(message);
+        while self.messages.len() > limit.max(1) {
+            self.messages.pop_front();
+            self.first_id += 1;
+        }
+    }
+}
+
+/// An injected failure for the next calls of one method.
+#[derive(Debug, Clone)]
+pub(crate) struct Fault {
+    pub(crate) method: String,
+    pub(crate) remaining: u32,
+    pub(crate) action: FaultAction,
+}
+
+/// What an injected fault does to a call.
+#[derive(Debug, Clone)]
+pub(crate) enum FaultAction {
+    /// Answer with this error instead of processing.
+    Fail(ApiError),
+    /// Wait, then process normally.
+    Delay(Duration),
+    /// Close the connection without processing.
+    DropRequest,
+    /// Process, then close the connection without answering.
+    DropResponse,
+}
+
+/// A token bucket for flood simulation.
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(capacity: f64) -> Bucket {
+        Bucket {
+            tokens: capacity,
+            at: Instant::now(),
+        }
+    }
+
+    /// Seconds to wait before a token is available, after refilling; zero means one is available.
+    fn wait(&mut self, capacity: f64, per_second: f64, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * per_second).min(capacity);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            0.0
+        } else {
+            (1.0 - self.tokens) / per_second
+        }
+    }
+}
+
+impl World {
+    pub(crate) fn new(config: EmulatorConfig, shutdown: CancellationToken) -> World {
+        let flood = AtomicBool::new(config.flood);
+        World {
+            config,
+            bots: RwLock::default(),
+            by_id: RwLock::default(),
+            users: RwLock::default(),
+            groups: RwLock::default(),
+            calls: Mutex::default(),
+            next_call: AtomicU64::new(1),
+            next_id: AtomicU64::new(1),
+            flood,
+            files: RwLock::default(),
+            http: reqwest::Client::new(),
+            shutdown,
+        }
+    }
+
+    /// A fresh number for ids that must be unique across the emulator.
+    pub(crate) fn unique(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a bot (or returns the one with this token); `None` for a malformed token.
+    pub(crate) fn register(
+        &self,
+        token: &str,
+        first_name: Option<String>,
+        username: Option<String>,
+    ) -> Option<Arc<BotCell>> {
+        let id = parse_token(token)?;
+        if let Some(bot) = self.bots.read().get(token) {
+            return Some(bot.clone());
+        }
+        let me = User {
+            id,
+            is_bot: true,
+            first_name: first_name.unwrap_or_else(|| format!("Bot {id}")),
+            last_name: None,
+            username: Some(username.unwrap_or_else(|| format!("bot{id}_bot"))),
+            language_code: None,
+        };
+        let bot = Arc::new(BotCell {
+            id,
+            token: token.to_owned(),
+            updates: Notify::new(),
+            events: Notify::new(),
+            state: Mutex::new(BotState::new(me)),
+        });
+        let mut bots = self.bots.write();
+        let bot = bots.entry(token.to_owned()).or_insert(bot).clone();
+        // A new token for a known id replaces the old one, as revoking a token does.
+        if let Some(old) = self.by_id.write().insert(id, bot.clone())
+            && old.token != bot.token
+        {
+            bots.remove(&old.token);
+        }
+        Some(bot)
+    }
+
+    /// The bot for a token from a Bot API URL, registering it when any token is accepted.
+    pub(crate) fn authorize(&self, token: &str) -> Option<Arc<BotCell>> {
+        if let Some(bot) = self.bots.read().get(token) {
+            return Some(bot.clone());
+        }
+        if self.config.accept_any_token {
+            self.register(token, None, None)
+        } else {
+            None
+        }
+    }
+
+    /// The bot with this id or username.
+    pub(crate) fn find(&self, key: &str) -> Option<Arc<BotCell>> {
+        if let Ok(id) = key.parse::<i64>() {
+            return self.by_id.read().get(&id).cloned();
+        }
+        let name = key.trim_start_matches('@');
+        let bots = self.by_id.read();
+        bots.values()
+            .find(|b| {
+                b.state
+                    .lock()
+                    .me
+                    .username
+                    .as_deref()
+                    .is_some_and(|u| u.eq_ignore_ascii_case(name))
+            })
+            .cloned()
+    }
+
+    /// Every registered bot.
+    pub(crate) fn all_bots(&self) -> Vec<Arc<BotCell>> {
+        let mut bots: Vec<_> = self.by_id.read().values().cloned().collect();
+        bots.sort_by_key(|b| b.id);
+        bots
+    }
+
+    /// Forgets a bot.
+    pub(crate) fn unregister(&self, bot: &BotCell) {
+        self.by_id.write().remove(&bot.id);
+        self.bots.write().remove(&bot.token);
+        let mut st = bot.state.lock();
+        st.webhook = None;
+        st.webhook_generation += 1;
+        st.poll_generation += 1;
+        drop(st);
+        bot.updates.notify_waiters();
+    }
+
+    /// Forgets every bot, user and group, and the call log.
+    pub(crate) fn reset(&self) {
+        for bot in self.all_bots() {
+            self.unregister(&bot);
+        }
+        self.users.write().clear();
+        self.groups.write().clear();
+        self.calls.lock().clear();
+    }
+
+    /// The user with this id, created with a default name when unknown.
+    pub(crate) fn user(&self, id: i64) -> User {
+        if let Some(user) = self.users.read().get(&id) {
+            return user.clone();
+        }
+        let user = User {
+            id,
+            is_bot: false,
+            first_name: format!("User {id}"),
+            last_name: None,
+            username: Some(format!("user{id}")),
+            language_code: Some("en".into()),
+        };
+        self.users.write().entry(id).or_insert(user).clone()
+    }
+
+    /// Creates or replaces a user.
+    pub(crate) fn upsert_user(&self, user: User) {
+        self.users.write().insert(user.id, user);
+    }
+
+    /// True when a user with this id exists.
+    pub(crate) fn user_exists(&self, id: i64) -> bool {
+        self.users.read().contains_key(&id)
+    }
+
+    /// The group with this id, if known.
+    pub(crate) fn group(&self, id: i64) -> Option<Chat> {
+        self.groups.read().get(&id).cloned()
+    }
+
+    /// Creates or replaces a group or supergroup.
+    pub(crate) fn upsert_group(&self, chat: Chat) {
+        self.groups.write().insert(chat.id, chat);
+    }
+
+    /// Issues a file id for a new file.
+    pub(crate) fn add_file(&self, info: FileInfo) -> String {
+        let file_id = format!("EMU{}{:08x}", info.kind, self.unique());
+        self.files.write().insert(file_id.clone(), info);
+        file_id
+    }
+
+    /// The file with this id, if the emulator issued it.
+    pub(crate) fn file(&self, file_id: &str) -> Option<FileInfo> {
+        self.files.read().get(file_id).cloned()
+    }
+
+    /// Whether flood simulation is on.
+    pub(crate) fn flood(&self) -> bool {
+        self.flood.load(Ordering::Relaxed)
+    }
+
+    /// Turns flood simulation on or off.
+    pub(crate) fn set_flood(&self, on: bool) {
+        self.flood.store(on, Ordering::Relaxed);
+    }
+
+    /// Appends to the call log, dropping the oldest entries beyond its capacity.
+    pub(crate) fn log_call(&self, mut record: CallRecord) {
+        if self.config.call_log_capacity == 0 {
+            return;
+        }
+        record.seq = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let mut calls = self.calls.lock();
+        if calls.len() >= self.config.call_log_capacity {
+            calls.pop_front();
+        }
+        calls.push_back(record);
+    }
+
+    /// Call log entries matching the filters, oldest first.
+    pub(crate) fn calls(
+        &self,
+        bot_id: Option<i64>,
+        method: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Vec<CallRecord> {
+        let calls = self.calls.lock();
+        calls
+            .iter()
+            .filter(|c| c.seq > after)
+            .filter(|c| bot_id.is_none() || c.bot_id == bot_id)
+            .filter(|c| method.is_none_or(|m| c.method.eq_ignore_ascii_case(m)))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
+
+impl BotState {
+    fn new(me: User) -> BotState {
+        BotState {
+            me,
+            queue: VecDeque::new(),
+            next_update_id: 1,
+            allowed: None,
+            poll_generation: 0,
+            waiting_polls: 0,
+            webhook: None,
+            webhook_generation: 0,
+            chats: HashMap::new(),
+            blocked_by: HashSet::new(),
+            events: VecDeque::new(),
+            next_seq: 1,
+            callbacks: HashMap::new(),
+            commands: BTreeMap::new(),
+            faults: Vec::new(),
+            buckets: HashMap::new(),
+            bot_bucket: Bucket::full(30.0),
+            stats: BotStats::default(),
+        }
+    }
+
+    /// Clears everything but the bot's identity.
+    pub(crate) fn reset(&mut self) {
+        let poll_generation = self.poll_generation + 1;
+        let webhook_generation = self.webhook_generation + 1;
+        let waiting_polls = self.waiting_polls;
+        *self = BotState::new(self.me.clone());
+        self.waiting_polls = waiting_polls;
+        self.poll_generation = poll_generation;
+        self.webhook_generation = webhook_generation;
+    }
+
+    /// Queues an update (`payload` is the update without `update_id`, with one field naming its type) and
+    /// returns its id; `None` when the bot's `allowed_updates` excludes that type.
+    pub(crate) fn push_update(&mut self, kind: &str, payload: Value) -> Option<i64> {
+        let allowed = match &self.allowed {
+            Some(list) if !list.is_empty() => list.iter().any(|k| k == kind),
+            _ => !DEFAULT_EXCLUDED.contains(&kind),
+        };
+        let id = self.next_update_id;
+        self.next_update_id += 1;
+        if !allowed {
+            return None;
+        }
+        let mut update = Map::new();
+        update.insert("update_id".into(), id.into());
+        update.insert(kind.into(), payload);
+        let json = serde_json::value::to_raw_value(&update).ok()?;
+        self.queue.push_back(Pending {
+            id,
+            json,
+            deliveries: 0,
+            in_flight: false,
+        });
+        self.stats.updates_created += 1;
+        self.stats.pending = self.queue.len() as u64;
+        Some(id)
+    }
+
+    /// Sets the update types to deliver from now on (`None` leaves the setting as it is).
+    pub(crate) fn set_allowed(&mut self, allowed: Option<Vec<String>>) {
+        if allowed.is_some() {
+            self.allowed = allowed;
+        }
+    }
+
+    /// The current `allowed_updates` setting, for `getWebhookInfo`.
+    pub(crate) fn allowed(&self) -> Option<&[String]> {
+        self.allowed.as_deref()
+    }
+
+    /// Confirms (forgets) every update below `offset`; a negative offset keeps only the last `-offset`.
+    pub(crate) fn confirm(&mut self, offset: i64) {
+        let before = self.queue.len();
+        if offset > 0 {
+            while self.queue.front().is_some_and(|p| p.id < offset) {
+                let p = self.queue.pop_front();
+                self.note_confirmed(p.map(|p| p.id));
+            }
+        } else if offset < 0 {
+            let keep = offset.unsigned_abs() as usize;
+            while self.queue.len() > keep {
+                let p = self.queue.pop_front();
+                self.note_confirmed(p.map(|p| p.id));
+            }
+        }
+        if self.queue.len() != before {
+            self.stats.pending = self.queue.len() as u64;
+        }
+    }
+
+    /// Confirms one update by id (a webhook answered 2xx).
+    pub(crate) fn confirm_one(&mut self, id: i64) {
+        if let Ok(index) = self.queue.binary_search_by_key(&id, |p| p.id) {
+            self.queue.remove(index);
+            self.note_confirmed(Some(id));
+            self.stats.pending = self.queue.len() as u64;
+        }
+    }
+
+    /// Drops every pending update (`drop_pending_updates`).
+    pub(crate) fn drop_pending(&mut self) {
+        while let Some(p) = self.queue.pop_front() {
+            self.note_confirmed(Some(p.id));
+        }
+        self.stats.pending = 0;
+    }
+
+    fn note_confirmed(&mut self, id: Option<i64>) {
+        if let Some(id) = id {
+            self.stats.updates_confirmed += 1;
+            self.stats.last_confirmed_update_id = self.stats.last_confirmed_update_id.max(Some(id));
+        }
+    }
+
+    /// Counts a hand-out of the update at `index`.
+    pub(crate) fn note_delivery(&mut self, index: usize) {
+        if let Some(p) = self.queue.get_mut(index) {
+            if p.deliveries == 0 {
+                self.stats.updates_delivered += 1;
+            }
+            p.deliveries += 1;
+            self.stats.deliveries += 1;
+        }
+    }
+
+    /// The chat log for `chat`, created when first seen.
+    pub(crate) fn chat_log(&mut self, chat: &Chat) -> &mut ChatLog {
+        self.chats
+            .entry(chat.id)
+            .or_insert_with(|| ChatLog::new(chat.clone()))
+    }
+
+    /// Records a message in its chat, assigning its id; returns the id.
+    pub(crate) fn record(&mut self, mut entry: ChatMessage, limit: usize) -> i64 {
+        let log = self.chat_log(&entry.message.chat);
+        let id = log.next_id();
+        entry.message.message_id = id;
+        log.push(entry, limit);
+        id
+    }
+
+    /// Marks that `user_id` blocked (or unblocked) the bot.
+    pub(crate) fn set_blocked(&mut self, user_id: i64, blocked: bool) {
+        if blocked {
+            self.blocked_by.insert(user_id);
+        } else {
+            self.blocked_by.remove(&user_id);
+        }
+    }
+
+    /// True when `user_id` blocked the bot.
+    pub(crate) fn is_blocked_by(&self, user_id: i64) -> bool {
+        self.blocked_by.contains(&user_id)
+    }
+
+    /// Appends to the bot's event stream; the caller wakes waiters after unlocking.
+    pub(crate) fn emit(
+        &mut self,
+        kind: &str,
+        chat_id: Option<i64>,
+        message: Option<&ChatMessage>,
+        detail: Option<Value>,
+        capacity: usize,
+    ) {
+        let event = Event {
+            seq: self.next_seq,
+            at_ms: unix_ms(),
+            kind: kind.into(),
+            chat_id,
+            message_id: message.map(|m| m.message.message_id),
+            message: message.map(|m| m.message.clone()),
+            parse_mode: message.and_then(|m| m.parse_mode.clone()),
+            detail,
+        };
+        self.next_seq += 1;
+        if self.events.len() >= capacity.max(1) {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
+
+    /// Events after `after`, optionally of one chat and kind.
+    pub(crate) fn events(
+        &self,
+        after: u64,
+        chat_id: Option<i64>,
+        kind: Option<&str>,
+        limit: usize,
+    ) -> Vec<Event> {
+        let start = self.events.partition_point(|e| e.seq <= after);
+        self.events
+            .range(start..)
+            .filter(|e| chat_id.is_none() || e.chat_id == chat_id)
+            .filter(|e| kind.is_none_or(|k| e.kind == k))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Adds an injected fault.
+    pub(crate) fn add_fault(&mut self, fault: Fault) {
+        self.faults.push(fault);
+    }
+
+    /// Removes every injected fault.
+    pub(crate) fn clear_faults(&mut self) {
+        self.faults.clear();
+    }
+
+    /// Takes one use of the first fault that matches `method`.
+    pub(crate) fn take_fault(&mut self, method: &str) -> Option<FaultAction> {
+        if self.faults.is_empty() {
+            return None;
+        }
+        let index = self
+            .faults
+            .iter()
+            .position(|f| f.method == "*" || f.method.eq_ignore_ascii_case(method))?;
+        let fault = &mut self.faults[index];
+        fault.remaining = fault.remaining.saturating_sub(1);
+        let action = fault.action.clone();
+        if fault.remaining == 0 {
+            self.faults.remove(index);
+        }
+        Some(action)
+    }
+
+    /// Flood simulation: 429 when a send to `chat` would go over Telegram's limits (about 30 messages per
+    /// second per bot, 1 per second per private chat with short bursts, 20 per minute per group).
+    pub(crate) fn check_flood(&mut self, chat: &Chat) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let (capacity, rate) = if chat.is_group() {
+            (20.0, 20.0 / 60.0)
+        } else {
+            (3.0, 1.0)
+        };
+        let chat_bucket = self
+            .buckets
+            .entry(chat.id)
+            .or_insert_with(|| Bucket::full(capacity));
+        let chat_wait = chat_bucket.wait(capacity, rate, now);
+        let bot_wait = self.bot_bucket.wait(30.0, 30.0, now);
+        let wait = chat_wait.max(bot_wait);
+        if wait > 0.0 {
+            return Err(ApiError::too_many_requests(wait.ceil().max(1.0) as u32));
+        }
+        if let Some(bucket) = self.buckets.get_mut(&chat.id) {
+            bucket.tokens -= 1.0;
+        }
+        self.bot_bucket.tokens -= 1.0;
+        Ok(())
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the emulator over real HTTP on loopback. One binary; `helpers` starts an emulator per
+//! test and speaks the Bot API in every encoding.
+
+mod control;
+mod faults;
+mod garbage;
+mod helpers;
+mod polling;
+mod sending;
+mod teloxide;
+mod webhook;
