@@ -1,0 +1,312 @@
+//! The fleet: [`BotManager`] starts, stops, restarts and reloads bots and reports their status.
+//!
+//! - `api`: [`BotApi`], one bot's Bot API client over the shared HTTP client.
+//! - `runtime`: a running bot, and how one update is handled.
+//! - `polling`: the getUpdates source; `sequencer`: per-chat ordering and the low-water-mark offset.
+
+mod api;
+mod polling;
+mod runtime;
+mod sequencer;
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+pub use api::{BotApi, SendOptions};
+use parking_lot::Mutex;
+use reqwest::Url;
+use runtime::RunningBot;
+pub use runtime::{BotHealth, BotRuntime};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::{
+    config::{BotConfig, BotId, Mode, Settings},
+    fsm::FsmStorage,
+    plugins::PluginRegistry,
+};
+
+/// What every bot is built from.
+#[derive(Clone)]
+pub struct Deps {
+    /// Process settings.
+    pub settings: Arc<Settings>,
+    /// Plugins by name.
+    pub registry: Arc<PluginRegistry>,
+    /// The HTTP client every bot shares.
+    pub http: reqwest::Client,
+    /// The Bot API base URL (`TELEGRAM_API_URL`).
+    pub api_url: Url,
+    /// FSM storage.
+    pub fsm: Arc<dyn FsmStorage>,
+    /// The root shutdown token; each bot runs under a child.
+    pub shutdown: CancellationToken,
+}
+
+/// A bot's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BotState {
+    /// Receiving and handling updates.
+    Running,
+    /// Configured and enabled, not running.
+    Stopped,
+    /// `enabled: false` in its YAML.
+    Disabled,
+    /// Could not start or stopped by an error.
+    Failed,
+}
+
+/// A bot's status, for the admin bot and the health endpoints.
+#[derive(Debug, Clone, Serialize)]
+pub struct BotStatus {
+    /// YAML id.
+    pub id: BotId,
+    /// Display name.
+    pub name: String,
+    /// State.
+    pub state: BotState,
+    /// Why it failed, when it did.
+    pub reason: Option<String>,
+    /// Polling or webhook.
+    pub mode: Mode,
+    /// Time since it started, while running.
+    pub uptime: Option<Duration>,
+    /// Loaded plugins, in load order, while running.
+    pub plugins: Vec<String>,
+    /// Updates handled since the process started.
+    pub updates_handled: u64,
+    /// Handler errors since the process started.
+    pub errors: u64,
+    /// The last handler error.
+    pub last_error: Option<String>,
+    /// The YAML file.
+    pub file: PathBuf,
+}
+
+struct Slot {
+    config: Arc<BotConfig>,
+    health: Arc<BotHealth>,
+    running: Option<RunningBot>,
+    failure: Option<String>,
+}
+
+/// Runs the configured bots.
+#[derive(Clone)]
+pub struct BotManager {
+    deps: Deps,
+    slots: Arc<tokio::sync::Mutex<BTreeMap<BotId, Slot>>>,
+    /// What status needs of each bot, readable without waiting for a start or stop in progress.
+    statuses: Arc<Mutex<BTreeMap<BotId, StatusEntry>>>,
+}
+
+/// Why a manager operation did nothing.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ManagerError {
+    /// No bot with this id is configured.
+    #[error("no bot {0}")]
+    Unknown(String),
+    /// The bot could not start.
+    #[error("bot {0} failed to start: {1}")]
+    StartFailed(String, String),
+}
+
+impl BotManager {
+    /// A manager with no bots yet.
+    pub fn new(deps: Deps) -> BotManager {
+        BotManager {
+            deps,
+            slots: Arc::default(),
+            statuses: Arc::default(),
+        }
+    }
+
+    /// Adds these bots and starts the enabled ones, all at once; returns how many run.
+    pub async fn start_all(&self, configs: Vec<BotConfig>) -> usize {
+        {
+            let mut slots = self.slots.lock().await;
+            for config in configs {
+                let slot = Slot {
+                    config: Arc::new(config),
+                    health: Arc::default(),
+                    running: None,
+                    failure: None,
+                };
+                slots.insert(slot.config.id.clone(), slot);
+            }
+            self.refresh(&slots);
+        }
+        let ids: Vec<BotId> = self
+            .slots
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, s)| s.config.enabled)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let starts = ids.iter().map(|id| self.start(id));
+        futures_util::future::join_all(starts)
+            .await
+            .iter()
+            .filter(|r| r.is_ok())
+            .count()
+    }
+
+    /// Starts a configured bot (a running one is left alone).
+    pub async fn start(&self, id: &BotId) -> Result<(), ManagerError> {
+        let (config, health) = {
+            let slots = self.slots.lock().await;
+            let slot = slots
+                .get(id)
+                .ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
+            if slot.running.is_some() {
+                return Ok(());
+            }
+            (slot.config.clone(), slot.health.clone())
+        };
+        *health.failure.lock() = None;
+        let started = RunningBot::start(&self.deps, config, health).await;
+        let mut slots = self.slots.lock().await;
+        let slot = slots
+            .get_mut(id)
+            .ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
+        let result = match started {
+            Ok(running) => {
+                if let Some(previous) = slot.running.replace(running) {
+                    // Started twice concurrently: keep one.
+                    tokio::spawn(previous.stop());
+                }
+                slot.failure = None;
+                Ok(())
+            }
+            Err(reason) => {
+                error!(bot_id = %id, reason = %reason, "bot failed to start");
+                slot.failure = Some(reason.clone());
+                Err(ManagerError::StartFailed(id.to_string(), reason))
+            }
+        };
+        self.refresh(&slots);
+        result
+    }
+
+    /// Stops a bot, letting in-flight updates finish.
+    pub async fn stop(&self, id: &BotId) -> Result<(), ManagerError> {
+        let running = {
+            let mut slots = self.slots.lock().await;
+            let slot = slots
+                .get_mut(id)
+                .ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
+            slot.running.take()
+        };
+        if let Some(running) = running {
+            running.stop().await;
+        }
+        self.refresh(&*self.slots.lock().await);
+        Ok(())
+    }
+
+    /// Stops and starts a bot.
+    pub async fn restart(&self, id: &BotId) -> Result<(), ManagerError> {
+        self.stop(id).await?;
+        self.start(id).await
+    }
+
+    /// Stops every bot.
+    pub async fn stop_all(&self) {
+        let running: Vec<RunningBot> = {
+            let mut slots = self.slots.lock().await;
+            slots
+                .values_mut()
+                .filter_map(|s| s.running.take())
+                .collect()
+        };
+        futures_util::future::join_all(running.into_iter().map(RunningBot::stop)).await;
+        self.refresh(&*self.slots.lock().await);
+        info!("all bots stopped");
+    }
+
+    /// Every configured bot's status, by id.
+    pub fn status(&self) -> Vec<BotStatus> {
+        self.statuses
+            .lock()
+            .values()
+            .map(StatusEntry::status)
+            .collect()
+    }
+
+    /// One bot's status.
+    pub fn status_of(&self, id: &BotId) -> Option<BotStatus> {
+        self.statuses.lock().get(id).map(StatusEntry::status)
+    }
+
+    /// The configured bot ids.
+    pub fn ids(&self) -> Vec<BotId> {
+        self.statuses.lock().keys().cloned().collect()
+    }
+
+    fn refresh(&self, slots: &BTreeMap<BotId, Slot>) {
+        let mut statuses = self.statuses.lock();
+        statuses.clear();
+        for (id, slot) in slots {
+            statuses.insert(id.clone(), StatusEntry::of(slot));
+        }
+    }
+}
+
+/// The parts of a bot's status that change only with manager operations; counters are read live.
+struct StatusEntry {
+    config: Arc<BotConfig>,
+    health: Arc<BotHealth>,
+    started_at: Option<Instant>,
+    plugins: Vec<String>,
+    failure: Option<String>,
+}
+
+impl StatusEntry {
+    fn of(slot: &Slot) -> StatusEntry {
+        StatusEntry {
+            config: slot.config.clone(),
+            health: slot.health.clone(),
+            started_at: slot.running.as_ref().map(|r| r.started_at),
+            plugins: slot
+                .running
+                .as_ref()
+                .map(RunningBot::plugin_names)
+                .unwrap_or_default(),
+            failure: slot.failure.clone(),
+        }
+    }
+
+    fn status(&self) -> BotStatus {
+        let health = &self.health;
+        let failure = health
+            .failure
+            .lock()
+            .clone()
+            .or_else(|| self.failure.clone());
+        let state = match (self.started_at, &failure) {
+            (_, Some(_)) => BotState::Failed,
+            (Some(_), None) => BotState::Running,
+            (None, None) if !self.config.enabled => BotState::Disabled,
+            (None, None) => BotState::Stopped,
+        };
+        BotStatus {
+            id: self.config.id.clone(),
+            name: self.config.name.clone(),
+            state,
+            reason: failure,
+            mode: self.config.mode,
+            uptime: self.started_at.map(|at| at.elapsed()),
+            plugins: self.plugins.clone(),
+            updates_handled: health.updates_handled.load(Ordering::Relaxed),
+            errors: health.errors.load(Ordering::Relaxed),
+            last_error: health.last_error.lock().clone(),
+            file: self.config.file.clone(),
+        }
+    }
+}

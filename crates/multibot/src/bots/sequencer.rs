@@ -1,0 +1,167 @@
+//! Ordering and acknowledgement. The [`Tracker`] knows which updates are in flight and gives the offset that is
+//! safe to confirm (the low-water mark: every update below it has been handled). The [`Sequencer`] handles the
+//! updates of one chat in order and different chats in parallel, at most `max_concurrent_updates` at once.
+
+use std::{
+    collections::{BTreeSet, HashMap, VecDeque},
+    sync::Arc,
+};
+
+use parking_lot::Mutex;
+use teloxide_core::types::{Update, UpdateKind};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::runtime::{BotRuntime, handle_update};
+
+/// Updates received but not yet handled, and the highest id seen.
+#[derive(Default)]
+pub(crate) struct Tracker {
+    inner: Mutex<TrackerInner>,
+    /// Signalled whenever an update finishes.
+    pub(crate) progress: Notify,
+}
+
+#[derive(Default)]
+struct TrackerInner {
+    in_flight: BTreeSet<i64>,
+    last_seen: Option<i64>,
+}
+
+impl Tracker {
+    /// Keeps the updates not seen before (Telegram re-sends unconfirmed ones) and marks them in flight.
+    pub(crate) fn admit(&self, updates: Vec<Update>) -> Vec<Update> {
+        let mut inner = self.inner.lock();
+        let mut fresh = Vec::with_capacity(updates.len());
+        for update in updates {
+            let id = i64::from(update.id.0);
+            if inner.last_seen.is_some_and(|last| id <= last) {
+                continue;
+            }
+            inner.last_seen = Some(id);
+            inner.in_flight.insert(id);
+            fresh.push(update);
+        }
+        fresh
+    }
+
+    /// Marks an update handled.
+    pub(crate) fn done(&self, id: i64) {
+        self.inner.lock().in_flight.remove(&id);
+        self.progress.notify_waiters();
+    }
+
+    /// How many updates are in flight.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.inner.lock().in_flight.len()
+    }
+
+    /// The offset to poll with: the oldest update in flight, else one past the newest seen.
+    pub(crate) fn offset(&self) -> Option<i64> {
+        let inner = self.inner.lock();
+        inner
+            .in_flight
+            .first()
+            .copied()
+            .or(inner.last_seen.map(|id| id + 1))
+    }
+
+    /// Waits until nothing is in flight.
+    pub(crate) async fn drained(&self) {
+        loop {
+            let notified = self.progress.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.in_flight() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Runs updates: in order within a chat, chats in parallel.
+pub(crate) struct Sequencer {
+    bot: Arc<BotRuntime>,
+    pub(crate) tracker: Arc<Tracker>,
+    chats: Mutex<HashMap<i64, VecDeque<Update>>>,
+    permits: Arc<Semaphore>,
+    tasks: TaskTracker,
+    /// Cancels handlers still running after the shutdown grace period.
+    hard_stop: CancellationToken,
+}
+
+/// The key that orders updates: the chat, or the user for updates without one.
+fn order_key(update: &Update) -> i64 {
+    match &update.kind {
+        UpdateKind::CallbackQuery(q) => q
+            .message
+            .as_ref()
+            .map_or(q.from.id.0 as i64, |m| m.chat().id.0),
+        _ => update
+            .chat()
+            .map(|c| c.id.0)
+            .or(update.from().map(|u| u.id.0 as i64))
+            .unwrap_or(0),
+    }
+}
+
+impl Sequencer {
+    pub(crate) fn new(
+        bot: Arc<BotRuntime>,
+        tracker: Arc<Tracker>,
+        max_concurrent: usize,
+    ) -> Arc<Sequencer> {
+        Arc::new(Sequencer {
+            bot,
+            tracker,
+            chats: Mutex::default(),
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            tasks: TaskTracker::new(),
+            hard_stop: CancellationToken::new(),
+        })
+    }
+
+    /// Queues an update behind the others of its chat (the tracker must have admitted it).
+    pub(crate) fn dispatch(self: &Arc<Self>, update: Update) {
+        let key = order_key(&update);
+        let mut chats = self.chats.lock();
+        if let Some(queue) = chats.get_mut(&key) {
+            queue.push_back(update);
+            return;
+        }
+        chats.insert(key, VecDeque::new());
+        drop(chats);
+        self.tasks.spawn(self.clone().run_chat(key, update));
+    }
+
+    async fn run_chat(self: Arc<Self>, key: i64, first: Update) {
+        let mut next = Some(first);
+        while let Some(update) = next {
+            let id = i64::from(update.id.0);
+            let work = async {
+                let _permit = self.permits.acquire().await;
+                handle_update(self.bot.clone(), update).await;
+            };
+            tokio::select! {
+                () = work => {}
+                () = self.hard_stop.cancelled() => return,
+            }
+            self.tracker.done(id);
+            let mut chats = self.chats.lock();
+            next = match chats.get_mut(&key).and_then(VecDeque::pop_front) {
+                Some(update) => Some(update),
+                None => {
+                    chats.remove(&key);
+                    None
+                }
+            };
+        }
+    }
+
+    /// Abandons handlers still running (their updates stay unconfirmed and come again after a restart).
+    pub(crate) fn abort(&self) {
+        self.hard_stop.cancel();
+        self.tasks.close();
+    }
+}

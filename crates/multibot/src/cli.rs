@@ -1,0 +1,180 @@
+//! The `multibot` command line: `run` (the default), `check-config`, `plugins`, `emulator`, `demo`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    app::{Application, process_env},
+    config::{self, Settings, WebhookEnv},
+    demo,
+    plugins::PluginRegistry,
+    telemetry,
+};
+
+/// Run many Telegram bots in one process.
+#[derive(Debug, Parser)]
+#[command(name = "multibot", version, about)]
+pub struct Cli {
+    /// What to do (default: run).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every enabled bot of CONFIG_DIR until SIGINT or SIGTERM.
+    Run,
+    /// Validate the bot configurations: print every problem and exit 1, or a summary and exit 0.
+    CheckConfig,
+    /// List the available plugins.
+    Plugins,
+    /// Run the Telegram Bot API emulator.
+    Emulator(botapi_emulator::cli::Args),
+    /// Start the emulator and the example bots in this process, play a conversation with each, keep running.
+    Demo(demo::Args),
+}
+
+/// Reads the settings, or prints every problem.
+fn settings() -> Result<Settings, ExitCode> {
+    Settings::from_process_env().map_err(|errors| {
+        for e in errors {
+            eprintln!("configuration error: {e}");
+        }
+        ExitCode::from(2)
+    })
+}
+
+/// A token cancelled by SIGINT or SIGTERM.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                        cancel.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        cancel.cancel();
+    });
+    token
+}
+
+/// Runs the command line.
+pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            let settings = match settings() {
+                Ok(settings) => settings,
+                Err(code) => return Ok(code),
+            };
+            telemetry::init(&settings);
+            let app =
+                Application::build(settings, PluginRegistry::builtin(), process_env()).await?;
+            let signals = shutdown_on_signals();
+            let token = app.shutdown_token();
+            tokio::spawn(async move {
+                signals.cancelled().await;
+                token.cancel();
+            });
+            app.run_until_stopped().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => {
+            let settings = match settings() {
+                Ok(settings) => settings,
+                Err(code) => return Ok(code),
+            };
+            Ok(check_config(&settings))
+        }
+        Command::Plugins => {
+            for meta in PluginRegistry::builtin().list() {
+                let kind = if meta.script { "script" } else { "native" };
+                println!(
+                    "{:<16} {:<8} {:<7} {}",
+                    meta.name, meta.version, kind, meta.description
+                );
+                if !meta.dependencies.is_empty() {
+                    println!("{:<16} depends on: {}", "", meta.dependencies.join(", "));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Emulator(args) => {
+            let settings = Settings::from_process_env().unwrap_or_else(|_| default_settings());
+            telemetry::init(&Settings {
+                log_format: config::LogFormat::Text,
+                ..settings
+            });
+            botapi_emulator::cli::run(args, shutdown_on_signals()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// Settings with every default, for commands that work without a valid environment.
+pub(crate) fn default_settings() -> Settings {
+    let Ok(settings) = Settings::from_env(&|_| None) else {
+        unreachable!("the defaults are valid")
+    };
+    settings
+}
+
+fn check_config(settings: &Settings) -> ExitCode {
+    let registry = PluginRegistry::builtin();
+    let webhooks = WebhookEnv {
+        enabled: settings.webhook_enabled,
+        base_url_set: settings.webhook_base_url.is_some(),
+    };
+    let env = process_env();
+    let loaded = config::load_dir(&settings.config_dir, &*env, &registry, webhooks);
+    if !loaded.errors.is_empty() {
+        for e in &loaded.errors {
+            println!("{e}");
+        }
+        println!(
+            "{} problem(s) in {} file(s)",
+            loaded.errors.len(),
+            loaded.files.len()
+        );
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "{} bot(s) in {}:",
+        loaded.bots.len(),
+        settings.config_dir.display()
+    );
+    for bot in &loaded.bots {
+        let plugins: Vec<&str> = registry
+            .load_order(&bot.plugins)
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        let state = if bot.enabled { "enabled" } else { "disabled" };
+        println!(
+            "  {} ({}) {}, {}, plugins: {}",
+            bot.id,
+            bot.name,
+            bot.mode,
+            state,
+            plugins.join(", ")
+        );
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,230 @@
+//! `Settings`: the environment variables Multibot reads, with the spec's defaults. A `.env` file is loaded by
+//! `main` before this runs; real environment variables win.
+
+use std::{path::PathBuf, time::Duration};
+
+use super::BotToken;
+
+/// Log line format (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (the default, for production).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Process-wide settings from the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `ADMIN_BOT_TOKEN`: the admin bot's token; none runs without an admin bot.
+    pub admin_bot_token: Option<BotToken>,
+    /// `ADMIN_ALLOWED_USERS`: user ids allowed to use the admin bot.
+    pub admin_allowed_users: Vec<i64>,
+    /// `LOG_LEVEL`: DEBUG, INFO, WARNING or ERROR (default INFO), as a tracing filter directive.
+    pub log_level: String,
+    /// `LOG_FORMAT`: json (default) or text.
+    pub log_format: LogFormat,
+    /// `HEALTH_CHECK_ENABLED` (default true).
+    pub health_check_enabled: bool,
+    /// `HEALTH_CHECK_PORT` (default 8080).
+    pub health_check_port: u16,
+    /// `WEBHOOK_ENABLED` (default false).
+    pub webhook_enabled: bool,
+    /// `WEBHOOK_BASE_URL`: public URL of the webhook server.
+    pub webhook_base_url: Option<String>,
+    /// `WEBHOOK_PORT` (default 8443).
+    pub webhook_port: u16,
+    /// `ENABLE_HOT_RELOAD` (default true).
+    pub enable_hot_reload: bool,
+    /// `CONFIG_DIR` (default `./config/bots`).
+    pub config_dir: PathBuf,
+    /// `PLUGINS_DIR` (default `./plugins`).
+    pub plugins_dir: PathBuf,
+    /// `TELEGRAM_API_URL` (default `https://api.telegram.org`).
+    pub telegram_api_url: String,
+    /// `DATA_DIR` (default `./data`).
+    pub data_dir: PathBuf,
+    /// `POLLING_TIMEOUT`: getUpdates long-poll timeout in seconds (default 25).
+    pub polling_timeout: Duration,
+    /// `SHUTDOWN_TIMEOUT`: seconds a stopping bot may take to finish in-flight updates (default 10).
+    pub shutdown_timeout: Duration,
+    /// `MAX_CONCURRENT_UPDATES`: updates one bot handles at once, across chats (default 64).
+    pub max_concurrent_updates: usize,
+}
+
+/// Every variable [`Settings`] reads, for `.env.example` and the README.
+pub const VARIABLES: &[&str] = &[
+    "ADMIN_BOT_TOKEN",
+    "ADMIN_ALLOWED_USERS",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "HEALTH_CHECK_ENABLED",
+    "HEALTH_CHECK_PORT",
+    "WEBHOOK_ENABLED",
+    "WEBHOOK_BASE_URL",
+    "WEBHOOK_PORT",
+    "ENABLE_HOT_RELOAD",
+    "CONFIG_DIR",
+    "PLUGINS_DIR",
+    "TELEGRAM_API_URL",
+    "DATA_DIR",
+    "POLLING_TIMEOUT",
+    "SHUTDOWN_TIMEOUT",
+    "MAX_CONCURRENT_UPDATES",
+];
+
+impl Settings {
+    /// Reads the settings through `get` (the process environment in production); reports every bad value.
+    pub fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Vec<String>> {
+        let mut errors = Vec::new();
+        let text = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let flag = |name: &str, default: bool, errors: &mut Vec<String>| match text(name) {
+            None => default,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => {
+                    errors.push(format!("{name}={v:?} is not a boolean (use true or false)"));
+                    default
+                }
+            },
+        };
+        let number =
+            |name: &str, default: u64, min: u64, max: u64, errors: &mut Vec<String>| match text(
+                name,
+            ) {
+                None => default,
+                Some(v) => match v.parse::<u64>() {
+                    Ok(n) if (min..=max).contains(&n) => n,
+                    _ => {
+                        errors.push(format!(
+                            "{name}={v:?} must be a whole number from {min} to {max}"
+                        ));
+                        default
+                    }
+                },
+            };
+        let admin_bot_token = text("ADMIN_BOT_TOKEN").and_then(|t| match BotToken::parse(&t) {
+            Ok(token) => Some(token),
+            Err(e) => {
+                errors.push(format!("ADMIN_BOT_TOKEN: {e}"));
+                None
+            }
+        });
+        let mut admin_allowed_users = Vec::new();
+        for part in text("ADMIN_ALLOWED_USERS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            match part.parse::<i64>() {
+                Ok(id) if id > 0 => admin_allowed_users.push(id),
+                _ => errors.push(format!("ADMIN_ALLOWED_USERS: {part:?} is not a user id")),
+            }
+        }
+        let log_level = match text("LOG_LEVEL")
+            .unwrap_or_else(|| "INFO".into())
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "TRACE" => "trace",
+            "DEBUG" => "debug",
+            "INFO" => "info",
+            "WARNING" | "WARN" => "warn",
+            "ERROR" | "CRITICAL" => "error",
+            other => {
+                errors.push(format!(
+                    "LOG_LEVEL={other:?} must be DEBUG, INFO, WARNING or ERROR"
+                ));
+                "info"
+            }
+        }
+        .to_owned();
+        let log_format = match text("LOG_FORMAT")
+            .unwrap_or_else(|| "json".into())
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => {
+                errors.push(format!("LOG_FORMAT={other:?} must be json or text"));
+                LogFormat::Json
+            }
+        };
+        let health_check_enabled = flag("HEALTH_CHECK_ENABLED", true, &mut errors);
+        let health_check_port = number("HEALTH_CHECK_PORT", 8080, 0, 65535, &mut errors) as u16;
+        let webhook_enabled = flag("WEBHOOK_ENABLED", false, &mut errors);
+        let webhook_base_url = text("WEBHOOK_BASE_URL").map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(url) = &webhook_base_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            errors.push(format!(
+                "WEBHOOK_BASE_URL={url:?} must start with https:// (or http://)"
+            ));
+        }
+        let webhook_port = number("WEBHOOK_PORT", 8443, 0, 65535, &mut errors) as u16;
+        let enable_hot_reload = flag("ENABLE_HOT_RELOAD", true, &mut errors);
+        let telegram_api_url =
+            text("TELEGRAM_API_URL").unwrap_or_else(|| "https://api.telegram.org".into());
+        if reqwest::Url::parse(&telegram_api_url)
+            .map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+        {
+            errors.push(format!(
+                "TELEGRAM_API_URL={telegram_api_url:?} is not an http(s) URL"
+            ));
+        }
+        let settings = Settings {
+            admin_bot_token,
+            admin_allowed_users,
+            log_level,
+            log_format,
+            health_check_enabled,
+            health_check_port,
+            webhook_enabled,
+            webhook_base_url,
+            webhook_port,
+            enable_hot_reload,
+            config_dir: text("CONFIG_DIR")
+                .unwrap_or_else(|| "./config/bots".into())
+                .into(),
+            plugins_dir: text("PLUGINS_DIR")
+                .unwrap_or_else(|| "./plugins".into())
+                .into(),
+            telegram_api_url: telegram_api_url.trim_end_matches('/').to_owned(),
+            data_dir: text("DATA_DIR").unwrap_or_else(|| "./data".into()).into(),
+            polling_timeout: Duration::from_secs(number(
+                "POLLING_TIMEOUT",
+                25,
+                0,
+                600,
+                &mut errors,
+            )),
+            shutdown_timeout: Duration::from_secs(number(
+                "SHUTDOWN_TIMEOUT",
+                10,
+                0,
+                3600,
+                &mut errors,
+            )),
+            max_concurrent_updates: number("MAX_CONCURRENT_UPDATES", 64, 1, 100_000, &mut errors)
+                as usize,
+        };
+        if errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Settings from the process environment.
+    pub fn from_process_env() -> Result<Settings, Vec<String>> {
+        Settings::from_env(&|name| std::env::var(name).ok())
+    }
+}

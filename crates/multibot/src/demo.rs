@@ -1,0 +1,238 @@
+//! `multibot demo`: the emulator and the example bots of `CONFIG_DIR` in one process, a short conversation with
+//! each printed as a transcript, then the fleet keeps running for the user to talk to. It needs no token, no
+//! database server and no network: unset `*_TOKEN` variables get emulator tokens.
+
+use std::{process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use botapi_emulator::{Emulator, EmulatorConfig, TestBot, TestUser, types::Message};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    app::{Application, EnvLookup},
+    bots::{BotState, BotStatus},
+    cli::shutdown_on_signals,
+    config::{self, LogFormat, Settings, WebhookEnv},
+    plugins::PluginRegistry,
+    telemetry,
+};
+
+/// Options of `multibot demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Where the emulator listens (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub listen: std::net::SocketAddr,
+    /// Exit after the transcript instead of running until Ctrl-C.
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// A stable emulator token for an unset `*_TOKEN` variable.
+fn demo_token(variable: &str) -> String {
+    let hash = variable.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let id = 100_000 + hash % 900_000;
+    let secret: String = variable
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    format!("{id}:Demo{secret:_<20}")
+}
+
+/// The process environment, with emulator tokens for unset `*_TOKEN` variables.
+fn demo_env() -> EnvLookup {
+    Arc::new(|name| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| name.ends_with("_TOKEN").then(|| demo_token(name)))
+    })
+}
+
+/// Runs the demo.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let emulator = Emulator::serve(
+        listener,
+        EmulatorConfig::default(),
+        CancellationToken::new(),
+    );
+    let mut settings =
+        Settings::from_process_env().unwrap_or_else(|_| crate::cli::default_settings());
+    settings.telegram_api_url = emulator.api_url();
+    settings.polling_timeout = Duration::from_secs(10);
+    if std::env::var("LOG_LEVEL").is_err() {
+        settings.log_level = "warn".into();
+    }
+    if std::env::var("LOG_FORMAT").is_err() {
+        settings.log_format = LogFormat::Text;
+    }
+    telemetry::init(&settings);
+    let registry = PluginRegistry::builtin();
+    let env = demo_env();
+    // Register every configured bot with the emulator before the fleet starts.
+    let webhooks = WebhookEnv {
+        enabled: settings.webhook_enabled,
+        base_url_set: settings.webhook_base_url.is_some(),
+    };
+    let loaded = config::load_dir(&settings.config_dir, &*env, &registry, webhooks);
+    let mut bots = Vec::new();
+    for config in &loaded.bots {
+        let username = format!("{}_bot", config.id.as_str().trim_end_matches("_bot"));
+        let bot = emulator
+            .control()
+            .bot_named(config.token.expose(), &config.name, &username)
+            .await?;
+        bots.push((config.id.clone(), config.name.clone(), bot));
+    }
+    let app = Application::build(settings.clone(), registry, env).await?;
+    for problem in app.config_errors() {
+        println!("config problem: {problem}");
+    }
+    println!("Multibot demo: Bot API emulator at {}", emulator.api_url());
+    let alice = emulator.user(1001);
+    for status in app.manager().status() {
+        let Some((_, name, bot)) = bots.iter().find(|(id, _, _)| *id == status.id) else {
+            continue;
+        };
+        println!();
+        println!("── {} ({}) ──", status.id, name);
+        if status.state != BotState::Running {
+            println!(
+                "   {} is {:?}: {}",
+                status.id,
+                status.state,
+                status.reason.as_deref().unwrap_or("disabled")
+            );
+            continue;
+        }
+        if let Err(e) = converse(&alice, bot, name, &status).await {
+            println!("   conversation stopped: {e:#}");
+        }
+    }
+    println!();
+    if let Some((_, _, bot)) = bots.first() {
+        println!("The bots keep running. Talk to them as user 1001, then read the answers:");
+        println!(
+            "  curl -s {}/control/bots/{}/messages -H 'content-type: application/json' -d '{{\"from\": 1001, \"text\": \"/help\"}}'",
+            emulator.api_url(),
+            bot.id
+        );
+        println!(
+            "  curl -s {}/control/bots/{}/chats/1001",
+            emulator.api_url(),
+            bot.id
+        );
+    }
+    let token = app.shutdown_token();
+    if args.once {
+        token.cancel();
+    } else {
+        println!("Press Ctrl-C to stop.");
+        let signals = shutdown_on_signals();
+        tokio::spawn(async move {
+            signals.cancelled().await;
+            token.cancel();
+        });
+    }
+    app.run_until_stopped().await?;
+    emulator.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Plays a short conversation with one bot, using the plugins it has.
+async fn converse(
+    alice: &TestUser,
+    bot: &TestBot,
+    name: &str,
+    status: &BotStatus,
+) -> anyhow::Result<()> {
+    let has = |plugin: &str| status.plugins.iter().any(|p| p == plugin);
+    let say = |text: &str| println!("   Alice: {text}");
+    let show = |message: &Message| {
+        println!(
+            "   {name}: {}",
+            indent(message.text.as_deref().unwrap_or("(no text)"))
+        )
+    };
+    for text in ["/start", "/help"] {
+        say(text);
+        alice.send(bot, text).await?;
+        show(&alice.next_message_from(bot).await?);
+    }
+    if has("echo") {
+        for text in ["/echo Hello, world!", "Nice to meet you"] {
+            say(text);
+            alice.send(bot, text).await?;
+            match alice
+                .next_message_in(bot, alice.id, Duration::from_secs(2))
+                .await
+            {
+                Ok(reply) => show(&reply),
+                Err(_) => println!("   {name}: (no answer: echo_all is off)"),
+            }
+        }
+    }
+    if has("form") {
+        for text in ["/form", "Alice", "30"] {
+            say(text);
+            alice.send(bot, text).await?;
+            show(&alice.next_message_from(bot).await?);
+        }
+    }
+    if has("menu") {
+        say("/menu");
+        alice.send(bot, "/menu").await?;
+        let menu = alice.next_message_from(bot).await?;
+        show(&menu);
+        let before = bot
+            .events(0, None, None, Duration::ZERO)
+            .await?
+            .last()
+            .map_or(0, |e| e.seq);
+        println!("   Alice: [clicks \"Option 2\"]");
+        alice.click(bot, &menu, "opt_2").await?;
+        let answer = bot
+            .next_event(
+                before,
+                None,
+                Some("callback_answer"),
+                Duration::from_secs(10),
+            )
+            .await?;
+        let text = answer
+            .detail
+            .as_ref()
+            .and_then(|d| d["text"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        println!("   {name}: (notification) {text}");
+        let edit = bot
+            .next_event(
+                before,
+                Some(alice.id),
+                Some("edit"),
+                Duration::from_secs(10),
+            )
+            .await?;
+        if let Some(message) = edit.message {
+            println!(
+                "   {name}: (edits the menu) {}",
+                message.text.unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn indent(text: &str) -> String {
+    text.trim_end()
+        .lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n      ")
+}

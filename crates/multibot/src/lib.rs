@@ -1,0 +1,32 @@
+//! Multibot runs many Telegram bots in one process. Each bot is described by a YAML file and composed of
+//! plugins; the fleet is controlled at runtime.
+//!
+//! # Layout
+//! - [`app`]: [`app::Application`] wires everything and runs until stopped.
+//! - [`config`]: environment settings and bot YAML, validated with file, line and field.
+//! - [`bots`]: the [`bots::BotManager`], running bots, the polling source, per-chat ordering.
+//! - [`plugins`]: the [`plugins::Plugin`] trait, the router, the registry and the built-in plugins.
+//! - [`fsm`]: conversation state storage.
+//! - [`telemetry`]: logging setup.
+//! - [`cli`], [`demo`]: the command line and the self-contained demo.
+
+pub mod app;
+pub mod bots;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod fsm;
+pub mod plugins;
+pub mod telemetry;
+
+/// What a plugin author needs, in one import.
+pub mod prelude {
+    pub use async_trait::async_trait;
+    pub use serde::Deserialize;
+    pub use teloxide_core::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, ParseMode};
+
+    pub use crate::plugins::{
+        CallbackFilter, ChatType, ContentType, Ctx, HandlerError, Handlers, MessageFilter, Plugin,
+        PluginContext, PluginMeta,
+    };
+}

@@ -1,0 +1,410 @@
+//! Plugins: the [`Plugin`] trait (the spec's `BasePlugin`), the [`PluginContext`] a plugin receives, the
+//! [`PluginRegistry`] of plugins by name, and the order a bot loads them in (dependencies first, then YAML
+//! order).
+//!
+//! - `router`: the [`Router`] handlers register on, its filters, and [`Handlers`], a plugin's view of it.
+//! - `ctx`: [`Ctx`], what a handler gets for one update.
+//! - `builtin`: the plugins compiled in, one file each.
+
+pub mod builtin;
+mod ctx;
+mod router;
+
+use std::{collections::BTreeMap, marker::PhantomData, sync::Arc};
+
+use async_trait::async_trait;
+pub use ctx::{Ctx, HandlerError, Reply};
+pub use router::{
+    CallbackFilter, ChatType, CommandInfo, ContentType, ErrorHookFn, HandlerFn, Handlers,
+    MessageFilter, Router, StateFilter,
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    bots::BotApi,
+    config::{BotId, PluginCatalog, PluginEntry},
+};
+
+/// What a plugin says about itself (the spec's class attributes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginMeta {
+    /// The name bots use in their YAML.
+    pub name: String,
+    /// One line about what it does.
+    pub description: String,
+    /// Semantic version.
+    pub version: String,
+    /// Who wrote it.
+    pub author: String,
+    /// Plugins that must be loaded first.
+    pub dependencies: Vec<String>,
+    /// Whether it can be reloaded in a running bot; if not, the bot is restarted instead.
+    pub supports_hot_reload: bool,
+    /// True for script plugins, false for native ones.
+    pub script: bool,
+}
+
+impl PluginMeta {
+    /// Metadata with this name, version 1.0.0, no dependencies and hot reload supported.
+    pub fn new(name: &str) -> PluginMeta {
+        PluginMeta {
+            name: name.to_owned(),
+            description: String::new(),
+            version: "1.0.0".to_owned(),
+            author: "Multibot".to_owned(),
+            dependencies: Vec::new(),
+            supports_hot_reload: true,
+            script: false,
+        }
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, text: &str) -> PluginMeta {
+        self.description = text.to_owned();
+        self
+    }
+
+    /// Sets the version.
+    pub fn version(mut self, version: &str) -> PluginMeta {
+        self.version = version.to_owned();
+        self
+    }
+
+    /// Sets the author.
+    pub fn author(mut self, author: &str) -> PluginMeta {
+        self.author = author.to_owned();
+        self
+    }
+
+    /// Sets the dependencies.
+    pub fn dependencies(mut self, names: &[&str]) -> PluginMeta {
+        self.dependencies = names.iter().map(|n| (*n).to_owned()).collect();
+        self
+    }
+
+    /// Sets whether the plugin supports hot reload.
+    pub fn supports_hot_reload(mut self, yes: bool) -> PluginMeta {
+        self.supports_hot_reload = yes;
+        self
+    }
+}
+
+/// Everything a plugin instance may touch: its bot, the Bot API, its configuration and its shutdown token.
+#[derive(Clone)]
+pub struct PluginContext {
+    /// The bot this instance belongs to (the spec's `bot_id`).
+    pub bot_id: BotId,
+    /// The plugin's name.
+    pub plugin: String,
+    /// The bot's Bot API client.
+    pub api: BotApi,
+    /// The raw `config:` block.
+    pub config: Value,
+    /// Cancelled when the bot stops.
+    pub shutdown: CancellationToken,
+}
+
+impl PluginContext {
+    /// The value of `key` in the `config:` block, or `default` when absent or of another type (the spec's
+    /// `get_config(key, default)`).
+    pub fn get_config<T: DeserializeOwned>(&self, key: &str, default: T) -> T {
+        PluginContext::get_config_of(&self.config, key, default)
+    }
+
+    fn get_config_of<T: DeserializeOwned>(config: &Value, key: &str, default: T) -> T {
+        config
+            .get(key)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or(default)
+    }
+}
+
+/// A native plugin: a typed configuration, a constructor, handlers and lifecycle hooks.
+#[async_trait]
+pub trait Plugin: Send + Sync + Sized + 'static {
+    /// The `config:` block, deserialized; an absent block is `{}`. Use `#[serde(deny_unknown_fields)]` so
+    /// typos are configuration errors.
+    type Config: DeserializeOwned + Send + Sync + 'static;
+
+    /// Name, description, version, author, dependencies, hot reload support.
+    fn meta() -> PluginMeta;
+
+    /// Builds the instance for one bot.
+    fn new(config: Self::Config, cx: &PluginContext) -> anyhow::Result<Self>;
+
+    /// Registers the handlers.
+    fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>);
+
+    /// Called when the plugin is loaded for a bot.
+    async fn on_load(&self, _cx: &PluginContext) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Called when the plugin is unloaded.
+    async fn on_unload(&self, _cx: &PluginContext) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Called when the bot starts receiving updates.
+    async fn on_bot_start(&self, _cx: &PluginContext) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Called when the bot stops.
+    async fn on_bot_stop(&self, _cx: &PluginContext) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// A plugin instance loaded in a bot, whatever its kind.
+#[async_trait]
+pub trait LoadedPlugin: Send + Sync {
+    /// See [`Plugin::on_load`].
+    async fn on_load(&self, cx: &PluginContext) -> anyhow::Result<()>;
+    /// See [`Plugin::on_unload`].
+    async fn on_unload(&self, cx: &PluginContext) -> anyhow::Result<()>;
+    /// See [`Plugin::on_bot_start`].
+    async fn on_bot_start(&self, cx: &PluginContext) -> anyhow::Result<()>;
+    /// See [`Plugin::on_bot_stop`].
+    async fn on_bot_stop(&self, cx: &PluginContext) -> anyhow::Result<()>;
+}
+
+#[async_trait]
+impl<P: Plugin> LoadedPlugin for P {
+    async fn on_load(&self, cx: &PluginContext) -> anyhow::Result<()> {
+        Plugin::on_load(self, cx).await
+    }
+    async fn on_unload(&self, cx: &PluginContext) -> anyhow::Result<()> {
+        Plugin::on_unload(self, cx).await
+    }
+    async fn on_bot_start(&self, cx: &PluginContext) -> anyhow::Result<()> {
+        Plugin::on_bot_start(self, cx).await
+    }
+    async fn on_bot_stop(&self, cx: &PluginContext) -> anyhow::Result<()> {
+        Plugin::on_bot_stop(self, cx).await
+    }
+}
+
+/// Makes plugin instances of one kind; the registry holds one per plugin name.
+pub trait PluginFactory: Send + Sync {
+    /// The plugin's metadata.
+    fn meta(&self) -> &PluginMeta;
+
+    /// Checks a `config:` block; on failure the path inside the block and the message.
+    fn check_config(&self, config: &Value) -> Result<(), (String, String)>;
+
+    /// Builds an instance for a bot and registers its handlers on `router`.
+    fn build(
+        &self,
+        cx: &PluginContext,
+        router: &mut Router,
+    ) -> anyhow::Result<Arc<dyn LoadedPlugin>>;
+}
+
+/// The factory of a native plugin type.
+struct Native<P> {
+    meta: PluginMeta,
+    plugin: PhantomData<fn() -> P>,
+}
+
+fn parse_config<C: DeserializeOwned>(config: &Value) -> Result<C, (String, String)> {
+    let config = if config.is_null() {
+        Value::Object(Default::default())
+    } else {
+        config.clone()
+    };
+    serde_path_to_error::deserialize(config).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        (path, e.into_inner().to_string())
+    })
+}
+
+impl<P: Plugin> PluginFactory for Native<P> {
+    fn meta(&self) -> &PluginMeta {
+        &self.meta
+    }
+
+    fn check_config(&self, config: &Value) -> Result<(), (String, String)> {
+        parse_config::<P::Config>(config).map(drop)
+    }
+
+    fn build(
+        &self,
+        cx: &PluginContext,
+        router: &mut Router,
+    ) -> anyhow::Result<Arc<dyn LoadedPlugin>> {
+        let config = parse_config::<P::Config>(&cx.config).map_err(|(path, message)| {
+            anyhow::anyhow!("plugin {} config {path}: {message}", self.meta.name)
+        })?;
+        let plugin = Arc::new(P::new(config, cx)?);
+        let mut handlers = Handlers::new(plugin.clone(), &self.meta.name, router);
+        plugin.setup_handlers(&mut handlers);
+        Ok(plugin)
+    }
+}
+
+/// Every plugin a bot can use, by name.
+#[derive(Clone, Default)]
+pub struct PluginRegistry {
+    factories: BTreeMap<String, Arc<dyn PluginFactory>>,
+}
+
+impl PluginRegistry {
+    /// A registry holding the built-in plugins.
+    pub fn builtin() -> PluginRegistry {
+        let mut registry = PluginRegistry::default();
+        builtin::register_all(&mut registry);
+        registry
+    }
+
+    /// Adds a native plugin type (replacing one of the same name).
+    pub fn register<P: Plugin>(&mut self) {
+        let meta = P::meta();
+        self.factories.insert(
+            meta.name.clone(),
+            Arc::new(Native::<P> {
+                meta,
+                plugin: PhantomData,
+            }),
+        );
+    }
+
+    /// Adds any factory (script plugins use this).
+    pub fn register_factory(&mut self, factory: Arc<dyn PluginFactory>) {
+        self.factories.insert(factory.meta().name.clone(), factory);
+    }
+
+    /// The factory for a name.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn PluginFactory>> {
+        self.factories.get(name)
+    }
+
+    /// Every plugin's metadata, by name.
+    pub fn list(&self) -> Vec<PluginMeta> {
+        self.factories.values().map(|f| f.meta().clone()).collect()
+    }
+
+    /// The enabled entries of a bot's `plugins:` in load order: each plugin after its dependencies, otherwise in
+    /// YAML order. The loader has already rejected missing and circular dependencies.
+    pub fn load_order<'a>(&self, entries: &'a [PluginEntry]) -> Vec<&'a PluginEntry> {
+        let enabled: Vec<&PluginEntry> = entries.iter().filter(|e| e.enabled).collect();
+        let mut order: Vec<&PluginEntry> = Vec::with_capacity(enabled.len());
+        fn visit<'a>(
+            registry: &PluginRegistry,
+            entry: &'a PluginEntry,
+            enabled: &[&'a PluginEntry],
+            order: &mut Vec<&'a PluginEntry>,
+            path: &mut Vec<String>,
+        ) {
+            if order.iter().any(|e| e.name == entry.name) || path.contains(&entry.name) {
+                return;
+            }
+            path.push(entry.name.clone());
+            let dependencies = registry
+                .get(&entry.name)
+                .map(|f| f.meta().dependencies.clone())
+                .unwrap_or_default();
+            for dependency in dependencies {
+                if let Some(dep) = enabled.iter().find(|e| e.name == dependency) {
+                    visit(registry, dep, enabled, order, path);
+                }
+            }
+            path.pop();
+            order.push(entry);
+        }
+        for entry in &enabled {
+            visit(self, entry, &enabled, &mut order, &mut Vec::new());
+        }
+        order
+    }
+}
+
+impl PluginCatalog for PluginRegistry {
+    fn dependencies(&self, name: &str) -> Option<Vec<String>> {
+        self.get(name).map(|f| f.meta().dependencies.clone())
+    }
+
+    fn check_config(&self, name: &str, config: &Value) -> Result<(), (String, String)> {
+        match self.get(name) {
+            Some(factory) => factory.check_config(config),
+            None => Err((String::new(), format!("unknown plugin {name:?}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A plugin that depends on `start`, to test the load order.
+    struct NeedsStart;
+
+    #[derive(serde::Deserialize)]
+    struct NoConfig {}
+
+    impl Plugin for NeedsStart {
+        type Config = NoConfig;
+        fn meta() -> PluginMeta {
+            PluginMeta::new("needs_start").dependencies(&["start"])
+        }
+        fn new(_config: NoConfig, _cx: &PluginContext) -> anyhow::Result<NeedsStart> {
+            Ok(NeedsStart)
+        }
+        fn setup_handlers(&self, _handlers: &mut Handlers<'_, Self>) {}
+    }
+
+    fn entry(name: &str) -> PluginEntry {
+        PluginEntry {
+            name: name.into(),
+            enabled: true,
+            config: json!({}),
+        }
+    }
+
+    #[test]
+    fn dependencies_load_first_then_yaml_order() {
+        let mut registry = PluginRegistry::builtin();
+        registry.register::<NeedsStart>();
+        let entries = [
+            entry("echo"),
+            entry("needs_start"),
+            entry("help"),
+            entry("start"),
+            PluginEntry {
+                enabled: false,
+                ..entry("menu")
+            },
+        ];
+        let names: Vec<_> = registry
+            .load_order(&entries)
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, ["echo", "start", "needs_start", "help"]);
+    }
+
+    #[test]
+    fn typed_config_errors_carry_their_path() {
+        let registry = PluginRegistry::builtin();
+        let error = registry
+            .check_config("help", &json!({"commands": [{"command": "/a"}]}))
+            .unwrap_err();
+        assert_eq!(error.0, "commands[0]");
+        assert!(error.1.contains("description"), "{}", error.1);
+        let error = registry
+            .check_config("start", &json!({"welcome_mesage": "typo"}))
+            .unwrap_err();
+        assert!(
+            error.1.contains("unknown field `welcome_mesage`"),
+            "{}",
+            error.1
+        );
+        registry.check_config("start", &Value::Null).unwrap();
+        assert!(PluginContext::get_config_of(&json!({"echo_all": true}), "echo_all", false));
+    }
+}

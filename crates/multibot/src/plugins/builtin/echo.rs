@@ -1,0 +1,57 @@
+//! `echo`: `/echo <text>` repeats the text; with `echo_all: true` every text message is echoed.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::plugins::{Ctx, Handlers, MessageFilter, Plugin, PluginContext, PluginMeta};
+
+/// `config:` of the `echo` plugin.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EchoConfig {
+    /// Echo every text message, not only `/echo`.
+    #[serde(default)]
+    pub echo_all: bool,
+}
+
+/// The `echo` plugin.
+pub struct Echo {
+    config: EchoConfig,
+}
+
+impl Plugin for Echo {
+    type Config = EchoConfig;
+
+    fn meta() -> PluginMeta {
+        PluginMeta::new("echo").description("Echoes user messages back")
+    }
+
+    fn new(config: EchoConfig, _cx: &PluginContext) -> anyhow::Result<Echo> {
+        Ok(Echo { config })
+    }
+
+    fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
+        handlers.command("echo", "Repeat your text", Echo::echo);
+        if self.config.echo_all {
+            handlers.message(MessageFilter::text(), Echo::echo_all);
+        }
+    }
+}
+
+impl Echo {
+    async fn echo(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+        match cx.command_args() {
+            "" => cx.reply("Usage: /echo <text>").plain().await?,
+            text => cx.reply(text).plain().await?,
+        };
+        Ok(())
+    }
+
+    async fn echo_all(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+        if let Some(text) = cx.text() {
+            cx.reply(format!("You said: {text}")).plain().await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! `error_handler`: when a handler fails, tells the user (with the error id the log line carries) and, if asked,
+//! the bot's `access.admin_users`.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use teloxide_core::types::ChatId;
+
+use crate::plugins::{Ctx, HandlerError, Handlers, Plugin, PluginContext, PluginMeta};
+
+/// `config:` of the `error_handler` plugin.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorHandlerConfig {
+    /// Show the error id to the user.
+    #[serde(default = "yes")]
+    pub show_error_id: bool,
+    /// Send each error to the bot's admin users.
+    #[serde(default)]
+    pub notify_admins: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The `error_handler` plugin.
+pub struct ErrorHandler {
+    config: ErrorHandlerConfig,
+}
+
+impl Plugin for ErrorHandler {
+    type Config = ErrorHandlerConfig;
+
+    fn meta() -> PluginMeta {
+        PluginMeta::new("error_handler")
+            .description("Tells users (and optionally admins) when something went wrong")
+    }
+
+    fn new(config: ErrorHandlerConfig, _cx: &PluginContext) -> anyhow::Result<ErrorHandler> {
+        Ok(ErrorHandler { config })
+    }
+
+    fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
+        handlers.on_error(ErrorHandler::on_error);
+    }
+}
+
+impl ErrorHandler {
+    async fn on_error(self: Arc<Self>, cx: Ctx, error: HandlerError) -> anyhow::Result<()> {
+        let text = if self.config.show_error_id {
+            format!(
+                "Something went wrong (error id {}). Please try again later.",
+                error.id
+            )
+        } else {
+            "Something went wrong. Please try again later.".to_owned()
+        };
+        if cx.chat_id().is_some() {
+            cx.reply(text).plain().await?;
+        }
+        if self.config.notify_admins {
+            let report = format!(
+                "⚠️ Error in bot {} (plugin {}, error id {}):\n{}",
+                cx.bot_id(),
+                error.plugin,
+                error.id,
+                error.message
+            );
+            for admin in cx.admin_users() {
+                cx.send(ChatId(*admin), report.clone()).plain().await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,68 @@
+//! `form`: a multi-step form on the FSM: `/form` asks for a name, then an age, then sums up.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::plugins::{Ctx, Handlers, MessageFilter, Plugin, PluginContext, PluginMeta};
+
+const WAITING_FOR_NAME: &str = "form:waiting_for_name";
+const WAITING_FOR_AGE: &str = "form:waiting_for_age";
+
+/// `config:` of the `form` plugin (none).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormConfig {}
+
+/// The `form` plugin.
+pub struct Form;
+
+impl Plugin for Form {
+    type Config = FormConfig;
+
+    fn meta() -> PluginMeta {
+        PluginMeta::new("form").description("Multi-step form example")
+    }
+
+    fn new(_config: FormConfig, _cx: &PluginContext) -> anyhow::Result<Form> {
+        Ok(Form)
+    }
+
+    fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
+        handlers
+            .command("form", "Fill in a short form", Form::start)
+            .message(MessageFilter::text().state(WAITING_FOR_NAME), Form::name)
+            .message(MessageFilter::text().state(WAITING_FOR_AGE), Form::age);
+    }
+}
+
+impl Form {
+    async fn start(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+        cx.set_state(Some(WAITING_FOR_NAME)).await?;
+        cx.reply("What's your name?").await?;
+        Ok(())
+    }
+
+    async fn name(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+        cx.update_data("name", cx.text().unwrap_or_default())
+            .await?;
+        cx.set_state(Some(WAITING_FOR_AGE)).await?;
+        cx.reply("How old are you?").await?;
+        Ok(())
+    }
+
+    async fn age(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+        let data = cx.data().await?;
+        let name = data
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("stranger")
+            .to_owned();
+        let age = cx.text().unwrap_or_default().to_owned();
+        cx.clear_state().await?;
+        cx.reply(format!("Hello {name}, you are {age} years old!"))
+            .plain()
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+//! `help`: answers `/help` with a header and the commands, from its config or from the bot's plugins.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::plugins::{Ctx, Handlers, Plugin, PluginContext, PluginMeta};
+
+/// One line of the help text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelpCommand {
+    /// The command, with or without its slash.
+    pub command: String,
+    /// What it does.
+    pub description: String,
+}
+
+/// `config:` of the `help` plugin.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelpConfig {
+    /// First line of the help text.
+    #[serde(default = "default_header")]
+    pub header: String,
+    /// The commands to list; when absent, every command the bot's plugins registered.
+    #[serde(default)]
+    pub commands: Option<Vec<HelpCommand>>,
+}
+
+fn default_header() -> String {
+    "Available Commands".to_owned()
+}
+
+/// The `help` plugin.
+pub struct Help {
+    config: HelpConfig,
+}
+
+impl Plugin for Help {
+    type Config = HelpConfig;
+
+    fn meta() -> PluginMeta {
+        PluginMeta::new("help").description("Lists the bot's commands on /help")
+    }
+
+    fn new(config: HelpConfig, _cx: &PluginContext) -> anyhow::Result<Help> {
+        Ok(Help { config })
+    }
+
+    fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
+        handlers.command("help", "Show help", Help::help);
+    }
+}
+
+impl Help {
+    async fn help(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+        let lines: Vec<String> = match &self.config.commands {
+            Some(commands) => commands
+                .iter()
+                .map(|c| format!("/{} - {}", c.command.trim_start_matches('/'), c.description))
+                .collect(),
+            None => cx
+                .commands()
+                .iter()
+                .map(|c| format!("/{} - {}", c.command, c.description))
+                .collect(),
+        };
+        cx.reply(format!("{}\n\n{}", self.config.header, lines.join("\n")))
+            .await?;
+        Ok(())
+    }
+}

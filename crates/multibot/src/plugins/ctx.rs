@@ -1,0 +1,330 @@
+//! [`Ctx`]: what a handler receives for one update. It reads the update, replies with the bot's default
+//! `settings`, edits and answers callbacks, and holds the conversation's FSM state.
+
+use std::{
+    future::{Future, IntoFuture},
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+use teloxide_core::types::{
+    CallbackQuery, ChatId, InlineKeyboardMarkup, Message, ParseMode, ReplyMarkup, Update,
+    UpdateKind, User,
+};
+
+use super::router::{CommandInfo, parse_command};
+use crate::{
+    bots::{BotRuntime, SendOptions},
+    config::{BotId, FsmStrategy},
+    fsm::{FsmKey, FsmRecord},
+};
+
+/// A failed handler, as error hooks see it.
+#[derive(Debug, Clone)]
+pub struct HandlerError {
+    /// Short id shown to the user and carried by the log line.
+    pub id: String,
+    /// The plugin whose handler failed.
+    pub plugin: String,
+    /// What went wrong (never containing the token).
+    pub message: String,
+}
+
+/// One update being handled, and the bot it came to.
+#[derive(Clone)]
+pub struct Ctx {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    bot: Arc<BotRuntime>,
+    update: Update,
+    fsm: Mutex<Option<FsmRecord>>,
+    answered: AtomicBool,
+}
+
+impl Ctx {
+    pub(crate) fn new(bot: Arc<BotRuntime>, update: Update) -> Ctx {
+        Ctx {
+            inner: Arc::new(Inner {
+                bot,
+                update,
+                fsm: Mutex::new(None),
+                answered: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The bot's id from its YAML.
+    pub fn bot_id(&self) -> &BotId {
+        &self.inner.bot.id
+    }
+
+    /// The bot's Telegram username.
+    pub fn bot_username(&self) -> &str {
+        &self.inner.bot.username
+    }
+
+    /// The bot's Bot API client, for anything the helpers below do not cover.
+    pub fn api(&self) -> &crate::bots::BotApi {
+        &self.inner.bot.api
+    }
+
+    /// The commands the bot's plugins registered, in plugin order.
+    pub fn commands(&self) -> &[CommandInfo] {
+        self.inner.bot.router.commands()
+    }
+
+    /// The bot's `access.admin_users`.
+    pub fn admin_users(&self) -> &[i64] {
+        &self.inner.bot.config.access.admin_users
+    }
+
+    /// The update.
+    pub fn update(&self) -> &Update {
+        &self.inner.update
+    }
+
+    /// The message of a message or edited-message update, or the message of a callback query's button.
+    pub fn message(&self) -> Option<&Message> {
+        match &self.inner.update.kind {
+            UpdateKind::Message(m) | UpdateKind::EditedMessage(m) => Some(m),
+            UpdateKind::CallbackQuery(q) => q.message.as_ref().and_then(|m| m.regular_message()),
+            _ => None,
+        }
+    }
+
+    /// The callback query, for callback updates.
+    pub fn callback(&self) -> Option<&CallbackQuery> {
+        match &self.inner.update.kind {
+            UpdateKind::CallbackQuery(q) => Some(q),
+            _ => None,
+        }
+    }
+
+    /// The callback data, for callback updates.
+    pub fn callback_data(&self) -> Option<&str> {
+        self.callback().and_then(|q| q.data.as_deref())
+    }
+
+    /// The text of a message update.
+    pub fn text(&self) -> Option<&str> {
+        match &self.inner.update.kind {
+            UpdateKind::Message(m) | UpdateKind::EditedMessage(m) => m.text(),
+            _ => None,
+        }
+    }
+
+    /// The arguments after a command (`/echo hello` gives `hello`); empty when there are none.
+    pub fn command_args(&self) -> &str {
+        self.text()
+            .and_then(|t| parse_command(t, self.bot_username()))
+            .map_or("", |(_, args)| args)
+    }
+
+    /// Who sent the update.
+    pub fn user(&self) -> Option<&User> {
+        self.inner.update.from()
+    }
+
+    /// The chat the update belongs to (for callbacks, the chat of the button's message, else the user's).
+    pub fn chat_id(&self) -> Option<ChatId> {
+        match &self.inner.update.kind {
+            UpdateKind::CallbackQuery(q) => Some(
+                q.message
+                    .as_ref()
+                    .map_or(ChatId(q.from.id.0 as i64), |m| m.chat().id),
+            ),
+            _ => self.inner.update.chat().map(|c| c.id),
+        }
+    }
+
+    /// Replies in the update's chat with the bot's default `settings`; `.keyboard(..)`, `.parse_mode(..)`,
+    /// `.plain()` adjust it, `.await` sends it.
+    pub fn reply(&self, text: impl Into<String>) -> Reply<'_> {
+        Reply {
+            cx: self,
+            chat: self.chat_id(),
+            text: text.into(),
+            options: SendOptions::default(),
+        }
+    }
+
+    /// Sends to any chat with the bot's default `settings`.
+    pub fn send(&self, chat: ChatId, text: impl Into<String>) -> Reply<'_> {
+        Reply {
+            cx: self,
+            chat: Some(chat),
+            text: text.into(),
+            options: SendOptions::default(),
+        }
+    }
+
+    /// Replaces the text (and keyboard) of the callback's message.
+    pub async fn edit_text(
+        &self,
+        text: impl Into<String>,
+        keyboard: Option<InlineKeyboardMarkup>,
+    ) -> anyhow::Result<()> {
+        let message = self
+            .message()
+            .ok_or_else(|| anyhow::anyhow!("no message to edit in this update"))?;
+        self.api()
+            .edit_message_text(message.chat.id, message.id, text.into(), keyboard)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the update's message (for callbacks, the button's message).
+    pub async fn delete_message(&self) -> anyhow::Result<()> {
+        let message = self
+            .message()
+            .ok_or_else(|| anyhow::anyhow!("no message to delete in this update"))?;
+        self.api()
+            .delete_message(message.chat.id, message.id)
+            .await?;
+        Ok(())
+    }
+
+    /// Answers the callback query, with a notification text or none.
+    pub async fn answer_callback(&self, text: Option<&str>) -> anyhow::Result<()> {
+        let query = self
+            .callback()
+            .ok_or_else(|| anyhow::anyhow!("not a callback query"))?;
+        if self.inner.answered.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.api()
+            .answer_callback_query(query.id.clone(), text.map(str::to_owned))
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the callback was answered.
+    pub(crate) fn callback_answered(&self) -> bool {
+        self.inner.answered.load(Ordering::SeqCst)
+    }
+
+    /// The FSM key of this update under the bot's `fsm_strategy`.
+    pub fn fsm_key(&self) -> Option<FsmKey> {
+        let user = self.user()?.id.0 as i64;
+        let chat = self.chat_id().map_or(user, |c| c.0);
+        let (chat_id, user_id) = match self.inner.bot.config.fsm_strategy {
+            FsmStrategy::GlobalUser => (user, user),
+            FsmStrategy::UserInChat => (chat, user),
+            FsmStrategy::Chat => (chat, chat),
+        };
+        Some(FsmKey {
+            bot_id: self.bot_id().to_string(),
+            chat_id,
+            user_id,
+        })
+    }
+
+    async fn record(&self) -> anyhow::Result<FsmRecord> {
+        if let Some(record) = self.inner.fsm.lock().clone() {
+            return Ok(record);
+        }
+        let Some(key) = self.fsm_key() else {
+            return Ok(FsmRecord::default());
+        };
+        let record = self.inner.bot.fsm.load(&key).await?;
+        *self.inner.fsm.lock() = Some(record.clone());
+        Ok(record)
+    }
+
+    async fn store(&self, record: FsmRecord) -> anyhow::Result<()> {
+        let key = self
+            .fsm_key()
+            .ok_or_else(|| anyhow::anyhow!("this update has no user, so no FSM state"))?;
+        self.inner.bot.fsm.save(&key, &record).await?;
+        *self.inner.fsm.lock() = Some(record);
+        Ok(())
+    }
+
+    /// The conversation's FSM state.
+    pub async fn state(&self) -> anyhow::Result<Option<String>> {
+        Ok(self.record().await?.state)
+    }
+
+    /// Sets (or with `None` clears) the FSM state, keeping the data.
+    pub async fn set_state(&self, state: Option<&str>) -> anyhow::Result<()> {
+        let mut record = self.record().await?;
+        record.state = state.map(str::to_owned);
+        self.store(record).await
+    }
+
+    /// The conversation's FSM data.
+    pub async fn data(&self) -> anyhow::Result<Map<String, Value>> {
+        Ok(self.record().await?.data)
+    }
+
+    /// Sets one FSM data field.
+    pub async fn update_data(&self, key: &str, value: impl Into<Value>) -> anyhow::Result<()> {
+        let mut record = self.record().await?;
+        record.data.insert(key.to_owned(), value.into());
+        self.store(record).await
+    }
+
+    /// Clears the FSM state and data.
+    pub async fn clear_state(&self) -> anyhow::Result<()> {
+        self.store(FsmRecord::default()).await
+    }
+}
+
+/// A message about to be sent; `.await` sends it and gives the sent message.
+pub struct Reply<'a> {
+    cx: &'a Ctx,
+    chat: Option<ChatId>,
+    text: String,
+    options: SendOptions,
+}
+
+impl Reply<'_> {
+    /// Attaches an inline keyboard.
+    pub fn keyboard(mut self, keyboard: InlineKeyboardMarkup) -> Self {
+        self.options.reply_markup = Some(ReplyMarkup::InlineKeyboard(keyboard));
+        self
+    }
+
+    /// Uses this parse mode instead of the bot's default.
+    pub fn parse_mode(mut self, mode: ParseMode) -> Self {
+        self.options.parse_mode = Some(Some(mode));
+        self
+    }
+
+    /// Sends the text as is, without the bot's default parse mode.
+    pub fn plain(mut self) -> Self {
+        self.options.parse_mode = Some(None);
+        self
+    }
+
+    /// Overrides the bot's `disable_web_page_preview`.
+    pub fn disable_preview(mut self, disable: bool) -> Self {
+        self.options.disable_preview = Some(disable);
+        self
+    }
+}
+
+impl<'a> IntoFuture for Reply<'a> {
+    type Output = anyhow::Result<Message>;
+    type IntoFuture = Pin<Box<dyn Future<Output = anyhow::Result<Message>> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let chat = self
+                .chat
+                .ok_or_else(|| anyhow::anyhow!("this update has no chat to reply in"))?;
+            Ok(self
+                .cx
+                .api()
+                .send_message(chat, self.text, self.options)
+                .await?)
+        })
+    }
+}

@@ -1,0 +1,113 @@
+//! The command line: check-config and plugins.
+
+use std::process::Command;
+
+use crate::helpers::{TempDir, token};
+
+fn multibot(dir: &TempDir, args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_multibot"))
+        .args(args)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("CONFIG_DIR", dir.path())
+        .env("GOOD_TOKEN", token(1))
+        .output()
+        .expect("multibot runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code().unwrap_or(-1), text)
+}
+
+const GOOD: &str =
+    "id: good\nname: Good\ntoken: \"${GOOD_TOKEN}\"\nplugins:\n  - name: start\n  - name: help\n";
+
+#[test]
+fn check_config_summarises_a_valid_directory() {
+    let dir = TempDir::new();
+    dir.write("good.yaml", GOOD);
+    let (code, text) = multibot(&dir, &["check-config"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("good (Good) polling, enabled, plugins: start, help"),
+        "{text}"
+    );
+    assert!(!text.contains(&token(1)));
+}
+
+#[test]
+fn check_config_prints_every_problem_and_exits_1() {
+    let dir = TempDir::new();
+    dir.write("good.yaml", GOOD);
+    // Bad input: an unknown key, an unset variable, and an unknown plugin, in one file.
+    dir.write(
+        "bad.yaml",
+        "id: bad\nname: Bad\ntoken: \"${MISSING_TOKEN}\"\ncolour: blue\nplugins:\n  - name: nope\n",
+    );
+    let (code, text) = multibot(&dir, &["check-config"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("bad.yaml:3:8: token: environment variable MISSING_TOKEN is not set"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bad.yaml:4:1: colour: unknown field \"colour\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("bad.yaml:6:11: plugins[0].name: unknown plugin \"nope\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn plugins_lists_the_builtin_plugins() {
+    let dir = TempDir::new();
+    let (code, text) = multibot(&dir, &["plugins"]);
+    assert_eq!(code, 0);
+    for name in ["start", "help", "error_handler", "echo", "form", "menu"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(name)),
+            "{name} missing from:\n{text}"
+        );
+    }
+    assert!(text.contains("Echoes user messages back"));
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    let dir = TempDir::new();
+    for sub in ["run", "check-config", "plugins", "emulator", "demo"] {
+        let (code, text) = multibot(&dir, &[sub, "--help"]);
+        assert_eq!(code, 0, "{sub}: {text}");
+        assert!(text.contains("Usage: multibot"), "{sub}: {text}");
+    }
+}
+
+#[test]
+fn the_demo_plays_a_conversation_with_each_example_bot() {
+    let dir = TempDir::new();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/bots");
+    let output = Command::new(env!("CARGO_BIN_EXE_multibot"))
+        .args(["demo", "--once", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("CONFIG_DIR", examples)
+        .output()
+        .expect("multibot runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for line in [
+        "── echo_bot (Echo Bot) ──",
+        "Echo Bot: You said: Nice to meet you",
+        "── support_bot (Support Bot) ──",
+        "Support Bot: Hello Alice, you are 30 years old!",
+        "Support Bot: (notification) You selected option 2",
+        "Support Bot: (edits the menu) Selected: Option 2",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+}

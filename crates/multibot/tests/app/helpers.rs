@@ -1,0 +1,161 @@
+//! Spawns the application against an emulator, with bot YAML files in a temporary `CONFIG_DIR`.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use botapi_emulator::{Emulator, EmulatorConfig, TestBot};
+use multibot::{
+    app::{Application, EnvLookup},
+    bots::BotManager,
+    config::Settings,
+    plugins::PluginRegistry,
+};
+use tokio_util::sync::CancellationToken;
+
+/// A well-formed token for bot number `n`.
+pub(crate) fn token(n: u32) -> String {
+    format!("{}:TestTokenForMultibot_{n:04}_secret", 700_000 + n)
+}
+
+/// A directory under the system temp dir, removed on drop.
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl TempDir {
+    pub(crate) fn new() -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "multibot-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("temp dir");
+        TempDir(path)
+    }
+
+    pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running application and its emulator.
+pub(crate) struct TestApp {
+    pub(crate) emu: Emulator,
+    pub(crate) manager: BotManager,
+    _dir: TempDir,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// Stops the application and waits for it.
+    pub(crate) async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("app task").expect("app stops cleanly");
+        }
+    }
+
+    /// The emulator handle of a registered bot.
+    pub(crate) async fn bot(&self, n: u32) -> TestBot {
+        self.emu.bot(&token(n)).await.expect("bot")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Settings for a test: the emulator as Telegram, `dir` as `CONFIG_DIR`, short timeouts.
+pub(crate) fn settings(emu: &Emulator, dir: &Path) -> Settings {
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("TELEGRAM_API_URL", emu.api_url()),
+        ("CONFIG_DIR", dir.display().to_string()),
+        ("POLLING_TIMEOUT", "5".into()),
+        ("SHUTDOWN_TIMEOUT", "10".into()),
+        ("LOG_FORMAT", "text".into()),
+    ]);
+    Settings::from_env(&|name| vars.get(name).cloned()).expect("valid settings")
+}
+
+/// `${TOKEN_<n>}` resolves to `token(n)`; everything else is unset.
+pub(crate) fn env() -> EnvLookup {
+    Arc::new(|name| {
+        name.strip_prefix("TOKEN_")
+            .and_then(|n| n.parse().ok())
+            .map(token)
+    })
+}
+
+/// Starts an emulator with bots `1..=registered` registered, writes `files` and starts the application.
+pub(crate) async fn spawn_app(
+    files: &[(&str, &str)],
+    registered: u32,
+    registry: PluginRegistry,
+) -> TestApp {
+    let emu = Emulator::start(EmulatorConfig::default())
+        .await
+        .expect("emulator");
+    for n in 1..=registered {
+        emu.control()
+            .bot_named(&token(n), &format!("Bot {n}"), &format!("bot{n}_bot"))
+            .await
+            .expect("register");
+    }
+    let dir = TempDir::new();
+    for (name, text) in files {
+        dir.write(name, text);
+    }
+    let app = Application::build(settings(&emu, dir.path()), registry, env())
+        .await
+        .expect("app builds");
+    let manager = app.manager().clone();
+    let shutdown = app.shutdown_token();
+    let task = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        emu,
+        manager,
+        _dir: dir,
+        shutdown,
+        task: Some(task),
+    }
+}
+
+/// Waits until `check` passes, or panics after `within`.
+pub(crate) async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real application (or the real binary, for signals) against the Bot API emulator.
+
+mod cli;
+mod conversation;
+mod failures;
+mod helpers;
+mod process;
