@@ -17,13 +17,9 @@ use crate::{
     error::ApiError,
     params::{Params, Upload},
     server::ConnKill,
-    types::{
-        BotCommand, CallRecord, Chat, ChatMessage, Document, Message, MessageEntity, PhotoSize,
-    },
+    types::{BotCommand, CallRecord, Chat, ChatMessage, Document, Message, MessageEntity, PhotoSize},
     webhook,
-    world::{
-        BotCell, BotState, FaultAction, FileInfo, Webhook, World, parse_token, unix_ms, unix_now,
-    },
+    world::{BotCell, BotState, FaultAction, FileInfo, Webhook, World, parse_token, unix_ms, unix_now},
 };
 
 /// Every method the emulator implements, as Telegram spells it.
@@ -93,22 +89,12 @@ impl Answer {
 pub(crate) async fn handle(State(world): State<Arc<World>>, req: Request) -> Response {
     let kill = req.extensions().get::<ConnKill>().cloned();
     let path = req.uri().path().to_owned();
-    let Some((token, method)) = path
-        .strip_prefix("/bot")
-        .and_then(|rest| rest.split_once('/'))
-    else {
+    let Some((token, method)) = path.strip_prefix("/bot").and_then(|rest| rest.split_once('/')) else {
         return ApiError::new(404, "Not Found").into_response();
     };
     let at_ms = unix_ms();
-    let bot = if parse_token(token).is_some() {
-        world.authorize(token)
-    } else {
-        None
-    };
-    let canonical = METHODS
-        .iter()
-        .find(|m| m.eq_ignore_ascii_case(method))
-        .copied();
+    let bot = if parse_token(token).is_some() { world.authorize(token) } else { None };
+    let canonical = METHODS.iter().find(|m| m.eq_ignore_ascii_case(method)).copied();
     let mut record = CallRecord {
         seq: 0,
         at_ms,
@@ -122,12 +108,7 @@ pub(crate) async fn handle(State(world): State<Arc<World>>, req: Request) -> Res
         return finish(&world, record, None, Err(ApiError::unauthorized()));
     };
     let Some(method) = canonical else {
-        return finish(
-            &world,
-            record,
-            Some(&bot),
-            Err(ApiError::method_not_found()),
-        );
+        return finish(&world, record, Some(&bot), Err(ApiError::method_not_found()));
     };
     let params = match Params::from_request(req, world.config.body_limit).await {
         Ok(params) => params,
@@ -160,12 +141,7 @@ pub(crate) async fn handle(State(world): State<Arc<World>>, req: Request) -> Res
 }
 
 /// Logs the call and turns its result into Telegram's answer.
-fn finish(
-    world: &World,
-    mut record: CallRecord,
-    bot: Option<&BotCell>,
-    result: Result<Answer, ApiError>,
-) -> Response {
+fn finish(world: &World, mut record: CallRecord, bot: Option<&BotCell>, result: Result<Answer, ApiError>) -> Response {
     let (status, body) = match result {
         Ok(Answer::Json(value)) => (200, format!(r#"{{"ok":true,"result":{value}}}"#)),
         Ok(Answer::Raw(raw)) => (200, format!(r#"{{"ok":true,"result":{raw}}}"#)),
@@ -184,12 +160,7 @@ fn finish(
     }
     world.log_call(record);
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    (
-        status,
-        [(CONTENT_TYPE, "application/json")],
-        Body::from(body),
-    )
-        .into_response()
+    (status, [(CONTENT_TYPE, "application/json")], Body::from(body)).into_response()
 }
 
 /// Closes the client's connection without an answer.
@@ -203,12 +174,7 @@ async fn drop_connection(kill: Option<ConnKill>) -> Response {
     }
 }
 
-async fn call(
-    world: &Arc<World>,
-    bot: &Arc<BotCell>,
-    method: &str,
-    p: &Params,
-) -> Result<Answer, ApiError> {
+async fn call(world: &Arc<World>, bot: &Arc<BotCell>, method: &str, p: &Params) -> Result<Answer, ApiError> {
     match method {
         "getUpdates" => get_updates(world, bot, p).await,
         "setWebhook" => set_webhook(world, bot, p),
@@ -244,12 +210,9 @@ async fn call(
 fn get_me(st: &BotState) -> Result<Answer, ApiError> {
     let mut me = serde_json::to_value(&st.me).unwrap_or_default();
     me["can_join_groups"] = true.into();
-    for flag in [
-        "can_read_all_group_messages",
-        "supports_inline_queries",
-        "can_connect_to_business",
-        "has_main_web_app",
-    ] {
+    for flag in
+        ["can_read_all_group_messages", "supports_inline_queries", "can_connect_to_business", "has_main_web_app"]
+    {
         me[flag] = false.into();
     }
     Ok(Answer::Json(me))
@@ -334,9 +297,7 @@ fn allowed_updates(p: &Params) -> Result<Option<Vec<String>>, ApiError> {
     let Some(value) = p.json("allowed_updates", "can't parse allowed updates JSON object")? else {
         return Ok(None);
     };
-    let list = value
-        .as_array()
-        .ok_or_else(|| ApiError::bad_request("allowed_updates must be an Array"))?;
+    let list = value.as_array().ok_or_else(|| ApiError::bad_request("allowed_updates must be an Array"))?;
     list.iter()
         .map(|v| {
             v.as_str()
@@ -356,23 +317,15 @@ fn set_webhook(world: &Arc<World>, bot: &Arc<BotCell>, p: &Params) -> Result<Ans
         bot.updates.notify_waiters();
         return answer;
     }
-    let parsed =
-        reqwest::Url::parse(&url).map_err(|_| ApiError::bad_request("bad webhook: invalid URL"))?;
+    let parsed = reqwest::Url::parse(&url).map_err(|_| ApiError::bad_request("bad webhook: invalid URL"))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-        return Err(ApiError::bad_request(
-            "bad webhook: an HTTP or HTTPS URL must be provided for webhook",
-        ));
+        return Err(ApiError::bad_request("bad webhook: an HTTP or HTTPS URL must be provided for webhook"));
     }
     let secret = p.str("secret_token")?.filter(|s| !s.is_empty());
     if let Some(secret) = &secret {
-        let valid = secret.len() <= 256
-            && secret
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let valid = secret.len() <= 256 && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !valid {
-            return Err(ApiError::bad_request(
-                "secret token contains unallowed characters",
-            ));
+            return Err(ApiError::bad_request("secret token contains unallowed characters"));
         }
     }
     let max_connections = p.int("max_connections")?.unwrap_or(40).clamp(1, 100) as usize;
@@ -448,10 +401,7 @@ fn target_chat(world: &World, st: &BotState, p: &Params) -> Result<Chat, ApiErro
     if raw.trim().is_empty() {
         return Err(ApiError::bad_request("chat_id is empty"));
     }
-    let id: i64 = raw
-        .trim()
-        .parse()
-        .map_err(|_| ApiError::bad_request("chat not found"))?;
+    let id: i64 = raw.trim().parse().map_err(|_| ApiError::bad_request("chat not found"))?;
     if id > 0 && st.is_blocked_by(id) {
         return Err(ApiError::forbidden("bot was blocked by the user"));
     }
@@ -462,9 +412,7 @@ fn target_chat(world: &World, st: &BotState, p: &Params) -> Result<Chat, ApiErro
         return Err(ApiError::forbidden("bot can't send messages to bots"));
     }
     if id > 0 && world.user_exists(id) {
-        return Err(ApiError::forbidden(
-            "bot can't initiate conversation with a user",
-        ));
+        return Err(ApiError::forbidden("bot can't initiate conversation with a user"));
     }
     Err(ApiError::bad_request("chat not found"))
 }
@@ -481,10 +429,9 @@ fn format_text(world: &World, text: &str, p: &Params) -> Result<Styled, ApiError
     let mode = p.str("parse_mode")?.filter(|m| !m.trim().is_empty());
     let (plain, explicit) = match &mode {
         Some(name) => {
-            let mode = ParseMode::parse(name)
-                .ok_or_else(|| ApiError::bad_request("unsupported parse_mode"))?;
-            let formatted = entities::parse(text, mode)
-                .map_err(|e| ApiError::bad_request(format!("can't parse entities: {e}")))?;
+            let mode = ParseMode::parse(name).ok_or_else(|| ApiError::bad_request("unsupported parse_mode"))?;
+            let formatted =
+                entities::parse(text, mode).map_err(|e| ApiError::bad_request(format!("can't parse entities: {e}")))?;
             (formatted.text, formatted.entities)
         }
         None => (text.to_owned(), Vec::new()),
@@ -502,48 +449,32 @@ fn format_text(world: &World, text: &str, p: &Params) -> Result<Styled, ApiError
             custom_emoji_id: e.custom_emoji_id,
         })
         .collect();
-    Ok(Styled {
-        text: plain,
-        entities: (!list.is_empty()).then_some(list),
-        parse_mode: mode,
-    })
+    Ok(Styled { text: plain, entities: (!list.is_empty()).then_some(list), parse_mode: mode })
 }
 
 /// Validates `reply_markup`; returns the inline keyboard to attach to the message, if it is one.
 fn reply_markup(p: &Params) -> Result<Option<Value>, ApiError> {
-    let Some(markup) = p.json(
-        "reply_markup",
-        "can't parse reply keyboard markup JSON object",
-    )?
-    else {
+    let Some(markup) = p.json("reply_markup", "can't parse reply keyboard markup JSON object")? else {
         return Ok(None);
     };
     let Some(object) = markup.as_object() else {
-        return Err(ApiError::bad_request(
-            "can't parse reply keyboard markup JSON object",
-        ));
+        return Err(ApiError::bad_request("can't parse reply keyboard markup JSON object"));
     };
     let Some(keyboard) = object.get("inline_keyboard") else {
-        let known = ["keyboard", "remove_keyboard", "force_reply"]
-            .iter()
-            .any(|k| object.contains_key(*k));
+        let known = ["keyboard", "remove_keyboard", "force_reply"].iter().any(|k| object.contains_key(*k));
         return if known {
             Ok(None)
         } else {
-            Err(ApiError::bad_request(
-                "can't parse reply keyboard markup JSON object",
-            ))
+            Err(ApiError::bad_request("can't parse reply keyboard markup JSON object"))
         };
     };
     let rows = keyboard.as_array().ok_or_else(|| {
-        ApiError::bad_request(
-            "field \"inline_keyboard\" of the InlineKeyboardMarkup must be an Array",
-        )
+        ApiError::bad_request("field \"inline_keyboard\" of the InlineKeyboardMarkup must be an Array")
     })?;
     for row in rows {
-        let buttons = row.as_array().ok_or_else(|| {
-            ApiError::bad_request("can't parse inline keyboard button: row must be an Array")
-        })?;
+        let buttons = row
+            .as_array()
+            .ok_or_else(|| ApiError::bad_request("can't parse inline keyboard button: row must be an Array"))?;
         for button in buttons {
             check_button(button)?;
         }
@@ -556,9 +487,7 @@ fn reply_markup(p: &Params) -> Result<Option<Value>, ApiError> {
 
 fn check_button(button: &Value) -> Result<(), ApiError> {
     let object = button.as_object().ok_or_else(|| {
-        ApiError::bad_request(
-            "can't parse inline keyboard button: InlineKeyboardButton must be an Object",
-        )
+        ApiError::bad_request("can't parse inline keyboard button: InlineKeyboardButton must be an Object")
     })?;
     match object.get("text").and_then(Value::as_str) {
         Some(text) if !text.trim().is_empty() => {}
@@ -569,14 +498,9 @@ fn check_button(button: &Value) -> Result<(), ApiError> {
             ));
         }
     }
-    let actions = BUTTON_ACTIONS
-        .iter()
-        .filter(|a| object.contains_key(**a))
-        .count();
+    let actions = BUTTON_ACTIONS.iter().filter(|a| object.contains_key(**a)).count();
     if actions == 0 {
-        return Err(ApiError::bad_request(
-            "text buttons are unallowed in the inline keyboard",
-        ));
+        return Err(ApiError::bad_request("text buttons are unallowed in the inline keyboard"));
     }
     if actions > 1 {
         return Err(ApiError::bad_request(
@@ -584,17 +508,14 @@ fn check_button(button: &Value) -> Result<(), ApiError> {
         ));
     }
     if let Some(data) = object.get("callback_data") {
-        let ok = data
-            .as_str()
-            .is_some_and(|d| !d.is_empty() && d.len() <= 64);
+        let ok = data.as_str().is_some_and(|d| !d.is_empty() && d.len() <= 64);
         if !ok {
             return Err(ApiError::bad_request("BUTTON_DATA_INVALID"));
         }
     }
     if let Some(url) = object.get("url") {
         let text = url.as_str().unwrap_or_default();
-        let ok =
-            reqwest::Url::parse(text).is_ok_and(|u| matches!(u.scheme(), "http" | "https" | "tg"));
+        let ok = reqwest::Url::parse(text).is_ok_and(|u| matches!(u.scheme(), "http" | "https" | "tg"));
         if !ok {
             return Err(ApiError::bad_request(format!(
                 "inline keyboard button URL '{text}' is invalid: Wrong HTTP URL"
@@ -615,35 +536,18 @@ fn send_options(p: &Params, skip: &[&str]) -> Map<String, Value> {
 }
 
 /// `reply_parameters` or `reply_to_message_id`: the message replied to, if any.
-fn reply_target(
-    st: &mut BotState,
-    chat: &Chat,
-    p: &Params,
-) -> Result<Option<Box<Message>>, ApiError> {
-    let params = p.json(
-        "reply_parameters",
-        "can't parse reply parameters JSON object",
-    )?;
+fn reply_target(st: &mut BotState, chat: &Chat, p: &Params) -> Result<Option<Box<Message>>, ApiError> {
+    let params = p.json("reply_parameters", "can't parse reply parameters JSON object")?;
     let (id, lenient) = match &params {
-        Some(rp) => (
-            rp["message_id"].as_i64(),
-            rp["allow_sending_without_reply"].as_bool().unwrap_or(false),
-        ),
-        None => (
-            p.int("reply_to_message_id")?,
-            p.bool("allow_sending_without_reply")?,
-        ),
+        Some(rp) => (rp["message_id"].as_i64(), rp["allow_sending_without_reply"].as_bool().unwrap_or(false)),
+        None => (p.int("reply_to_message_id")?, p.bool("allow_sending_without_reply")?),
     };
     let Some(id) = id else { return Ok(None) };
-    let found = st
-        .chats
-        .get_mut(&chat.id)
-        .and_then(|log| log.get_mut(id))
-        .map(|m| {
-            let mut message = m.message.clone();
-            message.reply_to_message = None;
-            Box::new(message)
-        });
+    let found = st.chats.get_mut(&chat.id).and_then(|log| log.get_mut(id)).map(|m| {
+        let mut message = m.message.clone();
+        message.reply_to_message = None;
+        Box::new(message)
+    });
     match found {
         Some(message) => Ok(Some(message)),
         None if lenient => Ok(None),
@@ -652,24 +556,16 @@ fn reply_target(
 }
 
 fn link_preview(p: &Params) -> Result<Option<Value>, ApiError> {
-    if let Some(options) = p.json(
-        "link_preview_options",
-        "can't parse link preview options JSON object",
-    )? {
+    if let Some(options) = p.json("link_preview_options", "can't parse link preview options JSON object")? {
         return Ok(Some(options));
     }
-    Ok(p.bool("disable_web_page_preview")?
-        .then(|| json!({ "is_disabled": true })))
+    Ok(p.bool("disable_web_page_preview")?.then(|| json!({ "is_disabled": true })))
 }
 
 fn send_message(world: &World, st: &mut BotState, p: &Params) -> Result<Answer, ApiError> {
     let chat = target_chat(world, st, p)?;
     let raw = p.str("text")?.unwrap_or_default();
-    let Styled {
-        text,
-        entities,
-        parse_mode,
-    } = format_text(world, &raw, p)?;
+    let Styled { text, entities, parse_mode } = format_text(world, &raw, p)?;
     if text.trim().is_empty() {
         return Err(ApiError::bad_request("message text is empty"));
     }
@@ -699,14 +595,7 @@ fn send_message(world: &World, st: &mut BotState, p: &Params) -> Result<Answer, 
         reply_markup: markup,
     };
     let options = send_options(p, &["text"]);
-    Ok(Answer::Json(record_sent(
-        world,
-        st,
-        message,
-        parse_mode,
-        Some(raw),
-        options,
-    )))
+    Ok(Answer::Json(record_sent(world, st, message, parse_mode, Some(raw), options)))
 }
 
 /// Stores a message the bot sent, emits its event and returns it as the Bot API result.
@@ -719,32 +608,13 @@ fn record_sent(
     options: Map<String, Value>,
 ) -> Value {
     let chat_id = message.chat.id;
-    let entry = ChatMessage {
-        message,
-        from_bot: true,
-        parse_mode,
-        raw_text,
-        options,
-        edits: Vec::new(),
-        deleted: false,
-    };
+    let entry =
+        ChatMessage { message, from_bot: true, parse_mode, raw_text, options, edits: Vec::new(), deleted: false };
     let id = st.record(entry, world.config.history_limit);
     st.stats.messages_sent += 1;
-    let stored = st
-        .chats
-        .get_mut(&chat_id)
-        .and_then(|log| log.get_mut(id))
-        .cloned();
-    st.emit(
-        "message",
-        Some(chat_id),
-        stored.as_ref(),
-        None,
-        world.config.event_capacity,
-    );
-    stored
-        .map(|m| serde_json::to_value(m.message).unwrap_or_default())
-        .unwrap_or_default()
+    let stored = st.chats.get_mut(&chat_id).and_then(|log| log.get_mut(id)).cloned();
+    st.emit("message", Some(chat_id), stored.as_ref(), None, world.config.event_capacity);
+    stored.map(|m| serde_json::to_value(m.message).unwrap_or_default()).unwrap_or_default()
 }
 
 /// The bot's own message addressed by `chat_id` and `message_id`, for editing.
@@ -752,19 +622,11 @@ fn own_message<'a>(st: &'a mut BotState, p: &Params) -> Result<&'a mut ChatMessa
     if p.get("inline_message_id").is_some() {
         return Err(ApiError::bad_request("message to edit not found"));
     }
-    let chat_id = p
-        .int("chat_id")?
-        .ok_or_else(|| ApiError::bad_request("chat_id is empty"))?;
-    let message_id = p
-        .int("message_id")?
-        .ok_or_else(|| ApiError::bad_request("message identifier is not specified"))?;
-    let log = st
-        .chats
-        .get_mut(&chat_id)
-        .ok_or_else(|| ApiError::bad_request("chat not found"))?;
-    let message = log
-        .get_mut(message_id)
-        .ok_or_else(|| ApiError::bad_request("message to edit not found"))?;
+    let chat_id = p.int("chat_id")?.ok_or_else(|| ApiError::bad_request("chat_id is empty"))?;
+    let message_id =
+        p.int("message_id")?.ok_or_else(|| ApiError::bad_request("message identifier is not specified"))?;
+    let log = st.chats.get_mut(&chat_id).ok_or_else(|| ApiError::bad_request("chat not found"))?;
+    let message = log.get_mut(message_id).ok_or_else(|| ApiError::bad_request("message to edit not found"))?;
     if !message.from_bot {
         return Err(ApiError::bad_request("message can't be edited"));
     }
@@ -773,11 +635,7 @@ fn own_message<'a>(st: &'a mut BotState, p: &Params) -> Result<&'a mut ChatMessa
 
 fn edit_message_text(world: &World, st: &mut BotState, p: &Params) -> Result<Answer, ApiError> {
     let raw = p.str("text")?.unwrap_or_default();
-    let Styled {
-        text,
-        entities,
-        parse_mode,
-    } = format_text(world, &raw, p)?;
+    let Styled { text, entities, parse_mode } = format_text(world, &raw, p)?;
     if text.trim().is_empty() {
         return Err(ApiError::bad_request("message text is empty"));
     }
@@ -788,15 +646,10 @@ fn edit_message_text(world: &World, st: &mut BotState, p: &Params) -> Result<Ans
     let link_preview_options = link_preview(p)?;
     let entry = own_message(st, p)?;
     if entry.message.text.is_none() {
-        return Err(ApiError::bad_request(
-            "there is no text in the message to edit",
-        ));
+        return Err(ApiError::bad_request("there is no text in the message to edit"));
     }
     let old = &entry.message;
-    if old.text.as_deref() == Some(text.as_str())
-        && old.entities == entities
-        && old.reply_markup == markup
-    {
+    if old.text.as_deref() == Some(text.as_str()) && old.entities == entities && old.reply_markup == markup {
         return Err(ApiError::bad_request(NOT_MODIFIED));
     }
     let previous = entry.message.clone();
@@ -830,66 +683,35 @@ fn edit_reply_markup(world: &World, st: &mut BotState, p: &Params) -> Result<Ans
 
 fn emit_edit(world: &World, st: &mut BotState, edited: ChatMessage) -> Value {
     st.stats.edits += 1;
-    st.emit(
-        "edit",
-        Some(edited.message.chat.id),
-        Some(&edited),
-        None,
-        world.config.event_capacity,
-    );
+    st.emit("edit", Some(edited.message.chat.id), Some(&edited), None, world.config.event_capacity);
     serde_json::to_value(edited.message).unwrap_or_default()
 }
 
 fn delete_message(world: &World, st: &mut BotState, p: &Params) -> Result<Answer, ApiError> {
-    let chat_id = p
-        .int("chat_id")?
-        .ok_or_else(|| ApiError::bad_request("chat_id is empty"))?;
-    let message_id = p
-        .int("message_id")?
-        .ok_or_else(|| ApiError::bad_request("message identifier is not specified"))?;
-    let log = st
-        .chats
-        .get_mut(&chat_id)
-        .ok_or_else(|| ApiError::bad_request("chat not found"))?;
+    let chat_id = p.int("chat_id")?.ok_or_else(|| ApiError::bad_request("chat_id is empty"))?;
+    let message_id =
+        p.int("message_id")?.ok_or_else(|| ApiError::bad_request("message identifier is not specified"))?;
+    let log = st.chats.get_mut(&chat_id).ok_or_else(|| ApiError::bad_request("chat not found"))?;
     let group = log.chat.is_group();
-    let entry = log
-        .get_mut(message_id)
-        .ok_or_else(|| ApiError::bad_request("message to delete not found"))?;
+    let entry = log.get_mut(message_id).ok_or_else(|| ApiError::bad_request("message to delete not found"))?;
     if group && !entry.from_bot {
         return Err(ApiError::bad_request("message can't be deleted"));
     }
     entry.deleted = true;
     let deleted = entry.clone();
     st.stats.deletions += 1;
-    st.emit(
-        "delete",
-        Some(chat_id),
-        Some(&deleted),
-        None,
-        world.config.event_capacity,
-    );
+    st.emit("delete", Some(chat_id), Some(&deleted), None, world.config.event_capacity);
     Answer::ok()
 }
 
 fn answer_callback(world: &World, st: &mut BotState, p: &Params) -> Result<Answer, ApiError> {
     let id = p.str("callback_query_id")?.unwrap_or_default();
     let text = p.str("text")?;
-    if text
-        .as_deref()
-        .is_some_and(|t| entities::utf16_len(t) > 200)
-    {
+    if text.as_deref().is_some_and(|t| entities::utf16_len(t) > 200) {
         return Err(ApiError::bad_request("MESSAGE_TOO_LONG"));
     }
-    let expired = || {
-        ApiError::bad_request(
-            "query is too old and response timeout expired or query ID is invalid",
-        )
-    };
-    let meta = st
-        .callbacks
-        .get_mut(&id)
-        .filter(|m| !m.answered)
-        .ok_or_else(expired)?;
+    let expired = || ApiError::bad_request("query is too old and response timeout expired or query ID is invalid");
+    let meta = st.callbacks.get_mut(&id).filter(|m| !m.answered).ok_or_else(expired)?;
     meta.answered = true;
     let (chat_id, message_id, data) = (meta.chat_id, meta.message_id, meta.data.clone());
     let detail = json!({
@@ -902,27 +724,18 @@ fn answer_callback(world: &World, st: &mut BotState, p: &Params) -> Result<Answe
         "cache_time": p.int("cache_time")?.unwrap_or(0),
     });
     st.stats.callback_answers += 1;
-    st.emit(
-        "callback_answer",
-        Some(chat_id),
-        None,
-        Some(detail),
-        world.config.event_capacity,
-    );
+    st.emit("callback_answer", Some(chat_id), None, Some(detail), world.config.event_capacity);
     Answer::ok()
 }
 
 /// The storage key of a command list: its scope and language.
 fn commands_key(p: &Params) -> Result<String, ApiError> {
-    let scope = p
-        .json("scope", "can't parse BotCommandScope JSON object")?
-        .unwrap_or_else(|| json!({"type": "default"}));
+    let scope =
+        p.json("scope", "can't parse BotCommandScope JSON object")?.unwrap_or_else(|| json!({"type": "default"}));
     let kind = scope["type"].as_str().unwrap_or_default();
     let needs_chat = matches!(kind, "chat" | "chat_administrators" | "chat_member");
-    let valid = matches!(
-        kind,
-        "default" | "all_private_chats" | "all_group_chats" | "all_chat_administrators"
-    ) || needs_chat;
+    let valid =
+        matches!(kind, "default" | "all_private_chats" | "all_group_chats" | "all_chat_administrators") || needs_chat;
     if !valid {
         return Err(ApiError::bad_request("wrong parameter scope in request"));
     }
@@ -935,9 +748,7 @@ fn commands_key(p: &Params) -> Result<String, ApiError> {
         return Err(ApiError::bad_request("user not found"));
     }
     let language = p.str("language_code")?.unwrap_or_default();
-    if !(language.is_empty()
-        || language.len() == 2 && language.bytes().all(|b| b.is_ascii_lowercase()))
-    {
+    if !(language.is_empty() || language.len() == 2 && language.bytes().all(|b| b.is_ascii_lowercase())) {
         return Err(ApiError::bad_request("invalid language code specified"));
     }
     Ok(format!("{kind}/{chat}/{user}/{language}"))
@@ -947,17 +758,15 @@ fn set_my_commands(st: &mut BotState, p: &Params) -> Result<Answer, ApiError> {
     let list = p
         .json("commands", "can't parse commands JSON object")?
         .ok_or_else(|| ApiError::bad_request("parameter \"commands\" is required"))?;
-    let commands: Vec<BotCommand> = serde_json::from_value(list)
-        .map_err(|_| ApiError::bad_request("can't parse commands JSON object"))?;
+    let commands: Vec<BotCommand> =
+        serde_json::from_value(list).map_err(|_| ApiError::bad_request("can't parse commands JSON object"))?;
     if commands.len() > 100 {
         return Err(ApiError::bad_request("too many commands specified"));
     }
     for c in &commands {
         let valid = !c.command.is_empty()
             && c.command.len() <= 32
-            && c.command
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && c.command.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !valid {
             return Err(ApiError::bad_request("BOT_COMMAND_INVALID"));
         }
@@ -978,9 +787,7 @@ fn set_my_commands(st: &mut BotState, p: &Params) -> Result<Answer, ApiError> {
 fn get_my_commands(st: &BotState, p: &Params) -> Result<Answer, ApiError> {
     let key = commands_key(p)?;
     let commands = st.commands.get(&key).cloned().unwrap_or_default();
-    Ok(Answer::Json(
-        serde_json::to_value(commands).unwrap_or_default(),
-    ))
+    Ok(Answer::Json(serde_json::to_value(commands).unwrap_or_default()))
 }
 
 fn delete_my_commands(st: &mut BotState, p: &Params) -> Result<Answer, ApiError> {
@@ -995,31 +802,17 @@ fn send_chat_action(world: &World, st: &mut BotState, p: &Params) -> Result<Answ
     if !CHAT_ACTIONS.contains(&action.as_str()) {
         return Err(ApiError::bad_request("wrong parameter action in request"));
     }
-    st.emit(
-        "chat_action",
-        Some(chat.id),
-        None,
-        Some(json!({ "action": action })),
-        world.config.event_capacity,
-    );
+    st.emit("chat_action", Some(chat.id), None, Some(json!({ "action": action })), world.config.event_capacity);
     Answer::ok()
 }
 
 /// `sendPhoto` and `sendDocument`: the file is an upload (a multipart field, or `attach://<field>`), a file id
 /// the emulator issued, or an HTTP URL.
 fn send_file(world: &World, bot: &BotCell, method: &str, p: &Params) -> Result<Answer, ApiError> {
-    let field = if method == "sendPhoto" {
-        "photo"
-    } else {
-        "document"
-    };
+    let field = if method == "sendPhoto" { "photo" } else { "document" };
     let (file_id, info) = input_file(world, p, field)?;
     let raw_caption = p.str("caption")?.unwrap_or_default();
-    let Styled {
-        text: caption,
-        entities: caption_entities,
-        parse_mode,
-    } = format_text(world, &raw_caption, p)?;
+    let Styled { text: caption, entities: caption_entities, parse_mode } = format_text(world, &raw_caption, p)?;
     if entities::utf16_len(&caption) > CAPTION_LIMIT {
         return Err(ApiError::bad_request("message caption is too long"));
     }
@@ -1066,38 +859,23 @@ fn send_file(world: &World, bot: &BotCell, method: &str, p: &Params) -> Result<A
         reply_markup: markup,
     };
     let options = send_options(p, &["caption", field]);
-    let result = record_sent(
-        world,
-        &mut st,
-        message,
-        parse_mode,
-        (!raw_caption.is_empty()).then_some(raw_caption),
-        options,
-    );
+    let result =
+        record_sent(world, &mut st, message, parse_mode, (!raw_caption.is_empty()).then_some(raw_caption), options);
     drop(st);
     bot.events.notify_waiters();
     Ok(Answer::Json(result))
 }
 
 fn input_file(world: &World, p: &Params, field: &str) -> Result<(String, FileInfo), ApiError> {
-    let kind = if field == "photo" {
-        "photo"
-    } else {
-        "document"
-    };
+    let kind = if field == "photo" { "photo" } else { "document" };
     if let Some(upload) = p.files.get(field) {
         return store_upload(world, kind, upload);
     }
     let Some(reference) = p.str(field)?.filter(|s| !s.is_empty()) else {
-        return Err(ApiError::bad_request(format!(
-            "there is no {kind} in the request"
-        )));
+        return Err(ApiError::bad_request(format!("there is no {kind} in the request")));
     };
     if let Some(name) = reference.strip_prefix("attach://") {
-        let upload = p
-            .files
-            .get(name)
-            .ok_or_else(|| ApiError::bad_request("wrong HTTP URL specified"))?;
+        let upload = p.files.get(name).ok_or_else(|| ApiError::bad_request("wrong HTTP URL specified"))?;
         return store_upload(world, kind, upload);
     }
     if let Some(info) = world.file(&reference) {
@@ -1105,19 +883,9 @@ fn input_file(world: &World, p: &Params, field: &str) -> Result<(String, FileInf
     }
     if let Ok(url) = reqwest::Url::parse(&reference)
         .map_err(|_| ())
-        .and_then(|u| {
-            if matches!(u.scheme(), "http" | "https") {
-                Ok(u)
-            } else {
-                Err(())
-            }
-        })
+        .and_then(|u| if matches!(u.scheme(), "http" | "https") { Ok(u) } else { Err(()) })
     {
-        let name = url
-            .path_segments()
-            .and_then(|mut s| s.next_back())
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned);
+        let name = url.path_segments().and_then(|mut s| s.next_back()).filter(|s| !s.is_empty()).map(str::to_owned);
         let info = FileInfo {
             unique_id: format!("U{:08x}", world.unique()),
             kind,
@@ -1130,16 +898,10 @@ fn input_file(world: &World, p: &Params, field: &str) -> Result<(String, FileInf
         let id = world.add_file(info.clone());
         return Ok((id, info));
     }
-    Err(ApiError::bad_request(
-        "wrong file identifier/HTTP URL specified",
-    ))
+    Err(ApiError::bad_request("wrong file identifier/HTTP URL specified"))
 }
 
-fn store_upload(
-    world: &World,
-    kind: &'static str,
-    upload: &Upload,
-) -> Result<(String, FileInfo), ApiError> {
+fn store_upload(world: &World, kind: &'static str, upload: &Upload) -> Result<(String, FileInfo), ApiError> {
     if upload.bytes.is_empty() {
         return Err(ApiError::bad_request("file must be non-empty"));
     }
@@ -1148,10 +910,7 @@ fn store_upload(
     } else {
         (0, 0)
     };
-    let mime_type = upload
-        .mime_type
-        .clone()
-        .or_else(|| Some("application/octet-stream".into()));
+    let mime_type = upload.mime_type.clone().or_else(|| Some("application/octet-stream".into()));
     let info = FileInfo {
         unique_id: format!("U{:08x}", world.unique()),
         kind,
@@ -1169,8 +928,7 @@ fn store_upload(
 fn image_size(bytes: &[u8]) -> Option<(u32, u32)> {
     let be16 = |i: usize| Some(u16::from_be_bytes([*bytes.get(i)?, *bytes.get(i + 1)?]) as u32);
     if bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() >= 24 {
-        let be32 =
-            |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let be32 = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         return Some((be32(16), be32(20)));
     }
     if bytes.starts_with(b"GIF8") && bytes.len() >= 10 {

@@ -46,15 +46,10 @@ impl Args {
 
 /// Serves until `shutdown` is cancelled.
 pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let emulator = Emulator::serve(listener, args.config(), shutdown.clone());
     for token in &args.bots {
-        let bot = emulator
-            .bot(token)
-            .await
-            .context("registering a --bot token")?;
+        let bot = emulator.bot(token).await.context("registering a --bot token")?;
         tracing::info!(bot_id = bot.id, username = %bot.username, "bot registered");
     }
     let url = emulator.api_url();

@@ -43,10 +43,7 @@ pub struct TestBot {
 
 impl std::fmt::Debug for TestBot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestBot")
-            .field("id", &self.id)
-            .field("username", &self.username)
-            .finish_non_exhaustive()
+        f.debug_struct("TestBot").field("id", &self.id).field("username", &self.username).finish_non_exhaustive()
     }
 }
 
@@ -129,10 +126,7 @@ impl Control {
     /// A client for the emulator at `base` (e.g. `http://127.0.0.1:8081`).
     pub fn new(base: impl Into<String>) -> Control {
         let base = base.into().trim_end_matches('/').to_owned();
-        Control {
-            http: reqwest::Client::new(),
-            base,
-        }
+        Control { http: reqwest::Client::new(), base }
     }
 
     async fn call<T: DeserializeOwned>(
@@ -146,20 +140,13 @@ impl Control {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("control API {path}"))?;
+        let response = request.send().await.with_context(|| format!("control API {path}"))?;
         let status = response.status();
-        let text = response
-            .text()
-            .await
-            .with_context(|| format!("control API {path}"))?;
+        let text = response.text().await.with_context(|| format!("control API {path}"))?;
         if !status.is_success() {
             bail!("control API {path}: {status}: {text}");
         }
-        serde_json::from_str(&text)
-            .with_context(|| format!("control API {path}: unexpected answer {text}"))
+        serde_json::from_str(&text).with_context(|| format!("control API {path}: unexpected answer {text}"))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -176,23 +163,15 @@ impl Control {
     }
 
     /// Registers a bot with a display name and username.
-    pub async fn bot_named(
-        &self,
-        token: &str,
-        first_name: &str,
-        username: &str,
-    ) -> anyhow::Result<TestBot> {
-        self.register(json!({ "token": token, "first_name": first_name, "username": username }))
-            .await
+    pub async fn bot_named(&self, token: &str, first_name: &str, username: &str) -> anyhow::Result<TestBot> {
+        self.register(json!({ "token": token, "first_name": first_name, "username": username })).await
     }
 
     async fn register(&self, body: Value) -> anyhow::Result<TestBot> {
         let token = body["token"].as_str().unwrap_or_default().to_owned();
         let view: Value = self.post("/bots", body).await?;
         Ok(TestBot {
-            id: view["id"]
-                .as_i64()
-                .ok_or_else(|| anyhow!("no id in {view}"))?,
+            id: view["id"].as_i64().ok_or_else(|| anyhow!("no id in {view}"))?,
             username: view["username"].as_str().unwrap_or_default().to_owned(),
             token,
             control: self.clone(),
@@ -201,26 +180,17 @@ impl Control {
 
     /// A handle for the user with this id (created on first use).
     pub fn user(&self, id: i64) -> TestUser {
-        TestUser {
-            id,
-            control: self.clone(),
-            cursors: Arc::default(),
-        }
+        TestUser { id, control: self.clone(), cursors: Arc::default() }
     }
 
     /// Creates or renames a user.
     pub async fn upsert_user(&self, user: &User) -> anyhow::Result<()> {
-        self.post::<Value>("/users", serde_json::to_value(user)?)
-            .await
-            .map(drop)
+        self.post::<Value>("/users", serde_json::to_value(user)?).await.map(drop)
     }
 
     /// A group with this (negative) id and title.
     pub fn group(&self, id: i64, title: &str) -> TestGroup {
-        TestGroup {
-            id,
-            title: title.to_owned(),
-        }
+        TestGroup { id, title: title.to_owned() }
     }
 
     /// Forgets every bot, user and group.
@@ -230,17 +200,11 @@ impl Control {
 
     /// Turns flood simulation on or off.
     pub async fn set_flood(&self, enabled: bool) -> anyhow::Result<()> {
-        self.post::<Value>("/flood", json!({ "enabled": enabled }))
-            .await
-            .map(drop)
+        self.post::<Value>("/flood", json!({ "enabled": enabled })).await.map(drop)
     }
 
     /// Bot API calls, oldest first, optionally of one bot and method.
-    pub async fn calls(
-        &self,
-        bot: Option<&TestBot>,
-        method: Option<&str>,
-    ) -> anyhow::Result<Vec<CallRecord>> {
+    pub async fn calls(&self, bot: Option<&TestBot>, method: Option<&str>) -> anyhow::Result<Vec<CallRecord>> {
         let mut query = Vec::new();
         if let Some(bot) = bot {
             query.push(format!("bot={}", bot.id));
@@ -264,9 +228,7 @@ impl TestBot {
 
     /// Everything in a chat, oldest first, as this bot sees it.
     pub async fn transcript(&self, chat_id: i64) -> anyhow::Result<Vec<ChatMessage>> {
-        self.control
-            .get(&self.path(&format!("/chats/{chat_id}")))
-            .await
+        self.control.get(&self.path(&format!("/chats/{chat_id}"))).await
     }
 
     /// Events after `after`, optionally of one chat and kind, waiting up to `wait` for the first.
@@ -296,18 +258,15 @@ impl TestBot {
         wait: Duration,
     ) -> anyhow::Result<Event> {
         let events = self.events(after, chat_id, kind, wait).await?;
-        events.into_iter().next().ok_or_else(|| {
-            anyhow!(
-                "bot {} did nothing ({kind:?} in chat {chat_id:?}) within {wait:?}",
-                self.username
-            )
-        })
+        events
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("bot {} did nothing ({kind:?} in chat {chat_id:?}) within {wait:?}", self.username))
     }
 
     /// Callback query answers the bot gave, oldest first.
     pub async fn callback_answers(&self) -> anyhow::Result<Vec<Event>> {
-        self.events(0, None, Some("callback_answer"), Duration::ZERO)
-            .await
+        self.events(0, None, Some("callback_answer"), Duration::ZERO).await
     }
 
     /// The bot's command lists, keyed by scope and language.
@@ -323,18 +282,12 @@ impl TestBot {
 
     /// Injects a fault for this bot.
     pub async fn inject(&self, fault: FaultSpec) -> anyhow::Result<()> {
-        self.control
-            .post::<Value>(&self.path("/faults"), fault.0)
-            .await
-            .map(drop)
+        self.control.post::<Value>(&self.path("/faults"), fault.0).await.map(drop)
     }
 
     /// Removes this bot's injected faults.
     pub async fn clear_faults(&self) -> anyhow::Result<()> {
-        self.control
-            .call::<Value>(reqwest::Method::DELETE, &self.path("/faults"), None)
-            .await
-            .map(drop)
+        self.control.call::<Value>(reqwest::Method::DELETE, &self.path("/faults"), None).await.map(drop)
     }
 
     /// Queues any update, given as `{"<type>": {...}}`; returns its id.
@@ -345,10 +298,7 @@ impl TestBot {
 
     /// Clears the bot's updates, chats, webhook, commands and counters.
     pub async fn reset(&self) -> anyhow::Result<()> {
-        self.control
-            .post::<Value>(&self.path("/reset"), json!({}))
-            .await
-            .map(drop)
+        self.control.post::<Value>(&self.path("/reset"), json!({})).await.map(drop)
     }
 
     /// Bot API calls this bot made, oldest first, optionally of one method.
@@ -360,28 +310,13 @@ impl TestBot {
 impl TestUser {
     /// Sends `text` to the bot in the private chat (a leading `/command` gets its `bot_command` entity).
     pub async fn send(&self, bot: &TestBot, text: &str) -> anyhow::Result<Sent> {
-        self.control
-            .post(
-                &bot.path("/messages"),
-                json!({ "from": self.id, "text": text }),
-            )
-            .await
+        self.control.post(&bot.path("/messages"), json!({ "from": self.id, "text": text })).await
     }
 
     /// Sends `text` in a group the bot is in.
-    pub async fn send_in(
-        &self,
-        bot: &TestBot,
-        group: &TestGroup,
-        text: &str,
-    ) -> anyhow::Result<Sent> {
+    pub async fn send_in(&self, bot: &TestBot, group: &TestGroup, text: &str) -> anyhow::Result<Sent> {
         let chat = json!({ "id": group.id, "title": group.title });
-        self.control
-            .post(
-                &bot.path("/messages"),
-                json!({ "from": self.id, "chat": chat, "text": text }),
-            )
-            .await
+        self.control.post(&bot.path("/messages"), json!({ "from": self.id, "chat": chat, "text": text })).await
     }
 
     /// Edits one of the user's own messages in the private chat.
@@ -391,30 +326,20 @@ impl TestUser {
     }
 
     /// Clicks the inline button with `data` on a message the bot sent.
-    pub async fn click(
-        &self,
-        bot: &TestBot,
-        message: &Message,
-        data: &str,
-    ) -> anyhow::Result<Sent> {
-        let body = json!({ "from": self.id, "chat_id": message.chat.id, "message_id": message.message_id, "data": data });
+    pub async fn click(&self, bot: &TestBot, message: &Message, data: &str) -> anyhow::Result<Sent> {
+        let body =
+            json!({ "from": self.id, "chat_id": message.chat.id, "message_id": message.message_id, "data": data });
         self.control.post(&bot.path("/callbacks"), body).await
     }
 
     /// Blocks the bot: its sends to this user fail with 403.
     pub async fn block(&self, bot: &TestBot) -> anyhow::Result<()> {
-        self.control
-            .post::<Value>(&bot.path("/block"), json!({ "user_id": self.id }))
-            .await
-            .map(drop)
+        self.control.post::<Value>(&bot.path("/block"), json!({ "user_id": self.id })).await.map(drop)
     }
 
     /// Unblocks the bot.
     pub async fn unblock(&self, bot: &TestBot) -> anyhow::Result<()> {
-        self.control
-            .post::<Value>(&bot.path("/unblock"), json!({ "user_id": self.id }))
-            .await
-            .map(drop)
+        self.control.post::<Value>(&bot.path("/unblock"), json!({ "user_id": self.id })).await.map(drop)
     }
 
     /// The next message the bot sends in the private chat, waiting up to [`DEFAULT_WAIT`].
@@ -423,25 +348,11 @@ impl TestUser {
     }
 
     /// The next message the bot sends in `chat_id` that this handle has not returned yet, waiting up to `wait`.
-    pub async fn next_message_in(
-        &self,
-        bot: &TestBot,
-        chat_id: i64,
-        wait: Duration,
-    ) -> anyhow::Result<Message> {
-        let after = self
-            .cursors
-            .lock()
-            .get(&(bot.id, chat_id))
-            .copied()
-            .unwrap_or(0);
-        let event = bot
-            .next_event(after, Some(chat_id), Some("message"), wait)
-            .await?;
+    pub async fn next_message_in(&self, bot: &TestBot, chat_id: i64, wait: Duration) -> anyhow::Result<Message> {
+        let after = self.cursors.lock().get(&(bot.id, chat_id)).copied().unwrap_or(0);
+        let event = bot.next_event(after, Some(chat_id), Some("message"), wait).await?;
         self.cursors.lock().insert((bot.id, chat_id), event.seq);
-        event
-            .message
-            .ok_or_else(|| anyhow!("message event without a message"))
+        event.message.ok_or_else(|| anyhow!("message event without a message"))
     }
 
     /// Every message in the private chat with the bot, oldest first.

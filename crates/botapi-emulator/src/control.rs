@@ -63,9 +63,7 @@ fn bad(message: impl Into<String>) -> ControlError {
 type Answer = Result<Json<Value>, ControlError>;
 
 fn find(world: &World, key: &str) -> Result<Arc<BotCell>, ControlError> {
-    world
-        .find(key)
-        .ok_or_else(|| ControlError(StatusCode::NOT_FOUND, format!("no bot {key}")))
+    world.find(key).ok_or_else(|| ControlError(StatusCode::NOT_FOUND, format!("no bot {key}")))
 }
 
 async fn info(State(world): State<Arc<World>>) -> Json<Value> {
@@ -111,13 +109,7 @@ impl UserRef {
     fn resolve(self, world: &World) -> Result<User, ControlError> {
         match self {
             UserRef::Id(id) if id > 0 => Ok(world.user(id)),
-            UserRef::User {
-                id,
-                first_name,
-                last_name,
-                username,
-                language_code,
-            } if id > 0 => {
+            UserRef::User { id, first_name, last_name, username, language_code } if id > 0 => {
                 let user = User {
                     id,
                     is_bot: false,
@@ -173,9 +165,7 @@ fn view(bot: &BotCell) -> BotView {
 async fn register_bot(State(world): State<Arc<World>>, Json(body): Json<RegisterBody>) -> Answer {
     let bot = world
         .register(&body.token, body.first_name, body.username)
-        .ok_or_else(|| {
-            bad("malformed token: expected <digits>:<at least 20 of A-Z a-z 0-9 _ ->")
-        })?;
+        .ok_or_else(|| bad("malformed token: expected <digits>:<at least 20 of A-Z a-z 0-9 _ ->"))?;
     Ok(Json(serde_json::to_value(view(&bot)).unwrap_or_default()))
 }
 
@@ -257,13 +247,9 @@ fn resolve_chat(
         if spec.id >= 0 {
             return Err(bad("a group chat id must be negative"));
         }
-        let kind = spec.kind.unwrap_or_else(|| {
-            if spec.id < -1_000_000_000_000 {
-                "supergroup".into()
-            } else {
-                "group".into()
-            }
-        });
+        let kind = spec
+            .kind
+            .unwrap_or_else(|| if spec.id < -1_000_000_000_000 { "supergroup".into() } else { "group".into() });
         if !matches!(kind.as_str(), "group" | "supergroup") {
             return Err(bad("chat type must be group or supergroup"));
         }
@@ -281,11 +267,7 @@ fn resolve_chat(
     match chat_id {
         None => Ok(Chat::private(user)),
         Some(id) if id == user.id => Ok(Chat::private(user)),
-        Some(id) => world.group(id).ok_or_else(|| {
-            bad(format!(
-                "unknown chat {id}: send with a \"chat\" object first"
-            ))
-        }),
+        Some(id) => world.group(id).ok_or_else(|| bad(format!("unknown chat {id}: send with a \"chat\" object first"))),
     }
 }
 
@@ -322,13 +304,8 @@ async fn user_message(
         let reply_to_message = match body.reply_to_message_id {
             Some(id) => {
                 let log = st.chat_log(&chat);
-                let target = log
-                    .get_mut(id)
-                    .ok_or_else(|| bad(format!("no message {id} in chat {}", chat.id)))?;
-                Some(Box::new(Message {
-                    reply_to_message: None,
-                    ..target.message.clone()
-                }))
+                let target = log.get_mut(id).ok_or_else(|| bad(format!("no message {id} in chat {}", chat.id)))?;
+                Some(Box::new(Message { reply_to_message: None, ..target.message.clone() }))
             }
             None => None,
         };
@@ -358,17 +335,10 @@ async fn user_message(
             deleted: false,
         };
         let message_id = st.record(entry, world.config.history_limit);
-        let payload = st
-            .chat_log(&chat)
-            .get_mut(message_id)
-            .map(|m| serde_json::to_value(&m.message).unwrap_or_default());
+        let payload =
+            st.chat_log(&chat).get_mut(message_id).map(|m| serde_json::to_value(&m.message).unwrap_or_default());
         let update_id = st.push_update("message", payload.unwrap_or_default());
-        Sent {
-            update_id,
-            chat_id: chat.id,
-            message_id,
-            callback_query_id: None,
-        }
+        Sent { update_id, chat_id: chat.id, message_id, callback_query_id: None }
     };
     bot.updates.notify_waiters();
     Ok(Json(serde_json::to_value(sent).unwrap_or_default()))
@@ -382,23 +352,16 @@ struct EditBody {
     text: String,
 }
 
-async fn user_edit(
-    State(world): State<Arc<World>>,
-    Path(bot): Path<String>,
-    Json(body): Json<EditBody>,
-) -> Answer {
+async fn user_edit(State(world): State<Arc<World>>, Path(bot): Path<String>, Json(body): Json<EditBody>) -> Answer {
     let bot = find(&world, &bot)?;
     let user = body.from.resolve(&world)?;
     let chat = resolve_chat(&world, &user, None, body.chat_id)?;
     let sent = {
         let mut st = bot.state.lock();
         let log = st.chat_log(&chat);
-        let entry = log.get_mut(body.message_id).ok_or_else(|| {
-            bad(format!(
-                "no message {} in chat {}",
-                body.message_id, chat.id
-            ))
-        })?;
+        let entry = log
+            .get_mut(body.message_id)
+            .ok_or_else(|| bad(format!("no message {} in chat {}", body.message_id, chat.id)))?;
         if entry.from_bot || entry.message.from.as_ref().map(|u| u.id) != Some(user.id) {
             return Err(bad("a user can only edit their own messages"));
         }
@@ -409,12 +372,7 @@ async fn user_edit(
         entry.message.edit_date = Some(unix_now());
         let payload = serde_json::to_value(&entry.message).unwrap_or_default();
         let update_id = st.push_update("edited_message", payload);
-        Sent {
-            update_id,
-            chat_id: chat.id,
-            message_id: body.message_id,
-            callback_query_id: None,
-        }
+        Sent { update_id, chat_id: chat.id, message_id: body.message_id, callback_query_id: None }
     };
     bot.updates.notify_waiters();
     Ok(Json(serde_json::to_value(sent).unwrap_or_default()))
@@ -431,31 +389,21 @@ struct ClickBody {
     unchecked: bool,
 }
 
-async fn user_click(
-    State(world): State<Arc<World>>,
-    Path(bot): Path<String>,
-    Json(body): Json<ClickBody>,
-) -> Answer {
+async fn user_click(State(world): State<Arc<World>>, Path(bot): Path<String>, Json(body): Json<ClickBody>) -> Answer {
     let bot = find(&world, &bot)?;
     let user = body.from.resolve(&world)?;
     let chat = resolve_chat(&world, &user, None, body.chat_id)?;
     let sent = {
         let mut st = bot.state.lock();
         let log = st.chat_log(&chat);
-        let entry = log.get_mut(body.message_id).ok_or_else(|| {
-            bad(format!(
-                "no message {} in chat {}",
-                body.message_id, chat.id
-            ))
-        })?;
+        let entry = log
+            .get_mut(body.message_id)
+            .ok_or_else(|| bad(format!("no message {} in chat {}", body.message_id, chat.id)))?;
         if !entry.from_bot {
             return Err(bad("callback queries come from the bot's own messages"));
         }
         if !body.unchecked && !entry.message.callback_data().contains(&body.data) {
-            return Err(bad(format!(
-                "message {} shows no button with callback_data {:?}",
-                body.message_id, body.data
-            )));
+            return Err(bad(format!("message {} shows no button with callback_data {:?}", body.message_id, body.data)));
         }
         let message = serde_json::to_value(&entry.message).unwrap_or_default();
         let id = format!("{}{:012}", bot.id % 1_000_000, world.unique());
@@ -468,36 +416,20 @@ async fn user_click(
         });
         st.callbacks.insert(
             id.clone(),
-            CallbackMeta {
-                answered: false,
-                chat_id: chat.id,
-                message_id: body.message_id,
-                data: body.data,
-            },
+            CallbackMeta { answered: false, chat_id: chat.id, message_id: body.message_id, data: body.data },
         );
         let update_id = st.push_update("callback_query", payload);
-        Sent {
-            update_id,
-            chat_id: chat.id,
-            message_id: body.message_id,
-            callback_query_id: Some(id),
-        }
+        Sent { update_id, chat_id: chat.id, message_id: body.message_id, callback_query_id: Some(id) }
     };
     bot.updates.notify_waiters();
     Ok(Json(serde_json::to_value(sent).unwrap_or_default()))
 }
 
 /// Queues any update given as `{"<type>": {...}}`, e.g. a `chat_member` update.
-async fn raw_update(
-    State(world): State<Arc<World>>,
-    Path(bot): Path<String>,
-    Json(body): Json<Value>,
-) -> Answer {
+async fn raw_update(State(world): State<Arc<World>>, Path(bot): Path<String>, Json(body): Json<Value>) -> Answer {
     let bot = find(&world, &bot)?;
     let Some(object) = body.as_object().filter(|o| o.len() == 1) else {
-        return Err(bad(
-            "an update is an object with exactly one field naming its type",
-        ));
+        return Err(bad("an update is an object with exactly one field naming its type"));
     };
     let Some((kind, payload)) = object.iter().next() else {
         return Err(bad("empty update"));
@@ -512,38 +444,25 @@ struct BlockBody {
     user_id: i64,
 }
 
-async fn block(
-    State(world): State<Arc<World>>,
-    Path(bot): Path<String>,
-    Json(body): Json<BlockBody>,
-) -> Answer {
+async fn block(State(world): State<Arc<World>>, Path(bot): Path<String>, Json(body): Json<BlockBody>) -> Answer {
     let bot = find(&world, &bot)?;
     bot.state.lock().set_blocked(body.user_id, true);
     Ok(Json(json!({ "ok": true })))
 }
 
-async fn unblock(
-    State(world): State<Arc<World>>,
-    Path(bot): Path<String>,
-    Json(body): Json<BlockBody>,
-) -> Answer {
+async fn unblock(State(world): State<Arc<World>>, Path(bot): Path<String>, Json(body): Json<BlockBody>) -> Answer {
     let bot = find(&world, &bot)?;
     bot.state.lock().set_blocked(body.user_id, false);
     Ok(Json(json!({ "ok": true })))
 }
 
-async fn transcript(
-    State(world): State<Arc<World>>,
-    Path((bot, chat)): Path<(String, i64)>,
-) -> Answer {
+async fn transcript(State(world): State<Arc<World>>, Path((bot, chat)): Path<(String, i64)>) -> Answer {
     let bot = find(&world, &bot)?;
     let st = bot.state.lock();
     let Some(log) = st.chats.get(&chat) else {
         return Ok(Json(json!([])));
     };
-    Ok(Json(
-        serde_json::to_value(log.messages()).unwrap_or_default(),
-    ))
+    Ok(Json(serde_json::to_value(log.messages()).unwrap_or_default()))
 }
 
 #[derive(Deserialize)]
@@ -556,11 +475,7 @@ struct EventsQuery {
 }
 
 /// Events after `after`; with `wait_ms`, waits that long for the first one.
-async fn events(
-    State(world): State<Arc<World>>,
-    Path(bot): Path<String>,
-    Query(q): Query<EventsQuery>,
-) -> Answer {
+async fn events(State(world): State<Arc<World>>, Path(bot): Path<String>, Query(q): Query<EventsQuery>) -> Answer {
     let bot = find(&world, &bot)?;
     let deadline = Instant::now() + Duration::from_millis(q.wait_ms.unwrap_or(0).min(600_000));
     let limit = q.limit.unwrap_or(1000);
@@ -568,10 +483,7 @@ async fn events(
         let notified = bot.events.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let found =
-            bot.state
-                .lock()
-                .events(q.after.unwrap_or(0), q.chat_id, q.kind.as_deref(), limit);
+        let found = bot.state.lock().events(q.after.unwrap_or(0), q.chat_id, q.kind.as_deref(), limit);
         if !found.is_empty() || Instant::now() >= deadline {
             return Ok(Json(serde_json::to_value(found).unwrap_or_default()));
         }
@@ -592,11 +504,8 @@ async fn stats(State(world): State<Arc<World>>, Path(bot): Path<String>) -> Answ
 async fn commands(State(world): State<Arc<World>>, Path(bot): Path<String>) -> Answer {
     let bot = find(&world, &bot)?;
     let st = bot.state.lock();
-    let all: serde_json::Map<String, Value> = st
-        .commands
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
-        .collect();
+    let all: serde_json::Map<String, Value> =
+        st.commands.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect();
     Ok(Json(Value::Object(all)))
 }
 
@@ -612,30 +521,16 @@ struct FaultBody {
     drop: Option<String>,
 }
 
-async fn add_fault(
-    State(world): State<Arc<World>>,
-    Path(bot): Path<String>,
-    Json(body): Json<FaultBody>,
-) -> Answer {
+async fn add_fault(State(world): State<Arc<World>>, Path(bot): Path<String>, Json(body): Json<FaultBody>) -> Answer {
     let bot = find(&world, &bot)?;
     let method = if body.method == "*" {
         "*".to_owned()
     } else {
-        let known = METHODS
-            .iter()
-            .find(|m| m.eq_ignore_ascii_case(&body.method));
-        known
-            .ok_or_else(|| bad(format!("unknown method {}", body.method)))?
-            .to_string()
+        let known = METHODS.iter().find(|m| m.eq_ignore_ascii_case(&body.method));
+        known.ok_or_else(|| bad(format!("unknown method {}", body.method)))?.to_string()
     };
-    let chosen = [
-        body.error_code.is_some(),
-        body.delay_ms.is_some(),
-        body.drop.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
+    let chosen =
+        [body.error_code.is_some(), body.delay_ms.is_some(), body.drop.is_some()].iter().filter(|b| **b).count();
     if chosen != 1 {
         return Err(bad("give exactly one of error_code, delay_ms, drop"));
     }
@@ -667,11 +562,7 @@ async fn add_fault(
         }
     };
     let times = body.times.unwrap_or(1).max(1);
-    bot.state.lock().add_fault(Fault {
-        method,
-        remaining: times,
-        action,
-    });
+    bot.state.lock().add_fault(Fault { method, remaining: times, action });
     Ok(Json(json!({ "ok": true })))
 }
 
@@ -694,11 +585,6 @@ async fn calls(State(world): State<Arc<World>>, Query(q): Query<CallsQuery>) -> 
         Some(key) => Some(find(&world, key)?.id),
         None => None,
     };
-    let list = world.calls(
-        bot_id,
-        q.method.as_deref(),
-        q.after.unwrap_or(0),
-        q.limit.unwrap_or(10_000),
-    );
+    let list = world.calls(bot_id, q.method.as_deref(), q.after.unwrap_or(0), q.limit.unwrap_or(10_000));
     Ok(Json(serde_json::to_value(list).unwrap_or_default()))
 }

@@ -26,9 +26,7 @@ impl ParseMode {
     /// Parses a `parse_mode` value case-insensitively; `None` when Telegram would reject it.
     pub(crate) fn parse(s: &str) -> Option<ParseMode> {
         let matches = |mode: &ParseMode| format!("{mode:?}").eq_ignore_ascii_case(s);
-        [Self::Html, Self::MarkdownV2, Self::Markdown]
-            .into_iter()
-            .find(matches)
+        [Self::Html, Self::MarkdownV2, Self::Markdown].into_iter().find(matches)
     }
 }
 
@@ -55,15 +53,7 @@ impl Entity {
     fn new(kind: &str, offset: usize, length: usize) -> Self {
         let (url, language, user_id, custom_emoji_id) = (None, None, None, None);
         let kind = kind.to_string();
-        Entity {
-            kind,
-            offset,
-            length,
-            url,
-            language,
-            user_id,
-            custom_emoji_id,
-        }
+        Entity { kind, offset, length, url, language, user_id, custom_emoji_id }
     }
 
     fn end(&self) -> usize {
@@ -182,9 +172,7 @@ fn run(chars: &[char], k: usize, f: impl Fn(char) -> bool) -> usize {
 /// End (char index) of an http(s) URL starting at `k`, without trailing punctuation.
 fn url_end(chars: &[char], k: usize) -> Option<usize> {
     let head: String = chars.iter().skip(k).take(8).collect();
-    let scheme = ["http://", "https://"]
-        .into_iter()
-        .find(|p| head.to_ascii_lowercase().starts_with(p));
+    let scheme = ["http://", "https://"].into_iter().find(|p| head.to_ascii_lowercase().starts_with(p));
     let host = k + scheme?.len();
     let mut end = run(chars, host, |c| !c.is_whitespace());
     let body = chars.get(k..end).unwrap_or_default();
@@ -230,9 +218,7 @@ fn fix_nesting(mut entities: Vec<Entity>) -> Vec<Entity> {
     sort_entities(&mut entities);
     let is_block = |e: &Entity| e.kind == "code" || e.kind == "pre";
     let (blocks, rest): (Vec<Entity>, Vec<Entity>) = entities.into_iter().partition(is_block);
-    let inside = |spans: &[(usize, usize)], e: &Entity| {
-        spans.iter().any(|&(a, b)| a <= e.offset && e.end() <= b)
-    };
+    let inside = |spans: &[(usize, usize)], e: &Entity| spans.iter().any(|&(a, b)| a <= e.offset && e.end() <= b);
     let (mut spans, mut kept) = (Vec::new(), Vec::new());
     for mut e in blocks {
         if !inside(&spans, &e) {
@@ -301,13 +287,7 @@ impl Out {
     /// Starts an entity `name` whose markup is at input byte `byte`.
     fn open(&self, name: &str, byte: usize) -> Open {
         let (name, arg) = (name.to_string(), String::new());
-        Open {
-            name,
-            arg,
-            offset: self.utf16,
-            begin: self.buf.len(),
-            byte,
-        }
+        Open { name, arg, offset: self.utf16, begin: self.buf.len(), byte }
     }
 
     /// Appends the HTML text at `s[i]` (an entity or one byte); returns the next position.
@@ -318,9 +298,7 @@ impl Out {
         };
         let ch = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
         self.bad_surrogate |= (0xD800..0xE000).contains(&code);
-        ch.encode_utf8(&mut [0; 4])
-            .bytes()
-            .for_each(|b| self.byte(b));
+        ch.encode_utf8(&mut [0; 4]).bytes().for_each(|b| self.byte(b));
         next
     }
 }
@@ -332,9 +310,7 @@ fn at(s: &[u8], i: usize) -> u8 {
 
 /// First position from `i` whose byte fails `f` (or the end).
 fn skip(s: &[u8], i: usize, f: impl Fn(u8) -> bool) -> usize {
-    (i..s.len())
-        .find(|&j| !f(at(s, j)))
-        .unwrap_or(s.len().max(i))
+    (i..s.len()).find(|&j| !f(at(s, j))).unwrap_or(s.len().max(i))
 }
 
 fn slice(s: &[u8], from: usize, to: usize) -> &[u8] {
@@ -361,9 +337,7 @@ fn is_inner_space(c: u8) -> bool {
 
 /// A non-zero id in TDLib's `to_integer_safe` syntax (optional '-', digits only).
 fn parse_id(v: &str) -> Option<i64> {
-    v.parse::<i64>()
-        .ok()
-        .filter(|&n| n != 0 && !v.starts_with('+'))
+    v.parse::<i64>().ok().filter(|&n| n != 0 && !v.starts_with('+'))
 }
 
 /// The `id` query parameter of a lower-cased `tg://{host}?...` link.
@@ -372,22 +346,16 @@ fn tg_link_id<'a>(lower: &'a str, host: &str) -> Option<&'a str> {
     let rest = rest.strip_prefix("//").unwrap_or(rest).strip_prefix(host)?;
     let query = rest.strip_prefix('/').unwrap_or(rest).strip_prefix('?')?;
     let query = query.split('#').next().unwrap_or_default();
-    let param = query
-        .split('&')
-        .find(|p| p.split('=').next() == Some("id"))?;
+    let param = query.split('&').find(|p| p.split('=').next() == Some("id"))?;
     Some(param.split_once('=').map_or("", |(_, v)| v))
 }
 
 /// Custom emoji id of a `tg://emoji?id=N` link, with TDLib's errors.
 fn custom_emoji_id(url: &str) -> Result<String, String> {
     let lower = url.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("tg:")
-        .ok_or("Custom emoji URL must have scheme tg")?;
+    let rest = lower.strip_prefix("tg:").ok_or("Custom emoji URL must have scheme tg")?;
     let host_ok = rest.strip_prefix("//").unwrap_or(rest).starts_with("emoji");
-    ensure(host_ok, || {
-        "Custom emoji URL must have host \"emoji\"".into()
-    })?;
+    ensure(host_ok, || "Custom emoji URL must have host \"emoji\"".into())?;
     let id = tg_link_id(&lower, "emoji").ok_or("Custom emoji URL must have an emoji identifier")?;
     let id = parse_id(id).ok_or("Invalid custom emoji identifier specified")?;
     Ok(id.to_string())
@@ -396,9 +364,7 @@ fn custom_emoji_id(url: &str) -> Result<String, String> {
 /// Fills `e` as a text_mention or text_link to `url`; `None` when Telegram drops the link.
 fn link_kind(e: &mut Entity, url: &str) -> Option<&'static str> {
     let lower = url.to_ascii_lowercase();
-    e.user_id = tg_link_id(&lower, "user")
-        .and_then(parse_id)
-        .filter(|&id| id > 0);
+    e.user_id = tg_link_id(&lower, "user").and_then(parse_id).filter(|&id| id > 0);
     if e.user_id.is_some() {
         return Some("text_mention");
     }
@@ -451,9 +417,7 @@ fn html_entity(s: &[u8], pos: usize) -> Option<(u32, usize)> {
         let mut value = 0u64;
         for &c in slice(s, start, end) {
             let digit = char::from(c).to_digit(radix).unwrap_or_default();
-            value = value
-                .saturating_mul(radix.into())
-                .saturating_add(digit.into());
+            value = value.saturating_mul(radix.into()).saturating_add(digit.into());
         }
         if value == 0 || value >= 0x10FFFF || end - pos >= 10 {
             return None;
@@ -462,9 +426,7 @@ fn html_entity(s: &[u8], pos: usize) -> Option<(u32, usize)> {
     } else {
         let end = skip(s, pos + 1, |c| c.is_ascii_alphabetic());
         let names: [(&[u8], char); 4] = [(b"lt", '<'), (b"gt", '>'), (b"amp", '&'), (b"quot", '"')];
-        let (_, ch) = names
-            .into_iter()
-            .find(|(n, _)| *n == slice(s, pos + 1, end))?;
+        let (_, ch) = names.into_iter().find(|(n, _)| *n == slice(s, pos + 1, end))?;
         (u32::from(ch), end)
     };
     Some((code, end + usize::from(at(s, end) == b';')))
@@ -488,9 +450,7 @@ fn parse_html(s: &[u8], out: &mut Out) -> Result<(), String> {
             i = skip(s, i + 2, |c| !is_space(c) && c != b'>');
             let name = lossy(slice(s, begin + 2, i)).to_ascii_lowercase();
             i = skip(s, i, is_inner_space);
-            ensure(at(s, i) == b'>', || {
-                format!("Unclosed end tag at byte offset {begin}")
-            })?;
+            ensure(at(s, i) == b'>', || format!("Unclosed end tag at byte offset {begin}"))?;
             let tag = &open.name;
             ensure(name.is_empty() || name == *tag, || {
                 let found = format!("found \"</{name}>\"");
@@ -504,46 +464,34 @@ fn parse_html(s: &[u8], out: &mut Out) -> Result<(), String> {
     }
     if let Some(open) = stack.last() {
         let tag = &open.name;
-        return Err(format!(
-            "Can't find end tag corresponding to start tag \"{tag}\""
-        ));
+        return Err(format!("Can't find end tag corresponding to start tag \"{tag}\""));
     }
     let detail = "Text contains invalid Unicode characters after decoding HTML entities";
-    ensure(!out.bad_surrogate, || {
-        format!("{detail}, check for unmatched surrogate code units")
-    })
+    ensure(!out.bad_surrogate, || format!("{detail}, check for unmatched surrogate code units"))
 }
 
 /// Parses the start tag at `s[begin] == b'<'`; returns it and the position after its '>'.
 fn html_start_tag(s: &[u8], begin: usize, out: &Out) -> Result<(Open, usize), String> {
     let mut i = skip(s, begin + 1, |c| !is_space(c) && c != b'>');
-    ensure(at(s, i) != 0, || {
-        format!("Unclosed start tag at byte offset {begin}")
-    })?;
+    ensure(at(s, i) != 0, || format!("Unclosed start tag at byte offset {begin}"))?;
     let mut open = out.open(&lossy(slice(s, begin + 1, i)).to_ascii_lowercase(), begin);
     let tag = open.name.clone();
     let known = HTML_TAGS.contains(&tag.as_str());
-    ensure(known, || {
-        format!("Unsupported start tag \"{tag}\" at byte offset {begin}")
-    })?;
+    ensure(known, || format!("Unsupported start tag \"{tag}\" at byte offset {begin}"))?;
     let unclosed = || format!("Unclosed start tag \"{tag}\" at byte offset {begin}");
     loop {
         i = skip(s, i, is_inner_space);
         if at(s, i) == b'>' {
             let spoiler = tag != "span" || open.arg == "spoiler";
             let class = "must have class \"tg-spoiler\"";
-            ensure(spoiler, || {
-                format!("Tag \"span\" {class} at byte offset {begin}")
-            })?;
+            ensure(spoiler, || format!("Tag \"span\" {class} at byte offset {begin}"))?;
             return Ok((open, i + 1));
         }
         let name_begin = i;
         i = skip(s, i, |c| !is_space(c) && !b"=>/\"'".contains(&c));
         let name = slice(s, name_begin, i);
         let in_tag = format!("in the tag \"{tag}\" at byte offset {begin}");
-        ensure(!name.is_empty(), || {
-            format!("Empty attribute name {in_tag}")
-        })?;
+        ensure(!name.is_empty(), || format!("Empty attribute name {in_tag}"))?;
         i = skip(s, i, is_inner_space);
         ensure(at(s, i) != 0, unclosed)?;
         // A value-less attribute only matters for <blockquote expandable>.
@@ -552,16 +500,12 @@ fn html_start_tag(s: &[u8], begin: usize, out: &Out) -> Result<(Open, usize), St
             i = skip(s, i + 1, is_inner_space);
             ensure(at(s, i) != 0, unclosed)?;
             value = attribute_value(s, &mut i)?;
-            ensure(at(s, i) != 0, || {
-                format!("Unclosed start tag at byte offset {begin}")
-            })?;
+            ensure(at(s, i) != 0, || format!("Unclosed start tag at byte offset {begin}"))?;
         }
         let prefix = if tag == "code" { "language-" } else { "tg-" };
         match (tag.as_str(), name) {
             ("a", b"href") | ("tg-emoji", b"emoji-id") => open.arg = value,
-            ("code" | "span", b"class") => {
-                open.arg = value.strip_prefix(prefix).map_or(open.arg, String::from)
-            }
+            ("code" | "span", b"class") => open.arg = value.strip_prefix(prefix).map_or(open.arg, String::from),
             ("blockquote", b"expandable") => open.arg = "1".into(),
             _ => {}
         }
@@ -573,13 +517,9 @@ fn attribute_value(s: &[u8], i: &mut usize) -> Result<String, String> {
     let quote = at(s, *i);
     if quote != b'"' && quote != b'\'' {
         let begin = *i;
-        *i = skip(s, begin, |c| {
-            c.is_ascii_alphanumeric() || c == b'.' || c == b'-'
-        });
+        *i = skip(s, begin, |c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
         let ended = is_space(at(s, *i)) || at(s, *i) == b'>';
-        ensure(ended, || {
-            format!("Unexpected end of name token at byte offset {begin}")
-        })?;
+        ensure(ended, || format!("Unexpected end of name token at byte offset {begin}"))?;
         return Ok(lossy(slice(s, begin, *i)).to_ascii_lowercase());
     }
     let mut value = Out::default();
@@ -654,9 +594,7 @@ fn md2_url(s: &[u8], i: &mut usize, what: &str) -> Result<String, String> {
         url.push(at(s, *i));
         *i += 1;
     }
-    ensure(at(s, *i) == b')', || {
-        format!("Can't find end of {what} at byte offset {begin}")
-    })?;
+    ensure(at(s, *i) == b')', || format!("Can't find end of {what} at byte offset {begin}"))?;
     Ok(lossy(&url))
 }
 
@@ -664,11 +602,7 @@ fn md2_url(s: &[u8], i: &mut usize, what: &str) -> Result<String, String> {
 fn pre_start(s: &[u8], i: usize) -> (String, usize) {
     let end = skip(s, i, |c| !is_space(c) && c != b'`');
     let has_language = i != end && end < s.len() && at(s, end) != b'`';
-    let (language, i) = if has_language {
-        (lossy(slice(s, i, end)), end)
-    } else {
-        (String::new(), i)
-    };
+    let (language, i) = if has_language { (lossy(slice(s, i, end)), end) } else { (String::new(), i) };
     // One line break right after the opening is skipped.
     let (a, b) = (at(s, i), at(s, i + 1));
     let newline = |c: u8| c == b'\n' || c == b'\r';
@@ -696,10 +630,7 @@ fn md_kind(name: &str) -> &str {
 const MD2_RESERVED: &[u8] = b"_*[]()~`>#+-=|{}.!\n";
 
 fn cant_find(o: &Open) -> String {
-    format!(
-        "Can't find end of {} entity at byte offset {}",
-        o.name, o.byte
-    )
+    format!("Can't find end of {} entity at byte offset {}", o.name, o.byte)
 }
 
 fn parse_markdown_v2(s: &[u8], out: &mut Out) -> Result<(), String> {
@@ -779,10 +710,7 @@ fn parse_markdown_v2(s: &[u8], out: &mut Out) -> Result<(), String> {
             ensure(mark, || cant_find(&open))?;
             let Some(quote) = stack.pop() else { break };
             ensure(quote.name == "BlockQuote", || cant_find(&quote))?;
-            open = Open {
-                name: "ExpandableBlockQuote".into(),
-                ..quote
-            };
+            open = Open { name: "ExpandableBlockQuote".into(), ..quote };
         }
         let mut e = out.entity(md_kind(&open.name).to_lowercase().as_str(), open.offset);
         let mut keep = e.length > 0;
@@ -822,8 +750,7 @@ fn parse_markdown_v2(s: &[u8], out: &mut Out) -> Result<(), String> {
         let expandable = stack.pop_if(marked).is_some();
         if let Some(open) = stack.pop_if(|o| o.name == "BlockQuote") {
             let prefix = if expandable { "expandable_" } else { "" };
-            out.entities
-                .push(out.entity(&format!("{prefix}blockquote"), open.offset));
+            out.entities.push(out.entity(&format!("{prefix}blockquote"), open.offset));
         }
     }
     stack.last().map_or(Ok(()), |open| Err(cant_find(open)))
@@ -843,11 +770,7 @@ fn parse_markdown(s: &[u8], out: &mut Out) -> Result<(), String> {
         let (begin, end_char) = (i, if c == b'[' { b']' } else { c });
         let pre = c == b'`' && at(s, i + 1) == b'`' && at(s, i + 2) == b'`';
         let mut open = out.open("", begin);
-        (open.arg, i) = if pre {
-            pre_start(s, i + 3)
-        } else {
-            (String::new(), i + 1)
-        };
+        (open.arg, i) = if pre { pre_start(s, i + 3) } else { (String::new(), i + 1) };
         let pre_end = |i: usize| at(s, i + 1) == b'`' && at(s, i + 2) == b'`';
         while i < s.len() && (at(s, i) != end_char || (pre && !pre_end(i))) {
             out.byte(at(s, i));
@@ -894,11 +817,7 @@ mod tests {
         for e in entities {
             let id = e.user_id.map(|id| id.to_string());
             let extras = [&e.url, &e.language, &id, &e.custom_emoji_id];
-            let extra = extras
-                .into_iter()
-                .flatten()
-                .map(|x| format!("={x}"))
-                .collect::<String>();
+            let extra = extras.into_iter().flatten().map(|x| format!("={x}")).collect::<String>();
             shown.push(format!("{}:{}+{}{extra}", e.kind, e.offset, e.length));
         }
         shown.join(" ")
@@ -907,9 +826,7 @@ mod tests {
     /// `"text" entities...` on success, `ERR detail` on failure.
     fn run(mode: ParseMode, src: &str) -> String {
         match parse(src, mode) {
-            Ok(f) => format!("{:?} {}", f.text, show(&f.entities))
-                .trim_end()
-                .to_string(),
+            Ok(f) => format!("{:?} {}", f.text, show(&f.entities)).trim_end().to_string(),
             Err(e) => format!("ERR {e}"),
         }
     }
@@ -926,10 +843,7 @@ mod tests {
         assert_eq!(ParseMode::parse("MARKDOWNV2"), Some(MarkdownV2));
         assert_eq!(ParseMode::parse("Markdown"), Some(Markdown));
         assert_eq!(ParseMode::parse("md"), None);
-        assert_eq!(
-            (utf16_len("abc"), utf16_len("😀"), utf16_len("привет")),
-            (3, 2, 6)
-        );
+        assert_eq!((utf16_len("abc"), utf16_len("😀"), utf16_len("привет")), (3, 2, 6));
     }
 
     #[test]
@@ -1015,9 +929,7 @@ mod tests {
     }
 
     fn ok_entities(src: &str) -> Vec<Entity> {
-        parse(src, MarkdownV2)
-            .map(|f| f.entities)
-            .unwrap_or_default()
+        parse(src, MarkdownV2).map(|f| f.entities).unwrap_or_default()
     }
 
     #[test]
@@ -1058,22 +970,14 @@ mod tests {
 
     #[test]
     fn detection_and_merge() {
-        let text =
-            "/start /help@my_bot a/b /x@ab @user_name @abc a@host.com #tag #123 https://t.me/a).";
-        assert_eq!(
-            show(&detect(text)),
-            "bot_command:0+6 bot_command:7+12 mention:30+10 hashtag:57+4 url:67+14"
-        );
+        let text = "/start /help@my_bot a/b /x@ab @user_name @abc a@host.com #tag #123 https://t.me/a).";
+        assert_eq!(show(&detect(text)), "bot_command:0+6 bot_command:7+12 mention:30+10 hashtag:57+4 url:67+14");
         let text = "привет 😀 /cmd и https://пример.рф/путь";
         assert_eq!(show(&detect(text)), "bot_command:10+4 url:17+22");
         assert_eq!(show(&detect("word/start @a_b http:// #_ #1")), "");
-        let f = parse("<b>/start</b> <code>/help</code> @username", Html)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let f = parse("<b>/start</b> <code>/help</code> @username", Html).unwrap_or_else(|e| panic!("{e}"));
         let merged = merge(f.entities, detect(&f.text));
-        assert_eq!(
-            show(&merged),
-            "bot_command:0+6 bold:0+6 code:7+5 mention:13+9"
-        );
+        assert_eq!(show(&merged), "bot_command:0+6 bold:0+6 code:7+5 mention:13+9");
     }
 
     #[test]
@@ -1099,16 +1003,11 @@ mod tests {
         };
         for _ in 0..4000 {
             let n = next() % 24;
-            let src: String = (0..n)
-                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
-                .collect();
+            let src: String = (0..n).map(|_| PIECES[(next() % PIECES.len() as u64) as usize]).collect();
             assert!(in_bounds(&src, &detect(&src)), "{src:?}");
             for mode in [Html, MarkdownV2, Markdown] {
                 if let Ok(f) = parse(&src, mode) {
-                    assert!(
-                        in_bounds(&f.text, &merge(f.entities, detect(&f.text))),
-                        "{mode:?} {src:?}"
-                    );
+                    assert!(in_bounds(&f.text, &merge(f.entities, detect(&f.text))), "{mode:?} {src:?}");
                 }
             }
         }

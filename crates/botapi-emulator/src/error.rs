@@ -22,11 +22,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with this code and full description.
     pub fn new(code: u16, description: impl Into<String>) -> ApiError {
-        ApiError {
-            code,
-            description: description.into(),
-            retry_after: None,
-        }
+        ApiError { code, description: description.into(), retry_after: None }
     }
 
     /// 400 `Bad Request: <detail>`.
@@ -68,8 +64,7 @@ impl ApiError {
 
     /// The JSON body Telegram sends for this error.
     pub fn body(&self) -> Value {
-        let mut body =
-            json!({"ok": false, "error_code": self.code, "description": self.description});
+        let mut body = json!({"ok": false, "error_code": self.code, "description": self.description});
         if let Some(retry_after) = self.retry_after {
             body["parameters"] = json!({ "retry_after": retry_after });
         }

@@ -86,24 +86,13 @@ impl Emulator {
     }
 
     /// Serves on `listener` until `shutdown` is cancelled (or the handle is dropped).
-    pub fn serve(
-        listener: TcpListener,
-        config: EmulatorConfig,
-        shutdown: CancellationToken,
-    ) -> Emulator {
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    pub fn serve(listener: TcpListener, config: EmulatorConfig, shutdown: CancellationToken) -> Emulator {
+        let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let world = Arc::new(world::World::new(config, shutdown.clone()));
         let router = server::router(world);
         let task = tokio::spawn(server::serve(listener, router, shutdown.clone()));
         let control = Control::new(format!("http://{addr}"));
-        Emulator {
-            addr,
-            control,
-            shutdown,
-            task: Some(task),
-        }
+        Emulator { addr, control, shutdown, task: Some(task) }
     }
 
     /// The address it listens on.

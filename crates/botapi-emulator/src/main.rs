@@ -4,10 +4,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "A Telegram Bot API emulator on loopback, with a control API for tests and demos"
-)]
+#[command(version, about = "A Telegram Bot API emulator on loopback, with a control API for tests and demos")]
 struct Cli {
     #[command(flatten)]
     args: botapi_emulator::cli::Args,
@@ -17,9 +14,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

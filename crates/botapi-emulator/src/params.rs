@@ -37,18 +37,16 @@ impl Params {
         }
         let content_type = content_type(req.headers());
         if content_type.starts_with("multipart/form-data") {
-            let mut multipart = Multipart::from_request(req, &()).await.map_err(|e| {
-                ApiError::bad_request(format!("can't parse multipart form: {}", e.body_text()))
-            })?;
+            let mut multipart = Multipart::from_request(req, &())
+                .await
+                .map_err(|e| ApiError::bad_request(format!("can't parse multipart form: {}", e.body_text())))?;
             loop {
                 let field = match multipart.next_field().await {
                     Ok(Some(field)) => field,
                     Ok(None) => break,
                     Err(e) if e.status().as_u16() == 413 => return Err(ApiError::too_large()),
                     Err(e) => {
-                        return Err(ApiError::bad_request(format!(
-                            "can't parse multipart form: {e}"
-                        )));
+                        return Err(ApiError::bad_request(format!("can't parse multipart form: {e}")));
                     }
                 };
                 let Some(name) = field.name().map(str::to_owned) else {
@@ -61,14 +59,7 @@ impl Params {
                     _ => ApiError::bad_request(format!("can't parse multipart form: {e}")),
                 })?;
                 if file_name.is_some() {
-                    params.files.insert(
-                        name,
-                        Upload {
-                            file_name,
-                            mime_type,
-                            bytes,
-                        },
-                    );
+                    params.files.insert(name, Upload { file_name, mime_type, bytes });
                 } else {
                     let text = String::from_utf8(bytes.to_vec())
                         .map_err(|_| ApiError::bad_request("strings must be encoded in UTF-8"))?;
@@ -77,9 +68,7 @@ impl Params {
             }
             return Ok(params);
         }
-        let body = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|_| ApiError::too_large())?;
+        let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| ApiError::too_large())?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(params);
         }
@@ -88,9 +77,7 @@ impl Params {
                 Ok(Value::Object(map)) => params.values.extend(map),
                 Ok(_) => return Err(ApiError::bad_request("parameters must be a JSON object")),
                 Err(e) => {
-                    return Err(ApiError::bad_request(format!(
-                        "can't parse JSON request body: {e}"
-                    )));
+                    return Err(ApiError::bad_request(format!("can't parse JSON request body: {e}")));
                 }
             }
         } else {
@@ -155,9 +142,7 @@ impl Params {
         match self.get(name) {
             None => Ok(None),
             Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(Value::String(s)) => serde_json::from_str(s)
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(error)),
+            Some(Value::String(s)) => serde_json::from_str(s).map(Some).map_err(|_| ApiError::bad_request(error)),
             Some(v) => Ok(Some(v.clone())),
         }
     }
@@ -178,10 +163,7 @@ impl Params {
 }
 
 fn content_type(headers: &HeaderMap) -> String {
-    let value = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let value = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     value.trim().to_ascii_lowercase()
 }
 

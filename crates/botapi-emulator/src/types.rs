@@ -171,10 +171,7 @@ pub struct Message {
 impl Message {
     /// The `callback_data` of every inline button, row by row.
     pub fn callback_data(&self) -> Vec<String> {
-        let rows = self
-            .reply_markup
-            .as_ref()
-            .and_then(|m| m["inline_keyboard"].as_array());
+        let rows = self.reply_markup.as_ref().and_then(|m| m["inline_keyboard"].as_array());
         rows.into_iter()
             .flatten()
             .filter_map(Value::as_array)
@@ -221,6 +218,8 @@ pub struct Event {
     pub seq: u64,
     /// Unix time in milliseconds.
     pub at_ms: u64,
+    /// Unix time in microseconds (the same instant as `at_ms`, for latency measurements).
+    pub at_us: u64,
     /// `message`, `edit`, `delete`, `callback_answer` or `chat_action`.
     pub kind: String,
     /// Chat concerned, when there is one.

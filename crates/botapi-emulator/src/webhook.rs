@@ -65,12 +65,7 @@ fn next_job(st: &mut crate::world::BotState) -> (Option<Job>, Option<Instant>) {
     st.note_delivery(index);
     let pending = &mut st.queue[index];
     pending.in_flight = true;
-    let job = Job {
-        update_id: pending.id,
-        body: pending.json.get().to_owned(),
-        url,
-        secret,
-    };
+    let job = Job { update_id: pending.id, body: pending.json.get().to_owned(), url, secret };
     if let Some(hook) = &mut st.webhook {
         hook.in_flight += 1;
     }
@@ -89,10 +84,7 @@ async fn deliver(world: Arc<World>, bot: Arc<BotCell>, generation: u64, job: Job
     }
     let outcome = match request.send().await {
         Ok(response) if response.status().is_success() => Ok(()),
-        Ok(response) => Err(format!(
-            "Wrong response from the webhook: {}",
-            response.status()
-        )),
+        Ok(response) => Err(format!("Wrong response from the webhook: {}", response.status())),
         Err(e) if e.is_timeout() => Err("Read timeout expired".to_owned()),
         Err(e) if e.is_connect() => Err("Connection refused".to_owned()),
         Err(_) => Err("Connection closed".to_owned()),

@@ -33,25 +33,24 @@ pub fn parse_token(token: &str) -> Option<i64> {
         && digits.len() <= 15
         && digits.bytes().all(|b| b.is_ascii_digit())
         && secret.len() >= 20
-        && secret
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     let id: i64 = digits.parse().ok()?;
     (well_formed && id > 0).then_some(id)
 }
 
 /// Current Unix time in seconds.
 pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Current Unix time in milliseconds.
 pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Current Unix time in microseconds.
+pub(crate) fn unix_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
 /// The whole emulated Telegram.
@@ -153,11 +152,7 @@ pub(crate) struct ChatLog {
 
 impl ChatLog {
     fn new(chat: Chat) -> ChatLog {
-        ChatLog {
-            chat,
-            first_id: 1,
-            messages: VecDeque::new(),
-        }
+        ChatLog { chat, first_id: 1, messages: VecDeque::new() }
     }
 
     /// The id the next message in this chat gets.
@@ -215,10 +210,7 @@ struct Bucket {
 
 impl Bucket {
     fn full(capacity: f64) -> Bucket {
-        Bucket {
-            tokens: capacity,
-            at: Instant::now(),
-        }
+        Bucket { tokens: capacity, at: Instant::now() }
     }
 
     /// Seconds to wait before a token is available, after refilling; zero means one is available.
@@ -226,11 +218,7 @@ impl Bucket {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.tokens = (self.tokens + elapsed * per_second).min(capacity);
         self.at = now;
-        if self.tokens >= 1.0 {
-            0.0
-        } else {
-            (1.0 - self.tokens) / per_second
-        }
+        if self.tokens >= 1.0 { 0.0 } else { (1.0 - self.tokens) / per_second }
     }
 }
 
@@ -300,11 +288,7 @@ impl World {
         if let Some(bot) = self.bots.read().get(token) {
             return Some(bot.clone());
         }
-        if self.config.accept_any_token {
-            self.register(token, None, None)
-        } else {
-            None
-        }
+        if self.config.accept_any_token { self.register(token, None, None) } else { None }
     }
 
     /// The bot with this id or username.
@@ -315,14 +299,7 @@ impl World {
         let name = key.trim_start_matches('@');
         let bots = self.by_id.read();
         bots.values()
-            .find(|b| {
-                b.state
-                    .lock()
-                    .me
-                    .username
-                    .as_deref()
-                    .is_some_and(|u| u.eq_ignore_ascii_case(name))
-            })
+            .find(|b| b.state.lock().me.username.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(name)))
             .cloned()
     }
 
@@ -427,13 +404,7 @@ impl World {
     }
 
     /// Call log entries matching the filters, oldest first.
-    pub(crate) fn calls(
-        &self,
-        bot_id: Option<i64>,
-        method: Option<&str>,
-        after: u64,
-        limit: usize,
-    ) -> Vec<CallRecord> {
+    pub(crate) fn calls(&self, bot_id: Option<i64>, method: Option<&str>, after: u64, limit: usize) -> Vec<CallRecord> {
         let calls = self.calls.lock();
         calls
             .iter()
@@ -497,12 +468,7 @@ impl BotState {
         update.insert("update_id".into(), id.into());
         update.insert(kind.into(), payload);
         let json = serde_json::value::to_raw_value(&update).ok()?;
-        self.queue.push_back(Pending {
-            id,
-            json,
-            deliveries: 0,
-            in_flight: false,
-        });
+        self.queue.push_back(Pending { id, json, deliveries: 0, in_flight: false });
         self.stats.updates_created += 1;
         self.stats.pending = self.queue.len() as u64;
         Some(id)
@@ -577,9 +543,7 @@ impl BotState {
 
     /// The chat log for `chat`, created when first seen.
     pub(crate) fn chat_log(&mut self, chat: &Chat) -> &mut ChatLog {
-        self.chats
-            .entry(chat.id)
-            .or_insert_with(|| ChatLog::new(chat.clone()))
+        self.chats.entry(chat.id).or_insert_with(|| ChatLog::new(chat.clone()))
     }
 
     /// Records a message in its chat, assigning its id; returns the id.
@@ -614,9 +578,11 @@ impl BotState {
         detail: Option<Value>,
         capacity: usize,
     ) {
+        let at_us = unix_us();
         let event = Event {
             seq: self.next_seq,
-            at_ms: unix_ms(),
+            at_ms: at_us / 1000,
+            at_us,
             kind: kind.into(),
             chat_id,
             message_id: message.map(|m| m.message.message_id),
@@ -632,13 +598,7 @@ impl BotState {
     }
 
     /// Events after `after`, optionally of one chat and kind.
-    pub(crate) fn events(
-        &self,
-        after: u64,
-        chat_id: Option<i64>,
-        kind: Option<&str>,
-        limit: usize,
-    ) -> Vec<Event> {
+    pub(crate) fn events(&self, after: u64, chat_id: Option<i64>, kind: Option<&str>, limit: usize) -> Vec<Event> {
         let start = self.events.partition_point(|e| e.seq <= after);
         self.events
             .range(start..)
@@ -664,10 +624,7 @@ impl BotState {
         if self.faults.is_empty() {
             return None;
         }
-        let index = self
-            .faults
-            .iter()
-            .position(|f| f.method == "*" || f.method.eq_ignore_ascii_case(method))?;
+        let index = self.faults.iter().position(|f| f.method == "*" || f.method.eq_ignore_ascii_case(method))?;
         let fault = &mut self.faults[index];
         fault.remaining = fault.remaining.saturating_sub(1);
         let action = fault.action.clone();
@@ -681,15 +638,8 @@ impl BotState {
     /// second per bot, 1 per second per private chat with short bursts, 20 per minute per group).
     pub(crate) fn check_flood(&mut self, chat: &Chat) -> Result<(), ApiError> {
         let now = Instant::now();
-        let (capacity, rate) = if chat.is_group() {
-            (20.0, 20.0 / 60.0)
-        } else {
-            (3.0, 1.0)
-        };
-        let chat_bucket = self
-            .buckets
-            .entry(chat.id)
-            .or_insert_with(|| Bucket::full(capacity));
+        let (capacity, rate) = if chat.is_group() { (20.0, 20.0 / 60.0) } else { (3.0, 1.0) };
+        let chat_bucket = self.buckets.entry(chat.id).or_insert_with(|| Bucket::full(capacity));
         let chat_wait = chat_bucket.wait(capacity, rate, now);
         let bot_wait = self.bot_bucket.wait(30.0, 30.0, now);
         let wait = chat_wait.max(bot_wait);

@@ -31,13 +31,8 @@ pub struct Application {
 
 impl Application {
     /// Loads the bot configurations and starts every enabled bot; bad files are logged and skipped.
-    pub async fn build(
-        settings: Settings,
-        registry: PluginRegistry,
-        env: EnvLookup,
-    ) -> anyhow::Result<Application> {
-        let api_url =
-            reqwest::Url::parse(&settings.telegram_api_url).context("TELEGRAM_API_URL")?;
+    pub async fn build(settings: Settings, registry: PluginRegistry, env: EnvLookup) -> anyhow::Result<Application> {
+        let api_url = reqwest::Url::parse(&settings.telegram_api_url).context("TELEGRAM_API_URL")?;
         let http = reqwest::Client::builder()
             .timeout(settings.polling_timeout + Duration::from_secs(15))
             .connect_timeout(Duration::from_secs(10))
@@ -45,10 +40,8 @@ impl Application {
             .build()
             .context("building the HTTP client")?;
         let shutdown = CancellationToken::new();
-        let webhooks = WebhookEnv {
-            enabled: settings.webhook_enabled,
-            base_url_set: settings.webhook_base_url.is_some(),
-        };
+        let webhooks =
+            WebhookEnv { enabled: settings.webhook_enabled, base_url_set: settings.webhook_base_url.is_some() };
         let loaded = config::load_dir(&settings.config_dir, &*env, &registry, webhooks);
         for problem in &loaded.errors {
             error!(file = %problem.file.display(), "invalid configuration: {problem}");
@@ -67,17 +60,8 @@ impl Application {
         let manager = BotManager::new(deps);
         let configured = loaded.bots.len();
         let running = manager.start_all(loaded.bots).await;
-        info!(
-            configured,
-            running,
-            invalid_files = loaded.errors.len(),
-            "fleet started"
-        );
-        Ok(Application {
-            manager,
-            shutdown,
-            config_errors: loaded.errors,
-        })
+        info!(configured, running, invalid_files = loaded.errors.len(), "fleet started");
+        Ok(Application { manager, shutdown, config_errors: loaded.errors })
     }
 
     /// The bot manager.

@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use api::{BotApi, SendOptions};
+pub use api::{ApiCallError, BotApi, SendOptions};
 use parking_lot::Mutex;
 use reqwest::Url;
 use runtime::RunningBot;
@@ -105,6 +105,19 @@ pub struct BotManager {
     statuses: Arc<Mutex<BTreeMap<BotId, StatusEntry>>>,
 }
 
+/// What a reload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The configuration did not change.
+    Unchanged,
+    /// A new bot was added and started.
+    Added,
+    /// The bot was restarted with the new configuration.
+    Restarted,
+    /// The new configuration disables the bot; it was stopped.
+    Disabled,
+}
+
 /// Why a manager operation did nothing.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ManagerError {
@@ -119,11 +132,7 @@ pub enum ManagerError {
 impl BotManager {
     /// A manager with no bots yet.
     pub fn new(deps: Deps) -> BotManager {
-        BotManager {
-            deps,
-            slots: Arc::default(),
-            statuses: Arc::default(),
-        }
+        BotManager { deps, slots: Arc::default(), statuses: Arc::default() }
     }
 
     /// Adds these bots and starts the enabled ones, all at once; returns how many run.
@@ -131,39 +140,22 @@ impl BotManager {
         {
             let mut slots = self.slots.lock().await;
             for config in configs {
-                let slot = Slot {
-                    config: Arc::new(config),
-                    health: Arc::default(),
-                    running: None,
-                    failure: None,
-                };
+                let slot = Slot { config: Arc::new(config), health: Arc::default(), running: None, failure: None };
                 slots.insert(slot.config.id.clone(), slot);
             }
             self.refresh(&slots);
         }
-        let ids: Vec<BotId> = self
-            .slots
-            .lock()
-            .await
-            .iter()
-            .filter(|(_, s)| s.config.enabled)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let ids: Vec<BotId> =
+            self.slots.lock().await.iter().filter(|(_, s)| s.config.enabled).map(|(id, _)| id.clone()).collect();
         let starts = ids.iter().map(|id| self.start(id));
-        futures_util::future::join_all(starts)
-            .await
-            .iter()
-            .filter(|r| r.is_ok())
-            .count()
+        futures_util::future::join_all(starts).await.iter().filter(|r| r.is_ok()).count()
     }
 
     /// Starts a configured bot (a running one is left alone).
     pub async fn start(&self, id: &BotId) -> Result<(), ManagerError> {
         let (config, health) = {
             let slots = self.slots.lock().await;
-            let slot = slots
-                .get(id)
-                .ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
+            let slot = slots.get(id).ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
             if slot.running.is_some() {
                 return Ok(());
             }
@@ -172,9 +164,7 @@ impl BotManager {
         *health.failure.lock() = None;
         let started = RunningBot::start(&self.deps, config, health).await;
         let mut slots = self.slots.lock().await;
-        let slot = slots
-            .get_mut(id)
-            .ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
+        let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
         let result = match started {
             Ok(running) => {
                 if let Some(previous) = slot.running.replace(running) {
@@ -198,9 +188,7 @@ impl BotManager {
     pub async fn stop(&self, id: &BotId) -> Result<(), ManagerError> {
         let running = {
             let mut slots = self.slots.lock().await;
-            let slot = slots
-                .get_mut(id)
-                .ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
+            let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
             slot.running.take()
         };
         if let Some(running) = running {
@@ -216,14 +204,68 @@ impl BotManager {
         self.start(id).await
     }
 
+    /// Applies a configuration: adds a new bot, or replaces a changed one (stopping the old instance after its
+    /// in-flight updates, then starting the new one). When the new one cannot start, the old configuration is
+    /// started again and the error returned. An unchanged configuration is left alone.
+    pub async fn reload(&self, config: BotConfig) -> Result<ReloadOutcome, ManagerError> {
+        let id = config.id.clone();
+        let config = Arc::new(config);
+        let (previous, running) = {
+            let mut slots = self.slots.lock().await;
+            match slots.get_mut(&id) {
+                Some(slot) if slot.config.hash == config.hash => return Ok(ReloadOutcome::Unchanged),
+                Some(slot) => (Some(std::mem::replace(&mut slot.config, config.clone())), slot.running.take()),
+                None => {
+                    let slot = Slot { config: config.clone(), health: Arc::default(), running: None, failure: None };
+                    slots.insert(id.clone(), slot);
+                    (None, None)
+                }
+            }
+        };
+        let was_running = running.is_some();
+        if let Some(running) = running {
+            running.stop().await;
+        }
+        if !config.enabled {
+            self.refresh(&*self.slots.lock().await);
+            return Ok(ReloadOutcome::Disabled);
+        }
+        match self.start(&id).await {
+            Ok(()) if previous.is_none() => Ok(ReloadOutcome::Added),
+            Ok(()) => Ok(ReloadOutcome::Restarted),
+            Err(error) => {
+                if let Some(previous) = previous {
+                    if let Some(slot) = self.slots.lock().await.get_mut(&id) {
+                        slot.config = previous;
+                    }
+                    if was_running {
+                        let _ = self.start(&id).await;
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Stops a bot and forgets it (its file was removed).
+    pub async fn remove(&self, id: &BotId) -> Result<(), ManagerError> {
+        self.stop(id).await?;
+        let mut slots = self.slots.lock().await;
+        slots.remove(id);
+        self.refresh(&slots);
+        Ok(())
+    }
+
+    /// The configuration a bot runs with (or would run with).
+    pub async fn config_of(&self, id: &BotId) -> Option<Arc<BotConfig>> {
+        self.slots.lock().await.get(id).map(|s| s.config.clone())
+    }
+
     /// Stops every bot.
     pub async fn stop_all(&self) {
         let running: Vec<RunningBot> = {
             let mut slots = self.slots.lock().await;
-            slots
-                .values_mut()
-                .filter_map(|s| s.running.take())
-                .collect()
+            slots.values_mut().filter_map(|s| s.running.take()).collect()
         };
         futures_util::future::join_all(running.into_iter().map(RunningBot::stop)).await;
         self.refresh(&*self.slots.lock().await);
@@ -232,11 +274,7 @@ impl BotManager {
 
     /// Every configured bot's status, by id.
     pub fn status(&self) -> Vec<BotStatus> {
-        self.statuses
-            .lock()
-            .values()
-            .map(StatusEntry::status)
-            .collect()
+        self.statuses.lock().values().map(StatusEntry::status).collect()
     }
 
     /// One bot's status.
@@ -273,22 +311,14 @@ impl StatusEntry {
             config: slot.config.clone(),
             health: slot.health.clone(),
             started_at: slot.running.as_ref().map(|r| r.started_at),
-            plugins: slot
-                .running
-                .as_ref()
-                .map(RunningBot::plugin_names)
-                .unwrap_or_default(),
+            plugins: slot.running.as_ref().map(RunningBot::plugin_names).unwrap_or_default(),
             failure: slot.failure.clone(),
         }
     }
 
     fn status(&self) -> BotStatus {
         let health = &self.health;
-        let failure = health
-            .failure
-            .lock()
-            .clone()
-            .or_else(|| self.failure.clone());
+        let failure = health.failure.lock().clone().or_else(|| self.failure.clone());
         let state = match (self.started_at, &failure) {
             (_, Some(_)) => BotState::Failed,
             (Some(_), None) => BotState::Running,

@@ -54,15 +54,14 @@ pub fn shutdown_on_signals() -> CancellationToken {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(term) => term,
-                    Err(_) => {
-                        let _ = tokio::signal::ctrl_c().await;
-                        cancel.cancel();
-                        return;
-                    }
-                };
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    cancel.cancel();
+                    return;
+                }
+            };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
                 _ = term.recv() => tracing::info!("SIGTERM received"),
@@ -84,8 +83,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             telemetry::init(&settings);
-            let app =
-                Application::build(settings, PluginRegistry::builtin(), process_env()).await?;
+            let app = Application::build(settings, PluginRegistry::builtin(), process_env()).await?;
             let signals = shutdown_on_signals();
             let token = app.shutdown_token();
             tokio::spawn(async move {
@@ -105,10 +103,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugins => {
             for meta in PluginRegistry::builtin().list() {
                 let kind = if meta.script { "script" } else { "native" };
-                println!(
-                    "{:<16} {:<8} {:<7} {}",
-                    meta.name, meta.version, kind, meta.description
-                );
+                println!("{:<16} {:<8} {:<7} {}", meta.name, meta.version, kind, meta.description);
                 if !meta.dependencies.is_empty() {
                     println!("{:<16} depends on: {}", "", meta.dependencies.join(", "));
                 }
@@ -117,10 +112,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Emulator(args) => {
             let settings = Settings::from_process_env().unwrap_or_else(|_| default_settings());
-            telemetry::init(&Settings {
-                log_format: config::LogFormat::Text,
-                ..settings
-            });
+            telemetry::init(&Settings { log_format: config::LogFormat::Text, ..settings });
             botapi_emulator::cli::run(args, shutdown_on_signals()).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -130,51 +122,27 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Settings with every default, for commands that work without a valid environment.
 pub(crate) fn default_settings() -> Settings {
-    let Ok(settings) = Settings::from_env(&|_| None) else {
-        unreachable!("the defaults are valid")
-    };
+    let Ok(settings) = Settings::from_env(&|_| None) else { unreachable!("the defaults are valid") };
     settings
 }
 
 fn check_config(settings: &Settings) -> ExitCode {
     let registry = PluginRegistry::builtin();
-    let webhooks = WebhookEnv {
-        enabled: settings.webhook_enabled,
-        base_url_set: settings.webhook_base_url.is_some(),
-    };
+    let webhooks = WebhookEnv { enabled: settings.webhook_enabled, base_url_set: settings.webhook_base_url.is_some() };
     let env = process_env();
     let loaded = config::load_dir(&settings.config_dir, &*env, &registry, webhooks);
     if !loaded.errors.is_empty() {
         for e in &loaded.errors {
             println!("{e}");
         }
-        println!(
-            "{} problem(s) in {} file(s)",
-            loaded.errors.len(),
-            loaded.files.len()
-        );
+        println!("{} problem(s) in {} file(s)", loaded.errors.len(), loaded.files.len());
         return ExitCode::FAILURE;
     }
-    println!(
-        "{} bot(s) in {}:",
-        loaded.bots.len(),
-        settings.config_dir.display()
-    );
+    println!("{} bot(s) in {}:", loaded.bots.len(), settings.config_dir.display());
     for bot in &loaded.bots {
-        let plugins: Vec<&str> = registry
-            .load_order(&bot.plugins)
-            .iter()
-            .map(|e| e.name.as_str())
-            .collect();
+        let plugins: Vec<&str> = registry.load_order(&bot.plugins).iter().map(|e| e.name.as_str()).collect();
         let state = if bot.enabled { "enabled" } else { "disabled" };
-        println!(
-            "  {} ({}) {}, {}, plugins: {}",
-            bot.id,
-            bot.name,
-            bot.mode,
-            state,
-            plugins.join(", ")
-        );
+        println!("  {} ({}) {}, {}, plugins: {}", bot.id, bot.name, bot.mode, state, plugins.join(", "));
     }
     ExitCode::SUCCESS
 }

@@ -27,15 +27,11 @@ impl BotId {
     pub fn parse(id: &str) -> Result<BotId, String> {
         let valid = (1..=64).contains(&id.len())
             && id.starts_with(|c: char| c.is_ascii_lowercase())
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if valid {
             Ok(BotId(id.to_owned()))
         } else {
-            Err(format!(
-                "invalid bot id {id:?}: use 1-64 characters of a-z, 0-9, _ and -, starting with a letter"
-            ))
+            Err(format!("invalid bot id {id:?}: use 1-64 characters of a-z, 0-9, _ and -, starting with a letter"))
         }
     }
 

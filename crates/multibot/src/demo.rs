@@ -31,38 +31,23 @@ pub struct Args {
 
 /// A stable emulator token for an unset `*_TOKEN` variable.
 fn demo_token(variable: &str) -> String {
-    let hash = variable.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash =
+        variable.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     let id = 100_000 + hash % 900_000;
-    let secret: String = variable
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect();
+    let secret: String = variable.chars().filter(char::is_ascii_alphanumeric).collect();
     format!("{id}:Demo{secret:_<20}")
 }
 
 /// The process environment, with emulator tokens for unset `*_TOKEN` variables.
 fn demo_env() -> EnvLookup {
-    Arc::new(|name| {
-        std::env::var(name)
-            .ok()
-            .or_else(|| name.ends_with("_TOKEN").then(|| demo_token(name)))
-    })
+    Arc::new(|name| std::env::var(name).ok().or_else(|| name.ends_with("_TOKEN").then(|| demo_token(name))))
 }
 
 /// Runs the demo.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let emulator = Emulator::serve(
-        listener,
-        EmulatorConfig::default(),
-        CancellationToken::new(),
-    );
-    let mut settings =
-        Settings::from_process_env().unwrap_or_else(|_| crate::cli::default_settings());
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let emulator = Emulator::serve(listener, EmulatorConfig::default(), CancellationToken::new());
+    let mut settings = Settings::from_process_env().unwrap_or_else(|_| crate::cli::default_settings());
     settings.telegram_api_url = emulator.api_url();
     settings.polling_timeout = Duration::from_secs(10);
     if std::env::var("LOG_LEVEL").is_err() {
@@ -75,18 +60,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let registry = PluginRegistry::builtin();
     let env = demo_env();
     // Register every configured bot with the emulator before the fleet starts.
-    let webhooks = WebhookEnv {
-        enabled: settings.webhook_enabled,
-        base_url_set: settings.webhook_base_url.is_some(),
-    };
+    let webhooks = WebhookEnv { enabled: settings.webhook_enabled, base_url_set: settings.webhook_base_url.is_some() };
     let loaded = config::load_dir(&settings.config_dir, &*env, &registry, webhooks);
     let mut bots = Vec::new();
     for config in &loaded.bots {
         let username = format!("{}_bot", config.id.as_str().trim_end_matches("_bot"));
-        let bot = emulator
-            .control()
-            .bot_named(config.token.expose(), &config.name, &username)
-            .await?;
+        let bot = emulator.control().bot_named(config.token.expose(), &config.name, &username).await?;
         bots.push((config.id.clone(), config.name.clone(), bot));
     }
     let app = Application::build(settings.clone(), registry, env).await?;
@@ -102,12 +81,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!();
         println!("── {} ({}) ──", status.id, name);
         if status.state != BotState::Running {
-            println!(
-                "   {} is {:?}: {}",
-                status.id,
-                status.state,
-                status.reason.as_deref().unwrap_or("disabled")
-            );
+            println!("   {} is {:?}: {}", status.id, status.state, status.reason.as_deref().unwrap_or("disabled"));
             continue;
         }
         if let Err(e) = converse(&alice, bot, name, &status).await {
@@ -122,11 +96,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             emulator.api_url(),
             bot.id
         );
-        println!(
-            "  curl -s {}/control/bots/{}/chats/1001",
-            emulator.api_url(),
-            bot.id
-        );
+        println!("  curl -s {}/control/bots/{}/chats/1001", emulator.api_url(), bot.id);
     }
     let token = app.shutdown_token();
     if args.once {
@@ -145,20 +115,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Plays a short conversation with one bot, using the plugins it has.
-async fn converse(
-    alice: &TestUser,
-    bot: &TestBot,
-    name: &str,
-    status: &BotStatus,
-) -> anyhow::Result<()> {
+async fn converse(alice: &TestUser, bot: &TestBot, name: &str, status: &BotStatus) -> anyhow::Result<()> {
     let has = |plugin: &str| status.plugins.iter().any(|p| p == plugin);
     let say = |text: &str| println!("   Alice: {text}");
-    let show = |message: &Message| {
-        println!(
-            "   {name}: {}",
-            indent(message.text.as_deref().unwrap_or("(no text)"))
-        )
-    };
+    let show = |message: &Message| println!("   {name}: {}", indent(message.text.as_deref().unwrap_or("(no text)")));
     for text in ["/start", "/help"] {
         say(text);
         alice.send(bot, text).await?;
@@ -168,10 +128,7 @@ async fn converse(
         for text in ["/echo Hello, world!", "Nice to meet you"] {
             say(text);
             alice.send(bot, text).await?;
-            match alice
-                .next_message_in(bot, alice.id, Duration::from_secs(2))
-                .await
-            {
+            match alice.next_message_in(bot, alice.id, Duration::from_secs(2)).await {
                 Ok(reply) => show(&reply),
                 Err(_) => println!("   {name}: (no answer: echo_all is off)"),
             }
@@ -189,50 +146,20 @@ async fn converse(
         alice.send(bot, "/menu").await?;
         let menu = alice.next_message_from(bot).await?;
         show(&menu);
-        let before = bot
-            .events(0, None, None, Duration::ZERO)
-            .await?
-            .last()
-            .map_or(0, |e| e.seq);
+        let before = bot.events(0, None, None, Duration::ZERO).await?.last().map_or(0, |e| e.seq);
         println!("   Alice: [clicks \"Option 2\"]");
         alice.click(bot, &menu, "opt_2").await?;
-        let answer = bot
-            .next_event(
-                before,
-                None,
-                Some("callback_answer"),
-                Duration::from_secs(10),
-            )
-            .await?;
-        let text = answer
-            .detail
-            .as_ref()
-            .and_then(|d| d["text"].as_str())
-            .unwrap_or_default()
-            .to_owned();
+        let answer = bot.next_event(before, None, Some("callback_answer"), Duration::from_secs(10)).await?;
+        let text = answer.detail.as_ref().and_then(|d| d["text"].as_str()).unwrap_or_default().to_owned();
         println!("   {name}: (notification) {text}");
-        let edit = bot
-            .next_event(
-                before,
-                Some(alice.id),
-                Some("edit"),
-                Duration::from_secs(10),
-            )
-            .await?;
+        let edit = bot.next_event(before, Some(alice.id), Some("edit"), Duration::from_secs(10)).await?;
         if let Some(message) = edit.message {
-            println!(
-                "   {name}: (edits the menu) {}",
-                message.text.unwrap_or_default()
-            );
+            println!("   {name}: (edits the menu) {}", message.text.unwrap_or_default());
         }
     }
     Ok(())
 }
 
 fn indent(text: &str) -> String {
-    text.trim_end()
-        .lines()
-        .map(str::trim_end)
-        .collect::<Vec<_>>()
-        .join("\n      ")
+    text.trim_end().lines().map(str::trim_end).collect::<Vec<_>>().join("\n      ")
 }

@@ -76,19 +76,9 @@ mod tests {
     #[tokio::test]
     async fn records_are_kept_per_key_and_deleted_when_empty() {
         let fsm = MemoryFsm::default();
-        let a = FsmKey {
-            bot_id: "a".into(),
-            chat_id: 1,
-            user_id: 1,
-        };
-        let b = FsmKey {
-            bot_id: "b".into(),
-            ..a.clone()
-        };
-        let record = FsmRecord {
-            state: Some("form:name".into()),
-            data: Map::new(),
-        };
+        let a = FsmKey { bot_id: "a".into(), chat_id: 1, user_id: 1 };
+        let b = FsmKey { bot_id: "b".into(), ..a.clone() };
+        let record = FsmRecord { state: Some("form:name".into()), data: Map::new() };
         fsm.save(&a, &record).await.unwrap();
         assert_eq!(fsm.load(&a).await.unwrap(), record);
         assert_eq!(fsm.load(&b).await.unwrap(), FsmRecord::default());

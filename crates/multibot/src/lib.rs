@@ -26,7 +26,7 @@ pub mod prelude {
     pub use teloxide_core::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, ParseMode};
 
     pub use crate::plugins::{
-        CallbackFilter, ChatType, ContentType, Ctx, HandlerError, Handlers, MessageFilter, Plugin,
-        PluginContext, PluginMeta,
+        CallbackFilter, ChatType, ContentType, Ctx, HandlerError, Handlers, MessageFilter, Plugin, PluginContext,
+        PluginMeta,
     };
 }

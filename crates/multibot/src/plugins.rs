@@ -15,8 +15,8 @@ use std::{collections::BTreeMap, marker::PhantomData, sync::Arc};
 use async_trait::async_trait;
 pub use ctx::{Ctx, HandlerError, Reply};
 pub use router::{
-    CallbackFilter, ChatType, CommandInfo, ContentType, ErrorHookFn, HandlerFn, Handlers,
-    MessageFilter, Router, StateFilter,
+    CallbackFilter, ChatType, CommandInfo, ContentType, ErrorHookFn, HandlerFn, Handlers, MessageFilter, Router,
+    StateFilter,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -114,10 +114,7 @@ impl PluginContext {
     }
 
     fn get_config_of<T: DeserializeOwned>(config: &Value, key: &str, default: T) -> T {
-        config
-            .get(key)
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or(default)
+        config.get(key).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or(default)
     }
 }
 
@@ -196,11 +193,7 @@ pub trait PluginFactory: Send + Sync {
     fn check_config(&self, config: &Value) -> Result<(), (String, String)>;
 
     /// Builds an instance for a bot and registers its handlers on `router`.
-    fn build(
-        &self,
-        cx: &PluginContext,
-        router: &mut Router,
-    ) -> anyhow::Result<Arc<dyn LoadedPlugin>>;
+    fn build(&self, cx: &PluginContext, router: &mut Router) -> anyhow::Result<Arc<dyn LoadedPlugin>>;
 }
 
 /// The factory of a native plugin type.
@@ -210,11 +203,7 @@ struct Native<P> {
 }
 
 fn parse_config<C: DeserializeOwned>(config: &Value) -> Result<C, (String, String)> {
-    let config = if config.is_null() {
-        Value::Object(Default::default())
-    } else {
-        config.clone()
-    };
+    let config = if config.is_null() { Value::Object(Default::default()) } else { config.clone() };
     serde_path_to_error::deserialize(config).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
@@ -231,14 +220,9 @@ impl<P: Plugin> PluginFactory for Native<P> {
         parse_config::<P::Config>(config).map(drop)
     }
 
-    fn build(
-        &self,
-        cx: &PluginContext,
-        router: &mut Router,
-    ) -> anyhow::Result<Arc<dyn LoadedPlugin>> {
-        let config = parse_config::<P::Config>(&cx.config).map_err(|(path, message)| {
-            anyhow::anyhow!("plugin {} config {path}: {message}", self.meta.name)
-        })?;
+    fn build(&self, cx: &PluginContext, router: &mut Router) -> anyhow::Result<Arc<dyn LoadedPlugin>> {
+        let config = parse_config::<P::Config>(&cx.config)
+            .map_err(|(path, message)| anyhow::anyhow!("plugin {} config {path}: {message}", self.meta.name))?;
         let plugin = Arc::new(P::new(config, cx)?);
         let mut handlers = Handlers::new(plugin.clone(), &self.meta.name, router);
         plugin.setup_handlers(&mut handlers);
@@ -263,13 +247,7 @@ impl PluginRegistry {
     /// Adds a native plugin type (replacing one of the same name).
     pub fn register<P: Plugin>(&mut self) {
         let meta = P::meta();
-        self.factories.insert(
-            meta.name.clone(),
-            Arc::new(Native::<P> {
-                meta,
-                plugin: PhantomData,
-            }),
-        );
+        self.factories.insert(meta.name.clone(), Arc::new(Native::<P> { meta, plugin: PhantomData }));
     }
 
     /// Adds any factory (script plugins use this).
@@ -303,10 +281,7 @@ impl PluginRegistry {
                 return;
             }
             path.push(entry.name.clone());
-            let dependencies = registry
-                .get(&entry.name)
-                .map(|f| f.meta().dependencies.clone())
-                .unwrap_or_default();
+            let dependencies = registry.get(&entry.name).map(|f| f.meta().dependencies.clone()).unwrap_or_default();
             for dependency in dependencies {
                 if let Some(dep) = enabled.iter().find(|e| e.name == dependency) {
                     visit(registry, dep, enabled, order, path);
@@ -359,11 +334,7 @@ mod tests {
     }
 
     fn entry(name: &str) -> PluginEntry {
-        PluginEntry {
-            name: name.into(),
-            enabled: true,
-            config: json!({}),
-        }
+        PluginEntry { name: name.into(), enabled: true, config: json!({}) }
     }
 
     #[test]
@@ -375,35 +346,20 @@ mod tests {
             entry("needs_start"),
             entry("help"),
             entry("start"),
-            PluginEntry {
-                enabled: false,
-                ..entry("menu")
-            },
+            PluginEntry { enabled: false, ..entry("menu") },
         ];
-        let names: Vec<_> = registry
-            .load_order(&entries)
-            .iter()
-            .map(|e| e.name.as_str())
-            .collect();
+        let names: Vec<_> = registry.load_order(&entries).iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["echo", "start", "needs_start", "help"]);
     }
 
     #[test]
     fn typed_config_errors_carry_their_path() {
         let registry = PluginRegistry::builtin();
-        let error = registry
-            .check_config("help", &json!({"commands": [{"command": "/a"}]}))
-            .unwrap_err();
+        let error = registry.check_config("help", &json!({"commands": [{"command": "/a"}]})).unwrap_err();
         assert_eq!(error.0, "commands[0]");
         assert!(error.1.contains("description"), "{}", error.1);
-        let error = registry
-            .check_config("start", &json!({"welcome_mesage": "typo"}))
-            .unwrap_err();
-        assert!(
-            error.1.contains("unknown field `welcome_mesage`"),
-            "{}",
-            error.1
-        );
+        let error = registry.check_config("start", &json!({"welcome_mesage": "typo"})).unwrap_err();
+        assert!(error.1.contains("unknown field `welcome_mesage`"), "{}", error.1);
         registry.check_config("start", &Value::Null).unwrap();
         assert!(PluginContext::get_config_of(&json!({"echo_all": true}), "echo_all", false));
     }

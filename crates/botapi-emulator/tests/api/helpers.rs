@@ -33,22 +33,12 @@ impl Api {
     /// Registers bot `id` in `emu`.
     pub(crate) async fn new(emu: &Emulator, id: i64) -> Api {
         let bot = emu.bot(&token(id)).await.expect("bot registers");
-        Api {
-            base: format!("{}/bot{}", emu.api_url(), bot.token),
-            bot,
-            http: reqwest::Client::new(),
-        }
+        Api { base: format!("{}/bot{}", emu.api_url(), bot.token), bot, http: reqwest::Client::new() }
     }
 
     /// POSTs `params` as JSON; returns the HTTP status and the body.
     pub(crate) async fn call(&self, method: &str, params: Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}/{method}", self.base))
-            .json(&params)
-            .send()
-            .await
-            .expect("request");
+        let response = self.http.post(format!("{}/{method}", self.base)).json(&params).send().await.expect("request");
         read(response).await
     }
 
@@ -66,33 +56,18 @@ impl Api {
         assert_eq!(got, status, "{method}: {body}");
         assert_eq!(body["ok"], false, "{body}");
         assert_eq!(body["error_code"], status, "{body}");
-        body["description"]
-            .as_str()
-            .expect("description")
-            .to_owned()
+        body["description"].as_str().expect("description").to_owned()
     }
 
     /// POSTs `params` as an url-encoded form.
     pub(crate) async fn form(&self, method: &str, params: &[(&str, &str)]) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}/{method}", self.base))
-            .form(params)
-            .send()
-            .await
-            .expect("request");
+        let response = self.http.post(format!("{}/{method}", self.base)).form(params).send().await.expect("request");
         read(response).await
     }
 
     /// GETs with `params` in the query string.
     pub(crate) async fn get(&self, method: &str, params: &[(&str, &str)]) -> (u16, Value) {
-        let response = self
-            .http
-            .get(format!("{}/{method}", self.base))
-            .query(params)
-            .send()
-            .await
-            .expect("request");
+        let response = self.http.get(format!("{}/{method}", self.base)).query(params).send().await.expect("request");
         read(response).await
     }
 }
@@ -101,8 +76,7 @@ impl Api {
 pub(crate) async fn read(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
-    let body =
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
     (status, body)
 }
 
@@ -117,20 +91,12 @@ where
         if check().await {
             return;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 /// The ids of an array of updates.
 pub(crate) fn update_ids(updates: &Value) -> Vec<i64> {
-    updates
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|u| u["update_id"].as_i64().expect("update_id"))
-        .collect()
+    updates.as_array().expect("array").iter().map(|u| u["update_id"].as_i64().expect("update_id")).collect()
 }

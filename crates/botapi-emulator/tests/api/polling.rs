@@ -26,51 +26,22 @@ async fn unknown_and_malformed_tokens_are_unauthorized() {
     let emu = spawn().await;
     let http = reqwest::Client::new();
     // Bad input: a well-formed token never registered, a secret too short, letters in the id, no colon.
-    for bad in [
-        token(999),
-        "123:short".to_owned(),
-        "12a:AAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
-        "nocolon".to_owned(),
-    ] {
-        let (status, body) = read(
-            http.get(format!("{}/bot{bad}/getMe", emu.api_url()))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+    for bad in [token(999), "123:short".to_owned(), "12a:AAAAAAAAAAAAAAAAAAAAAAAA".to_owned(), "nocolon".to_owned()] {
+        let (status, body) = read(http.get(format!("{}/bot{bad}/getMe", emu.api_url())).send().await.unwrap()).await;
         assert_eq!(status, 401, "{bad}");
-        assert_eq!(
-            body,
-            json!({"ok": false, "error_code": 401, "description": "Unauthorized"})
-        );
+        assert_eq!(body, json!({"ok": false, "error_code": 401, "description": "Unauthorized"}));
     }
 }
 
 #[tokio::test]
 async fn any_well_formed_token_is_accepted_when_configured() {
-    let emu = spawn_with(EmulatorConfig {
-        accept_any_token: true,
-        ..Default::default()
-    })
-    .await;
+    let emu = spawn_with(EmulatorConfig { accept_any_token: true, ..Default::default() }).await;
     let http = reqwest::Client::new();
-    let (status, body) = read(
-        http.get(format!("{}/bot{}/getMe", emu.api_url(), token(4242)))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) =
+        read(http.get(format!("{}/bot{}/getMe", emu.api_url(), token(4242))).send().await.unwrap()).await;
     assert_eq!(status, 200);
     assert_eq!(body["result"]["id"], 4242);
-    let (status, _) = read(
-        http.get(format!("{}/bot42:tooshort/getMe", emu.api_url()))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = read(http.get(format!("{}/bot42:tooshort/getMe", emu.api_url())).send().await.unwrap()).await;
     assert_eq!(status, 401);
 }
 
@@ -90,43 +61,20 @@ async fn parameters_arrive_in_every_encoding() {
     let api = Api::new(&emu, 1000).await;
     emu.user(7).send(&api.bot, "hi").await.unwrap();
     // Query string.
-    let (status, body) = api
-        .get("sendMessage", &[("chat_id", "7"), ("text", "from query")])
-        .await;
+    let (status, body) = api.get("sendMessage", &[("chat_id", "7"), ("text", "from query")]).await;
     assert_eq!(status, 200, "{body}");
     // Url-encoded form with a JSON-serialized keyboard.
     let markup = json!({"inline_keyboard": [[{"text": "A", "callback_data": "a"}]]}).to_string();
-    let (status, body) = api
-        .form(
-            "sendMessage",
-            &[
-                ("chat_id", "7"),
-                ("text", "from form"),
-                ("reply_markup", &markup),
-            ],
-        )
-        .await;
+    let (status, body) =
+        api.form("sendMessage", &[("chat_id", "7"), ("text", "from form"), ("reply_markup", &markup)]).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body["result"]["reply_markup"]["inline_keyboard"][0][0]["callback_data"],
-        "a"
-    );
+    assert_eq!(body["result"]["reply_markup"]["inline_keyboard"][0][0]["callback_data"], "a");
     // JSON with numbers as strings.
-    let sent = api
-        .ok("sendMessage", json!({"chat_id": "7", "text": "from json"}))
-        .await;
+    let sent = api.ok("sendMessage", json!({"chat_id": "7", "text": "from json"})).await;
     assert_eq!(sent["text"], "from json");
     // Multipart text fields.
-    let form = reqwest::multipart::Form::new()
-        .text("chat_id", "7")
-        .text("text", "from multipart");
-    let response = api
-        .http
-        .post(format!("{}/sendMessage", api.base))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let form = reqwest::multipart::Form::new().text("chat_id", "7").text("text", "from multipart");
+    let response = api.http.post(format!("{}/sendMessage", api.base)).multipart(form).send().await.unwrap();
     let (status, body) = read(response).await;
     assert_eq!(status, 200, "{body}");
     let texts: Vec<_> = api
@@ -138,10 +86,7 @@ async fn parameters_arrive_in_every_encoding() {
         .filter(|m| m.from_bot)
         .map(|m| m.message.text.unwrap())
         .collect();
-    assert_eq!(
-        texts,
-        ["from query", "from form", "from json", "from multipart"]
-    );
+    assert_eq!(texts, ["from query", "from form", "from json", "from multipart"]);
 }
 
 #[tokio::test]
@@ -155,37 +100,18 @@ async fn updates_stay_until_an_offset_above_them_confirms_them() {
     let first = api.ok("getUpdates", json!({})).await;
     let ids = update_ids(&first);
     assert_eq!(ids.len(), 3);
-    assert!(
-        ids.windows(2).all(|w| w[1] == w[0] + 1),
-        "sequential ids: {ids:?}"
-    );
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "sequential ids: {ids:?}");
     assert_eq!(first[0]["message"]["text"], "one");
     assert_eq!(first[0]["message"]["from"]["id"], 10);
     // Without an offset nothing is confirmed: the same updates come again.
     assert_eq!(update_ids(&api.ok("getUpdates", json!({})).await), ids);
     // An offset confirms everything below it.
-    assert_eq!(
-        update_ids(&api.ok("getUpdates", json!({"offset": ids[1]})).await),
-        &ids[1..]
-    );
+    assert_eq!(update_ids(&api.ok("getUpdates", json!({"offset": ids[1]})).await), &ids[1..]);
     let stats = api.bot.stats().await.unwrap();
-    assert_eq!(
-        (
-            stats.updates_confirmed,
-            stats.pending,
-            stats.last_confirmed_update_id
-        ),
-        (1, 2, Some(ids[0]))
-    );
+    assert_eq!((stats.updates_confirmed, stats.pending, stats.last_confirmed_update_id), (1, 2, Some(ids[0])));
     assert_eq!(stats.updates_delivered, 3);
     assert_eq!(stats.deliveries, 3 + 3 + 2);
-    assert!(
-        api.ok("getUpdates", json!({"offset": ids[2] + 1}))
-            .await
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(api.ok("getUpdates", json!({"offset": ids[2] + 1})).await.as_array().unwrap().is_empty());
     let stats = api.bot.stats().await.unwrap();
     assert_eq!((stats.updates_confirmed, stats.pending), (3, 0));
 }
@@ -203,31 +129,12 @@ async fn negative_offset_and_limit() {
     assert_eq!(one[0]["message"]["text"], "m0");
     // -2: only the last two remain; the three before are forgotten.
     let last = api.ok("getUpdates", json!({"offset": -2})).await;
-    let texts: Vec<_> = last
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["message"]["text"].as_str().unwrap())
-        .collect();
+    let texts: Vec<_> = last.as_array().unwrap().iter().map(|u| u["message"]["text"].as_str().unwrap()).collect();
     assert_eq!(texts, ["m3", "m4"]);
     assert_eq!(api.bot.stats().await.unwrap().pending, 2);
     // Out-of-range limits are clamped to 1-100.
-    assert_eq!(
-        api.ok("getUpdates", json!({"limit": 0}))
-            .await
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(
-        api.ok("getUpdates", json!({"limit": 1000}))
-            .await
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(api.ok("getUpdates", json!({"limit": 0})).await.as_array().unwrap().len(), 1);
+    assert_eq!(api.ok("getUpdates", json!({"limit": 1000})).await.as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -237,23 +144,13 @@ async fn long_poll_returns_as_soon_as_an_update_arrives() {
     let poll = tokio::spawn({
         let (http, base) = (api.http.clone(), api.base.clone());
         async move {
-            read(
-                http.post(format!("{base}/getUpdates"))
-                    .json(&json!({"timeout": 50}))
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await
+            read(http.post(format!("{base}/getUpdates")).json(&json!({"timeout": 50})).send().await.unwrap()).await
         }
     });
     wait_polling(&emu, &api, true).await;
     emu.user(10).send(&api.bot, "wake up").await.unwrap();
     // The poll was asked to wait 50 s; it must answer long before that.
-    let (status, body) = tokio::time::timeout(Duration::from_secs(10), poll)
-        .await
-        .expect("poll woke up")
-        .unwrap();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), poll).await.expect("poll woke up").unwrap();
     assert_eq!(status, 200);
     assert_eq!(body["result"][0]["message"]["text"], "wake up");
 }
@@ -282,48 +179,26 @@ async fn a_newer_poll_terminates_the_waiting_one_with_409() {
     let first = tokio::spawn({
         let (http, base) = (api.http.clone(), api.base.clone());
         async move {
-            read(
-                http.post(format!("{base}/getUpdates"))
-                    .json(&json!({"timeout": 50}))
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await
+            read(http.post(format!("{base}/getUpdates")).json(&json!({"timeout": 50})).send().await.unwrap()).await
         }
     });
     wait_polling(&emu, &api, true).await;
     let second = tokio::spawn({
         let (http, base) = (api.http.clone(), api.base.clone());
         async move {
-            read(
-                http.post(format!("{base}/getUpdates"))
-                    .json(&json!({"timeout": 50}))
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await
+            read(http.post(format!("{base}/getUpdates")).json(&json!({"timeout": 50})).send().await.unwrap()).await
         }
     });
-    let (status, body) = tokio::time::timeout(Duration::from_secs(10), first)
-        .await
-        .expect("first poll ended")
-        .unwrap();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), first).await.expect("first poll ended").unwrap();
     assert_eq!(status, 409);
     assert_eq!(
         body["description"],
         "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
     );
     // The newer poll goes on and gets the next update.
-    emu.user(10)
-        .send(&api.bot, "for the survivor")
-        .await
-        .unwrap();
-    let (status, body) = tokio::time::timeout(Duration::from_secs(10), second)
-        .await
-        .expect("second poll answered")
-        .unwrap();
+    emu.user(10).send(&api.bot, "for the survivor").await.unwrap();
+    let (status, body) =
+        tokio::time::timeout(Duration::from_secs(10), second).await.expect("second poll answered").unwrap();
     assert_eq!(status, 200);
     assert_eq!(body["result"][0]["message"]["text"], "for the survivor");
 }
@@ -332,8 +207,7 @@ async fn a_newer_poll_terminates_the_waiting_one_with_409() {
 async fn polling_while_a_webhook_is_set_is_a_conflict() {
     let emu = spawn().await;
     let api = Api::new(&emu, 1000).await;
-    api.ok("setWebhook", json!({"url": "http://127.0.0.1:9/hook"}))
-        .await;
+    api.ok("setWebhook", json!({"url": "http://127.0.0.1:9/hook"})).await;
     let description = api.err("getUpdates", json!({}), 409).await;
     assert_eq!(
         description,
@@ -350,15 +224,8 @@ async fn allowed_updates_filters_new_updates() {
     let alice = emu.user(10);
     alice.send(&api.bot, "/menu").await.unwrap();
     let keyboard = json!({"inline_keyboard": [[{"text": "Go", "callback_data": "go"}]]});
-    let menu = api
-        .ok(
-            "sendMessage",
-            json!({"chat_id": 10, "text": "Menu", "reply_markup": keyboard}),
-        )
-        .await;
-    let updates = api
-        .ok("getUpdates", json!({"allowed_updates": ["callback_query"]}))
-        .await;
+    let menu = api.ok("sendMessage", json!({"chat_id": 10, "text": "Menu", "reply_markup": keyboard})).await;
+    let updates = api.ok("getUpdates", json!({"allowed_updates": ["callback_query"]})).await;
     // Updates created before the call are still delivered, as Telegram warns.
     assert_eq!(updates.as_array().unwrap().len(), 1);
     let offset = update_ids(&updates)[0] + 1;
@@ -377,24 +244,11 @@ async fn commands_carry_their_entity_and_groups_have_negative_ids() {
     let emu = spawn().await;
     let api = Api::new(&emu, 1000).await;
     let group = emu.control().group(-100500, "Friends");
-    emu.user(10)
-        .send_in(&api.bot, &group, "/start@bot1000_bot now")
-        .await
-        .unwrap();
+    emu.user(10).send_in(&api.bot, &group, "/start@bot1000_bot now").await.unwrap();
     let updates = api.ok("getUpdates", json!({})).await;
     let message = &updates[0]["message"];
-    assert_eq!(
-        message["chat"],
-        json!({"id": -100500, "type": "group", "title": "Friends"})
-    );
-    assert_eq!(
-        message["entities"][0],
-        json!({"type": "bot_command", "offset": 0, "length": 18})
-    );
+    assert_eq!(message["chat"], json!({"id": -100500, "type": "group", "title": "Friends"}));
+    assert_eq!(message["entities"][0], json!({"type": "bot_command", "offset": 0, "length": 18}));
     // The bot can answer in the group now.
-    api.ok(
-        "sendMessage",
-        json!({"chat_id": -100500, "text": "hello group"}),
-    )
-    .await;
+    api.ok("sendMessage", json!({"chat_id": -100500, "text": "hello group"})).await;
 }

@@ -10,11 +10,7 @@ use crate::helpers::{spawn, token};
 #[tokio::test]
 async fn teloxide_accepts_the_wire_format() {
     let emu = spawn().await;
-    let test_bot = emu
-        .control()
-        .bot_named(&token(5005), "Wire Bot", "wire_bot")
-        .await
-        .unwrap();
+    let test_bot = emu.control().bot_named(&token(5005), "Wire Bot", "wire_bot").await.unwrap();
     let bot = Bot::new(token(5005)).set_api_url(emu.api_url().parse().unwrap());
 
     let me = bot.get_me().await.unwrap();
@@ -24,34 +20,23 @@ async fn teloxide_accepts_the_wire_format() {
     let alice = emu.user(42);
     alice.send(&test_bot, "/start").await.unwrap();
     let updates = bot.get_updates().await.unwrap();
-    let UpdateKind::Message(message) = &updates[0].kind else {
-        panic!("not a message: {:?}", updates[0])
-    };
+    let UpdateKind::Message(message) = &updates[0].kind else { panic!("not a message: {:?}", updates[0]) };
     assert_eq!(message.text(), Some("/start"));
     assert_eq!(message.chat.id, ChatId(42));
 
     let keyboard = InlineKeyboardMarkup::new([[InlineKeyboardButton::callback("Pick", "pick")]]);
-    let sent = bot
-        .send_message(ChatId(42), "Menu")
-        .reply_markup(keyboard)
-        .await
-        .unwrap();
+    let sent = bot.send_message(ChatId(42), "Menu").reply_markup(keyboard).await.unwrap();
     assert_eq!(sent.text(), Some("Menu"));
     assert!(sent.reply_markup().is_some());
 
-    let edited = bot
-        .edit_message_text(ChatId(42), sent.id, "Menu (edited)")
-        .await
-        .unwrap();
+    let edited = bot.edit_message_text(ChatId(42), sent.id, "Menu (edited)").await.unwrap();
     assert_eq!(edited.text(), Some("Menu (edited)"));
     assert!(edited.edit_date().is_some());
 
     let shown = alice.next_message_from(&test_bot).await.unwrap();
     let with_keyboard = bot
         .edit_message_reply_markup(ChatId(42), sent.id)
-        .reply_markup(InlineKeyboardMarkup::new([[
-            InlineKeyboardButton::callback("Pick", "pick"),
-        ]]))
+        .reply_markup(InlineKeyboardMarkup::new([[InlineKeyboardButton::callback("Pick", "pick")]]))
         .await
         .unwrap();
     let shown = botapi_emulator::types::Message {
@@ -61,19 +46,12 @@ async fn teloxide_accepts_the_wire_format() {
     alice.click(&test_bot, &shown, "pick").await.unwrap();
     let next = updates.last().unwrap().id.as_offset();
     let updates = bot.get_updates().offset(next).await.unwrap();
-    let UpdateKind::CallbackQuery(query) = &updates[0].kind else {
-        panic!("not a callback: {:?}", updates[0])
-    };
+    let UpdateKind::CallbackQuery(query) = &updates[0].kind else { panic!("not a callback: {:?}", updates[0]) };
     assert_eq!(query.data.as_deref(), Some("pick"));
-    bot.answer_callback_query(query.id.clone())
-        .text("Picked")
-        .await
-        .unwrap();
+    bot.answer_callback_query(query.id.clone()).text("Picked").await.unwrap();
 
     let answers = test_bot.callback_answers().await.unwrap();
     assert_eq!(answers[0].detail.as_ref().unwrap()["text"], "Picked");
-    bot.set_my_commands([teloxide_core::types::BotCommand::new("start", "Start")])
-        .await
-        .unwrap();
+    bot.set_my_commands([teloxide_core::types::BotCommand::new("start", "Start")]).await.unwrap();
     assert_eq!(bot.get_my_commands().await.unwrap()[0].command, "start");
 }

@@ -1,18 +1,78 @@
-//! [`BotApi`]: one bot's Bot API client. Every bot shares the process's HTTP client; sends apply the bot's
-//! `settings` (`parse_mode`, `disable_web_page_preview`) unless the caller overrides them.
+//! [`BotApi`]: one bot's Bot API client. Every bot shares the process's HTTP client. Requests are teloxide's
+//! typed payloads, sent by our own [`BotApi::call`] so that errors, timeouts and retries are ours to decide
+//! (teloxide's own sender sleeps 10 s on every 5xx). Sends apply the bot's `settings` (`parse_mode`,
+//! `disable_web_page_preview`) unless the caller overrides them.
+
+use std::time::Duration;
 
 use reqwest::Url;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use teloxide_core::{
-    Bot, RequestError,
-    payloads::{AnswerCallbackQuerySetters, EditMessageTextSetters, SendMessageSetters},
-    prelude::Requester,
+    payloads::{
+        AnswerCallbackQuery, AnswerCallbackQuerySetters, DeleteMessage, EditMessageText, EditMessageTextSetters, GetMe,
+        GetUpdates, GetUpdatesSetters, SendMessage, SendMessageSetters, SetMyCommands,
+    },
+    requests::Payload,
     types::{
-        CallbackQueryId, ChatId, InlineKeyboardMarkup, LinkPreviewOptions, Message, MessageId,
-        ParseMode, ReplyMarkup,
+        AllowedUpdate, BotCommand, CallbackQueryId, ChatId, InlineKeyboardMarkup, LinkPreviewOptions, Me, Message,
+        MessageId, ParseMode, ReplyMarkup, True, Update,
     },
 };
 
 use crate::config::{BotSettings, BotToken};
+
+/// A failed Bot API call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiCallError {
+    /// Telegram answered with an error.
+    #[error("{description} (error {code})")]
+    Api {
+        /// `error_code`.
+        code: u16,
+        /// `description`.
+        description: String,
+        /// `parameters.retry_after`, for 429.
+        retry_after: Option<u32>,
+    },
+    /// The request did not get an answer (connection refused, reset, timed out).
+    #[error("network error: {0}")]
+    Network(String),
+    /// The answer was not the Bot API's JSON.
+    #[error("unexpected answer: {0}")]
+    Decode(String),
+}
+
+impl ApiCallError {
+    /// The HTTP/Bot API error code, for Telegram's errors.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            ApiCallError::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Seconds to wait before retrying, for 429.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            ApiCallError::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Answer<T> {
+    ok: bool,
+    result: Option<T>,
+    error_code: Option<u16>,
+    description: Option<String>,
+    parameters: Option<AnswerParameters>,
+}
+
+#[derive(Deserialize)]
+struct AnswerParameters {
+    retry_after: Option<u32>,
+}
 
 /// Per-call overrides of the bot's defaults.
 #[derive(Debug, Clone, Default)]
@@ -28,7 +88,9 @@ pub struct SendOptions {
 /// A bot's Bot API client.
 #[derive(Clone)]
 pub struct BotApi {
-    bot: Bot,
+    http: reqwest::Client,
+    /// `<api_url>/bot<token>/`; never logged.
+    base: Url,
     parse_mode: Option<ParseMode>,
     disable_preview: bool,
 }
@@ -46,22 +108,69 @@ pub(crate) fn parse_mode(name: &str) -> Option<ParseMode> {
 
 impl BotApi {
     /// A client for `token` at `api_url` over the shared `http` client.
-    pub fn new(
-        http: reqwest::Client,
-        api_url: Url,
-        token: &BotToken,
-        settings: &BotSettings,
-    ) -> BotApi {
+    pub fn new(http: reqwest::Client, api_url: &Url, token: &BotToken, settings: &BotSettings) -> BotApi {
+        let mut base = api_url.clone();
+        base.set_path(&format!("{}/bot{}/", api_url.path().trim_end_matches('/'), token.expose()));
         BotApi {
-            bot: Bot::with_client(token.expose(), http).set_api_url(api_url),
+            http,
+            base,
             parse_mode: settings.parse_mode.as_deref().and_then(parse_mode),
             disable_preview: settings.disable_web_page_preview,
         }
     }
 
-    /// The full teloxide client, for methods the helpers below do not cover.
-    pub fn raw(&self) -> &Bot {
-        &self.bot
+    /// Calls any JSON Bot API method with a teloxide payload, e.g. `api.call(&SendDice::new(chat))`.
+    pub async fn call<P>(&self, payload: &P) -> Result<P::Output, ApiCallError>
+    where
+        P: Payload + Serialize,
+        P::Output: DeserializeOwned,
+    {
+        let url = self.base.join(P::NAME).map_err(|e| ApiCallError::Decode(e.to_string()))?;
+        let mut request = self.http.post(url).json(payload);
+        if let Some(hint) = payload.timeout_hint() {
+            request = request.timeout(hint + Duration::from_secs(10));
+        }
+        // `without_url`: the URL holds the token.
+        let network = |e: reqwest::Error| ApiCallError::Network(e.without_url().to_string());
+        let response = request.send().await.map_err(network)?;
+        let body = response.bytes().await.map_err(network)?;
+        let answer: Answer<P::Output> =
+            serde_json::from_slice(&body).map_err(|e| ApiCallError::Decode(e.to_string()))?;
+        match (answer.ok, answer.result) {
+            (true, Some(result)) => Ok(result),
+            (true, None) => Err(ApiCallError::Decode("ok without a result".to_owned())),
+            (false, _) => Err(ApiCallError::Api {
+                code: answer.error_code.unwrap_or(0),
+                description: answer.description.unwrap_or_default(),
+                retry_after: answer.parameters.and_then(|p| p.retry_after),
+            }),
+        }
+    }
+
+    /// `getMe`.
+    pub async fn get_me(&self) -> Result<Me, ApiCallError> {
+        self.call(&GetMe::new()).await
+    }
+
+    /// `getUpdates` from `offset`, waiting up to `timeout` for the first.
+    pub async fn get_updates(
+        &self,
+        offset: Option<i64>,
+        limit: u8,
+        timeout: Duration,
+        allowed: &[AllowedUpdate],
+    ) -> Result<Vec<Update>, ApiCallError> {
+        let mut payload =
+            GetUpdates::new().limit(limit).timeout(timeout.as_secs() as u32).allowed_updates(allowed.to_vec());
+        if let Some(offset) = offset {
+            payload = payload.offset(offset as i32);
+        }
+        self.call(&payload).await
+    }
+
+    /// `setMyCommands`.
+    pub async fn set_my_commands(&self, commands: Vec<BotCommand>) -> Result<(), ApiCallError> {
+        self.call(&SetMyCommands::new(commands)).await.map(|True| ())
     }
 
     /// Sends a text message with the bot's defaults.
@@ -70,13 +179,13 @@ impl BotApi {
         chat: ChatId,
         text: String,
         options: SendOptions,
-    ) -> Result<Message, RequestError> {
-        let mut request = self.bot.send_message(chat, text);
+    ) -> Result<Message, ApiCallError> {
+        let mut payload = SendMessage::new(chat, text);
         if let Some(mode) = options.parse_mode.unwrap_or(self.parse_mode) {
-            request = request.parse_mode(mode);
+            payload = payload.parse_mode(mode);
         }
         if options.disable_preview.unwrap_or(self.disable_preview) {
-            request = request.link_preview_options(LinkPreviewOptions {
+            payload = payload.link_preview_options(LinkPreviewOptions {
                 is_disabled: true,
                 url: None,
                 prefer_small_media: false,
@@ -85,9 +194,9 @@ impl BotApi {
             });
         }
         if let Some(markup) = options.reply_markup {
-            request = request.reply_markup(markup);
+            payload = payload.reply_markup(markup);
         }
-        request.await
+        self.call(&payload).await
     }
 
     /// Replaces a message's text (and keyboard; `None` removes it) with the bot's default parse mode.
@@ -97,36 +206,46 @@ impl BotApi {
         message: MessageId,
         text: String,
         keyboard: Option<InlineKeyboardMarkup>,
-    ) -> Result<Message, RequestError> {
-        let mut request = self.bot.edit_message_text(chat, message, text);
+    ) -> Result<Message, ApiCallError> {
+        let mut payload = EditMessageText::new(chat, message, text);
         if let Some(mode) = self.parse_mode {
-            request = request.parse_mode(mode);
+            payload = payload.parse_mode(mode);
         }
         if let Some(keyboard) = keyboard {
-            request = request.reply_markup(keyboard);
+            payload = payload.reply_markup(keyboard);
         }
-        request.await
+        self.call(&payload).await
     }
 
     /// Deletes a message.
-    pub async fn delete_message(
-        &self,
-        chat: ChatId,
-        message: MessageId,
-    ) -> Result<(), RequestError> {
-        self.bot.delete_message(chat, message).await.map(drop)
+    pub async fn delete_message(&self, chat: ChatId, message: MessageId) -> Result<(), ApiCallError> {
+        self.call(&DeleteMessage::new(chat, message)).await.map(|True| ())
     }
 
     /// Answers a callback query.
-    pub async fn answer_callback_query(
-        &self,
-        id: CallbackQueryId,
-        text: Option<String>,
-    ) -> Result<(), RequestError> {
-        let mut request = self.bot.answer_callback_query(id);
+    pub async fn answer_callback_query(&self, id: CallbackQueryId, text: Option<String>) -> Result<(), ApiCallError> {
+        let mut payload = AnswerCallbackQuery::new(id);
         if let Some(text) = text {
-            request = request.text(text);
+            payload = payload.text(text);
         }
-        request.await.map(drop)
+        self.call(&payload).await.map(|True| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_base_url_keeps_a_path_prefix() {
+        let token = BotToken::parse("123:AAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        let settings = BotSettings::default();
+        let api = BotApi::new(reqwest::Client::new(), &"http://h:1/proxy/".parse().unwrap(), &token, &settings);
+        assert_eq!(api.base.join("getMe").unwrap().as_str(), "http://h:1/proxy/bot123:AAAAAAAAAAAAAAAAAAAAAAAA/getMe");
+        let api = BotApi::new(reqwest::Client::new(), &"https://api.telegram.org".parse().unwrap(), &token, &settings);
+        assert_eq!(
+            api.base.join("getMe").unwrap().as_str(),
+            "https://api.telegram.org/bot123:AAAAAAAAAAAAAAAAAAAAAAAA/getMe"
+        );
     }
 }

@@ -4,17 +4,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use teloxide_core::{
-    ApiError, RequestError,
-    payloads::GetUpdatesSetters,
-    prelude::Requester,
-    requests::Request,
-    types::{AllowedUpdate, Update},
-};
+use teloxide_core::types::{AllowedUpdate, Update};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use super::{BotRuntime, runtime::describe_request_error, sequencer::Sequencer};
+use super::{ApiCallError, BotRuntime, runtime::describe, sequencer::Sequencer};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -55,18 +49,10 @@ pub(crate) async fn run(
     let mut idle_wait = MIN_IDLE_WAIT;
     while !cancel.is_cancelled() {
         let idle = tracker.in_flight() == 0;
-        let mut request = bot
-            .api
-            .raw()
-            .get_updates()
-            .limit(100)
-            .allowed_updates(allowed.clone());
-        request = request.timeout(if idle { timeout.as_secs() as u32 } else { 0 });
-        if let Some(offset) = tracker.offset() {
-            request = request.offset(offset as i32);
-        }
+        let wait = if idle { timeout } else { Duration::ZERO };
+        let request = bot.api.get_updates(tracker.offset(), 100, wait, &allowed);
         let result = tokio::select! {
-            result = request.send() => result,
+            result = request => result,
             () = cancel.cancelled() => break,
         };
         let pause = match result {
@@ -87,26 +73,23 @@ pub(crate) async fn run(
                 dispatch(&sequencer, fresh);
                 continue;
             }
-            Err(RequestError::RetryAfter(seconds)) => {
-                warn!(
-                    retry_after = seconds.seconds(),
-                    "getUpdates hit flood control"
-                );
-                seconds.duration()
+            Err(e) if e.code() == Some(429) => {
+                let seconds = e.retry_after().unwrap_or(1);
+                warn!(retry_after = seconds, "getUpdates hit flood control");
+                Duration::from_secs(u64::from(seconds))
             }
-            Err(RequestError::Api(ApiError::InvalidToken)) => {
-                let reason =
-                    "token rejected by Telegram (401 Unauthorized) while polling".to_owned();
+            Err(ApiCallError::Api { code: 401, .. }) => {
+                let reason = "token rejected by Telegram (401 Unauthorized) while polling".to_owned();
                 error!(reason = %reason, "bot failed");
                 *bot.health.failure.lock() = Some(reason);
                 break;
             }
-            Err(RequestError::Api(ApiError::TerminatedByOtherGetUpdates)) => {
+            Err(ApiCallError::Api { code: 409, .. }) => {
                 warn!("another process is polling with this token (409 Conflict); backing off");
                 next_backoff(&mut backoff)
             }
             Err(e) => {
-                warn!(error = %bot.redact(describe_request_error(&e)), "getUpdates failed; backing off");
+                warn!(error = %bot.redact(describe(&e)), "getUpdates failed; backing off");
                 next_backoff(&mut backoff)
             }
         };
@@ -133,30 +116,17 @@ fn dispatch(sequencer: &Arc<Sequencer>, updates: Vec<Update>) {
 /// Lets in-flight updates finish within `grace`, then confirms everything handled.
 async fn finish(bot: &BotRuntime, sequencer: &Sequencer, grace: Duration) {
     let tracker = &sequencer.tracker;
-    if tokio::time::timeout(grace, tracker.drained())
-        .await
-        .is_err()
-    {
-        warn!(
-            in_flight = tracker.in_flight(),
-            "updates still in flight after the grace period; they will come again"
-        );
+    if tokio::time::timeout(grace, tracker.drained()).await.is_err() {
+        warn!(in_flight = tracker.in_flight(), "updates still in flight after the grace period; they will come again");
         sequencer.abort();
     }
     let Some(offset) = tracker.offset() else {
         return;
     };
-    let confirm = bot
-        .api
-        .raw()
-        .get_updates()
-        .offset(offset as i32)
-        .limit(1)
-        .timeout(0);
-    match confirm.await {
+    match bot.api.get_updates(Some(offset), 1, Duration::ZERO, &[]).await {
         Ok(_) => debug!(offset, "confirmed handled updates"),
         Err(e) => {
-            warn!(error = %bot.redact(describe_request_error(&e)), "could not confirm handled updates")
+            warn!(error = %bot.redact(describe(&e)), "could not confirm handled updates")
         }
     }
 }

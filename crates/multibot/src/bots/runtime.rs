@@ -13,16 +13,12 @@ use std::{
 
 use futures_util::FutureExt;
 use parking_lot::Mutex;
-use teloxide_core::{
-    ApiError, RequestError,
-    prelude::Requester,
-    types::{BotCommand, Update, UpdateKind},
-};
+use teloxide_core::types::{BotCommand, Update, UpdateKind};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
-use super::{BotApi, Deps, polling, sequencer::Sequencer, sequencer::Tracker};
+use super::{ApiCallError, BotApi, Deps, polling, sequencer::Sequencer, sequencer::Tracker};
 use crate::{
     config::{BotConfig, BotId, Mode},
     fsm::FsmStorage,
@@ -64,11 +60,7 @@ impl BotRuntime {
     /// Removes the token from a message, should any library have put it there.
     pub(crate) fn redact(&self, message: String) -> String {
         let token = self.config.token.expose();
-        if message.contains(token) {
-            message.replace(token, "<token>")
-        } else {
-            message
-        }
+        if message.contains(token) { message.replace(token, "<token>") } else { message }
     }
 }
 
@@ -81,16 +73,13 @@ pub(crate) struct RunningBot {
     pub(crate) started_at: Instant,
 }
 
-/// Why a bot could not start.
-pub(crate) fn describe_request_error(error: &RequestError) -> String {
+/// A failed call, in words for logs and status.
+pub(crate) fn describe(error: &ApiCallError) -> String {
     match error {
-        RequestError::Api(ApiError::InvalidToken) => {
-            "token rejected by Telegram (401 Unauthorized)".to_owned()
-        }
-        RequestError::Api(e) => format!("Telegram answered: {e}"),
-        RequestError::RetryAfter(s) => format!("flood control: retry after {}s", s.seconds()),
-        RequestError::Network(e) => format!("cannot reach the Bot API: {e}"),
-        other => other.to_string(),
+        ApiCallError::Api { code: 401, .. } => "token rejected by Telegram (401 Unauthorized)".to_owned(),
+        ApiCallError::Api { .. } => format!("Telegram answered: {error}"),
+        ApiCallError::Network(e) => format!("cannot reach the Bot API: {e}"),
+        ApiCallError::Decode(e) => format!("unexpected answer from the Bot API: {e}"),
     }
 }
 
@@ -101,33 +90,18 @@ impl RunningBot {
         config: Arc<BotConfig>,
         health: Arc<BotHealth>,
     ) -> Result<RunningBot, String> {
-        let api = BotApi::new(
-            deps.http.clone(),
-            deps.api_url.clone(),
-            &config.token,
-            &config.settings,
-        );
+        let api = BotApi::new(deps.http.clone(), &deps.api_url, &config.token, &config.settings);
         let redact = |message: String| message.replace(config.token.expose(), "<token>");
         if config.mode == Mode::Webhook {
-            return Err(
-                "webhook mode needs the webhook server, which this build does not include yet"
-                    .to_owned(),
-            );
+            return Err("webhook mode needs the webhook server, which this build does not include yet".to_owned());
         }
-        let me = api
-            .raw()
-            .get_me()
-            .await
-            .map_err(|e| redact(describe_request_error(&e)))?;
+        let me = api.get_me().await.map_err(|e| redact(describe(&e)))?;
         let cancel = deps.shutdown.child_token();
         let mut router = Router::default();
         let mut plugins: Vec<(Arc<dyn LoadedPlugin>, PluginContext)> = Vec::new();
         for entry in deps.registry.load_order(&config.plugins) {
             let loaded = async {
-                let factory = deps
-                    .registry
-                    .get(&entry.name)
-                    .ok_or_else(|| anyhow::anyhow!("unknown plugin"))?;
+                let factory = deps.registry.get(&entry.name).ok_or_else(|| anyhow::anyhow!("unknown plugin"))?;
                 let cx = PluginContext {
                     bot_id: config.id.clone(),
                     plugin: entry.name.clone(),
@@ -143,10 +117,7 @@ impl RunningBot {
                 Ok(pair) => plugins.push(pair),
                 Err(e) => {
                     unload(&plugins).await;
-                    return Err(redact(format!(
-                        "plugin {} failed to load: {e:#}",
-                        entry.name
-                    )));
+                    return Err(redact(format!("plugin {} failed to load: {e:#}", entry.name)));
                 }
             }
         }
@@ -166,7 +137,7 @@ impl RunningBot {
             .map(|c| BotCommand::new(c.command.clone(), c.description.clone()))
             .collect();
         if !commands.is_empty()
-            && let Err(e) = runtime.api.raw().set_my_commands(commands).await
+            && let Err(e) = runtime.api.set_my_commands(commands).await
         {
             warn!(bot_id = %config.id, error = %runtime.redact(e.to_string()), "setMyCommands failed");
         }
@@ -176,11 +147,7 @@ impl RunningBot {
             }
         }
         let tracker = Arc::new(Tracker::default());
-        let sequencer = Sequencer::new(
-            runtime.clone(),
-            tracker,
-            deps.settings.max_concurrent_updates,
-        );
+        let sequencer = Sequencer::new(runtime.clone(), tracker, deps.settings.max_concurrent_updates);
         let span = tracing::info_span!("bot", bot_id = %config.id);
         let receiver = tokio::spawn(
             polling::run(
@@ -193,13 +160,7 @@ impl RunningBot {
             .instrument(span),
         );
         info!(bot_id = %config.id, username = %runtime.username, plugins = plugins.len(), "bot started");
-        Ok(RunningBot {
-            runtime,
-            plugins,
-            cancel,
-            receiver,
-            started_at: Instant::now(),
-        })
+        Ok(RunningBot { runtime, plugins, cancel, receiver, started_at: Instant::now() })
     }
 
     /// Stops receiving, lets in-flight updates finish (within the shutdown grace period), confirms them and
@@ -220,10 +181,7 @@ impl RunningBot {
 
     /// The loaded plugins' names, in load order.
     pub(crate) fn plugin_names(&self) -> Vec<String> {
-        self.plugins
-            .iter()
-            .map(|(_, cx)| cx.plugin.clone())
-            .collect()
+        self.plugins.iter().map(|(_, cx)| cx.plugin.clone()).collect()
     }
 }
 
@@ -238,14 +196,9 @@ async fn unload(plugins: &[(Arc<dyn LoadedPlugin>, PluginContext)]) {
 /// A short id for an error, shown to the user and written in the log line.
 fn error_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     // splitmix64 of time and a counter: unique within the process, unpredictable enough to grep for.
-    let mut x = nanos
-        ^ COUNTER
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut x = nanos ^ COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     format!("{:08x}", (x ^ (x >> 31)) as u32)
@@ -268,23 +221,15 @@ pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
     let cx = Ctx::new(bot.clone(), update);
     let (plugin, outcome) = match bot.router.choose(&cx).await {
         Ok(Some(chosen)) => {
-            let run = AssertUnwindSafe((chosen.handler)(cx.clone()))
-                .catch_unwind()
-                .await;
+            let run = AssertUnwindSafe((chosen.handler)(cx.clone())).catch_unwind().await;
             let outcome = match run {
                 Ok(result) => result,
-                Err(panic) => Err(anyhow::anyhow!(
-                    "handler panicked: {}",
-                    panic_message(panic.as_ref())
-                )),
+                Err(panic) => Err(anyhow::anyhow!("handler panicked: {}", panic_message(panic.as_ref()))),
             };
             (chosen.plugin.to_owned(), outcome)
         }
         Ok(None) => (String::new(), Ok(())),
-        Err(e) => (
-            "fsm".to_owned(),
-            Err(e.context("loading the conversation state")),
-        ),
+        Err(e) => ("fsm".to_owned(), Err(e.context("loading the conversation state"))),
     };
     if let Err(e) = outcome {
         report_error(&bot, &cx, plugin, e).await;
@@ -299,18 +244,12 @@ pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
 }
 
 async fn report_error(bot: &Arc<BotRuntime>, cx: &Ctx, plugin: String, error: anyhow::Error) {
-    let error = HandlerError {
-        id: error_id(),
-        plugin,
-        message: bot.redact(format!("{error:#}")),
-    };
+    let error = HandlerError { id: error_id(), plugin, message: bot.redact(format!("{error:#}")) };
     error!(bot_id = %bot.id, error_id = %error.id, plugin = %error.plugin, error = %error.message, "handler failed");
     bot.health.errors.fetch_add(1, Ordering::Relaxed);
     *bot.health.last_error.lock() = Some(format!("{} (error id {})", error.message, error.id));
     for (hook_plugin, hook) in bot.router.error_hooks() {
-        let run = AssertUnwindSafe(hook(cx.clone(), error.clone()))
-            .catch_unwind()
-            .await;
+        let run = AssertUnwindSafe(hook(cx.clone(), error.clone())).catch_unwind().await;
         let failure = match run {
             Ok(Ok(())) => continue,
             Ok(Err(e)) => format!("{e:#}"),

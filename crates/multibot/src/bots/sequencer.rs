@@ -59,11 +59,7 @@ impl Tracker {
     /// The offset to poll with: the oldest update in flight, else one past the newest seen.
     pub(crate) fn offset(&self) -> Option<i64> {
         let inner = self.inner.lock();
-        inner
-            .in_flight
-            .first()
-            .copied()
-            .or(inner.last_seen.map(|id| id + 1))
+        inner.in_flight.first().copied().or(inner.last_seen.map(|id| id + 1))
     }
 
     /// Waits until nothing is in flight.
@@ -94,24 +90,13 @@ pub(crate) struct Sequencer {
 /// The key that orders updates: the chat, or the user for updates without one.
 fn order_key(update: &Update) -> i64 {
     match &update.kind {
-        UpdateKind::CallbackQuery(q) => q
-            .message
-            .as_ref()
-            .map_or(q.from.id.0 as i64, |m| m.chat().id.0),
-        _ => update
-            .chat()
-            .map(|c| c.id.0)
-            .or(update.from().map(|u| u.id.0 as i64))
-            .unwrap_or(0),
+        UpdateKind::CallbackQuery(q) => q.message.as_ref().map_or(q.from.id.0 as i64, |m| m.chat().id.0),
+        _ => update.chat().map(|c| c.id.0).or(update.from().map(|u| u.id.0 as i64)).unwrap_or(0),
     }
 }
 
 impl Sequencer {
-    pub(crate) fn new(
-        bot: Arc<BotRuntime>,
-        tracker: Arc<Tracker>,
-        max_concurrent: usize,
-    ) -> Arc<Sequencer> {
+    pub(crate) fn new(bot: Arc<BotRuntime>, tracker: Arc<Tracker>, max_concurrent: usize) -> Arc<Sequencer> {
         Arc::new(Sequencer {
             bot,
             tracker,

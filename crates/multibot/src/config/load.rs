@@ -13,8 +13,8 @@ use std::{
 use serde_json::{Map, Number, Value as Json};
 
 use super::{
-    AccessConfig, BotConfig, BotId, BotSettings, BotToken, ConfigError, FsmStrategy, Mode,
-    PluginCatalog, PluginEntry, RateLimitConfig, WebhookConfig,
+    AccessConfig, BotConfig, BotId, BotSettings, BotToken, ConfigError, FsmStrategy, Mode, PluginCatalog, PluginEntry,
+    RateLimitConfig, WebhookConfig,
     yaml::{self, Node, Pos, Value},
 };
 
@@ -81,10 +81,7 @@ pub fn load_dir(
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            loaded.errors.push(whole_file(
-                dir,
-                format!("cannot read config directory: {e}"),
-            ));
+            loaded.errors.push(whole_file(dir, format!("cannot read config directory: {e}")));
             return loaded;
         }
     };
@@ -97,10 +94,7 @@ pub fn load_dir(
                     files.push(path);
                 }
             }
-            Err(e) => loaded.errors.push(whole_file(
-                dir,
-                format!("cannot list config directory: {e}"),
-            )),
+            Err(e) => loaded.errors.push(whole_file(dir, format!("cannot list config directory: {e}"))),
         }
     }
     files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
@@ -120,9 +114,7 @@ pub fn load_dir(
                 }
                 Err(errors) => loaded.errors.extend(errors),
             },
-            Err(e) => loaded
-                .errors
-                .push(whole_file(&path, format!("cannot read file: {e}"))),
+            Err(e) => loaded.errors.push(whole_file(&path, format!("cannot read file: {e}"))),
         }
         loaded.files.push(path);
     }
@@ -131,25 +123,14 @@ pub fn load_dir(
 
 /// A regular file named `*.yaml` / `*.yml`; hidden files (editor locks and backups) are not bot files.
 fn is_bot_file(path: &Path) -> bool {
-    let visible = path
-        .file_name()
-        .and_then(|name| name.to_str())
-        .is_some_and(|name| !name.starts_with('.'));
-    let yaml = path
-        .extension()
-        .is_some_and(|ext| ext == "yaml" || ext == "yml");
+    let visible = path.file_name().and_then(|name| name.to_str()).is_some_and(|name| !name.starts_with('.'));
+    let yaml = path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml");
     visible && yaml && path.is_file()
 }
 
 /// An error about a whole file or directory.
 fn whole_file(file: &Path, message: String) -> ConfigError {
-    ConfigError {
-        file: file.to_path_buf(),
-        line: 0,
-        column: 0,
-        path: String::new(),
-        message,
-    }
+    ConfigError { file: file.to_path_buf(), line: 0, column: 0, path: String::new(), message }
 }
 
 /// Where the values that must be unique across files were written, to report a clash there.
@@ -189,11 +170,7 @@ impl Taken {
             errors.push(error(
                 at.id,
                 "id",
-                format!(
-                    "bot id {:?} is also defined in {}",
-                    config.id.as_str(),
-                    other.file.display()
-                ),
+                format!("bot id {:?} is also defined in {}", config.id.as_str(), other.file.display()),
             ));
         }
         let same_token = self
@@ -207,11 +184,7 @@ impl Taken {
             errors.push(error(
                 at.token,
                 "token",
-                format!(
-                    "this token is also used by bot {:?} in {}",
-                    other.id.as_str(),
-                    other.file.display()
-                ),
+                format!("this token is also used by bot {:?} in {}", other.id.as_str(), other.file.display()),
             ));
         }
         if let Some(path) = webhook_path(config)
@@ -238,10 +211,7 @@ impl Taken {
     /// Records `config`, kept at `index`.
     fn insert(&mut self, config: &BotConfig, index: usize) {
         self.ids.insert(config.id.clone(), index);
-        self.tokens
-            .entry(config.token.user_id())
-            .or_default()
-            .push(index);
+        self.tokens.entry(config.token.user_id()).or_default().push(index);
         if let Some(path) = webhook_path(config) {
             self.webhook_paths.insert(path, index);
         }
@@ -250,13 +220,7 @@ impl Taken {
 
 /// The path a webhook bot is served at (after `/webhook`); `None` for a polling bot.
 fn webhook_path(config: &BotConfig) -> Option<String> {
-    (config.mode == Mode::Webhook).then(|| {
-        config
-            .webhook
-            .path
-            .clone()
-            .unwrap_or_else(|| format!("/{}", config.id))
-    })
+    (config.mode == Mode::Webhook).then(|| config.webhook.path.clone().unwrap_or_else(|| format!("/{}", config.id)))
 }
 
 /// [`parse_bot_file`], also returning where the values checked across files were written.
@@ -268,15 +232,8 @@ fn parse_with_anchors(
     webhooks: WebhookEnv,
 ) -> Result<(BotConfig, Anchors), Vec<ConfigError>> {
     // An empty file reads as an empty mapping, so that it reports the missing required fields.
-    let root = yaml::parse(file, text)?.unwrap_or(Node {
-        pos: Pos { line: 1, column: 1 },
-        value: Value::Null,
-    });
-    let mut checker = Checker {
-        file,
-        env,
-        errors: Vec::new(),
-    };
+    let root = yaml::parse(file, text)?.unwrap_or(Node { pos: Pos { line: 1, column: 1 }, value: Value::Null });
+    let mut checker = Checker { file, env, errors: Vec::new() };
     let result = checker.bot(&root, catalog, webhooks);
     let mut errors = checker.errors;
     match result {
@@ -313,20 +270,13 @@ impl<'n> Fields<'n> {
 
     /// The value of `name` as written, null included.
     fn raw(&self, name: &str) -> Option<&'n Node> {
-        self.entries
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, node)| *node)
+        self.entries.iter().find(|(key, _)| *key == name).map(|(_, node)| *node)
     }
 }
 
 /// `parent.key`.
 fn field_path(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{parent}.{key}")
-    }
+    if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") }
 }
 
 /// `parent[index]`.
@@ -378,14 +328,9 @@ impl Checker<'_> {
         let mut entries = Vec::new();
         for (key, value) in pairs {
             match &key.value {
-                Value::Str(name) if allowed.contains(&name.as_str()) => {
-                    entries.push((name.as_str(), value))
-                }
+                Value::Str(name) if allowed.contains(&name.as_str()) => entries.push((name.as_str(), value)),
                 Value::Str(name) => {
-                    let message = format!(
-                        "unknown field {name:?}, expected one of: {}",
-                        allowed.join(", ")
-                    );
+                    let message = format!("unknown field {name:?}, expected one of: {}", allowed.join(", "));
                     self.error(key.pos, &field_path(path, name), message);
                 }
                 other => {
@@ -394,21 +339,14 @@ impl Checker<'_> {
                 }
             }
         }
-        Some(Fields {
-            pos: node.pos,
-            entries,
-        })
+        Some(Fields { pos: node.pos, entries })
     }
 
     /// A required field's node, or an error at the mapping.
     fn required<'n>(&mut self, fields: &Fields<'n>, name: &str, path: &str) -> Option<&'n Node> {
         let node = fields.raw(name);
         if node.is_none() {
-            self.error(
-                fields.pos,
-                &field_path(path, name),
-                format!("missing required field {name:?}"),
-            );
+            self.error(fields.pos, &field_path(path, name), format!("missing required field {name:?}"));
         }
         node
     }
@@ -456,19 +394,11 @@ impl Checker<'_> {
         match u32::try_from(value) {
             Ok(v) if (min..=max).contains(&v) => Some(v),
             _ if max == u32::MAX && value < i64::from(min) => {
-                self.error(
-                    node.pos,
-                    path,
-                    format!("expected an integer of at least {min}, found {value}"),
-                );
+                self.error(node.pos, path, format!("expected an integer of at least {min}, found {value}"));
                 None
             }
             _ => {
-                self.error(
-                    node.pos,
-                    path,
-                    format!("expected an integer from {min} to {max}, found {value}"),
-                );
+                self.error(node.pos, path, format!("expected an integer from {min} to {max}, found {value}"));
                 None
             }
         }
@@ -490,20 +420,13 @@ impl Checker<'_> {
     }
 
     /// The whole bot; `None` when a required value is unusable (the problem is reported).
-    fn bot(
-        &mut self,
-        root: &Node,
-        catalog: &dyn PluginCatalog,
-        webhooks: WebhookEnv,
-    ) -> Option<(BotConfig, Anchors)> {
+    fn bot(&mut self, root: &Node, catalog: &dyn PluginCatalog, webhooks: WebhookEnv) -> Option<(BotConfig, Anchors)> {
         let top = self.fields(root, "", ROOT_FIELDS)?;
 
         let id_node = self.required(&top, "id", "");
         let id = id_node.and_then(|node| {
             let text = self.string(node, "id")?;
-            BotId::parse(&text)
-                .map_err(|message| self.error(node.pos, "id", message))
-                .ok()
+            BotId::parse(&text).map_err(|message| self.error(node.pos, "id", message)).ok()
         });
         let name = self.required(&top, "name", "").and_then(|node| {
             let name = self.string(node, "name")?;
@@ -513,15 +436,11 @@ impl Checker<'_> {
             }
             Some(name)
         });
-        let description = self.optional(&top, "description", "", None, |c, node, path| {
-            c.string(node, path).map(Some)
-        });
+        let description = self.optional(&top, "description", "", None, |c, node, path| c.string(node, path).map(Some));
         let token_node = self.required(&top, "token", "");
         let token = token_node.and_then(|node| {
             let text = self.string(node, "token")?;
-            BotToken::parse(&text)
-                .map_err(|message| self.error(node.pos, "token", message))
-                .ok()
+            BotToken::parse(&text).map_err(|message| self.error(node.pos, "token", message)).ok()
         });
         let enabled = self.optional(&top, "enabled", "", true, Self::boolean);
         let mode_node = top.get("mode");
@@ -546,37 +465,19 @@ impl Checker<'_> {
             Some(node) => self.rate_limiting(node),
             None => default_rate_limiting(),
         };
-        let fsm_strategy = self.optional(
-            &top,
-            "fsm_strategy",
-            "",
-            FsmStrategy::UserInChat,
-            Self::fsm_strategy,
-        );
+        let fsm_strategy = self.optional(&top, "fsm_strategy", "", FsmStrategy::UserInChat, Self::fsm_strategy);
 
         if let (Mode::Webhook, Some(node)) = (mode, mode_node) {
             if !webhooks.enabled {
-                self.error(
-                    node.pos,
-                    "mode",
-                    "mode is webhook but WEBHOOK_ENABLED is not true",
-                );
+                self.error(node.pos, "mode", "mode is webhook but WEBHOOK_ENABLED is not true");
             }
             if !webhooks.base_url_set {
-                self.error(
-                    node.pos,
-                    "mode",
-                    "mode is webhook but WEBHOOK_BASE_URL is not set",
-                );
+                self.error(node.pos, "mode", "mode is webhook but WEBHOOK_BASE_URL is not set");
             }
         }
 
-        let anchors = Anchors {
-            id: id_node?.pos,
-            token: token_node?.pos,
-            mode: mode_node.map(|node| node.pos),
-            webhook_path,
-        };
+        let anchors =
+            Anchors { id: id_node?.pos, token: token_node?.pos, mode: mode_node.map(|node| node.pos), webhook_path };
         let config = BotConfig {
             id: id?,
             name: name?,
@@ -601,11 +502,7 @@ impl Checker<'_> {
             "polling" => Some(Mode::Polling),
             "webhook" => Some(Mode::Webhook),
             other => {
-                self.error(
-                    node.pos,
-                    path,
-                    format!("unknown mode {other:?}, expected polling or webhook"),
-                );
+                self.error(node.pos, path, format!("unknown mode {other:?}, expected polling or webhook"));
                 None
             }
         }
@@ -617,9 +514,8 @@ impl Checker<'_> {
             "USER_IN_CHAT" => Some(FsmStrategy::UserInChat),
             "CHAT" => Some(FsmStrategy::Chat),
             other => {
-                let message = format!(
-                    "unknown fsm_strategy {other:?}, expected one of: GLOBAL_USER, USER_IN_CHAT, CHAT"
-                );
+                let message =
+                    format!("unknown fsm_strategy {other:?}, expected one of: GLOBAL_USER, USER_IN_CHAT, CHAT");
                 self.error(node.pos, path, message);
                 None
             }
@@ -634,9 +530,7 @@ impl Checker<'_> {
         let path = self.optional(&fields, "path", "webhook", None, |c, node, path| {
             let value = c.string(node, path)?;
             let valid = value.starts_with('/')
-                && value
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.'));
+                && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.'));
             if valid {
                 Some(Some(value))
             } else {
@@ -646,21 +540,10 @@ impl Checker<'_> {
                 None
             }
         });
-        let max_connections = self.optional(
-            &fields,
-            "max_connections",
-            "webhook",
-            40,
-            |c, node, path| c.bounded(node, path, 1, 100),
-        );
+        let max_connections =
+            self.optional(&fields, "max_connections", "webhook", 40, |c, node, path| c.bounded(node, path, 1, 100));
         let path_pos = fields.get("path").map(|node| node.pos);
-        (
-            WebhookConfig {
-                path,
-                max_connections,
-            },
-            path_pos,
-        )
+        (WebhookConfig { path, max_connections }, path_pos)
     }
 
     fn settings(&mut self, node: &Node) -> BotSettings {
@@ -669,39 +552,24 @@ impl Checker<'_> {
         };
         let parse_mode = self.optional(&fields, "parse_mode", "settings", None, |c, node, path| {
             let value = c.string(node, path)?;
-            if PARSE_MODES
-                .iter()
-                .any(|mode| mode.eq_ignore_ascii_case(&value))
-            {
+            if PARSE_MODES.iter().any(|mode| mode.eq_ignore_ascii_case(&value)) {
                 Some(Some(value))
             } else {
-                let message = format!(
-                    "unknown parse_mode {value:?}, expected one of: {}",
-                    PARSE_MODES.join(", ")
-                );
+                let message = format!("unknown parse_mode {value:?}, expected one of: {}", PARSE_MODES.join(", "));
                 c.error(node.pos, path, message);
                 None
             }
         });
-        let disable_web_page_preview = self.optional(
-            &fields,
-            "disable_web_page_preview",
-            "settings",
-            false,
-            Self::boolean,
-        );
-        BotSettings {
-            parse_mode,
-            disable_web_page_preview,
-        }
+        let disable_web_page_preview =
+            self.optional(&fields, "disable_web_page_preview", "settings", false, Self::boolean);
+        BotSettings { parse_mode, disable_web_page_preview }
     }
 
     fn access(&mut self, node: &Node) -> AccessConfig {
         let Some(fields) = self.fields(node, "access", ACCESS_FIELDS) else {
             return AccessConfig::default();
         };
-        let mut list =
-            |name: &str| self.optional(&fields, name, "access", Vec::new(), Self::user_ids);
+        let mut list = |name: &str| self.optional(&fields, name, "access", Vec::new(), Self::user_ids);
         AccessConfig {
             allowed_users: list("allowed_users"),
             blocked_users: list("blocked_users"),
@@ -715,11 +583,7 @@ impl Checker<'_> {
             self.type_error(node, path, "a sequence of user ids");
             return None;
         };
-        let ids = items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, item)| self.integer(item, &index_path(path, i)))
-            .collect();
+        let ids = items.iter().enumerate().filter_map(|(i, item)| self.integer(item, &index_path(path, i))).collect();
         Some(ids)
     }
 
@@ -730,27 +594,9 @@ impl Checker<'_> {
         };
         let rate = |c: &mut Self, node: &Node, path: &str| c.bounded(node, path, 1, u32::MAX);
         RateLimitConfig {
-            enabled: self.optional(
-                &fields,
-                "enabled",
-                "rate_limiting",
-                default.enabled,
-                Self::boolean,
-            ),
-            default_rate: self.optional(
-                &fields,
-                "default_rate",
-                "rate_limiting",
-                default.default_rate,
-                rate,
-            ),
-            burst_size: self.optional(
-                &fields,
-                "burst_size",
-                "rate_limiting",
-                default.burst_size,
-                rate,
-            ),
+            enabled: self.optional(&fields, "enabled", "rate_limiting", default.enabled, Self::boolean),
+            default_rate: self.optional(&fields, "default_rate", "rate_limiting", default.default_rate, rate),
+            burst_size: self.optional(&fields, "burst_size", "rate_limiting", default.burst_size, rate),
         }
     }
 
@@ -760,11 +606,8 @@ impl Checker<'_> {
             self.type_error(node, "plugins", "a sequence");
             return Vec::new();
         };
-        let drafts: Vec<PluginDraft<'_>> = items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, item)| self.plugin(item, index_path("plugins", i)))
-            .collect();
+        let drafts: Vec<PluginDraft<'_>> =
+            items.iter().enumerate().filter_map(|(i, item)| self.plugin(item, index_path("plugins", i))).collect();
 
         // name -> index of its first entry, and the catalog's dependencies of known plugins.
         let mut first: HashMap<&str, usize> = HashMap::new();
@@ -775,10 +618,7 @@ impl Checker<'_> {
             };
             let name_path = field_path(&draft.path, "name");
             if let Some(&earlier) = first.get(name.as_str()) {
-                let message = format!(
-                    "plugin {name:?} is listed twice (also at {})",
-                    drafts[earlier].path
-                );
+                let message = format!("plugin {name:?} is listed twice (also at {})", drafts[earlier].path);
                 self.error(name_node.pos, &name_path, message);
                 continue;
             }
@@ -788,11 +628,7 @@ impl Checker<'_> {
                     dependencies.insert(name, deps);
                     self.check_plugin_config(draft, name, catalog);
                 }
-                None => self.error(
-                    name_node.pos,
-                    &name_path,
-                    format!("unknown plugin {name:?}"),
-                ),
+                None => self.error(name_node.pos, &name_path, format!("unknown plugin {name:?}")),
             }
         }
 
@@ -803,27 +639,19 @@ impl Checker<'_> {
             .filter(|(_, draft)| draft.enabled)
             .filter_map(|(index, draft)| {
                 let (name, node) = draft.name.as_ref()?;
-                (first.get(name.as_str()) == Some(&index)).then_some((
-                    name.as_str(),
-                    *node,
-                    draft.path.as_str(),
-                ))
+                (first.get(name.as_str()) == Some(&index)).then_some((name.as_str(), *node, draft.path.as_str()))
             })
             .collect();
         let loaded_names: HashSet<&str> = loaded.iter().map(|(name, _, _)| *name).collect();
         for (name, node, path) in &loaded {
             for dep in dependencies.get(name).into_iter().flatten() {
                 if !loaded_names.contains(dep.as_str()) {
-                    let message =
-                        format!("plugin {name:?} depends on {dep:?}, which this bot does not load");
+                    let message = format!("plugin {name:?} depends on {dep:?}, which this bot does not load");
                     self.error(node.pos, &field_path(path, "name"), message);
                 }
             }
         }
-        for cycle in cycles(
-            &loaded.iter().map(|(name, _, _)| *name).collect::<Vec<_>>(),
-            &dependencies,
-        ) {
+        for cycle in cycles(&loaded.iter().map(|(name, _, _)| *name).collect::<Vec<_>>(), &dependencies) {
             if let Some((_, node, path)) = loaded.iter().find(|(name, _, _)| *name == cycle[0]) {
                 let message = format!("circular plugin dependency: {}", cycle.join(" -> "));
                 self.error(node.pos, &field_path(path, "name"), message);
@@ -833,11 +661,7 @@ impl Checker<'_> {
         drafts
             .into_iter()
             .filter_map(|draft| {
-                Some(PluginEntry {
-                    name: draft.name?.0,
-                    enabled: draft.enabled,
-                    config: draft.config?,
-                })
+                Some(PluginEntry { name: draft.name?.0, enabled: draft.enabled, config: draft.config? })
             })
             .collect()
     }
@@ -853,31 +677,17 @@ impl Checker<'_> {
         let config_node = fields.get("config");
         let config = match config_node {
             None => Some(Json::Object(Map::new())),
-            Some(block) if matches!(block.value, Value::Map(_)) => {
-                self.json(block, &field_path(&path, "config"))
-            }
+            Some(block) if matches!(block.value, Value::Map(_)) => self.json(block, &field_path(&path, "config")),
             Some(block) => {
                 self.type_error(block, &field_path(&path, "config"), "a mapping");
                 None
             }
         };
-        Some(PluginDraft {
-            path,
-            node,
-            name,
-            enabled,
-            config_node,
-            config,
-        })
+        Some(PluginDraft { path, node, name, enabled, config_node, config })
     }
 
     /// Asks the catalog about a plugin's `config:` and reports its verdict at the node it names.
-    fn check_plugin_config(
-        &mut self,
-        draft: &PluginDraft<'_>,
-        name: &str,
-        catalog: &dyn PluginCatalog,
-    ) {
+    fn check_plugin_config(&mut self, draft: &PluginDraft<'_>, name: &str, catalog: &dyn PluginCatalog) {
         let Some(config) = &draft.config else {
             return;
         };
@@ -908,11 +718,7 @@ impl Checker<'_> {
             Value::Float(f) => {
                 let number = Number::from_f64(*f);
                 if number.is_none() {
-                    self.error(
-                        node.pos,
-                        path,
-                        "expected a finite number, found infinity or NaN",
-                    );
+                    self.error(node.pos, path, "expected a finite number, found infinity or NaN");
                 }
                 number.map(Json::Number)
             }
@@ -952,49 +758,32 @@ impl Checker<'_> {
 }
 
 fn default_webhook() -> WebhookConfig {
-    WebhookConfig {
-        path: None,
-        max_connections: 40,
-    }
+    WebhookConfig { path: None, max_connections: 40 }
 }
 
 fn default_rate_limiting() -> RateLimitConfig {
-    RateLimitConfig {
-        enabled: false,
-        default_rate: 30,
-        burst_size: 10,
-    }
+    RateLimitConfig { enabled: false, default_rate: 30, burst_size: 10 }
 }
 
 /// The node that an inner path (`commands[1].command`) names inside `block`, or the deepest one that exists.
 fn locate(block: &Node, inner: &str) -> Pos {
     let mut node = block;
     for segment in inner.split('.') {
-        let (key, indexes) = segment
-            .split_once('[')
-            .map_or((segment, ""), |(key, rest)| (key, rest));
+        let (key, indexes) = segment.split_once('[').map_or((segment, ""), |(key, rest)| (key, rest));
         if !key.is_empty() {
             let Value::Map(pairs) = &node.value else {
                 return node.pos;
             };
-            match pairs
-                .iter()
-                .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
-            {
+            match pairs.iter().find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key)) {
                 Some((_, value)) => node = value,
                 None => return node.pos,
             }
         }
         for index in indexes.split('[').filter(|s| !s.is_empty()) {
-            let element =
-                index
-                    .trim_end_matches(']')
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|i| match &node.value {
-                        Value::Seq(items) => items.get(i),
-                        _ => None,
-                    });
+            let element = index.trim_end_matches(']').parse::<usize>().ok().and_then(|i| match &node.value {
+                Value::Seq(items) => items.get(i),
+                _ => None,
+            });
             match element {
                 Some(element) => node = element,
                 None => return node.pos,
@@ -1013,13 +802,7 @@ fn cycles<'a>(plugins: &[&'a str], dependencies: &HashMap<&str, Vec<String>>) ->
         Open,
         Done,
     }
-    fn visit(
-        at: usize,
-        edges: &[Vec<usize>],
-        marks: &mut [Mark],
-        stack: &mut Vec<usize>,
-        found: &mut Vec<Vec<usize>>,
-    ) {
+    fn visit(at: usize, edges: &[Vec<usize>], marks: &mut [Mark], stack: &mut Vec<usize>, found: &mut Vec<Vec<usize>>) {
         marks[at] = Mark::Open;
         stack.push(at);
         for &next in &edges[at] {
@@ -1029,12 +812,7 @@ fn cycles<'a>(plugins: &[&'a str], dependencies: &HashMap<&str, Vec<String>>) ->
                     if let Some(start) = stack.iter().position(|&i| i == next) {
                         let mut cycle = stack[start..].to_vec();
                         // Rotate so the earliest plugin comes first: one cycle, one spelling.
-                        if let Some(min) = cycle
-                            .iter()
-                            .enumerate()
-                            .min_by_key(|(_, i)| **i)
-                            .map(|(k, _)| k)
-                        {
+                        if let Some(min) = cycle.iter().enumerate().min_by_key(|(_, i)| **i).map(|(k, _)| k) {
                             cycle.rotate_left(min);
                         }
                         if !found.contains(&cycle) {
@@ -1049,20 +827,11 @@ fn cycles<'a>(plugins: &[&'a str], dependencies: &HashMap<&str, Vec<String>>) ->
         marks[at] = Mark::Done;
     }
 
-    let index: HashMap<&str, usize> = plugins
-        .iter()
-        .enumerate()
-        .map(|(i, name)| (*name, i))
-        .collect();
+    let index: HashMap<&str, usize> = plugins.iter().enumerate().map(|(i, name)| (*name, i)).collect();
     let edges: Vec<Vec<usize>> = plugins
         .iter()
         .map(|name| {
-            dependencies
-                .get(name)
-                .into_iter()
-                .flatten()
-                .filter_map(|dep| index.get(dep.as_str()).copied())
-                .collect()
+            dependencies.get(name).into_iter().flatten().filter_map(|dep| index.get(dep.as_str()).copied()).collect()
         })
         .collect();
     let mut marks = vec![Mark::New; plugins.len()];
@@ -1123,11 +892,7 @@ fn substitute(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
         rest = &after[end + 1..];
     }
     out.push_str(rest);
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
+    if problems.is_empty() { Ok(out) } else { Err(problems) }
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`.
@@ -1168,28 +933,11 @@ fn render(config: &BotConfig, out: &mut dyn fmt::Write) -> fmt::Result {
         token,
         enabled,
         mode,
-        webhook: WebhookConfig {
-            path,
-            max_connections,
-        },
-        settings:
-            BotSettings {
-                parse_mode,
-                disable_web_page_preview,
-            },
+        webhook: WebhookConfig { path, max_connections },
+        settings: BotSettings { parse_mode, disable_web_page_preview },
         plugins,
-        access:
-            AccessConfig {
-                allowed_users,
-                blocked_users,
-                admin_users,
-            },
-        rate_limiting:
-            RateLimitConfig {
-                enabled: rate_enabled,
-                default_rate,
-                burst_size,
-            },
+        access: AccessConfig { allowed_users, blocked_users, admin_users },
+        rate_limiting: RateLimitConfig { enabled: rate_enabled, default_rate, burst_size },
         fsm_strategy,
         file: _,
         hash: _,
@@ -1206,11 +954,7 @@ fn render(config: &BotConfig, out: &mut dyn fmt::Write) -> fmt::Result {
          disable_web_page_preview:{disable_web_page_preview}}},plugins:["
     )?;
     for plugin in plugins {
-        write!(
-            out,
-            "{{name:{:?},enabled:{},config:",
-            plugin.name, plugin.enabled
-        )?;
+        write!(out, "{{name:{:?},enabled:{},config:", plugin.name, plugin.enabled)?;
         render_json(&plugin.config, out)?;
         out.write_str("},")?;
     }
@@ -1260,10 +1004,7 @@ mod tests {
 
     const TOKEN: &str = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw";
     const SECRET: &str = "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw";
-    const WEBHOOKS_ON: WebhookEnv = WebhookEnv {
-        enabled: true,
-        base_url_set: true,
-    };
+    const WEBHOOKS_ON: WebhookEnv = WebhookEnv { enabled: true, base_url_set: true };
 
     /// start, help, error_handler and form (needing start) as in the spec; a and b need each other.
     struct Catalog;
@@ -1320,16 +1061,10 @@ mod tests {
                                 match command.get(field) {
                                     Some(Json::String(_)) => {}
                                     Some(_) => {
-                                        return fail(
-                                            format!("{key}[{i}].{field}"),
-                                            "expected a string",
-                                        );
+                                        return fail(format!("{key}[{i}].{field}"), "expected a string");
                                     }
                                     None => {
-                                        return fail(
-                                            format!("{key}[{i}].{field}"),
-                                            "missing field",
-                                        );
+                                        return fail(format!("{key}[{i}].{field}"), "missing field");
                                     }
                                 }
                             }
@@ -1369,10 +1104,7 @@ mod tests {
 
     /// `(line, column, path, message)` of each error.
     fn summary(errors: &[ConfigError]) -> Vec<(usize, usize, &str, &str)> {
-        errors
-            .iter()
-            .map(|e| (e.line, e.column, e.path.as_str(), e.message.as_str()))
-            .collect()
+        errors.iter().map(|e| (e.line, e.column, e.path.as_str(), e.message.as_str())).collect()
     }
 
     fn errors_of(text: &str) -> Vec<ConfigError> {
@@ -1391,12 +1123,7 @@ mod tests {
         (e.line, e.column, e.path.clone(), e.message.clone())
     }
 
-    fn one(
-        line: usize,
-        column: usize,
-        path: &str,
-        message: &str,
-    ) -> (usize, usize, String, String) {
+    fn one(line: usize, column: usize, path: &str, message: &str) -> (usize, usize, String, String) {
         (line, column, path.to_owned(), message.to_owned())
     }
 
@@ -1464,8 +1191,7 @@ fsm_strategy: "USER_IN_CHAT"  # GLOBAL_USER, USER_IN_CHAT, CHAT
 
     #[test]
     fn the_spec_example_parses_to_every_field() {
-        let config =
-            parse_with(SPEC_EXAMPLE, WebhookEnv::default()).expect("the spec's example is valid");
+        let config = parse_with(SPEC_EXAMPLE, WebhookEnv::default()).expect("the spec's example is valid");
         assert_eq!(config.hash.len(), 16);
         assert!(config.hash.bytes().all(|b| b.is_ascii_hexdigit()));
         let expected = BotConfig {
@@ -1475,14 +1201,8 @@ fsm_strategy: "USER_IN_CHAT"  # GLOBAL_USER, USER_IN_CHAT, CHAT
             token: BotToken::parse(TOKEN).expect("valid token"),
             enabled: true,
             mode: Mode::Polling,
-            webhook: WebhookConfig {
-                path: Some("/support".to_owned()),
-                max_connections: 40,
-            },
-            settings: BotSettings {
-                parse_mode: Some("HTML".to_owned()),
-                disable_web_page_preview: false,
-            },
+            webhook: WebhookConfig { path: Some("/support".to_owned()), max_connections: 40 },
+            settings: BotSettings { parse_mode: Some("HTML".to_owned()), disable_web_page_preview: false },
             plugins: vec![
                 PluginEntry {
                     name: "start".to_owned(),
@@ -1507,16 +1227,8 @@ fsm_strategy: "USER_IN_CHAT"  # GLOBAL_USER, USER_IN_CHAT, CHAT
                     config: json!({"show_error_id": true, "notify_admins": false}),
                 },
             ],
-            access: AccessConfig {
-                allowed_users: vec![],
-                blocked_users: vec![],
-                admin_users: vec![123_456_789],
-            },
-            rate_limiting: RateLimitConfig {
-                enabled: true,
-                default_rate: 30,
-                burst_size: 10,
-            },
+            access: AccessConfig { allowed_users: vec![], blocked_users: vec![], admin_users: vec![123_456_789] },
+            rate_limiting: RateLimitConfig { enabled: true, default_rate: 30, burst_size: 10 },
             fsm_strategy: FsmStrategy::UserInChat,
             file: PathBuf::from("bots/shop.yaml"),
             hash: config.hash.clone(),
@@ -1543,14 +1255,7 @@ fsm_strategy: "USER_IN_CHAT"  # GLOBAL_USER, USER_IN_CHAT, CHAT
              enabled: ~\n    config: ~\naccess:\n  admin_users: ~\nrate_limiting:\n  burst_size: ~\nfsm_strategy:\n"
         );
         let config = parse_ok(&nulls);
-        assert_eq!(
-            config.plugins,
-            vec![PluginEntry {
-                name: "help".to_owned(),
-                enabled: true,
-                config: json!({}),
-            }]
-        );
+        assert_eq!(config.plugins, vec![PluginEntry { name: "help".to_owned(), enabled: true, config: json!({}) }]);
         assert_eq!(
             (config.description, config.webhook, config.rate_limiting),
             (None, default_webhook(), default_rate_limiting())
@@ -1597,25 +1302,10 @@ fsm_strategy: PER_USER
             vec![
                 (1, 1, "name", "missing required field \"name\""),
                 (1, 5, "id", id_message.as_str()),
-                (
-                    2,
-                    8,
-                    "token",
-                    "environment variable MISSING_TOKEN is not set"
-                ),
+                (2, 8, "token", "environment variable MISSING_TOKEN is not set"),
                 (3, 10, "enabled", "expected a boolean, found a string"),
-                (
-                    4,
-                    7,
-                    "mode",
-                    "mode is webhook but WEBHOOK_ENABLED is not true"
-                ),
-                (
-                    4,
-                    7,
-                    "mode",
-                    "mode is webhook but WEBHOOK_BASE_URL is not set"
-                ),
+                (4, 7, "mode", "mode is webhook but WEBHOOK_ENABLED is not true"),
+                (4, 7, "mode", "mode is webhook but WEBHOOK_BASE_URL is not set"),
                 (
                     5,
                     1,
@@ -1629,49 +1319,14 @@ fsm_strategy: PER_USER
                     "webhook.path",
                     "invalid webhook path \"support\": it must start with / and use only A-Z a-z 0-9 / _ - ."
                 ),
-                (
-                    8,
-                    20,
-                    "webhook.max_connections",
-                    "expected an integer from 1 to 100, found 500"
-                ),
-                (
-                    14,
-                    24,
-                    "plugins[0].config.welcome_message",
-                    "expected a string"
-                ),
+                (8, 20, "webhook.max_connections", "expected an integer from 1 to 100, found 500"),
+                (14, 24, "plugins[0].config.welcome_message", "expected a string"),
                 (15, 11, "plugins[1].name", "unknown plugin \"weather\""),
-                (
-                    17,
-                    14,
-                    "plugins[2].enabled",
-                    "expected a boolean, found a string"
-                ),
-                (
-                    22,
-                    24,
-                    "plugins[3].config.commands[0].description",
-                    "expected a string"
-                ),
-                (
-                    24,
-                    20,
-                    "access.admin_users[1]",
-                    "expected an integer, found a string"
-                ),
-                (
-                    24,
-                    25,
-                    "access.admin_users[2]",
-                    "expected an integer, found a float"
-                ),
-                (
-                    26,
-                    17,
-                    "rate_limiting.default_rate",
-                    "expected an integer of at least 1, found 0"
-                ),
+                (17, 14, "plugins[2].enabled", "expected a boolean, found a string"),
+                (22, 24, "plugins[3].config.commands[0].description", "expected a string"),
+                (24, 20, "access.admin_users[1]", "expected an integer, found a string"),
+                (24, 25, "access.admin_users[2]", "expected an integer, found a float"),
+                (26, 17, "rate_limiting.default_rate", "expected an integer of at least 1, found 0"),
                 (
                     27,
                     15,
@@ -1688,61 +1343,28 @@ fsm_strategy: PER_USER
         let cases = [
             (
                 format!("{BASE}extra: 1\n"),
-                one(
-                    4,
-                    1,
-                    "extra",
-                    &format!(
-                        "unknown field \"extra\", expected one of: {}",
-                        ROOT_FIELDS.join(", ")
-                    ),
-                ),
+                one(4, 1, "extra", &format!("unknown field \"extra\", expected one of: {}", ROOT_FIELDS.join(", "))),
             ),
             (
                 format!("{BASE}webhook:\n  paht: /x\n"),
-                one(
-                    5,
-                    3,
-                    "webhook.paht",
-                    "unknown field \"paht\", expected one of: path, max_connections",
-                ),
+                one(5, 3, "webhook.paht", "unknown field \"paht\", expected one of: path, max_connections"),
             ),
             (
                 "id: shop\nname: [Shop]\ntoken: ${BOT_TOKEN}\n".to_owned(),
                 one(2, 7, "name", "expected a string, found a sequence"),
             ),
-            (
-                format!("{BASE}settings: HTML\n"),
-                one(4, 11, "settings", "expected a mapping, found a string"),
-            ),
-            (
-                format!("{BASE}plugins:\n  help: {{}}\n"),
-                one(5, 3, "plugins", "expected a sequence, found a mapping"),
-            ),
-            (
-                format!("{BASE}enabled: 1\n"),
-                one(4, 10, "enabled", "expected a boolean, found an integer"),
-            ),
-            (
-                "\n\nid: shop\nname: Shop\n".to_owned(),
-                one(3, 1, "token", "missing required field \"token\""),
-            ),
-            (
-                "id: shop\nname: Shop\ntoken:\n".to_owned(),
-                one(3, 6, "token", "expected a string, found null"),
-            ),
+            (format!("{BASE}settings: HTML\n"), one(4, 11, "settings", "expected a mapping, found a string")),
+            (format!("{BASE}plugins:\n  help: {{}}\n"), one(5, 3, "plugins", "expected a sequence, found a mapping")),
+            (format!("{BASE}enabled: 1\n"), one(4, 10, "enabled", "expected a boolean, found an integer")),
+            ("\n\nid: shop\nname: Shop\n".to_owned(), one(3, 1, "token", "missing required field \"token\"")),
+            ("id: shop\nname: Shop\ntoken:\n".to_owned(), one(3, 6, "token", "expected a string, found null")),
             (
                 "id: shop\nname: Shop\ntoken: ${NOPE}\n".to_owned(),
                 one(3, 8, "token", "environment variable NOPE is not set"),
             ),
             (
                 "id: shop\nname: Shop\ntoken: ${BOT_TOKEN\n".to_owned(),
-                one(
-                    3,
-                    8,
-                    "token",
-                    "unclosed \"${\": expected ${NAME} or ${NAME:-default}",
-                ),
+                one(3, 8, "token", "unclosed \"${\": expected ${NAME} or ${NAME:-default}"),
             ),
             (
                 "id: shop\nname: Shop\ntoken: ${1BOT}\n".to_owned(),
@@ -1756,12 +1378,7 @@ fsm_strategy: PER_USER
             ),
             (
                 "id: shop\nname: Shop\ntoken: ${BAD_TOKEN}\n".to_owned(),
-                one(
-                    3,
-                    8,
-                    "token",
-                    "malformed token: expected <digits>:<at least 20 of A-Z a-z 0-9 _ ->",
-                ),
+                one(3, 8, "token", "malformed token: expected <digits>:<at least 20 of A-Z a-z 0-9 _ ->"),
             ),
             (
                 "id: Shop\nname: Shop\ntoken: ${BOT_TOKEN}\n".to_owned(),
@@ -1772,15 +1389,7 @@ fsm_strategy: PER_USER
                     "invalid bot id \"Shop\": use 1-64 characters of a-z, 0-9, _ and -, starting with a letter",
                 ),
             ),
-            (
-                format!("{BASE}mode: push\n"),
-                one(
-                    4,
-                    7,
-                    "mode",
-                    "unknown mode \"push\", expected polling or webhook",
-                ),
-            ),
+            (format!("{BASE}mode: push\n"), one(4, 7, "mode", "unknown mode \"push\", expected polling or webhook")),
             (
                 format!("{BASE}fsm_strategy: user_in_chat\n"),
                 one(
@@ -1801,21 +1410,11 @@ fsm_strategy: PER_USER
             ),
             (
                 format!("{BASE}webhook:\n  max_connections: 0\n"),
-                one(
-                    5,
-                    20,
-                    "webhook.max_connections",
-                    "expected an integer from 1 to 100, found 0",
-                ),
+                one(5, 20, "webhook.max_connections", "expected an integer from 1 to 100, found 0"),
             ),
             (
                 format!("{BASE}webhook:\n  max_connections: 101\n"),
-                one(
-                    5,
-                    20,
-                    "webhook.max_connections",
-                    "expected an integer from 1 to 100, found 101",
-                ),
+                one(5, 20, "webhook.max_connections", "expected an integer from 1 to 100, found 101"),
             ),
             (
                 format!("{BASE}webhook:\n  path: /a?b\n"),
@@ -1828,101 +1427,48 @@ fsm_strategy: PER_USER
             ),
             (
                 format!("{BASE}rate_limiting:\n  burst_size: -1\n"),
-                one(
-                    5,
-                    15,
-                    "rate_limiting.burst_size",
-                    "expected an integer of at least 1, found -1",
-                ),
+                one(5, 15, "rate_limiting.burst_size", "expected an integer of at least 1, found -1"),
             ),
             (
                 format!("{BASE}access:\n  blocked_users:\n    - 1\n    - \"2\"\n"),
-                one(
-                    7,
-                    7,
-                    "access.blocked_users[1]",
-                    "expected an integer, found a string",
-                ),
+                one(7, 7, "access.blocked_users[1]", "expected an integer, found a string"),
             ),
             (
                 format!("{BASE}access:\n  allowed_users: 5\n"),
-                one(
-                    5,
-                    18,
-                    "access.allowed_users",
-                    "expected a sequence of user ids, found an integer",
-                ),
+                one(5, 18, "access.allowed_users", "expected a sequence of user ids, found an integer"),
             ),
+            (format!("{BASE}plugins:\n  - name: echo\n"), one(5, 11, "plugins[0].name", "unknown plugin \"echo\"")),
             (
-                format!("{BASE}plugins:\n  - name: echo\n"),
-                one(5, 11, "plugins[0].name", "unknown plugin \"echo\""),
-            ),
-            (
-                format!(
-                    "{BASE}plugins:\n  - name: help\n  - name: start\n  - name: help\n    enabled: false\n"
-                ),
-                one(
-                    7,
-                    11,
-                    "plugins[2].name",
-                    "plugin \"help\" is listed twice (also at plugins[0])",
-                ),
+                format!("{BASE}plugins:\n  - name: help\n  - name: start\n  - name: help\n    enabled: false\n"),
+                one(7, 11, "plugins[2].name", "plugin \"help\" is listed twice (also at plugins[0])"),
             ),
             (
                 format!("{BASE}plugins:\n  - enabled: true\n"),
                 one(5, 5, "plugins[0].name", "missing required field \"name\""),
             ),
-            (
-                format!("{BASE}plugins:\n  - help\n"),
-                one(5, 5, "plugins[0]", "expected a mapping, found a string"),
-            ),
+            (format!("{BASE}plugins:\n  - help\n"), one(5, 5, "plugins[0]", "expected a mapping, found a string")),
             (
                 format!("{BASE}plugins:\n  - name: help\n    config: [1]\n"),
-                one(
-                    6,
-                    13,
-                    "plugins[0].config",
-                    "expected a mapping, found a sequence",
-                ),
+                one(6, 13, "plugins[0].config", "expected a mapping, found a sequence"),
             ),
             (
                 format!("{BASE}plugins:\n  - name: help\n    config:\n      1: x\n"),
-                one(
-                    7,
-                    7,
-                    "plugins[0].config",
-                    "expected a string key, found an integer",
-                ),
+                one(7, 7, "plugins[0].config", "expected a string key, found an integer"),
             ),
             (
                 format!("{BASE}plugins:\n  - name: help\n    config:\n      header: .inf\n"),
-                one(
-                    7,
-                    15,
-                    "plugins[0].config.header",
-                    "expected a finite number, found infinity or NaN",
-                ),
+                one(7, 15, "plugins[0].config.header", "expected a finite number, found infinity or NaN"),
             ),
             (
                 format!("{BASE}plugins:\n  - name: help\n    config:\n      header: ${{NOPE}}\n"),
-                one(
-                    7,
-                    15,
-                    "plugins[0].config.header",
-                    "environment variable NOPE is not set",
-                ),
+                one(7, 15, "plugins[0].config.header", "environment variable NOPE is not set"),
             ),
             (
                 format!(
                     "{BASE}plugins:\n  - name: help\n    config:\n      commands:\n        - command: /a\n          \
                      description: A\n        - command: 3\n          description: B\n"
                 ),
-                one(
-                    10,
-                    20,
-                    "plugins[0].config.commands[1].command",
-                    "expected a string",
-                ),
+                one(10, 20, "plugins[0].config.commands[1].command", "expected a string"),
             ),
             // The missing field has no node: the error points at the deepest one on its path.
             (
@@ -1930,12 +1476,7 @@ fsm_strategy: PER_USER
                     "{BASE}plugins:\n  - name: help\n    config:\n      commands:\n        - command: /a\n          \
                      description: A\n        - command: /b\n"
                 ),
-                one(
-                    10,
-                    11,
-                    "plugins[0].config.commands[1].description",
-                    "missing field",
-                ),
+                one(10, 11, "plugins[0].config.commands[1].description", "missing field"),
             ),
             (
                 format!("{BASE}plugins:\n  - name: help\n    config:\n      headr: x\n"),
@@ -1943,39 +1484,19 @@ fsm_strategy: PER_USER
             ),
             (
                 format!("{BASE}plugins:\n  - name: form\n"),
-                one(
-                    5,
-                    11,
-                    "plugins[0].name",
-                    "plugin \"form\" depends on \"start\", which this bot does not load",
-                ),
+                one(5, 11, "plugins[0].name", "plugin \"form\" depends on \"start\", which this bot does not load"),
             ),
             (
                 format!("{BASE}plugins:\n  - name: start\n    enabled: false\n  - name: form\n"),
-                one(
-                    7,
-                    11,
-                    "plugins[1].name",
-                    "plugin \"form\" depends on \"start\", which this bot does not load",
-                ),
+                one(7, 11, "plugins[1].name", "plugin \"form\" depends on \"start\", which this bot does not load"),
             ),
             (
                 format!("{BASE}plugins:\n  - name: help\n  - name: b\n  - name: a\n"),
-                one(
-                    6,
-                    11,
-                    "plugins[1].name",
-                    "circular plugin dependency: b -> a -> b",
-                ),
+                one(6, 11, "plugins[1].name", "circular plugin dependency: b -> a -> b"),
             ),
             (
                 "id: shop\nname: Shop\n  token: x\n".to_owned(),
-                one(
-                    3,
-                    8,
-                    "",
-                    "invalid YAML: mapping values are not allowed in this context",
-                ),
+                one(3, 8, "", "invalid YAML: mapping values are not allowed in this context"),
             ),
         ];
         for (text, expected) in cases {
@@ -1986,46 +1507,18 @@ fsm_strategy: PER_USER
     #[test]
     fn webhook_mode_needs_the_webhook_server() {
         let text = format!("{BASE}mode: webhook\nwebhook: {{path: /shop}}\n");
-        let only_url = WebhookEnv {
-            enabled: false,
-            base_url_set: true,
-        };
-        let only_enabled = WebhookEnv {
-            enabled: true,
-            base_url_set: false,
-        };
+        let only_url = WebhookEnv { enabled: false, base_url_set: true };
+        let only_enabled = WebhookEnv { enabled: true, base_url_set: false };
         let errors = parse_with(&text, only_url).expect_err("server disabled");
-        assert_eq!(
-            summary(&errors),
-            vec![(
-                4,
-                7,
-                "mode",
-                "mode is webhook but WEBHOOK_ENABLED is not true"
-            )]
-        );
+        assert_eq!(summary(&errors), vec![(4, 7, "mode", "mode is webhook but WEBHOOK_ENABLED is not true")]);
         let errors = parse_with(&text, only_enabled).expect_err("no base url");
-        assert_eq!(
-            summary(&errors),
-            vec![(
-                4,
-                7,
-                "mode",
-                "mode is webhook but WEBHOOK_BASE_URL is not set"
-            )]
-        );
+        assert_eq!(summary(&errors), vec![(4, 7, "mode", "mode is webhook but WEBHOOK_BASE_URL is not set")]);
         let config = parse_with(&text, WEBHOOKS_ON).expect("valid");
         assert_eq!(config.mode, Mode::Webhook);
         assert_eq!(config.webhook.path.as_deref(), Some("/shop"));
         // A webhook block beside polling is fine, as in the spec's example.
         let polling = format!("{BASE}webhook:\n  path: /shop\n  max_connections: 100\n");
-        assert_eq!(
-            parse_with(&polling, WebhookEnv::default())
-                .expect("valid")
-                .webhook
-                .max_connections,
-            100
-        );
+        assert_eq!(parse_with(&polling, WebhookEnv::default()).expect("valid").webhook.max_connections, 100);
     }
 
     #[test]
@@ -2046,10 +1539,7 @@ plugins:
         assert_eq!(config.id.as_str(), "shop");
         // The default ends at the first closing brace: nesting is not supported.
         assert_eq!(config.name, "Shop ${USER_NAME}");
-        assert_eq!(
-            config.description.as_deref(),
-            Some("fallback /  / $Ada / $HOME")
-        );
+        assert_eq!(config.description.as_deref(), Some("fallback /  / $Ada / $HOME"));
         assert_eq!(config.settings.parse_mode.as_deref(), Some("html"));
         assert_eq!(
             config.plugins[0].config,
@@ -2057,10 +1547,7 @@ plugins:
         );
         // A substituted value stays a string, whatever it looks like.
         let errors = errors_of(&format!("{BASE}enabled: ${{ENABLED:-true}}\n"));
-        assert_eq!(
-            summary(&errors),
-            vec![(4, 10, "enabled", "expected a boolean, found a string")]
-        );
+        assert_eq!(summary(&errors), vec![(4, 10, "enabled", "expected a boolean, found a string")]);
         // Every unset variable of a scalar is named.
         let errors = errors_of("id: shop\nname: ${A} ${B:-b} ${C}\ntoken: ${BOT_TOKEN}\n");
         assert_eq!(
@@ -2130,11 +1617,7 @@ plugins:
     impl TempDir {
         fn new() -> TempDir {
             static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let name = format!(
-                "multibot-config-test-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            );
+            let name = format!("multibot-config-test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
             let path = std::env::temp_dir().join(name);
             let _ = fs::remove_dir_all(&path);
             fs::create_dir_all(&path).expect("create temp dir");
@@ -2158,18 +1641,9 @@ plugins:
     fn a_directory_keeps_good_bots_and_reports_the_rest() {
         let dir = TempDir::new();
         let good = dir.write("a_shop.yaml", BASE);
-        let bad = dir.write(
-            "b_bad.yml",
-            "id: bad\nname: Bad\ntoken: ${NOPE}\nmode: push\n",
-        );
-        let dup = dir.write(
-            "c_dup.yaml",
-            "name: Again\nid: shop\ntoken: ${OTHER_TOKEN}\n",
-        );
-        let hook = dir.write(
-            "d_hook.yaml",
-            "id: hook\nname: Hook\ntoken: ${OTHER_TOKEN}\nmode: webhook\n",
-        );
+        let bad = dir.write("b_bad.yml", "id: bad\nname: Bad\ntoken: ${NOPE}\nmode: push\n");
+        let dup = dir.write("c_dup.yaml", "name: Again\nid: shop\ntoken: ${OTHER_TOKEN}\n");
+        let hook = dir.write("d_hook.yaml", "id: hook\nname: Hook\ntoken: ${OTHER_TOKEN}\nmode: webhook\n");
         let same_token = dir.write(
             "e_token.yaml",
             "id: copy\nname: Copy\ntoken: ${BOT_TOKEN}\nmode: webhook\nwebhook:\n  path: /hook\n",
@@ -2185,25 +1659,16 @@ plugins:
         let ids: Vec<&str> = loaded.bots.iter().map(|bot| bot.id.as_str()).collect();
         assert_eq!(ids, ["shop", "hook"]);
         assert_eq!(loaded.bots[0].file, good);
-        assert_eq!(
-            loaded.files,
-            [good, bad, dup, hook, same_token, syntax, binary]
-        );
+        assert_eq!(loaded.files, [good, bad, dup, hook, same_token, syntax, binary]);
         let shown: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
         let d = dir.0.display();
         assert_eq!(
             shown,
             [
                 format!("{d}/b_bad.yml:3:8: token: environment variable NOPE is not set"),
-                format!(
-                    "{d}/b_bad.yml:4:7: mode: unknown mode \"push\", expected polling or webhook"
-                ),
-                format!(
-                    "{d}/c_dup.yaml:2:5: id: bot id \"shop\" is also defined in {d}/a_shop.yaml"
-                ),
-                format!(
-                    "{d}/e_token.yaml:3:8: token: this token is also used by bot \"shop\" in {d}/a_shop.yaml"
-                ),
+                format!("{d}/b_bad.yml:4:7: mode: unknown mode \"push\", expected polling or webhook"),
+                format!("{d}/c_dup.yaml:2:5: id: bot id \"shop\" is also defined in {d}/a_shop.yaml"),
+                format!("{d}/e_token.yaml:3:8: token: this token is also used by bot \"shop\" in {d}/a_shop.yaml"),
                 format!(
                     "{d}/e_token.yaml:6:9: webhook.path: webhook path \"/hook\" is also used by bot \"hook\" in \
                  {d}/d_hook.yaml"
@@ -2224,15 +1689,8 @@ plugins:
         let loaded = load_dir(&missing, &env, &Catalog, WEBHOOKS_ON);
         assert!(loaded.bots.is_empty() && loaded.files.is_empty());
         assert_eq!(loaded.errors.len(), 1);
-        assert_eq!(
-            (loaded.errors[0].file.as_path(), loaded.errors[0].line),
-            (missing.as_path(), 0)
-        );
-        assert!(
-            loaded.errors[0]
-                .message
-                .starts_with("cannot read config directory: ")
-        );
+        assert_eq!((loaded.errors[0].file.as_path(), loaded.errors[0].line), (missing.as_path(), 0));
+        assert!(loaded.errors[0].message.starts_with("cannot read config directory: "));
     }
 
     #[test]
@@ -2246,10 +1704,7 @@ plugins:
                 (1, 1, "token", "missing required field \"token\""),
             ]
         );
-        assert_eq!(
-            summary(&errors_of("- id: shop\n")),
-            vec![(1, 1, "", "expected a mapping, found a sequence")]
-        );
+        assert_eq!(summary(&errors_of("- id: shop\n")), vec![(1, 1, "", "expected a mapping, found a sequence")]);
     }
 
     #[test]
@@ -2263,10 +1718,7 @@ plugins:
         ]
         .into_iter()
         .collect();
-        assert_eq!(
-            cycles(&["v", "z", "y", "x", "w"], &deps),
-            vec![vec!["z", "x", "y", "z"], vec!["w", "w"]]
-        );
+        assert_eq!(cycles(&["v", "z", "y", "x", "w"], &deps), vec![vec!["z", "x", "y", "z"], vec!["w", "w"]]);
         assert!(cycles(&["v", "x", "y"], &deps).is_empty());
     }
 }

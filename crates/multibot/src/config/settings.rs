@@ -78,11 +78,7 @@ impl Settings {
     /// Reads the settings through `get` (the process environment in production); reports every bad value.
     pub fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Vec<String>> {
         let mut errors = Vec::new();
-        let text = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let text = |name: &str| get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let flag = |name: &str, default: bool, errors: &mut Vec<String>| match text(name) {
             None => default,
             Some(v) => match v.to_ascii_lowercase().as_str() {
@@ -94,21 +90,16 @@ impl Settings {
                 }
             },
         };
-        let number =
-            |name: &str, default: u64, min: u64, max: u64, errors: &mut Vec<String>| match text(
-                name,
-            ) {
-                None => default,
-                Some(v) => match v.parse::<u64>() {
-                    Ok(n) if (min..=max).contains(&n) => n,
-                    _ => {
-                        errors.push(format!(
-                            "{name}={v:?} must be a whole number from {min} to {max}"
-                        ));
-                        default
-                    }
-                },
-            };
+        let number = |name: &str, default: u64, min: u64, max: u64, errors: &mut Vec<String>| match text(name) {
+            None => default,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => n,
+                _ => {
+                    errors.push(format!("{name}={v:?} must be a whole number from {min} to {max}"));
+                    default
+                }
+            },
+        };
         let admin_bot_token = text("ADMIN_BOT_TOKEN").and_then(|t| match BotToken::parse(&t) {
             Ok(token) => Some(token),
             Err(e) => {
@@ -117,40 +108,26 @@ impl Settings {
             }
         });
         let mut admin_allowed_users = Vec::new();
-        for part in text("ADMIN_ALLOWED_USERS")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
+        for part in text("ADMIN_ALLOWED_USERS").unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty())
         {
             match part.parse::<i64>() {
                 Ok(id) if id > 0 => admin_allowed_users.push(id),
                 _ => errors.push(format!("ADMIN_ALLOWED_USERS: {part:?} is not a user id")),
             }
         }
-        let log_level = match text("LOG_LEVEL")
-            .unwrap_or_else(|| "INFO".into())
-            .to_ascii_uppercase()
-            .as_str()
-        {
+        let log_level = match text("LOG_LEVEL").unwrap_or_else(|| "INFO".into()).to_ascii_uppercase().as_str() {
             "TRACE" => "trace",
             "DEBUG" => "debug",
             "INFO" => "info",
             "WARNING" | "WARN" => "warn",
             "ERROR" | "CRITICAL" => "error",
             other => {
-                errors.push(format!(
-                    "LOG_LEVEL={other:?} must be DEBUG, INFO, WARNING or ERROR"
-                ));
+                errors.push(format!("LOG_LEVEL={other:?} must be DEBUG, INFO, WARNING or ERROR"));
                 "info"
             }
         }
         .to_owned();
-        let log_format = match text("LOG_FORMAT")
-            .unwrap_or_else(|| "json".into())
-            .to_ascii_lowercase()
-            .as_str()
-        {
+        let log_format = match text("LOG_FORMAT").unwrap_or_else(|| "json".into()).to_ascii_lowercase().as_str() {
             "json" => LogFormat::Json,
             "text" => LogFormat::Text,
             other => {
@@ -165,20 +142,13 @@ impl Settings {
         if let Some(url) = &webhook_base_url
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
-            errors.push(format!(
-                "WEBHOOK_BASE_URL={url:?} must start with https:// (or http://)"
-            ));
+            errors.push(format!("WEBHOOK_BASE_URL={url:?} must start with https:// (or http://)"));
         }
         let webhook_port = number("WEBHOOK_PORT", 8443, 0, 65535, &mut errors) as u16;
         let enable_hot_reload = flag("ENABLE_HOT_RELOAD", true, &mut errors);
-        let telegram_api_url =
-            text("TELEGRAM_API_URL").unwrap_or_else(|| "https://api.telegram.org".into());
-        if reqwest::Url::parse(&telegram_api_url)
-            .map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
-        {
-            errors.push(format!(
-                "TELEGRAM_API_URL={telegram_api_url:?} is not an http(s) URL"
-            ));
+        let telegram_api_url = text("TELEGRAM_API_URL").unwrap_or_else(|| "https://api.telegram.org".into());
+        if reqwest::Url::parse(&telegram_api_url).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+            errors.push(format!("TELEGRAM_API_URL={telegram_api_url:?} is not an http(s) URL"));
         }
         let settings = Settings {
             admin_bot_token,
@@ -191,36 +161,15 @@ impl Settings {
             webhook_base_url,
             webhook_port,
             enable_hot_reload,
-            config_dir: text("CONFIG_DIR")
-                .unwrap_or_else(|| "./config/bots".into())
-                .into(),
-            plugins_dir: text("PLUGINS_DIR")
-                .unwrap_or_else(|| "./plugins".into())
-                .into(),
+            config_dir: text("CONFIG_DIR").unwrap_or_else(|| "./config/bots".into()).into(),
+            plugins_dir: text("PLUGINS_DIR").unwrap_or_else(|| "./plugins".into()).into(),
             telegram_api_url: telegram_api_url.trim_end_matches('/').to_owned(),
             data_dir: text("DATA_DIR").unwrap_or_else(|| "./data".into()).into(),
-            polling_timeout: Duration::from_secs(number(
-                "POLLING_TIMEOUT",
-                25,
-                0,
-                600,
-                &mut errors,
-            )),
-            shutdown_timeout: Duration::from_secs(number(
-                "SHUTDOWN_TIMEOUT",
-                10,
-                0,
-                3600,
-                &mut errors,
-            )),
-            max_concurrent_updates: number("MAX_CONCURRENT_UPDATES", 64, 1, 100_000, &mut errors)
-                as usize,
+            polling_timeout: Duration::from_secs(number("POLLING_TIMEOUT", 25, 0, 600, &mut errors)),
+            shutdown_timeout: Duration::from_secs(number("SHUTDOWN_TIMEOUT", 10, 0, 3600, &mut errors)),
+            max_concurrent_updates: number("MAX_CONCURRENT_UPDATES", 64, 1, 100_000, &mut errors) as usize,
         };
-        if errors.is_empty() {
-            Ok(settings)
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(settings) } else { Err(errors) }
     }
 
     /// Settings from the process environment.

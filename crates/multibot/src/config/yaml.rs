@@ -28,10 +28,7 @@ pub(super) struct Pos {
 impl Pos {
     /// The position of a parser marker (whose column is 0-based).
     fn of(marker: &Marker) -> Pos {
-        Pos {
-            line: marker.line(),
-            column: marker.col() + 1,
-        }
+        Pos { line: marker.line(), column: marker.col() + 1 }
     }
 }
 
@@ -90,65 +87,31 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<Option<Node>, Vec<ConfigE
         path: String::new(),
         message,
     };
-    if let Some((index, _)) = text
-        .lines()
-        .enumerate()
-        .find(|(_, line)| indent(line) > MAX_INDENT)
-    {
-        let message =
-            format!("line indented too deeply: more than {MAX_INDENT} columns of indentation");
-        return Err(vec![error(
-            Pos {
-                line: index + 1,
-                column: 1,
-            },
-            message,
-        )]);
+    if let Some((index, _)) = text.lines().enumerate().find(|(_, line)| indent(line) > MAX_INDENT) {
+        let message = format!("line indented too deeply: more than {MAX_INDENT} columns of indentation");
+        return Err(vec![error(Pos { line: index + 1, column: 1 }, message)]);
     }
-    let docs = MarkedYaml::load_from_str(text).map_err(|e| {
-        vec![error(
-            Pos::of(e.marker()),
-            format!("invalid YAML: {}", e.info()),
-        )]
-    })?;
+    let docs = MarkedYaml::load_from_str(text)
+        .map_err(|e| vec![error(Pos::of(e.marker()), format!("invalid YAML: {}", e.info()))])?;
     let mut docs = docs.into_iter();
     let Some(first) = docs.next() else {
         return Ok(None);
     };
     let mut problems = Vec::new();
     if let Some(second) = docs.next() {
-        problems.push(error(
-            Pos::of(&second.span.start),
-            "expected one YAML document, found several".to_owned(),
-        ));
+        problems.push(error(Pos::of(&second.span.start), "expected one YAML document, found several".to_owned()));
     }
-    let root = convert(
-        &first,
-        Pos::of(&first.span.start),
-        0,
-        &mut |pos, message| problems.push(error(pos, message)),
-    );
-    if problems.is_empty() {
-        Ok(Some(root))
-    } else {
-        Err(problems)
-    }
+    let root = convert(&first, Pos::of(&first.span.start), 0, &mut |pos, message| problems.push(error(pos, message)));
+    if problems.is_empty() { Ok(Some(root)) } else { Err(problems) }
 }
 
 /// The length of a line's leading run of spaces, tabs and `-` / `?` indicators.
 fn indent(line: &str) -> usize {
-    line.chars()
-        .take_while(|c| matches!(c, ' ' | '\t' | '-' | '?'))
-        .count()
+    line.chars().take_while(|c| matches!(c, ' ' | '\t' | '-' | '?')).count()
 }
 
 /// Converts a saphyr node; `pos` is where it starts (the outer node's for a tagged one, whose inner span is empty).
-fn convert(
-    node: &MarkedYaml<'_>,
-    pos: Pos,
-    depth: usize,
-    problem: &mut dyn FnMut(Pos, String),
-) -> Node {
+fn convert(node: &MarkedYaml<'_>, pos: Pos, depth: usize, problem: &mut dyn FnMut(Pos, String)) -> Node {
     let value = if depth > MAX_DEPTH {
         problem(pos, format!("nesting deeper than {MAX_DEPTH} levels"));
         Value::Null
@@ -164,10 +127,7 @@ fn convert(
             // Only produced with early parsing off; kept as the text it is.
             YamlData::Representation(s, _, _) => Value::Str(s.to_string()),
             YamlData::Sequence(items) => Value::Seq(
-                items
-                    .iter()
-                    .map(|item| convert(item, Pos::of(&item.span.start), depth + 1, problem))
-                    .collect(),
+                items.iter().map(|item| convert(item, Pos::of(&item.span.start), depth + 1, problem)).collect(),
             ),
             YamlData::Mapping(entries) => Value::Map(
                 entries
@@ -183,11 +143,7 @@ fn convert(
             // Custom tags carry no meaning for a bot file: the node is read as if untagged.
             YamlData::Tagged(_, inner) => return convert(inner, pos, depth + 1, problem),
             YamlData::Alias(_) | YamlData::BadValue => {
-                problem(
-                    pos,
-                    "invalid value: it does not match its tag or refers to an unknown anchor"
-                        .to_owned(),
-                );
+                problem(pos, "invalid value: it does not match its tag or refers to an unknown anchor".to_owned());
                 Value::Null
             }
         }
@@ -209,42 +165,15 @@ mod tests {
     #[test]
     fn positions_are_one_based_for_keys_and_values() {
         let root = parse_ok("id: \"x\"\nmap:\n  a: [1, 2.5]\n  !t b: ~\n");
-        let Value::Map(entries) = root.value else {
-            panic!("not a map")
-        };
+        let Value::Map(entries) = root.value else { panic!("not a map") };
         assert_eq!(root.pos, Pos { line: 1, column: 1 });
         assert_eq!(entries[0].0.pos, Pos { line: 1, column: 1 });
-        assert_eq!(
-            entries[0].1,
-            Node {
-                pos: Pos { line: 1, column: 5 },
-                value: Value::Str("x".into())
-            }
-        );
-        let Value::Map(inner) = &entries[1].1.value else {
-            panic!("not a map")
-        };
+        assert_eq!(entries[0].1, Node { pos: Pos { line: 1, column: 5 }, value: Value::Str("x".into()) });
+        let Value::Map(inner) = &entries[1].1.value else { panic!("not a map") };
         assert_eq!(entries[1].1.pos, Pos { line: 3, column: 3 });
-        let Value::Seq(items) = &inner[0].1.value else {
-            panic!("not a seq")
-        };
-        assert_eq!(
-            items[1],
-            Node {
-                pos: Pos {
-                    line: 3,
-                    column: 10
-                },
-                value: Value::Float(2.5)
-            }
-        );
-        assert_eq!(
-            inner[1].0,
-            Node {
-                pos: Pos { line: 4, column: 3 },
-                value: Value::Str("b".into())
-            }
-        );
+        let Value::Seq(items) = &inner[0].1.value else { panic!("not a seq") };
+        assert_eq!(items[1], Node { pos: Pos { line: 3, column: 10 }, value: Value::Float(2.5) });
+        assert_eq!(inner[1].0, Node { pos: Pos { line: 4, column: 3 }, value: Value::Str("b".into()) });
         assert_eq!(inner[1].1.value, Value::Null);
     }
 
@@ -253,11 +182,7 @@ mod tests {
         let errors = parse(Path::new("t.yaml"), "a: 1\nb: [1, 2\n").expect_err("must fail");
         assert_eq!(errors.len(), 1);
         assert_eq!((errors[0].line, errors[0].column), (3, 1));
-        assert!(
-            errors[0].message.starts_with("invalid YAML: "),
-            "{}",
-            errors[0].message
-        );
+        assert!(errors[0].message.starts_with("invalid YAML: "), "{}", errors[0].message);
     }
 
     #[test]

@@ -13,8 +13,7 @@ use std::{
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use teloxide_core::types::{
-    CallbackQuery, ChatId, InlineKeyboardMarkup, Message, ParseMode, ReplyMarkup, Update,
-    UpdateKind, User,
+    CallbackQuery, ChatId, InlineKeyboardMarkup, Message, ParseMode, ReplyMarkup, Update, UpdateKind, User,
 };
 
 use super::router::{CommandInfo, parse_command};
@@ -50,14 +49,7 @@ struct Inner {
 
 impl Ctx {
     pub(crate) fn new(bot: Arc<BotRuntime>, update: Update) -> Ctx {
-        Ctx {
-            inner: Arc::new(Inner {
-                bot,
-                update,
-                fsm: Mutex::new(None),
-                answered: AtomicBool::new(false),
-            }),
-        }
+        Ctx { inner: Arc::new(Inner { bot, update, fsm: Mutex::new(None), answered: AtomicBool::new(false) }) }
     }
 
     /// The bot's id from its YAML.
@@ -122,9 +114,7 @@ impl Ctx {
 
     /// The arguments after a command (`/echo hello` gives `hello`); empty when there are none.
     pub fn command_args(&self) -> &str {
-        self.text()
-            .and_then(|t| parse_command(t, self.bot_username()))
-            .map_or("", |(_, args)| args)
+        self.text().and_then(|t| parse_command(t, self.bot_username())).map_or("", |(_, args)| args)
     }
 
     /// Who sent the update.
@@ -135,11 +125,9 @@ impl Ctx {
     /// The chat the update belongs to (for callbacks, the chat of the button's message, else the user's).
     pub fn chat_id(&self) -> Option<ChatId> {
         match &self.inner.update.kind {
-            UpdateKind::CallbackQuery(q) => Some(
-                q.message
-                    .as_ref()
-                    .map_or(ChatId(q.from.id.0 as i64), |m| m.chat().id),
-            ),
+            UpdateKind::CallbackQuery(q) => {
+                Some(q.message.as_ref().map_or(ChatId(q.from.id.0 as i64), |m| m.chat().id))
+            }
             _ => self.inner.update.chat().map(|c| c.id),
         }
     }
@@ -147,22 +135,12 @@ impl Ctx {
     /// Replies in the update's chat with the bot's default `settings`; `.keyboard(..)`, `.parse_mode(..)`,
     /// `.plain()` adjust it, `.await` sends it.
     pub fn reply(&self, text: impl Into<String>) -> Reply<'_> {
-        Reply {
-            cx: self,
-            chat: self.chat_id(),
-            text: text.into(),
-            options: SendOptions::default(),
-        }
+        Reply { cx: self, chat: self.chat_id(), text: text.into(), options: SendOptions::default() }
     }
 
     /// Sends to any chat with the bot's default `settings`.
     pub fn send(&self, chat: ChatId, text: impl Into<String>) -> Reply<'_> {
-        Reply {
-            cx: self,
-            chat: Some(chat),
-            text: text.into(),
-            options: SendOptions::default(),
-        }
+        Reply { cx: self, chat: Some(chat), text: text.into(), options: SendOptions::default() }
     }
 
     /// Replaces the text (and keyboard) of the callback's message.
@@ -171,37 +149,25 @@ impl Ctx {
         text: impl Into<String>,
         keyboard: Option<InlineKeyboardMarkup>,
     ) -> anyhow::Result<()> {
-        let message = self
-            .message()
-            .ok_or_else(|| anyhow::anyhow!("no message to edit in this update"))?;
-        self.api()
-            .edit_message_text(message.chat.id, message.id, text.into(), keyboard)
-            .await?;
+        let message = self.message().ok_or_else(|| anyhow::anyhow!("no message to edit in this update"))?;
+        self.api().edit_message_text(message.chat.id, message.id, text.into(), keyboard).await?;
         Ok(())
     }
 
     /// Deletes the update's message (for callbacks, the button's message).
     pub async fn delete_message(&self) -> anyhow::Result<()> {
-        let message = self
-            .message()
-            .ok_or_else(|| anyhow::anyhow!("no message to delete in this update"))?;
-        self.api()
-            .delete_message(message.chat.id, message.id)
-            .await?;
+        let message = self.message().ok_or_else(|| anyhow::anyhow!("no message to delete in this update"))?;
+        self.api().delete_message(message.chat.id, message.id).await?;
         Ok(())
     }
 
     /// Answers the callback query, with a notification text or none.
     pub async fn answer_callback(&self, text: Option<&str>) -> anyhow::Result<()> {
-        let query = self
-            .callback()
-            .ok_or_else(|| anyhow::anyhow!("not a callback query"))?;
+        let query = self.callback().ok_or_else(|| anyhow::anyhow!("not a callback query"))?;
         if self.inner.answered.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        self.api()
-            .answer_callback_query(query.id.clone(), text.map(str::to_owned))
-            .await?;
+        self.api().answer_callback_query(query.id.clone(), text.map(str::to_owned)).await?;
         Ok(())
     }
 
@@ -219,11 +185,7 @@ impl Ctx {
             FsmStrategy::UserInChat => (chat, user),
             FsmStrategy::Chat => (chat, chat),
         };
-        Some(FsmKey {
-            bot_id: self.bot_id().to_string(),
-            chat_id,
-            user_id,
-        })
+        Some(FsmKey { bot_id: self.bot_id().to_string(), chat_id, user_id })
     }
 
     async fn record(&self) -> anyhow::Result<FsmRecord> {
@@ -239,9 +201,7 @@ impl Ctx {
     }
 
     async fn store(&self, record: FsmRecord) -> anyhow::Result<()> {
-        let key = self
-            .fsm_key()
-            .ok_or_else(|| anyhow::anyhow!("this update has no user, so no FSM state"))?;
+        let key = self.fsm_key().ok_or_else(|| anyhow::anyhow!("this update has no user, so no FSM state"))?;
         self.inner.bot.fsm.save(&key, &record).await?;
         *self.inner.fsm.lock() = Some(record);
         Ok(())
@@ -317,14 +277,8 @@ impl<'a> IntoFuture for Reply<'a> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let chat = self
-                .chat
-                .ok_or_else(|| anyhow::anyhow!("this update has no chat to reply in"))?;
-            Ok(self
-                .cx
-                .api()
-                .send_message(chat, self.text, self.options)
-                .await?)
+            let chat = self.chat.ok_or_else(|| anyhow::anyhow!("this update has no chat to reply in"))?;
+            Ok(self.cx.api().send_message(chat, self.text, self.options).await?)
         })
     }
 }

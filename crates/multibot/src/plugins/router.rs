@@ -6,9 +6,7 @@ use std::{future::Future, sync::Arc};
 
 use futures_util::future::BoxFuture;
 use regex::Regex;
-use teloxide_core::types::{
-    CallbackQuery, ChatKind, MediaKind, Message, MessageKind, PublicChatKind, UpdateKind,
-};
+use teloxide_core::types::{CallbackQuery, ChatKind, MediaKind, Message, MessageKind, PublicChatKind, UpdateKind};
 
 use super::{Ctx, HandlerError, Plugin};
 
@@ -16,8 +14,7 @@ use super::{Ctx, HandlerError, Plugin};
 pub type HandlerFn = Arc<dyn Fn(Ctx) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
 
 /// An error hook, type-erased.
-pub type ErrorHookFn =
-    Arc<dyn Fn(Ctx, HandlerError) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
+pub type ErrorHookFn = Arc<dyn Fn(Ctx, HandlerError) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
 
 /// Which FSM states a handler runs in.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -97,16 +94,12 @@ impl MessageFilter {
 
     /// Messages with text.
     pub fn text() -> MessageFilter {
-        MessageFilter {
-            text: true,
-            ..MessageFilter::default()
-        }
+        MessageFilter { text: true, ..MessageFilter::default() }
     }
 
     /// Text messages matching a regular expression; panics on an invalid pattern (a programming error).
     pub fn regex(pattern: &str) -> MessageFilter {
-        let regex =
-            Regex::new(pattern).unwrap_or_else(|e| panic!("invalid regex {pattern:?}: {e}"));
+        let regex = Regex::new(pattern).unwrap_or_else(|e| panic!("invalid regex {pattern:?}: {e}"));
         MessageFilter::text().with_regex(regex)
     }
 
@@ -181,18 +174,12 @@ impl CallbackFilter {
 
     /// Callback queries whose data is exactly `data`.
     pub fn data(data: &str) -> CallbackFilter {
-        CallbackFilter {
-            data: Some(data.to_owned()),
-            ..CallbackFilter::default()
-        }
+        CallbackFilter { data: Some(data.to_owned()), ..CallbackFilter::default() }
     }
 
     /// Callback queries whose data starts with `prefix`.
     pub fn prefix(prefix: &str) -> CallbackFilter {
-        CallbackFilter {
-            prefix: Some(prefix.to_owned()),
-            ..CallbackFilter::default()
-        }
+        CallbackFilter { prefix: Some(prefix.to_owned()), ..CallbackFilter::default() }
     }
 
     /// Only in this FSM state.
@@ -203,8 +190,7 @@ impl CallbackFilter {
 
     fn matches(&self, query: &CallbackQuery) -> bool {
         let data = query.data.as_deref().unwrap_or_default();
-        self.data.as_deref().is_none_or(|d| d == data)
-            && self.prefix.as_deref().is_none_or(|p| data.starts_with(p))
+        self.data.as_deref().is_none_or(|d| d == data) && self.prefix.as_deref().is_none_or(|p| data.starts_with(p))
     }
 }
 
@@ -288,14 +274,7 @@ pub(crate) struct Chosen<'a> {
 
 impl Router {
     /// Adds a command handler (`/name` or `/name@bot`, any arguments).
-    pub fn add_command(
-        &mut self,
-        plugin: &str,
-        name: &str,
-        description: &str,
-        state: StateFilter,
-        handler: HandlerFn,
-    ) {
+    pub fn add_command(&mut self, plugin: &str, name: &str, description: &str, state: StateFilter, handler: HandlerFn) {
         let name = name.trim_start_matches('/').to_ascii_lowercase();
         if !description.is_empty() && !self.commands.iter().any(|c| c.command == name) {
             self.commands.push(CommandInfo {
@@ -304,38 +283,22 @@ impl Router {
                 plugin: plugin.to_owned(),
             });
         }
-        self.routes.push(Route {
-            plugin: plugin.to_owned(),
-            matcher: Matcher::Command { name, state },
-            handler,
-        });
+        self.routes.push(Route { plugin: plugin.to_owned(), matcher: Matcher::Command { name, state }, handler });
     }
 
     /// Adds a message handler.
     pub fn add_message(&mut self, plugin: &str, filter: MessageFilter, handler: HandlerFn) {
-        self.routes.push(Route {
-            plugin: plugin.to_owned(),
-            matcher: Matcher::Message(filter),
-            handler,
-        });
+        self.routes.push(Route { plugin: plugin.to_owned(), matcher: Matcher::Message(filter), handler });
     }
 
     /// Adds an edited-message handler.
     pub fn add_edited_message(&mut self, plugin: &str, filter: MessageFilter, handler: HandlerFn) {
-        self.routes.push(Route {
-            plugin: plugin.to_owned(),
-            matcher: Matcher::EditedMessage(filter),
-            handler,
-        });
+        self.routes.push(Route { plugin: plugin.to_owned(), matcher: Matcher::EditedMessage(filter), handler });
     }
 
     /// Adds a callback query handler.
     pub fn add_callback(&mut self, plugin: &str, filter: CallbackFilter, handler: HandlerFn) {
-        self.routes.push(Route {
-            plugin: plugin.to_owned(),
-            matcher: Matcher::Callback(filter),
-            handler,
-        });
+        self.routes.push(Route { plugin: plugin.to_owned(), matcher: Matcher::Callback(filter), handler });
     }
 
     /// Adds a hook that runs when a handler fails (the `error_handler` plugin's).
@@ -375,8 +338,7 @@ impl Router {
         for route in &self.routes {
             let state_filter = match (&route.matcher, &cx.update().kind) {
                 (Matcher::Command { name, state }, UpdateKind::Message(m)) => {
-                    let Some((command, _)) = m.text().and_then(|t| parse_command(t, username))
-                    else {
+                    let Some((command, _)) = m.text().and_then(|t| parse_command(t, username)) else {
                         continue;
                     };
                     if !command.eq_ignore_ascii_case(name) {
@@ -384,17 +346,9 @@ impl Router {
                     }
                     state
                 }
-                (Matcher::Message(filter), UpdateKind::Message(m)) if filter.matches(m) => {
-                    &filter.state
-                }
-                (Matcher::EditedMessage(filter), UpdateKind::EditedMessage(m))
-                    if filter.matches(m) =>
-                {
-                    &filter.state
-                }
-                (Matcher::Callback(filter), UpdateKind::CallbackQuery(q)) if filter.matches(q) => {
-                    &filter.state
-                }
+                (Matcher::Message(filter), UpdateKind::Message(m)) if filter.matches(m) => &filter.state,
+                (Matcher::EditedMessage(filter), UpdateKind::EditedMessage(m)) if filter.matches(m) => &filter.state,
+                (Matcher::Callback(filter), UpdateKind::CallbackQuery(q)) if filter.matches(q) => &filter.state,
                 _ => continue,
             };
             if state_filter.needs_state() {
@@ -403,10 +357,7 @@ impl Router {
                     continue;
                 }
             }
-            return Ok(Some(Chosen {
-                plugin: &route.plugin,
-                handler: &route.handler,
-            }));
+            return Ok(Some(Chosen { plugin: &route.plugin, handler: &route.handler }));
         }
         Ok(None)
     }
@@ -421,11 +372,7 @@ pub struct Handlers<'r, P> {
 
 impl<'r, P: Plugin> Handlers<'r, P> {
     pub(crate) fn new(plugin: Arc<P>, name: &str, router: &'r mut Router) -> Handlers<'r, P> {
-        Handlers {
-            plugin,
-            name: name.to_owned(),
-            router,
-        }
+        Handlers { plugin, name: name.to_owned(), router }
     }
 
     fn erase<F, Fut>(&self, handler: F) -> HandlerFn
@@ -444,8 +391,7 @@ impl<'r, P: Plugin> Handlers<'r, P> {
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         let handler = self.erase(handler);
-        self.router
-            .add_command(&self.name, name, description, StateFilter::Any, handler);
+        self.router.add_command(&self.name, name, description, StateFilter::Any, handler);
         self
     }
 
@@ -489,8 +435,7 @@ impl<'r, P: Plugin> Handlers<'r, P> {
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         let plugin = self.plugin.clone();
-        let hook: ErrorHookFn =
-            Arc::new(move |cx, error| Box::pin(hook(plugin.clone(), cx, error)));
+        let hook: ErrorHookFn = Arc::new(move |cx, error| Box::pin(hook(plugin.clone(), cx, error)));
         self.router.add_error_hook(&self.name, hook);
         self
     }
@@ -507,14 +452,8 @@ mod tests {
 
     #[test]
     fn commands_with_arguments_and_bot_names() {
-        assert_eq!(
-            parse_command("/echo hello world", "my_bot"),
-            Some(("echo", "hello world"))
-        );
-        assert_eq!(
-            parse_command("/echo@My_Bot  hi ", "my_bot"),
-            Some(("echo", "hi"))
-        );
+        assert_eq!(parse_command("/echo hello world", "my_bot"), Some(("echo", "hello world")));
+        assert_eq!(parse_command("/echo@My_Bot  hi ", "my_bot"), Some(("echo", "hi")));
         assert_eq!(parse_command("/echo@other_bot hi", "my_bot"), None);
         assert_eq!(parse_command("/start", "my_bot"), Some(("start", "")));
         assert_eq!(parse_command("echo", "my_bot"), None);

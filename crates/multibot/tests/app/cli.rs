@@ -13,13 +13,11 @@ fn multibot(dir: &TempDir, args: &[&str]) -> (i32, String) {
         .env("GOOD_TOKEN", token(1))
         .output()
         .expect("multibot runs");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
     (output.status.code().unwrap_or(-1), text)
 }
 
-const GOOD: &str =
-    "id: good\nname: Good\ntoken: \"${GOOD_TOKEN}\"\nplugins:\n  - name: start\n  - name: help\n";
+const GOOD: &str = "id: good\nname: Good\ntoken: \"${GOOD_TOKEN}\"\nplugins:\n  - name: start\n  - name: help\n";
 
 #[test]
 fn check_config_summarises_a_valid_directory() {
@@ -27,10 +25,7 @@ fn check_config_summarises_a_valid_directory() {
     dir.write("good.yaml", GOOD);
     let (code, text) = multibot(&dir, &["check-config"]);
     assert_eq!(code, 0, "{text}");
-    assert!(
-        text.contains("good (Good) polling, enabled, plugins: start, help"),
-        "{text}"
-    );
+    assert!(text.contains("good (Good) polling, enabled, plugins: start, help"), "{text}");
     assert!(!text.contains(&token(1)));
 }
 
@@ -39,24 +34,12 @@ fn check_config_prints_every_problem_and_exits_1() {
     let dir = TempDir::new();
     dir.write("good.yaml", GOOD);
     // Bad input: an unknown key, an unset variable, and an unknown plugin, in one file.
-    dir.write(
-        "bad.yaml",
-        "id: bad\nname: Bad\ntoken: \"${MISSING_TOKEN}\"\ncolour: blue\nplugins:\n  - name: nope\n",
-    );
+    dir.write("bad.yaml", "id: bad\nname: Bad\ntoken: \"${MISSING_TOKEN}\"\ncolour: blue\nplugins:\n  - name: nope\n");
     let (code, text) = multibot(&dir, &["check-config"]);
     assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("bad.yaml:3:8: token: environment variable MISSING_TOKEN is not set"),
-        "{text}"
-    );
-    assert!(
-        text.contains("bad.yaml:4:1: colour: unknown field \"colour\""),
-        "{text}"
-    );
-    assert!(
-        text.contains("bad.yaml:6:11: plugins[0].name: unknown plugin \"nope\""),
-        "{text}"
-    );
+    assert!(text.contains("bad.yaml:3:8: token: environment variable MISSING_TOKEN is not set"), "{text}");
+    assert!(text.contains("bad.yaml:4:1: colour: unknown field \"colour\""), "{text}");
+    assert!(text.contains("bad.yaml:6:11: plugins[0].name: unknown plugin \"nope\""), "{text}");
 }
 
 #[test]
@@ -65,10 +48,7 @@ fn plugins_lists_the_builtin_plugins() {
     let (code, text) = multibot(&dir, &["plugins"]);
     assert_eq!(code, 0);
     for name in ["start", "help", "error_handler", "echo", "form", "menu"] {
-        assert!(
-            text.lines().any(|l| l.starts_with(name)),
-            "{name} missing from:\n{text}"
-        );
+        assert!(text.lines().any(|l| l.starts_with(name)), "{name} missing from:\n{text}");
     }
     assert!(text.contains("Echoes user messages back"));
 }
@@ -95,11 +75,7 @@ fn the_demo_plays_a_conversation_with_each_example_bot() {
         .output()
         .expect("multibot runs");
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
     for line in [
         "── echo_bot (Echo Bot) ──",
         "Echo Bot: You said: Nice to meet you",

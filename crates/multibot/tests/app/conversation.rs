@@ -46,12 +46,7 @@ plugins:
 
 #[tokio::test]
 async fn two_bots_answer_with_their_own_configuration() {
-    let app = spawn_app(
-        &[("support.yaml", SUPPORT), ("echo.yaml", ECHO)],
-        2,
-        PluginRegistry::builtin(),
-    )
-    .await;
+    let app = spawn_app(&[("support.yaml", SUPPORT), ("echo.yaml", ECHO)], 2, PluginRegistry::builtin()).await;
     let (support, echo) = (app.bot(1).await, app.bot(2).await);
     let alice = app.emu.user(1001);
     alice.send(&support, "/start").await.unwrap();
@@ -61,13 +56,7 @@ async fn two_bots_answer_with_their_own_configuration() {
     assert_eq!(from_support.text.as_deref(), Some("Welcome to Support!"));
     assert_eq!(from_echo.text.as_deref(), Some("Echo here."));
     // settings: parse_mode and disable_web_page_preview apply to what the plugin sent.
-    let sent = support
-        .transcript(1001)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.from_bot)
-        .unwrap();
+    let sent = support.transcript(1001).await.unwrap().into_iter().find(|m| m.from_bot).unwrap();
     assert_eq!(sent.parse_mode.as_deref(), Some("HTML"));
     assert_eq!(sent.message.entities.unwrap()[0].kind, "bold");
     assert_eq!(sent.options["link_preview_options"]["is_disabled"], true);
@@ -75,35 +64,21 @@ async fn two_bots_answer_with_their_own_configuration() {
     assert_eq!(support.stats().await.unwrap().messages_sent, 1);
     assert_eq!(echo.stats().await.unwrap().messages_sent, 1);
     let statuses = app.manager.status();
-    assert!(
-        statuses.iter().all(|s| s.state == BotState::Running),
-        "{statuses:?}"
-    );
+    assert!(statuses.iter().all(|s| s.state == BotState::Running), "{statuses:?}");
     app.stop().await;
 }
 
 #[tokio::test]
 async fn help_lists_configured_or_generated_commands() {
-    let app = spawn_app(
-        &[("support.yaml", SUPPORT), ("echo.yaml", ECHO)],
-        2,
-        PluginRegistry::builtin(),
-    )
-    .await;
+    let app = spawn_app(&[("support.yaml", SUPPORT), ("echo.yaml", ECHO)], 2, PluginRegistry::builtin()).await;
     let (support, echo) = (app.bot(1).await, app.bot(2).await);
     let bob = app.emu.user(1002);
     bob.send(&support, "/help").await.unwrap();
     let help = bob.next_message_from(&support).await.unwrap().text.unwrap();
-    assert_eq!(
-        help,
-        "Available Commands\n\n/start - Start the bot\n/ticket - Create support ticket"
-    );
+    assert_eq!(help, "Available Commands\n\n/start - Start the bot\n/ticket - Create support ticket");
     bob.send(&echo, "/help").await.unwrap();
     let help = bob.next_message_from(&echo).await.unwrap().text.unwrap();
-    assert_eq!(
-        help,
-        "Available Commands\n\n/start - Start the bot\n/help - Show help\n/echo - Repeat your text"
-    );
+    assert_eq!(help, "Available Commands\n\n/start - Start the bot\n/help - Show help\n/echo - Repeat your text");
     // The same commands were registered with setMyCommands.
     let commands = echo.commands().await.unwrap();
     let listed: Vec<_> = commands
@@ -132,40 +107,19 @@ async fn echo_repeats_commands_and_all_text() {
         ("<b>not html</b>", "You said: <b>not html</b>"),
     ] {
         carol.send(&echo, said).await.unwrap();
-        assert_eq!(
-            carol
-                .next_message_from(&echo)
-                .await
-                .unwrap()
-                .text
-                .as_deref(),
-            Some(expected),
-            "{said}"
-        );
+        assert_eq!(carol.next_message_from(&echo).await.unwrap().text.as_deref(), Some(expected), "{said}");
     }
     // In a group, a command for another bot is not ours; one for us is.
     let group = app.emu.control().group(-4242, "Team");
-    carol
-        .send_in(&echo, &group, "/echo@someone_else_bot hi")
-        .await
-        .unwrap();
-    carol
-        .send_in(&echo, &group, "/echo@bot2_bot in the group")
-        .await
-        .unwrap();
-    let reply = carol
-        .next_message_in(&echo, -4242, Duration::from_secs(10))
-        .await
-        .unwrap();
+    carol.send_in(&echo, &group, "/echo@someone_else_bot hi").await.unwrap();
+    carol.send_in(&echo, &group, "/echo@bot2_bot in the group").await.unwrap();
+    let reply = carol.next_message_in(&echo, -4242, Duration::from_secs(10)).await.unwrap();
     assert_eq!(
         reply.text.as_deref(),
         Some("You said: /echo@someone_else_bot hi"),
         "echo_all takes what no command took"
     );
-    let reply = carol
-        .next_message_in(&echo, -4242, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let reply = carol.next_message_in(&echo, -4242, Duration::from_secs(10)).await.unwrap();
     assert_eq!(reply.text.as_deref(), Some("in the group"));
     app.stop().await;
 }
@@ -187,18 +141,10 @@ async fn the_form_keeps_two_users_apart() {
     assert_eq!(step(&alice, "Alice").await, "How old are you?");
     assert_eq!(step(&bob, "Bob").await, "How old are you?");
     assert_eq!(step(&bob, "41").await, "Hello Bob, you are 41 years old!");
-    assert_eq!(
-        step(&alice, "30").await,
-        "Hello Alice, you are 30 years old!"
-    );
+    assert_eq!(step(&alice, "30").await, "Hello Alice, you are 30 years old!");
     // The form is over: a plain message is no longer taken as an answer.
     alice.send(&support, "31").await.unwrap();
-    assert!(
-        alice
-            .next_message_in(&support, 2001, Duration::from_millis(300))
-            .await
-            .is_err()
-    );
+    assert!(alice.next_message_in(&support, 2001, Duration::from_millis(300)).await.is_err());
     app.stop().await;
 }
 
@@ -211,27 +157,15 @@ async fn a_menu_click_is_answered_and_the_message_edited() {
     let menu = dave.next_message_from(&support).await.unwrap();
     assert_eq!(menu.callback_data(), ["opt_1", "opt_2", "cancel"]);
     dave.click(&support, &menu, "opt_1").await.unwrap();
-    let edit = support
-        .next_event(0, Some(3001), Some("edit"), Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert_eq!(
-        edit.message.unwrap().text.as_deref(),
-        Some("Selected: Option 1")
-    );
+    let edit = support.next_event(0, Some(3001), Some("edit"), Duration::from_secs(10)).await.unwrap();
+    assert_eq!(edit.message.unwrap().text.as_deref(), Some("Selected: Option 1"));
     let answers = support.callback_answers().await.unwrap();
-    assert_eq!(
-        answers[0].detail.as_ref().unwrap()["text"],
-        "You selected option 1"
-    );
+    assert_eq!(answers[0].detail.as_ref().unwrap()["text"], "You selected option 1");
     // Cancel deletes the menu and is answered too.
     dave.send(&support, "/menu").await.unwrap();
     let menu = dave.next_message_from(&support).await.unwrap();
     dave.click(&support, &menu, "cancel").await.unwrap();
-    let deleted = support
-        .next_event(0, Some(3001), Some("delete"), Duration::from_secs(10))
-        .await
-        .unwrap();
+    let deleted = support.next_event(0, Some(3001), Some("delete"), Duration::from_secs(10)).await.unwrap();
     assert_eq!(deleted.message_id, Some(menu.message_id));
     let answers = support.callback_answers().await.unwrap();
     assert_eq!(answers[1].detail.as_ref().unwrap()["text"], "Cancelled");

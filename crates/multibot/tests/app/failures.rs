@@ -25,9 +25,7 @@ impl Plugin for Boom {
     }
 
     fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
-        handlers
-            .command("panic", "Panic", Boom::panic)
-            .command("fail", "Fail", Boom::fail);
+        handlers.command("panic", "Panic", Boom::panic).command("fail", "Fail", Boom::fail);
     }
 }
 
@@ -65,10 +63,7 @@ plugins:
 
 fn error_id(text: &str) -> String {
     let start = text.find("error id ").expect("an error id") + "error id ".len();
-    text[start..]
-        .chars()
-        .take_while(char::is_ascii_hexdigit)
-        .collect()
+    text[start..].chars().take_while(char::is_ascii_hexdigit).collect()
 }
 
 #[tokio::test]
@@ -81,24 +76,15 @@ async fn a_panic_or_an_error_gets_the_error_id_reply_and_the_next_message_is_ans
     for command in ["/panic", "/fail"] {
         user.send(&bot, command).await.unwrap();
         let reply = user.next_message_from(&bot).await.unwrap().text.unwrap();
-        assert!(
-            reply.starts_with("Something went wrong (error id "),
-            "{reply}"
-        );
+        assert!(reply.starts_with("Something went wrong (error id "), "{reply}");
         let id = error_id(&reply);
         assert_eq!(id.len(), 8);
         // The admin hears of it, with the same id.
         let report = admin.next_message_from(&bot).await.unwrap().text.unwrap();
-        assert!(
-            report.contains(&id) && report.contains("fragile") && report.contains("boom"),
-            "{report}"
-        );
+        assert!(report.contains(&id) && report.contains("fragile") && report.contains("boom"), "{report}");
         // The bot goes on.
         user.send(&bot, "still there?").await.unwrap();
-        assert_eq!(
-            user.next_message_from(&bot).await.unwrap().text.as_deref(),
-            Some("You said: still there?")
-        );
+        assert_eq!(user.next_message_from(&bot).await.unwrap().text.as_deref(), Some("You said: still there?"));
     }
     let status = app.manager.status().pop().unwrap();
     assert_eq!(status.state, BotState::Running);
@@ -135,39 +121,19 @@ plugins:
 #[tokio::test]
 async fn a_rejected_token_or_a_bad_file_fails_alone() {
     // Bad input: TOKEN_3 is well formed but unknown to Telegram; broken.yaml names a plugin that does not exist.
-    let app = spawn_app(
-        &[
-            ("good.yaml", GOOD),
-            ("rejected.yaml", REJECTED),
-            ("broken.yaml", BROKEN),
-        ],
-        1,
-        registry(),
-    )
-    .await;
+    let app =
+        spawn_app(&[("good.yaml", GOOD), ("rejected.yaml", REJECTED), ("broken.yaml", BROKEN)], 1, registry()).await;
     let statuses = app.manager.status();
-    let rejected = statuses
-        .iter()
-        .find(|s| s.id.as_str() == "rejected")
-        .expect("rejected bot is listed");
+    let rejected = statuses.iter().find(|s| s.id.as_str() == "rejected").expect("rejected bot is listed");
     assert_eq!(rejected.state, BotState::Failed);
     let reason = rejected.reason.clone().unwrap();
     assert!(reason.contains("401"), "{reason}");
-    assert!(
-        !reason.contains(&token(3)),
-        "the reason never shows the token"
-    );
-    assert!(
-        statuses.iter().all(|s| s.id.as_str() != "broken"),
-        "an invalid file is skipped"
-    );
+    assert!(!reason.contains(&token(3)), "the reason never shows the token");
+    assert!(statuses.iter().all(|s| s.id.as_str() != "broken"), "an invalid file is skipped");
     let good = app.bot(1).await;
     let user = app.emu.user(5002);
     user.send(&good, "ping").await.unwrap();
-    assert_eq!(
-        user.next_message_from(&good).await.unwrap().text.as_deref(),
-        Some("You said: ping")
-    );
+    assert_eq!(user.next_message_from(&good).await.unwrap().text.as_deref(), Some("You said: ping"));
     // Registering the token later and starting the bot again brings it up.
     app.emu.bot(&token(3)).await.unwrap();
     let id = multibot::config::BotId::parse("rejected").unwrap();

@@ -100,45 +100,24 @@ pub(crate) fn settings(emu: &Emulator, dir: &Path) -> Settings {
 
 /// `${TOKEN_<n>}` resolves to `token(n)`; everything else is unset.
 pub(crate) fn env() -> EnvLookup {
-    Arc::new(|name| {
-        name.strip_prefix("TOKEN_")
-            .and_then(|n| n.parse().ok())
-            .map(token)
-    })
+    Arc::new(|name| name.strip_prefix("TOKEN_").and_then(|n| n.parse().ok()).map(token))
 }
 
 /// Starts an emulator with bots `1..=registered` registered, writes `files` and starts the application.
-pub(crate) async fn spawn_app(
-    files: &[(&str, &str)],
-    registered: u32,
-    registry: PluginRegistry,
-) -> TestApp {
-    let emu = Emulator::start(EmulatorConfig::default())
-        .await
-        .expect("emulator");
+pub(crate) async fn spawn_app(files: &[(&str, &str)], registered: u32, registry: PluginRegistry) -> TestApp {
+    let emu = Emulator::start(EmulatorConfig::default()).await.expect("emulator");
     for n in 1..=registered {
-        emu.control()
-            .bot_named(&token(n), &format!("Bot {n}"), &format!("bot{n}_bot"))
-            .await
-            .expect("register");
+        emu.control().bot_named(&token(n), &format!("Bot {n}"), &format!("bot{n}_bot")).await.expect("register");
     }
     let dir = TempDir::new();
     for (name, text) in files {
         dir.write(name, text);
     }
-    let app = Application::build(settings(&emu, dir.path()), registry, env())
-        .await
-        .expect("app builds");
+    let app = Application::build(settings(&emu, dir.path()), registry, env()).await.expect("app builds");
     let manager = app.manager().clone();
     let shutdown = app.shutdown_token();
     let task = tokio::spawn(app.run_until_stopped());
-    TestApp {
-        emu,
-        manager,
-        _dir: dir,
-        shutdown,
-        task: Some(task),
-    }
+    TestApp { emu, manager, _dir: dir, shutdown, task: Some(task) }
 }
 
 /// Waits until `check` passes, or panics after `within`.
@@ -152,10 +131,7 @@ where
         if check().await {
             return;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

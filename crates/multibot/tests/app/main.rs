@@ -5,3 +5,4 @@ mod conversation;
 mod failures;
 mod helpers;
 mod process;
+mod runtime;

@@ -46,10 +46,7 @@ impl Process {
             .expect("multibot starts");
         let output = Arc::new(Mutex::new(Vec::new()));
         for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
             child.stderr.take().map(|s| Box::new(s) as _),
         ]
         .into_iter()
@@ -66,10 +63,7 @@ impl Process {
     }
 
     fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill runs");
         assert!(status.success());
     }
 
@@ -83,10 +77,7 @@ impl Process {
             }
             if tokio::time::Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!(
-                    "multibot did not exit; output:\n{}",
-                    self.output.lock().join("\n")
-                );
+                panic!("multibot did not exit; output:\n{}", self.output.lock().join("\n"));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -97,15 +88,7 @@ async fn wait_polling(emu: &Emulator, bot: &TestBot) {
     let url = format!("{}/control/bots/{}", emu.api_url(), bot.id);
     eventually(Duration::from_secs(20), "the bot to poll", || {
         let url = url.clone();
-        async move {
-            reqwest::get(url)
-                .await
-                .unwrap()
-                .json::<serde_json::Value>()
-                .await
-                .unwrap()["polling"]
-                == true
-        }
+        async move { reqwest::get(url).await.unwrap().json::<serde_json::Value>().await.unwrap()["polling"] == true }
     })
     .await;
 }
@@ -113,28 +96,19 @@ async fn wait_polling(emu: &Emulator, bot: &TestBot) {
 #[tokio::test]
 async fn sigterm_mid_stream_loses_nothing_and_answers_nothing_twice() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let bot = emu
-        .control()
-        .bot_named(&token(50), "Stream Bot", "stream_bot")
-        .await
-        .unwrap();
+    let bot = emu.control().bot_named(&token(50), "Stream Bot", "stream_bot").await.unwrap();
     let dir = TempDir::new();
     std::fs::create_dir_all(dir.path().join("bots")).unwrap();
     dir.write("bots/stream.yaml", ECHO);
     // Each reply takes 100 ms to send, so SIGTERM finds updates in flight.
-    bot.inject(FaultSpec::delay("sendMessage", Duration::from_millis(100)).times(1000))
-        .await
-        .unwrap();
+    bot.inject(FaultSpec::delay("sendMessage", Duration::from_millis(100)).times(1000)).await.unwrap();
     let process = Process::start(&emu, &dir);
     wait_polling(&emu, &bot).await;
     let users: Vec<_> = (0..5).map(|u| emu.user(8000 + u)).collect();
-    let texts =
-        |u: i64, range: std::ops::Range<i64>| range.map(move |i| format!("message {i} from {u}"));
+    let texts = |u: i64, range: std::ops::Range<i64>| range.map(move |i| format!("message {i} from {u}"));
     for i in 0..5 {
         for (u, user) in users.iter().enumerate() {
-            user.send(&bot, &texts(u as i64, i..i + 1).next().unwrap())
-                .await
-                .unwrap();
+            user.send(&bot, &texts(u as i64, i..i + 1).next().unwrap()).await.unwrap();
         }
     }
     // The first reply proves handling has begun; stop in the middle of the stream.
@@ -143,31 +117,17 @@ async fn sigterm_mid_stream_loses_nothing_and_answers_nothing_twice() {
     // Messages that arrive while the process stops wait in Telegram.
     for i in 5..10 {
         for (u, user) in users.iter().enumerate() {
-            user.send(&bot, &texts(u as i64, i..i + 1).next().unwrap())
-                .await
-                .unwrap();
+            user.send(&bot, &texts(u as i64, i..i + 1).next().unwrap()).await.unwrap();
         }
     }
     let (status, first_run) = process.wait(Duration::from_secs(30)).await;
-    assert!(
-        status.success(),
-        "exit status {status}; output:\n{}",
-        first_run.join("\n")
-    );
+    assert!(status.success(), "exit status {status}; output:\n{}", first_run.join("\n"));
     let between = bot.stats().await.unwrap();
-    assert!(
-        between.messages_sent > 0 && between.pending > 0,
-        "the stop fell mid-stream: {between:?}"
-    );
-    assert_eq!(
-        between.updates_confirmed, between.messages_sent,
-        "what was answered was confirmed, nothing more"
-    );
+    assert!(between.messages_sent > 0 && between.pending > 0, "the stop fell mid-stream: {between:?}");
+    assert_eq!(between.updates_confirmed, between.messages_sent, "what was answered was confirmed, nothing more");
     let process = Process::start(&emu, &dir);
-    eventually(Duration::from_secs(30), "all 50 replies", || async {
-        bot.stats().await.unwrap().messages_sent >= 50
-    })
-    .await;
+    eventually(Duration::from_secs(30), "all 50 replies", || async { bot.stats().await.unwrap().messages_sent >= 50 })
+        .await;
     eventually(Duration::from_secs(10), "everything confirmed", || async {
         let stats = bot.stats().await.unwrap();
         stats.pending == 0 || stats.updates_confirmed == 50
@@ -186,28 +146,17 @@ async fn sigterm_mid_stream_loses_nothing_and_answers_nothing_twice() {
             .filter(|m| m.from_bot)
             .map(|m| m.message.text.unwrap())
             .collect();
-        let expected: Vec<String> = texts(u as i64, 0..10)
-            .map(|t| format!("You said: {t}"))
-            .collect();
+        let expected: Vec<String> = texts(u as i64, 0..10).map(|t| format!("You said: {t}")).collect();
         assert_eq!(replies, expected, "user {u}");
     }
     let stats = bot.stats().await.unwrap();
-    assert_eq!(
-        (stats.messages_sent, stats.updates_confirmed, stats.pending),
-        (50, 50, 0)
-    );
+    assert_eq!((stats.messages_sent, stats.updates_confirmed, stats.pending), (50, 50, 0));
     // No token in any log line, and the lines about the bot carry its id.
     for line in first_run.iter().chain(&second_run) {
         assert!(!line.contains(&token(50)), "token leaked: {line}");
-        assert!(
-            !line.contains("TestTokenForMultibot"),
-            "token secret leaked: {line}"
-        );
+        assert!(!line.contains("TestTokenForMultibot"), "token secret leaked: {line}");
     }
-    let started = first_run
-        .iter()
-        .find(|l| l.contains("bot started"))
-        .expect("a start line");
+    let started = first_run.iter().find(|l| l.contains("bot started")).expect("a start line");
     let json: serde_json::Value = serde_json::from_str(started).expect("JSON log lines");
     assert_eq!(json["fields"]["bot_id"], "stream_bot");
 }

@@ -33,8 +33,7 @@ impl Plugin for ErrorHandler {
     type Config = ErrorHandlerConfig;
 
     fn meta() -> PluginMeta {
-        PluginMeta::new("error_handler")
-            .description("Tells users (and optionally admins) when something went wrong")
+        PluginMeta::new("error_handler").description("Tells users (and optionally admins) when something went wrong")
     }
 
     fn new(config: ErrorHandlerConfig, _cx: &PluginContext) -> anyhow::Result<ErrorHandler> {
@@ -49,10 +48,7 @@ impl Plugin for ErrorHandler {
 impl ErrorHandler {
     async fn on_error(self: Arc<Self>, cx: Ctx, error: HandlerError) -> anyhow::Result<()> {
         let text = if self.config.show_error_id {
-            format!(
-                "Something went wrong (error id {}). Please try again later.",
-                error.id
-            )
+            format!("Something went wrong (error id {}). Please try again later.", error.id)
         } else {
             "Something went wrong. Please try again later.".to_owned()
         };

@@ -44,8 +44,7 @@ impl Form {
     }
 
     async fn name(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
-        cx.update_data("name", cx.text().unwrap_or_default())
-            .await?;
+        cx.update_data("name", cx.text().unwrap_or_default()).await?;
         cx.set_state(Some(WAITING_FOR_AGE)).await?;
         cx.reply("How old are you?").await?;
         Ok(())
@@ -53,16 +52,10 @@ impl Form {
 
     async fn age(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
         let data = cx.data().await?;
-        let name = data
-            .get("name")
-            .and_then(|v| v.as_str())
-            .unwrap_or("stranger")
-            .to_owned();
+        let name = data.get("name").and_then(|v| v.as_str()).unwrap_or("stranger").to_owned();
         let age = cx.text().unwrap_or_default().to_owned();
         cx.clear_state().await?;
-        cx.reply(format!("Hello {name}, you are {age} years old!"))
-            .plain()
-            .await?;
+        cx.reply(format!("Hello {name}, you are {age} years old!")).plain().await?;
         Ok(())
     }
 }

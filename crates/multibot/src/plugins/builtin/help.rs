@@ -56,18 +56,12 @@ impl Plugin for Help {
 impl Help {
     async fn help(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
         let lines: Vec<String> = match &self.config.commands {
-            Some(commands) => commands
-                .iter()
-                .map(|c| format!("/{} - {}", c.command.trim_start_matches('/'), c.description))
-                .collect(),
-            None => cx
-                .commands()
-                .iter()
-                .map(|c| format!("/{} - {}", c.command, c.description))
-                .collect(),
+            Some(commands) => {
+                commands.iter().map(|c| format!("/{} - {}", c.command.trim_start_matches('/'), c.description)).collect()
+            }
+            None => cx.commands().iter().map(|c| format!("/{} - {}", c.command, c.description)).collect(),
         };
-        cx.reply(format!("{}\n\n{}", self.config.header, lines.join("\n")))
-            .await?;
+        cx.reply(format!("{}\n\n{}", self.config.header, lines.join("\n"))).await?;
         Ok(())
     }
 }

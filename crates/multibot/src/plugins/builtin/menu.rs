@@ -48,15 +48,9 @@ impl Menu {
     }
 
     async fn option(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
-        let option = cx
-            .callback_data()
-            .unwrap_or_default()
-            .trim_start_matches("opt_")
-            .to_owned();
-        cx.answer_callback(Some(&format!("You selected option {option}")))
-            .await?;
-        cx.edit_text(format!("Selected: Option {option}"), None)
-            .await?;
+        let option = cx.callback_data().unwrap_or_default().trim_start_matches("opt_").to_owned();
+        cx.answer_callback(Some(&format!("You selected option {option}"))).await?;
+        cx.edit_text(format!("Selected: Option {option}"), None).await?;
         Ok(())
     }
 

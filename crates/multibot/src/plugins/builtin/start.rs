@@ -28,8 +28,7 @@ impl Plugin for Start {
     type Config = StartConfig;
 
     fn meta() -> PluginMeta {
-        PluginMeta::new("start")
-            .description("Greets users on /start with a configurable welcome message")
+        PluginMeta::new("start").description("Greets users on /start with a configurable welcome message")
     }
 
     fn new(config: StartConfig, _cx: &PluginContext) -> anyhow::Result<Start> {
