@@ -64,10 +64,98 @@ impl BotRuntime {
     }
 }
 
+/// One generation of a bot's plugins and router; a reload in place replaces it while polling goes on.
+struct Instance {
+    runtime: Arc<BotRuntime>,
+    plugins: Vec<(Arc<dyn LoadedPlugin>, PluginContext)>,
+    /// Cancelled when this generation is unloaded.
+    cancel: CancellationToken,
+}
+
+impl Instance {
+    /// Builds the plugins in load order (dependencies first), calls `on_load` and registers the commands.
+    async fn load(
+        deps: &Deps,
+        config: Arc<BotConfig>,
+        health: Arc<BotHealth>,
+        username: String,
+        cancel: CancellationToken,
+    ) -> Result<Instance, String> {
+        let api = BotApi::new(deps.http.clone(), &deps.api_url, &config.token, &config.settings);
+        let mut router = Router::default();
+        let mut plugins: Vec<(Arc<dyn LoadedPlugin>, PluginContext)> = Vec::new();
+        for entry in deps.registry.load_order(&config.plugins) {
+            let loaded = async {
+                let factory = deps.registry.get(&entry.name).ok_or_else(|| anyhow::anyhow!("unknown plugin"))?;
+                let cx = PluginContext {
+                    bot_id: config.id.clone(),
+                    plugin: entry.name.clone(),
+                    api: api.clone(),
+                    config: entry.config.clone(),
+                    shutdown: cancel.clone(),
+                };
+                let plugin = factory.build(&cx, &mut router)?;
+                plugin.on_load(&cx).await?;
+                anyhow::Ok((plugin, cx))
+            };
+            match loaded.await {
+                Ok(pair) => plugins.push(pair),
+                Err(e) => {
+                    unload(&plugins).await;
+                    cancel.cancel();
+                    let message = format!("plugin {} failed to load: {e:#}", entry.name);
+                    return Err(message.replace(config.token.expose(), "<token>"));
+                }
+            }
+        }
+        let runtime = Arc::new(BotRuntime {
+            id: config.id.clone(),
+            username,
+            api,
+            router: Arc::new(router),
+            fsm: deps.fsm.clone(),
+            config,
+            health,
+        });
+        let commands: Vec<BotCommand> = runtime
+            .router
+            .commands()
+            .iter()
+            .map(|c| BotCommand::new(c.command.clone(), c.description.clone()))
+            .collect();
+        if !commands.is_empty()
+            && let Err(e) = runtime.api.set_my_commands(commands).await
+        {
+            warn!(bot_id = %runtime.id, error = %runtime.redact(e.to_string()), "setMyCommands failed");
+        }
+        Ok(Instance { runtime, plugins, cancel })
+    }
+
+    async fn started(&self) {
+        for (plugin, cx) in &self.plugins {
+            if let Err(e) = plugin.on_bot_start(cx).await {
+                let error = self.runtime.redact(format!("{e:#}"));
+                warn!(bot_id = %self.runtime.id, plugin = %cx.plugin, error = %error, "on_bot_start failed");
+            }
+        }
+    }
+
+    async fn stopped(self) {
+        for (plugin, cx) in self.plugins.iter().rev() {
+            if let Err(e) = plugin.on_bot_stop(cx).await {
+                let error = self.runtime.redact(format!("{e:#}"));
+                warn!(bot_id = %self.runtime.id, plugin = %cx.plugin, error = %error, "on_bot_stop failed");
+            }
+        }
+        unload(&self.plugins).await;
+        self.cancel.cancel();
+    }
+}
+
 /// A started bot.
 pub(crate) struct RunningBot {
-    pub(crate) runtime: Arc<BotRuntime>,
-    plugins: Vec<(Arc<dyn LoadedPlugin>, PluginContext)>,
+    instance: Instance,
+    sequencer: Arc<Sequencer>,
     cancel: CancellationToken,
     receiver: JoinHandle<()>,
     pub(crate) started_at: Instant,
@@ -90,98 +178,63 @@ impl RunningBot {
         config: Arc<BotConfig>,
         health: Arc<BotHealth>,
     ) -> Result<RunningBot, String> {
-        let api = BotApi::new(deps.http.clone(), &deps.api_url, &config.token, &config.settings);
-        let redact = |message: String| message.replace(config.token.expose(), "<token>");
         if config.mode == Mode::Webhook {
             return Err("webhook mode needs the webhook server, which this build does not include yet".to_owned());
         }
-        let me = api.get_me().await.map_err(|e| redact(describe(&e)))?;
+        let api = BotApi::new(deps.http.clone(), &deps.api_url, &config.token, &config.settings);
+        let me = api.get_me().await.map_err(|e| describe(&e).replace(config.token.expose(), "<token>"))?;
         let cancel = deps.shutdown.child_token();
-        let mut router = Router::default();
-        let mut plugins: Vec<(Arc<dyn LoadedPlugin>, PluginContext)> = Vec::new();
-        for entry in deps.registry.load_order(&config.plugins) {
-            let loaded = async {
-                let factory = deps.registry.get(&entry.name).ok_or_else(|| anyhow::anyhow!("unknown plugin"))?;
-                let cx = PluginContext {
-                    bot_id: config.id.clone(),
-                    plugin: entry.name.clone(),
-                    api: api.clone(),
-                    config: entry.config.clone(),
-                    shutdown: cancel.clone(),
-                };
-                let plugin = factory.build(&cx, &mut router)?;
-                plugin.on_load(&cx).await?;
-                anyhow::Ok((plugin, cx))
-            };
-            match loaded.await {
-                Ok(pair) => plugins.push(pair),
-                Err(e) => {
-                    unload(&plugins).await;
-                    return Err(redact(format!("plugin {} failed to load: {e:#}", entry.name)));
-                }
-            }
-        }
-        let runtime = Arc::new(BotRuntime {
-            id: config.id.clone(),
-            username: me.username().to_owned(),
-            api,
-            router: Arc::new(router),
-            fsm: deps.fsm.clone(),
-            config: config.clone(),
-            health,
-        });
-        let commands: Vec<BotCommand> = runtime
-            .router
-            .commands()
-            .iter()
-            .map(|c| BotCommand::new(c.command.clone(), c.description.clone()))
-            .collect();
-        if !commands.is_empty()
-            && let Err(e) = runtime.api.set_my_commands(commands).await
-        {
-            warn!(bot_id = %config.id, error = %runtime.redact(e.to_string()), "setMyCommands failed");
-        }
-        for (plugin, cx) in &plugins {
-            if let Err(e) = plugin.on_bot_start(cx).await {
-                warn!(bot_id = %config.id, plugin = %cx.plugin, error = %runtime.redact(format!("{e:#}")), "on_bot_start failed");
-            }
-        }
+        let instance =
+            Instance::load(deps, config.clone(), health, me.username().to_owned(), cancel.child_token()).await?;
+        instance.started().await;
         let tracker = Arc::new(Tracker::default());
-        let sequencer = Sequencer::new(runtime.clone(), tracker, deps.settings.max_concurrent_updates);
+        let sequencer = Sequencer::new(instance.runtime.clone(), tracker, deps.settings.max_concurrent_updates);
         let span = tracing::info_span!("bot", bot_id = %config.id);
-        let receiver = tokio::spawn(
-            polling::run(
-                runtime.clone(),
-                sequencer,
-                deps.settings.polling_timeout,
-                deps.settings.shutdown_timeout,
-                cancel.clone(),
-            )
-            .instrument(span),
-        );
-        info!(bot_id = %config.id, username = %runtime.username, plugins = plugins.len(), "bot started");
-        Ok(RunningBot { runtime, plugins, cancel, receiver, started_at: Instant::now() })
+        let (timeout, grace) = (deps.settings.polling_timeout, deps.settings.shutdown_timeout);
+        let receiver = tokio::spawn(polling::run(sequencer.clone(), timeout, grace, cancel.clone()).instrument(span));
+        let runtime = &instance.runtime;
+        info!(bot_id = %config.id, username = %runtime.username, plugins = instance.plugins.len(), "bot started");
+        Ok(RunningBot { instance, sequencer, cancel, receiver, started_at: Instant::now() })
+    }
+
+    /// Replaces the plugins and router with ones built from `config` while polling goes on: the old instance's
+    /// in-flight updates finish first, queued ones wait for the new instance, and the offset is untouched. On
+    /// failure the old instance keeps running.
+    pub(crate) async fn reload_in_place(&mut self, deps: &Deps, config: Arc<BotConfig>) -> Result<(), String> {
+        let old = &self.instance.runtime;
+        let instance =
+            Instance::load(deps, config, old.health.clone(), old.username.clone(), self.cancel.child_token()).await?;
+        self.sequencer.swap(instance.runtime.clone()).await;
+        instance.started().await;
+        let old = std::mem::replace(&mut self.instance, instance);
+        old.stopped().await;
+        info!(bot_id = %self.instance.runtime.id, "bot reloaded in place");
+        Ok(())
     }
 
     /// Stops receiving, lets in-flight updates finish (within the shutdown grace period), confirms them and
     /// unloads the plugins.
     pub(crate) async fn stop(self) {
         self.cancel.cancel();
+        let id = self.instance.runtime.id.clone();
         if let Err(e) = self.receiver.await {
-            error!(bot_id = %self.runtime.id, error = %e, "receiver task failed");
+            error!(bot_id = %id, error = %e, "receiver task failed");
         }
-        for (plugin, cx) in self.plugins.iter().rev() {
-            if let Err(e) = plugin.on_bot_stop(cx).await {
-                warn!(bot_id = %self.runtime.id, plugin = %cx.plugin, error = %self.runtime.redact(format!("{e:#}")), "on_bot_stop failed");
-            }
-        }
-        unload(&self.plugins).await;
-        info!(bot_id = %self.runtime.id, "bot stopped");
+        self.instance.stopped().await;
+        info!(bot_id = %id, "bot stopped");
     }
 
     /// The loaded plugins' names, in load order.
     pub(crate) fn plugin_names(&self) -> Vec<String> {
-        self.plugins.iter().map(|(_, cx)| cx.plugin.clone()).collect()
+        self.instance.plugins.iter().map(|(_, cx)| cx.plugin.clone()).collect()
+    }
+
+    /// Whether every loaded plugin supports hot reload.
+    pub(crate) fn supports_hot_reload(&self, deps: &Deps) -> bool {
+        self.instance
+            .plugins
+            .iter()
+            .all(|(_, cx)| deps.registry.get(&cx.plugin).is_some_and(|f| f.meta().supports_hot_reload))
     }
 }
 

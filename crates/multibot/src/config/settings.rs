@@ -172,8 +172,27 @@ impl Settings {
         if errors.is_empty() { Ok(settings) } else { Err(errors) }
     }
 
-    /// Settings from the process environment.
-    pub fn from_process_env() -> Result<Settings, Vec<String>> {
-        Settings::from_env(&|name| std::env::var(name).ok())
+    /// The variables whose values differ between two readings of the environment.
+    pub fn differences(&self, other: &Settings) -> Vec<&'static str> {
+        let changed = [
+            ("ADMIN_BOT_TOKEN", self.admin_bot_token != other.admin_bot_token),
+            ("ADMIN_ALLOWED_USERS", self.admin_allowed_users != other.admin_allowed_users),
+            ("LOG_LEVEL", self.log_level != other.log_level),
+            ("LOG_FORMAT", self.log_format != other.log_format),
+            ("HEALTH_CHECK_ENABLED", self.health_check_enabled != other.health_check_enabled),
+            ("HEALTH_CHECK_PORT", self.health_check_port != other.health_check_port),
+            ("WEBHOOK_ENABLED", self.webhook_enabled != other.webhook_enabled),
+            ("WEBHOOK_BASE_URL", self.webhook_base_url != other.webhook_base_url),
+            ("WEBHOOK_PORT", self.webhook_port != other.webhook_port),
+            ("ENABLE_HOT_RELOAD", self.enable_hot_reload != other.enable_hot_reload),
+            ("CONFIG_DIR", self.config_dir != other.config_dir),
+            ("PLUGINS_DIR", self.plugins_dir != other.plugins_dir),
+            ("TELEGRAM_API_URL", self.telegram_api_url != other.telegram_api_url),
+            ("DATA_DIR", self.data_dir != other.data_dir),
+            ("POLLING_TIMEOUT", self.polling_timeout != other.polling_timeout),
+            ("SHUTDOWN_TIMEOUT", self.shutdown_timeout != other.shutdown_timeout),
+            ("MAX_CONCURRENT_UPDATES", self.max_concurrent_updates != other.max_concurrent_updates),
+        ];
+        changed.into_iter().filter(|(_, differs)| *differs).map(|(name, _)| name).collect()
     }
 }

@@ -12,7 +12,7 @@ use std::{
 
 use botapi_emulator::{Emulator, EmulatorConfig, TestBot};
 use multibot::{
-    app::{Application, EnvLookup},
+    app::{Application, EnvLookup, ReloadHandle},
     bots::BotManager,
     config::Settings,
     plugins::PluginRegistry,
@@ -39,9 +39,13 @@ impl TempDir {
         TempDir(path)
     }
 
+    /// Writes a file the way editors save: a hidden temporary file renamed over the target, so a watcher never
+    /// sees it half written.
     pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write file");
+        let temp = self.0.join(format!(".{}.tmp", name.replace('/', "_")));
+        std::fs::write(&temp, text).expect("write file");
+        std::fs::rename(&temp, &path).expect("rename file");
         path
     }
 
@@ -60,7 +64,10 @@ impl Drop for TempDir {
 pub(crate) struct TestApp {
     pub(crate) emu: Emulator,
     pub(crate) manager: BotManager,
-    _dir: TempDir,
+    pub(crate) reloads: ReloadHandle,
+    pub(crate) dir: TempDir,
+    /// Variables tests may set while the application runs (`${TOKEN_<n>}` works without them).
+    pub(crate) vars: Arc<parking_lot::Mutex<HashMap<String, String>>>,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -103,6 +110,12 @@ pub(crate) fn env() -> EnvLookup {
     Arc::new(|name| name.strip_prefix("TOKEN_").and_then(|n| n.parse().ok()).map(token))
 }
 
+/// `env()` plus variables from `vars`.
+fn env_with(vars: Arc<parking_lot::Mutex<HashMap<String, String>>>) -> EnvLookup {
+    let base = env();
+    Arc::new(move |name| vars.lock().get(name).cloned().or_else(|| base(name)))
+}
+
 /// Starts an emulator with bots `1..=registered` registered, writes `files` and starts the application.
 pub(crate) async fn spawn_app(files: &[(&str, &str)], registered: u32, registry: PluginRegistry) -> TestApp {
     let emu = Emulator::start(EmulatorConfig::default()).await.expect("emulator");
@@ -113,11 +126,14 @@ pub(crate) async fn spawn_app(files: &[(&str, &str)], registered: u32, registry:
     for (name, text) in files {
         dir.write(name, text);
     }
-    let app = Application::build(settings(&emu, dir.path()), registry, env()).await.expect("app builds");
+    let vars: Arc<parking_lot::Mutex<HashMap<String, String>>> = Arc::default();
+    let app =
+        Application::build(settings(&emu, dir.path()), registry, env_with(vars.clone())).await.expect("app builds");
     let manager = app.manager().clone();
+    let reloads = app.reloads();
     let shutdown = app.shutdown_token();
     let task = tokio::spawn(app.run_until_stopped());
-    TestApp { emu, manager, _dir: dir, shutdown, task: Some(task) }
+    TestApp { emu, manager, reloads, dir, vars, shutdown, task: Some(task) }
 }
 
 /// Waits until `check` passes, or panics after `within`.

@@ -5,4 +5,5 @@ mod conversation;
 mod failures;
 mod helpers;
 mod process;
+mod reload;
 mod runtime;
