@@ -5,6 +5,7 @@
 //! - `polling`: the getUpdates source; `sequencer`: per-chat ordering and the low-water-mark offset.
 
 mod api;
+mod flood;
 mod polling;
 mod runtime;
 mod sequencer;
@@ -17,6 +18,7 @@ use std::{
 };
 
 pub use api::{ApiCallError, BotApi, SendOptions};
+pub use flood::{FloodLimits, Limit};
 use parking_lot::Mutex;
 use reqwest::Url;
 use runtime::RunningBot;
@@ -46,6 +48,14 @@ pub struct Deps {
     pub fsm: Arc<dyn FsmStorage>,
     /// The root shutdown token; each bot runs under a child.
     pub shutdown: CancellationToken,
+}
+
+impl Deps {
+    /// A Bot API client for a bot, with flood control when `FLOOD_CONTROL` is on.
+    pub fn api(&self, config: &BotConfig) -> BotApi {
+        let flood = self.settings.flood_control.then(FloodLimits::default);
+        BotApi::new(self.http.clone(), &self.api_url, &config.token, &config.settings, flood)
+    }
 }
 
 /// A bot's state.
@@ -85,6 +95,10 @@ pub struct BotStatus {
     pub errors: u64,
     /// The last handler error.
     pub last_error: Option<String>,
+    /// Updates dropped by access control.
+    pub access_denied: u64,
+    /// Updates dropped by rate limiting.
+    pub rate_limited: u64,
     /// The YAML file.
     pub file: PathBuf,
     /// What the last configuration change did (reloaded in place, restarted, ...).
@@ -424,6 +438,8 @@ impl StatusEntry {
             updates_handled: health.updates_handled.load(Ordering::Relaxed),
             errors: health.errors.load(Ordering::Relaxed),
             last_error: health.last_error.lock().clone(),
+            access_denied: health.access_denied.load(Ordering::Relaxed),
+            rate_limited: health.rate_limited.load(Ordering::Relaxed),
             file: self.config.file.clone(),
             last_reload: self.last_reload,
         }

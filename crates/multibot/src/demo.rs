@@ -52,6 +52,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Settings::from_env(&*crate::app::process_env()).unwrap_or_else(|_| crate::cli::default_settings());
     settings.telegram_api_url = emulator.api_url();
     settings.polling_timeout = Duration::from_secs(10);
+    // The emulator does not enforce Telegram's flood limits unless asked; pacing would only slow the transcript.
+    if std::env::var("FLOOD_CONTROL").is_err() {
+        settings.flood_control = false;
+    }
     if std::env::var("LOG_LEVEL").is_err() {
         settings.log_level = "warn".into();
     }

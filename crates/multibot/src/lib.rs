@@ -7,6 +7,7 @@
 //! - [`bots`]: the [`bots::BotManager`], running bots, the polling source, per-chat ordering.
 //! - [`plugins`]: the [`plugins::Plugin`] trait, the router, the registry and the built-in plugins.
 //! - [`fsm`]: conversation state storage.
+//! - [`middleware`]: access control and per-user rate limiting before the router.
 //! - [`telemetry`]: logging setup.
 //! - [`cli`], [`demo`]: the command line and the self-contained demo.
 
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod fsm;
+pub mod middleware;
 pub mod plugins;
 pub mod telemetry;
 

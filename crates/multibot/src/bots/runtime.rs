@@ -8,7 +8,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use futures_util::FutureExt;
@@ -16,12 +16,16 @@ use parking_lot::Mutex;
 use teloxide_core::types::{BotCommand, Update, UpdateKind};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use super::{ApiCallError, BotApi, Deps, polling, sequencer::Sequencer, sequencer::Tracker};
 use crate::{
     config::{BotConfig, BotId, Mode},
     fsm::FsmStorage,
+    middleware::{
+        access::{Access, AccessList},
+        rate_limit::{RateDecision, RateLimiter},
+    },
     plugins::{Ctx, HandlerError, LoadedPlugin, PluginContext, Router},
 };
 
@@ -36,6 +40,10 @@ pub struct BotHealth {
     pub last_error: Mutex<Option<String>>,
     /// Set when the bot failed while running (token revoked): the reason.
     pub failure: Mutex<Option<String>>,
+    /// Updates dropped by access control (blocked or not allowed users, admin-only commands).
+    pub access_denied: AtomicU64,
+    /// Updates dropped by per-user rate limiting.
+    pub rate_limited: AtomicU64,
 }
 
 /// What a running bot's handlers share.
@@ -54,6 +62,10 @@ pub struct BotRuntime {
     pub config: Arc<BotConfig>,
     /// Counters.
     pub health: Arc<BotHealth>,
+    /// `access:` as sets.
+    pub access: AccessList,
+    /// Per-user rate limiting, when enabled.
+    pub limiter: Option<Arc<RateLimiter>>,
 }
 
 impl BotRuntime {
@@ -81,7 +93,7 @@ impl Instance {
         username: String,
         cancel: CancellationToken,
     ) -> Result<Instance, String> {
-        let api = BotApi::new(deps.http.clone(), &deps.api_url, &config.token, &config.settings);
+        let api = deps.api(&config);
         let mut router = Router::default();
         let mut plugins: Vec<(Arc<dyn LoadedPlugin>, PluginContext)> = Vec::new();
         for entry in deps.registry.load_order(&config.plugins) {
@@ -108,12 +120,18 @@ impl Instance {
                 }
             }
         }
+        let limiter = RateLimiter::from_config(&config.rate_limiting).map(Arc::new);
+        if let Some(limiter) = limiter.clone() {
+            tokio::spawn(evict_idle_users(limiter, cancel.clone()));
+        }
         let runtime = Arc::new(BotRuntime {
             id: config.id.clone(),
             username,
             api,
             router: Arc::new(router),
             fsm: deps.fsm.clone(),
+            access: AccessList::new(&config.access),
+            limiter,
             config,
             health,
         });
@@ -181,7 +199,7 @@ impl RunningBot {
         if config.mode == Mode::Webhook {
             return Err("webhook mode needs the webhook server, which this build does not include yet".to_owned());
         }
-        let api = BotApi::new(deps.http.clone(), &deps.api_url, &config.token, &config.settings);
+        let api = deps.api(&config);
         let me = api.get_me().await.map_err(|e| describe(&e).replace(config.token.expose(), "<token>"))?;
         let cancel = deps.shutdown.child_token();
         let instance =
@@ -246,6 +264,17 @@ async fn unload(plugins: &[(Arc<dyn LoadedPlugin>, PluginContext)]) {
     }
 }
 
+/// Forgets idle rate-limit buckets every few seconds, until the instance is unloaded.
+async fn evict_idle_users(limiter: Arc<RateLimiter>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => { limiter.evict_idle(tokio::time::Instant::now()); }
+            () = cancel.cancelled() => return,
+        }
+    }
+}
+
 /// A short id for an error, shown to the user and written in the log line.
 fn error_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -272,7 +301,15 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
     let is_callback = matches!(update.kind, UpdateKind::CallbackQuery(_));
     let cx = Ctx::new(bot.clone(), update);
+    if !admitted(&bot, &cx).await {
+        return;
+    }
     let (plugin, outcome) = match bot.router.choose(&cx).await {
+        Ok(Some(chosen)) if chosen.admin_only && !bot.access.is_admin(cx.user().map(|u| u.id.0 as i64)) => {
+            bot.health.access_denied.fetch_add(1, Ordering::Relaxed);
+            let refusal = cx.reply("This command is only for the bot's admins.").plain().await.map(drop);
+            (chosen.plugin.to_owned(), refusal)
+        }
         Ok(Some(chosen)) => {
             let run = AssertUnwindSafe((chosen.handler)(cx.clone())).catch_unwind().await;
             let outcome = match run {
@@ -294,6 +331,35 @@ pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
         warn!(bot_id = %bot.id, error = %bot.redact(format!("{e:#}")), "answering a callback failed");
     }
     bot.health.updates_handled.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Access control and rate limiting: whether the update goes on to the router.
+async fn admitted(bot: &BotRuntime, cx: &Ctx) -> bool {
+    let user = cx.user().map(|u| u.id.0 as i64);
+    let access = bot.access.check(user);
+    if access != Access::Allowed {
+        bot.health.access_denied.fetch_add(1, Ordering::Relaxed);
+        debug!(bot_id = %bot.id, ?access, "update dropped by access control");
+        return false;
+    }
+    let (Some(limiter), Some(user)) = (&bot.limiter, user) else { return true };
+    let RateDecision::Limited { retry_after, notify } = limiter.check(user, tokio::time::Instant::now()) else {
+        return true;
+    };
+    bot.health.rate_limited.fetch_add(1, Ordering::Relaxed);
+    if notify {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let notice = format!("Too many requests, try again in {seconds} s");
+        let sent = if cx.callback().is_some() {
+            cx.answer_callback(Some(&notice)).await
+        } else {
+            cx.reply(notice).plain().await.map(drop)
+        };
+        if let Err(e) = sent {
+            warn!(bot_id = %bot.id, error = %bot.redact(format!("{e:#}")), "rate-limit notice failed");
+        }
+    }
+    false
 }
 
 async fn report_error(bot: &Arc<BotRuntime>, cx: &Ctx, plugin: String, error: anyhow::Error) {

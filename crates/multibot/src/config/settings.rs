@@ -51,6 +51,9 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// `MAX_CONCURRENT_UPDATES`: updates one bot handles at once, across chats (default 64).
     pub max_concurrent_updates: usize,
+    /// `FLOOD_CONTROL`: pace what bots send within Telegram's limits (default true; turn it off only against a
+    /// local emulator, e.g. for benchmarks).
+    pub flood_control: bool,
 }
 
 /// Every variable [`Settings`] reads, for `.env.example` and the README.
@@ -72,6 +75,7 @@ pub const VARIABLES: &[&str] = &[
     "POLLING_TIMEOUT",
     "SHUTDOWN_TIMEOUT",
     "MAX_CONCURRENT_UPDATES",
+    "FLOOD_CONTROL",
 ];
 
 impl Settings {
@@ -168,6 +172,7 @@ impl Settings {
             polling_timeout: Duration::from_secs(number("POLLING_TIMEOUT", 25, 0, 600, &mut errors)),
             shutdown_timeout: Duration::from_secs(number("SHUTDOWN_TIMEOUT", 10, 0, 3600, &mut errors)),
             max_concurrent_updates: number("MAX_CONCURRENT_UPDATES", 64, 1, 100_000, &mut errors) as usize,
+            flood_control: flag("FLOOD_CONTROL", true, &mut errors),
         };
         if errors.is_empty() { Ok(settings) } else { Err(errors) }
     }
@@ -192,6 +197,7 @@ impl Settings {
             ("POLLING_TIMEOUT", self.polling_timeout != other.polling_timeout),
             ("SHUTDOWN_TIMEOUT", self.shutdown_timeout != other.shutdown_timeout),
             ("MAX_CONCURRENT_UPDATES", self.max_concurrent_updates != other.max_concurrent_updates),
+            ("FLOOD_CONTROL", self.flood_control != other.flood_control),
         ];
         changed.into_iter().filter(|(_, differs)| *differs).map(|(name, _)| name).collect()
     }

@@ -93,15 +93,18 @@ impl Drop for TestApp {
     }
 }
 
-/// Settings for a test: the emulator as Telegram, `dir` as `CONFIG_DIR`, short timeouts.
-pub(crate) fn settings(emu: &Emulator, dir: &Path) -> Settings {
-    let vars: HashMap<&str, String> = HashMap::from([
+/// Settings for a test: the emulator as Telegram, `dir` as `CONFIG_DIR`, short timeouts, no flood control
+/// (Telegram's 1 message per second per chat would make every conversation slow), plus `extra`.
+pub(crate) fn settings(emu: &Emulator, dir: &Path, extra: &[(&str, &str)]) -> Settings {
+    let mut vars: HashMap<&str, String> = HashMap::from([
+        ("FLOOD_CONTROL", "false".into()),
         ("TELEGRAM_API_URL", emu.api_url()),
         ("CONFIG_DIR", dir.display().to_string()),
         ("POLLING_TIMEOUT", "5".into()),
         ("SHUTDOWN_TIMEOUT", "10".into()),
         ("LOG_FORMAT", "text".into()),
     ]);
+    vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     Settings::from_env(&|name| vars.get(name).cloned()).expect("valid settings")
 }
 
@@ -118,6 +121,16 @@ fn env_with(vars: Arc<parking_lot::Mutex<HashMap<String, String>>>) -> EnvLookup
 
 /// Starts an emulator with bots `1..=registered` registered, writes `files` and starts the application.
 pub(crate) async fn spawn_app(files: &[(&str, &str)], registered: u32, registry: PluginRegistry) -> TestApp {
+    spawn_app_with(files, registered, registry, &[]).await
+}
+
+/// `spawn_app` with extra environment settings.
+pub(crate) async fn spawn_app_with(
+    files: &[(&str, &str)],
+    registered: u32,
+    registry: PluginRegistry,
+    extra: &[(&str, &str)],
+) -> TestApp {
     let emu = Emulator::start(EmulatorConfig::default()).await.expect("emulator");
     for n in 1..=registered {
         emu.control().bot_named(&token(n), &format!("Bot {n}"), &format!("bot{n}_bot")).await.expect("register");
@@ -127,8 +140,9 @@ pub(crate) async fn spawn_app(files: &[(&str, &str)], registered: u32, registry:
         dir.write(name, text);
     }
     let vars: Arc<parking_lot::Mutex<HashMap<String, String>>> = Arc::default();
-    let app =
-        Application::build(settings(&emu, dir.path()), registry, env_with(vars.clone())).await.expect("app builds");
+    let app = Application::build(settings(&emu, dir.path(), extra), registry, env_with(vars.clone()))
+        .await
+        .expect("app builds");
     let manager = app.manager().clone();
     let reloads = app.reloads();
     let shutdown = app.shutdown_token();

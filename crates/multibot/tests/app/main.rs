@@ -4,6 +4,7 @@ mod cli;
 mod conversation;
 mod failures;
 mod helpers;
+mod limits;
 mod process;
 mod reload;
 mod runtime;

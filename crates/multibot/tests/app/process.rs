@@ -45,6 +45,7 @@ impl Process {
             .env("LOG_FORMAT", "json")
             .env("LOG_LEVEL", "DEBUG")
             .env("POLLING_TIMEOUT", "5")
+            .env("FLOOD_CONTROL", "false")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
