@@ -5,15 +5,18 @@
 //! - `router`: the [`Router`] handlers register on, its filters, and [`Handlers`], a plugin's view of it.
 //! - `ctx`: [`Ctx`], what a handler gets for one update.
 //! - `builtin`: the plugins compiled in, one file each.
+//! - [`script`]: script plugins, Luau files in `PLUGINS_DIR`.
 
 pub mod builtin;
 mod ctx;
 mod router;
+pub mod script;
 
 use std::{collections::BTreeMap, marker::PhantomData, sync::Arc};
 
 use async_trait::async_trait;
 pub use ctx::{Ctx, HandlerError, Reply};
+use parking_lot::RwLock;
 pub use router::{
     CallbackFilter, ChatType, CommandInfo, ContentType, ErrorHookFn, HandlerFn, Handlers, MessageFilter, Router,
     StateFilter,
@@ -230,10 +233,12 @@ impl<P: Plugin> PluginFactory for Native<P> {
     }
 }
 
-/// Every plugin a bot can use, by name.
+/// Every plugin a bot can use, by name: native plugins, and script plugins, which a reload replaces as a whole
+/// (clones of a registry share its script plugins, so every holder sees a reload).
 #[derive(Clone, Default)]
 pub struct PluginRegistry {
     factories: BTreeMap<String, Arc<dyn PluginFactory>>,
+    scripts: Arc<RwLock<BTreeMap<String, Arc<dyn PluginFactory>>>>,
 }
 
 impl PluginRegistry {
@@ -255,14 +260,31 @@ impl PluginRegistry {
         self.factories.insert(factory.meta().name.clone(), factory);
     }
 
+    /// Replaces the script plugins (a native plugin's name is never replaced).
+    pub fn set_scripts(&self, scripts: Vec<Arc<dyn PluginFactory>>) {
+        *self.scripts.write() = scripts.into_iter().map(|f| (f.meta().name.clone(), f)).collect();
+    }
+
+    /// Whether a native plugin has this name.
+    pub fn is_native(&self, name: &str) -> bool {
+        self.factories.contains_key(name)
+    }
+
     /// The factory for a name.
-    pub fn get(&self, name: &str) -> Option<&Arc<dyn PluginFactory>> {
-        self.factories.get(name)
+    pub fn get(&self, name: &str) -> Option<Arc<dyn PluginFactory>> {
+        match self.factories.get(name) {
+            Some(native) => Some(native.clone()),
+            None => self.scripts.read().get(name).cloned(),
+        }
     }
 
     /// Every plugin's metadata, by name.
     pub fn list(&self) -> Vec<PluginMeta> {
-        self.factories.values().map(|f| f.meta().clone()).collect()
+        let scripts = self.scripts.read();
+        let mut all: BTreeMap<&str, PluginMeta> =
+            scripts.iter().map(|(name, f)| (name.as_str(), f.meta().clone())).collect();
+        all.extend(self.factories.iter().map(|(name, f)| (name.as_str(), f.meta().clone())));
+        all.into_values().collect()
     }
 
     /// The enabled entries of a bot's `plugins:` in load order: each plugin after its dependencies, otherwise in

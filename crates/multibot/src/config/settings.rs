@@ -54,6 +54,10 @@ pub struct Settings {
     /// `FLOOD_CONTROL`: pace what bots send within Telegram's limits (default true; turn it off only against a
     /// local emulator, e.g. for benchmarks).
     pub flood_control: bool,
+    /// `SCRIPT_MEMORY_LIMIT_MB`: memory one script plugin instance may use, in MiB (default 16).
+    pub script_memory_limit_mb: usize,
+    /// `SCRIPT_TIMEOUT_MS`: CPU time one script handler call may run (default 1000 ms).
+    pub script_timeout: Duration,
 }
 
 /// Every variable [`Settings`] reads, for `.env.example` and the README.
@@ -76,6 +80,8 @@ pub const VARIABLES: &[&str] = &[
     "SHUTDOWN_TIMEOUT",
     "MAX_CONCURRENT_UPDATES",
     "FLOOD_CONTROL",
+    "SCRIPT_MEMORY_LIMIT_MB",
+    "SCRIPT_TIMEOUT_MS",
 ];
 
 impl Settings {
@@ -173,6 +179,8 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(number("SHUTDOWN_TIMEOUT", 10, 0, 3600, &mut errors)),
             max_concurrent_updates: number("MAX_CONCURRENT_UPDATES", 64, 1, 100_000, &mut errors) as usize,
             flood_control: flag("FLOOD_CONTROL", true, &mut errors),
+            script_memory_limit_mb: number("SCRIPT_MEMORY_LIMIT_MB", 16, 2, 4096, &mut errors) as usize,
+            script_timeout: Duration::from_millis(number("SCRIPT_TIMEOUT_MS", 1000, 10, 600_000, &mut errors)),
         };
         if errors.is_empty() { Ok(settings) } else { Err(errors) }
     }
@@ -198,6 +206,8 @@ impl Settings {
             ("SHUTDOWN_TIMEOUT", self.shutdown_timeout != other.shutdown_timeout),
             ("MAX_CONCURRENT_UPDATES", self.max_concurrent_updates != other.max_concurrent_updates),
             ("FLOOD_CONTROL", self.flood_control != other.flood_control),
+            ("SCRIPT_MEMORY_LIMIT_MB", self.script_memory_limit_mb != other.script_memory_limit_mb),
+            ("SCRIPT_TIMEOUT_MS", self.script_timeout != other.script_timeout),
         ];
         changed.into_iter().filter(|(_, differs)| *differs).map(|(name, _)| name).collect()
     }
