@@ -2,8 +2,9 @@
 //! for hot reload, and runs until the shutdown token is cancelled (SIGINT/SIGTERM in `main`).
 //!
 //! Hot reload is a pipeline: the watcher (debounced file events) or SIGHUP sends a [`ReloadSignal`]; the
-//! reloader loads and validates the whole directory, diffs it against the running fleet, and applies the diff
-//! bot by bot (the manager rolls a bot back when its new configuration cannot start).
+//! reloader rescans the script plugins of `PLUGINS_DIR`, loads and validates the whole directory, diffs it against
+//! the running fleet, and applies the diff bot by bot (the manager rolls a bot back when its new configuration
+//! cannot start); then it rebuilds the other bots that use a script with a new version.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -21,7 +22,10 @@ use crate::{
         watcher::{self, ConfigWatcher, ReloadSignal},
     },
     fsm::MemoryFsm,
-    plugins::PluginRegistry,
+    plugins::{
+        PluginRegistry,
+        script::{ScriptCatalog, ScriptError, ScriptHost, is_script_file},
+    },
 };
 
 /// Looks up a variable for `${VAR}` substitution and settings.
@@ -49,6 +53,8 @@ pub struct ReloadReport {
     pub errors: Vec<String>,
     /// Environment settings that changed but cannot change while running.
     pub refused_settings: Vec<&'static str>,
+    /// Script plugins and what happened to each (`added`, `reloaded`, `removed`); script errors are in `errors`.
+    pub scripts: Vec<(String, String)>,
 }
 
 /// A built application, its bots started.
@@ -56,9 +62,11 @@ pub struct Application {
     manager: BotManager,
     shutdown: CancellationToken,
     config_errors: Vec<ConfigError>,
+    script_errors: Vec<ScriptError>,
     reloads: mpsc::Sender<ReloadSignal>,
     reloader: Arc<Reloader>,
     _watcher: Option<ConfigWatcher>,
+    _script_watcher: Option<ConfigWatcher>,
 }
 
 /// Reloads the configuration on demand and tells what the last reload did.
@@ -86,6 +94,8 @@ impl ReloadHandle {
 struct Reloader {
     manager: BotManager,
     registry: Arc<PluginRegistry>,
+    /// The script plugins of `PLUGINS_DIR`, rescanned by every reload.
+    scripts: parking_lot::Mutex<ScriptCatalog>,
     env: EnvLookup,
     config_dir: PathBuf,
     webhooks: WebhookEnv,
@@ -98,8 +108,8 @@ struct Reloader {
 }
 
 impl Application {
-    /// Loads the bot configurations and starts every enabled bot; bad files are logged and skipped. With
-    /// `ENABLE_HOT_RELOAD`, starts watching `CONFIG_DIR`.
+    /// Loads the script plugins of `PLUGINS_DIR` into the registry and the bot configurations, and starts every
+    /// enabled bot; bad files are logged and skipped. With `ENABLE_HOT_RELOAD`, starts watching both directories.
     pub async fn build(settings: Settings, registry: PluginRegistry, env: EnvLookup) -> anyhow::Result<Application> {
         let api_url = reqwest::Url::parse(&settings.telegram_api_url).context("TELEGRAM_API_URL")?;
         let http = reqwest::Client::builder()
@@ -111,6 +121,10 @@ impl Application {
         let shutdown = CancellationToken::new();
         let webhooks =
             WebhookEnv { enabled: settings.webhook_enabled, base_url_set: settings.webhook_base_url.is_some() };
+        // Scripts join the registry first: bot files are checked against it. Their `state.*` lives in memory until
+        // the database is wired in (replace `ScriptHost::in_memory` by a host whose `state` is the database's).
+        let mut scripts = ScriptCatalog::new(settings.plugins_dir.clone(), ScriptHost::in_memory(&settings));
+        let script_errors = scripts.scan_into(&registry).errors;
         let loaded = config::load_dir(&settings.config_dir, &*env, &registry, webhooks);
         for problem in &loaded.errors {
             error!(file = %problem.file.display(), "invalid configuration: {problem}");
@@ -136,6 +150,7 @@ impl Application {
         let reloader = Arc::new(Reloader {
             manager: manager.clone(),
             registry,
+            scripts: parking_lot::Mutex::new(scripts),
             baseline: Settings::from_env(&*env).ok(),
             env,
             config_dir: settings.config_dir.clone(),
@@ -159,8 +174,28 @@ impl Application {
         } else {
             None
         };
+        let script_watcher = if settings.enable_hot_reload && settings.plugins_dir.is_dir() {
+            match watcher::watch_files(&settings.plugins_dir, is_script_file, reloads.clone()) {
+                Ok(watcher) => Some(watcher),
+                Err(e) => {
+                    warn!(dir = %settings.plugins_dir.display(), error = %e, "script hot reload disabled: cannot watch the directory");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         tokio::spawn(reloader.clone().run(signals, shutdown.clone()));
-        Ok(Application { manager, shutdown, config_errors: loaded.errors, reloads, reloader, _watcher: watcher })
+        Ok(Application {
+            manager,
+            shutdown,
+            config_errors: loaded.errors,
+            script_errors,
+            reloads,
+            reloader,
+            _watcher: watcher,
+            _script_watcher: script_watcher,
+        })
     }
 
     /// The bot manager.
@@ -178,6 +213,11 @@ impl Application {
         &self.config_errors
     }
 
+    /// The script plugins that failed to load at start.
+    pub fn script_errors(&self) -> &[ScriptError] {
+        &self.script_errors
+    }
+
     /// Where to send a reload request (SIGHUP does).
     pub fn reload_sender(&self) -> mpsc::Sender<ReloadSignal> {
         self.reloads.clone()
@@ -193,6 +233,7 @@ impl Application {
         self.shutdown.cancelled().await;
         info!("shutting down");
         drop(self._watcher);
+        drop(self._script_watcher);
         self.manager.stop_all().await;
         Ok(())
     }
@@ -221,6 +262,11 @@ impl Reloader {
                 error!(setting = name, "{name} changed, but it cannot change while running: restart to apply it");
             }
         }
+        let scan = self.scripts.lock().scan_into(&self.registry);
+        report.errors.extend(scan.errors.iter().map(ToString::to_string));
+        for (what, names) in [("added", &scan.added), ("reloaded", &scan.reloaded), ("removed", &scan.removed)] {
+            report.scripts.extend(names.iter().map(|name| (name.clone(), what.to_owned())));
+        }
         let loaded = config::load_dir(&self.config_dir, &*self.env, &*self.registry, self.webhooks);
         let current: Vec<Current> = self.manager.current();
         let diff = diff(&current, loaded, &self.config_dir);
@@ -245,6 +291,21 @@ impl Reloader {
                 Err(e) => {
                     error!(bot_id = %id, error = %e, "reload failed; the previous configuration stays");
                     report.failed.push((id, e.to_string()));
+                }
+            }
+        }
+        if !scan.reloaded.is_empty() {
+            let done: Vec<BotId> = report.applied.iter().chain(&report.failed).map(|(id, _)| id.clone()).collect();
+            for (id, result) in self.manager.reload_plugins(&scan.reloaded, &done).await {
+                match result {
+                    Ok(outcome) => {
+                        info!(bot_id = %id, ?outcome, "new script version applied");
+                        report.applied.push((id, format!("{outcome:?}").to_lowercase()));
+                    }
+                    Err(e) => {
+                        error!(bot_id = %id, error = %e, "new script version failed; the previous one stays");
+                        report.failed.push((id, e.to_string()));
+                    }
                 }
             }
         }

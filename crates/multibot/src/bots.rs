@@ -237,12 +237,44 @@ impl BotManager {
     /// finish first. When the new configuration cannot start, the old one keeps (or resumes) running and the
     /// error is returned.
     pub async fn reload(&self, config: BotConfig) -> Result<ReloadOutcome, ManagerError> {
+        self.apply(Arc::new(config), false).await
+    }
+
+    /// Rebuilds every running bot that uses one of these plugins (script plugins with a new version) as
+    /// [`BotManager::reload`] would rebuild a changed one, in place or by a restart, and starts the enabled bots
+    /// that use them and failed to start. Bots in `skip` (just rebuilt) are left alone.
+    pub async fn reload_plugins(
+        &self,
+        names: &[String],
+        skip: &[BotId],
+    ) -> Vec<(BotId, Result<ReloadOutcome, ManagerError>)> {
+        let uses = |slot: &Slot| {
+            !skip.contains(&slot.config.id) && slot.config.plugins.iter().any(|e| e.enabled && names.contains(&e.name))
+        };
+        let (running, failed): (Vec<Arc<BotConfig>>, Vec<BotId>) = {
+            let slots = self.slots.lock().await;
+            let running = slots.values().filter(|s| s.running.is_some() && uses(s)).map(|s| s.config.clone());
+            let failed = slots.values().filter(|s| s.running.is_none() && s.failure.is_some() && s.config.enabled);
+            (running.collect(), failed.filter(|s| uses(s)).map(|s| s.config.id.clone()).collect())
+        };
+        let mut results = Vec::new();
+        for config in running {
+            results.push((config.id.clone(), self.apply(config, true).await));
+        }
+        for id in failed {
+            let started = self.start(&id).await.map(|()| ReloadOutcome::Restarted);
+            results.push((id, started));
+        }
+        results
+    }
+
+    /// [`BotManager::reload`]; with `force`, an unchanged configuration is rebuilt too.
+    async fn apply(&self, config: Arc<BotConfig>, force: bool) -> Result<ReloadOutcome, ManagerError> {
         let id = config.id.clone();
-        let config = Arc::new(config);
         let (previous, running) = {
             let mut slots = self.slots.lock().await;
             match slots.get_mut(&id) {
-                Some(slot) if slot.config.hash == config.hash => return Ok(ReloadOutcome::Unchanged),
+                Some(slot) if !force && slot.config.hash == config.hash => return Ok(ReloadOutcome::Unchanged),
                 Some(slot) => (Some(std::mem::replace(&mut slot.config, config.clone())), slot.running.take()),
                 None => {
                     let slot = Slot::new(config.clone());

@@ -9,7 +9,10 @@ use crate::{
     app::{Application, process_env},
     config::{self, Settings, WebhookEnv},
     demo,
-    plugins::PluginRegistry,
+    plugins::{
+        PluginRegistry,
+        script::{ScanReport, ScriptCatalog, ScriptHost},
+    },
     telemetry,
 };
 
@@ -29,7 +32,7 @@ pub enum Command {
     Run,
     /// Validate the bot configurations: print every problem and exit 1, or a summary and exit 0.
     CheckConfig,
-    /// List the available plugins.
+    /// List the available plugins: native ones and the script plugins of PLUGINS_DIR.
     Plugins,
     /// Run the Telegram Bot API emulator.
     Emulator(botapi_emulator::cli::Args),
@@ -114,12 +117,22 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(check_config(&settings))
         }
         Command::Plugins => {
-            for meta in PluginRegistry::builtin().list() {
+            let settings = Settings::from_env(&*process_env()).unwrap_or_else(|_| default_settings());
+            let (registry, catalog, scan) = registry_with_scripts(&settings);
+            for meta in registry.list() {
                 let kind = if meta.script { "script" } else { "native" };
                 println!("{:<16} {:<8} {:<7} {}", meta.name, meta.version, kind, meta.description);
+                if let Some((_, file)) = catalog.plugins().into_iter().find(|(name, _)| *name == meta.name) {
+                    let author = if meta.author.is_empty() { String::new() } else { format!(", by {}", meta.author) };
+                    let reload = if meta.supports_hot_reload { "" } else { ", restarts its bots on change" };
+                    println!("{:<16} file: {}{author}{reload}", "", file.display());
+                }
                 if !meta.dependencies.is_empty() {
                     println!("{:<16} depends on: {}", "", meta.dependencies.join(", "));
                 }
+            }
+            for problem in &scan.errors {
+                eprintln!("script not loaded: {problem}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -139,16 +152,29 @@ pub(crate) fn default_settings() -> Settings {
     settings
 }
 
-fn check_config(settings: &Settings) -> ExitCode {
+/// The built-in plugins and the script plugins of `PLUGINS_DIR`, and what scanning the scripts found.
+fn registry_with_scripts(settings: &Settings) -> (PluginRegistry, ScriptCatalog, ScanReport) {
     let registry = PluginRegistry::builtin();
+    let mut catalog = ScriptCatalog::new(settings.plugins_dir.clone(), ScriptHost::in_memory(settings));
+    let scan = catalog.scan_into(&registry);
+    (registry, catalog, scan)
+}
+
+fn check_config(settings: &Settings) -> ExitCode {
+    let (registry, catalog, scan) = registry_with_scripts(settings);
     let webhooks = WebhookEnv { enabled: settings.webhook_enabled, base_url_set: settings.webhook_base_url.is_some() };
     let env = process_env();
     let loaded = config::load_dir(&settings.config_dir, &*env, &registry, webhooks);
-    if !loaded.errors.is_empty() {
+    if !loaded.errors.is_empty() || !scan.errors.is_empty() {
+        for e in &scan.errors {
+            println!("{e}");
+        }
         for e in &loaded.errors {
             println!("{e}");
         }
-        println!("{} problem(s) in {} file(s)", loaded.errors.len(), loaded.files.len());
+        let scripts: std::collections::BTreeSet<_> = scan.errors.iter().map(|e| &e.file).collect();
+        let files = loaded.files.len() + scripts.len();
+        println!("{} problem(s) in {files} file(s)", loaded.errors.len() + scan.errors.len());
         return ExitCode::FAILURE;
     }
     println!("{} bot(s) in {}:", loaded.bots.len(), settings.config_dir.display());
@@ -156,6 +182,10 @@ fn check_config(settings: &Settings) -> ExitCode {
         let plugins: Vec<&str> = registry.load_order(&bot.plugins).iter().map(|e| e.name.as_str()).collect();
         let state = if bot.enabled { "enabled" } else { "disabled" };
         println!("  {} ({}) {}, {}, plugins: {}", bot.id, bot.name, bot.mode, state, plugins.join(", "));
+    }
+    let scripts: Vec<String> = catalog.plugins().into_iter().map(|(name, _)| name).collect();
+    if !scripts.is_empty() {
+        println!("{} script plugin(s) in {}: {}", scripts.len(), settings.plugins_dir.display(), scripts.join(", "));
     }
     ExitCode::SUCCESS
 }

@@ -14,7 +14,10 @@ use crate::{
     bots::{BotState, BotStatus},
     cli::shutdown_on_signals,
     config::{self, LogFormat, Settings, WebhookEnv},
-    plugins::PluginRegistry,
+    plugins::{
+        PluginRegistry,
+        script::{ScriptCatalog, ScriptHost},
+    },
     telemetry,
 };
 
@@ -65,7 +68,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     telemetry::init(&settings);
     let registry = PluginRegistry::builtin();
     let env = demo_env();
-    // Register every configured bot with the emulator before the fleet starts.
+    // Register every configured bot with the emulator before the fleet starts (the bots that use scripts too).
+    ScriptCatalog::new(settings.plugins_dir.clone(), ScriptHost::in_memory(&settings)).scan_into(&registry);
     let webhooks = WebhookEnv { enabled: settings.webhook_enabled, base_url_set: settings.webhook_base_url.is_some() };
     let loaded = config::load_dir(&settings.config_dir, &*env, &registry, webhooks);
     let mut bots = Vec::new();
@@ -77,6 +81,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let app = Application::build(settings.clone(), registry, env).await?;
     for problem in app.config_errors() {
         println!("config problem: {problem}");
+    }
+    for problem in app.script_errors() {
+        println!("script problem: {problem}");
     }
     println!("Multibot demo: Bot API emulator at {}", emulator.api_url());
     let alice = emulator.user(1001);
@@ -122,7 +129,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Plays a short conversation with one bot, using the plugins it has.
 async fn converse(alice: &TestUser, bot: &TestBot, name: &str, status: &BotStatus) -> anyhow::Result<()> {
-    let has = |plugin: &str| status.plugins.iter().any(|p| p == plugin);
+    // A native plugin or its script twin (`script_echo` for `echo`, ...).
+    let has = |plugin: &str| status.plugins.iter().any(|p| p == plugin || *p == format!("script_{plugin}"));
     let say = |text: &str| println!("   Alice: {text}");
     let show = |message: &Message| println!("   {name}: {}", indent(message.text.as_deref().unwrap_or("(no text)")));
     for text in ["/start", "/help"] {
@@ -154,7 +162,8 @@ async fn converse(alice: &TestUser, bot: &TestBot, name: &str, status: &BotStatu
         show(&menu);
         let before = bot.events(0, None, None, Duration::ZERO).await?.last().map_or(0, |e| e.seq);
         println!("   Alice: [clicks \"Option 2\"]");
-        alice.click(bot, &menu, "opt_2").await?;
+        let data = menu.callback_data().into_iter().find(|d| d.ends_with("opt_2")).unwrap_or_default();
+        alice.click(bot, &menu, &data).await?;
         let answer = bot.next_event(before, None, Some("callback_answer"), Duration::from_secs(10)).await?;
         let text = answer.detail.as_ref().and_then(|d| d["text"].as_str()).unwrap_or_default().to_owned();
         println!("   {name}: (notification) {text}");

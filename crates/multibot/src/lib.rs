@@ -5,7 +5,8 @@
 //! - [`app`]: [`app::Application`] wires everything and runs until stopped.
 //! - [`config`]: environment settings and bot YAML, validated with file, line and field.
 //! - [`bots`]: the [`bots::BotManager`], running bots, the polling source, per-chat ordering.
-//! - [`plugins`]: the [`plugins::Plugin`] trait, the router, the registry and the built-in plugins.
+//! - [`plugins`]: the [`plugins::Plugin`] trait, the router, the registry, the built-in plugins and script
+//!   plugins (sandboxed Luau, [`plugins::script`]).
 //! - [`fsm`]: conversation state storage.
 //! - [`middleware`]: access control and per-user rate limiting before the router.
 //! - [`telemetry`]: logging setup.

@@ -1,4 +1,5 @@
-//! The config watcher: file-system events in `CONFIG_DIR`, debounced, become [`ReloadSignal`]s.
+//! The config watcher: file-system events in `CONFIG_DIR` (and, for script plugins, `PLUGINS_DIR`), debounced,
+//! become [`ReloadSignal`]s.
 
 use std::{path::Path, time::Duration};
 
@@ -17,7 +18,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(50);
 /// Why a reload happens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadSignal {
-    /// Files in the config directory changed (added, modified, removed or renamed).
+    /// Watched files changed (added, modified, removed or renamed): bot configurations or scripts.
     Changed,
     /// SIGHUP, the admin bot or an API asked to reload everything.
     Requested,
@@ -36,9 +37,19 @@ fn is_config_file(path: &Path) -> bool {
 /// Watches `dir` (not recursively) and sends [`ReloadSignal::Changed`] after each debounced batch of events that
 /// touches a `*.yaml` or `*.yml` file.
 pub fn watch(dir: &Path, signals: mpsc::Sender<ReloadSignal>) -> notify_debouncer_full::notify::Result<ConfigWatcher> {
+    watch_files(dir, is_config_file, signals)
+}
+
+/// Watches `dir` (not recursively) and sends [`ReloadSignal::Changed`] after each debounced batch of events that
+/// touches a file `wanted` accepts (`PLUGINS_DIR` and its scripts).
+pub fn watch_files(
+    dir: &Path,
+    wanted: fn(&Path) -> bool,
+    signals: mpsc::Sender<ReloadSignal>,
+) -> notify_debouncer_full::notify::Result<ConfigWatcher> {
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| match result {
         Ok(events) => {
-            if events.iter().any(|e| e.paths.iter().any(|p| is_config_file(p))) {
+            if events.iter().any(|e| e.paths.iter().any(|p| wanted(p))) {
                 // A reload is already queued if the channel is full: nothing is lost by dropping this one.
                 let _ = signals.try_send(ReloadSignal::Changed);
             }

@@ -66,12 +66,13 @@ fn every_subcommand_has_help() {
 #[test]
 fn the_demo_plays_a_conversation_with_each_example_bot() {
     let dir = TempDir::new();
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/bots");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let output = Command::new(env!("CARGO_BIN_EXE_multibot"))
         .args(["demo", "--once", "--listen", "127.0.0.1:0"])
         .current_dir(dir.path())
         .env_clear()
-        .env("CONFIG_DIR", examples)
+        .env("CONFIG_DIR", root.join("config/bots"))
+        .env("PLUGINS_DIR", root.join("plugins"))
         .output()
         .expect("multibot runs");
     let text = String::from_utf8_lossy(&output.stdout);
@@ -83,7 +84,12 @@ fn the_demo_plays_a_conversation_with_each_example_bot() {
         "Support Bot: Hello Alice, you are 30 years old!",
         "Support Bot: (notification) You selected option 2",
         "Support Bot: (edits the menu) Selected: Option 2",
+        "── script_bot (Script Bot) ──",
+        "Script Bot: You said: Nice to meet you",
+        "Script Bot: Hello Alice, you are 30 years old!",
+        "Script Bot: (edits the menu) Selected: Option 2",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
+    assert!(!text.contains("config problem") && !text.contains("script problem"), "{text}");
 }

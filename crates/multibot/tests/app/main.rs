@@ -8,3 +8,4 @@ mod limits;
 mod process;
 mod reload;
 mod runtime;
+mod scripts;
