@@ -3,11 +3,13 @@
 //! - `api`: [`BotApi`], one bot's Bot API client over the shared HTTP client.
 //! - `runtime`: a running bot, and how one update is handled.
 //! - `polling`: the getUpdates source; `sequencer`: per-chat ordering and the low-water-mark offset.
+//! - [`webhook`]: the webhook source: routes, inboxes, secrets.
 
 mod api;
 mod polling;
 mod runtime;
 mod sequencer;
+pub mod webhook;
 
 use std::{
     collections::BTreeMap,
@@ -46,6 +48,8 @@ pub struct Deps {
     pub fsm: Arc<dyn FsmStorage>,
     /// The root shutdown token; each bot runs under a child.
     pub shutdown: CancellationToken,
+    /// Webhook routes and secrets, when the webhook server runs (`WEBHOOK_ENABLED`).
+    pub webhooks: Option<Arc<webhook::Webhooks>>,
 }
 
 /// A bot's state.

@@ -56,6 +56,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if std::env::var("LOG_FORMAT").is_err() {
         settings.log_format = LogFormat::Text;
     }
+    // Any free port unless one is asked for: the demo must not fail because 8080 is taken.
+    if std::env::var("HEALTH_CHECK_PORT").is_err() {
+        settings.health_check_port = 0;
+    }
     telemetry::init(&settings);
     let registry = PluginRegistry::builtin();
     let env = demo_env();
@@ -73,6 +77,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("config problem: {problem}");
     }
     println!("Multibot demo: Bot API emulator at {}", emulator.api_url());
+    if let Some(addr) = app.health_addr() {
+        println!("Health and metrics: http://127.0.0.1:{}/health/full and /metrics", addr.port());
+    }
     let alice = emulator.user(1001);
     for status in app.manager().status() {
         let Some((_, name, bot)) = bots.iter().find(|(id, _, _)| *id == status.id) else {

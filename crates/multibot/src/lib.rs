@@ -7,7 +7,8 @@
 //! - [`bots`]: the [`bots::BotManager`], running bots, the polling source, per-chat ordering.
 //! - [`plugins`]: the [`plugins::Plugin`] trait, the router, the registry and the built-in plugins.
 //! - [`fsm`]: conversation state storage.
-//! - [`telemetry`]: logging setup.
+//! - [`http`]: health probes, Prometheus metrics and the webhook endpoint.
+//! - [`telemetry`]: logging setup and metrics.
 //! - [`cli`], [`demo`]: the command line and the self-contained demo.
 
 pub mod app;
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod fsm;
+pub mod http;
 pub mod plugins;
 pub mod telemetry;
 

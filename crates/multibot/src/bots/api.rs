@@ -19,7 +19,10 @@ use teloxide_core::{
     },
 };
 
-use crate::config::{BotSettings, BotToken};
+use crate::{
+    config::{BotSettings, BotToken},
+    telemetry::metrics,
+};
 
 /// A failed Bot API call.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -121,6 +124,24 @@ impl BotApi {
 
     /// Calls any JSON Bot API method with a teloxide payload, e.g. `api.call(&SendDice::new(chat))`.
     pub async fn call<P>(&self, payload: &P) -> Result<P::Output, ApiCallError>
+    where
+        P: Payload + Serialize,
+        P::Output: DeserializeOwned,
+    {
+        let result = self.send(payload).await;
+        metrics::api_call(
+            P::NAME,
+            &match &result {
+                Ok(_) => "ok".to_owned(),
+                Err(ApiCallError::Api { code, .. }) => code.to_string(),
+                Err(ApiCallError::Network(_)) => "network".to_owned(),
+                Err(ApiCallError::Decode(_)) => "decode".to_owned(),
+            },
+        );
+        result
+    }
+
+    async fn send<P>(&self, payload: &P) -> Result<P::Output, ApiCallError>
     where
         P: Payload + Serialize,
         P::Output: DeserializeOwned,

@@ -17,7 +17,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const MIN_IDLE_WAIT: Duration = Duration::from_millis(5);
 const MAX_IDLE_WAIT: Duration = Duration::from_millis(500);
 
-fn allowed_updates(bot: &BotRuntime) -> Vec<AllowedUpdate> {
+/// The update types to ask Telegram for: those the bot's plugins handle.
+pub(crate) fn allowed_updates(bot: &BotRuntime) -> Vec<AllowedUpdate> {
     let mut allowed: Vec<AllowedUpdate> = bot
         .router
         .update_types()

@@ -13,16 +13,20 @@ use std::{
 
 use futures_util::FutureExt;
 use parking_lot::Mutex;
-use teloxide_core::types::{BotCommand, Update, UpdateKind};
+use teloxide_core::{
+    payloads::DeleteWebhook,
+    types::{BotCommand, Update, UpdateKind},
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
-use super::{ApiCallError, BotApi, Deps, polling, sequencer::Sequencer, sequencer::Tracker};
+use super::{ApiCallError, BotApi, Deps, polling, sequencer::Sequencer, sequencer::Tracker, webhook};
 use crate::{
     config::{BotConfig, BotId, Mode},
     fsm::FsmStorage,
     plugins::{Ctx, HandlerError, LoadedPlugin, PluginContext, Router},
+    telemetry::metrics::{self, Outcome},
 };
 
 /// Counters and failure of one configured bot, kept across its restarts.
@@ -92,10 +96,22 @@ impl RunningBot {
     ) -> Result<RunningBot, String> {
         let api = BotApi::new(deps.http.clone(), &deps.api_url, &config.token, &config.settings);
         let redact = |message: String| message.replace(config.token.expose(), "<token>");
-        if config.mode == Mode::Webhook {
-            return Err("webhook mode needs the webhook server, which this build does not include yet".to_owned());
-        }
+        let webhooks = match config.mode {
+            Mode::Webhook => {
+                Some(deps.webhooks.clone().ok_or("webhook mode needs the webhook server (WEBHOOK_ENABLED)")?)
+            }
+            Mode::Polling => None,
+        };
         let me = api.get_me().await.map_err(|e| redact(describe(&e)))?;
+        if config.mode == Mode::Polling {
+            // getUpdates answers 409 while a webhook is set: a bot moved from webhook mode takes it down first.
+            api.call(&DeleteWebhook::new())
+                .await
+                .map_err(|e| redact(format!("deleteWebhook failed: {}", describe(&e))))?;
+            if let Some(webhooks) = &deps.webhooks {
+                webhooks.forget(&config.id);
+            }
+        }
         let cancel = deps.shutdown.child_token();
         let mut router = Router::default();
         let mut plugins: Vec<(Arc<dyn LoadedPlugin>, PluginContext)> = Vec::new();
@@ -141,6 +157,16 @@ impl RunningBot {
         {
             warn!(bot_id = %config.id, error = %runtime.redact(e.to_string()), "setMyCommands failed");
         }
+        let opened = match &webhooks {
+            Some(webhooks) => match webhook::open(webhooks, &runtime).await {
+                Ok(opened) => Some(opened),
+                Err(reason) => {
+                    unload(&plugins).await;
+                    return Err(runtime.redact(reason));
+                }
+            },
+            None => None,
+        };
         for (plugin, cx) in &plugins {
             if let Err(e) = plugin.on_bot_start(cx).await {
                 warn!(bot_id = %config.id, plugin = %cx.plugin, error = %runtime.redact(format!("{e:#}")), "on_bot_start failed");
@@ -149,16 +175,17 @@ impl RunningBot {
         let tracker = Arc::new(Tracker::default());
         let sequencer = Sequencer::new(runtime.clone(), tracker, deps.settings.max_concurrent_updates);
         let span = tracing::info_span!("bot", bot_id = %config.id);
-        let receiver = tokio::spawn(
-            polling::run(
-                runtime.clone(),
-                sequencer,
-                deps.settings.polling_timeout,
-                deps.settings.shutdown_timeout,
-                cancel.clone(),
-            )
-            .instrument(span),
-        );
+        let grace = deps.settings.shutdown_timeout;
+        let receiver = match opened {
+            Some(opened) => {
+                tokio::spawn(opened.run(runtime.clone(), sequencer, grace, cancel.clone()).instrument(span))
+            }
+            None => tokio::spawn(
+                polling::run(runtime.clone(), sequencer, deps.settings.polling_timeout, grace, cancel.clone())
+                    .instrument(span),
+            ),
+        };
+        metrics::bot_started(config.id.as_str());
         info!(bot_id = %config.id, username = %runtime.username, plugins = plugins.len(), "bot started");
         Ok(RunningBot { runtime, plugins, cancel, receiver, started_at: Instant::now() })
     }
@@ -217,6 +244,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Runs one update through the router. Errors and panics are contained: logged with an error id, counted and
 /// passed to the error hooks (the `error_handler` plugin); a callback nobody answered is answered.
 pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
+    let started = Instant::now();
     let is_callback = matches!(update.kind, UpdateKind::CallbackQuery(_));
     let cx = Ctx::new(bot.clone(), update);
     let (plugin, outcome) = match bot.router.choose(&cx).await {
@@ -231,6 +259,12 @@ pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
         Ok(None) => (String::new(), Ok(())),
         Err(e) => ("fsm".to_owned(), Err(e.context("loading the conversation state"))),
     };
+    let result = match (&outcome, plugin.is_empty()) {
+        (Err(_), _) => Outcome::Error,
+        (Ok(()), true) => Outcome::Unhandled,
+        (Ok(()), false) => Outcome::Handled,
+    };
+    metrics::update_handled(bot.id.as_str(), &plugin, result, started.elapsed());
     if let Err(e) = outcome {
         report_error(&bot, &cx, plugin, e).await;
     }

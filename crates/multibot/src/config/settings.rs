@@ -35,6 +35,8 @@ pub struct Settings {
     pub webhook_base_url: Option<String>,
     /// `WEBHOOK_PORT` (default 8443).
     pub webhook_port: u16,
+    /// `WEBHOOK_INBOX_SIZE`: updates a webhook bot holds before answering 503 (default 256).
+    pub webhook_inbox_size: usize,
     /// `ENABLE_HOT_RELOAD` (default true).
     pub enable_hot_reload: bool,
     /// `CONFIG_DIR` (default `./config/bots`).
@@ -64,6 +66,7 @@ pub const VARIABLES: &[&str] = &[
     "WEBHOOK_ENABLED",
     "WEBHOOK_BASE_URL",
     "WEBHOOK_PORT",
+    "WEBHOOK_INBOX_SIZE",
     "ENABLE_HOT_RELOAD",
     "CONFIG_DIR",
     "PLUGINS_DIR",
@@ -145,6 +148,7 @@ impl Settings {
             errors.push(format!("WEBHOOK_BASE_URL={url:?} must start with https:// (or http://)"));
         }
         let webhook_port = number("WEBHOOK_PORT", 8443, 0, 65535, &mut errors) as u16;
+        let webhook_inbox_size = number("WEBHOOK_INBOX_SIZE", 256, 1, 100_000, &mut errors) as usize;
         let enable_hot_reload = flag("ENABLE_HOT_RELOAD", true, &mut errors);
         let telegram_api_url = text("TELEGRAM_API_URL").unwrap_or_else(|| "https://api.telegram.org".into());
         if reqwest::Url::parse(&telegram_api_url).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
@@ -160,6 +164,7 @@ impl Settings {
             webhook_enabled,
             webhook_base_url,
             webhook_port,
+            webhook_inbox_size,
             enable_hot_reload,
             config_dir: text("CONFIG_DIR").unwrap_or_else(|| "./config/bots".into()).into(),
             plugins_dir: text("PLUGINS_DIR").unwrap_or_else(|| "./plugins".into()).into(),

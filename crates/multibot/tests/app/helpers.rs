@@ -86,15 +86,24 @@ impl Drop for TestApp {
     }
 }
 
-/// Settings for a test: the emulator as Telegram, `dir` as `CONFIG_DIR`, short timeouts.
+/// Settings for a test: the emulator as Telegram, `dir` as `CONFIG_DIR` (and `DATA_DIR` under it), any free
+/// health port, short timeouts.
 pub(crate) fn settings(emu: &Emulator, dir: &Path) -> Settings {
-    let vars: HashMap<&str, String> = HashMap::from([
+    settings_with(emu, dir, &[])
+}
+
+/// [`settings`] with more variables (which win).
+pub(crate) fn settings_with(emu: &Emulator, dir: &Path, extra: &[(&str, String)]) -> Settings {
+    let mut vars: HashMap<&str, String> = HashMap::from([
         ("TELEGRAM_API_URL", emu.api_url()),
         ("CONFIG_DIR", dir.display().to_string()),
+        ("DATA_DIR", dir.join("data").display().to_string()),
+        ("HEALTH_CHECK_PORT", "0".into()),
         ("POLLING_TIMEOUT", "5".into()),
         ("SHUTDOWN_TIMEOUT", "10".into()),
         ("LOG_FORMAT", "text".into()),
     ]);
+    vars.extend(extra.iter().cloned());
     Settings::from_env(&|name| vars.get(name).cloned()).expect("valid settings")
 }
 

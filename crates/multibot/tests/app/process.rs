@@ -40,6 +40,7 @@ impl Process {
             .env("LOG_FORMAT", "json")
             .env("LOG_LEVEL", "DEBUG")
             .env("POLLING_TIMEOUT", "5")
+            .env("HEALTH_CHECK_PORT", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
