@@ -113,3 +113,100 @@ pub fn webhook_router(state: HttpState) -> Router {
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
     axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::{
+        body::{Body, to_bytes},
+        http::{Request, StatusCode},
+    };
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::{bots::Deps, fsm::MemoryFsm, plugins::PluginRegistry};
+
+    /// A database that refuses every connection.
+    struct DownDatabase;
+
+    #[async_trait::async_trait]
+    impl DatabaseProbe for DownDatabase {
+        fn configured(&self) -> bool {
+            true
+        }
+
+        async fn ping(&self) -> anyhow::Result<()> {
+            anyhow::bail!("connection refused")
+        }
+    }
+
+    fn state(database: Arc<dyn DatabaseProbe>) -> HttpState {
+        let deps = Deps {
+            settings: Arc::new(crate::cli::default_settings()),
+            registry: Arc::new(PluginRegistry::builtin()),
+            http: reqwest::Client::new(),
+            api_url: "http://127.0.0.1:9".parse().unwrap(),
+            fsm: Arc::new(MemoryFsm::default()),
+            shutdown: CancellationToken::new(),
+            webhooks: None,
+        };
+        HttpState {
+            manager: BotManager::new(deps),
+            readiness: Arc::default(),
+            database,
+            metrics: crate::telemetry::metrics::install(),
+            webhooks: None,
+            started_at: Instant::now(),
+        }
+    }
+
+    async fn call(state: &HttpState, method: &str, uri: &str) -> (StatusCode, String) {
+        let request = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
+        let response = router(state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn json(body: &str) -> Value {
+        serde_json::from_str(body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn ready_reports_start_up_shutdown_and_the_database() {
+        let up = state(Arc::new(NoDatabase));
+        let (status, body) = call(&up, "GET", "/health/ready").await;
+        assert_eq!((status, json(&body)["reason"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("starting")));
+        assert_eq!(call(&up, "GET", "/health/live").await.0, StatusCode::OK);
+        up.readiness.set(Phase::Ready);
+        assert_eq!(call(&up, "GET", "/health/ready").await.0, StatusCode::OK);
+        up.readiness.set(Phase::ShuttingDown);
+        let (status, body) = call(&up, "GET", "/health/ready").await;
+        assert_eq!((status, json(&body)["reason"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("shutting down")));
+
+        // Bad input: the database does not answer.
+        let down = state(Arc::new(DownDatabase));
+        down.readiness.set(Phase::Ready);
+        let (status, body) = call(&down, "GET", "/health/ready").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json(&body)["reason"], "database unreachable: connection refused");
+        let (status, body) = call(&down, "GET", "/health/full").await;
+        let full = json(&body);
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!((full["status"].as_str(), full["database"]["status"].as_str()), (Some("degraded"), Some("down")));
+        assert!(full["database"]["latency_ms"].is_number());
+    }
+
+    #[tokio::test]
+    async fn metrics_render_as_text_and_unknown_routes_are_404() {
+        let state = state(Arc::new(NoDatabase));
+        let request = Request::builder().uri("/metrics").body(Body::empty()).unwrap();
+        let response = router(state.clone()).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+        // Bad input: a webhook path while webhooks are disabled, a route that does not exist, the wrong method.
+        assert_eq!(call(&state, "POST", "/webhook/shop").await.0, StatusCode::NOT_FOUND);
+        assert_eq!(call(&state, "GET", "/nothing").await.0, StatusCode::NOT_FOUND);
+        assert_eq!(call(&state, "POST", "/health/live").await.0, StatusCode::METHOD_NOT_ALLOWED);
+    }
+}

@@ -106,8 +106,11 @@ pub(crate) fn update_handled(bot_id: &str, plugin: &str, outcome: Outcome, took:
     histogram!(HANDLER_DURATION, "bot_id" => bot_id.to_owned()).record(took.as_secs_f64());
 }
 
-/// A Bot API call ended: `result` is `ok`, the error code, `network` or `decode`.
+/// A Bot API call ended: `method` as teloxide names its payload (`SendMessage`, counted as Telegram spells it,
+/// `sendMessage`); `result` is `ok`, the error code, `network` or `decode`.
 pub(crate) fn api_call(method: &'static str, result: &str) {
+    let mut chars = method.chars();
+    let method: String = chars.next().map(|c| c.to_ascii_lowercase()).into_iter().chain(chars).collect();
     counter!(API_CALLS, "method" => method, "result" => result.to_owned()).increment(1);
 }
 

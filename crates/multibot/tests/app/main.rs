@@ -4,5 +4,7 @@ mod cli;
 mod conversation;
 mod failures;
 mod helpers;
+mod http;
 mod process;
 mod runtime;
+mod webhook;
