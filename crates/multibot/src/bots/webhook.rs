@@ -1,10 +1,10 @@
 //! Webhook mode, the bot side. [`Webhooks`] is what every webhook bot shares: the routes (a path after
 //! `/webhook` -> that bot's [`WebhookInbox`]), the public base URL and the [`WebhookSecrets`] store.
 //!
-//! Starting a webhook bot ([`open`]) registers a new inbox at its path, then calls setWebhook with its URL,
+//! Starting a webhook bot (`open`) registers a new inbox at its path, then calls setWebhook with its URL,
 //! secret, `max_connections` and the update types its plugins handle. The HTTP side ([`crate::http`]) checks a
 //! request's secret and [`WebhookInbox::offer`]s the update: a bounded channel, and a short window of recent
-//! `update_id`s so a retried update is taken once. The bot's receiving task ([`Opened::run`]) moves updates from
+//! `update_id`s so a retried update is taken once. The bot's receiving task (`Opened::run`) moves updates from
 //! the inbox into its sequencer while fewer than the inbox's capacity are in flight, so a slow bot fills its inbox
 //! and Telegram is answered 503 (and retries) instead of memory growing. On stop the path answers 503, what the
 //! inbox already holds (each answered 200) is handled, and the webhook stays set so Telegram keeps new updates.

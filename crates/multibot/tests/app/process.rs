@@ -23,13 +23,18 @@ plugins:
 "#;
 
 /// A running `multibot run` whose output lines are collected.
-struct Process {
+pub(crate) struct Process {
     child: Child,
     output: Arc<Mutex<Vec<String>>>,
 }
 
 impl Process {
     fn start(emu: &Emulator, dir: &TempDir) -> Process {
+        Process::start_with(emu, dir, &[])
+    }
+
+    /// Starts `multibot run` in `dir` (bot files in `dir/bots`) with more variables.
+    pub(crate) fn start_with(emu: &Emulator, dir: &TempDir, vars: &[(&str, String)]) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_multibot"))
             .arg("run")
             .current_dir(dir.path())
@@ -41,6 +46,7 @@ impl Process {
             .env("LOG_LEVEL", "DEBUG")
             .env("POLLING_TIMEOUT", "5")
             .env("HEALTH_CHECK_PORT", "0")
+            .envs(vars.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -63,12 +69,12 @@ impl Process {
         Process { child, output }
     }
 
-    fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill runs");
         assert!(status.success());
     }
 
-    async fn wait(mut self, within: Duration) -> (std::process::ExitStatus, Vec<String>) {
+    pub(crate) async fn wait(mut self, within: Duration) -> (std::process::ExitStatus, Vec<String>) {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {

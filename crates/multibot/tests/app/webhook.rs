@@ -11,7 +11,10 @@ use multibot::{
 };
 use serde_json::{Value, json};
 
-use crate::helpers::{Served, TempDir, Web, env, eventually, serve, token};
+use crate::{
+    helpers::{Served, TempDir, Web, env, eventually, serve, token},
+    process::Process,
+};
 
 /// An emulator that retries failed pushes quickly, with bots 1..=n registered.
 async fn emulator(n: u32) -> Emulator {
@@ -418,4 +421,50 @@ async fn the_secret_survives_a_restart_and_stays_private() {
         assert!(!body.contains(&token(2)), "{path} shows the token");
     }
     second.stop().await;
+}
+
+#[tokio::test]
+async fn the_real_binary_serves_webhooks_and_health_on_one_port_and_logs_no_secret() {
+    let emu = emulator(0).await;
+    let bot = emu.control().bot_named(&token(50), "Stream Bot", "stream_bot").await.unwrap();
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.path().join("bots")).unwrap();
+    dir.write(
+        "bots/hooked.yaml",
+        "id: hooked\nname: Hooked\ntoken: \"${STREAM_TOKEN}\"\nmode: webhook\nplugins:\n  - name: echo\n    config: { echo_all: true }\n",
+    );
+    // The public URL names the port, so the port is chosen before the process binds it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let vars = [
+        ("WEBHOOK_ENABLED", "true".to_owned()),
+        ("WEBHOOK_BASE_URL", format!("http://127.0.0.1:{port}")),
+        ("WEBHOOK_PORT", port.to_string()),
+        ("HEALTH_CHECK_PORT", port.to_string()),
+    ];
+    let process = Process::start_with(&emu, &dir, &vars);
+    let base = format!("http://127.0.0.1:{port}");
+    eventually(Duration::from_secs(20), "the process to be ready", || {
+        let url = format!("{base}/health/ready");
+        async move { reqwest::get(url).await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await;
+    let alice = emu.user(1301);
+    alice.send(&bot, "through the webhook").await.unwrap();
+    assert_eq!(alice.next_message_from(&bot).await.unwrap().text.as_deref(), Some("You said: through the webhook"));
+    // Bad input: a push with a wrong secret, logged as refused.
+    assert_eq!(post(&format!("{base}/webhook/hooked"), Some("guess"), message(1, 1301, "forged")).await, 401);
+    let secret = secret_of(dir.path(), "hooked");
+    let mut shown = Vec::new();
+    for path in ["/health/full", "/metrics"] {
+        shown.push(reqwest::get(format!("{base}{path}")).await.unwrap().text().await.unwrap());
+    }
+    process.terminate();
+    let (status, lines) = process.wait(Duration::from_secs(30)).await;
+    assert!(status.success(), "exit status {status}; output:\n{}", lines.join("\n"));
+    assert!(lines.iter().any(|l| l.contains("webhook set") && l.contains("hooked")), "{}", lines.join("\n"));
+    assert!(lines.iter().any(|l| l.contains("wrong secret")), "{}", lines.join("\n"));
+    for line in lines.iter().chain(&shown) {
+        assert!(!line.contains(&token(50)) && !line.contains("TestTokenForMultibot"), "token leaked: {line}");
+        assert!(!line.contains(&secret), "webhook secret leaked: {line}");
+    }
 }
