@@ -125,14 +125,16 @@ async fn after_a_conversation_metrics_count_it_and_health_agrees_with_the_manage
     let bot = emu.control().bot_named(&token(1), "Metered", "metered_bot").await.unwrap();
     let dir = TempDir::new();
     dir.write("metered.yaml", METERED);
+    // Flood control answers the first setMyCommands with 429 (whether or not the call is retried, it is counted).
+    bot.inject(FaultSpec::too_many_requests("setMyCommands", 1).times(1)).await.unwrap();
     let app = serve(&emu, dir.path(), Web::Separate, &[], PluginRegistry::builtin()).await;
     let alice = emu.user(1101);
     alice.send(&bot, "/start").await.unwrap();
     assert_eq!(alice.next_message_from(&bot).await.unwrap().text.as_deref(), Some("Counted."));
     alice.send(&bot, "/echo one").await.unwrap();
     assert_eq!(alice.next_message_from(&bot).await.unwrap().text.as_deref(), Some("one"));
-    // Bad input from Telegram: the echo's reply hits flood control once; the handler fails, error_handler answers.
-    bot.inject(FaultSpec::too_many_requests("sendMessage", 3).times(1)).await.unwrap();
+    // Bad input from Telegram: the echo's reply is refused once (400); the handler fails, error_handler answers.
+    bot.inject(FaultSpec::error("sendMessage", 400).times(1)).await.unwrap();
     alice.send(&bot, "/echo two").await.unwrap();
     let apology = alice.next_message_from(&bot).await.unwrap().text.unwrap();
     assert!(apology.contains("error id"), "{apology}");
@@ -171,11 +173,12 @@ async fn after_a_conversation_metrics_count_it_and_health_agrees_with_the_manage
     assert_eq!(value(&samples, "multibot_handler_duration_seconds_bucket", &inf), Some(3.0));
     assert!(value(&samples, "multibot_handler_duration_seconds_sum", &bot_label).unwrap() > 0.0);
     assert_eq!(value(&samples, "multibot_rate_limited_updates_total", &bot_label), Some(0.0));
-    // Bot API calls are counted per method and result; 429s among them. (Other tests share the process.)
+    // Bot API calls are counted per method and result, 429s among them. (Other tests share the process.)
     let calls = |method: &str, result: &str| {
         value(&samples, "multibot_bot_api_calls_total", &[("method", method), ("result", result)]).unwrap_or(0.0)
     };
-    assert!(calls("sendMessage", "429") >= 1.0);
+    assert!(calls("setMyCommands", "429") >= 1.0);
+    assert!(calls("sendMessage", "400") >= 1.0);
     assert!(calls("sendMessage", "ok") >= 3.0);
     assert!(calls("setWebhook", "ok") >= 1.0 && calls("getMe", "ok") >= 1.0);
     let requests =
@@ -209,7 +212,7 @@ async fn after_a_conversation_metrics_count_it_and_health_agrees_with_the_manage
     assert_eq!(shown["errors"], status.errors);
     assert_eq!(status.errors, 1);
     assert_eq!(shown["last_error"].as_str(), status.last_error.as_deref());
-    assert!(shown["last_error"].as_str().unwrap().contains("429"));
+    assert!(shown["last_error"].as_str().unwrap().contains("(error 400)"), "{shown}");
     assert_eq!(shown["plugins"], serde_json::json!(status.plugins));
     assert!(shown["uptime_seconds"].as_u64().unwrap() <= status.uptime.unwrap().as_secs() + 1);
 
