@@ -1,24 +1,34 @@
-//! [`Application`]: wires settings, plugins, configuration, the bot manager and the HTTP servers together, and
-//! runs until the shutdown token is cancelled (SIGINT/SIGTERM in `main`). [`Listeners`] are the sockets the HTTP
-//! servers use, bound by the caller or from the settings.
+//! [`Application`]: wires settings, plugins, configuration, the bot manager and the HTTP servers together,
+//! watches `CONFIG_DIR` for hot reload, and runs until the shutdown token is cancelled (SIGINT/SIGTERM in
+//! `main`). [`Listeners`] are the sockets the HTTP servers use, bound by the caller or from the settings.
+//!
+//! Hot reload is a pipeline: the watcher (debounced file events) or SIGHUP sends a [`ReloadSignal`]; the
+//! reloader loads and validates the whole directory, diffs it against the running fleet, and applies the diff
+//! bot by bot (the manager rolls a bot back when its new configuration cannot start).
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use serde::Serialize;
+use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info, warn};
 
 use crate::{
     bots::{
-        BotManager, Deps,
+        BotManager, Deps, ReloadOutcome,
         webhook::{FileSecrets, Webhooks},
     },
-    config::{self, ConfigError, Settings, WebhookEnv},
+    config::{
+        self, BotId, ConfigError, Settings, WebhookEnv,
+        diff::{Current, diff},
+        watcher::{self, ConfigWatcher, ReloadSignal},
+    },
     fsm::MemoryFsm,
     http::{self, DatabaseProbe, HttpState, NoDatabase, Phase, Readiness},
     plugins::PluginRegistry,
@@ -60,12 +70,31 @@ impl Listeners {
     }
 }
 
-/// Looks up a variable for `${VAR}` substitution.
+/// Looks up a variable for `${VAR}` substitution and settings.
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
-/// The process environment as an [`EnvLookup`].
+/// The process environment, then the `.env` file of the working directory read afresh at each lookup (real
+/// variables win), so that a reload sees a token rotated in `.env`.
 pub fn process_env() -> EnvLookup {
-    Arc::new(|name| std::env::var(name).ok())
+    Arc::new(|name| std::env::var(name).ok().or_else(|| dotenv_value(name)))
+}
+
+fn dotenv_value(name: &str) -> Option<String> {
+    let entries = dotenvy::from_path_iter(".env").ok()?;
+    entries.filter_map(Result::ok).find(|(key, _)| key == name).map(|(_, value)| value)
+}
+
+/// What one reload did, for logs, the admin bot and tests.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ReloadReport {
+    /// Bots and what happened to each (`added`, `reloaded`, `restarted`, `disabled`, `removed`).
+    pub applied: Vec<(BotId, String)>,
+    /// Bots whose new configuration failed to start; each keeps its previous configuration.
+    pub failed: Vec<(BotId, String)>,
+    /// Configuration problems; the bots of those files keep running as they were.
+    pub errors: Vec<String>,
+    /// Environment settings that changed but cannot change while running.
+    pub refused_settings: Vec<&'static str>,
 }
 
 /// A built application, its bots started.
@@ -73,12 +102,51 @@ pub struct Application {
     manager: BotManager,
     shutdown: CancellationToken,
     config_errors: Vec<ConfigError>,
+    reloads: mpsc::Sender<ReloadSignal>,
+    reloader: Arc<Reloader>,
+    _watcher: Option<ConfigWatcher>,
     readiness: Arc<Readiness>,
     health_addr: Option<SocketAddr>,
     webhook_addr: Option<SocketAddr>,
     /// Stops the HTTP servers, after the bots.
     http_stop: CancellationToken,
     http_tasks: TaskTracker,
+}
+
+/// Reloads the configuration on demand and tells what the last reload did.
+#[derive(Clone)]
+pub struct ReloadHandle(Arc<Reloader>);
+
+impl ReloadHandle {
+    /// Reloads every file now and reports what changed.
+    pub async fn reload_now(&self) -> ReloadReport {
+        self.0.reload().await
+    }
+
+    /// The report of the last reload, whatever triggered it.
+    pub fn last_report(&self) -> Option<ReloadReport> {
+        self.0.last.lock().clone()
+    }
+
+    /// How many reloads have completed.
+    pub fn count(&self) -> u64 {
+        self.0.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Loads, diffs and applies configuration changes.
+struct Reloader {
+    manager: BotManager,
+    registry: Arc<PluginRegistry>,
+    env: EnvLookup,
+    config_dir: PathBuf,
+    webhooks: WebhookEnv,
+    /// The environment settings at start, to tell which ones a reload would change.
+    baseline: Option<Settings>,
+    /// One reload at a time.
+    running: tokio::sync::Mutex<()>,
+    last: parking_lot::Mutex<Option<ReloadReport>>,
+    count: std::sync::atomic::AtomicU64,
 }
 
 impl Application {
@@ -89,7 +157,8 @@ impl Application {
     }
 
     /// Starts the HTTP servers on `listeners`, loads the bot configurations and starts every enabled bot (bad
-    /// files are logged and skipped); `/health/ready` answers 200 from the moment this returns.
+    /// files are logged and skipped); `/health/ready` answers 200 from the moment this returns. With
+    /// `ENABLE_HOT_RELOAD`, starts watching `CONFIG_DIR`.
     pub async fn build_with(
         settings: Settings,
         registry: PluginRegistry,
@@ -113,22 +182,23 @@ impl Application {
         if loaded.bots.is_empty() {
             warn!(dir = %settings.config_dir.display(), "no valid bot configuration found");
         }
+        let registry = Arc::new(registry);
+        let settings = Arc::new(settings);
         // Integration points: the secrets store and the database check move to the database once it exists.
-        let webhooks = settings.webhook_enabled.then(|| {
+        let webhook_routes = settings.webhook_enabled.then(|| {
             let secrets = Arc::new(FileSecrets::new(&settings.data_dir));
             Arc::new(Webhooks::new(settings.webhook_base_url.clone(), settings.webhook_inbox_size, secrets))
         });
         let database: Arc<dyn DatabaseProbe> = Arc::new(NoDatabase);
         let deps = Deps {
-            settings: Arc::new(settings),
-            registry: Arc::new(registry),
+            settings: settings.clone(),
+            registry: registry.clone(),
             http,
             api_url,
             fsm: Arc::new(MemoryFsm::default()),
             shutdown: shutdown.clone(),
-            webhooks: webhooks.clone(),
+            webhooks: webhook_routes.clone(),
         };
-        let webhooks_enabled = deps.settings.webhook_enabled;
         let manager = BotManager::new(deps);
         let readiness = Arc::new(Readiness::default());
         let state = HttpState {
@@ -136,12 +206,12 @@ impl Application {
             readiness: readiness.clone(),
             database,
             metrics: telemetry::metrics::install(),
-            webhooks,
+            webhooks: webhook_routes,
             started_at: Instant::now(),
         };
         let (http_stop, http_tasks) = (CancellationToken::new(), TaskTracker::new());
         let (health_addr, webhook_addr) =
-            serve_http(state.clone(), listeners, webhooks_enabled, &http_stop, &http_tasks)?;
+            serve_http(state.clone(), listeners, settings.webhook_enabled, &http_stop, &http_tasks)?;
         let upkeep = http_stop.clone();
         http_tasks.spawn(async move {
             let mut tick = tokio::time::interval(METRICS_UPKEEP);
@@ -156,10 +226,41 @@ impl Application {
         let running = manager.start_all(loaded.bots).await;
         readiness.set(Phase::Ready);
         info!(configured, running, invalid_files = loaded.errors.len(), "fleet started");
+
+        let reloader = Arc::new(Reloader {
+            manager: manager.clone(),
+            registry,
+            baseline: Settings::from_env(&*env).ok(),
+            env,
+            config_dir: settings.config_dir.clone(),
+            webhooks,
+            running: tokio::sync::Mutex::new(()),
+            last: parking_lot::Mutex::new(None),
+            count: std::sync::atomic::AtomicU64::new(0),
+        });
+        let (reloads, signals) = mpsc::channel(1);
+        let watcher = if settings.enable_hot_reload {
+            match watcher::watch(&settings.config_dir, reloads.clone()) {
+                Ok(watcher) => {
+                    info!(dir = %settings.config_dir.display(), "watching for configuration changes");
+                    Some(watcher)
+                }
+                Err(e) => {
+                    warn!(dir = %settings.config_dir.display(), error = %e, "hot reload disabled: cannot watch the directory");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        tokio::spawn(reloader.clone().run(signals, shutdown.clone()));
         Ok(Application {
             manager,
             shutdown,
             config_errors: loaded.errors,
+            reloads,
+            reloader,
+            _watcher: watcher,
             readiness,
             health_addr,
             webhook_addr,
@@ -193,12 +294,23 @@ impl Application {
         &self.config_errors
     }
 
+    /// Where to send a reload request (SIGHUP does).
+    pub fn reload_sender(&self) -> mpsc::Sender<ReloadSignal> {
+        self.reloads.clone()
+    }
+
+    /// A handle to reload now and read the last reload's report.
+    pub fn reloads(&self) -> ReloadHandle {
+        ReloadHandle(self.reloader.clone())
+    }
+
     /// Runs until the shutdown token is cancelled, then stops every bot (each drains and confirms its updates),
     /// then the HTTP servers; meanwhile `/health/ready` answers 503.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.shutdown.cancelled().await;
         info!("shutting down");
         self.readiness.set(Phase::ShuttingDown);
+        drop(self._watcher);
         self.manager.stop_all().await;
         self.http_stop.cancel();
         self.http_tasks.close();
@@ -244,4 +356,66 @@ fn serve_http(
         _ => None,
     };
     Ok((health_addr, webhook_addr))
+}
+
+impl Reloader {
+    async fn run(self: Arc<Self>, mut signals: mpsc::Receiver<ReloadSignal>, shutdown: CancellationToken) {
+        loop {
+            let signal = tokio::select! {
+                signal = signals.recv() => signal,
+                () = shutdown.cancelled() => return,
+            };
+            let Some(signal) = signal else { return };
+            info!(?signal, "reloading configuration");
+            self.reload().await;
+        }
+    }
+
+    /// Loads the directory, diffs it against the fleet and applies the difference.
+    async fn reload(&self) -> ReloadReport {
+        let _one_at_a_time = self.running.lock().await;
+        let mut report = ReloadReport::default();
+        if let (Some(baseline), Ok(now)) = (&self.baseline, Settings::from_env(&*self.env)) {
+            report.refused_settings = baseline.differences(&now);
+            for name in &report.refused_settings {
+                error!(setting = name, "{name} changed, but it cannot change while running: restart to apply it");
+            }
+        }
+        let loaded = config::load_dir(&self.config_dir, &*self.env, &*self.registry, self.webhooks);
+        let current: Vec<Current> = self.manager.current();
+        let diff = diff(&current, loaded, &self.config_dir);
+        for problem in &diff.errors {
+            error!(file = %problem.file.display(), "reload refused: {problem}");
+            report.errors.push(problem.to_string());
+        }
+        for id in diff.removed {
+            match self.manager.remove(&id).await {
+                Ok(()) => report.applied.push((id, "removed".into())),
+                Err(e) => report.failed.push((id, e.to_string())),
+            }
+        }
+        for config in diff.added.into_iter().chain(diff.changed) {
+            let id = config.id.clone();
+            match self.manager.reload(config).await {
+                Ok(ReloadOutcome::Unchanged) => {}
+                Ok(outcome) => {
+                    info!(bot_id = %id, ?outcome, "configuration applied");
+                    report.applied.push((id, format!("{outcome:?}").to_lowercase()));
+                }
+                Err(e) => {
+                    error!(bot_id = %id, error = %e, "reload failed; the previous configuration stays");
+                    report.failed.push((id, e.to_string()));
+                }
+            }
+        }
+        let result = match (&report.failed[..], &report.errors[..], &report.applied[..]) {
+            ([], [], []) => "unchanged",
+            ([], [], _) => "applied",
+            _ => "failed",
+        };
+        telemetry::metrics::reload(result);
+        *self.last.lock() = Some(report.clone());
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        report
+    }
 }

@@ -6,6 +6,7 @@
 //! - [`webhook`]: the webhook source: routes, inboxes, secrets.
 
 mod api;
+mod flood;
 mod polling;
 mod runtime;
 mod sequencer;
@@ -19,6 +20,7 @@ use std::{
 };
 
 pub use api::{ApiCallError, BotApi, SendOptions};
+pub use flood::{FloodLimits, Limit};
 use parking_lot::Mutex;
 use reqwest::Url;
 use runtime::RunningBot;
@@ -50,6 +52,14 @@ pub struct Deps {
     pub shutdown: CancellationToken,
     /// Webhook routes and secrets, when the webhook server runs (`WEBHOOK_ENABLED`).
     pub webhooks: Option<Arc<webhook::Webhooks>>,
+}
+
+impl Deps {
+    /// A Bot API client for a bot, with flood control when `FLOOD_CONTROL` is on.
+    pub fn api(&self, config: &BotConfig) -> BotApi {
+        let flood = self.settings.flood_control.then(FloodLimits::default);
+        BotApi::new(self.http.clone(), &self.api_url, &config.token, &config.settings, flood)
+    }
 }
 
 /// A bot's state.
@@ -89,8 +99,14 @@ pub struct BotStatus {
     pub errors: u64,
     /// The last handler error.
     pub last_error: Option<String>,
+    /// Updates dropped by access control.
+    pub access_denied: u64,
+    /// Updates dropped by rate limiting.
+    pub rate_limited: u64,
     /// The YAML file.
     pub file: PathBuf,
+    /// What the last configuration change did (reloaded in place, restarted, ...).
+    pub last_reload: Option<ReloadOutcome>,
 }
 
 struct Slot {
@@ -98,6 +114,13 @@ struct Slot {
     health: Arc<BotHealth>,
     running: Option<RunningBot>,
     failure: Option<String>,
+    last_reload: Option<ReloadOutcome>,
+}
+
+impl Slot {
+    fn new(config: Arc<BotConfig>) -> Slot {
+        Slot { config, health: Arc::default(), running: None, failure: None, last_reload: None }
+    }
 }
 
 /// Runs the configured bots.
@@ -110,13 +133,17 @@ pub struct BotManager {
 }
 
 /// What a reload did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReloadOutcome {
     /// The configuration did not change.
     Unchanged,
     /// A new bot was added and started.
     Added,
-    /// The bot was restarted with the new configuration.
+    /// The plugins and router were replaced while the bot kept polling.
+    Reloaded,
+    /// The bot was restarted with the new configuration (a plugin does not support hot reload, or the token or
+    /// mode changed).
     Restarted,
     /// The new configuration disables the bot; it was stopped.
     Disabled,
@@ -144,7 +171,7 @@ impl BotManager {
         {
             let mut slots = self.slots.lock().await;
             for config in configs {
-                let slot = Slot { config: Arc::new(config), health: Arc::default(), running: None, failure: None };
+                let slot = Slot::new(Arc::new(config));
                 slots.insert(slot.config.id.clone(), slot);
             }
             self.refresh(&slots);
@@ -208,9 +235,11 @@ impl BotManager {
         self.start(id).await
     }
 
-    /// Applies a configuration: adds a new bot, or replaces a changed one (stopping the old instance after its
-    /// in-flight updates, then starting the new one). When the new one cannot start, the old configuration is
-    /// started again and the error returned. An unchanged configuration is left alone.
+    /// Applies a configuration. A new bot is added and started; an unchanged one is left alone; a changed one is
+    /// reloaded in place (new plugins and router, polling and offset untouched) when its token and mode stay and
+    /// every plugin supports hot reload, and restarted otherwise. Either way the old instance's in-flight updates
+    /// finish first. When the new configuration cannot start, the old one keeps (or resumes) running and the
+    /// error is returned.
     pub async fn reload(&self, config: BotConfig) -> Result<ReloadOutcome, ManagerError> {
         let id = config.id.clone();
         let config = Arc::new(config);
@@ -220,30 +249,89 @@ impl BotManager {
                 Some(slot) if slot.config.hash == config.hash => return Ok(ReloadOutcome::Unchanged),
                 Some(slot) => (Some(std::mem::replace(&mut slot.config, config.clone())), slot.running.take()),
                 None => {
-                    let slot = Slot { config: config.clone(), health: Arc::default(), running: None, failure: None };
+                    let slot = Slot::new(config.clone());
                     slots.insert(id.clone(), slot);
                     (None, None)
                 }
             }
         };
+        let in_place = match (&previous, &running) {
+            (Some(old), Some(running)) => {
+                old.token == config.token
+                    && old.mode == config.mode
+                    && old.webhook == config.webhook
+                    && config.enabled
+                    && running.supports_hot_reload(&self.deps)
+                    && self
+                        .deps
+                        .registry
+                        .load_order(&config.plugins)
+                        .iter()
+                        .all(|e| self.deps.registry.get(&e.name).is_some_and(|f| f.meta().supports_hot_reload))
+            }
+            _ => false,
+        };
+        let result = if in_place {
+            self.reload_in_place(&id, config.clone(), previous, running).await
+        } else {
+            self.restart_with(&id, config.clone(), previous, running).await
+        };
+        let mut slots = self.slots.lock().await;
+        if let (Ok(outcome), Some(slot)) = (&result, slots.get_mut(&id)) {
+            slot.last_reload = Some(*outcome);
+        }
+        self.refresh(&slots);
+        result
+    }
+
+    async fn reload_in_place(
+        &self,
+        id: &BotId,
+        config: Arc<BotConfig>,
+        previous: Option<Arc<BotConfig>>,
+        running: Option<RunningBot>,
+    ) -> Result<ReloadOutcome, ManagerError> {
+        let Some(mut running) = running else { return Err(ManagerError::Unknown(id.to_string())) };
+        let result = running.reload_in_place(&self.deps, config).await;
+        let mut slots = self.slots.lock().await;
+        let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
+        slot.running = Some(running);
+        match result {
+            Ok(()) => Ok(ReloadOutcome::Reloaded),
+            Err(reason) => {
+                if let Some(previous) = previous {
+                    slot.config = previous;
+                }
+                error!(bot_id = %id, reason = %reason, "reload failed; the previous configuration keeps running");
+                Err(ManagerError::StartFailed(id.to_string(), reason))
+            }
+        }
+    }
+
+    async fn restart_with(
+        &self,
+        id: &BotId,
+        config: Arc<BotConfig>,
+        previous: Option<Arc<BotConfig>>,
+        running: Option<RunningBot>,
+    ) -> Result<ReloadOutcome, ManagerError> {
         let was_running = running.is_some();
         if let Some(running) = running {
             running.stop().await;
         }
         if !config.enabled {
-            self.refresh(&*self.slots.lock().await);
             return Ok(ReloadOutcome::Disabled);
         }
-        match self.start(&id).await {
+        match self.start(id).await {
             Ok(()) if previous.is_none() => Ok(ReloadOutcome::Added),
             Ok(()) => Ok(ReloadOutcome::Restarted),
             Err(error) => {
                 if let Some(previous) = previous {
-                    if let Some(slot) = self.slots.lock().await.get_mut(&id) {
+                    if let Some(slot) = self.slots.lock().await.get_mut(id) {
                         slot.config = previous;
                     }
                     if was_running {
-                        let _ = self.start(&id).await;
+                        let _ = self.start(id).await;
                     }
                 }
                 Err(error)
@@ -286,6 +374,19 @@ impl BotManager {
         self.statuses.lock().get(id).map(StatusEntry::status)
     }
 
+    /// Each configured bot's id, file and configuration hash, for the reload diff.
+    pub fn current(&self) -> Vec<crate::config::diff::Current> {
+        let statuses = self.statuses.lock();
+        statuses
+            .values()
+            .map(|e| crate::config::diff::Current {
+                id: e.config.id.clone(),
+                file: e.config.file.clone(),
+                hash: e.config.hash.clone(),
+            })
+            .collect()
+    }
+
     /// The configured bot ids.
     pub fn ids(&self) -> Vec<BotId> {
         self.statuses.lock().keys().cloned().collect()
@@ -307,6 +408,7 @@ struct StatusEntry {
     started_at: Option<Instant>,
     plugins: Vec<String>,
     failure: Option<String>,
+    last_reload: Option<ReloadOutcome>,
 }
 
 impl StatusEntry {
@@ -317,6 +419,7 @@ impl StatusEntry {
             started_at: slot.running.as_ref().map(|r| r.started_at),
             plugins: slot.running.as_ref().map(RunningBot::plugin_names).unwrap_or_default(),
             failure: slot.failure.clone(),
+            last_reload: slot.last_reload,
         }
     }
 
@@ -340,7 +443,10 @@ impl StatusEntry {
             updates_handled: health.updates_handled.load(Ordering::Relaxed),
             errors: health.errors.load(Ordering::Relaxed),
             last_error: health.last_error.lock().clone(),
+            access_denied: health.access_denied.load(Ordering::Relaxed),
+            rate_limited: health.rate_limited.load(Ordering::Relaxed),
             file: self.config.file.clone(),
+            last_reload: self.last_reload,
         }
     }
 }

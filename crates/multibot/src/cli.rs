@@ -39,7 +39,7 @@ pub enum Command {
 
 /// Reads the settings, or prints every problem.
 fn settings() -> Result<Settings, ExitCode> {
-    Settings::from_process_env().map_err(|errors| {
+    Settings::from_env(&*process_env()).map_err(|errors| {
         for e in errors {
             eprintln!("configuration error: {e}");
         }
@@ -74,6 +74,18 @@ pub fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
+/// Sends a reload request on every SIGHUP.
+pub fn reload_on_sighup(reloads: tokio::sync::mpsc::Sender<crate::config::watcher::ReloadSignal>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading the configuration");
+            let _ = reloads.try_send(crate::config::watcher::ReloadSignal::Requested);
+        }
+    });
+}
+
 /// Runs the command line.
 pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Run) {
@@ -90,6 +102,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
                 signals.cancelled().await;
                 token.cancel();
             });
+            reload_on_sighup(app.reload_sender());
             app.run_until_stopped().await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -111,7 +124,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Emulator(args) => {
-            let settings = Settings::from_process_env().unwrap_or_else(|_| default_settings());
+            let settings = Settings::from_env(&*process_env()).unwrap_or_else(|_| default_settings());
             telemetry::init(&Settings { log_format: config::LogFormat::Text, ..settings });
             botapi_emulator::cli::run(args, shutdown_on_signals()).await?;
             Ok(ExitCode::SUCCESS)

@@ -5,9 +5,12 @@
 //! - `settings`: the environment variables, with the spec's defaults.
 //! - `yaml`: YAML with positions; `load`: one bot file and a whole directory, checked against the plugin
 //!   catalog ([`PluginCatalog`]).
+//! - [`watcher`]: debounced file events in `CONFIG_DIR`; [`diff`]: what a reload changes in the fleet.
 
+pub mod diff;
 mod load;
 mod settings;
+pub mod watcher;
 mod yaml;
 
 use std::{fmt, path::PathBuf};

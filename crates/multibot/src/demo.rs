@@ -40,16 +40,22 @@ fn demo_token(variable: &str) -> String {
 
 /// The process environment, with emulator tokens for unset `*_TOKEN` variables.
 fn demo_env() -> EnvLookup {
-    Arc::new(|name| std::env::var(name).ok().or_else(|| name.ends_with("_TOKEN").then(|| demo_token(name))))
+    let env = crate::app::process_env();
+    Arc::new(move |name| env(name).or_else(|| name.ends_with("_TOKEN").then(|| demo_token(name))))
 }
 
 /// Runs the demo.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let emulator = Emulator::serve(listener, EmulatorConfig::default(), CancellationToken::new());
-    let mut settings = Settings::from_process_env().unwrap_or_else(|_| crate::cli::default_settings());
+    let mut settings =
+        Settings::from_env(&*crate::app::process_env()).unwrap_or_else(|_| crate::cli::default_settings());
     settings.telegram_api_url = emulator.api_url();
     settings.polling_timeout = Duration::from_secs(10);
+    // The emulator does not enforce Telegram's flood limits unless asked; pacing would only slow the transcript.
+    if std::env::var("FLOOD_CONTROL").is_err() {
+        settings.flood_control = false;
+    }
     if std::env::var("LOG_LEVEL").is_err() {
         settings.log_level = "warn".into();
     }

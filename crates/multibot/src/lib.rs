@@ -8,6 +8,7 @@
 //! - [`plugins`]: the [`plugins::Plugin`] trait, the router, the registry and the built-in plugins.
 //! - [`fsm`]: conversation state storage.
 //! - [`http`]: health probes, Prometheus metrics and the webhook endpoint.
+//! - [`middleware`]: access control and per-user rate limiting before the router.
 //! - [`telemetry`]: logging setup and metrics.
 //! - [`cli`], [`demo`]: the command line and the self-contained demo.
 
@@ -18,6 +19,7 @@ pub mod config;
 pub mod demo;
 pub mod fsm;
 pub mod http;
+pub mod middleware;
 pub mod plugins;
 pub mod telemetry;
 

@@ -6,8 +6,6 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    // Real environment variables win over .env.
-    let _ = dotenvy::dotenv();
     // Every polling bot holds a socket open (10,000 bots, 10,000 sockets): lift the soft open-file limit to the
     // hard one. Failing leaves the limit as it was, which is enough for small fleets.
     let _ = rlimit::increase_nofile_limit(u64::MAX);

@@ -3,7 +3,7 @@
 //! (teloxide's own sender sleeps 10 s on every 5xx). Sends apply the bot's `settings` (`parse_mode`,
 //! `disable_web_page_preview`) unless the caller overrides them.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use reqwest::Url;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -19,6 +19,9 @@ use teloxide_core::{
     },
 };
 
+use tracing::warn;
+
+use super::flood::{FloodLimits, Pacer};
 use crate::{
     config::{BotSettings, BotToken},
     telemetry::metrics,
@@ -54,6 +57,11 @@ impl ApiCallError {
         }
     }
 
+    /// Whether Telegram said the user blocked the bot (403).
+    pub fn is_blocked_by_user(&self) -> bool {
+        matches!(self, ApiCallError::Api { code: 403, description, .. } if description.contains("blocked by the user"))
+    }
+
     /// Seconds to wait before retrying, for 429.
     pub fn retry_after(&self) -> Option<u32> {
         match self {
@@ -77,6 +85,39 @@ struct AnswerParameters {
     retry_after: Option<u32>,
 }
 
+/// 429s retried before giving up (each waits its `retry_after`).
+const MAX_FLOOD_RETRIES: u32 = 20;
+/// 5xx answers and network errors retried before giving up.
+const MAX_ERROR_RETRIES: u32 = 3;
+
+/// How long to wait before retrying after `error`, or `None` to give up.
+fn retry_pause(error: &ApiCallError, attempt: u32) -> Option<Duration> {
+    match error {
+        ApiCallError::Api { code: 429, retry_after, .. } if attempt < MAX_FLOOD_RETRIES => {
+            Some(Duration::from_secs(u64::from(retry_after.unwrap_or(1).max(1))))
+        }
+        ApiCallError::Api { code, .. } if *code >= 500 && attempt < MAX_ERROR_RETRIES => {
+            Some(Duration::from_millis(500 << attempt))
+        }
+        ApiCallError::Network(_) if attempt < MAX_ERROR_RETRIES => Some(Duration::from_millis(500 << attempt)),
+        _ => None,
+    }
+}
+
+/// Methods that post into a chat and count against Telegram's flood limits.
+fn paced(method: &str) -> bool {
+    ["Send", "EditMessage", "CopyMessage", "ForwardMessage"].iter().any(|p| method.starts_with(p))
+}
+
+/// The numeric `chat_id` of a serialized payload.
+fn chat_of(body: &[u8]) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct Target {
+        chat_id: Option<serde_json::Value>,
+    }
+    serde_json::from_slice::<Target>(body).ok()?.chat_id?.as_i64()
+}
+
 /// Per-call overrides of the bot's defaults.
 #[derive(Debug, Clone, Default)]
 pub struct SendOptions {
@@ -96,6 +137,8 @@ pub struct BotApi {
     base: Url,
     parse_mode: Option<ParseMode>,
     disable_preview: bool,
+    /// `None` when flood control is off.
+    pacer: Option<Arc<Pacer>>,
 }
 
 /// The teloxide parse mode for a YAML `parse_mode` (validated by the loader).
@@ -110,8 +153,14 @@ pub(crate) fn parse_mode(name: &str) -> Option<ParseMode> {
 }
 
 impl BotApi {
-    /// A client for `token` at `api_url` over the shared `http` client.
-    pub fn new(http: reqwest::Client, api_url: &Url, token: &BotToken, settings: &BotSettings) -> BotApi {
+    /// A client for `token` at `api_url` over the shared `http` client; `flood` paces sends within those limits.
+    pub fn new(
+        http: reqwest::Client,
+        api_url: &Url,
+        token: &BotToken,
+        settings: &BotSettings,
+        flood: Option<FloodLimits>,
+    ) -> BotApi {
         let mut base = api_url.clone();
         base.set_path(&format!("{}/bot{}/", api_url.path().trim_end_matches('/'), token.expose()));
         BotApi {
@@ -119,44 +168,67 @@ impl BotApi {
             base,
             parse_mode: settings.parse_mode.as_deref().and_then(parse_mode),
             disable_preview: settings.disable_web_page_preview,
+            pacer: flood.map(|limits| Arc::new(Pacer::new(limits))),
         }
     }
 
-    /// Calls any JSON Bot API method with a teloxide payload, e.g. `api.call(&SendDice::new(chat))`.
+    /// Calls any JSON Bot API method with a teloxide payload, e.g. `api.call(&SendDice::new(chat))`. Sends are
+    /// paced within Telegram's limits; a 429 is retried after its `retry_after` (in order: the caller waits),
+    /// 5xx and network errors are retried with a bounded backoff, other errors (400, 403) are returned at once.
+    /// `getUpdates` is never retried here: the polling loop has its own policy.
     pub async fn call<P>(&self, payload: &P) -> Result<P::Output, ApiCallError>
     where
         P: Payload + Serialize,
         P::Output: DeserializeOwned,
     {
-        let result = self.send(payload).await;
-        metrics::api_call(
-            P::NAME,
-            &match &result {
-                Ok(_) => "ok".to_owned(),
-                Err(ApiCallError::Api { code, .. }) => code.to_string(),
-                Err(ApiCallError::Network(_)) => "network".to_owned(),
-                Err(ApiCallError::Decode(_)) => "decode".to_owned(),
-            },
-        );
-        result
+        let body = serde_json::to_vec(payload).map_err(|e| ApiCallError::Decode(e.to_string()))?;
+        if let Some(pacer) = &self.pacer
+            && paced(P::NAME)
+            && let Some(chat) = chat_of(&body)
+        {
+            pacer.acquire(chat).await;
+        }
+        let mut attempt: u32 = 0;
+        loop {
+            let result = self.send::<P::Output>(P::NAME, body.clone(), payload.timeout_hint()).await;
+            // Every attempt is counted, so 429s and 5xx show even when a retry then succeeds.
+            metrics::api_call(
+                P::NAME,
+                &match &result {
+                    Ok(_) => "ok".to_owned(),
+                    Err(ApiCallError::Api { code, .. }) => code.to_string(),
+                    Err(ApiCallError::Network(_)) => "network".to_owned(),
+                    Err(ApiCallError::Decode(_)) => "decode".to_owned(),
+                },
+            );
+            let pause = match &result {
+                Err(e) if P::NAME != "GetUpdates" => retry_pause(e, attempt),
+                _ => None,
+            };
+            let Some(pause) = pause else { return result };
+            let error = result.err().map(|e| e.to_string()).unwrap_or_default();
+            warn!(method = P::NAME, attempt, pause_ms = pause.as_millis() as u64, %error, "Bot API call failed; retrying");
+            tokio::time::sleep(pause).await;
+            attempt += 1;
+        }
     }
 
-    async fn send<P>(&self, payload: &P) -> Result<P::Output, ApiCallError>
-    where
-        P: Payload + Serialize,
-        P::Output: DeserializeOwned,
-    {
-        let url = self.base.join(P::NAME).map_err(|e| ApiCallError::Decode(e.to_string()))?;
-        let mut request = self.http.post(url).json(payload);
-        if let Some(hint) = payload.timeout_hint() {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        body: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<T, ApiCallError> {
+        let url = self.base.join(method).map_err(|e| ApiCallError::Decode(e.to_string()))?;
+        let mut request = self.http.post(url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        if let Some(hint) = timeout {
             request = request.timeout(hint + Duration::from_secs(10));
         }
         // `without_url`: the URL holds the token.
         let network = |e: reqwest::Error| ApiCallError::Network(e.without_url().to_string());
         let response = request.send().await.map_err(network)?;
         let body = response.bytes().await.map_err(network)?;
-        let answer: Answer<P::Output> =
-            serde_json::from_slice(&body).map_err(|e| ApiCallError::Decode(e.to_string()))?;
+        let answer: Answer<T> = serde_json::from_slice(&body).map_err(|e| ApiCallError::Decode(e.to_string()))?;
         match (answer.ok, answer.result) {
             (true, Some(result)) => Ok(result),
             (true, None) => Err(ApiCallError::Decode("ok without a result".to_owned())),
@@ -261,9 +333,10 @@ mod tests {
     fn the_base_url_keeps_a_path_prefix() {
         let token = BotToken::parse("123:AAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
         let settings = BotSettings::default();
-        let api = BotApi::new(reqwest::Client::new(), &"http://h:1/proxy/".parse().unwrap(), &token, &settings);
+        let api = BotApi::new(reqwest::Client::new(), &"http://h:1/proxy/".parse().unwrap(), &token, &settings, None);
         assert_eq!(api.base.join("getMe").unwrap().as_str(), "http://h:1/proxy/bot123:AAAAAAAAAAAAAAAAAAAAAAAA/getMe");
-        let api = BotApi::new(reqwest::Client::new(), &"https://api.telegram.org".parse().unwrap(), &token, &settings);
+        let api =
+            BotApi::new(reqwest::Client::new(), &"https://api.telegram.org".parse().unwrap(), &token, &settings, None);
         assert_eq!(
             api.base.join("getMe").unwrap().as_str(),
             "https://api.telegram.org/bot123:AAAAAAAAAAAAAAAAAAAAAAAA/getMe"

@@ -37,20 +37,16 @@ pub(crate) fn allowed_updates(bot: &BotRuntime) -> Vec<AllowedUpdate> {
 }
 
 /// Polls until `cancel`, then drains and confirms.
-pub(crate) async fn run(
-    bot: Arc<BotRuntime>,
-    sequencer: Arc<Sequencer>,
-    timeout: Duration,
-    grace: Duration,
-    cancel: CancellationToken,
-) {
+pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Duration, cancel: CancellationToken) {
     let tracker = sequencer.tracker.clone();
-    let allowed = allowed_updates(&bot);
     let mut backoff = MIN_BACKOFF;
     let mut idle_wait = MIN_IDLE_WAIT;
     while !cancel.is_cancelled() {
         let idle = tracker.in_flight() == 0;
         let wait = if idle { timeout } else { Duration::ZERO };
+        // The instance may change between polls (a reload in place), and with it the update types.
+        let bot = sequencer.runtime();
+        let allowed = allowed_updates(&bot);
         let request = bot.api.get_updates(tracker.offset(), 100, wait, &allowed);
         let result = tokio::select! {
             result = request => result,
@@ -99,7 +95,7 @@ pub(crate) async fn run(
             () = cancel.cancelled() => break,
         }
     }
-    finish(&bot, &sequencer, grace).await;
+    finish(&sequencer.runtime(), &sequencer, grace).await;
 }
 
 fn next_backoff(backoff: &mut Duration) -> Duration {

@@ -8,7 +8,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use futures_util::FutureExt;
@@ -19,12 +19,16 @@ use teloxide_core::{
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use super::{ApiCallError, BotApi, Deps, polling, sequencer::Sequencer, sequencer::Tracker, webhook};
 use crate::{
     config::{BotConfig, BotId, Mode},
     fsm::FsmStorage,
+    middleware::{
+        access::{Access, AccessList},
+        rate_limit::{RateDecision, RateLimiter},
+    },
     plugins::{Ctx, HandlerError, LoadedPlugin, PluginContext, Router},
     telemetry::metrics::{self, Outcome},
 };
@@ -40,6 +44,10 @@ pub struct BotHealth {
     pub last_error: Mutex<Option<String>>,
     /// Set when the bot failed while running (token revoked): the reason.
     pub failure: Mutex<Option<String>>,
+    /// Updates dropped by access control (blocked or not allowed users, admin-only commands).
+    pub access_denied: AtomicU64,
+    /// Updates dropped by per-user rate limiting.
+    pub rate_limited: AtomicU64,
 }
 
 /// What a running bot's handlers share.
@@ -58,6 +66,10 @@ pub struct BotRuntime {
     pub config: Arc<BotConfig>,
     /// Counters.
     pub health: Arc<BotHealth>,
+    /// `access:` as sets.
+    pub access: AccessList,
+    /// Per-user rate limiting, when enabled.
+    pub limiter: Option<Arc<RateLimiter>>,
 }
 
 impl BotRuntime {
@@ -68,10 +80,104 @@ impl BotRuntime {
     }
 }
 
+/// One generation of a bot's plugins and router; a reload in place replaces it while polling goes on.
+struct Instance {
+    runtime: Arc<BotRuntime>,
+    plugins: Vec<(Arc<dyn LoadedPlugin>, PluginContext)>,
+    /// Cancelled when this generation is unloaded.
+    cancel: CancellationToken,
+}
+
+impl Instance {
+    /// Builds the plugins in load order (dependencies first), calls `on_load` and registers the commands.
+    async fn load(
+        deps: &Deps,
+        config: Arc<BotConfig>,
+        health: Arc<BotHealth>,
+        username: String,
+        cancel: CancellationToken,
+    ) -> Result<Instance, String> {
+        let api = deps.api(&config);
+        let mut router = Router::default();
+        let mut plugins: Vec<(Arc<dyn LoadedPlugin>, PluginContext)> = Vec::new();
+        for entry in deps.registry.load_order(&config.plugins) {
+            let loaded = async {
+                let factory = deps.registry.get(&entry.name).ok_or_else(|| anyhow::anyhow!("unknown plugin"))?;
+                let cx = PluginContext {
+                    bot_id: config.id.clone(),
+                    plugin: entry.name.clone(),
+                    api: api.clone(),
+                    config: entry.config.clone(),
+                    shutdown: cancel.clone(),
+                };
+                let plugin = factory.build(&cx, &mut router)?;
+                plugin.on_load(&cx).await?;
+                anyhow::Ok((plugin, cx))
+            };
+            match loaded.await {
+                Ok(pair) => plugins.push(pair),
+                Err(e) => {
+                    unload(&plugins).await;
+                    cancel.cancel();
+                    let message = format!("plugin {} failed to load: {e:#}", entry.name);
+                    return Err(message.replace(config.token.expose(), "<token>"));
+                }
+            }
+        }
+        let limiter = RateLimiter::from_config(&config.rate_limiting).map(Arc::new);
+        if let Some(limiter) = limiter.clone() {
+            tokio::spawn(evict_idle_users(limiter, cancel.clone()));
+        }
+        let runtime = Arc::new(BotRuntime {
+            id: config.id.clone(),
+            username,
+            api,
+            router: Arc::new(router),
+            fsm: deps.fsm.clone(),
+            access: AccessList::new(&config.access),
+            limiter,
+            config,
+            health,
+        });
+        let commands: Vec<BotCommand> = runtime
+            .router
+            .commands()
+            .iter()
+            .map(|c| BotCommand::new(c.command.clone(), c.description.clone()))
+            .collect();
+        if !commands.is_empty()
+            && let Err(e) = runtime.api.set_my_commands(commands).await
+        {
+            warn!(bot_id = %runtime.id, error = %runtime.redact(e.to_string()), "setMyCommands failed");
+        }
+        Ok(Instance { runtime, plugins, cancel })
+    }
+
+    async fn started(&self) {
+        for (plugin, cx) in &self.plugins {
+            if let Err(e) = plugin.on_bot_start(cx).await {
+                let error = self.runtime.redact(format!("{e:#}"));
+                warn!(bot_id = %self.runtime.id, plugin = %cx.plugin, error = %error, "on_bot_start failed");
+            }
+        }
+    }
+
+    async fn stopped(self) {
+        for (plugin, cx) in self.plugins.iter().rev() {
+            if let Err(e) = plugin.on_bot_stop(cx).await {
+                let error = self.runtime.redact(format!("{e:#}"));
+                warn!(bot_id = %self.runtime.id, plugin = %cx.plugin, error = %error, "on_bot_stop failed");
+            }
+        }
+        unload(&self.plugins).await;
+        self.cancel.cancel();
+    }
+}
+
 /// A started bot.
 pub(crate) struct RunningBot {
-    pub(crate) runtime: Arc<BotRuntime>,
-    plugins: Vec<(Arc<dyn LoadedPlugin>, PluginContext)>,
+    instance: Instance,
+    sequencer: Arc<Sequencer>,
     cancel: CancellationToken,
     receiver: JoinHandle<()>,
     pub(crate) started_at: Instant,
@@ -94,14 +200,14 @@ impl RunningBot {
         config: Arc<BotConfig>,
         health: Arc<BotHealth>,
     ) -> Result<RunningBot, String> {
-        let api = BotApi::new(deps.http.clone(), &deps.api_url, &config.token, &config.settings);
-        let redact = |message: String| message.replace(config.token.expose(), "<token>");
         let webhooks = match config.mode {
             Mode::Webhook => {
                 Some(deps.webhooks.clone().ok_or("webhook mode needs the webhook server (WEBHOOK_ENABLED)")?)
             }
             Mode::Polling => None,
         };
+        let api = deps.api(&config);
+        let redact = |message: String| message.replace(config.token.expose(), "<token>");
         let me = api.get_me().await.map_err(|e| redact(describe(&e)))?;
         if config.mode == Mode::Polling {
             // getUpdates answers 409 while a webhook is set: a bot moved from webhook mode takes it down first.
@@ -113,102 +219,78 @@ impl RunningBot {
             }
         }
         let cancel = deps.shutdown.child_token();
-        let mut router = Router::default();
-        let mut plugins: Vec<(Arc<dyn LoadedPlugin>, PluginContext)> = Vec::new();
-        for entry in deps.registry.load_order(&config.plugins) {
-            let loaded = async {
-                let factory = deps.registry.get(&entry.name).ok_or_else(|| anyhow::anyhow!("unknown plugin"))?;
-                let cx = PluginContext {
-                    bot_id: config.id.clone(),
-                    plugin: entry.name.clone(),
-                    api: api.clone(),
-                    config: entry.config.clone(),
-                    shutdown: cancel.clone(),
-                };
-                let plugin = factory.build(&cx, &mut router)?;
-                plugin.on_load(&cx).await?;
-                anyhow::Ok((plugin, cx))
-            };
-            match loaded.await {
-                Ok(pair) => plugins.push(pair),
-                Err(e) => {
-                    unload(&plugins).await;
-                    return Err(redact(format!("plugin {} failed to load: {e:#}", entry.name)));
-                }
-            }
-        }
-        let runtime = Arc::new(BotRuntime {
-            id: config.id.clone(),
-            username: me.username().to_owned(),
-            api,
-            router: Arc::new(router),
-            fsm: deps.fsm.clone(),
-            config: config.clone(),
-            health,
-        });
-        let commands: Vec<BotCommand> = runtime
-            .router
-            .commands()
-            .iter()
-            .map(|c| BotCommand::new(c.command.clone(), c.description.clone()))
-            .collect();
-        if !commands.is_empty()
-            && let Err(e) = runtime.api.set_my_commands(commands).await
-        {
-            warn!(bot_id = %config.id, error = %runtime.redact(e.to_string()), "setMyCommands failed");
-        }
+        let instance =
+            Instance::load(deps, config.clone(), health, me.username().to_owned(), cancel.child_token()).await?;
         let opened = match &webhooks {
-            Some(webhooks) => match webhook::open(webhooks, &runtime).await {
+            Some(webhooks) => match webhook::open(webhooks, &instance.runtime).await {
                 Ok(opened) => Some(opened),
                 Err(reason) => {
-                    unload(&plugins).await;
-                    return Err(runtime.redact(reason));
+                    unload(&instance.plugins).await;
+                    instance.cancel.cancel();
+                    return Err(instance.runtime.redact(reason));
                 }
             },
             None => None,
         };
-        for (plugin, cx) in &plugins {
-            if let Err(e) = plugin.on_bot_start(cx).await {
-                warn!(bot_id = %config.id, plugin = %cx.plugin, error = %runtime.redact(format!("{e:#}")), "on_bot_start failed");
-            }
-        }
+        instance.started().await;
         let tracker = Arc::new(Tracker::default());
-        let sequencer = Sequencer::new(runtime.clone(), tracker, deps.settings.max_concurrent_updates);
+        let sequencer = Sequencer::new(instance.runtime.clone(), tracker, deps.settings.max_concurrent_updates);
         let span = tracing::info_span!("bot", bot_id = %config.id);
-        let grace = deps.settings.shutdown_timeout;
+        let (timeout, grace) = (deps.settings.polling_timeout, deps.settings.shutdown_timeout);
         let receiver = match opened {
-            Some(opened) => {
-                tokio::spawn(opened.run(runtime.clone(), sequencer, grace, cancel.clone()).instrument(span))
-            }
-            None => tokio::spawn(
-                polling::run(runtime.clone(), sequencer, deps.settings.polling_timeout, grace, cancel.clone())
-                    .instrument(span),
-            ),
+            Some(opened) => tokio::spawn(opened.run(sequencer.clone(), grace, cancel.clone()).instrument(span)),
+            None => tokio::spawn(polling::run(sequencer.clone(), timeout, grace, cancel.clone()).instrument(span)),
         };
         metrics::bot_started(config.id.as_str());
-        info!(bot_id = %config.id, username = %runtime.username, plugins = plugins.len(), "bot started");
-        Ok(RunningBot { runtime, plugins, cancel, receiver, started_at: Instant::now() })
+        let runtime = &instance.runtime;
+        info!(bot_id = %config.id, username = %runtime.username, plugins = instance.plugins.len(), "bot started");
+        Ok(RunningBot { instance, sequencer, cancel, receiver, started_at: Instant::now() })
+    }
+
+    /// Replaces the plugins and router with ones built from `config` while polling goes on: the old instance's
+    /// in-flight updates finish first, queued ones wait for the new instance, and the offset is untouched. On
+    /// failure the old instance keeps running.
+    pub(crate) async fn reload_in_place(&mut self, deps: &Deps, config: Arc<BotConfig>) -> Result<(), String> {
+        let old = &self.instance.runtime;
+        let instance =
+            Instance::load(deps, config, old.health.clone(), old.username.clone(), self.cancel.child_token()).await?;
+        self.sequencer.swap(instance.runtime.clone()).await;
+        instance.started().await;
+        let old = std::mem::replace(&mut self.instance, instance);
+        old.stopped().await;
+        if let (Mode::Webhook, Some(webhooks)) = (self.instance.runtime.config.mode, &deps.webhooks) {
+            // The new plugins may handle other update types; the webhook's path and secret stay.
+            if let Err(reason) = webhook::refresh(webhooks, &self.instance.runtime).await {
+                warn!(bot_id = %self.instance.runtime.id, reason = %reason, "could not update the webhook's allowed_updates");
+            }
+        }
+        info!(bot_id = %self.instance.runtime.id, "bot reloaded in place");
+        Ok(())
     }
 
     /// Stops receiving, lets in-flight updates finish (within the shutdown grace period), confirms them and
     /// unloads the plugins.
     pub(crate) async fn stop(self) {
         self.cancel.cancel();
+        let id = self.instance.runtime.id.clone();
         if let Err(e) = self.receiver.await {
-            error!(bot_id = %self.runtime.id, error = %e, "receiver task failed");
+            error!(bot_id = %id, error = %e, "receiver task failed");
         }
-        for (plugin, cx) in self.plugins.iter().rev() {
-            if let Err(e) = plugin.on_bot_stop(cx).await {
-                warn!(bot_id = %self.runtime.id, plugin = %cx.plugin, error = %self.runtime.redact(format!("{e:#}")), "on_bot_stop failed");
-            }
-        }
-        unload(&self.plugins).await;
-        info!(bot_id = %self.runtime.id, "bot stopped");
+        self.instance.stopped().await;
+        info!(bot_id = %id, "bot stopped");
     }
 
     /// The loaded plugins' names, in load order.
     pub(crate) fn plugin_names(&self) -> Vec<String> {
-        self.plugins.iter().map(|(_, cx)| cx.plugin.clone()).collect()
+        self.instance.plugins.iter().map(|(_, cx)| cx.plugin.clone()).collect()
+    }
+
+    /// Whether every loaded plugin supports hot reload.
+    pub(crate) fn supports_hot_reload(&self, deps: &Deps) -> bool {
+        self.instance
+            .plugins
+            .iter()
+            .all(|(_, cx)| deps.registry.get(&cx.plugin).is_some_and(|f| f.meta().supports_hot_reload))
     }
 }
 
@@ -216,6 +298,17 @@ async fn unload(plugins: &[(Arc<dyn LoadedPlugin>, PluginContext)]) {
     for (plugin, cx) in plugins.iter().rev() {
         if let Err(e) = plugin.on_unload(cx).await {
             warn!(bot_id = %cx.bot_id, plugin = %cx.plugin, error = %format!("{e:#}"), "on_unload failed");
+        }
+    }
+}
+
+/// Forgets idle rate-limit buckets every few seconds, until the instance is unloaded.
+async fn evict_idle_users(limiter: Arc<RateLimiter>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => { limiter.evict_idle(tokio::time::Instant::now()); }
+            () = cancel.cancelled() => return,
         }
     }
 }
@@ -247,7 +340,16 @@ pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
     let started = Instant::now();
     let is_callback = matches!(update.kind, UpdateKind::CallbackQuery(_));
     let cx = Ctx::new(bot.clone(), update);
+    if !admitted(&bot, &cx).await {
+        metrics::update_handled(bot.id.as_str(), "", Outcome::Refused, started.elapsed());
+        return;
+    }
     let (plugin, outcome) = match bot.router.choose(&cx).await {
+        Ok(Some(chosen)) if chosen.admin_only && !bot.access.is_admin(cx.user().map(|u| u.id.0 as i64)) => {
+            bot.health.access_denied.fetch_add(1, Ordering::Relaxed);
+            let refusal = cx.reply("This command is only for the bot's admins.").plain().await.map(drop);
+            (chosen.plugin.to_owned(), refusal)
+        }
         Ok(Some(chosen)) => {
             let run = AssertUnwindSafe((chosen.handler)(cx.clone())).catch_unwind().await;
             let outcome = match run {
@@ -275,6 +377,36 @@ pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
         warn!(bot_id = %bot.id, error = %bot.redact(format!("{e:#}")), "answering a callback failed");
     }
     bot.health.updates_handled.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Access control and rate limiting: whether the update goes on to the router.
+async fn admitted(bot: &BotRuntime, cx: &Ctx) -> bool {
+    let user = cx.user().map(|u| u.id.0 as i64);
+    let access = bot.access.check(user);
+    if access != Access::Allowed {
+        bot.health.access_denied.fetch_add(1, Ordering::Relaxed);
+        debug!(bot_id = %bot.id, ?access, "update dropped by access control");
+        return false;
+    }
+    let (Some(limiter), Some(user)) = (&bot.limiter, user) else { return true };
+    let RateDecision::Limited { retry_after, notify } = limiter.check(user, tokio::time::Instant::now()) else {
+        return true;
+    };
+    bot.health.rate_limited.fetch_add(1, Ordering::Relaxed);
+    metrics::rate_limited(bot.id.as_str());
+    if notify {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let notice = format!("Too many requests, try again in {seconds} s");
+        let sent = if cx.callback().is_some() {
+            cx.answer_callback(Some(&notice)).await
+        } else {
+            cx.reply(notice).plain().await.map(drop)
+        };
+        if let Err(e) = sent {
+            warn!(bot_id = %bot.id, error = %bot.redact(format!("{e:#}")), "rate-limit notice failed");
+        }
+    }
+    false
 }
 
 async fn report_error(bot: &Arc<BotRuntime>, cx: &Ctx, plugin: String, error: anyhow::Error) {

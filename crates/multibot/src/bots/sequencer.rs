@@ -86,7 +86,11 @@ impl Tracker {
 
 /// Runs updates: in order within a chat, chats in parallel.
 pub(crate) struct Sequencer {
-    bot: Arc<BotRuntime>,
+    /// The instance handling updates; a reload in place swaps it.
+    bot: Mutex<Arc<BotRuntime>>,
+    /// Handlers hold it shared; a swap takes it exclusively, so the old instance's in-flight updates finish
+    /// first and queued ones wait for the new instance.
+    gate: tokio::sync::RwLock<()>,
     pub(crate) tracker: Arc<Tracker>,
     chats: Mutex<HashMap<i64, VecDeque<Update>>>,
     permits: Arc<Semaphore>,
@@ -106,7 +110,8 @@ fn order_key(update: &Update) -> i64 {
 impl Sequencer {
     pub(crate) fn new(bot: Arc<BotRuntime>, tracker: Arc<Tracker>, max_concurrent: usize) -> Arc<Sequencer> {
         Arc::new(Sequencer {
-            bot,
+            bot: Mutex::new(bot),
+            gate: tokio::sync::RwLock::new(()),
             tracker,
             chats: Mutex::default(),
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
@@ -115,9 +120,20 @@ impl Sequencer {
         })
     }
 
+    /// The instance handling updates now.
+    pub(crate) fn runtime(&self) -> Arc<BotRuntime> {
+        self.bot.lock().clone()
+    }
+
+    /// Lets in-flight updates finish, then makes `new` handle the next ones; returns the old instance.
+    pub(crate) async fn swap(&self, new: Arc<BotRuntime>) -> Arc<BotRuntime> {
+        let _exclusive = self.gate.write().await;
+        std::mem::replace(&mut *self.bot.lock(), new)
+    }
+
     /// Queues an update behind the others of its chat (the tracker must have admitted it).
     pub(crate) fn dispatch(self: &Arc<Self>, update: Update) {
-        metrics::update_received(self.bot.id.as_str());
+        metrics::update_received(self.runtime().id.as_str());
         let key = order_key(&update);
         let mut chats = self.chats.lock();
         if let Some(queue) = chats.get_mut(&key) {
@@ -135,7 +151,8 @@ impl Sequencer {
             let id = i64::from(update.id.0);
             let work = async {
                 let _permit = self.permits.acquire().await;
-                handle_update(self.bot.clone(), update).await;
+                let _shared = self.gate.read().await;
+                handle_update(self.runtime(), update).await;
             };
             tokio::select! {
                 () = work => {}

@@ -24,7 +24,7 @@ use reqwest::Url;
 pub use secrets::{FileSecrets, MemorySecrets, WebhookSecret, WebhookSecrets};
 use teloxide_core::{
     payloads::{SetWebhook, SetWebhookSetters},
-    types::{True, Update},
+    types::Update,
 };
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
@@ -170,40 +170,46 @@ pub(crate) struct Opened {
 
 /// Registers the bot's inbox at its path and sets its webhook. On failure the path is no longer served.
 pub(crate) async fn open(webhooks: &Webhooks, bot: &BotRuntime) -> Result<Opened, String> {
-    let url = webhooks.url_of(&bot.config)?;
-    let secret = webhooks
-        .secrets
-        .get_or_create(&bot.id)
-        .await
-        .map_err(|e| format!("could not get the webhook secret: {e:#}"))?;
+    let secret = secret(webhooks, bot).await?;
     let (sender, receiver) = mpsc::channel(webhooks.inbox_capacity);
     let inbox =
         Arc::new(WebhookInbox { bot_id: bot.id.clone(), secret: secret.clone(), sender, recent: Mutex::default() });
     // Served before setWebhook, so Telegram's first push finds the path.
     webhooks.register(Webhooks::path_of(&bot.config), inbox);
+    if let Err(reason) = set_webhook(webhooks, bot, &secret).await {
+        webhooks.forget(&bot.id);
+        return Err(reason);
+    }
+    Ok(Opened { receiver, capacity: webhooks.inbox_capacity })
+}
+
+/// Calls setWebhook again for a bot reloaded in place, whose plugins may handle other update types.
+pub(crate) async fn refresh(webhooks: &Webhooks, bot: &BotRuntime) -> Result<(), String> {
+    let secret = secret(webhooks, bot).await?;
+    set_webhook(webhooks, bot, &secret).await
+}
+
+async fn secret(webhooks: &Webhooks, bot: &BotRuntime) -> Result<WebhookSecret, String> {
+    webhooks.secrets.get_or_create(&bot.id).await.map_err(|e| format!("could not get the webhook secret: {e:#}"))
+}
+
+/// setWebhook with the bot's URL, secret, `max_connections` and the update types its plugins handle.
+async fn set_webhook(webhooks: &Webhooks, bot: &BotRuntime, secret: &WebhookSecret) -> Result<(), String> {
+    let url = webhooks.url_of(&bot.config)?;
     let max_connections = bot.config.webhook.max_connections.clamp(1, 100) as u8;
     let payload = SetWebhook::new(url.clone())
         .secret_token(secret.expose())
         .max_connections(max_connections)
         .allowed_updates(allowed_updates(bot));
-    if let Err(e) = bot.api.call(&payload).await.map(|True| ()) {
-        webhooks.forget(&bot.id);
-        return Err(format!("setWebhook failed: {}", describe(&e)));
-    }
+    bot.api.call(&payload).await.map_err(|e| format!("setWebhook failed: {}", describe(&e)))?;
     info!(bot_id = %bot.id, url = %url, max_connections, "webhook set");
-    Ok(Opened { receiver, capacity: webhooks.inbox_capacity })
+    Ok(())
 }
 
 impl Opened {
     /// Moves updates from the inbox into the sequencer until `cancel`; then closes the inbox (its path answers
     /// 503), handles what it holds, and waits for in-flight updates within `grace`.
-    pub(crate) async fn run(
-        self,
-        bot: Arc<BotRuntime>,
-        sequencer: Arc<Sequencer>,
-        grace: Duration,
-        cancel: CancellationToken,
-    ) {
+    pub(crate) async fn run(self, sequencer: Arc<Sequencer>, grace: Duration, cancel: CancellationToken) {
         let Opened { mut receiver, capacity } = self;
         let tracker = sequencer.tracker.clone();
         'receiving: loop {
@@ -235,7 +241,8 @@ impl Opened {
             sequencer.dispatch(update);
         }
         if tokio::time::timeout(grace, tracker.drained()).await.is_err() {
-            warn!(bot_id = %bot.id, in_flight = tracker.in_flight(), "webhook updates still in flight after the grace period were abandoned");
+            let bot_id = sequencer.runtime().id.clone();
+            warn!(%bot_id, in_flight = tracker.in_flight(), "webhook updates still in flight after the grace period were abandoned");
             sequencer.abort();
         }
     }

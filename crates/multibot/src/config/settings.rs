@@ -53,6 +53,9 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// `MAX_CONCURRENT_UPDATES`: updates one bot handles at once, across chats (default 64).
     pub max_concurrent_updates: usize,
+    /// `FLOOD_CONTROL`: pace what bots send within Telegram's limits (default true; turn it off only against a
+    /// local emulator, e.g. for benchmarks).
+    pub flood_control: bool,
 }
 
 /// Every variable [`Settings`] reads, for `.env.example` and the README.
@@ -75,6 +78,7 @@ pub const VARIABLES: &[&str] = &[
     "POLLING_TIMEOUT",
     "SHUTDOWN_TIMEOUT",
     "MAX_CONCURRENT_UPDATES",
+    "FLOOD_CONTROL",
 ];
 
 impl Settings {
@@ -173,12 +177,34 @@ impl Settings {
             polling_timeout: Duration::from_secs(number("POLLING_TIMEOUT", 25, 0, 600, &mut errors)),
             shutdown_timeout: Duration::from_secs(number("SHUTDOWN_TIMEOUT", 10, 0, 3600, &mut errors)),
             max_concurrent_updates: number("MAX_CONCURRENT_UPDATES", 64, 1, 100_000, &mut errors) as usize,
+            flood_control: flag("FLOOD_CONTROL", true, &mut errors),
         };
         if errors.is_empty() { Ok(settings) } else { Err(errors) }
     }
 
-    /// Settings from the process environment.
-    pub fn from_process_env() -> Result<Settings, Vec<String>> {
-        Settings::from_env(&|name| std::env::var(name).ok())
+    /// The variables whose values differ between two readings of the environment.
+    pub fn differences(&self, other: &Settings) -> Vec<&'static str> {
+        let changed = [
+            ("ADMIN_BOT_TOKEN", self.admin_bot_token != other.admin_bot_token),
+            ("ADMIN_ALLOWED_USERS", self.admin_allowed_users != other.admin_allowed_users),
+            ("LOG_LEVEL", self.log_level != other.log_level),
+            ("LOG_FORMAT", self.log_format != other.log_format),
+            ("HEALTH_CHECK_ENABLED", self.health_check_enabled != other.health_check_enabled),
+            ("HEALTH_CHECK_PORT", self.health_check_port != other.health_check_port),
+            ("WEBHOOK_ENABLED", self.webhook_enabled != other.webhook_enabled),
+            ("WEBHOOK_BASE_URL", self.webhook_base_url != other.webhook_base_url),
+            ("WEBHOOK_PORT", self.webhook_port != other.webhook_port),
+            ("WEBHOOK_INBOX_SIZE", self.webhook_inbox_size != other.webhook_inbox_size),
+            ("ENABLE_HOT_RELOAD", self.enable_hot_reload != other.enable_hot_reload),
+            ("CONFIG_DIR", self.config_dir != other.config_dir),
+            ("PLUGINS_DIR", self.plugins_dir != other.plugins_dir),
+            ("TELEGRAM_API_URL", self.telegram_api_url != other.telegram_api_url),
+            ("DATA_DIR", self.data_dir != other.data_dir),
+            ("POLLING_TIMEOUT", self.polling_timeout != other.polling_timeout),
+            ("SHUTDOWN_TIMEOUT", self.shutdown_timeout != other.shutdown_timeout),
+            ("MAX_CONCURRENT_UPDATES", self.max_concurrent_updates != other.max_concurrent_updates),
+            ("FLOOD_CONTROL", self.flood_control != other.flood_control),
+        ];
+        changed.into_iter().filter(|(_, differs)| *differs).map(|(name, _)| name).collect()
     }
 }

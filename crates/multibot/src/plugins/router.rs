@@ -245,6 +245,7 @@ struct Route {
     plugin: String,
     matcher: Matcher,
     handler: HandlerFn,
+    admin_only: bool,
 }
 
 /// A command a plugin registered, for `/help` and `setMyCommands`.
@@ -270,35 +271,71 @@ pub struct Router {
 pub(crate) struct Chosen<'a> {
     pub(crate) plugin: &'a str,
     pub(crate) handler: &'a HandlerFn,
+    /// Only the bot's `access.admin_users` may run it; others get a refusal.
+    pub(crate) admin_only: bool,
 }
 
 impl Router {
     /// Adds a command handler (`/name` or `/name@bot`, any arguments).
     pub fn add_command(&mut self, plugin: &str, name: &str, description: &str, state: StateFilter, handler: HandlerFn) {
+        self.add_command_route(plugin, name, description, state, handler, false);
+    }
+
+    /// Adds a command only the bot's `access.admin_users` may run (others get a short refusal); it is not listed
+    /// in `/help` or the command menu.
+    pub fn add_admin_command(&mut self, plugin: &str, name: &str, state: StateFilter, handler: HandlerFn) {
+        self.add_command_route(plugin, name, "", state, handler, true);
+    }
+
+    fn add_command_route(
+        &mut self,
+        plugin: &str,
+        name: &str,
+        description: &str,
+        state: StateFilter,
+        handler: HandlerFn,
+        admin_only: bool,
+    ) {
         let name = name.trim_start_matches('/').to_ascii_lowercase();
-        if !description.is_empty() && !self.commands.iter().any(|c| c.command == name) {
+        if !admin_only && !description.is_empty() && !self.commands.iter().any(|c| c.command == name) {
             self.commands.push(CommandInfo {
                 command: name.clone(),
                 description: description.to_owned(),
                 plugin: plugin.to_owned(),
             });
         }
-        self.routes.push(Route { plugin: plugin.to_owned(), matcher: Matcher::Command { name, state }, handler });
+        let matcher = Matcher::Command { name, state };
+        self.routes.push(Route { plugin: plugin.to_owned(), matcher, handler, admin_only });
     }
 
     /// Adds a message handler.
     pub fn add_message(&mut self, plugin: &str, filter: MessageFilter, handler: HandlerFn) {
-        self.routes.push(Route { plugin: plugin.to_owned(), matcher: Matcher::Message(filter), handler });
+        self.routes.push(Route {
+            plugin: plugin.to_owned(),
+            matcher: Matcher::Message(filter),
+            handler,
+            admin_only: false,
+        });
     }
 
     /// Adds an edited-message handler.
     pub fn add_edited_message(&mut self, plugin: &str, filter: MessageFilter, handler: HandlerFn) {
-        self.routes.push(Route { plugin: plugin.to_owned(), matcher: Matcher::EditedMessage(filter), handler });
+        self.routes.push(Route {
+            plugin: plugin.to_owned(),
+            matcher: Matcher::EditedMessage(filter),
+            handler,
+            admin_only: false,
+        });
     }
 
     /// Adds a callback query handler.
     pub fn add_callback(&mut self, plugin: &str, filter: CallbackFilter, handler: HandlerFn) {
-        self.routes.push(Route { plugin: plugin.to_owned(), matcher: Matcher::Callback(filter), handler });
+        self.routes.push(Route {
+            plugin: plugin.to_owned(),
+            matcher: Matcher::Callback(filter),
+            handler,
+            admin_only: false,
+        });
     }
 
     /// Adds a hook that runs when a handler fails (the `error_handler` plugin's).
@@ -357,7 +394,7 @@ impl Router {
                     continue;
                 }
             }
-            return Ok(Some(Chosen { plugin: &route.plugin, handler: &route.handler }));
+            return Ok(Some(Chosen { plugin: &route.plugin, handler: &route.handler, admin_only: route.admin_only }));
         }
         Ok(None)
     }
@@ -392,6 +429,17 @@ impl<'r, P: Plugin> Handlers<'r, P> {
     {
         let handler = self.erase(handler);
         self.router.add_command(&self.name, name, description, StateFilter::Any, handler);
+        self
+    }
+
+    /// Handles `/name` for the bot's `access.admin_users` only (others get a short refusal).
+    pub fn admin_command<F, Fut>(&mut self, name: &str, handler: F) -> &mut Self
+    where
+        F: Fn(Arc<P>, Ctx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let handler = self.erase(handler);
+        self.router.add_admin_command(&self.name, name, StateFilter::Any, handler);
         self
     }
 

@@ -13,7 +13,7 @@ use tracing::warn;
 
 /// Updates a bot took in (`bot_id`).
 pub const UPDATES_RECEIVED: &str = "multibot_updates_received_total";
-/// Updates a bot finished (`bot_id`, `plugin`, `outcome`: `handled`, `error`, `unhandled`).
+/// Updates a bot finished (`bot_id`, `plugin`, `outcome`: `handled`, `error`, `unhandled`, `refused`).
 pub const UPDATES_HANDLED: &str = "multibot_updates_handled_total";
 /// Time to handle one update, in seconds (`bot_id`).
 pub const HANDLER_DURATION: &str = "multibot_handler_duration_seconds";
@@ -86,6 +86,8 @@ pub(crate) enum Outcome {
     Error,
     /// No handler matched.
     Unhandled,
+    /// Dropped before the router by access control or rate limiting.
+    Refused,
 }
 
 impl Outcome {
@@ -94,6 +96,7 @@ impl Outcome {
             Outcome::Handled => "handled",
             Outcome::Error => "error",
             Outcome::Unhandled => "unhandled",
+            Outcome::Refused => "refused",
         }
     }
 }

@@ -13,7 +13,7 @@ use std::{
 
 use botapi_emulator::{Emulator, EmulatorConfig, TestBot};
 use multibot::{
-    app::{Application, EnvLookup, Listeners},
+    app::{Application, EnvLookup, Listeners, ReloadHandle},
     bots::BotManager,
     config::Settings,
     plugins::PluginRegistry,
@@ -41,9 +41,13 @@ impl TempDir {
         TempDir(path)
     }
 
+    /// Writes a file the way editors save: a hidden temporary file renamed over the target, so a watcher never
+    /// sees it half written.
     pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write file");
+        let temp = self.0.join(format!(".{}.tmp", name.replace('/', "_")));
+        std::fs::write(&temp, text).expect("write file");
+        std::fs::rename(&temp, &path).expect("rename file");
         path
     }
 
@@ -62,7 +66,10 @@ impl Drop for TempDir {
 pub(crate) struct TestApp {
     pub(crate) emu: Emulator,
     pub(crate) manager: BotManager,
-    _dir: TempDir,
+    pub(crate) reloads: ReloadHandle,
+    pub(crate) dir: TempDir,
+    /// Variables tests may set while the application runs (`${TOKEN_<n>}` works without them).
+    pub(crate) vars: Arc<parking_lot::Mutex<HashMap<String, String>>>,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -89,14 +96,11 @@ impl Drop for TestApp {
 }
 
 /// Settings for a test: the emulator as Telegram, `dir` as `CONFIG_DIR` (and `DATA_DIR` under it), any free
-/// health port, short timeouts.
-pub(crate) fn settings(emu: &Emulator, dir: &Path) -> Settings {
-    settings_with(emu, dir, &[])
-}
-
-/// [`settings`] with more variables (which win).
-pub(crate) fn settings_with(emu: &Emulator, dir: &Path, extra: &[(&str, String)]) -> Settings {
+/// health port, short timeouts, no flood control (Telegram's 1 message per second per chat would make every
+/// conversation slow), plus `extra`.
+pub(crate) fn settings(emu: &Emulator, dir: &Path, extra: &[(&str, &str)]) -> Settings {
     let mut vars: HashMap<&str, String> = HashMap::from([
+        ("FLOOD_CONTROL", "false".into()),
         ("TELEGRAM_API_URL", emu.api_url()),
         ("CONFIG_DIR", dir.display().to_string()),
         ("DATA_DIR", dir.join("data").display().to_string()),
@@ -105,8 +109,14 @@ pub(crate) fn settings_with(emu: &Emulator, dir: &Path, extra: &[(&str, String)]
         ("SHUTDOWN_TIMEOUT", "10".into()),
         ("LOG_FORMAT", "text".into()),
     ]);
-    vars.extend(extra.iter().cloned());
+    vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     Settings::from_env(&|name| vars.get(name).cloned()).expect("valid settings")
+}
+
+/// [`settings`] with owned values.
+pub(crate) fn settings_with(emu: &Emulator, dir: &Path, extra: &[(&str, String)]) -> Settings {
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    settings(emu, dir, &extra)
 }
 
 /// `${TOKEN_<n>}` resolves to `token(n)`; everything else is unset.
@@ -114,8 +124,24 @@ pub(crate) fn env() -> EnvLookup {
     Arc::new(|name| name.strip_prefix("TOKEN_").and_then(|n| n.parse().ok()).map(token))
 }
 
+/// `env()` plus variables from `vars`.
+fn env_with(vars: Arc<parking_lot::Mutex<HashMap<String, String>>>) -> EnvLookup {
+    let base = env();
+    Arc::new(move |name| vars.lock().get(name).cloned().or_else(|| base(name)))
+}
+
 /// Starts an emulator with bots `1..=registered` registered, writes `files` and starts the application.
 pub(crate) async fn spawn_app(files: &[(&str, &str)], registered: u32, registry: PluginRegistry) -> TestApp {
+    spawn_app_with(files, registered, registry, &[]).await
+}
+
+/// `spawn_app` with extra environment settings.
+pub(crate) async fn spawn_app_with(
+    files: &[(&str, &str)],
+    registered: u32,
+    registry: PluginRegistry,
+    extra: &[(&str, &str)],
+) -> TestApp {
     let emu = Emulator::start(EmulatorConfig::default()).await.expect("emulator");
     for n in 1..=registered {
         emu.control().bot_named(&token(n), &format!("Bot {n}"), &format!("bot{n}_bot")).await.expect("register");
@@ -124,11 +150,15 @@ pub(crate) async fn spawn_app(files: &[(&str, &str)], registered: u32, registry:
     for (name, text) in files {
         dir.write(name, text);
     }
-    let app = Application::build(settings(&emu, dir.path()), registry, env()).await.expect("app builds");
+    let vars: Arc<parking_lot::Mutex<HashMap<String, String>>> = Arc::default();
+    let app = Application::build(settings(&emu, dir.path(), extra), registry, env_with(vars.clone()))
+        .await
+        .expect("app builds");
     let manager = app.manager().clone();
+    let reloads = app.reloads();
     let shutdown = app.shutdown_token();
     let task = tokio::spawn(app.run_until_stopped());
-    TestApp { emu, manager, _dir: dir, shutdown, task: Some(task) }
+    TestApp { emu, manager, reloads, dir, vars, shutdown, task: Some(task) }
 }
 
 /// Waits until `check` passes, or panics after `within`.
@@ -179,6 +209,7 @@ pub(crate) async fn listeners(web: Web) -> (Listeners, Vec<(&'static str, String
 /// test can stop it and start another on the same files.
 pub(crate) struct Served {
     pub(crate) manager: BotManager,
+    pub(crate) reloads: ReloadHandle,
     pub(crate) health: SocketAddr,
     pub(crate) webhook: Option<SocketAddr>,
     shutdown: CancellationToken,
@@ -190,9 +221,10 @@ impl Served {
     pub(crate) fn run(app: Application) -> Served {
         let (health, webhook) = (app.health_addr().expect("health server"), app.webhook_addr());
         let manager = app.manager().clone();
+        let reloads = app.reloads();
         let shutdown = app.shutdown_token();
         let task = tokio::spawn(app.run_until_stopped());
-        Served { manager, health, webhook, shutdown, task: Some(task) }
+        Served { manager, reloads, health, webhook, shutdown, task: Some(task) }
     }
 
     /// `http://<health address><path>`.

@@ -153,9 +153,12 @@ async fn after_a_conversation_metrics_count_it_and_health_agrees_with_the_manage
     })
     .await;
 
+    // A reload that finds nothing changed is counted too.
+    assert!(app.reloads.reload_now().await.applied.is_empty());
     let (status, text) = get(&app.url("/metrics")).await;
     assert_eq!(status, 200);
     let samples = parse_prometheus(&text);
+    assert!(value(&samples, "multibot_reloads_total", &[("result", "unchanged")]).unwrap() >= 1.0);
     let bot_label = [("bot_id", "metered")];
     assert_eq!(value(&samples, "multibot_updates_received_total", &bot_label), Some(3.0));
     let handled = |plugin: &str, outcome: &str| {
@@ -306,4 +309,33 @@ async fn health_check_enabled_false_runs_no_server() {
     assert_eq!((app.health_addr(), app.webhook_addr()), (None, None));
     app.shutdown_token().cancel();
     app.run_until_stopped().await.unwrap();
+}
+
+#[tokio::test]
+async fn rate_limited_and_refused_updates_are_counted() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let bot = emu.control().bot_named(&token(1), "Limited", "limited_bot").await.unwrap();
+    let dir = TempDir::new();
+    dir.write(
+        "limited.yaml",
+        "id: limited\nname: Limited\ntoken: \"${TOKEN_1}\"\nrate_limiting:\n  enabled: true\n  default_rate: 1\n  \
+         burst_size: 1\nplugins:\n  - name: echo\n    config: { echo_all: true }\n",
+    );
+    let app = serve(&emu, dir.path(), Web::Off, &[], PluginRegistry::builtin()).await;
+    let alice = emu.user(1401);
+    // Bad input: three messages where the bucket holds one.
+    for text in ["one", "two", "three"] {
+        alice.send(&bot, text).await.unwrap();
+    }
+    let id = BotId::parse("limited").unwrap();
+    eventually(Duration::from_secs(10), "two updates rate limited", || async {
+        app.manager.status_of(&id).unwrap().rate_limited == 2
+    })
+    .await;
+    let samples = parse_prometheus(&get(&app.url("/metrics")).await.1);
+    assert_eq!(value(&samples, "multibot_rate_limited_updates_total", &[("bot_id", "limited")]), Some(2.0));
+    let refused = [("bot_id", "limited"), ("plugin", "none"), ("outcome", "refused")];
+    assert_eq!(value(&samples, "multibot_updates_handled_total", &refused), Some(2.0));
+    assert_eq!(value(&samples, "multibot_updates_received_total", &[("bot_id", "limited")]), Some(3.0));
+    app.stop().await;
 }

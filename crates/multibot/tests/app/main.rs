@@ -5,6 +5,8 @@ mod conversation;
 mod failures;
 mod helpers;
 mod http;
+mod limits;
 mod process;
+mod reload;
 mod runtime;
 mod webhook;

@@ -33,8 +33,8 @@ impl Process {
         Process::start_with(emu, dir, &[])
     }
 
-    /// Starts `multibot run` in `dir` (bot files in `dir/bots`) with more variables.
-    pub(crate) fn start_with(emu: &Emulator, dir: &TempDir, vars: &[(&str, String)]) -> Process {
+    /// Starts `multibot run` in `dir` (bot files in `dir/bots`) with more variables (which win).
+    pub(crate) fn start_with(emu: &Emulator, dir: &TempDir, extra: &[(&str, &str)]) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_multibot"))
             .arg("run")
             .current_dir(dir.path())
@@ -46,7 +46,9 @@ impl Process {
             .env("LOG_LEVEL", "DEBUG")
             .env("POLLING_TIMEOUT", "5")
             .env("HEALTH_CHECK_PORT", "0")
-            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .env("FLOOD_CONTROL", "false")
+            // After `env_clear` and the defaults, so that they apply and win.
+            .envs(extra.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -70,7 +72,11 @@ impl Process {
     }
 
     pub(crate) fn terminate(&self) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill runs");
+        self.signal("-TERM");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill runs");
         assert!(status.success());
     }
 
@@ -166,4 +172,35 @@ async fn sigterm_mid_stream_loses_nothing_and_answers_nothing_twice() {
     let started = first_run.iter().find(|l| l.contains("bot started")).expect("a start line");
     let json: serde_json::Value = serde_json::from_str(started).expect("JSON log lines");
     assert_eq!(json["fields"]["bot_id"], "stream_bot");
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_configuration() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let bot = emu.control().bot_named(&token(50), "Stream Bot", "stream_bot").await.unwrap();
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.path().join("bots")).unwrap();
+    let greeter = |welcome: &str| {
+        format!(
+            "id: hup\nname: Hup\ntoken: \"${{STREAM_TOKEN}}\"\nplugins:\n  - name: start\n    config:\n      welcome_message: {welcome}\n"
+        )
+    };
+    dir.write("bots/hup.yaml", &greeter("before"));
+    // The watcher is off: only SIGHUP reloads.
+    let process = Process::start_with(&emu, &dir, &[("ENABLE_HOT_RELOAD", "false")]);
+    wait_polling(&emu, &bot).await;
+    let user = emu.user(8100);
+    user.send(&bot, "/start").await.unwrap();
+    assert_eq!(user.next_message_from(&bot).await.unwrap().text.as_deref(), Some("before"));
+    dir.write("bots/hup.yaml", &greeter("after"));
+    process.signal("-HUP");
+    eventually(Duration::from_secs(20), "the new welcome", || async {
+        user.send(&bot, "/start").await.unwrap();
+        user.next_message_from(&bot).await.unwrap().text.as_deref() == Some("after")
+    })
+    .await;
+    process.terminate();
+    let (status, output) = process.wait(Duration::from_secs(30)).await;
+    assert!(status.success());
+    assert!(output.iter().any(|l| l.contains("SIGHUP received")), "{output:?}");
 }

@@ -31,7 +31,7 @@ async fn reload_swaps_the_configuration_and_rolls_back_a_failed_start() {
     let parse =
         |text: &str| parse_bot_file("greeter.yaml".as_ref(), text, &*env(), &registry, WebhookEnv::default()).unwrap();
     assert_eq!(app.manager.reload(parse(&greeter("v1", "TOKEN_1"))).await, Ok(ReloadOutcome::Unchanged));
-    assert_eq!(app.manager.reload(parse(&greeter("v2", "TOKEN_1"))).await, Ok(ReloadOutcome::Restarted));
+    assert_eq!(app.manager.reload(parse(&greeter("v2", "TOKEN_1"))).await, Ok(ReloadOutcome::Reloaded));
     assert_eq!(ask().await, "v2");
     // Bad input: a token Telegram rejects. The reload fails and the bot keeps its old behaviour.
     let failed = app.manager.reload(parse(&greeter("v3", "TOKEN_9"))).await;

@@ -4,15 +4,11 @@
 use std::{path::Path, time::Duration};
 
 use botapi_emulator::{Emulator, EmulatorConfig, FaultSpec, TestBot};
-use multibot::{
-    bots::{BotState, ReloadOutcome},
-    config::{BotId, WebhookEnv, parse_bot_file},
-    plugins::PluginRegistry,
-};
+use multibot::{bots::BotState, config::BotId, plugins::PluginRegistry};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Served, TempDir, Web, env, eventually, serve, token},
+    helpers::{Served, TempDir, Web, eventually, serve, token},
     process::Process,
 };
 
@@ -336,10 +332,7 @@ async fn switching_between_polling_and_webhook_loses_nothing() {
     dir.write("shop.yaml", &shop("polling"));
     let app = serve(&emu, dir.path(), Web::Separate, &[], PluginRegistry::builtin()).await;
     let shop_bot = emu.bot(&token(1)).await.unwrap();
-    let registry = PluginRegistry::builtin();
-    let webhooks = WebhookEnv { enabled: true, base_url_set: true };
-    let parse = |text: &str| parse_bot_file("shop.yaml".as_ref(), text, &*env(), &registry, webhooks).unwrap();
-    // Users keep writing while the bot moves from polling to webhook and back.
+    // Users keep writing while the bot moves from polling to webhook and back, by edits of its YAML.
     let users: Vec<_> = (0..3).map(|u| emu.user(5000 + u)).collect();
     let writer = {
         let (users, bot) = (users.clone(), shop_bot.clone());
@@ -356,16 +349,30 @@ async fn switching_between_polling_and_webhook_loses_nothing() {
         shop_bot.stats().await.unwrap().messages_sent >= 3
     })
     .await;
-    assert_eq!(app.manager.reload(parse(&shop("webhook"))).await, Ok(ReloadOutcome::Restarted));
-    assert_eq!(shop_bot.webhook().await.unwrap()["url"], app.webhook_url("/shop-hook"));
+    dir.write("shop.yaml", &shop("webhook"));
+    let hook_url = app.webhook_url("/shop-hook");
+    eventually(Duration::from_secs(10), "hot reload to set the webhook", || async {
+        shop_bot.webhook().await.unwrap()["url"] == hook_url.as_str()
+    })
+    .await;
     let at_switch = shop_bot.stats().await.unwrap().messages_sent;
     eventually(Duration::from_secs(10), "replies through the webhook", || async {
         shop_bot.stats().await.unwrap().messages_sent >= at_switch + 3
     })
     .await;
-    assert_eq!(app.manager.reload(parse(&shop("polling"))).await, Ok(ReloadOutcome::Restarted));
-    // Polling deleted the webhook before its first getUpdates.
-    assert_eq!(shop_bot.webhook().await.unwrap(), Value::Null);
+    dir.write("shop.yaml", &shop("polling"));
+    // Polling deletes the webhook before its first getUpdates.
+    eventually(Duration::from_secs(10), "hot reload to delete the webhook", || async {
+        shop_bot.webhook().await.unwrap() == Value::Null
+    })
+    .await;
+    let id = BotId::parse("shop").unwrap();
+    eventually(Duration::from_secs(10), "the polling bot running", || async {
+        app.manager.status_of(&id).unwrap().state == BotState::Running
+    })
+    .await;
+    let report = app.reloads.last_report().expect("a reload happened");
+    assert_eq!(report.applied, [(id.clone(), "restarted".to_owned())], "{report:?}");
     let calls = emu.control().calls(Some(&shop_bot), None).await.unwrap();
     let last_delete = calls.iter().rposition(|c| c.method == "deleteWebhook").expect("deleteWebhook called");
     let last_set = calls.iter().rposition(|c| c.method == "setWebhook").unwrap();
@@ -435,14 +442,14 @@ async fn the_real_binary_serves_webhooks_and_health_on_one_port_and_logs_no_secr
     );
     // The public URL names the port, so the port is chosen before the process binds it.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (base, port) = (format!("http://127.0.0.1:{port}"), port.to_string());
     let vars = [
-        ("WEBHOOK_ENABLED", "true".to_owned()),
-        ("WEBHOOK_BASE_URL", format!("http://127.0.0.1:{port}")),
-        ("WEBHOOK_PORT", port.to_string()),
-        ("HEALTH_CHECK_PORT", port.to_string()),
+        ("WEBHOOK_ENABLED", "true"),
+        ("WEBHOOK_BASE_URL", &base),
+        ("WEBHOOK_PORT", &port),
+        ("HEALTH_CHECK_PORT", &port),
     ];
     let process = Process::start_with(&emu, &dir, &vars);
-    let base = format!("http://127.0.0.1:{port}");
     eventually(Duration::from_secs(20), "the process to be ready", || {
         let url = format!("{base}/health/ready");
         async move { reqwest::get(url).await.is_ok_and(|r| r.status() == 200) }

@@ -1,0 +1,222 @@
+//! Access control, per-user rate limiting and outgoing flood control, observed through the emulator.
+
+use std::{sync::Arc, time::Duration};
+
+use botapi_emulator::FaultSpec;
+use multibot::{config::BotId, plugins::PluginRegistry, prelude::*};
+
+use crate::helpers::{eventually, spawn_app, spawn_app_with};
+
+/// Sends many messages on command, and has an admin-only command.
+struct Blaster;
+
+#[derive(Deserialize)]
+struct NoConfig {}
+
+impl Plugin for Blaster {
+    type Config = NoConfig;
+    fn meta() -> PluginMeta {
+        PluginMeta::new("blaster")
+    }
+    fn new(_config: NoConfig, _cx: &PluginContext) -> anyhow::Result<Blaster> {
+        Ok(Blaster)
+    }
+    fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
+        handlers
+            .command("blast", "Send N messages here", |_: Arc<Blaster>, cx: Ctx| async move {
+                let n: usize = cx.command_args().parse()?;
+                for i in 0..n {
+                    cx.reply(format!("blast {i}")).await?;
+                }
+                Ok(())
+            })
+            .command("fanout", "Send two messages to each chat listed", |_: Arc<Blaster>, cx: Ctx| async move {
+                let chats: Vec<i64> = cx.command_args().split(',').map(str::parse).collect::<Result<_, _>>()?;
+                for round in 0..2 {
+                    for chat in &chats {
+                        cx.send(ChatId(*chat), format!("fanout {round}")).await?;
+                    }
+                }
+                Ok(())
+            })
+            .admin_command("secret", |_: Arc<Blaster>, cx: Ctx| async move {
+                cx.reply("admin only").await?;
+                Ok(())
+            });
+    }
+}
+
+fn registry() -> PluginRegistry {
+    let mut registry = PluginRegistry::builtin();
+    registry.register::<Blaster>();
+    registry
+}
+
+const GUARDED: &str = r#"
+id: guarded
+name: Guarded
+token: "${TOKEN_1}"
+access:
+  allowed_users: [1001, 1002, 1003]
+  blocked_users: [1003]
+  admin_users: [1001]
+plugins:
+  - name: blaster
+  - name: echo
+    config: { echo_all: true }
+"#;
+
+#[tokio::test]
+async fn allowed_blocked_and_admin_users() {
+    let app = spawn_app(&[("guarded.yaml", GUARDED)], 1, registry()).await;
+    let bot = app.bot(1).await;
+    let id = BotId::parse("guarded").unwrap();
+    let (admin, member, blocked, stranger) =
+        (app.emu.user(1001), app.emu.user(1002), app.emu.user(1003), app.emu.user(1004));
+    // Bad input: a blocked user and one not on the allow list write.
+    blocked.send(&bot, "let me in").await.unwrap();
+    stranger.send(&bot, "hello?").await.unwrap();
+    eventually(Duration::from_secs(10), "two dropped updates", || async {
+        app.manager.status_of(&id).unwrap().access_denied == 2
+    })
+    .await;
+    assert!(blocked.transcript(&bot).await.unwrap().iter().all(|m| !m.from_bot), "no reply to a blocked user");
+    assert!(stranger.transcript(&bot).await.unwrap().iter().all(|m| !m.from_bot), "no reply to a stranger");
+    member.send(&bot, "hi").await.unwrap();
+    assert_eq!(member.next_message_from(&bot).await.unwrap().text.as_deref(), Some("You said: hi"));
+    // An admin-only command: the admin runs it, a member is refused.
+    admin.send(&bot, "/secret").await.unwrap();
+    assert_eq!(admin.next_message_from(&bot).await.unwrap().text.as_deref(), Some("admin only"));
+    member.send(&bot, "/secret").await.unwrap();
+    assert_eq!(
+        member.next_message_from(&bot).await.unwrap().text.as_deref(),
+        Some("This command is only for the bot's admins.")
+    );
+    app.stop().await;
+}
+
+const LIMITED: &str = r#"
+id: limited
+name: Limited
+token: "${TOKEN_1}"
+rate_limiting:
+  enabled: true
+  default_rate: 30
+  burst_size: 3
+plugins:
+  - name: echo
+    config: { echo_all: true }
+"#;
+
+#[tokio::test]
+async fn a_burst_passes_then_one_notice_then_silence_until_refill() {
+    // Outgoing pacing on: the notice and replies go out at Telegram's pace.
+    let app = spawn_app_with(&[("limited.yaml", LIMITED)], 1, registry(), &[("FLOOD_CONTROL", "true")]).await;
+    let bot = app.bot(1).await;
+    let id = BotId::parse("limited").unwrap();
+    let (eager, calm) = (app.emu.user(2001), app.emu.user(2002));
+    for i in 0..6 {
+        eager.send(&bot, &format!("m{i}")).await.unwrap();
+    }
+    eventually(Duration::from_secs(10), "three refusals", || async {
+        app.manager.status_of(&id).unwrap().rate_limited == 3
+    })
+    .await;
+    let replies: Vec<String> = eager
+        .transcript(&bot)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.from_bot)
+        .map(|m| m.message.text.unwrap())
+        .collect();
+    assert_eq!(replies, ["You said: m0", "You said: m1", "You said: m2", "Too many requests, try again in 2 s"]);
+    // Another user is unaffected.
+    calm.send(&bot, "me too").await.unwrap();
+    assert_eq!(calm.next_message_from(&bot).await.unwrap().text.as_deref(), Some("You said: me too"));
+    // After the bucket refills (one token every two seconds), messages pass again.
+    eventually(Duration::from_secs(10), "a refilled bucket", || async {
+        eager.send(&bot, "again").await.unwrap();
+        let last = eager.transcript(&bot).await.unwrap().into_iter().rev().find(|m| m.from_bot);
+        last.and_then(|m| m.message.text).as_deref() == Some("You said: again")
+    })
+    .await;
+    app.stop().await;
+}
+
+const BLASTER: &str = "id: blaster\nname: Blaster\ntoken: \"${TOKEN_1}\"\nplugins:\n  - name: blaster\n";
+
+#[tokio::test]
+async fn sends_stay_within_telegrams_limits() {
+    let app = spawn_app_with(&[("blaster.yaml", BLASTER)], 1, registry(), &[("FLOOD_CONTROL", "true")]).await;
+    let bot = app.bot(1).await;
+    // The emulator answers 429 to anything over Telegram's limits.
+    app.emu.control().set_flood(true).await.unwrap();
+    let users: Vec<_> = (0..50).map(|u| app.emu.user(3000 + u)).collect();
+    for user in &users {
+        user.send(&bot, "/start").await.unwrap();
+    }
+    // 8 messages to one chat (a burst of 3, then one per second) ...
+    users[0].send(&bot, "/blast 8").await.unwrap();
+    // ... and 100 to 50 chats (about 30 per second for the bot).
+    let chats: Vec<String> = users.iter().map(|u| u.id.to_string()).collect();
+    users[1].send(&bot, &format!("/fanout {}", chats.join(","))).await.unwrap();
+    eventually(Duration::from_secs(30), "108 messages", || async { bot.stats().await.unwrap().messages_sent == 108 })
+        .await;
+    let sends = bot.calls(Some("sendMessage")).await.unwrap();
+    assert!(
+        sends.iter().all(|c| c.status == 200),
+        "no 429: {:?}",
+        sends.iter().filter(|c| c.status != 200).collect::<Vec<_>>()
+    );
+    let blasts: Vec<String> = users[0]
+        .transcript(&bot)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.from_bot)
+        .map(|m| m.message.text.unwrap())
+        .collect();
+    let fanout = blasts.iter().filter(|t| t.starts_with("fanout")).count();
+    let expected: Vec<String> = (0..8).map(|i| format!("blast {i}")).collect();
+    assert_eq!(blasts.into_iter().filter(|t| t.starts_with("blast")).collect::<Vec<_>>(), expected, "in order");
+    assert_eq!(fanout, 2);
+    app.stop().await;
+}
+
+const ECHO_A: &str =
+    "id: echo_a\nname: A\ntoken: \"${TOKEN_1}\"\nplugins:\n  - name: echo\n    config: { echo_all: true }\n";
+const ECHO_B: &str =
+    "id: echo_b\nname: B\ntoken: \"${TOKEN_2}\"\nplugins:\n  - name: echo\n    config: { echo_all: true }\n";
+
+#[tokio::test]
+async fn a_429_delays_one_bot_and_delivers_once_while_another_goes_on() {
+    let app = spawn_app(&[("a.yaml", ECHO_A), ("b.yaml", ECHO_B)], 2, registry()).await;
+    let (a, b) = (app.bot(1).await, app.bot(2).await);
+    let user = app.emu.user(4001);
+    a.inject(FaultSpec::too_many_requests("sendMessage", 2)).await.unwrap();
+    user.send(&a, "to a").await.unwrap();
+    user.send(&b, "to b").await.unwrap();
+    let reply_b = user.next_message_from(&b).await.unwrap();
+    let reply_a = user.next_message_from(&a).await.unwrap();
+    assert_eq!((reply_a.text.as_deref(), reply_b.text.as_deref()), (Some("You said: to a"), Some("You said: to b")));
+    let calls = a.calls(Some("sendMessage")).await.unwrap();
+    assert_eq!(calls.iter().map(|c| c.status).collect::<Vec<_>>(), [429, 200], "retried once, delivered once");
+    assert!(calls[1].at_ms - calls[0].at_ms >= 2000, "waited retry_after: {} ms", calls[1].at_ms - calls[0].at_ms);
+    let b_sent = b.calls(Some("sendMessage")).await.unwrap()[0].at_ms;
+    assert!(b_sent < calls[1].at_ms, "bot b was not held back by bot a's 429");
+    // 5xx is retried; 400 is not.
+    a.inject(FaultSpec::error("sendMessage", 502)).await.unwrap();
+    user.send(&a, "after 502").await.unwrap();
+    assert_eq!(user.next_message_from(&a).await.unwrap().text.as_deref(), Some("You said: after 502"));
+    a.inject(FaultSpec::error("sendMessage", 400)).await.unwrap();
+    user.send(&a, "after 400").await.unwrap();
+    let id = BotId::parse("echo_a").unwrap();
+    eventually(Duration::from_secs(10), "the 400 reported as an error", || async {
+        app.manager.status_of(&id).unwrap().errors == 1
+    })
+    .await;
+    let statuses: Vec<u16> = a.calls(Some("sendMessage")).await.unwrap().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [429, 200, 502, 200, 400], "no retry after a 400");
+    app.stop().await;
+}
