@@ -7,6 +7,8 @@
 //! - [`bots`]: the [`bots::BotManager`], running bots, the polling source, per-chat ordering.
 //! - [`plugins`]: the [`plugins::Plugin`] trait, the router, the registry and the built-in plugins.
 //! - [`fsm`]: conversation state storage.
+//! - [`storage`]: PostgreSQL or SQLite, migrations, the repositories, the background [`storage::Recorder`] and
+//!   the audit events.
 //! - [`telemetry`]: logging setup.
 //! - [`cli`], [`demo`]: the command line and the self-contained demo.
 
@@ -17,6 +19,7 @@ pub mod config;
 pub mod demo;
 pub mod fsm;
 pub mod plugins;
+pub mod storage;
 pub mod telemetry;
 
 /// What a plugin author needs, in one import.

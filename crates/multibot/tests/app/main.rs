@@ -2,7 +2,9 @@
 
 mod cli;
 mod conversation;
+mod db;
 mod failures;
 mod helpers;
 mod process;
 mod runtime;
+mod storage;
