@@ -23,12 +23,13 @@ use runtime::RunningBot;
 pub use runtime::{BotHealth, BotRuntime};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::info;
 
 use crate::{
     config::{BotConfig, BotId, Mode, Settings},
     fsm::FsmStorage,
     plugins::PluginRegistry,
+    storage::{Recorder, Storage, events},
 };
 
 /// What every bot is built from.
@@ -46,6 +47,10 @@ pub struct Deps {
     pub fsm: Arc<dyn FsmStorage>,
     /// The root shutdown token; each bot runs under a child.
     pub shutdown: CancellationToken,
+    /// The database.
+    pub storage: Storage,
+    /// Background writes: user tracking, events, bot status.
+    pub recorder: Recorder,
 }
 
 /// A bot's state.
@@ -140,6 +145,9 @@ impl BotManager {
         {
             let mut slots = self.slots.lock().await;
             for config in configs {
+                if !config.enabled {
+                    events::record_bot(&self.deps.recorder, &config, "disabled", None);
+                }
                 let slot = Slot { config: Arc::new(config), health: Arc::default(), running: None, failure: None };
                 slots.insert(slot.config.id.clone(), slot);
             }
@@ -162,7 +170,7 @@ impl BotManager {
             (slot.config.clone(), slot.health.clone())
         };
         *health.failure.lock() = None;
-        let started = RunningBot::start(&self.deps, config, health).await;
+        let started = RunningBot::start(&self.deps, config.clone(), health).await;
         let mut slots = self.slots.lock().await;
         let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
         let result = match started {
@@ -175,7 +183,7 @@ impl BotManager {
                 Ok(())
             }
             Err(reason) => {
-                error!(bot_id = %id, reason = %reason, "bot failed to start");
+                events::bot_failed(&self.deps.recorder, &config, &reason);
                 slot.failure = Some(reason.clone());
                 Err(ManagerError::StartFailed(id.to_string(), reason))
             }
@@ -206,8 +214,23 @@ impl BotManager {
 
     /// Applies a configuration: adds a new bot, or replaces a changed one (stopping the old instance after its
     /// in-flight updates, then starting the new one). When the new one cannot start, the old configuration is
-    /// started again and the error returned. An unchanged configuration is left alone.
+    /// started again and the error returned. An unchanged configuration is left alone. The outcome is an event.
     pub async fn reload(&self, config: BotConfig) -> Result<ReloadOutcome, ManagerError> {
+        let recorder = &self.deps.recorder;
+        let (id, recorded) = (config.id.clone(), config.clone());
+        let outcome = self.apply(config).await;
+        match &outcome {
+            Ok(ReloadOutcome::Unchanged) => {}
+            Ok(ReloadOutcome::Added) => events::bot_reloaded(recorder, &recorded, "added"),
+            Ok(ReloadOutcome::Restarted) => events::bot_reloaded(recorder, &recorded, "restarted"),
+            Ok(ReloadOutcome::Disabled) => events::bot_reloaded(recorder, &recorded, "disabled"),
+            Err(error) => events::reload_failed(recorder, &id, &error.to_string()),
+        }
+        outcome
+    }
+
+    /// [`BotManager::reload`] without the event.
+    async fn apply(&self, config: BotConfig) -> Result<ReloadOutcome, ManagerError> {
         let id = config.id.clone();
         let config = Arc::new(config);
         let (previous, running) = {

@@ -9,6 +9,7 @@
 //! - [`fsm`]: conversation state storage.
 //! - [`storage`]: PostgreSQL or SQLite, migrations, the repositories, the background [`storage::Recorder`] and
 //!   the audit events.
+//! - [`middleware`]: what runs on every update before the router (user tracking).
 //! - [`telemetry`]: logging setup.
 //! - [`cli`], [`demo`]: the command line and the self-contained demo.
 
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod fsm;
+pub mod middleware;
 pub mod plugins;
 pub mod storage;
 pub mod telemetry;

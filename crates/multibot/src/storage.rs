@@ -407,9 +407,12 @@ impl Storage {
                 let options = sqlx::postgres::PgConnectOptions::from_str(url.expose_secret())?;
                 sql::postgres(options.application_name("multibot")).await
             }
-            Target::SqliteUrl(url) => sql::sqlite(sqlx::sqlite::SqliteConnectOptions::from_str(url)?).await,
+            Target::SqliteUrl(url) => {
+                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+                sql::sqlite(sqlx::sqlite::SqliteConnectOptions::from_str(url)?, in_memory).await
+            }
             Target::SqliteFile(path) => {
-                sql::sqlite(sqlx::sqlite::SqliteConnectOptions::new().filename(path).create_if_missing(true)).await
+                sql::sqlite(sqlx::sqlite::SqliteConnectOptions::new().filename(path), false).await
             }
         }
     }

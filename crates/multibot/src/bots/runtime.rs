@@ -16,13 +16,15 @@ use parking_lot::Mutex;
 use teloxide_core::types::{BotCommand, Update, UpdateKind};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, warn};
+use tracing::{Instrument, error, warn};
 
 use super::{ApiCallError, BotApi, Deps, polling, sequencer::Sequencer, sequencer::Tracker};
 use crate::{
     config::{BotConfig, BotId, Mode},
     fsm::FsmStorage,
+    middleware,
     plugins::{Ctx, HandlerError, LoadedPlugin, PluginContext, Router},
+    storage::{Recorder, Storage, events},
 };
 
 /// Counters and failure of one configured bot, kept across its restarts.
@@ -54,6 +56,10 @@ pub struct BotRuntime {
     pub config: Arc<BotConfig>,
     /// Counters.
     pub health: Arc<BotHealth>,
+    /// The database.
+    pub storage: Storage,
+    /// Background writes: user tracking, events, bot status.
+    pub recorder: Recorder,
 }
 
 impl BotRuntime {
@@ -108,6 +114,7 @@ impl RunningBot {
                     api: api.clone(),
                     config: entry.config.clone(),
                     shutdown: cancel.clone(),
+                    db: deps.storage.clone(),
                 };
                 let plugin = factory.build(&cx, &mut router)?;
                 plugin.on_load(&cx).await?;
@@ -129,6 +136,8 @@ impl RunningBot {
             fsm: deps.fsm.clone(),
             config: config.clone(),
             health,
+            storage: deps.storage.clone(),
+            recorder: deps.recorder.clone(),
         });
         let commands: Vec<BotCommand> = runtime
             .router
@@ -159,7 +168,8 @@ impl RunningBot {
             )
             .instrument(span),
         );
-        info!(bot_id = %config.id, username = %runtime.username, plugins = plugins.len(), "bot started");
+        let names: Vec<String> = plugins.iter().map(|(_, cx)| cx.plugin.clone()).collect();
+        events::bot_started(&deps.recorder, &config, &runtime.username, &names);
         Ok(RunningBot { runtime, plugins, cancel, receiver, started_at: Instant::now() })
     }
 
@@ -176,7 +186,7 @@ impl RunningBot {
             }
         }
         unload(&self.plugins).await;
-        info!(bot_id = %self.runtime.id, "bot stopped");
+        events::bot_stopped(&self.runtime.recorder, &self.runtime.config);
     }
 
     /// The loaded plugins' names, in load order.
@@ -217,6 +227,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Runs one update through the router. Errors and panics are contained: logged with an error id, counted and
 /// passed to the error hooks (the `error_handler` plugin); a callback nobody answered is answered.
 pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
+    middleware::track_user(&bot.recorder, &bot.id, &update);
     let is_callback = matches!(update.kind, UpdateKind::CallbackQuery(_));
     let cx = Ctx::new(bot.clone(), update);
     let (plugin, outcome) = match bot.router.choose(&cx).await {
@@ -245,7 +256,7 @@ pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
 
 async fn report_error(bot: &Arc<BotRuntime>, cx: &Ctx, plugin: String, error: anyhow::Error) {
     let error = HandlerError { id: error_id(), plugin, message: bot.redact(format!("{error:#}")) };
-    error!(bot_id = %bot.id, error_id = %error.id, plugin = %error.plugin, error = %error.message, "handler failed");
+    events::plugin_error(&bot.recorder, &bot.id, cx.user().map(|u| u.id.0 as i64), &error);
     bot.health.errors.fetch_add(1, Ordering::Relaxed);
     *bot.health.last_error.lock() = Some(format!("{} (error id {})", error.message, error.id));
     for (hook_plugin, hook) in bot.router.error_hooks() {

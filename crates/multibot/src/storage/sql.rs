@@ -52,11 +52,9 @@ pub(super) async fn postgres(options: PgConnectOptions) -> Result<Storage, Stora
     Ok(storage(Backend::Postgres, Sql(pool)))
 }
 
-/// Opens an SQLite pool, creating the file and its directory.
-pub(super) async fn sqlite(options: SqliteConnectOptions) -> Result<Storage, StorageError> {
-    let path = options.get_filename();
-    let in_memory = path.to_string_lossy().starts_with("file:sqlx-in-memory");
-    if !in_memory && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+/// Opens an SQLite pool, creating the file and its directory unless the database is `in_memory`.
+pub(super) async fn sqlite(options: SqliteConnectOptions, in_memory: bool) -> Result<Storage, StorageError> {
+    if !in_memory && let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::Directory { path: dir.to_owned(), source })?;
     }
     let options = options

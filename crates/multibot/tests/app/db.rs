@@ -1,10 +1,19 @@
 //! Databases for tests: a fresh PostgreSQL database per test on 127.0.0.1:5432 (created here, dropped on drop) or
-//! an SQLite file in a temporary directory; [`both_backends!`] runs one test body on each.
+//! an SQLite file in a temporary directory; [`both_backends!`] runs one test body on each; [`Proxy`] stands
+//! between the application and PostgreSQL and can take the database away.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+};
 
 use multibot::storage::{DatabaseUrl, Storage};
+use parking_lot::Mutex;
 use sqlx::{Postgres, migrate::MigrateDatabase};
+use tokio::{net::TcpListener, task::AbortHandle};
 
 use crate::helpers::TempDir;
 
@@ -38,6 +47,12 @@ impl TestDb {
         let dir = TempDir::new();
         let url = format!("sqlite://{}/multibot.db", dir.path().display());
         TestDb { url, postgres: None, _dir: Some(dir) }
+    }
+
+    /// The same PostgreSQL database, reached through 127.0.0.1:`port` (a [`Proxy`]).
+    pub(crate) fn url_via(&self, port: u16) -> String {
+        let name = self.postgres.as_deref().expect("a PostgreSQL database");
+        format!("postgres://postgres@127.0.0.1:{port}/{name}")
     }
 
     /// Opens it, unmigrated.
@@ -88,3 +103,65 @@ macro_rules! both_backends {
     )*};
 }
 pub(crate) use both_backends;
+
+/// A TCP proxy on 127.0.0.1 in front of PostgreSQL. [`Proxy::down`] cuts every connection and refuses new ones
+/// (accepts and closes them at once); [`Proxy::up`] relays again.
+pub(crate) struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    relays: Arc<Mutex<Vec<AbortHandle>>>,
+    accept: AbortHandle,
+}
+
+impl Proxy {
+    /// Starts relaying to the test server.
+    pub(crate) async fn start() -> Proxy {
+        let upstream: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let relays: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let (up_flag, relay_list) = (up.clone(), relays.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up_flag.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let relay = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                relay_list.lock().push(relay.abort_handle());
+            }
+        })
+        .abort_handle();
+        Proxy { port, up, relays, accept }
+    }
+
+    /// The port it listens on.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Takes the database away: open connections are cut, new ones closed at once.
+    pub(crate) fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for relay in self.relays.lock().drain(..) {
+            relay.abort();
+        }
+    }
+
+    /// Brings the database back.
+    pub(crate) fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.down();
+    }
+}

@@ -16,6 +16,7 @@ use multibot::{
     bots::BotManager,
     config::Settings,
     plugins::PluginRegistry,
+    storage::Storage,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +61,7 @@ impl Drop for TempDir {
 pub(crate) struct TestApp {
     pub(crate) emu: Emulator,
     pub(crate) manager: BotManager,
+    pub(crate) storage: Storage,
     _dir: TempDir,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -86,15 +88,18 @@ impl Drop for TestApp {
     }
 }
 
-/// Settings for a test: the emulator as Telegram, `dir` as `CONFIG_DIR`, short timeouts.
-pub(crate) fn settings(emu: &Emulator, dir: &Path) -> Settings {
-    let vars: HashMap<&str, String> = HashMap::from([
+/// Settings for a test: the emulator as Telegram, `dir` as `CONFIG_DIR`, an SQLite file under `dir` as the
+/// database, short timeouts; `extra` adds or overrides variables.
+pub(crate) fn settings(emu: &Emulator, dir: &Path, extra: &[(&str, String)]) -> Settings {
+    let mut vars: HashMap<&str, String> = HashMap::from([
         ("TELEGRAM_API_URL", emu.api_url()),
         ("CONFIG_DIR", dir.display().to_string()),
+        ("DATA_DIR", dir.join("data").display().to_string()),
         ("POLLING_TIMEOUT", "5".into()),
         ("SHUTDOWN_TIMEOUT", "10".into()),
         ("LOG_FORMAT", "text".into()),
     ]);
+    vars.extend(extra.iter().cloned());
     Settings::from_env(&|name| vars.get(name).cloned()).expect("valid settings")
 }
 
@@ -105,6 +110,16 @@ pub(crate) fn env() -> EnvLookup {
 
 /// Starts an emulator with bots `1..=registered` registered, writes `files` and starts the application.
 pub(crate) async fn spawn_app(files: &[(&str, &str)], registered: u32, registry: PluginRegistry) -> TestApp {
+    spawn_app_with(files, registered, registry, &[]).await
+}
+
+/// [`spawn_app`] with more environment variables (`DATABASE_URL`, ...).
+pub(crate) async fn spawn_app_with(
+    files: &[(&str, &str)],
+    registered: u32,
+    registry: PluginRegistry,
+    vars: &[(&str, String)],
+) -> TestApp {
     let emu = Emulator::start(EmulatorConfig::default()).await.expect("emulator");
     for n in 1..=registered {
         emu.control().bot_named(&token(n), &format!("Bot {n}"), &format!("bot{n}_bot")).await.expect("register");
@@ -113,11 +128,12 @@ pub(crate) async fn spawn_app(files: &[(&str, &str)], registered: u32, registry:
     for (name, text) in files {
         dir.write(name, text);
     }
-    let app = Application::build(settings(&emu, dir.path()), registry, env()).await.expect("app builds");
+    let app = Application::build(settings(&emu, dir.path(), vars), registry, env()).await.expect("app builds");
     let manager = app.manager().clone();
+    let storage = app.storage().clone();
     let shutdown = app.shutdown_token();
     let task = tokio::spawn(app.run_until_stopped());
-    TestApp { emu, manager, _dir: dir, shutdown, task: Some(task) }
+    TestApp { emu, manager, storage, _dir: dir, shutdown, task: Some(task) }
 }
 
 /// Waits until `check` passes, or panics after `within`.
