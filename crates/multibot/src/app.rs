@@ -5,7 +5,12 @@
 //! reloader loads and validates the whole directory, diffs it against the running fleet, and applies the diff
 //! bot by bot (the manager rolls a bot back when its new configuration cannot start).
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::Context;
 use serde::Serialize;
@@ -22,6 +27,7 @@ use crate::{
     },
     fsm::MemoryFsm,
     plugins::PluginRegistry,
+    storage::{Recorder, Storage, events},
 };
 
 /// Looks up a variable for `${VAR}` substitution and settings.
@@ -54,6 +60,9 @@ pub struct ReloadReport {
 /// A built application, its bots started.
 pub struct Application {
     manager: BotManager,
+    storage: Storage,
+    recorder: Recorder,
+    shutdown_timeout: Duration,
     shutdown: CancellationToken,
     config_errors: Vec<ConfigError>,
     reloads: mpsc::Sender<ReloadSignal>,
@@ -89,6 +98,7 @@ struct Reloader {
     env: EnvLookup,
     config_dir: PathBuf,
     webhooks: WebhookEnv,
+    recorder: Recorder,
     /// The environment settings at start, to tell which ones a reload would change.
     baseline: Option<Settings>,
     /// One reload at a time.
@@ -98,8 +108,9 @@ struct Reloader {
 }
 
 impl Application {
-    /// Loads the bot configurations and starts every enabled bot; bad files are logged and skipped. With
-    /// `ENABLE_HOT_RELOAD`, starts watching `CONFIG_DIR`.
+    /// Opens the database (migrating it unless `MIGRATE_ON_START=false`), loads the bot configurations and starts
+    /// every enabled bot; bad files are logged, recorded as events and skipped. With `ENABLE_HOT_RELOAD`, starts
+    /// watching `CONFIG_DIR`.
     pub async fn build(settings: Settings, registry: PluginRegistry, env: EnvLookup) -> anyhow::Result<Application> {
         let api_url = reqwest::Url::parse(&settings.telegram_api_url).context("TELEGRAM_API_URL")?;
         let http = reqwest::Client::builder()
@@ -108,13 +119,13 @@ impl Application {
             .tcp_nodelay(true)
             .build()
             .context("building the HTTP client")?;
+        let storage = open_storage(&settings).await?;
+        let recorder = Recorder::spawn(storage.clone(), Recorder::DEFAULT_CAPACITY);
         let shutdown = CancellationToken::new();
         let webhooks =
             WebhookEnv { enabled: settings.webhook_enabled, base_url_set: settings.webhook_base_url.is_some() };
         let loaded = config::load_dir(&settings.config_dir, &*env, &registry, webhooks);
-        for problem in &loaded.errors {
-            error!(file = %problem.file.display(), "invalid configuration: {problem}");
-        }
+        config_invalid(&recorder, &loaded.errors);
         if loaded.bots.is_empty() {
             warn!(dir = %settings.config_dir.display(), "no valid bot configuration found");
         }
@@ -127,6 +138,8 @@ impl Application {
             api_url,
             fsm: Arc::new(MemoryFsm::default()),
             shutdown: shutdown.clone(),
+            storage: storage.clone(),
+            recorder: recorder.clone(),
         };
         let manager = BotManager::new(deps);
         let configured = loaded.bots.len();
@@ -140,6 +153,7 @@ impl Application {
             env,
             config_dir: settings.config_dir.clone(),
             webhooks,
+            recorder: recorder.clone(),
             running: tokio::sync::Mutex::new(()),
             last: parking_lot::Mutex::new(None),
             count: std::sync::atomic::AtomicU64::new(0),
@@ -160,12 +174,27 @@ impl Application {
             None
         };
         tokio::spawn(reloader.clone().run(signals, shutdown.clone()));
-        Ok(Application { manager, shutdown, config_errors: loaded.errors, reloads, reloader, _watcher: watcher })
+        Ok(Application {
+            manager,
+            storage,
+            recorder,
+            shutdown_timeout: settings.shutdown_timeout,
+            shutdown,
+            config_errors: loaded.errors,
+            reloads,
+            reloader,
+            _watcher: watcher,
+        })
     }
 
     /// The bot manager.
     pub fn manager(&self) -> &BotManager {
         &self.manager
+    }
+
+    /// The database.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
     }
 
     /// Cancelling it stops the application.
@@ -188,14 +217,44 @@ impl Application {
         ReloadHandle(self.reloader.clone())
     }
 
-    /// Runs until the shutdown token is cancelled, then stops every bot (each drains and confirms its updates).
+    /// Runs until the shutdown token is cancelled, then stops every bot (each drains and confirms its updates)
+    /// and writes what is buffered for the database (waiting at most `SHUTDOWN_TIMEOUT`).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.shutdown.cancelled().await;
         info!("shutting down");
         drop(self._watcher);
         self.manager.stop_all().await;
+        self.recorder.close(self.shutdown_timeout).await;
+        self.storage.close().await;
         Ok(())
     }
+}
+
+/// Records a `config_invalid` event per file with problems (each problem is logged).
+fn config_invalid(recorder: &Recorder, errors: &[ConfigError]) {
+    let mut invalid: BTreeMap<&Path, Vec<&ConfigError>> = BTreeMap::new();
+    for problem in errors {
+        invalid.entry(&problem.file).or_default().push(problem);
+    }
+    for (file, problems) in invalid {
+        events::config_invalid(recorder, file, &problems);
+    }
+}
+
+/// Opens `DATABASE_URL` and brings its schema to this binary's: migrates when `MIGRATE_ON_START`, else checks
+/// that nothing is pending. A schema newer than this binary knows is refused either way.
+pub async fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
+    let url = &settings.database_url;
+    let storage = Storage::open(url).await.with_context(|| format!("opening the database {url}"))?;
+    if settings.migrate_on_start {
+        for migration in storage.migrate().await.with_context(|| format!("migrating the database {url}"))? {
+            info!(version = migration.version, description = %migration.description, "migration applied");
+        }
+    } else {
+        storage.check_schema().await.with_context(|| format!("checking the database {url}"))?;
+    }
+    info!(database = %url, backend = %storage.backend(), "database ready");
+    Ok(storage)
 }
 
 impl Reloader {
@@ -224,9 +283,13 @@ impl Reloader {
         let loaded = config::load_dir(&self.config_dir, &*self.env, &*self.registry, self.webhooks);
         let current: Vec<Current> = self.manager.current();
         let diff = diff(&current, loaded, &self.config_dir);
-        for problem in &diff.errors {
-            error!(file = %problem.file.display(), "reload refused: {problem}");
-            report.errors.push(problem.to_string());
+        config_invalid(&self.recorder, &diff.errors);
+        report.errors.extend(diff.errors.iter().map(ToString::to_string));
+        for id in &diff.kept {
+            let file = current.iter().find(|c| &c.id == id).map(|c| c.file.clone());
+            let problems: Vec<String> =
+                diff.errors.iter().filter(|e| Some(&e.file) == file.as_ref()).map(ToString::to_string).collect();
+            events::reload_failed(&self.recorder, id, &problems.join("; "));
         }
         for id in diff.removed {
             match self.manager.remove(&id).await {

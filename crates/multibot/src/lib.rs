@@ -7,7 +7,10 @@
 //! - [`bots`]: the [`bots::BotManager`], running bots, the polling source, per-chat ordering.
 //! - [`plugins`]: the [`plugins::Plugin`] trait, the router, the registry and the built-in plugins.
 //! - [`fsm`]: conversation state storage.
-//! - [`middleware`]: access control and per-user rate limiting before the router.
+//! - [`storage`]: PostgreSQL or SQLite, migrations, the repositories, the background [`storage::Recorder`] and
+//!   the audit events.
+//! - [`middleware`]: what runs on every update before the router: user tracking, access control, per-user
+//!   rate limiting.
 //! - [`telemetry`]: logging setup.
 //! - [`cli`], [`demo`]: the command line and the self-contained demo.
 
@@ -19,6 +22,7 @@ pub mod demo;
 pub mod fsm;
 pub mod middleware;
 pub mod plugins;
+pub mod storage;
 pub mod telemetry;
 
 /// What a plugin author needs, in one import.

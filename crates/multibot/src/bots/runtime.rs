@@ -23,10 +23,12 @@ use crate::{
     config::{BotConfig, BotId, Mode},
     fsm::FsmStorage,
     middleware::{
+        self,
         access::{Access, AccessList},
         rate_limit::{RateDecision, RateLimiter},
     },
     plugins::{Ctx, HandlerError, LoadedPlugin, PluginContext, Router},
+    storage::{Recorder, Storage, events},
 };
 
 /// Counters and failure of one configured bot, kept across its restarts.
@@ -66,6 +68,10 @@ pub struct BotRuntime {
     pub access: AccessList,
     /// Per-user rate limiting, when enabled.
     pub limiter: Option<Arc<RateLimiter>>,
+    /// The database.
+    pub storage: Storage,
+    /// Background writes: user tracking, events, bot status.
+    pub recorder: Recorder,
 }
 
 impl BotRuntime {
@@ -105,6 +111,7 @@ impl Instance {
                     api: api.clone(),
                     config: entry.config.clone(),
                     shutdown: cancel.clone(),
+                    db: deps.storage.clone(),
                 };
                 let plugin = factory.build(&cx, &mut router)?;
                 plugin.on_load(&cx).await?;
@@ -134,6 +141,8 @@ impl Instance {
             limiter,
             config,
             health,
+            storage: deps.storage.clone(),
+            recorder: deps.recorder.clone(),
         });
         let commands: Vec<BotCommand> = runtime
             .router
@@ -210,8 +219,8 @@ impl RunningBot {
         let span = tracing::info_span!("bot", bot_id = %config.id);
         let (timeout, grace) = (deps.settings.polling_timeout, deps.settings.shutdown_timeout);
         let receiver = tokio::spawn(polling::run(sequencer.clone(), timeout, grace, cancel.clone()).instrument(span));
-        let runtime = &instance.runtime;
-        info!(bot_id = %config.id, username = %runtime.username, plugins = instance.plugins.len(), "bot started");
+        let names: Vec<String> = instance.plugins.iter().map(|(_, cx)| cx.plugin.clone()).collect();
+        events::bot_started(&deps.recorder, &config, &instance.runtime.username, &names);
         Ok(RunningBot { instance, sequencer, cancel, receiver, started_at: Instant::now() })
     }
 
@@ -238,8 +247,9 @@ impl RunningBot {
         if let Err(e) = self.receiver.await {
             error!(bot_id = %id, error = %e, "receiver task failed");
         }
+        let runtime = self.instance.runtime.clone();
         self.instance.stopped().await;
-        info!(bot_id = %id, "bot stopped");
+        events::bot_stopped(&runtime.recorder, &runtime.config);
     }
 
     /// The loaded plugins' names, in load order.
@@ -299,6 +309,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Runs one update through the router. Errors and panics are contained: logged with an error id, counted and
 /// passed to the error hooks (the `error_handler` plugin); a callback nobody answered is answered.
 pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
+    middleware::track_user(&bot.recorder, &bot.id, &update);
     let is_callback = matches!(update.kind, UpdateKind::CallbackQuery(_));
     let cx = Ctx::new(bot.clone(), update);
     if !admitted(&bot, &cx).await {
@@ -364,7 +375,7 @@ async fn admitted(bot: &BotRuntime, cx: &Ctx) -> bool {
 
 async fn report_error(bot: &Arc<BotRuntime>, cx: &Ctx, plugin: String, error: anyhow::Error) {
     let error = HandlerError { id: error_id(), plugin, message: bot.redact(format!("{error:#}")) };
-    error!(bot_id = %bot.id, error_id = %error.id, plugin = %error.plugin, error = %error.message, "handler failed");
+    events::plugin_error(&bot.recorder, &bot.id, cx.user().map(|u| u.id.0 as i64), &error);
     bot.health.errors.fetch_add(1, Ordering::Relaxed);
     *bot.health.last_error.lock() = Some(format!("{} (error id {})", error.message, error.id));
     for (hook_plugin, hook) in bot.router.error_hooks() {

@@ -16,6 +16,7 @@ use multibot::{
     bots::BotManager,
     config::Settings,
     plugins::PluginRegistry,
+    storage::Storage,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +66,7 @@ pub(crate) struct TestApp {
     pub(crate) emu: Emulator,
     pub(crate) manager: BotManager,
     pub(crate) reloads: ReloadHandle,
+    pub(crate) storage: Storage,
     pub(crate) dir: TempDir,
     /// Variables tests may set while the application runs (`${TOKEN_<n>}` works without them).
     pub(crate) vars: Arc<parking_lot::Mutex<HashMap<String, String>>>,
@@ -93,18 +95,20 @@ impl Drop for TestApp {
     }
 }
 
-/// Settings for a test: the emulator as Telegram, `dir` as `CONFIG_DIR`, short timeouts, no flood control
-/// (Telegram's 1 message per second per chat would make every conversation slow), plus `extra`.
-pub(crate) fn settings(emu: &Emulator, dir: &Path, extra: &[(&str, &str)]) -> Settings {
+/// Settings for a test: the emulator as Telegram, `dir` as `CONFIG_DIR`, an SQLite file under `dir` as the
+/// database, short timeouts, no flood control (Telegram's 1 message per second per chat would make every
+/// conversation slow); `extra` adds or overrides variables.
+pub(crate) fn settings(emu: &Emulator, dir: &Path, extra: &[(&str, String)]) -> Settings {
     let mut vars: HashMap<&str, String> = HashMap::from([
         ("FLOOD_CONTROL", "false".into()),
         ("TELEGRAM_API_URL", emu.api_url()),
         ("CONFIG_DIR", dir.display().to_string()),
+        ("DATA_DIR", dir.join("data").display().to_string()),
         ("POLLING_TIMEOUT", "5".into()),
         ("SHUTDOWN_TIMEOUT", "10".into()),
         ("LOG_FORMAT", "text".into()),
     ]);
-    vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    vars.extend(extra.iter().cloned());
     Settings::from_env(&|name| vars.get(name).cloned()).expect("valid settings")
 }
 
@@ -124,12 +128,12 @@ pub(crate) async fn spawn_app(files: &[(&str, &str)], registered: u32, registry:
     spawn_app_with(files, registered, registry, &[]).await
 }
 
-/// `spawn_app` with extra environment settings.
+/// [`spawn_app`] with more environment variables (`DATABASE_URL`, `FLOOD_CONTROL`, ...).
 pub(crate) async fn spawn_app_with(
     files: &[(&str, &str)],
     registered: u32,
     registry: PluginRegistry,
-    extra: &[(&str, &str)],
+    extra: &[(&str, String)],
 ) -> TestApp {
     let emu = Emulator::start(EmulatorConfig::default()).await.expect("emulator");
     for n in 1..=registered {
@@ -145,9 +149,10 @@ pub(crate) async fn spawn_app_with(
         .expect("app builds");
     let manager = app.manager().clone();
     let reloads = app.reloads();
+    let storage = app.storage().clone();
     let shutdown = app.shutdown_token();
     let task = tokio::spawn(app.run_until_stopped());
-    TestApp { emu, manager, reloads, dir, vars, shutdown, task: Some(task) }
+    TestApp { emu, manager, reloads, storage, dir, vars, shutdown, task: Some(task) }
 }
 
 /// Waits until `check` passes, or panics after `within`.

@@ -111,7 +111,7 @@ plugins:
 #[tokio::test]
 async fn a_burst_passes_then_one_notice_then_silence_until_refill() {
     // Outgoing pacing on: the notice and replies go out at Telegram's pace.
-    let app = spawn_app_with(&[("limited.yaml", LIMITED)], 1, registry(), &[("FLOOD_CONTROL", "true")]).await;
+    let app = spawn_app_with(&[("limited.yaml", LIMITED)], 1, registry(), &[("FLOOD_CONTROL", "true".into())]).await;
     let bot = app.bot(1).await;
     let id = BotId::parse("limited").unwrap();
     let (eager, calm) = (app.emu.user(2001), app.emu.user(2002));
@@ -148,7 +148,7 @@ const BLASTER: &str = "id: blaster\nname: Blaster\ntoken: \"${TOKEN_1}\"\nplugin
 
 #[tokio::test]
 async fn sends_stay_within_telegrams_limits() {
-    let app = spawn_app_with(&[("blaster.yaml", BLASTER)], 1, registry(), &[("FLOOD_CONTROL", "true")]).await;
+    let app = spawn_app_with(&[("blaster.yaml", BLASTER)], 1, registry(), &[("FLOOD_CONTROL", "true".into())]).await;
     let bot = app.bot(1).await;
     // The emulator answers 429 to anything over Telegram's limits.
     app.emu.control().set_flood(true).await.unwrap();
