@@ -317,7 +317,7 @@ pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
     }
     let (plugin, outcome) = match bot.router.choose(&cx).await {
         Ok(Some(chosen)) if chosen.admin_only && !bot.access.is_admin(cx.user().map(|u| u.id.0 as i64)) => {
-            bot.health.access_denied.fetch_add(1, Ordering::Relaxed);
+            deny(&bot, cx.user().map(|u| u.id.0 as i64), "admin_only");
             let refusal = cx.reply("This command is only for the bot's admins.").plain().await.map(drop);
             (chosen.plugin.to_owned(), refusal)
         }
@@ -344,13 +344,20 @@ pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
     bot.health.updates_handled.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Counts an update refused by access control; the first refusal and every hundredth become events.
+fn deny(bot: &BotRuntime, user: Option<i64>, reason: &str) {
+    let count = bot.health.access_denied.fetch_add(1, Ordering::Relaxed);
+    debug!(bot_id = %bot.id, reason, "update dropped by access control");
+    events::access_denied(&bot.recorder, &bot.id, user, reason, count.is_multiple_of(100));
+}
+
 /// Access control and rate limiting: whether the update goes on to the router.
 async fn admitted(bot: &BotRuntime, cx: &Ctx) -> bool {
     let user = cx.user().map(|u| u.id.0 as i64);
     let access = bot.access.check(user);
     if access != Access::Allowed {
-        bot.health.access_denied.fetch_add(1, Ordering::Relaxed);
-        debug!(bot_id = %bot.id, ?access, "update dropped by access control");
+        let reason = if access == Access::Blocked { "blocked" } else { "not_allowed" };
+        deny(bot, user, reason);
         return false;
     }
     let (Some(limiter), Some(user)) = (&bot.limiter, user) else { return true };
@@ -358,8 +365,9 @@ async fn admitted(bot: &BotRuntime, cx: &Ctx) -> bool {
         return true;
     };
     bot.health.rate_limited.fetch_add(1, Ordering::Relaxed);
+    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    events::rate_limited(&bot.recorder, &bot.id, user, seconds, notify);
     if notify {
-        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
         let notice = format!("Too many requests, try again in {seconds} s");
         let sent = if cx.callback().is_some() {
             cx.answer_callback(Some(&notice)).await

@@ -289,7 +289,14 @@ impl<'a> IntoFuture for Reply<'a> {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let chat = self.chat.ok_or_else(|| anyhow::anyhow!("this update has no chat to reply in"))?;
-            Ok(self.cx.api().send_message(chat, self.text, self.options).await?)
+            let sent = self.cx.api().send_message(chat, self.text, self.options).await;
+            if let Err(e) = &sent
+                && e.is_blocked_by_user()
+            {
+                let bot = &self.cx.inner.bot;
+                bot.recorder.user_blocked(bot.id.as_str(), chat.0, true);
+            }
+            Ok(sent?)
         })
     }
 }

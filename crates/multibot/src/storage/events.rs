@@ -95,6 +95,28 @@ pub fn admin_action(recorder: &Recorder, bot_id: &BotId, actor_user_id: i64, act
     record(recorder, Some(bot_id.as_str()), EventKind::AdminAction, Some(actor_user_id), detail);
 }
 
+/// Access control refused an update (`reason`: `blocked`, `not_allowed`, `admin_only`). Callers sample: the
+/// metric counts every refusal, the table gets the first and then every hundredth per bot.
+pub fn access_denied(recorder: &Recorder, bot_id: &BotId, actor_user_id: Option<i64>, reason: &str, sampled: bool) {
+    metrics::counter!("multibot_access_denied_total", "bot_id" => bot_id.to_string(), "reason" => reason.to_owned())
+        .increment(1);
+    if sampled {
+        info!(bot_id = %bot_id, actor_user_id, reason, "access denied");
+        record(recorder, Some(bot_id.as_str()), EventKind::AccessDenied, actor_user_id, json!({"reason": reason}));
+    }
+}
+
+/// Rate limiting refused an update. Every refusal is counted; only the first of a user's episode (the one that
+/// gets the notice) is stored, so a flood of updates writes one row, not one per update.
+pub fn rate_limited(recorder: &Recorder, bot_id: &BotId, actor_user_id: i64, retry_after_secs: u64, first: bool) {
+    metrics::counter!("multibot_rate_limited_total", "bot_id" => bot_id.to_string()).increment(1);
+    if first {
+        info!(bot_id = %bot_id, actor_user_id, retry_after_secs, "rate limited");
+        let detail = json!({"retry_after_secs": retry_after_secs});
+        record(recorder, Some(bot_id.as_str()), EventKind::RateLimited, Some(actor_user_id), detail);
+    }
+}
+
 /// A plugin's handler failed or panicked while handling an update from `actor_user_id`.
 pub fn plugin_error(recorder: &Recorder, bot_id: &BotId, actor_user_id: Option<i64>, error: &HandlerError) {
     error!(bot_id = %bot_id, error_id = %error.id, plugin = %error.plugin, error = %error.message, "handler failed");

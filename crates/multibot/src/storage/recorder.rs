@@ -27,6 +27,7 @@ enum Op {
     User(UserSeen),
     Event(NewEvent),
     Bot(BotRecord),
+    Blocked { bot_id: String, user_id: i64, blocked: bool },
     Flush(oneshot::Sender<()>),
 }
 
@@ -63,6 +64,11 @@ impl Recorder {
     /// Inserts or updates a bot's row.
     pub fn bot(&self, bot: BotRecord) {
         self.send(Op::Bot(bot), "bot");
+    }
+
+    /// Marks whether a user blocked the bot (Telegram answered 403 "bot was blocked by the user").
+    pub fn user_blocked(&self, bot_id: &str, user_id: i64, blocked: bool) {
+        self.send(Op::Blocked { bot_id: bot_id.to_owned(), user_id, blocked }, "blocked");
     }
 
     /// Writes dropped because the buffer was full, since start.
@@ -102,13 +108,14 @@ impl Recorder {
 struct Batch {
     bots: VecDeque<BotRecord>,
     users: HashMap<(String, i64), UserSeen>,
+    blocked: VecDeque<(String, i64, bool)>,
     events: VecDeque<NewEvent>,
     flushes: Vec<oneshot::Sender<()>>,
 }
 
 impl Batch {
     fn len(&self) -> usize {
-        self.bots.len() + self.users.len() + self.events.len()
+        self.bots.len() + self.users.len() + self.blocked.len() + self.events.len()
     }
 
     fn is_empty(&self) -> bool {
@@ -125,11 +132,12 @@ impl Batch {
             },
             Op::Event(event) => self.events.push_back(event),
             Op::Bot(bot) => self.bots.push_back(bot),
+            Op::Blocked { bot_id, user_id, blocked } => self.blocked.push_back((bot_id, user_id, blocked)),
             Op::Flush(done) => self.flushes.push(done),
         }
     }
 
-    /// Writes in order (bots, users, events), forgetting each part once it is stored, so a retry after a failure
+    /// Writes in order (bots, users, blocked flags, events), forgetting each part once it is stored, so a retry after a failure
     /// never writes anything twice.
     async fn write(&mut self, storage: &Storage) -> Result<(), StorageError> {
         while let Some(bot) = self.bots.front() {
@@ -140,6 +148,10 @@ impl Batch {
             let users: Vec<UserSeen> = self.users.values().cloned().collect();
             storage.users().upsert(&users).await?;
             self.users.clear();
+        }
+        while let Some((bot_id, user_id, blocked)) = self.blocked.front() {
+            storage.users().set_blocked(bot_id, *user_id, *blocked).await?;
+            self.blocked.pop_front();
         }
         while let Some(event) = self.events.front() {
             storage.events().append(event).await?;
