@@ -7,8 +7,9 @@
 //! bot by bot (the manager rolls a bot back when its new configuration cannot start).
 
 use std::{
+    collections::BTreeMap,
     net::{Ipv4Addr, SocketAddr},
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -22,7 +23,7 @@ use tracing::{error, info, warn};
 use crate::{
     bots::{
         BotManager, Deps, ReloadOutcome,
-        webhook::{FileSecrets, Webhooks},
+        webhook::{StorageSecrets, Webhooks},
     },
     config::{
         self, BotId, ConfigError, Settings, WebhookEnv,
@@ -30,8 +31,9 @@ use crate::{
         watcher::{self, ConfigWatcher, ReloadSignal},
     },
     fsm::MemoryFsm,
-    http::{self, DatabaseProbe, HttpState, NoDatabase, Phase, Readiness},
+    http::{self, DatabaseProbe, HttpState, Phase, Readiness},
     plugins::PluginRegistry,
+    storage::{Recorder, Storage, events},
     telemetry,
 };
 
@@ -100,6 +102,9 @@ pub struct ReloadReport {
 /// A built application, its bots started.
 pub struct Application {
     manager: BotManager,
+    storage: Storage,
+    recorder: Recorder,
+    shutdown_timeout: Duration,
     shutdown: CancellationToken,
     config_errors: Vec<ConfigError>,
     reloads: mpsc::Sender<ReloadSignal>,
@@ -141,6 +146,7 @@ struct Reloader {
     env: EnvLookup,
     config_dir: PathBuf,
     webhooks: WebhookEnv,
+    recorder: Recorder,
     /// The environment settings at start, to tell which ones a reload would change.
     baseline: Option<Settings>,
     /// One reload at a time.
@@ -156,9 +162,10 @@ impl Application {
         Application::build_with(settings, registry, env, listeners).await
     }
 
-    /// Starts the HTTP servers on `listeners`, loads the bot configurations and starts every enabled bot (bad
-    /// files are logged and skipped); `/health/ready` answers 200 from the moment this returns. With
-    /// `ENABLE_HOT_RELOAD`, starts watching `CONFIG_DIR`.
+    /// Opens the database (migrating it unless `MIGRATE_ON_START=false`), starts the HTTP servers on
+    /// `listeners`, loads the bot configurations and starts every enabled bot; bad files are logged, recorded as
+    /// events and skipped. `/health/ready` answers 200 from the moment this returns. With `ENABLE_HOT_RELOAD`,
+    /// starts watching `CONFIG_DIR`.
     pub async fn build_with(
         settings: Settings,
         registry: PluginRegistry,
@@ -172,24 +179,23 @@ impl Application {
             .tcp_nodelay(true)
             .build()
             .context("building the HTTP client")?;
+        let storage = open_storage(&settings).await?;
+        let recorder = Recorder::spawn(storage.clone(), Recorder::DEFAULT_CAPACITY);
         let shutdown = CancellationToken::new();
         let webhooks =
             WebhookEnv { enabled: settings.webhook_enabled, base_url_set: settings.webhook_base_url.is_some() };
         let loaded = config::load_dir(&settings.config_dir, &*env, &registry, webhooks);
-        for problem in &loaded.errors {
-            error!(file = %problem.file.display(), "invalid configuration: {problem}");
-        }
+        config_invalid(&recorder, &loaded.errors);
         if loaded.bots.is_empty() {
             warn!(dir = %settings.config_dir.display(), "no valid bot configuration found");
         }
         let registry = Arc::new(registry);
         let settings = Arc::new(settings);
-        // Integration points: the secrets store and the database check move to the database once it exists.
         let webhook_routes = settings.webhook_enabled.then(|| {
-            let secrets = Arc::new(FileSecrets::new(&settings.data_dir));
+            let secrets = Arc::new(StorageSecrets::new(storage.clone()));
             Arc::new(Webhooks::new(settings.webhook_base_url.clone(), settings.webhook_inbox_size, secrets))
         });
-        let database: Arc<dyn DatabaseProbe> = Arc::new(NoDatabase);
+        let database: Arc<dyn DatabaseProbe> = Arc::new(storage.clone());
         let deps = Deps {
             settings: settings.clone(),
             registry: registry.clone(),
@@ -198,6 +204,8 @@ impl Application {
             fsm: Arc::new(MemoryFsm::default()),
             shutdown: shutdown.clone(),
             webhooks: webhook_routes.clone(),
+            storage: storage.clone(),
+            recorder: recorder.clone(),
         };
         let manager = BotManager::new(deps);
         let readiness = Arc::new(Readiness::default());
@@ -234,6 +242,7 @@ impl Application {
             env,
             config_dir: settings.config_dir.clone(),
             webhooks,
+            recorder: recorder.clone(),
             running: tokio::sync::Mutex::new(()),
             last: parking_lot::Mutex::new(None),
             count: std::sync::atomic::AtomicU64::new(0),
@@ -256,6 +265,9 @@ impl Application {
         tokio::spawn(reloader.clone().run(signals, shutdown.clone()));
         Ok(Application {
             manager,
+            storage,
+            recorder,
+            shutdown_timeout: settings.shutdown_timeout,
             shutdown,
             config_errors: loaded.errors,
             reloads,
@@ -284,6 +296,11 @@ impl Application {
         &self.manager
     }
 
+    /// The database.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
     /// Cancelling it stops the application.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -305,7 +322,8 @@ impl Application {
     }
 
     /// Runs until the shutdown token is cancelled, then stops every bot (each drains and confirms its updates),
-    /// then the HTTP servers; meanwhile `/health/ready` answers 503.
+    /// the HTTP servers, and writes what is buffered for the database (waiting at most `SHUTDOWN_TIMEOUT`);
+    /// meanwhile `/health/ready` answers 503.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.shutdown.cancelled().await;
         info!("shutting down");
@@ -317,6 +335,8 @@ impl Application {
         if tokio::time::timeout(HTTP_SHUTDOWN_GRACE, self.http_tasks.wait()).await.is_err() {
             warn!("HTTP servers still busy after the grace period; leaving them");
         }
+        self.recorder.close(self.shutdown_timeout).await;
+        self.storage.close().await;
         Ok(())
     }
 }
@@ -358,6 +378,33 @@ fn serve_http(
     Ok((health_addr, webhook_addr))
 }
 
+/// Records a `config_invalid` event per file with problems (each problem is logged).
+fn config_invalid(recorder: &Recorder, errors: &[ConfigError]) {
+    let mut invalid: BTreeMap<&Path, Vec<&ConfigError>> = BTreeMap::new();
+    for problem in errors {
+        invalid.entry(&problem.file).or_default().push(problem);
+    }
+    for (file, problems) in invalid {
+        events::config_invalid(recorder, file, &problems);
+    }
+}
+
+/// Opens `DATABASE_URL` and brings its schema to this binary's: migrates when `MIGRATE_ON_START`, else checks
+/// that nothing is pending. A schema newer than this binary knows is refused either way.
+pub async fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
+    let url = &settings.database_url;
+    let storage = Storage::open(url).await.with_context(|| format!("opening the database {url}"))?;
+    if settings.migrate_on_start {
+        for migration in storage.migrate().await.with_context(|| format!("migrating the database {url}"))? {
+            info!(version = migration.version, description = %migration.description, "migration applied");
+        }
+    } else {
+        storage.check_schema().await.with_context(|| format!("checking the database {url}"))?;
+    }
+    info!(database = %url, backend = %storage.backend(), "database ready");
+    Ok(storage)
+}
+
 impl Reloader {
     async fn run(self: Arc<Self>, mut signals: mpsc::Receiver<ReloadSignal>, shutdown: CancellationToken) {
         loop {
@@ -384,9 +431,13 @@ impl Reloader {
         let loaded = config::load_dir(&self.config_dir, &*self.env, &*self.registry, self.webhooks);
         let current: Vec<Current> = self.manager.current();
         let diff = diff(&current, loaded, &self.config_dir);
-        for problem in &diff.errors {
-            error!(file = %problem.file.display(), "reload refused: {problem}");
-            report.errors.push(problem.to_string());
+        config_invalid(&self.recorder, &diff.errors);
+        report.errors.extend(diff.errors.iter().map(ToString::to_string));
+        for id in &diff.kept {
+            let file = current.iter().find(|c| &c.id == id).map(|c| c.file.clone());
+            let problems: Vec<String> =
+                diff.errors.iter().filter(|e| Some(&e.file) == file.as_ref()).map(ToString::to_string).collect();
+            events::reload_failed(&self.recorder, id, &problems.join("; "));
         }
         for id in diff.removed {
             match self.manager.remove(&id).await {

@@ -33,6 +33,7 @@ use crate::{
     config::{BotConfig, BotId, Mode, Settings},
     fsm::FsmStorage,
     plugins::PluginRegistry,
+    storage::{Recorder, Storage, events},
 };
 
 /// What every bot is built from.
@@ -52,6 +53,10 @@ pub struct Deps {
     pub shutdown: CancellationToken,
     /// Webhook routes and secrets, when the webhook server runs (`WEBHOOK_ENABLED`).
     pub webhooks: Option<Arc<webhook::Webhooks>>,
+    /// The database.
+    pub storage: Storage,
+    /// Background writes: user tracking, events, bot status.
+    pub recorder: Recorder,
 }
 
 impl Deps {
@@ -171,6 +176,9 @@ impl BotManager {
         {
             let mut slots = self.slots.lock().await;
             for config in configs {
+                if !config.enabled {
+                    events::record_bot(&self.deps.recorder, &config, "disabled", None);
+                }
                 let slot = Slot::new(Arc::new(config));
                 slots.insert(slot.config.id.clone(), slot);
             }
@@ -193,7 +201,7 @@ impl BotManager {
             (slot.config.clone(), slot.health.clone())
         };
         *health.failure.lock() = None;
-        let started = RunningBot::start(&self.deps, config, health).await;
+        let started = RunningBot::start(&self.deps, config.clone(), health).await;
         let mut slots = self.slots.lock().await;
         let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
         let result = match started {
@@ -206,7 +214,7 @@ impl BotManager {
                 Ok(())
             }
             Err(reason) => {
-                error!(bot_id = %id, reason = %reason, "bot failed to start");
+                events::bot_failed(&self.deps.recorder, &config, &reason);
                 slot.failure = Some(reason.clone());
                 Err(ManagerError::StartFailed(id.to_string(), reason))
             }
@@ -239,8 +247,24 @@ impl BotManager {
     /// reloaded in place (new plugins and router, polling and offset untouched) when its token and mode stay and
     /// every plugin supports hot reload, and restarted otherwise. Either way the old instance's in-flight updates
     /// finish first. When the new configuration cannot start, the old one keeps (or resumes) running and the
-    /// error is returned.
+    /// error is returned. The outcome is an event.
     pub async fn reload(&self, config: BotConfig) -> Result<ReloadOutcome, ManagerError> {
+        let recorder = &self.deps.recorder;
+        let (id, recorded) = (config.id.clone(), config.clone());
+        let outcome = self.apply(config).await;
+        match &outcome {
+            Ok(ReloadOutcome::Unchanged) => {}
+            Ok(ReloadOutcome::Added) => events::bot_reloaded(recorder, &recorded, "added"),
+            Ok(ReloadOutcome::Reloaded) => events::bot_reloaded(recorder, &recorded, "reloaded"),
+            Ok(ReloadOutcome::Restarted) => events::bot_reloaded(recorder, &recorded, "restarted"),
+            Ok(ReloadOutcome::Disabled) => events::bot_reloaded(recorder, &recorded, "disabled"),
+            Err(error) => events::reload_failed(recorder, &id, &error.to_string()),
+        }
+        outcome
+    }
+
+    /// [`BotManager::reload`] without the event.
+    async fn apply(&self, config: BotConfig) -> Result<ReloadOutcome, ManagerError> {
         let id = config.id.clone();
         let config = Arc::new(config);
         let (previous, running) = {

@@ -124,7 +124,12 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::{bots::Deps, fsm::MemoryFsm, plugins::PluginRegistry};
+    use crate::{
+        bots::Deps,
+        fsm::MemoryFsm,
+        plugins::PluginRegistry,
+        storage::{Recorder, Storage},
+    };
 
     /// A database that refuses every connection.
     struct DownDatabase;
@@ -140,7 +145,8 @@ mod tests {
         }
     }
 
-    fn state(database: Arc<dyn DatabaseProbe>) -> HttpState {
+    async fn state(database: Arc<dyn DatabaseProbe>) -> HttpState {
+        let storage = Storage::in_memory().await.unwrap();
         let deps = Deps {
             settings: Arc::new(crate::cli::default_settings()),
             registry: Arc::new(PluginRegistry::builtin()),
@@ -149,6 +155,8 @@ mod tests {
             fsm: Arc::new(MemoryFsm::default()),
             shutdown: CancellationToken::new(),
             webhooks: None,
+            recorder: Recorder::spawn(storage.clone(), 16),
+            storage,
         };
         HttpState {
             manager: BotManager::new(deps),
@@ -174,7 +182,7 @@ mod tests {
 
     #[tokio::test]
     async fn ready_reports_start_up_shutdown_and_the_database() {
-        let up = state(Arc::new(NoDatabase));
+        let up = state(Arc::new(NoDatabase)).await;
         let (status, body) = call(&up, "GET", "/health/ready").await;
         assert_eq!((status, json(&body)["reason"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("starting")));
         assert_eq!(call(&up, "GET", "/health/live").await.0, StatusCode::OK);
@@ -185,7 +193,7 @@ mod tests {
         assert_eq!((status, json(&body)["reason"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("shutting down")));
 
         // Bad input: the database does not answer.
-        let down = state(Arc::new(DownDatabase));
+        let down = state(Arc::new(DownDatabase)).await;
         down.readiness.set(Phase::Ready);
         let (status, body) = call(&down, "GET", "/health/ready").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -199,7 +207,7 @@ mod tests {
 
     #[tokio::test]
     async fn metrics_render_as_text_and_unknown_routes_are_404() {
-        let state = state(Arc::new(NoDatabase));
+        let state = state(Arc::new(NoDatabase)).await;
         let request = Request::builder().uri("/metrics").body(Body::empty()).unwrap();
         let response = router(state.clone()).oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);

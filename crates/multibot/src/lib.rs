@@ -8,7 +8,10 @@
 //! - [`plugins`]: the [`plugins::Plugin`] trait, the router, the registry and the built-in plugins.
 //! - [`fsm`]: conversation state storage.
 //! - [`http`]: health probes, Prometheus metrics and the webhook endpoint.
-//! - [`middleware`]: access control and per-user rate limiting before the router.
+//! - [`storage`]: PostgreSQL or SQLite, migrations, the repositories, the background [`storage::Recorder`] and
+//!   the audit events.
+//! - [`middleware`]: what runs on every update before the router: user tracking, access control, per-user
+//!   rate limiting.
 //! - [`telemetry`]: logging setup and metrics.
 //! - [`cli`], [`demo`]: the command line and the self-contained demo.
 
@@ -21,6 +24,7 @@ pub mod fsm;
 pub mod http;
 pub mod middleware;
 pub mod plugins;
+pub mod storage;
 pub mod telemetry;
 
 /// What a plugin author needs, in one import.

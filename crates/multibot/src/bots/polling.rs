@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use teloxide_core::types::{AllowedUpdate, Update};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::{debug, warn};
 
 use super::{ApiCallError, BotRuntime, runtime::describe, sequencer::Sequencer};
 
@@ -77,7 +77,7 @@ pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Dur
             }
             Err(ApiCallError::Api { code: 401, .. }) => {
                 let reason = "token rejected by Telegram (401 Unauthorized) while polling".to_owned();
-                error!(reason = %reason, "bot failed");
+                crate::storage::events::bot_failed(&bot.recorder, &bot.config, &reason);
                 *bot.health.failure.lock() = Some(reason);
                 break;
             }

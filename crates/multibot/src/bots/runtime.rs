@@ -26,10 +26,12 @@ use crate::{
     config::{BotConfig, BotId, Mode},
     fsm::FsmStorage,
     middleware::{
+        self,
         access::{Access, AccessList},
         rate_limit::{RateDecision, RateLimiter},
     },
     plugins::{Ctx, HandlerError, LoadedPlugin, PluginContext, Router},
+    storage::{Recorder, Storage, events},
     telemetry::metrics::{self, Outcome},
 };
 
@@ -70,6 +72,10 @@ pub struct BotRuntime {
     pub access: AccessList,
     /// Per-user rate limiting, when enabled.
     pub limiter: Option<Arc<RateLimiter>>,
+    /// The database.
+    pub storage: Storage,
+    /// Background writes: user tracking, events, bot status.
+    pub recorder: Recorder,
 }
 
 impl BotRuntime {
@@ -109,6 +115,7 @@ impl Instance {
                     api: api.clone(),
                     config: entry.config.clone(),
                     shutdown: cancel.clone(),
+                    db: deps.storage.clone(),
                 };
                 let plugin = factory.build(&cx, &mut router)?;
                 plugin.on_load(&cx).await?;
@@ -138,6 +145,8 @@ impl Instance {
             limiter,
             config,
             health,
+            storage: deps.storage.clone(),
+            recorder: deps.recorder.clone(),
         });
         let commands: Vec<BotCommand> = runtime
             .router
@@ -242,8 +251,8 @@ impl RunningBot {
             None => tokio::spawn(polling::run(sequencer.clone(), timeout, grace, cancel.clone()).instrument(span)),
         };
         metrics::bot_started(config.id.as_str());
-        let runtime = &instance.runtime;
-        info!(bot_id = %config.id, username = %runtime.username, plugins = instance.plugins.len(), "bot started");
+        let names: Vec<String> = instance.plugins.iter().map(|(_, cx)| cx.plugin.clone()).collect();
+        events::bot_started(&deps.recorder, &config, &instance.runtime.username, &names);
         Ok(RunningBot { instance, sequencer, cancel, receiver, started_at: Instant::now() })
     }
 
@@ -276,8 +285,9 @@ impl RunningBot {
         if let Err(e) = self.receiver.await {
             error!(bot_id = %id, error = %e, "receiver task failed");
         }
+        let runtime = self.instance.runtime.clone();
         self.instance.stopped().await;
-        info!(bot_id = %id, "bot stopped");
+        events::bot_stopped(&runtime.recorder, &runtime.config);
     }
 
     /// The loaded plugins' names, in load order.
@@ -338,6 +348,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// passed to the error hooks (the `error_handler` plugin); a callback nobody answered is answered.
 pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
     let started = Instant::now();
+    middleware::track_user(&bot.recorder, &bot.id, &update);
     let is_callback = matches!(update.kind, UpdateKind::CallbackQuery(_));
     let cx = Ctx::new(bot.clone(), update);
     if !admitted(&bot, &cx).await {
@@ -346,7 +357,7 @@ pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
     }
     let (plugin, outcome) = match bot.router.choose(&cx).await {
         Ok(Some(chosen)) if chosen.admin_only && !bot.access.is_admin(cx.user().map(|u| u.id.0 as i64)) => {
-            bot.health.access_denied.fetch_add(1, Ordering::Relaxed);
+            deny(&bot, cx.user().map(|u| u.id.0 as i64), "admin_only");
             let refusal = cx.reply("This command is only for the bot's admins.").plain().await.map(drop);
             (chosen.plugin.to_owned(), refusal)
         }
@@ -379,13 +390,20 @@ pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
     bot.health.updates_handled.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Counts an update refused by access control; the first refusal and every hundredth become events.
+fn deny(bot: &BotRuntime, user: Option<i64>, reason: &str) {
+    let count = bot.health.access_denied.fetch_add(1, Ordering::Relaxed);
+    debug!(bot_id = %bot.id, reason, "update dropped by access control");
+    events::access_denied(&bot.recorder, &bot.id, user, reason, count.is_multiple_of(100));
+}
+
 /// Access control and rate limiting: whether the update goes on to the router.
 async fn admitted(bot: &BotRuntime, cx: &Ctx) -> bool {
     let user = cx.user().map(|u| u.id.0 as i64);
     let access = bot.access.check(user);
     if access != Access::Allowed {
-        bot.health.access_denied.fetch_add(1, Ordering::Relaxed);
-        debug!(bot_id = %bot.id, ?access, "update dropped by access control");
+        let reason = if access == Access::Blocked { "blocked" } else { "not_allowed" };
+        deny(bot, user, reason);
         return false;
     }
     let (Some(limiter), Some(user)) = (&bot.limiter, user) else { return true };
@@ -393,9 +411,9 @@ async fn admitted(bot: &BotRuntime, cx: &Ctx) -> bool {
         return true;
     };
     bot.health.rate_limited.fetch_add(1, Ordering::Relaxed);
-    metrics::rate_limited(bot.id.as_str());
+    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    events::rate_limited(&bot.recorder, &bot.id, user, seconds, notify);
     if notify {
-        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
         let notice = format!("Too many requests, try again in {seconds} s");
         let sent = if cx.callback().is_some() {
             cx.answer_callback(Some(&notice)).await
@@ -411,7 +429,7 @@ async fn admitted(bot: &BotRuntime, cx: &Ctx) -> bool {
 
 async fn report_error(bot: &Arc<BotRuntime>, cx: &Ctx, plugin: String, error: anyhow::Error) {
     let error = HandlerError { id: error_id(), plugin, message: bot.redact(format!("{error:#}")) };
-    error!(bot_id = %bot.id, error_id = %error.id, plugin = %error.plugin, error = %error.message, "handler failed");
+    events::plugin_error(&bot.recorder, &bot.id, cx.user().map(|u| u.id.0 as i64), &error);
     bot.health.errors.fetch_add(1, Ordering::Relaxed);
     *bot.health.last_error.lock() = Some(format!("{} (error id {})", error.message, error.id));
     for (hook_plugin, hook) in bot.router.error_hooks() {

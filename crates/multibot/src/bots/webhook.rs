@@ -21,7 +21,7 @@ use std::{
 
 use parking_lot::{Mutex, RwLock};
 use reqwest::Url;
-pub use secrets::{FileSecrets, MemorySecrets, WebhookSecret, WebhookSecrets};
+pub use secrets::{MemorySecrets, StorageSecrets, WebhookSecret, WebhookSecrets};
 use teloxide_core::{
     payloads::{SetWebhook, SetWebhookSetters},
     types::Update,

@@ -4,6 +4,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use super::BotToken;
+use crate::storage::DatabaseUrl;
 
 /// Log line format (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +57,10 @@ pub struct Settings {
     /// `FLOOD_CONTROL`: pace what bots send within Telegram's limits (default true; turn it off only against a
     /// local emulator, e.g. for benchmarks).
     pub flood_control: bool,
+    /// `DATABASE_URL`: PostgreSQL or SQLite (default: the SQLite file `DATA_DIR/multibot.db`).
+    pub database_url: DatabaseUrl,
+    /// `MIGRATE_ON_START`: apply pending migrations when `run` starts (default true).
+    pub migrate_on_start: bool,
 }
 
 /// Every variable [`Settings`] reads, for `.env.example` and the README.
@@ -79,6 +84,8 @@ pub const VARIABLES: &[&str] = &[
     "SHUTDOWN_TIMEOUT",
     "MAX_CONCURRENT_UPDATES",
     "FLOOD_CONTROL",
+    "DATABASE_URL",
+    "MIGRATE_ON_START",
 ];
 
 impl Settings {
@@ -158,6 +165,15 @@ impl Settings {
         if reqwest::Url::parse(&telegram_api_url).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
             errors.push(format!("TELEGRAM_API_URL={telegram_api_url:?} is not an http(s) URL"));
         }
+        let data_dir: PathBuf = text("DATA_DIR").unwrap_or_else(|| "./data".into()).into();
+        let database_url = match text("DATABASE_URL") {
+            None => DatabaseUrl::sqlite_file(data_dir.join("multibot.db")),
+            Some(url) => DatabaseUrl::parse(&url).unwrap_or_else(|e| {
+                errors.push(format!("DATABASE_URL: {e}"));
+                DatabaseUrl::sqlite_file(data_dir.join("multibot.db"))
+            }),
+        };
+        let migrate_on_start = flag("MIGRATE_ON_START", true, &mut errors);
         let settings = Settings {
             admin_bot_token,
             admin_allowed_users,
@@ -173,11 +189,13 @@ impl Settings {
             config_dir: text("CONFIG_DIR").unwrap_or_else(|| "./config/bots".into()).into(),
             plugins_dir: text("PLUGINS_DIR").unwrap_or_else(|| "./plugins".into()).into(),
             telegram_api_url: telegram_api_url.trim_end_matches('/').to_owned(),
-            data_dir: text("DATA_DIR").unwrap_or_else(|| "./data".into()).into(),
+            data_dir,
             polling_timeout: Duration::from_secs(number("POLLING_TIMEOUT", 25, 0, 600, &mut errors)),
             shutdown_timeout: Duration::from_secs(number("SHUTDOWN_TIMEOUT", 10, 0, 3600, &mut errors)),
             max_concurrent_updates: number("MAX_CONCURRENT_UPDATES", 64, 1, 100_000, &mut errors) as usize,
             flood_control: flag("FLOOD_CONTROL", true, &mut errors),
+            database_url,
+            migrate_on_start,
         };
         if errors.is_empty() { Ok(settings) } else { Err(errors) }
     }

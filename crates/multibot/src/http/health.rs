@@ -14,7 +14,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{HttpState, Phase};
-use crate::{bots::BotState, telemetry::metrics::resident_memory_bytes};
+use crate::{bots::BotState, storage::Storage, telemetry::metrics::resident_memory_bytes};
 
 /// How long a database check may take before it counts as down.
 const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -41,6 +41,18 @@ impl DatabaseProbe for NoDatabase {
 
     async fn ping(&self) -> anyhow::Result<()> {
         Ok(())
+    }
+}
+
+/// The application's database: a query that must answer.
+#[async_trait]
+impl DatabaseProbe for Storage {
+    fn configured(&self) -> bool {
+        true
+    }
+
+    async fn ping(&self) -> anyhow::Result<()> {
+        Storage::ping(self).await.map(drop).map_err(Into::into)
     }
 }
 

@@ -21,6 +21,7 @@ use crate::{
     bots::{BotRuntime, SendOptions},
     config::{BotId, FsmStrategy},
     fsm::{FsmKey, FsmRecord},
+    storage::{PluginState, Storage},
 };
 
 /// A failed handler, as error hooks see it.
@@ -65,6 +66,16 @@ impl Ctx {
     /// The bot's Bot API client, for anything the helpers below do not cover.
     pub fn api(&self) -> &crate::bots::BotApi {
         &self.inner.bot.api
+    }
+
+    /// The database (the spec's `db`): `cx.db().users().get_user_count(cx.bot_id().as_str())`.
+    pub fn db(&self) -> &Storage {
+        &self.inner.bot.storage
+    }
+
+    /// The persistent state of `plugin` in this bot (the same as that plugin's `PluginContext::state()`).
+    pub fn plugin_state(&self, plugin: &str) -> PluginState {
+        self.db().plugin_state(self.bot_id().as_str(), plugin)
     }
 
     /// The commands the bot's plugins registered, in plugin order.
@@ -278,7 +289,14 @@ impl<'a> IntoFuture for Reply<'a> {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let chat = self.chat.ok_or_else(|| anyhow::anyhow!("this update has no chat to reply in"))?;
-            Ok(self.cx.api().send_message(chat, self.text, self.options).await?)
+            let sent = self.cx.api().send_message(chat, self.text, self.options).await;
+            if let Err(e) = &sent
+                && e.is_blocked_by_user()
+            {
+                let bot = &self.cx.inner.bot;
+                bot.recorder.user_blocked(bot.id.as_str(), chat.0, true);
+            }
+            Ok(sent?)
         })
     }
 }

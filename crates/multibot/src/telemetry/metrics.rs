@@ -19,14 +19,22 @@ pub const UPDATES_HANDLED: &str = "multibot_updates_handled_total";
 pub const HANDLER_DURATION: &str = "multibot_handler_duration_seconds";
 /// Bot API calls (`method`, `result`: `ok`, the Bot API error code such as `429`, `network` or `decode`).
 pub const API_CALLS: &str = "multibot_bot_api_calls_total";
-/// Updates dropped by rate limiting (`bot_id`).
-pub const RATE_LIMITED: &str = "multibot_rate_limited_updates_total";
+/// Updates dropped by per-user rate limiting (`bot_id`).
+pub const RATE_LIMITED: &str = "multibot_rate_limited_total";
+/// Updates dropped by access control (`bot_id`, `reason`: `blocked`, `not_allowed`, `admin_only`).
+pub const ACCESS_DENIED: &str = "multibot_access_denied_total";
+/// Audit events (`bot_id`, empty for events about no bot; `kind`).
+pub const BOT_EVENTS: &str = "multibot_bot_events_total";
 /// Configured bots by state (`state`: `running`, `stopped`, `disabled`, `failed`).
 pub const BOTS: &str = "multibot_bots";
 /// Configuration reloads (`result`: `applied`, `unchanged`, `failed`).
 pub const RELOADS: &str = "multibot_reloads_total";
 /// Requests to the webhook server (`bot_id`, `none` when the path matches no bot; `status`: the HTTP status).
 pub const WEBHOOK_REQUESTS: &str = "multibot_webhook_requests_total";
+/// Database writes dropped because the recorder's buffer was full (`kind`).
+pub const STORAGE_DROPPED_WRITES: &str = "multibot_storage_dropped_writes_total";
+/// Batches of database writes that failed and will be retried.
+pub const STORAGE_WRITE_FAILURES: &str = "multibot_storage_write_failures_total";
 /// Resident memory of the process, in bytes.
 pub const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 
@@ -60,9 +68,13 @@ fn describe() {
     describe_histogram!(HANDLER_DURATION, Unit::Seconds, "Time to handle one update");
     describe_counter!(API_CALLS, Unit::Count, "Bot API calls by method and result (ok or the error code)");
     describe_counter!(RATE_LIMITED, Unit::Count, "Updates dropped by per-user rate limiting");
+    describe_counter!(ACCESS_DENIED, Unit::Count, "Updates dropped by access control, by reason");
+    describe_counter!(BOT_EVENTS, Unit::Count, "Audit events by bot and kind");
     describe_gauge!(BOTS, Unit::Count, "Configured bots by state");
     describe_counter!(RELOADS, Unit::Count, "Configuration reloads by result");
     describe_counter!(WEBHOOK_REQUESTS, Unit::Count, "Requests to the webhook server by bot and HTTP status");
+    describe_counter!(STORAGE_DROPPED_WRITES, Unit::Count, "Database writes dropped because the buffer was full");
+    describe_counter!(STORAGE_WRITE_FAILURES, Unit::Count, "Database write batches that failed (and are retried)");
     describe_gauge!(RESIDENT_MEMORY, Unit::Bytes, "Resident memory of the process");
 }
 
@@ -122,6 +134,16 @@ pub fn rate_limited(bot_id: &str) {
     counter!(RATE_LIMITED, "bot_id" => bot_id.to_owned()).increment(1);
 }
 
+/// Access control dropped an update of this bot for `reason`.
+pub fn access_denied(bot_id: &str, reason: &str) {
+    counter!(ACCESS_DENIED, "bot_id" => bot_id.to_owned(), "reason" => reason.to_owned()).increment(1);
+}
+
+/// An audit event of `kind` was recorded (`bot_id` empty when it concerns no bot).
+pub fn bot_event(bot_id: &str, kind: &'static str) {
+    counter!(BOT_EVENTS, "bot_id" => bot_id.to_owned(), "kind" => kind).increment(1);
+}
+
 /// A configuration reload ended with `result` (`applied`, `unchanged` or `failed`).
 pub fn reload(result: &'static str) {
     counter!(RELOADS, "result" => result).increment(1);
@@ -131,6 +153,16 @@ pub fn reload(result: &'static str) {
 pub(crate) fn webhook_request(bot_id: Option<&str>, status: u16) {
     let bot_id = bot_id.unwrap_or("none").to_owned();
     counter!(WEBHOOK_REQUESTS, "bot_id" => bot_id, "status" => status.to_string()).increment(1);
+}
+
+/// The recorder dropped a database write of `kind` (its buffer was full).
+pub fn storage_dropped_write(kind: &'static str) {
+    counter!(STORAGE_DROPPED_WRITES, "kind" => kind).increment(1);
+}
+
+/// A batch of database writes failed; the recorder retries it.
+pub fn storage_write_failure() {
+    counter!(STORAGE_WRITE_FAILURES).increment(1);
 }
 
 /// Sets how many bots are in each state.

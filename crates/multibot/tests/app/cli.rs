@@ -56,7 +56,7 @@ fn plugins_lists_the_builtin_plugins() {
 #[test]
 fn every_subcommand_has_help() {
     let dir = TempDir::new();
-    for sub in ["run", "check-config", "plugins", "emulator", "demo"] {
+    for sub in ["run", "migrate", "check-config", "plugins", "emulator", "demo"] {
         let (code, text) = multibot(&dir, &[sub, "--help"]);
         assert_eq!(code, 0, "{sub}: {text}");
         assert!(text.contains("Usage: multibot"), "{sub}: {text}");

@@ -17,6 +17,7 @@ use multibot::{
     bots::BotManager,
     config::Settings,
     plugins::PluginRegistry,
+    storage::Storage,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -67,6 +68,7 @@ pub(crate) struct TestApp {
     pub(crate) emu: Emulator,
     pub(crate) manager: BotManager,
     pub(crate) reloads: ReloadHandle,
+    pub(crate) storage: Storage,
     pub(crate) dir: TempDir,
     /// Variables tests may set while the application runs (`${TOKEN_<n>}` works without them).
     pub(crate) vars: Arc<parking_lot::Mutex<HashMap<String, String>>>,
@@ -95,10 +97,10 @@ impl Drop for TestApp {
     }
 }
 
-/// Settings for a test: the emulator as Telegram, `dir` as `CONFIG_DIR` (and `DATA_DIR` under it), any free
-/// health port, short timeouts, no flood control (Telegram's 1 message per second per chat would make every
-/// conversation slow), plus `extra`.
-pub(crate) fn settings(emu: &Emulator, dir: &Path, extra: &[(&str, &str)]) -> Settings {
+/// Settings for a test: the emulator as Telegram, `dir` as `CONFIG_DIR`, an SQLite file under `dir` as the
+/// database, any free health port, short timeouts, no flood control (Telegram's 1 message per second per chat
+/// would make every conversation slow); `extra` adds or overrides variables.
+pub(crate) fn settings(emu: &Emulator, dir: &Path, extra: &[(&str, String)]) -> Settings {
     let mut vars: HashMap<&str, String> = HashMap::from([
         ("FLOOD_CONTROL", "false".into()),
         ("TELEGRAM_API_URL", emu.api_url()),
@@ -109,14 +111,8 @@ pub(crate) fn settings(emu: &Emulator, dir: &Path, extra: &[(&str, &str)]) -> Se
         ("SHUTDOWN_TIMEOUT", "10".into()),
         ("LOG_FORMAT", "text".into()),
     ]);
-    vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    vars.extend(extra.iter().cloned());
     Settings::from_env(&|name| vars.get(name).cloned()).expect("valid settings")
-}
-
-/// [`settings`] with owned values.
-pub(crate) fn settings_with(emu: &Emulator, dir: &Path, extra: &[(&str, String)]) -> Settings {
-    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    settings(emu, dir, &extra)
 }
 
 /// `${TOKEN_<n>}` resolves to `token(n)`; everything else is unset.
@@ -135,12 +131,12 @@ pub(crate) async fn spawn_app(files: &[(&str, &str)], registered: u32, registry:
     spawn_app_with(files, registered, registry, &[]).await
 }
 
-/// `spawn_app` with extra environment settings.
+/// [`spawn_app`] with more environment variables (`DATABASE_URL`, `FLOOD_CONTROL`, ...).
 pub(crate) async fn spawn_app_with(
     files: &[(&str, &str)],
     registered: u32,
     registry: PluginRegistry,
-    extra: &[(&str, &str)],
+    extra: &[(&str, String)],
 ) -> TestApp {
     let emu = Emulator::start(EmulatorConfig::default()).await.expect("emulator");
     for n in 1..=registered {
@@ -156,9 +152,10 @@ pub(crate) async fn spawn_app_with(
         .expect("app builds");
     let manager = app.manager().clone();
     let reloads = app.reloads();
+    let storage = app.storage().clone();
     let shutdown = app.shutdown_token();
     let task = tokio::spawn(app.run_until_stopped());
-    TestApp { emu, manager, reloads, dir, vars, shutdown, task: Some(task) }
+    TestApp { emu, manager, reloads, storage, dir, vars, shutdown, task: Some(task) }
 }
 
 /// Waits until `check` passes, or panics after `within`.
@@ -210,6 +207,7 @@ pub(crate) async fn listeners(web: Web) -> (Listeners, Vec<(&'static str, String
 pub(crate) struct Served {
     pub(crate) manager: BotManager,
     pub(crate) reloads: ReloadHandle,
+    pub(crate) storage: Storage,
     pub(crate) health: SocketAddr,
     pub(crate) webhook: Option<SocketAddr>,
     shutdown: CancellationToken,
@@ -222,9 +220,10 @@ impl Served {
         let (health, webhook) = (app.health_addr().expect("health server"), app.webhook_addr());
         let manager = app.manager().clone();
         let reloads = app.reloads();
+        let storage = app.storage().clone();
         let shutdown = app.shutdown_token();
         let task = tokio::spawn(app.run_until_stopped());
-        Served { manager, reloads, health, webhook, shutdown, task: Some(task) }
+        Served { manager, reloads, storage, health, webhook, shutdown, task: Some(task) }
     }
 
     /// `http://<health address><path>`.
@@ -273,7 +272,6 @@ pub(crate) async fn serve(
 ) -> Served {
     let (listeners, mut vars) = listeners(web).await;
     vars.extend(extra.iter().cloned());
-    let app =
-        Application::build_with(settings_with(emu, dir, &vars), registry, env(), listeners).await.expect("app builds");
+    let app = Application::build_with(settings(emu, dir, &vars), registry, env(), listeners).await.expect("app builds");
     Served::run(app)
 }

@@ -6,13 +6,13 @@ use std::{collections::BTreeMap, time::Duration};
 use botapi_emulator::{Emulator, EmulatorConfig, FaultSpec};
 use multibot::{
     app::{Application, Listeners},
-    bots::BotState,
+    bots::{BotState, webhook::StorageSecrets},
     config::{BotId, Settings},
     plugins::PluginRegistry,
 };
 use serde_json::Value;
 
-use crate::helpers::{Served, TempDir, Web, env, eventually, listeners, serve, settings_with, token};
+use crate::helpers::{Served, TempDir, Web, env, eventually, listeners, serve, settings as app_settings, token};
 
 /// One sample of the Prometheus text format.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,7 +175,7 @@ async fn after_a_conversation_metrics_count_it_and_health_agrees_with_the_manage
     let inf = [("bot_id", "metered"), ("le", "+Inf")];
     assert_eq!(value(&samples, "multibot_handler_duration_seconds_bucket", &inf), Some(3.0));
     assert!(value(&samples, "multibot_handler_duration_seconds_sum", &bot_label).unwrap() > 0.0);
-    assert_eq!(value(&samples, "multibot_rate_limited_updates_total", &bot_label), Some(0.0));
+    assert_eq!(value(&samples, "multibot_rate_limited_total", &bot_label), Some(0.0));
     // Bot API calls are counted per method and result, 429s among them. (Other tests share the process.)
     let calls = |method: &str, result: &str| {
         value(&samples, "multibot_bot_api_calls_total", &[("method", method), ("result", result)]).unwrap_or(0.0)
@@ -199,7 +199,8 @@ async fn after_a_conversation_metrics_count_it_and_health_agrees_with_the_manage
     assert_eq!(status, 200);
     assert_eq!(full["status"], "ok");
     assert_eq!(full["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(full["database"]["status"], "not_configured");
+    assert_eq!(full["database"]["status"], "ok");
+    assert!(full["database"]["latency_ms"].as_f64().is_some());
     assert_eq!(full["redis"], Value::Null);
     assert!(full["memory"]["rss_bytes"].as_u64().unwrap() > 1_000_000);
     assert!(full["uptime_seconds"].as_u64().is_some());
@@ -220,13 +221,12 @@ async fn after_a_conversation_metrics_count_it_and_health_agrees_with_the_manage
     assert!(shown["uptime_seconds"].as_u64().unwrap() <= status.uptime.unwrap().as_secs() + 1);
 
     // No token and no webhook secret anywhere an operator looks.
-    let secrets = std::fs::read_to_string(dir.path().join("data/webhook_secrets.json")).unwrap();
-    let secret: Value = serde_json::from_str(&secrets).unwrap();
-    let secret = secret["metered"].as_str().unwrap();
+    let state = app.storage.plugin_state("metered", StorageSecrets::PLUGIN);
+    let secret: String = state.get(StorageSecrets::KEY).await.unwrap().expect("a stored secret");
     let full = full.to_string();
     for shown in [&text, &full] {
         assert!(!shown.contains(&token(1)) && !shown.contains("TestTokenForMultibot"), "a token leaked");
-        assert!(!shown.contains(secret), "the webhook secret leaked");
+        assert!(!shown.contains(&secret), "the webhook secret leaked");
     }
     app.stop().await;
 }
@@ -244,7 +244,7 @@ async fn ready_follows_start_up_and_shutdown_while_live_stays_200() {
     bot.inject(FaultSpec::delay("getMe", Duration::from_secs(1))).await.unwrap();
     let (listeners, vars) = listeners(Web::Off).await;
     let health = listeners.health.as_ref().unwrap().local_addr().unwrap();
-    let settings = settings_with(&emu, dir.path(), &vars);
+    let settings = app_settings(&emu, dir.path(), &vars);
     let building = tokio::spawn(Application::build_with(settings, PluginRegistry::builtin(), env(), listeners));
     let (status, ready) = get_json(&format!("http://{health}/health/ready")).await;
     assert_eq!((status, &ready["reason"]), (503, &Value::from("starting")), "{ready}");
@@ -304,7 +304,7 @@ async fn listeners_follow_the_settings() {
 async fn health_check_enabled_false_runs_no_server() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let dir = TempDir::new();
-    let settings = settings_with(&emu, dir.path(), &[("HEALTH_CHECK_ENABLED", "false".to_owned())]);
+    let settings = app_settings(&emu, dir.path(), &[("HEALTH_CHECK_ENABLED", "false".to_owned())]);
     let app = Application::build(settings, PluginRegistry::builtin(), env()).await.unwrap();
     assert_eq!((app.health_addr(), app.webhook_addr()), (None, None));
     app.shutdown_token().cancel();
@@ -333,7 +333,7 @@ async fn rate_limited_and_refused_updates_are_counted() {
     })
     .await;
     let samples = parse_prometheus(&get(&app.url("/metrics")).await.1);
-    assert_eq!(value(&samples, "multibot_rate_limited_updates_total", &[("bot_id", "limited")]), Some(2.0));
+    assert_eq!(value(&samples, "multibot_rate_limited_total", &[("bot_id", "limited")]), Some(2.0));
     let refused = [("bot_id", "limited"), ("plugin", "none"), ("outcome", "refused")];
     assert_eq!(value(&samples, "multibot_updates_handled_total", &refused), Some(2.0));
     assert_eq!(value(&samples, "multibot_updates_received_total", &[("bot_id", "limited")]), Some(3.0));

@@ -1,10 +1,15 @@
 //! Webhook mode: the emulator pushes updates to our server; refused requests change nothing; retries, a full
 //! inbox, a stopped bot, and switching between polling and webhook lose nothing and handle nothing twice.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use botapi_emulator::{Emulator, EmulatorConfig, FaultSpec, TestBot};
-use multibot::{bots::BotState, config::BotId, plugins::PluginRegistry};
+use multibot::{
+    bots::{BotState, webhook::StorageSecrets},
+    config::BotId,
+    plugins::PluginRegistry,
+    storage::{DatabaseUrl, Storage},
+};
 use serde_json::{Value, json};
 
 use crate::{
@@ -61,11 +66,10 @@ plugins:
       echo_all: true
 "#;
 
-/// The bot's webhook secret, as the application stored it under `DATA_DIR`.
-fn secret_of(dir: &Path, bot: &str) -> String {
-    let path = dir.join("data/webhook_secrets.json");
-    let secrets: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("secrets file")).expect("JSON");
-    secrets[bot].as_str().expect("a secret for the bot").to_owned()
+/// The bot's webhook secret, as the application stored it in its database.
+async fn secret_of(app: &Served, bot: &str) -> String {
+    let state = app.storage.plugin_state(bot, StorageSecrets::PLUGIN);
+    state.get::<String>(StorageSecrets::KEY).await.unwrap().expect("a secret for the bot")
 }
 
 /// POSTs `body` to `url` with the secret header when given; returns the status.
@@ -124,7 +128,7 @@ async fn a_whole_conversation_in_webhook_mode() {
     assert_eq!((&hook["max_connections"], &hook["has_secret"]), (&json!(5), &json!(true)));
     assert_eq!(blog_bot.webhook().await.unwrap()["url"], app.webhook_url("/blog"));
     let set = shop_bot.calls(Some("setWebhook")).await.unwrap();
-    assert_eq!(set[0].params["secret_token"], secret_of(dir.path(), "shop"));
+    assert_eq!(set[0].params["secret_token"], secret_of(&app, "shop").await);
     assert_eq!(set[0].params["allowed_updates"], json!(["message", "callback_query"]), "{:?}", set[0].params);
     assert!(!set[0].params["url"].as_str().unwrap().contains(&token(1)), "the token is never in the URL");
 
@@ -172,7 +176,7 @@ async fn requests_without_the_bots_own_secret_are_refused_and_change_nothing() {
     let alice = emu.user(1001);
     alice.send(&blog_bot, "first").await.unwrap();
     alice.next_message_from(&blog_bot).await.unwrap();
-    let (shop_secret, blog_secret) = (secret_of(dir.path(), "shop"), secret_of(dir.path(), "blog"));
+    let (shop_secret, blog_secret) = (secret_of(&app, "shop").await, secret_of(&app, "blog").await);
     assert_ne!(shop_secret, blog_secret);
     let url = app.webhook_url("/blog");
     let update = message(500_001, 1001, "forged");
@@ -204,7 +208,7 @@ async fn malformed_oversized_and_unknown_updates() {
     let alice = emu.user(1001);
     alice.send(&blog_bot, "first").await.unwrap();
     alice.next_message_from(&blog_bot).await.unwrap();
-    let (url, secret) = (app.webhook_url("/blog"), secret_of(dir.path(), "blog"));
+    let (url, secret) = (app.webhook_url("/blog"), secret_of(&app, "blog").await);
     let secret = Some(secret.as_str());
     // Bad input: not JSON, JSON that is not an update (no update_id), an update_id that is not a number.
     assert_eq!(post(&url, secret, "this is not json").await, 400);
@@ -235,7 +239,7 @@ async fn a_retried_update_is_handled_once() {
     let alice = emu.user(1001);
     alice.send(&blog_bot, "first").await.unwrap();
     alice.next_message_from(&blog_bot).await.unwrap();
-    let (url, secret) = (app.webhook_url("/blog"), secret_of(dir.path(), "blog"));
+    let (url, secret) = (app.webhook_url("/blog"), secret_of(&app, "blog").await);
     // Bad input: the same update_id three times (Telegram retrying after a lost answer); each gets 200.
     for _ in 0..3 {
         assert_eq!(post(&url, Some(&secret), message(700_001, 1001, "once")).await, 200);
@@ -261,7 +265,7 @@ async fn a_full_inbox_answers_503_and_the_retry_is_taken() {
     let alice = emu.user(1001);
     alice.send(&blog_bot, "first").await.unwrap();
     alice.next_message_from(&blog_bot).await.unwrap();
-    let (url, secret) = (app.webhook_url("/blog"), secret_of(dir.path(), "blog"));
+    let (url, secret) = (app.webhook_url("/blog"), secret_of(&app, "blog").await);
     // Every reply takes 600 ms, so updates pile up: at most 2 in flight and 2 in the inbox.
     blog_bot.inject(FaultSpec::delay("sendMessage", Duration::from_millis(600)).times(100)).await.unwrap();
     let mut refused = Vec::new();
@@ -305,7 +309,7 @@ async fn a_stopped_bots_path_answers_503_until_it_runs_again() {
     let alice = emu.user(1001);
     alice.send(&blog_bot, "first").await.unwrap();
     alice.next_message_from(&blog_bot).await.unwrap();
-    let (url, secret) = (app.webhook_url("/blog"), secret_of(dir.path(), "blog"));
+    let (url, secret) = (app.webhook_url("/blog"), secret_of(&app, "blog").await);
     let id = BotId::parse("blog").unwrap();
     app.manager.stop(&id).await.unwrap();
     assert_eq!(app.manager.status_of(&id).unwrap().state, BotState::Stopped);
@@ -404,13 +408,7 @@ async fn the_secret_survives_a_restart_and_stays_private() {
     let first = serve(&emu, dir.path(), Web::Shared, &[], PluginRegistry::builtin()).await;
     // One listener serves health and webhooks when their ports are the same.
     assert_eq!(first.webhook, Some(first.health));
-    let secret = secret_of(dir.path(), "blog");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("data/webhook_secrets.json")).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "the secrets file is readable by its owner only");
-    }
+    let secret = secret_of(&first, "blog").await;
     first.stop().await;
     let blog_bot = emu.bot(&token(2)).await.unwrap();
     let alice = emu.user(1001);
@@ -460,13 +458,17 @@ async fn the_real_binary_serves_webhooks_and_health_on_one_port_and_logs_no_secr
     assert_eq!(alice.next_message_from(&bot).await.unwrap().text.as_deref(), Some("You said: through the webhook"));
     // Bad input: a push with a wrong secret, logged as refused.
     assert_eq!(post(&format!("{base}/webhook/hooked"), Some("guess"), message(1, 1301, "forged")).await, 401);
-    let secret = secret_of(dir.path(), "hooked");
     let mut shown = Vec::new();
     for path in ["/health/full", "/metrics"] {
         shown.push(reqwest::get(format!("{base}{path}")).await.unwrap().text().await.unwrap());
     }
     process.terminate();
     let (status, lines) = process.wait(Duration::from_secs(30)).await;
+    // The secret, from the process's database (the default SQLite file under ./data).
+    let storage = Storage::open(&DatabaseUrl::sqlite_file(dir.path().join("data/multibot.db"))).await.unwrap();
+    let state = storage.plugin_state("hooked", StorageSecrets::PLUGIN);
+    let secret = state.get::<String>(StorageSecrets::KEY).await.unwrap().expect("a stored secret");
+    storage.close().await;
     assert!(status.success(), "exit status {status}; output:\n{}", lines.join("\n"));
     assert!(lines.iter().any(|l| l.contains("webhook set") && l.contains("hooked")), "{}", lines.join("\n"));
     assert!(lines.iter().any(|l| l.contains("wrong secret")), "{}", lines.join("\n"));

@@ -1,14 +1,9 @@
 //! Webhook secrets: the [`WebhookSecret`] Telegram sends back in `X-Telegram-Bot-Api-Secret-Token`, and where it
 //! is kept ([`WebhookSecrets`]). A bot keeps its secret across restarts, so updates Telegram pushes while the
-//! process restarts are still accepted. [`FileSecrets`] keeps them in a file under `DATA_DIR` readable by the
-//! owner only; [`MemorySecrets`] for tests and tools.
+//! process restarts are still accepted. [`StorageSecrets`] keeps them in the database; [`MemorySecrets`] for
+//! tests and tools.
 
-use std::{
-    collections::BTreeMap,
-    fmt,
-    io::Write,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, fmt};
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -17,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use tracing::warn;
 
-use crate::config::BotId;
+use crate::{config::BotId, storage::Storage};
 
 /// The characters Telegram allows in a secret token.
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -99,91 +94,42 @@ impl WebhookSecrets for MemorySecrets {
     }
 }
 
-/// Secrets in a JSON file (`{"<bot_id>": "<secret>"}`) with permissions 0600, read once and rewritten whole
-/// (through a temporary file and a rename) when a bot gets its first secret.
-pub struct FileSecrets {
-    path: PathBuf,
-    cache: Mutex<Option<BTreeMap<String, String>>>,
+/// Secrets in the database, so every replica and every restart uses the same one: `plugin_state` rows under the
+/// reserved plugin name [`StorageSecrets::PLUGIN`], which no plugin should take.
+pub struct StorageSecrets {
+    storage: Storage,
+    /// Two starts of one bot in this process must not make two secrets.
+    creating: tokio::sync::Mutex<()>,
 }
 
-impl FileSecrets {
-    /// The store's file name under `DATA_DIR`.
-    pub const FILE_NAME: &str = "webhook_secrets.json";
+impl StorageSecrets {
+    /// The `plugin` column of the secrets' rows.
+    pub const PLUGIN: &str = "multibot:webhook";
+    /// The `key` column of the secrets' rows.
+    pub const KEY: &str = "secret";
 
-    /// A store in `data_dir`; nothing is read or created before the first webhook bot starts.
-    pub fn new(data_dir: &Path) -> FileSecrets {
-        FileSecrets { path: data_dir.join(Self::FILE_NAME), cache: Mutex::new(None) }
+    /// A store in `storage`.
+    pub fn new(storage: Storage) -> StorageSecrets {
+        StorageSecrets { storage, creating: tokio::sync::Mutex::new(()) }
     }
-
-    fn load(&self) -> anyhow::Result<BTreeMap<String, String>> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", self.path.display())),
-        };
-        restrict(&self.path)?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a JSON object of secrets", self.path.display()))
-    }
-
-    fn save(&self, secrets: &BTreeMap<String, String>) -> anyhow::Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let temp = self.path.with_extension("json.tmp");
-        let _ = std::fs::remove_file(&temp);
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&temp).with_context(|| format!("creating {}", temp.display()))?;
-        let text = serde_json::to_string_pretty(secrets).context("encoding the secrets")?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("writing {}", temp.display()))?;
-        std::fs::rename(&temp, &self.path).with_context(|| format!("replacing {}", self.path.display()))?;
-        Ok(())
-    }
-}
-
-/// Narrows a secrets file found readable by others to its owner.
-fn restrict(path: &Path) -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.permissions().mode();
-        if mode & 0o077 != 0 {
-            warn!(file = %path.display(), "webhook secrets file was readable by others; restricting it to its owner");
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .with_context(|| format!("restricting {}", path.display()))?;
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
 }
 
 #[async_trait]
-impl WebhookSecrets for FileSecrets {
+impl WebhookSecrets for StorageSecrets {
     async fn get_or_create(&self, bot: &BotId) -> anyhow::Result<WebhookSecret> {
-        // Blocking file access under a short-held lock: the file is tiny and touched once per bot start.
-        let mut cache = self.cache.lock();
-        if cache.is_none() {
-            *cache = Some(self.load()?);
-        }
-        let secrets = cache.get_or_insert_with(BTreeMap::new);
-        if let Some(stored) = secrets.get(bot.as_str()) {
-            match WebhookSecret::parse(stored) {
+        let _one_at_a_time = self.creating.lock().await;
+        let state = self.storage.plugin_state(bot.as_str(), Self::PLUGIN);
+        if let Some(stored) = state.get::<String>(Self::KEY).await.context("reading the webhook secret")? {
+            match WebhookSecret::parse(&stored) {
                 Ok(secret) => return Ok(secret),
-                Err(_) => {
-                    warn!(bot_id = %bot, file = %self.path.display(), "stored webhook secret is malformed; replacing it")
-                }
+                Err(_) => warn!(bot_id = %bot, "stored webhook secret is malformed; replacing it"),
             }
         }
         let secret = WebhookSecret::generate()?;
-        let mut updated = secrets.clone();
-        updated.insert(bot.as_str().to_owned(), secret.expose().to_owned());
-        self.save(&updated)?;
-        *secrets = updated;
-        Ok(secret)
+        state.set(Self::KEY, secret.expose()).await.context("storing the webhook secret")?;
+        // Another replica may have stored one at the same moment: use what the database kept.
+        let stored = state.get::<String>(Self::KEY).await.context("reading the webhook secret")?;
+        Ok(stored.and_then(|s| WebhookSecret::parse(&s).ok()).unwrap_or(secret))
     }
 }
 
@@ -217,33 +163,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_file_store_keeps_secrets_across_instances_with_owner_only_permissions() {
-        let dir = std::env::temp_dir().join(format!("multibot-secrets-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    async fn the_database_store_keeps_one_secret_per_bot_across_instances() {
+        let storage = Storage::in_memory().await.unwrap();
         let (shop, blog) = (BotId::parse("shop").unwrap(), BotId::parse("blog").unwrap());
-        let first = FileSecrets::new(&dir);
+        let first = StorageSecrets::new(storage.clone());
         let shop_secret = first.get_or_create(&shop).await.unwrap();
         assert_eq!(first.get_or_create(&shop).await.unwrap().expose(), shop_secret.expose());
         let blog_secret = first.get_or_create(&blog).await.unwrap();
         assert_ne!(shop_secret.expose(), blog_secret.expose());
-        // A new instance (a restart) reads the same secrets.
-        let second = FileSecrets::new(&dir);
+        // A new store on the same database (a restart) reads the same secrets.
+        let second = StorageSecrets::new(storage.clone());
         assert_eq!(second.get_or_create(&shop).await.unwrap().expose(), shop_secret.expose());
-        assert_eq!(second.get_or_create(&blog).await.unwrap().expose(), blog_secret.expose());
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let path = dir.join(FileSecrets::FILE_NAME);
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-            // Bad input: a file someone made world-readable is narrowed again on load.
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-            FileSecrets::new(&dir).get_or_create(&shop).await.unwrap();
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        }
-        // Bad input: a file that is not JSON is an error, and is left alone.
-        std::fs::write(dir.join(FileSecrets::FILE_NAME), "not json").unwrap();
-        assert!(FileSecrets::new(&dir).get_or_create(&shop).await.is_err());
-        assert_eq!(std::fs::read_to_string(dir.join(FileSecrets::FILE_NAME)).unwrap(), "not json");
-        std::fs::remove_dir_all(&dir).unwrap();
+        // Bad input: a malformed stored value is replaced by a fresh secret.
+        storage.plugin_state("blog", StorageSecrets::PLUGIN).set(StorageSecrets::KEY, "not valid!").await.unwrap();
+        let replaced = second.get_or_create(&blog).await.unwrap();
+        assert!(WebhookSecret::parse(replaced.expose()).is_ok());
+        assert_ne!(replaced.expose(), blog_secret.expose());
     }
 }
