@@ -21,11 +21,11 @@ use tracing::{error, info, warn};
 use crate::{
     bots::{BotManager, Deps, ReloadOutcome},
     config::{
-        self, BotId, ConfigError, Settings, WebhookEnv,
+        self, BotId, ConfigError, FsmBackend, Settings, WebhookEnv,
         diff::{Current, diff},
         watcher::{self, ConfigWatcher, ReloadSignal},
     },
-    fsm::MemoryFsm,
+    fsm::{DatabaseFsm, FsmStorage, MemoryFsm, RedisFsm},
     plugins::PluginRegistry,
     storage::{Recorder, Storage, events},
 };
@@ -136,7 +136,7 @@ impl Application {
             registry: registry.clone(),
             http,
             api_url,
-            fsm: Arc::new(MemoryFsm::default()),
+            fsm: fsm_storage(&settings, &storage)?,
             shutdown: shutdown.clone(),
             storage: storage.clone(),
             recorder: recorder.clone(),
@@ -228,6 +228,16 @@ impl Application {
         self.storage.close().await;
         Ok(())
     }
+}
+
+/// The FSM store `FSM_STORAGE` (or `REDIS_URL`) selects.
+fn fsm_storage(settings: &Settings, storage: &Storage) -> anyhow::Result<Arc<dyn FsmStorage>> {
+    use secrecy::ExposeSecret;
+    Ok(match (settings.fsm_storage, &settings.redis_url) {
+        (FsmBackend::Database, _) => Arc::new(DatabaseFsm::new(storage.clone())),
+        (FsmBackend::Redis, Some(url)) => Arc::new(RedisFsm::new(url.expose_secret(), settings.fsm_ttl)?),
+        _ => Arc::new(MemoryFsm::default()),
+    })
 }
 
 /// Records a `config_invalid` event per file with problems (each problem is logged).
