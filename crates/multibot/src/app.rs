@@ -26,11 +26,11 @@ use crate::{
         webhook::{StorageSecrets, Webhooks},
     },
     config::{
-        self, BotId, ConfigError, Settings, WebhookEnv,
+        self, BotId, ConfigError, FsmBackend, Settings, WebhookEnv,
         diff::{Current, diff},
         watcher::{self, ConfigWatcher, ReloadSignal},
     },
-    fsm::MemoryFsm,
+    fsm::{DatabaseFsm, FsmStorage, MemoryFsm, RedisFsm},
     http::{self, DatabaseProbe, HttpState, Phase, Readiness},
     plugins::PluginRegistry,
     storage::{Recorder, Storage, events},
@@ -196,12 +196,13 @@ impl Application {
             Arc::new(Webhooks::new(settings.webhook_base_url.clone(), settings.webhook_inbox_size, secrets))
         });
         let database: Arc<dyn DatabaseProbe> = Arc::new(storage.clone());
+        let (fsm, redis) = fsm_storage(&settings, &storage)?;
         let deps = Deps {
             settings: settings.clone(),
             registry: registry.clone(),
             http,
             api_url,
-            fsm: Arc::new(MemoryFsm::default()),
+            fsm,
             shutdown: shutdown.clone(),
             webhooks: webhook_routes.clone(),
             storage: storage.clone(),
@@ -213,6 +214,7 @@ impl Application {
             manager: manager.clone(),
             readiness: readiness.clone(),
             database,
+            redis: redis.map(|r| r as Arc<dyn DatabaseProbe>),
             metrics: telemetry::metrics::install(),
             webhooks: webhook_routes,
             started_at: Instant::now(),
@@ -376,6 +378,22 @@ fn serve_http(
         _ => None,
     };
     Ok((health_addr, webhook_addr))
+}
+
+/// The FSM store, and the Redis client when it is Redis (for the health routes).
+type FsmChoice = (Arc<dyn FsmStorage>, Option<Arc<RedisFsm>>);
+
+/// The FSM store `FSM_STORAGE` (or `REDIS_URL`) selects.
+fn fsm_storage(settings: &Settings, storage: &Storage) -> anyhow::Result<FsmChoice> {
+    use secrecy::ExposeSecret;
+    Ok(match (settings.fsm_storage, &settings.redis_url) {
+        (FsmBackend::Database, _) => (Arc::new(DatabaseFsm::new(storage.clone())), None),
+        (FsmBackend::Redis, Some(url)) => {
+            let redis = Arc::new(RedisFsm::new(url.expose_secret(), settings.fsm_ttl)?);
+            (redis.clone(), Some(redis))
+        }
+        _ => (Arc::new(MemoryFsm::default()), None),
+    })
 }
 
 /// Records a `config_invalid` event per file with problems (each problem is logged).

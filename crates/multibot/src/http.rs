@@ -81,6 +81,8 @@ pub struct HttpState {
     pub readiness: Arc<Readiness>,
     /// How to check the database.
     pub database: Arc<dyn DatabaseProbe>,
+    /// How to check Redis, when FSM state lives there.
+    pub redis: Option<Arc<dyn DatabaseProbe>>,
     /// The Prometheus recorder's handle.
     pub metrics: PrometheusHandle,
     /// Webhook routes, when webhooks are enabled.
@@ -162,6 +164,7 @@ mod tests {
             manager: BotManager::new(deps),
             readiness: Arc::default(),
             database,
+            redis: None,
             metrics: crate::telemetry::metrics::install(),
             webhooks: None,
             started_at: Instant::now(),

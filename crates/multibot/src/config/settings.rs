@@ -61,6 +61,24 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     /// `MIGRATE_ON_START`: apply pending migrations when `run` starts (default true).
     pub migrate_on_start: bool,
+    /// `REDIS_URL`: Redis for FSM storage; set, it selects Redis unless `FSM_STORAGE` says otherwise. Secret: it
+    /// may hold a password.
+    pub redis_url: Option<secrecy::SecretString>,
+    /// `FSM_STORAGE`: `memory`, `database` or `redis` (default: `redis` when `REDIS_URL` is set, else `memory`).
+    pub fsm_storage: FsmBackend,
+    /// `FSM_TTL`: seconds after which an idle conversation's state expires in Redis (default: never).
+    pub fsm_ttl: Option<Duration>,
+}
+
+/// Where FSM state lives (`FSM_STORAGE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsmBackend {
+    /// Process memory: lost on restart.
+    Memory,
+    /// The database's `plugin_state` table.
+    Database,
+    /// Redis at `REDIS_URL`.
+    Redis,
 }
 
 /// Every variable [`Settings`] reads, for `.env.example` and the README.
@@ -86,6 +104,9 @@ pub const VARIABLES: &[&str] = &[
     "FLOOD_CONTROL",
     "DATABASE_URL",
     "MIGRATE_ON_START",
+    "REDIS_URL",
+    "FSM_STORAGE",
+    "FSM_TTL",
 ];
 
 impl Settings {
@@ -174,6 +195,30 @@ impl Settings {
             }),
         };
         let migrate_on_start = flag("MIGRATE_ON_START", true, &mut errors);
+        let redis_url = text("REDIS_URL");
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://"))
+        {
+            errors.push("REDIS_URL must start with redis://, rediss:// or unix://".to_owned());
+        }
+        let fsm_storage = match text("FSM_STORAGE").map(|v| v.to_ascii_lowercase()).as_deref() {
+            None if redis_url.is_some() => FsmBackend::Redis,
+            None | Some("memory") => FsmBackend::Memory,
+            Some("database") => FsmBackend::Database,
+            Some("redis") if redis_url.is_some() => FsmBackend::Redis,
+            Some("redis") => {
+                errors.push("FSM_STORAGE=redis needs REDIS_URL".to_owned());
+                FsmBackend::Memory
+            }
+            Some(other) => {
+                errors.push(format!("FSM_STORAGE={other:?} must be memory, database or redis"));
+                FsmBackend::Memory
+            }
+        };
+        let fsm_ttl = match number("FSM_TTL", 0, 0, 10 * 365 * 86_400, &mut errors) {
+            0 => None,
+            seconds => Some(Duration::from_secs(seconds)),
+        };
         let settings = Settings {
             admin_bot_token,
             admin_allowed_users,
@@ -196,6 +241,9 @@ impl Settings {
             flood_control: flag("FLOOD_CONTROL", true, &mut errors),
             database_url,
             migrate_on_start,
+            redis_url: redis_url.map(secrecy::SecretString::from),
+            fsm_storage,
+            fsm_ttl,
         };
         if errors.is_empty() { Ok(settings) } else { Err(errors) }
     }
@@ -222,7 +270,17 @@ impl Settings {
             ("SHUTDOWN_TIMEOUT", self.shutdown_timeout != other.shutdown_timeout),
             ("MAX_CONCURRENT_UPDATES", self.max_concurrent_updates != other.max_concurrent_updates),
             ("FLOOD_CONTROL", self.flood_control != other.flood_control),
+            ("DATABASE_URL", self.database_url.to_string() != other.database_url.to_string()),
+            ("MIGRATE_ON_START", self.migrate_on_start != other.migrate_on_start),
+            ("REDIS_URL", exposed(&self.redis_url) != exposed(&other.redis_url)),
+            ("FSM_STORAGE", self.fsm_storage != other.fsm_storage),
+            ("FSM_TTL", self.fsm_ttl != other.fsm_ttl),
         ];
         changed.into_iter().filter(|(_, differs)| *differs).map(|(name, _)| name).collect()
     }
+}
+
+fn exposed(secret: &Option<secrecy::SecretString>) -> Option<&str> {
+    use secrecy::ExposeSecret;
+    secret.as_ref().map(|s| s.expose_secret())
 }

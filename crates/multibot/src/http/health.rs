@@ -1,6 +1,7 @@
 //! Health probes: `/health/live` (the process answers), `/health/ready` (start-up done and the database
 //! answers; 503 with a reason otherwise) and `/health/full` (version, uptime, database, Redis, memory and every
-//! bot's status). [`DatabaseProbe`] is how they ask the database; [`NoDatabase`] when none is configured.
+//! bot's status). [`DatabaseProbe`] is how they ask the database and Redis; [`NoDatabase`] when none is
+//! configured.
 
 use std::time::{Duration, Instant};
 
@@ -14,12 +15,12 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{HttpState, Phase};
-use crate::{bots::BotState, storage::Storage, telemetry::metrics::resident_memory_bytes};
+use crate::{bots::BotState, fsm::RedisFsm, storage::Storage, telemetry::metrics::resident_memory_bytes};
 
 /// How long a database check may take before it counts as down.
 const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Checks that the database answers.
+/// Checks that a backing service (the database, Redis) answers.
 #[async_trait]
 pub trait DatabaseProbe: Send + Sync {
     /// Whether a database is configured at all; without one the checks pass and report `not_configured`.
@@ -56,6 +57,18 @@ impl DatabaseProbe for Storage {
     }
 }
 
+/// Redis, where FSM state lives when `FSM_STORAGE=redis`.
+#[async_trait]
+impl DatabaseProbe for RedisFsm {
+    fn configured(&self) -> bool {
+        true
+    }
+
+    async fn ping(&self) -> anyhow::Result<()> {
+        RedisFsm::ping(self).await
+    }
+}
+
 /// What a database check found.
 enum Database {
     NotConfigured,
@@ -64,11 +77,15 @@ enum Database {
 }
 
 async fn check_database(state: &HttpState) -> Database {
-    if !state.database.configured() {
+    check(&*state.database).await
+}
+
+async fn check(probe: &dyn DatabaseProbe) -> Database {
+    if !probe.configured() {
         return Database::NotConfigured;
     }
     let started = Instant::now();
-    match tokio::time::timeout(DATABASE_TIMEOUT, state.database.ping()).await {
+    match tokio::time::timeout(DATABASE_TIMEOUT, probe.ping()).await {
         Ok(Ok(())) => Database::Up { latency: started.elapsed() },
         Ok(Err(e)) => Database::Down { latency: started.elapsed(), error: format!("{e:#}") },
         Err(_) => Database::Down {
@@ -106,7 +123,13 @@ fn millis(d: Duration) -> f64 {
 
 /// `GET /health/full`: everything an operator looks at first, as JSON (always 200; `status` says how it is).
 pub(super) async fn full(State(state): State<HttpState>) -> Json<Value> {
-    let database = check_database(&state).await;
+    let (database, redis) = match &state.redis {
+        Some(redis) => {
+            let (database, redis) = tokio::join!(check_database(&state), check(&**redis));
+            (database, Some(redis))
+        }
+        None => (check_database(&state).await, None),
+    };
     let statuses = state.manager.status();
     let failed = statuses.iter().any(|s| s.state == BotState::Failed);
     let phase = state.readiness.phase();
@@ -114,14 +137,17 @@ pub(super) async fn full(State(state): State<HttpState>) -> Json<Value> {
         (Phase::Starting, _) => "starting",
         (Phase::ShuttingDown, _) => "shutting_down",
         (Phase::Ready, Database::Down { .. }) => "degraded",
+        (Phase::Ready, _) if matches!(redis, Some(Database::Down { .. })) => "degraded",
         (Phase::Ready, _) if failed => "degraded",
         (Phase::Ready, _) => "ok",
     };
-    let database = match database {
+    let shown = |check: Database| match check {
         Database::NotConfigured => json!({"status": "not_configured"}),
         Database::Up { latency } => json!({"status": "ok", "latency_ms": millis(latency)}),
         Database::Down { latency, error } => json!({"status": "down", "latency_ms": millis(latency), "error": error}),
     };
+    let database = shown(database);
+    let redis = redis.map(shown);
     let bots: Vec<Value> = statuses
         .iter()
         .map(|s| {
@@ -144,8 +170,8 @@ pub(super) async fn full(State(state): State<HttpState>) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started_at.elapsed().as_secs(),
         "database": database,
-        // Redis is not supported yet; `null` until it is configured.
-        "redis": null,
+        // `null` unless FSM state lives in Redis.
+        "redis": redis,
         "memory": {"rss_bytes": resident_memory_bytes()},
         "bots": bots,
     }))

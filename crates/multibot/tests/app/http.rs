@@ -339,3 +339,25 @@ async fn rate_limited_and_refused_updates_are_counted() {
     assert_eq!(value(&samples, "multibot_updates_received_total", &[("bot_id", "limited")]), Some(3.0));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn health_full_shows_redis_when_fsm_state_lives_there() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let dir = TempDir::new();
+    // Redis answering (the one CI runs on 6379, as the FSM tests use).
+    let up = [("FSM_STORAGE", "redis".to_owned()), ("REDIS_URL", "redis://127.0.0.1:6379".to_owned())];
+    let app = serve(&emu, dir.path(), Web::Off, &up, PluginRegistry::builtin()).await;
+    let (_, full) = get_json(&app.url("/health/full")).await;
+    assert_eq!((&full["redis"]["status"], &full["status"]), (&Value::from("ok"), &Value::from("ok")), "{full}");
+    assert!(full["redis"]["latency_ms"].as_f64().is_some());
+    app.stop().await;
+    // Bad input: Redis configured where nothing listens. Full health says so; readiness does not depend on it.
+    let down = [("FSM_STORAGE", "redis".to_owned()), ("REDIS_URL", "redis://127.0.0.1:1".to_owned())];
+    let app = serve(&emu, dir.path(), Web::Off, &down, PluginRegistry::builtin()).await;
+    let (_, full) = get_json(&app.url("/health/full")).await;
+    assert_eq!((&full["redis"]["status"], &full["status"]), (&Value::from("down"), &Value::from("degraded")), "{full}");
+    assert!(full["redis"]["error"].as_str().unwrap().contains("Redis"), "{full}");
+    assert_eq!(get(&app.url("/health/ready")).await.0, 200);
+    app.stop().await;
+    // Without Redis, `redis` is null (the other tests check that).
+}

@@ -5,6 +5,7 @@ mod cli;
 mod conversation;
 mod db;
 mod failures;
+mod fsm;
 mod helpers;
 mod http;
 mod limits;
