@@ -10,7 +10,7 @@ use std::{
     collections::BTreeMap,
     net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -21,6 +21,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info, warn};
 
 use crate::{
+    admin::{AdminFactory, Fleet, Notifier, admin_bot_config},
     bots::{
         BotManager, Deps, ReloadOutcome,
         webhook::{StorageSecrets, Webhooks},
@@ -133,6 +134,11 @@ impl ReloadHandle {
         self.0.last.lock().clone()
     }
 
+    /// Reloads one bot's file now (the admin bot's `/reload <bot_id>`).
+    pub async fn reload_bot(&self, id: &BotId) -> ReloadReport {
+        self.0.reload_matching(Some(id), false).await
+    }
+
     /// How many reloads have completed.
     pub fn count(&self) -> u64 {
         self.0.count.load(std::sync::atomic::Ordering::SeqCst)
@@ -147,11 +153,14 @@ struct Reloader {
     config_dir: PathBuf,
     webhooks: WebhookEnv,
     recorder: Recorder,
+    notifier: Notifier,
     /// The environment settings at start, to tell which ones a reload would change.
     baseline: Option<Settings>,
     /// One reload at a time.
     running: tokio::sync::Mutex<()>,
     last: parking_lot::Mutex<Option<ReloadReport>>,
+    /// The last problem sent to the admins, so that a repeat is not sent again.
+    last_note: parking_lot::Mutex<Option<String>>,
     count: std::sync::atomic::AtomicU64,
 }
 
@@ -163,15 +172,18 @@ impl Application {
     }
 
     /// Opens the database (migrating it unless `MIGRATE_ON_START=false`), starts the HTTP servers on
-    /// `listeners`, loads the bot configurations and starts every enabled bot; bad files are logged, recorded as
-    /// events and skipped. `/health/ready` answers 200 from the moment this returns. With `ENABLE_HOT_RELOAD`,
-    /// starts watching `CONFIG_DIR`.
+    /// `listeners`, loads the bot configurations and starts every enabled bot (and the admin bot); bad files are
+    /// logged, recorded as events and skipped. `/health/ready` answers 200 from the moment this returns. With
+    /// `ENABLE_HOT_RELOAD`, starts watching `CONFIG_DIR`.
     pub async fn build_with(
         settings: Settings,
-        registry: PluginRegistry,
+        mut registry: PluginRegistry,
         env: EnvLookup,
         listeners: Listeners,
     ) -> anyhow::Result<Application> {
+        let fleet: Arc<OnceLock<Fleet>> = Arc::default();
+        registry.register_factory(Arc::new(AdminFactory::new(fleet.clone())));
+        let notifier = Notifier::default();
         let api_url = reqwest::Url::parse(&settings.telegram_api_url).context("TELEGRAM_API_URL")?;
         let http = reqwest::Client::builder()
             .timeout(settings.polling_timeout + Duration::from_secs(15))
@@ -207,6 +219,7 @@ impl Application {
             webhooks: webhook_routes.clone(),
             storage: storage.clone(),
             recorder: recorder.clone(),
+            notifier: notifier.clone(),
         };
         let manager = BotManager::new(deps);
         let readiness = Arc::new(Readiness::default());
@@ -232,10 +245,6 @@ impl Application {
                 }
             }
         });
-        let configured = loaded.bots.len();
-        let running = manager.start_all(loaded.bots).await;
-        readiness.set(Phase::Ready);
-        info!(configured, running, invalid_files = loaded.errors.len(), "fleet started");
 
         let reloader = Arc::new(Reloader {
             manager: manager.clone(),
@@ -245,10 +254,36 @@ impl Application {
             config_dir: settings.config_dir.clone(),
             webhooks,
             recorder: recorder.clone(),
+            notifier: notifier.clone(),
             running: tokio::sync::Mutex::new(()),
             last: parking_lot::Mutex::new(None),
+            last_note: parking_lot::Mutex::new(None),
             count: std::sync::atomic::AtomicU64::new(0),
         });
+        let _ = fleet.set(Fleet {
+            manager: manager.clone(),
+            reloads: ReloadHandle(reloader.clone()),
+            storage: storage.clone(),
+            allowed: Arc::new(settings.admin_allowed_users.iter().copied().collect()),
+            confirm_timeout: settings.admin_confirm_timeout,
+            notifier,
+            started: Instant::now(),
+        });
+        let mut bots = loaded.bots;
+        match &settings.admin_bot_token {
+            Some(token) => {
+                if settings.admin_allowed_users.is_empty() {
+                    warn!("ADMIN_ALLOWED_USERS is empty: the admin bot will refuse everyone");
+                }
+                bots.push(admin_bot_config(token.clone()));
+            }
+            None => info!("ADMIN_BOT_TOKEN is not set: running without an admin bot"),
+        }
+        let configured = bots.len();
+        let running = manager.start_all(bots).await;
+        readiness.set(Phase::Ready);
+        info!(configured, running, invalid_files = loaded.errors.len(), "fleet started");
+
         let (reloads, signals) = mpsc::channel(1);
         let watcher = if settings.enable_hot_reload {
             match watcher::watch(&settings.config_dir, reloads.clone()) {
@@ -432,12 +467,18 @@ impl Reloader {
             };
             let Some(signal) = signal else { return };
             info!(?signal, "reloading configuration");
-            self.reload().await;
+            self.reload_matching(None, true).await;
         }
     }
 
     /// Loads the directory, diffs it against the fleet and applies the difference.
     async fn reload(&self) -> ReloadReport {
+        self.reload_matching(None, false).await
+    }
+
+    /// Loads the directory, diffs it against the fleet and applies the difference, for every bot or only `only`
+    /// (problems of other files are then not reported). With `notify`, problems and failures go to the admins.
+    async fn reload_matching(&self, only: Option<&BotId>, notify: bool) -> ReloadReport {
         let _one_at_a_time = self.running.lock().await;
         let mut report = ReloadReport::default();
         if let (Some(baseline), Ok(now)) = (&self.baseline, Settings::from_env(&*self.env)) {
@@ -447,8 +488,18 @@ impl Reloader {
             }
         }
         let loaded = config::load_dir(&self.config_dir, &*self.env, &*self.registry, self.webhooks);
-        let current: Vec<Current> = self.manager.current();
-        let diff = diff(&current, loaded, &self.config_dir);
+        // Only bots from CONFIG_DIR take part: the admin bot comes from the environment.
+        let current: Vec<Current> =
+            self.manager.current().into_iter().filter(|c| c.file.starts_with(&self.config_dir)).collect();
+        let mut diff = diff(&current, loaded, &self.config_dir);
+        if let Some(id) = only {
+            let file = current.iter().find(|c| &c.id == id).map(|c| c.file.clone());
+            diff.errors.retain(|e| Some(&e.file) == file.as_ref() || e.file == self.config_dir);
+            diff.kept.retain(|k| k == id);
+            diff.removed.retain(|r| r == id);
+            diff.added.clear();
+            diff.changed.retain(|c| &c.id == id);
+        }
         config_invalid(&self.recorder, &diff.errors);
         report.errors.extend(diff.errors.iter().map(ToString::to_string));
         for id in &diff.kept {
@@ -483,6 +534,22 @@ impl Reloader {
             _ => "failed",
         };
         telemetry::metrics::reload(result);
+        if notify {
+            let mut note = "⚠️ Reload failed; the running configuration stays:".to_owned();
+            for error in &report.errors {
+                note.push_str(&format!("\n{error}"));
+            }
+            for (id, why) in &report.failed {
+                note.push_str(&format!("\n{id}: {why}"));
+            }
+            let failed = !report.errors.is_empty() || !report.failed.is_empty();
+            // An editor's save can trigger two reloads of the same broken file: tell the admins once.
+            let mut last = self.last_note.lock();
+            if failed && last.as_deref() != Some(note.as_str()) {
+                self.notifier.notify(note.clone());
+            }
+            *last = failed.then_some(note);
+        }
         *self.last.lock() = Some(report.clone());
         self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         report

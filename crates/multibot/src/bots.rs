@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::{
+    admin::Notifier,
     config::{BotConfig, BotId, Mode, Settings},
     fsm::FsmStorage,
     plugins::PluginRegistry,
@@ -57,6 +58,8 @@ pub struct Deps {
     pub storage: Storage,
     /// Background writes: user tracking, events, bot status.
     pub recorder: Recorder,
+    /// Messages for the admins (through the admin bot).
+    pub notifier: Notifier,
 }
 
 impl Deps {
@@ -215,6 +218,7 @@ impl BotManager {
             }
             Err(reason) => {
                 events::bot_failed(&self.deps.recorder, &config, &reason);
+                self.deps.notifier.notify(format!("❌ Bot {id} failed to start: {reason}"));
                 slot.failure = Some(reason.clone());
                 Err(ManagerError::StartFailed(id.to_string(), reason))
             }

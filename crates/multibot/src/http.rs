@@ -159,6 +159,7 @@ mod tests {
             webhooks: None,
             recorder: Recorder::spawn(storage.clone(), 16),
             storage,
+            notifier: crate::admin::Notifier::default(),
         };
         HttpState {
             manager: BotManager::new(deps),

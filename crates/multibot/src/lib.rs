@@ -2,6 +2,7 @@
 //! plugins; the fleet is controlled at runtime.
 //!
 //! # Layout
+//! - [`admin`]: the admin bot's plugin: the fleet controlled from Telegram.
 //! - [`app`]: [`app::Application`] wires everything and runs until stopped.
 //! - [`config`]: environment settings and bot YAML, validated with file, line and field.
 //! - [`bots`]: the [`bots::BotManager`], running bots, the polling source, per-chat ordering.
@@ -15,6 +16,7 @@
 //! - [`telemetry`]: logging setup and metrics.
 //! - [`cli`], [`demo`]: the command line and the self-contained demo.
 
+pub mod admin;
 pub mod app;
 pub mod bots;
 pub mod cli;

@@ -78,6 +78,7 @@ pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Dur
             Err(ApiCallError::Api { code: 401, .. }) => {
                 let reason = "token rejected by Telegram (401 Unauthorized) while polling".to_owned();
                 crate::storage::events::bot_failed(&bot.recorder, &bot.config, &reason);
+                bot.notifier.notify(format!("❌ Bot {} failed: {reason}", bot.id));
                 *bot.health.failure.lock() = Some(reason);
                 break;
             }

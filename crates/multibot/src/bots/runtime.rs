@@ -23,6 +23,7 @@ use tracing::{Instrument, debug, error, info, warn};
 
 use super::{ApiCallError, BotApi, Deps, polling, sequencer::Sequencer, sequencer::Tracker, webhook};
 use crate::{
+    admin::Notifier,
     config::{BotConfig, BotId, Mode},
     fsm::FsmStorage,
     middleware::{
@@ -76,6 +77,8 @@ pub struct BotRuntime {
     pub storage: Storage,
     /// Background writes: user tracking, events, bot status.
     pub recorder: Recorder,
+    /// Messages for the admins (through the admin bot).
+    pub notifier: Notifier,
 }
 
 impl BotRuntime {
@@ -147,6 +150,7 @@ impl Instance {
             health,
             storage: deps.storage.clone(),
             recorder: deps.recorder.clone(),
+            notifier: deps.notifier.clone(),
         });
         let commands: Vec<BotCommand> = runtime
             .router

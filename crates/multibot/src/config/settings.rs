@@ -22,6 +22,8 @@ pub struct Settings {
     pub admin_bot_token: Option<BotToken>,
     /// `ADMIN_ALLOWED_USERS`: user ids allowed to use the admin bot.
     pub admin_allowed_users: Vec<i64>,
+    /// `ADMIN_CONFIRM_TIMEOUT`: seconds an admin's Confirm button stays valid (default 300).
+    pub admin_confirm_timeout: Duration,
     /// `LOG_LEVEL`: DEBUG, INFO, WARNING or ERROR (default INFO), as a tracing filter directive.
     pub log_level: String,
     /// `LOG_FORMAT`: json (default) or text.
@@ -85,6 +87,7 @@ pub enum FsmBackend {
 pub const VARIABLES: &[&str] = &[
     "ADMIN_BOT_TOKEN",
     "ADMIN_ALLOWED_USERS",
+    "ADMIN_CONFIRM_TIMEOUT",
     "LOG_LEVEL",
     "LOG_FORMAT",
     "HEALTH_CHECK_ENABLED",
@@ -222,6 +225,7 @@ impl Settings {
         let settings = Settings {
             admin_bot_token,
             admin_allowed_users,
+            admin_confirm_timeout: Duration::from_secs(number("ADMIN_CONFIRM_TIMEOUT", 300, 1, 86_400, &mut errors)),
             log_level,
             log_format,
             health_check_enabled,
@@ -253,6 +257,7 @@ impl Settings {
         let changed = [
             ("ADMIN_BOT_TOKEN", self.admin_bot_token != other.admin_bot_token),
             ("ADMIN_ALLOWED_USERS", self.admin_allowed_users != other.admin_allowed_users),
+            ("ADMIN_CONFIRM_TIMEOUT", self.admin_confirm_timeout != other.admin_confirm_timeout),
             ("LOG_LEVEL", self.log_level != other.log_level),
             ("LOG_FORMAT", self.log_format != other.log_format),
             ("HEALTH_CHECK_ENABLED", self.health_check_enabled != other.health_check_enabled),

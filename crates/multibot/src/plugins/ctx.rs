@@ -83,6 +83,16 @@ impl Ctx {
         self.inner.bot.router.commands()
     }
 
+    /// The background writer (events, user tracking).
+    pub(crate) fn recorder(&self) -> &crate::storage::Recorder {
+        &self.inner.bot.recorder
+    }
+
+    /// Sends `text` to the fleet's admins through the admin bot (`ADMIN_ALLOWED_USERS`), if one runs.
+    pub fn notify_admins(&self, text: impl Into<String>) {
+        self.inner.bot.notifier.notify(text);
+    }
+
     /// The bot's `access.admin_users`.
     pub fn admin_users(&self) -> &[i64] {
         &self.inner.bot.config.access.admin_users

@@ -83,6 +83,10 @@ fn the_demo_plays_a_conversation_with_each_example_bot() {
         "Support Bot: Hello Alice, you are 30 years old!",
         "Support Bot: (notification) You selected option 2",
         "Support Bot: (edits the menu) Selected: Option 2",
+        "── admin (Admin Bot) ──",
+        "Summary: 2/2 running",
+        "Admin Bot: (edits the question) ✅ Bot echo_bot stopped successfully",
+        "Admin Bot: (edits the question) ✅ Bot echo_bot started successfully",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }

@@ -1,6 +1,7 @@
 //! Integration tests: the real application (or the real binary, for signals) against the Bot API emulator, with
 //! an SQLite file or a fresh PostgreSQL database on 127.0.0.1:5432 (`db`).
 
+mod admin;
 mod cli;
 mod conversation;
 mod db;
