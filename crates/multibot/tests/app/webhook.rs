@@ -477,3 +477,39 @@ async fn the_real_binary_serves_webhooks_and_health_on_one_port_and_logs_no_secr
         assert!(!line.contains(&secret), "webhook secret leaked: {line}");
     }
 }
+
+fn greeter(welcome: &str, extra_plugin: &str) -> String {
+    format!(
+        "id: greeter\nname: Greeter\ntoken: \"${{TOKEN_1}}\"\nmode: webhook\nplugins:\n  - name: start\n    config:\n      welcome_message: \"{welcome}\"\n{extra_plugin}"
+    )
+}
+
+#[tokio::test]
+async fn a_webhook_bot_reloaded_in_place_keeps_its_webhook_and_updates_its_types() {
+    let emu = emulator(1).await;
+    let dir = TempDir::new();
+    dir.write("greeter.yaml", &greeter("v1", ""));
+    let app = serve(&emu, dir.path(), Web::Separate, &[], PluginRegistry::builtin()).await;
+    let bot = emu.bot(&token(1)).await.unwrap();
+    let alice = emu.user(1501);
+    alice.send(&bot, "/start").await.unwrap();
+    assert_eq!(alice.next_message_from(&bot).await.unwrap().text.as_deref(), Some("v1"));
+    // The YAML changes its plugins only: the bot is reloaded in place, its webhook stays, and setWebhook is called
+    // again because the menu plugin handles callback queries too.
+    dir.write("greeter.yaml", &greeter("v2", "  - name: menu\n"));
+    let id = BotId::parse("greeter").unwrap();
+    eventually(Duration::from_secs(10), "the reload in place", || async {
+        app.manager.status_of(&id).unwrap().last_reload == Some(multibot::bots::ReloadOutcome::Reloaded)
+    })
+    .await;
+    alice.send(&bot, "/start").await.unwrap();
+    assert_eq!(alice.next_message_from(&bot).await.unwrap().text.as_deref(), Some("v2"));
+    let set = bot.calls(Some("setWebhook")).await.unwrap();
+    assert_eq!(set.len(), 2, "{set:?}");
+    assert_eq!(set[0].params["secret_token"], set[1].params["secret_token"]);
+    assert_eq!(set[0].params["allowed_updates"], json!(["message"]));
+    assert_eq!(set[1].params["allowed_updates"], json!(["message", "callback_query"]));
+    assert!(bot.calls(Some("deleteWebhook")).await.unwrap().is_empty());
+    assert!(bot.calls(Some("getUpdates")).await.unwrap().is_empty());
+    app.stop().await;
+}
