@@ -42,9 +42,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let server_shutdown = shutdown.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn(move || -> anyhow::Result<()> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async move {
             let listener = TcpListener::from_std(std_listener)?;
             let emu = Emulator::serve(listener, EmulatorConfig::default(), server_shutdown.clone());
@@ -55,14 +53,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         })
     });
     ready_rx.recv()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let result = runtime.block_on(load(addr, &args));
     shutdown.cancel();
-    server
-        .join()
-        .map_err(|_| anyhow::anyhow!("emulator thread panicked"))??;
+    server.join().map_err(|_| anyhow::anyhow!("emulator thread panicked"))??;
     let report = result?;
     println!("| benchmark | connections | bots | requests | seconds | requests/s | p50 | p99 |");
     println!("|---|---|---|---|---|---|---|---|");
@@ -90,23 +84,14 @@ async fn load(addr: SocketAddr, args: &Args) -> anyhow::Result<Report> {
     let control = botapi_emulator::Control::new(format!("http://{addr}"));
     for bot in 0..args.bots {
         let registered = control.bot(&token(bot)).await?;
-        control
-            .user(1 + bot as i64)
-            .send(&registered, "/start")
-            .await?;
+        control.user(1 + bot as i64).send(&registered, "/start").await?;
     }
     let warm_up = Instant::now() + Duration::from_secs(1);
     let end = warm_up + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
     for connection in 0..args.connections {
         let bot = connection % args.bots;
-        tasks.push(tokio::spawn(client(
-            addr,
-            bot,
-            connection % 2 == 0,
-            warm_up,
-            end,
-        )));
+        tasks.push(tokio::spawn(client(addr, bot, connection % 2 == 0, warm_up, end)));
     }
     let mut latencies = Vec::new();
     for task in tasks {
@@ -119,12 +104,7 @@ async fn load(addr: SocketAddr, args: &Args) -> anyhow::Result<Report> {
             .copied()
             .unwrap_or_default()
     };
-    Ok(Report {
-        requests: latencies.len() as u64,
-        elapsed: end - warm_up,
-        p50: at(0.50),
-        p99: at(0.99),
-    })
+    Ok(Report { requests: latencies.len() as u64, elapsed: end - warm_up, p50: at(0.50), p99: at(0.99) })
 }
 
 /// One keep-alive connection sending either `sendMessage` or `getUpdates` as fast as answers come back;
@@ -139,15 +119,9 @@ async fn client(
     let mut stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (path, body) = if sends {
-        (
-            format!("/bot{}/sendMessage", token(bot)),
-            format!(r#"{{"chat_id":{},"text":"benchmark reply"}}"#, 1 + bot),
-        )
+        (format!("/bot{}/sendMessage", token(bot)), format!(r#"{{"chat_id":{},"text":"benchmark reply"}}"#, 1 + bot))
     } else {
-        (
-            format!("/bot{}/getUpdates", token(bot)),
-            r#"{"offset":-1,"timeout":0}"#.to_owned(),
-        )
+        (format!("/bot{}/getUpdates", token(bot)), r#"{"offset":-1,"timeout":0}"#.to_owned())
     };
     let request = format!(
         "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
@@ -175,10 +149,7 @@ async fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> io::Resu
         let mut chunk = [0u8; 4096];
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
         }
         buffer.extend_from_slice(&chunk[..n]);
         let Some(head_end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -190,11 +161,7 @@ async fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> io::Resu
         }
         let length = head
             .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse::<usize>())
-            })
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>()))
             .ok_or_else(|| io::Error::other("no content-length"))?
             .map_err(io::Error::other)?;
         if buffer.len() >= head_end + 4 + length {

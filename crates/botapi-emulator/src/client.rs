@@ -332,6 +332,15 @@ impl TestUser {
         self.control.post(&bot.path("/callbacks"), body).await
     }
 
+    /// Clicks a button whether or not the message still shows it: a click on a keyboard the user still sees
+    /// before an edit reached them (a double tap).
+    pub async fn click_stale(&self, bot: &TestBot, message: &Message, data: &str) -> anyhow::Result<Sent> {
+        let body = json!({
+            "from": self.id, "chat_id": message.chat.id, "message_id": message.message_id, "data": data, "unchecked": true,
+        });
+        self.control.post(&bot.path("/callbacks"), body).await
+    }
+
     /// Blocks the bot: its sends to this user fail with 403.
     pub async fn block(&self, bot: &TestBot) -> anyhow::Result<()> {
         self.control.post::<Value>(&bot.path("/block"), json!({ "user_id": self.id })).await.map(drop)

@@ -1,32 +1,81 @@
-//! [`Application`]: wires settings, plugins, configuration and the bot manager together, watches `CONFIG_DIR`
-//! for hot reload, and runs until the shutdown token is cancelled (SIGINT/SIGTERM in `main`).
+//! [`Application`]: wires settings, plugins, configuration, the bot manager and the HTTP servers together,
+//! watches `CONFIG_DIR` for hot reload, and runs until the shutdown token is cancelled (SIGINT/SIGTERM in
+//! `main`). [`Listeners`] are the sockets the HTTP servers use, bound by the caller or from the settings.
 //!
 //! Hot reload is a pipeline: the watcher (debounced file events) or SIGHUP sends a [`ReloadSignal`]; the
 //! reloader rescans the script plugins of `PLUGINS_DIR`, loads and validates the whole directory, diffs it against
 //! the running fleet, and applies the diff bot by bot (the manager rolls a bot back when its new configuration
 //! cannot start); then it rebuilds the other bots that use a script with a new version.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
 
 use anyhow::Context;
 use serde::Serialize;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::{net::TcpListener, sync::mpsc};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info, warn};
 
 use crate::{
-    bots::{BotManager, Deps, ReloadOutcome},
+    admin::{AdminFactory, Fleet, Notifier, admin_bot_config},
+    bots::{
+        BotManager, Deps, ReloadOutcome,
+        webhook::{StorageSecrets, Webhooks},
+    },
     config::{
-        self, BotId, ConfigError, Settings, WebhookEnv,
+        self, BotId, ConfigError, FsmBackend, Settings, WebhookEnv,
         diff::{Current, diff},
         watcher::{self, ConfigWatcher, ReloadSignal},
     },
-    fsm::MemoryFsm,
+    fsm::{DatabaseFsm, FsmStorage, MemoryFsm, RedisFsm},
+    http::{self, DatabaseProbe, HttpState, Phase, Readiness},
     plugins::{
         PluginRegistry,
-        script::{ScriptCatalog, ScriptError, ScriptHost, is_script_file},
+        script::{ScanReport, ScriptCatalog, ScriptError, ScriptHost, ScriptLimits, is_script_file},
     },
+    storage::{Recorder, Storage, events},
+    telemetry,
 };
+
+/// How long the HTTP servers may take to finish their requests once the bots have stopped.
+const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often histograms are folded even when nobody scrapes `/metrics`, so they do not grow.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// The sockets the HTTP servers listen on, bound before the application is built (port 0 in tests).
+pub struct Listeners {
+    /// The health and metrics server's; `None` runs no health server.
+    pub health: Option<TcpListener>,
+    /// The webhook server's; `None` while webhooks are enabled serves them on `health` (one shared listener).
+    pub webhook: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `0.0.0.0:HEALTH_CHECK_PORT` when `HEALTH_CHECK_ENABLED` and `0.0.0.0:WEBHOOK_PORT` when
+    /// `WEBHOOK_ENABLED`; one listener for both when the ports are the same.
+    pub async fn bind(settings: &Settings) -> anyhow::Result<Listeners> {
+        let bind = |port: u16, what: &'static str| async move {
+            TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
+                .await
+                .with_context(|| format!("binding the {what} server to port {port}"))
+        };
+        let health = match settings.health_check_enabled {
+            true => Some(bind(settings.health_check_port, "health").await?),
+            false => None,
+        };
+        let shared = health.is_some() && settings.webhook_port == settings.health_check_port;
+        let webhook = match settings.webhook_enabled && !shared {
+            true => Some(bind(settings.webhook_port, "webhook").await?),
+            false => None,
+        };
+        Ok(Listeners { health, webhook })
+    }
+}
 
 /// Looks up a variable for `${VAR}` substitution and settings.
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -60,6 +109,9 @@ pub struct ReloadReport {
 /// A built application, its bots started.
 pub struct Application {
     manager: BotManager,
+    storage: Storage,
+    recorder: Recorder,
+    shutdown_timeout: Duration,
     shutdown: CancellationToken,
     config_errors: Vec<ConfigError>,
     script_errors: Vec<ScriptError>,
@@ -67,6 +119,12 @@ pub struct Application {
     reloader: Arc<Reloader>,
     _watcher: Option<ConfigWatcher>,
     _script_watcher: Option<ConfigWatcher>,
+    readiness: Arc<Readiness>,
+    health_addr: Option<SocketAddr>,
+    webhook_addr: Option<SocketAddr>,
+    /// Stops the HTTP servers, after the bots.
+    http_stop: CancellationToken,
+    http_tasks: TaskTracker,
 }
 
 /// Reloads the configuration on demand and tells what the last reload did.
@@ -84,6 +142,11 @@ impl ReloadHandle {
         self.0.last.lock().clone()
     }
 
+    /// Reloads one bot's file now (the admin bot's `/reload <bot_id>`).
+    pub async fn reload_bot(&self, id: &BotId) -> ReloadReport {
+        self.0.reload_matching(Some(id), false).await
+    }
+
     /// How many reloads have completed.
     pub fn count(&self) -> u64 {
         self.0.count.load(std::sync::atomic::Ordering::SeqCst)
@@ -99,18 +162,38 @@ struct Reloader {
     env: EnvLookup,
     config_dir: PathBuf,
     webhooks: WebhookEnv,
+    recorder: Recorder,
+    notifier: Notifier,
     /// The environment settings at start, to tell which ones a reload would change.
     baseline: Option<Settings>,
     /// One reload at a time.
     running: tokio::sync::Mutex<()>,
     last: parking_lot::Mutex<Option<ReloadReport>>,
+    /// The last problem sent to the admins, so that a repeat is not sent again.
+    last_note: parking_lot::Mutex<Option<String>>,
     count: std::sync::atomic::AtomicU64,
 }
 
 impl Application {
-    /// Loads the script plugins of `PLUGINS_DIR` into the registry and the bot configurations, and starts every
-    /// enabled bot; bad files are logged and skipped. With `ENABLE_HOT_RELOAD`, starts watching both directories.
+    /// Binds the HTTP servers' ports from the settings, then builds as [`Application::build_with`] does.
     pub async fn build(settings: Settings, registry: PluginRegistry, env: EnvLookup) -> anyhow::Result<Application> {
+        let listeners = Listeners::bind(&settings).await?;
+        Application::build_with(settings, registry, env, listeners).await
+    }
+
+    /// Opens the database (migrating it unless `MIGRATE_ON_START=false`), starts the HTTP servers on
+    /// `listeners`, loads the script plugins of `PLUGINS_DIR` and the bot configurations and starts every enabled
+    /// bot (and the admin bot); bad files are logged, recorded as events and skipped. `/health/ready` answers 200
+    /// from the moment this returns. With `ENABLE_HOT_RELOAD`, starts watching `CONFIG_DIR` and `PLUGINS_DIR`.
+    pub async fn build_with(
+        settings: Settings,
+        mut registry: PluginRegistry,
+        env: EnvLookup,
+        listeners: Listeners,
+    ) -> anyhow::Result<Application> {
+        let fleet: Arc<OnceLock<Fleet>> = Arc::default();
+        registry.register_factory(Arc::new(AdminFactory::new(fleet.clone())));
+        let notifier = Notifier::default();
         let api_url = reqwest::Url::parse(&settings.telegram_api_url).context("TELEGRAM_API_URL")?;
         let http = reqwest::Client::builder()
             .timeout(settings.polling_timeout + Duration::from_secs(15))
@@ -118,34 +201,64 @@ impl Application {
             .tcp_nodelay(true)
             .build()
             .context("building the HTTP client")?;
+        let storage = open_storage(&settings).await?;
+        let recorder = Recorder::spawn(storage.clone(), Recorder::DEFAULT_CAPACITY);
         let shutdown = CancellationToken::new();
         let webhooks =
             WebhookEnv { enabled: settings.webhook_enabled, base_url_set: settings.webhook_base_url.is_some() };
-        // Scripts join the registry first: bot files are checked against it. Their `state.*` lives in memory until
-        // the database is wired in (replace `ScriptHost::in_memory` by a host whose `state` is the database's).
-        let mut scripts = ScriptCatalog::new(settings.plugins_dir.clone(), ScriptHost::in_memory(&settings));
-        let script_errors = scripts.scan_into(&registry).errors;
+        // Scripts join the registry first: bot files are checked against it. Their `state.*` is in the database.
+        let host = ScriptHost { limits: ScriptLimits::from_settings(&settings), state: Arc::new(storage.clone()) };
+        let mut scripts = ScriptCatalog::new(settings.plugins_dir.clone(), host);
+        let script_errors = scan_scripts(&mut scripts, &registry, &recorder).errors;
         let loaded = config::load_dir(&settings.config_dir, &*env, &registry, webhooks);
-        for problem in &loaded.errors {
-            error!(file = %problem.file.display(), "invalid configuration: {problem}");
-        }
+        config_invalid(&recorder, &loaded.errors);
         if loaded.bots.is_empty() {
             warn!(dir = %settings.config_dir.display(), "no valid bot configuration found");
         }
         let registry = Arc::new(registry);
         let settings = Arc::new(settings);
+        let webhook_routes = settings.webhook_enabled.then(|| {
+            let secrets = Arc::new(StorageSecrets::new(storage.clone()));
+            Arc::new(Webhooks::new(settings.webhook_base_url.clone(), settings.webhook_inbox_size, secrets))
+        });
+        let database: Arc<dyn DatabaseProbe> = Arc::new(storage.clone());
+        let (fsm, redis) = fsm_storage(&settings, &storage)?;
         let deps = Deps {
             settings: settings.clone(),
             registry: registry.clone(),
             http,
             api_url,
-            fsm: Arc::new(MemoryFsm::default()),
+            fsm,
             shutdown: shutdown.clone(),
+            webhooks: webhook_routes.clone(),
+            storage: storage.clone(),
+            recorder: recorder.clone(),
+            notifier: notifier.clone(),
         };
         let manager = BotManager::new(deps);
-        let configured = loaded.bots.len();
-        let running = manager.start_all(loaded.bots).await;
-        info!(configured, running, invalid_files = loaded.errors.len(), "fleet started");
+        let readiness = Arc::new(Readiness::default());
+        let state = HttpState {
+            manager: manager.clone(),
+            readiness: readiness.clone(),
+            database,
+            redis: redis.map(|r| r as Arc<dyn DatabaseProbe>),
+            metrics: telemetry::metrics::install(),
+            webhooks: webhook_routes,
+            started_at: Instant::now(),
+        };
+        let (http_stop, http_tasks) = (CancellationToken::new(), TaskTracker::new());
+        let (health_addr, webhook_addr) =
+            serve_http(state.clone(), listeners, settings.webhook_enabled, &http_stop, &http_tasks)?;
+        let upkeep = http_stop.clone();
+        http_tasks.spawn(async move {
+            let mut tick = tokio::time::interval(METRICS_UPKEEP);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => state.metrics.run_upkeep(),
+                    () = upkeep.cancelled() => return,
+                }
+            }
+        });
 
         let reloader = Arc::new(Reloader {
             manager: manager.clone(),
@@ -155,10 +268,37 @@ impl Application {
             env,
             config_dir: settings.config_dir.clone(),
             webhooks,
+            recorder: recorder.clone(),
+            notifier: notifier.clone(),
             running: tokio::sync::Mutex::new(()),
             last: parking_lot::Mutex::new(None),
+            last_note: parking_lot::Mutex::new(None),
             count: std::sync::atomic::AtomicU64::new(0),
         });
+        let _ = fleet.set(Fleet {
+            manager: manager.clone(),
+            reloads: ReloadHandle(reloader.clone()),
+            storage: storage.clone(),
+            allowed: Arc::new(settings.admin_allowed_users.iter().copied().collect()),
+            confirm_timeout: settings.admin_confirm_timeout,
+            notifier,
+            started: Instant::now(),
+        });
+        let mut bots = loaded.bots;
+        match &settings.admin_bot_token {
+            Some(token) => {
+                if settings.admin_allowed_users.is_empty() {
+                    warn!("ADMIN_ALLOWED_USERS is empty: the admin bot will refuse everyone");
+                }
+                bots.push(admin_bot_config(token.clone()));
+            }
+            None => info!("ADMIN_BOT_TOKEN is not set: running without an admin bot"),
+        }
+        let configured = bots.len();
+        let running = manager.start_all(bots).await;
+        readiness.set(Phase::Ready);
+        info!(configured, running, invalid_files = loaded.errors.len(), "fleet started");
+
         let (reloads, signals) = mpsc::channel(1);
         let watcher = if settings.enable_hot_reload {
             match watcher::watch(&settings.config_dir, reloads.clone()) {
@@ -188,6 +328,9 @@ impl Application {
         tokio::spawn(reloader.clone().run(signals, shutdown.clone()));
         Ok(Application {
             manager,
+            storage,
+            recorder,
+            shutdown_timeout: settings.shutdown_timeout,
             shutdown,
             config_errors: loaded.errors,
             script_errors,
@@ -195,12 +338,32 @@ impl Application {
             reloader,
             _watcher: watcher,
             _script_watcher: script_watcher,
+            readiness,
+            health_addr,
+            webhook_addr,
+            http_stop,
+            http_tasks,
         })
+    }
+
+    /// The address the health and metrics server listens on, when it runs.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_addr
+    }
+
+    /// The address the webhook server listens on, when webhooks are enabled (the health address when shared).
+    pub fn webhook_addr(&self) -> Option<SocketAddr> {
+        self.webhook_addr
     }
 
     /// The bot manager.
     pub fn manager(&self) -> &BotManager {
         &self.manager
+    }
+
+    /// The database.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
     }
 
     /// Cancelling it stops the application.
@@ -228,15 +391,114 @@ impl Application {
         ReloadHandle(self.reloader.clone())
     }
 
-    /// Runs until the shutdown token is cancelled, then stops every bot (each drains and confirms its updates).
+    /// Runs until the shutdown token is cancelled, then stops every bot (each drains and confirms its updates),
+    /// the HTTP servers, and writes what is buffered for the database (waiting at most `SHUTDOWN_TIMEOUT`);
+    /// meanwhile `/health/ready` answers 503.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.shutdown.cancelled().await;
         info!("shutting down");
+        self.readiness.set(Phase::ShuttingDown);
         drop(self._watcher);
         drop(self._script_watcher);
         self.manager.stop_all().await;
+        self.http_stop.cancel();
+        self.http_tasks.close();
+        if tokio::time::timeout(HTTP_SHUTDOWN_GRACE, self.http_tasks.wait()).await.is_err() {
+            warn!("HTTP servers still busy after the grace period; leaving them");
+        }
+        self.recorder.close(self.shutdown_timeout).await;
+        self.storage.close().await;
         Ok(())
     }
+}
+
+/// Starts the health server (with the webhook route too when it shares the listener) and the webhook server;
+/// returns their addresses.
+fn serve_http(
+    state: HttpState,
+    listeners: Listeners,
+    webhooks_enabled: bool,
+    stop: &CancellationToken,
+    tasks: &TaskTracker,
+) -> anyhow::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
+    let shared = webhooks_enabled && listeners.webhook.is_none();
+    if shared && listeners.health.is_none() {
+        anyhow::bail!("WEBHOOK_ENABLED is true but the webhook server has no listener");
+    }
+    let spawn = |listener: TcpListener, router: axum::Router, what: &'static str| -> anyhow::Result<SocketAddr> {
+        let addr = listener.local_addr().with_context(|| format!("the {what} server's address"))?;
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            if let Err(e) = http::serve(listener, router, stop).await {
+                error!(error = %e, server = what, "HTTP server failed");
+            }
+        });
+        info!(%addr, server = what, "HTTP server listening");
+        Ok(addr)
+    };
+    let health_addr = match listeners.health {
+        Some(listener) if shared => Some(spawn(listener, http::router(state.clone()), "health and webhook")?),
+        Some(listener) => Some(spawn(listener, http::health_router(state.clone()), "health")?),
+        None => None,
+    };
+    let webhook_addr = match listeners.webhook {
+        Some(listener) if webhooks_enabled => Some(spawn(listener, http::webhook_router(state), "webhook")?),
+        _ if shared => health_addr,
+        _ => None,
+    };
+    Ok((health_addr, webhook_addr))
+}
+
+/// The FSM store, and the Redis client when it is Redis (for the health routes).
+type FsmChoice = (Arc<dyn FsmStorage>, Option<Arc<RedisFsm>>);
+
+/// The FSM store `FSM_STORAGE` (or `REDIS_URL`) selects.
+fn fsm_storage(settings: &Settings, storage: &Storage) -> anyhow::Result<FsmChoice> {
+    use secrecy::ExposeSecret;
+    Ok(match (settings.fsm_storage, &settings.redis_url) {
+        (FsmBackend::Database, _) => (Arc::new(DatabaseFsm::new(storage.clone())), None),
+        (FsmBackend::Redis, Some(url)) => {
+            let redis = Arc::new(RedisFsm::new(url.expose_secret(), settings.fsm_ttl)?);
+            (redis.clone(), Some(redis))
+        }
+        _ => (Arc::new(MemoryFsm::default()), None),
+    })
+}
+
+/// Rescans `PLUGINS_DIR` into the registry; each script that did not load is an event.
+fn scan_scripts(catalog: &mut ScriptCatalog, registry: &PluginRegistry, recorder: &Recorder) -> ScanReport {
+    let scan = catalog.scan_into(registry);
+    for problem in &scan.errors {
+        events::script_invalid(recorder, problem);
+    }
+    scan
+}
+
+/// Records a `config_invalid` event per file with problems (each problem is logged).
+fn config_invalid(recorder: &Recorder, errors: &[ConfigError]) {
+    let mut invalid: BTreeMap<&Path, Vec<&ConfigError>> = BTreeMap::new();
+    for problem in errors {
+        invalid.entry(&problem.file).or_default().push(problem);
+    }
+    for (file, problems) in invalid {
+        events::config_invalid(recorder, file, &problems);
+    }
+}
+
+/// Opens `DATABASE_URL` and brings its schema to this binary's: migrates when `MIGRATE_ON_START`, else checks
+/// that nothing is pending. A schema newer than this binary knows is refused either way.
+pub async fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
+    let url = &settings.database_url;
+    let storage = Storage::open(url).await.with_context(|| format!("opening the database {url}"))?;
+    if settings.migrate_on_start {
+        for migration in storage.migrate().await.with_context(|| format!("migrating the database {url}"))? {
+            info!(version = migration.version, description = %migration.description, "migration applied");
+        }
+    } else {
+        storage.check_schema().await.with_context(|| format!("checking the database {url}"))?;
+    }
+    info!(database = %url, backend = %storage.backend(), "database ready");
+    Ok(storage)
 }
 
 impl Reloader {
@@ -248,12 +510,18 @@ impl Reloader {
             };
             let Some(signal) = signal else { return };
             info!(?signal, "reloading configuration");
-            self.reload().await;
+            self.reload_matching(None, true).await;
         }
     }
 
     /// Loads the directory, diffs it against the fleet and applies the difference.
     async fn reload(&self) -> ReloadReport {
+        self.reload_matching(None, false).await
+    }
+
+    /// Loads the directory, diffs it against the fleet and applies the difference, for every bot or only `only`
+    /// (problems of other files are then not reported). With `notify`, problems and failures go to the admins.
+    async fn reload_matching(&self, only: Option<&BotId>, notify: bool) -> ReloadReport {
         let _one_at_a_time = self.running.lock().await;
         let mut report = ReloadReport::default();
         if let (Some(baseline), Ok(now)) = (&self.baseline, Settings::from_env(&*self.env)) {
@@ -262,17 +530,32 @@ impl Reloader {
                 error!(setting = name, "{name} changed, but it cannot change while running: restart to apply it");
             }
         }
-        let scan = self.scripts.lock().scan_into(&self.registry);
+        // Scripts are shared by every bot: a new version rebuilds all the bots using it, even for a reload of one.
+        let scan = scan_scripts(&mut self.scripts.lock(), &self.registry, &self.recorder);
         report.errors.extend(scan.errors.iter().map(ToString::to_string));
         for (what, names) in [("added", &scan.added), ("reloaded", &scan.reloaded), ("removed", &scan.removed)] {
             report.scripts.extend(names.iter().map(|name| (name.clone(), what.to_owned())));
         }
         let loaded = config::load_dir(&self.config_dir, &*self.env, &*self.registry, self.webhooks);
-        let current: Vec<Current> = self.manager.current();
-        let diff = diff(&current, loaded, &self.config_dir);
-        for problem in &diff.errors {
-            error!(file = %problem.file.display(), "reload refused: {problem}");
-            report.errors.push(problem.to_string());
+        // Only bots from CONFIG_DIR take part: the admin bot comes from the environment.
+        let current: Vec<Current> =
+            self.manager.current().into_iter().filter(|c| c.file.starts_with(&self.config_dir)).collect();
+        let mut diff = diff(&current, loaded, &self.config_dir);
+        if let Some(id) = only {
+            let file = current.iter().find(|c| &c.id == id).map(|c| c.file.clone());
+            diff.errors.retain(|e| Some(&e.file) == file.as_ref() || e.file == self.config_dir);
+            diff.kept.retain(|k| k == id);
+            diff.removed.retain(|r| r == id);
+            diff.added.clear();
+            diff.changed.retain(|c| &c.id == id);
+        }
+        config_invalid(&self.recorder, &diff.errors);
+        report.errors.extend(diff.errors.iter().map(ToString::to_string));
+        for id in &diff.kept {
+            let file = current.iter().find(|c| &c.id == id).map(|c| c.file.clone());
+            let problems: Vec<String> =
+                diff.errors.iter().filter(|e| Some(&e.file) == file.as_ref()).map(ToString::to_string).collect();
+            events::reload_failed(&self.recorder, id, &problems.join("; "));
         }
         for id in diff.removed {
             match self.manager.remove(&id).await {
@@ -308,6 +591,28 @@ impl Reloader {
                     }
                 }
             }
+        }
+        let result = match (&report.failed[..], &report.errors[..], &report.applied[..]) {
+            ([], [], []) => "unchanged",
+            ([], [], _) => "applied",
+            _ => "failed",
+        };
+        telemetry::metrics::reload(result);
+        if notify {
+            let mut note = "⚠️ Reload failed; the running configuration stays:".to_owned();
+            for error in &report.errors {
+                note.push_str(&format!("\n{error}"));
+            }
+            for (id, why) in &report.failed {
+                note.push_str(&format!("\n{id}: {why}"));
+            }
+            let failed = !report.errors.is_empty() || !report.failed.is_empty();
+            // An editor's save can trigger two reloads of the same broken file: tell the admins once.
+            let mut last = self.last_note.lock();
+            if failed && last.as_deref() != Some(note.as_str()) {
+                self.notifier.notify(note.clone());
+            }
+            *last = failed.then_some(note);
         }
         *self.last.lock() = Some(report.clone());
         self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

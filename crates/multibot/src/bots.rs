@@ -3,12 +3,14 @@
 //! - `api`: [`BotApi`], one bot's Bot API client over the shared HTTP client.
 //! - `runtime`: a running bot, and how one update is handled.
 //! - `polling`: the getUpdates source; `sequencer`: per-chat ordering and the low-water-mark offset.
+//! - [`webhook`]: the webhook source: routes, inboxes, secrets.
 
 mod api;
 mod flood;
 mod polling;
 mod runtime;
 mod sequencer;
+pub mod webhook;
 
 use std::{
     collections::BTreeMap,
@@ -28,9 +30,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::{
+    admin::Notifier,
     config::{BotConfig, BotId, Mode, Settings},
     fsm::FsmStorage,
     plugins::PluginRegistry,
+    storage::{Recorder, Storage, events},
 };
 
 /// What every bot is built from.
@@ -48,6 +52,14 @@ pub struct Deps {
     pub fsm: Arc<dyn FsmStorage>,
     /// The root shutdown token; each bot runs under a child.
     pub shutdown: CancellationToken,
+    /// Webhook routes and secrets, when the webhook server runs (`WEBHOOK_ENABLED`).
+    pub webhooks: Option<Arc<webhook::Webhooks>>,
+    /// The database.
+    pub storage: Storage,
+    /// Background writes: user tracking, events, bot status.
+    pub recorder: Recorder,
+    /// Messages for the admins (through the admin bot).
+    pub notifier: Notifier,
 }
 
 impl Deps {
@@ -167,6 +179,9 @@ impl BotManager {
         {
             let mut slots = self.slots.lock().await;
             for config in configs {
+                if !config.enabled {
+                    events::record_bot(&self.deps.recorder, &config, "disabled", None);
+                }
                 let slot = Slot::new(Arc::new(config));
                 slots.insert(slot.config.id.clone(), slot);
             }
@@ -189,7 +204,7 @@ impl BotManager {
             (slot.config.clone(), slot.health.clone())
         };
         *health.failure.lock() = None;
-        let started = RunningBot::start(&self.deps, config, health).await;
+        let started = RunningBot::start(&self.deps, config.clone(), health).await;
         let mut slots = self.slots.lock().await;
         let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
         let result = match started {
@@ -202,7 +217,8 @@ impl BotManager {
                 Ok(())
             }
             Err(reason) => {
-                error!(bot_id = %id, reason = %reason, "bot failed to start");
+                events::bot_failed(&self.deps.recorder, &config, &reason);
+                self.deps.notifier.notify(format!("❌ Bot {id} failed to start: {reason}"));
                 slot.failure = Some(reason.clone());
                 Err(ManagerError::StartFailed(id.to_string(), reason))
             }
@@ -235,9 +251,9 @@ impl BotManager {
     /// reloaded in place (new plugins and router, polling and offset untouched) when its token and mode stay and
     /// every plugin supports hot reload, and restarted otherwise. Either way the old instance's in-flight updates
     /// finish first. When the new configuration cannot start, the old one keeps (or resumes) running and the
-    /// error is returned.
+    /// error is returned. The outcome is an event.
     pub async fn reload(&self, config: BotConfig) -> Result<ReloadOutcome, ManagerError> {
-        self.apply(Arc::new(config), false).await
+        self.apply_recorded(Arc::new(config), false).await
     }
 
     /// Rebuilds every running bot that uses one of these plugins (script plugins with a new version) as
@@ -259,7 +275,7 @@ impl BotManager {
         };
         let mut results = Vec::new();
         for config in running {
-            results.push((config.id.clone(), self.apply(config, true).await));
+            results.push((config.id.clone(), self.apply_recorded(config, true).await));
         }
         for id in failed {
             let started = self.start(&id).await.map(|()| ReloadOutcome::Restarted);
@@ -268,7 +284,22 @@ impl BotManager {
         results
     }
 
-    /// [`BotManager::reload`]; with `force`, an unchanged configuration is rebuilt too.
+    /// [`BotManager::apply`], its outcome recorded as an event.
+    async fn apply_recorded(&self, config: Arc<BotConfig>, force: bool) -> Result<ReloadOutcome, ManagerError> {
+        let recorder = &self.deps.recorder;
+        let outcome = self.apply(config.clone(), force).await;
+        match &outcome {
+            Ok(ReloadOutcome::Unchanged) => {}
+            Ok(ReloadOutcome::Added) => events::bot_reloaded(recorder, &config, "added"),
+            Ok(ReloadOutcome::Reloaded) => events::bot_reloaded(recorder, &config, "reloaded"),
+            Ok(ReloadOutcome::Restarted) => events::bot_reloaded(recorder, &config, "restarted"),
+            Ok(ReloadOutcome::Disabled) => events::bot_reloaded(recorder, &config, "disabled"),
+            Err(error) => events::reload_failed(recorder, &config.id, &error.to_string()),
+        }
+        outcome
+    }
+
+    /// [`BotManager::reload`] without the event; with `force`, an unchanged configuration is rebuilt too.
     async fn apply(&self, config: Arc<BotConfig>, force: bool) -> Result<ReloadOutcome, ManagerError> {
         let id = config.id.clone();
         let (previous, running) = {
@@ -287,6 +318,7 @@ impl BotManager {
             (Some(old), Some(running)) => {
                 old.token == config.token
                     && old.mode == config.mode
+                    && old.webhook == config.webhook
                     && config.enabled
                     && running.supports_hot_reload(&self.deps)
                     && self

@@ -1,7 +1,8 @@
-//! The `multibot` command line: `run` (the default), `check-config`, `plugins`, `emulator`, `demo`.
+//! The `multibot` command line: `run` (the default), `migrate`, `check-config`, `plugins`, `emulator`, `demo`.
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -13,6 +14,7 @@ use crate::{
         PluginRegistry,
         script::{ScanReport, ScriptCatalog, ScriptHost},
     },
+    storage::Storage,
     telemetry,
 };
 
@@ -30,6 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Run every enabled bot of CONFIG_DIR until SIGINT or SIGTERM.
     Run,
+    /// Apply the pending database migrations of DATABASE_URL and print what was applied.
+    Migrate,
     /// Validate the bot configurations: print every problem and exit 1, or a summary and exit 0.
     CheckConfig,
     /// List the available plugins: native ones and the script plugins of PLUGINS_DIR.
@@ -109,6 +113,15 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             app.run_until_stopped().await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Migrate => {
+            let settings = match settings() {
+                Ok(settings) => settings,
+                Err(code) => return Ok(code),
+            };
+            telemetry::init(&settings);
+            migrate(&settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig => {
             let settings = match settings() {
                 Ok(settings) => settings,
@@ -150,6 +163,23 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
 pub(crate) fn default_settings() -> Settings {
     let Ok(settings) = Settings::from_env(&|_| None) else { unreachable!("the defaults are valid") };
     settings
+}
+
+/// `multibot migrate`: prints each migration it applies, or that there was nothing to apply.
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let url = &settings.database_url;
+    let storage = Storage::open(url).await.with_context(|| format!("opening the database {url}"))?;
+    let applied = storage.migrate().await.with_context(|| format!("migrating the database {url}"))?;
+    for migration in &applied {
+        println!("applied {:04} {}", migration.version, migration.description);
+    }
+    let version = storage.known_migrations().last().map_or(0, |m| m.version);
+    match applied.len() {
+        0 => println!("nothing to apply: {url} ({}) is at version {version}", storage.backend()),
+        n => println!("{n} migration(s) applied: {url} ({}) is at version {version}", storage.backend()),
+    }
+    storage.close().await;
+    Ok(())
 }
 
 /// The built-in plugins and the script plugins of `PLUGINS_DIR`, and what scanning the scripts found.

@@ -18,7 +18,7 @@ use std::{fmt, path::PathBuf};
 pub use load::{LoadedConfig, WebhookEnv, load_dir, parse_bot_file};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
-pub use settings::{LogFormat, Settings, VARIABLES};
+pub use settings::{FsmBackend, LogFormat, Settings, VARIABLES};
 
 /// A bot's identifier from its YAML `id`: 1-64 characters of `a-z`, `0-9`, `_` and `-`, starting with a letter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -13,13 +13,17 @@ use crate::{
     app::{Application, EnvLookup},
     bots::{BotState, BotStatus},
     cli::shutdown_on_signals,
-    config::{self, LogFormat, Settings, WebhookEnv},
+    config::{self, BotId, BotToken, LogFormat, Settings, WebhookEnv},
     plugins::{
         PluginRegistry,
         script::{ScriptCatalog, ScriptHost},
     },
+    storage::DatabaseUrl,
     telemetry,
 };
+
+/// The demo's user, who is also the admin.
+const ALICE: i64 = 1001;
 
 /// Options of `multibot demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -65,6 +69,21 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if std::env::var("LOG_FORMAT").is_err() {
         settings.log_format = LogFormat::Text;
     }
+    // The demo keeps nothing: an in-memory database unless DATABASE_URL says otherwise.
+    if std::env::var("DATABASE_URL").is_err() {
+        settings.database_url = DatabaseUrl::parse("sqlite::memory:").map_err(anyhow::Error::msg)?;
+    }
+    // An admin bot with an emulator token, for Alice, unless the environment configures one.
+    if settings.admin_bot_token.is_none() {
+        settings.admin_bot_token = Some(BotToken::parse(&demo_token("ADMIN_BOT_TOKEN")).map_err(anyhow::Error::msg)?);
+    }
+    if settings.admin_allowed_users.is_empty() {
+        settings.admin_allowed_users = vec![ALICE];
+    }
+    // Any free port unless one is asked for: the demo must not fail because 8080 is taken.
+    if std::env::var("HEALTH_CHECK_PORT").is_err() {
+        settings.health_check_port = 0;
+    }
     telemetry::init(&settings);
     let registry = PluginRegistry::builtin();
     let env = demo_env();
@@ -78,6 +97,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let bot = emulator.control().bot_named(config.token.expose(), &config.name, &username).await?;
         bots.push((config.id.clone(), config.name.clone(), bot));
     }
+    let admin_token = settings.admin_bot_token.as_ref().map(|t| t.expose().to_owned()).unwrap_or_default();
+    let admin_bot = emulator.control().bot_named(&admin_token, "Admin Bot", "admin_bot").await?;
     let app = Application::build(settings.clone(), registry, env).await?;
     for problem in app.config_errors() {
         println!("config problem: {problem}");
@@ -86,7 +107,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("script problem: {problem}");
     }
     println!("Multibot demo: Bot API emulator at {}", emulator.api_url());
-    let alice = emulator.user(1001);
+    if let Some(addr) = app.health_addr() {
+        println!("Health and metrics: http://127.0.0.1:{}/health/full and /metrics", addr.port());
+    }
+    let alice = emulator.user(ALICE);
     for status in app.manager().status() {
         let Some((_, name, bot)) = bots.iter().find(|(id, _, _)| *id == status.id) else {
             continue;
@@ -100,6 +124,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Err(e) = converse(&alice, bot, name, &status).await {
             println!("   conversation stopped: {e:#}");
         }
+    }
+    println!();
+    println!("── admin (Admin Bot) ──");
+    let target = bots.iter().find(|(id, _, _)| id.as_str() == "echo_bot").or(bots.first()).map(|(id, _, _)| id.clone());
+    if let Err(e) = admin_session(&alice, &admin_bot, target.as_ref()).await {
+        println!("   admin session stopped: {e:#}");
     }
     println!();
     if let Some((_, _, bot)) = bots.first() {
@@ -171,6 +201,30 @@ async fn converse(alice: &TestUser, bot: &TestBot, name: &str, status: &BotStatu
         if let Some(message) = edit.message {
             println!("   {name}: (edits the menu) {}", message.text.unwrap_or_default());
         }
+    }
+    Ok(())
+}
+
+/// Asks for the status, then stops and starts a bot through the confirmation buttons.
+async fn admin_session(alice: &TestUser, admin: &TestBot, target: Option<&BotId>) -> anyhow::Result<()> {
+    let name = "Admin Bot";
+    let show = |message: &Message| println!("   {name}: {}", indent(message.text.as_deref().unwrap_or("(no text)")));
+    println!("   Alice: /status");
+    alice.send(admin, "/status").await?;
+    show(&alice.next_message_from(admin).await?);
+    let Some(target) = target else { return Ok(()) };
+    for action in ["stop_bot", "start_bot"] {
+        let command = format!("/{action} {target}");
+        println!("   Alice: {command}");
+        alice.send(admin, &command).await?;
+        let question = alice.next_message_from(admin).await?;
+        println!("   {name}: {}  [✅ Confirm] [❌ Cancel]", question.text.as_deref().unwrap_or_default());
+        let before = admin.events(0, None, None, Duration::ZERO).await?.last().map_or(0, |e| e.seq);
+        let confirm = question.callback_data().into_iter().find(|d| d.starts_with("adm:ok:")).unwrap_or_default();
+        println!("   Alice: [clicks \"✅ Confirm\"]");
+        alice.click(admin, &question, &confirm).await?;
+        let edit = admin.next_event(before, Some(alice.id), Some("edit"), Duration::from_secs(15)).await?;
+        println!("   {name}: (edits the question) {}", edit.message.and_then(|m| m.text).unwrap_or_default());
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Finite-state-machine storage: a conversation's state and data, keyed by bot and by the bot's
-//! `fsm_strategy` ([`FsmKey`]). Storage sits behind the small [`FsmStorage`] trait; [`MemoryFsm`] is the
-//! default implementation.
+//! `fsm_strategy` ([`FsmKey`]). Storage sits behind the small [`FsmStorage`] trait: [`MemoryFsm`] (the default,
+//! lost on restart), [`DatabaseFsm`] (`FSM_STORAGE=database`: the `plugin_state` table under the plugin name
+//! `fsm`) and [`RedisFsm`] (`REDIS_URL`: one key per conversation, prefixed by the bot id, with an optional TTL).
+//! With the database or Redis, a conversation survives a restart.
 
 use std::collections::HashMap;
 
@@ -65,6 +67,111 @@ impl FsmStorage for MemoryFsm {
         } else {
             records.insert(key.clone(), record.clone());
         }
+        Ok(())
+    }
+}
+
+impl FsmKey {
+    /// The key's chat and user part, as the database and Redis store it.
+    fn suffix(&self) -> String {
+        format!("{}:{}", self.chat_id, self.user_id)
+    }
+}
+
+/// FSM records in the database's `plugin_state` table (plugin `fsm`, key `<chat>:<user>`).
+pub struct DatabaseFsm {
+    storage: crate::storage::Storage,
+}
+
+impl DatabaseFsm {
+    /// Records in `storage`.
+    pub fn new(storage: crate::storage::Storage) -> DatabaseFsm {
+        DatabaseFsm { storage }
+    }
+}
+
+#[async_trait]
+impl FsmStorage for DatabaseFsm {
+    async fn load(&self, key: &FsmKey) -> anyhow::Result<FsmRecord> {
+        let value = self.storage.plugin_states().get(&key.bot_id, "fsm", &key.suffix()).await?;
+        Ok(value.map(serde_json::from_value).transpose()?.unwrap_or_default())
+    }
+
+    async fn save(&self, key: &FsmKey, record: &FsmRecord) -> anyhow::Result<()> {
+        let states = self.storage.plugin_states();
+        if record.is_empty() {
+            states.delete(&key.bot_id, "fsm", &key.suffix()).await?;
+        } else {
+            states.set(&key.bot_id, "fsm", &key.suffix(), &serde_json::to_value(record)?).await?;
+        }
+        Ok(())
+    }
+}
+
+/// FSM records in Redis: key `<bot_id>:fsm:<chat>:<user>`, a JSON value, expiring after the TTL if one is set.
+/// The connection is made on first use and re-made after failures, so Redis being down fails the handlers that
+/// use the FSM, not the start of the process.
+pub struct RedisFsm {
+    client: redis::Client,
+    connection: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    ttl: Option<std::time::Duration>,
+}
+
+impl RedisFsm {
+    /// A store on `url` (`redis://host:port/db`); records expire after `ttl` when given.
+    pub fn new(url: &str, ttl: Option<std::time::Duration>) -> anyhow::Result<RedisFsm> {
+        let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("REDIS_URL is not a Redis URL: {e}"))?;
+        Ok(RedisFsm { client, connection: tokio::sync::OnceCell::new(), ttl })
+    }
+
+    async fn connection(&self) -> anyhow::Result<redis::aio::ConnectionManager> {
+        let connection = self
+            .connection
+            .get_or_try_init(|| {
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+                    .set_response_timeout(Some(std::time::Duration::from_secs(2)))
+                    .set_number_of_retries(1);
+                redis::aio::ConnectionManager::new_with_config(self.client.clone(), config)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("Redis is unreachable: {e}"))?;
+        Ok(connection.clone())
+    }
+
+    fn key(key: &FsmKey) -> String {
+        format!("{}:fsm:{}", key.bot_id, key.suffix())
+    }
+
+    /// Sends `PING`: whether Redis answers (the health routes ask).
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        let mut connection = self.connection().await?;
+        let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl FsmStorage for RedisFsm {
+    async fn load(&self, key: &FsmKey) -> anyhow::Result<FsmRecord> {
+        let mut connection = self.connection().await?;
+        let value: Option<String> = redis::cmd("GET").arg(RedisFsm::key(key)).query_async(&mut connection).await?;
+        Ok(value.map(|v| serde_json::from_str(&v)).transpose()?.unwrap_or_default())
+    }
+
+    async fn save(&self, key: &FsmKey, record: &FsmRecord) -> anyhow::Result<()> {
+        let mut connection = self.connection().await?;
+        let name = RedisFsm::key(key);
+        if record.is_empty() {
+            let _: i64 = redis::cmd("DEL").arg(name).query_async(&mut connection).await?;
+            return Ok(());
+        }
+        let mut set = redis::cmd("SET");
+        set.arg(name).arg(serde_json::to_string(record)?);
+        if let Some(ttl) = self.ttl {
+            set.arg("PX").arg(ttl.as_millis() as u64);
+        }
+        let _: () = set.query_async(&mut connection).await?;
         Ok(())
     }
 }

@@ -2,24 +2,32 @@
 //! plugins; the fleet is controlled at runtime.
 //!
 //! # Layout
+//! - [`admin`]: the admin bot's plugin: the fleet controlled from Telegram.
 //! - [`app`]: [`app::Application`] wires everything and runs until stopped.
 //! - [`config`]: environment settings and bot YAML, validated with file, line and field.
 //! - [`bots`]: the [`bots::BotManager`], running bots, the polling source, per-chat ordering.
 //! - [`plugins`]: the [`plugins::Plugin`] trait, the router, the registry, the built-in plugins and script
 //!   plugins (sandboxed Luau, [`plugins::script`]).
 //! - [`fsm`]: conversation state storage.
-//! - [`middleware`]: access control and per-user rate limiting before the router.
-//! - [`telemetry`]: logging setup.
+//! - [`http`]: health probes, Prometheus metrics and the webhook endpoint.
+//! - [`storage`]: PostgreSQL or SQLite, migrations, the repositories, the background [`storage::Recorder`] and
+//!   the audit events.
+//! - [`middleware`]: what runs on every update before the router: user tracking, access control, per-user
+//!   rate limiting.
+//! - [`telemetry`]: logging setup and metrics.
 //! - [`cli`], [`demo`]: the command line and the self-contained demo.
 
+pub mod admin;
 pub mod app;
 pub mod bots;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod fsm;
+pub mod http;
 pub mod middleware;
 pub mod plugins;
+pub mod storage;
 pub mod telemetry;
 
 /// What a plugin author needs, in one import.

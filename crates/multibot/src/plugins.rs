@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     bots::BotApi,
     config::{BotId, PluginCatalog, PluginEntry},
+    storage::{PluginState, Storage},
 };
 
 /// What a plugin says about itself (the spec's class attributes).
@@ -94,7 +95,8 @@ impl PluginMeta {
     }
 }
 
-/// Everything a plugin instance may touch: its bot, the Bot API, its configuration and its shutdown token.
+/// Everything a plugin instance may touch: its bot, the Bot API, its configuration, the database and its shutdown
+/// token.
 #[derive(Clone)]
 pub struct PluginContext {
     /// The bot this instance belongs to (the spec's `bot_id`).
@@ -107,6 +109,8 @@ pub struct PluginContext {
     pub config: Value,
     /// Cancelled when the bot stops.
     pub shutdown: CancellationToken,
+    /// The database (the spec's `db`): bots, users, events and plugin state.
+    pub db: Storage,
 }
 
 impl PluginContext {
@@ -114,6 +118,11 @@ impl PluginContext {
     /// `get_config(key, default)`).
     pub fn get_config<T: DeserializeOwned>(&self, key: &str, default: T) -> T {
         PluginContext::get_config_of(&self.config, key, default)
+    }
+
+    /// This plugin's persistent state in this bot: `cx.state().get::<T>("key")`, `.set("key", &value)`, ...
+    pub fn state(&self) -> PluginState {
+        self.db.plugin_state(self.bot_id.as_str(), &self.plugin)
     }
 
     fn get_config_of<T: DeserializeOwned>(config: &Value, key: &str, default: T) -> T {

@@ -1,5 +1,9 @@
 //! Logging: a `tracing` subscriber writing JSON (production) or text lines to stderr, filtered by `LOG_LEVEL`.
 //! Every line about a bot carries its `bot_id`; tokens never appear (they are secrets, and errors are redacted).
+//!
+//! - [`metrics`]: the Prometheus recorder and every metric's name and labels.
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 

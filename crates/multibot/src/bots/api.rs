@@ -22,7 +22,10 @@ use teloxide_core::{
 use tracing::warn;
 
 use super::flood::{FloodLimits, Pacer};
-use crate::config::{BotSettings, BotToken};
+use crate::{
+    config::{BotSettings, BotToken},
+    telemetry::metrics,
+};
 
 /// A failed Bot API call.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -188,6 +191,16 @@ impl BotApi {
         let mut attempt: u32 = 0;
         loop {
             let result = self.send::<P::Output>(P::NAME, body.clone(), payload.timeout_hint()).await;
+            // Every attempt is counted, so 429s and 5xx show even when a retry then succeeds.
+            metrics::api_call(
+                P::NAME,
+                &match &result {
+                    Ok(_) => "ok".to_owned(),
+                    Err(ApiCallError::Api { code, .. }) => code.to_string(),
+                    Err(ApiCallError::Network(_)) => "network".to_owned(),
+                    Err(ApiCallError::Decode(_)) => "decode".to_owned(),
+                },
+            );
             let pause = match &result {
                 Err(e) if P::NAME != "GetUpdates" => retry_pause(e, attempt),
                 _ => None,

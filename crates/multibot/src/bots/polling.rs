@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use teloxide_core::types::{AllowedUpdate, Update};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::{debug, warn};
 
 use super::{ApiCallError, BotRuntime, runtime::describe, sequencer::Sequencer};
 
@@ -17,7 +17,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const MIN_IDLE_WAIT: Duration = Duration::from_millis(5);
 const MAX_IDLE_WAIT: Duration = Duration::from_millis(500);
 
-fn allowed_updates(bot: &BotRuntime) -> Vec<AllowedUpdate> {
+/// The update types to ask Telegram for: those the bot's plugins handle.
+pub(crate) fn allowed_updates(bot: &BotRuntime) -> Vec<AllowedUpdate> {
     let mut allowed: Vec<AllowedUpdate> = bot
         .router
         .update_types()
@@ -76,7 +77,8 @@ pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Dur
             }
             Err(ApiCallError::Api { code: 401, .. }) => {
                 let reason = "token rejected by Telegram (401 Unauthorized) while polling".to_owned();
-                error!(reason = %reason, "bot failed");
+                crate::storage::events::bot_failed(&bot.recorder, &bot.config, &reason);
+                bot.notifier.notify(format!("❌ Bot {} failed: {reason}", bot.id));
                 *bot.health.failure.lock() = Some(reason);
                 break;
             }

@@ -13,20 +13,27 @@ use std::{
 
 use futures_util::FutureExt;
 use parking_lot::Mutex;
-use teloxide_core::types::{BotCommand, Update, UpdateKind};
+use teloxide_core::{
+    payloads::DeleteWebhook,
+    types::{BotCommand, Update, UpdateKind},
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, warn};
 
-use super::{ApiCallError, BotApi, Deps, polling, sequencer::Sequencer, sequencer::Tracker};
+use super::{ApiCallError, BotApi, Deps, polling, sequencer::Sequencer, sequencer::Tracker, webhook};
 use crate::{
+    admin::Notifier,
     config::{BotConfig, BotId, Mode},
     fsm::FsmStorage,
     middleware::{
+        self,
         access::{Access, AccessList},
         rate_limit::{RateDecision, RateLimiter},
     },
     plugins::{Ctx, HandlerError, LoadedPlugin, PluginContext, Router},
+    storage::{Recorder, Storage, events},
+    telemetry::metrics::{self, Outcome},
 };
 
 /// Counters and failure of one configured bot, kept across its restarts.
@@ -66,6 +73,12 @@ pub struct BotRuntime {
     pub access: AccessList,
     /// Per-user rate limiting, when enabled.
     pub limiter: Option<Arc<RateLimiter>>,
+    /// The database.
+    pub storage: Storage,
+    /// Background writes: user tracking, events, bot status.
+    pub recorder: Recorder,
+    /// Messages for the admins (through the admin bot).
+    pub notifier: Notifier,
 }
 
 impl BotRuntime {
@@ -105,6 +118,7 @@ impl Instance {
                     api: api.clone(),
                     config: entry.config.clone(),
                     shutdown: cancel.clone(),
+                    db: deps.storage.clone(),
                 };
                 let plugin = factory.build(&cx, &mut router)?;
                 plugin.on_load(&cx).await?;
@@ -134,6 +148,9 @@ impl Instance {
             limiter,
             config,
             health,
+            storage: deps.storage.clone(),
+            recorder: deps.recorder.clone(),
+            notifier: deps.notifier.clone(),
         });
         let commands: Vec<BotCommand> = runtime
             .router
@@ -196,22 +213,50 @@ impl RunningBot {
         config: Arc<BotConfig>,
         health: Arc<BotHealth>,
     ) -> Result<RunningBot, String> {
-        if config.mode == Mode::Webhook {
-            return Err("webhook mode needs the webhook server, which this build does not include yet".to_owned());
-        }
+        let webhooks = match config.mode {
+            Mode::Webhook => {
+                Some(deps.webhooks.clone().ok_or("webhook mode needs the webhook server (WEBHOOK_ENABLED)")?)
+            }
+            Mode::Polling => None,
+        };
         let api = deps.api(&config);
-        let me = api.get_me().await.map_err(|e| describe(&e).replace(config.token.expose(), "<token>"))?;
+        let redact = |message: String| message.replace(config.token.expose(), "<token>");
+        let me = api.get_me().await.map_err(|e| redact(describe(&e)))?;
+        if config.mode == Mode::Polling {
+            // getUpdates answers 409 while a webhook is set: a bot moved from webhook mode takes it down first.
+            api.call(&DeleteWebhook::new())
+                .await
+                .map_err(|e| redact(format!("deleteWebhook failed: {}", describe(&e))))?;
+            if let Some(webhooks) = &deps.webhooks {
+                webhooks.forget(&config.id);
+            }
+        }
         let cancel = deps.shutdown.child_token();
         let instance =
             Instance::load(deps, config.clone(), health, me.username().to_owned(), cancel.child_token()).await?;
+        let opened = match &webhooks {
+            Some(webhooks) => match webhook::open(webhooks, &instance.runtime).await {
+                Ok(opened) => Some(opened),
+                Err(reason) => {
+                    unload(&instance.plugins).await;
+                    instance.cancel.cancel();
+                    return Err(instance.runtime.redact(reason));
+                }
+            },
+            None => None,
+        };
         instance.started().await;
         let tracker = Arc::new(Tracker::default());
         let sequencer = Sequencer::new(instance.runtime.clone(), tracker, deps.settings.max_concurrent_updates);
         let span = tracing::info_span!("bot", bot_id = %config.id);
         let (timeout, grace) = (deps.settings.polling_timeout, deps.settings.shutdown_timeout);
-        let receiver = tokio::spawn(polling::run(sequencer.clone(), timeout, grace, cancel.clone()).instrument(span));
-        let runtime = &instance.runtime;
-        info!(bot_id = %config.id, username = %runtime.username, plugins = instance.plugins.len(), "bot started");
+        let receiver = match opened {
+            Some(opened) => tokio::spawn(opened.run(sequencer.clone(), grace, cancel.clone()).instrument(span)),
+            None => tokio::spawn(polling::run(sequencer.clone(), timeout, grace, cancel.clone()).instrument(span)),
+        };
+        metrics::bot_started(config.id.as_str());
+        let names: Vec<String> = instance.plugins.iter().map(|(_, cx)| cx.plugin.clone()).collect();
+        events::bot_started(&deps.recorder, &config, &instance.runtime.username, &names);
         Ok(RunningBot { instance, sequencer, cancel, receiver, started_at: Instant::now() })
     }
 
@@ -226,6 +271,12 @@ impl RunningBot {
         instance.started().await;
         let old = std::mem::replace(&mut self.instance, instance);
         old.stopped().await;
+        if let (Mode::Webhook, Some(webhooks)) = (self.instance.runtime.config.mode, &deps.webhooks) {
+            // The new plugins may handle other update types; the webhook's path and secret stay.
+            if let Err(reason) = webhook::refresh(webhooks, &self.instance.runtime).await {
+                warn!(bot_id = %self.instance.runtime.id, reason = %reason, "could not update the webhook's allowed_updates");
+            }
+        }
         info!(bot_id = %self.instance.runtime.id, "bot reloaded in place");
         Ok(())
     }
@@ -238,8 +289,9 @@ impl RunningBot {
         if let Err(e) = self.receiver.await {
             error!(bot_id = %id, error = %e, "receiver task failed");
         }
+        let runtime = self.instance.runtime.clone();
         self.instance.stopped().await;
-        info!(bot_id = %id, "bot stopped");
+        events::bot_stopped(&runtime.recorder, &runtime.config);
     }
 
     /// The loaded plugins' names, in load order.
@@ -299,14 +351,17 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Runs one update through the router. Errors and panics are contained: logged with an error id, counted and
 /// passed to the error hooks (the `error_handler` plugin); a callback nobody answered is answered.
 pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
+    let started = Instant::now();
+    middleware::track_user(&bot.recorder, &bot.id, &update);
     let is_callback = matches!(update.kind, UpdateKind::CallbackQuery(_));
     let cx = Ctx::new(bot.clone(), update);
     if !admitted(&bot, &cx).await {
+        metrics::update_handled(bot.id.as_str(), "", Outcome::Refused, started.elapsed());
         return;
     }
     let (plugin, outcome) = match bot.router.choose(&cx).await {
         Ok(Some(chosen)) if chosen.admin_only && !bot.access.is_admin(cx.user().map(|u| u.id.0 as i64)) => {
-            bot.health.access_denied.fetch_add(1, Ordering::Relaxed);
+            deny(&bot, cx.user().map(|u| u.id.0 as i64), "admin_only");
             let refusal = cx.reply("This command is only for the bot's admins.").plain().await.map(drop);
             (chosen.plugin.to_owned(), refusal)
         }
@@ -321,6 +376,12 @@ pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
         Ok(None) => (String::new(), Ok(())),
         Err(e) => ("fsm".to_owned(), Err(e.context("loading the conversation state"))),
     };
+    let result = match (&outcome, plugin.is_empty()) {
+        (Err(_), _) => Outcome::Error,
+        (Ok(()), true) => Outcome::Unhandled,
+        (Ok(()), false) => Outcome::Handled,
+    };
+    metrics::update_handled(bot.id.as_str(), &plugin, result, started.elapsed());
     if let Err(e) = outcome {
         report_error(&bot, &cx, plugin, e).await;
     }
@@ -333,13 +394,20 @@ pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
     bot.health.updates_handled.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Counts an update refused by access control; the first refusal and every hundredth become events.
+fn deny(bot: &BotRuntime, user: Option<i64>, reason: &str) {
+    let count = bot.health.access_denied.fetch_add(1, Ordering::Relaxed);
+    debug!(bot_id = %bot.id, reason, "update dropped by access control");
+    events::access_denied(&bot.recorder, &bot.id, user, reason, count.is_multiple_of(100));
+}
+
 /// Access control and rate limiting: whether the update goes on to the router.
 async fn admitted(bot: &BotRuntime, cx: &Ctx) -> bool {
     let user = cx.user().map(|u| u.id.0 as i64);
     let access = bot.access.check(user);
     if access != Access::Allowed {
-        bot.health.access_denied.fetch_add(1, Ordering::Relaxed);
-        debug!(bot_id = %bot.id, ?access, "update dropped by access control");
+        let reason = if access == Access::Blocked { "blocked" } else { "not_allowed" };
+        deny(bot, user, reason);
         return false;
     }
     let (Some(limiter), Some(user)) = (&bot.limiter, user) else { return true };
@@ -347,8 +415,9 @@ async fn admitted(bot: &BotRuntime, cx: &Ctx) -> bool {
         return true;
     };
     bot.health.rate_limited.fetch_add(1, Ordering::Relaxed);
+    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    events::rate_limited(&bot.recorder, &bot.id, user, seconds, notify);
     if notify {
-        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
         let notice = format!("Too many requests, try again in {seconds} s");
         let sent = if cx.callback().is_some() {
             cx.answer_callback(Some(&notice)).await
@@ -364,7 +433,7 @@ async fn admitted(bot: &BotRuntime, cx: &Ctx) -> bool {
 
 async fn report_error(bot: &Arc<BotRuntime>, cx: &Ctx, plugin: String, error: anyhow::Error) {
     let error = HandlerError { id: error_id(), plugin, message: bot.redact(format!("{error:#}")) };
-    error!(bot_id = %bot.id, error_id = %error.id, plugin = %error.plugin, error = %error.message, "handler failed");
+    events::plugin_error(&bot.recorder, &bot.id, cx.user().map(|u| u.id.0 as i64), &error);
     bot.health.errors.fetch_add(1, Ordering::Relaxed);
     *bot.health.last_error.lock() = Some(format!("{} (error id {})", error.message, error.id));
     for (hook_plugin, hook) in bot.router.error_hooks() {

@@ -13,6 +13,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::runtime::{BotRuntime, handle_update};
+use crate::telemetry::metrics;
 
 /// Updates received but not yet handled, and the highest id seen.
 #[derive(Default)]
@@ -43,6 +44,13 @@ impl Tracker {
             fresh.push(update);
         }
         fresh
+    }
+
+    /// Marks an update in flight that arrived out of order by design (a webhook push, already deduplicated).
+    pub(crate) fn track(&self, id: i64) {
+        let mut inner = self.inner.lock();
+        inner.in_flight.insert(id);
+        inner.last_seen = inner.last_seen.max(Some(id));
     }
 
     /// Marks an update handled.
@@ -125,6 +133,7 @@ impl Sequencer {
 
     /// Queues an update behind the others of its chat (the tracker must have admitted it).
     pub(crate) fn dispatch(self: &Arc<Self>, update: Update) {
+        metrics::update_received(self.runtime().id.as_str());
         let key = order_key(&update);
         let mut chats = self.chats.lock();
         if let Some(queue) = chats.get_mut(&key) {

@@ -4,6 +4,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use super::BotToken;
+use crate::storage::DatabaseUrl;
 
 /// Log line format (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +22,8 @@ pub struct Settings {
     pub admin_bot_token: Option<BotToken>,
     /// `ADMIN_ALLOWED_USERS`: user ids allowed to use the admin bot.
     pub admin_allowed_users: Vec<i64>,
+    /// `ADMIN_CONFIRM_TIMEOUT`: seconds an admin's Confirm button stays valid (default 300).
+    pub admin_confirm_timeout: Duration,
     /// `LOG_LEVEL`: DEBUG, INFO, WARNING or ERROR (default INFO), as a tracing filter directive.
     pub log_level: String,
     /// `LOG_FORMAT`: json (default) or text.
@@ -35,6 +38,8 @@ pub struct Settings {
     pub webhook_base_url: Option<String>,
     /// `WEBHOOK_PORT` (default 8443).
     pub webhook_port: u16,
+    /// `WEBHOOK_INBOX_SIZE`: updates a webhook bot holds before answering 503 (default 256).
+    pub webhook_inbox_size: usize,
     /// `ENABLE_HOT_RELOAD` (default true).
     pub enable_hot_reload: bool,
     /// `CONFIG_DIR` (default `./config/bots`).
@@ -58,12 +63,35 @@ pub struct Settings {
     pub script_memory_limit_mb: usize,
     /// `SCRIPT_TIMEOUT_MS`: CPU time one script handler call may run (default 1000 ms).
     pub script_timeout: Duration,
+    /// `DATABASE_URL`: PostgreSQL or SQLite (default: the SQLite file `DATA_DIR/multibot.db`).
+    pub database_url: DatabaseUrl,
+    /// `MIGRATE_ON_START`: apply pending migrations when `run` starts (default true).
+    pub migrate_on_start: bool,
+    /// `REDIS_URL`: Redis for FSM storage; set, it selects Redis unless `FSM_STORAGE` says otherwise. Secret: it
+    /// may hold a password.
+    pub redis_url: Option<secrecy::SecretString>,
+    /// `FSM_STORAGE`: `memory`, `database` or `redis` (default: `redis` when `REDIS_URL` is set, else `memory`).
+    pub fsm_storage: FsmBackend,
+    /// `FSM_TTL`: seconds after which an idle conversation's state expires in Redis (default: never).
+    pub fsm_ttl: Option<Duration>,
+}
+
+/// Where FSM state lives (`FSM_STORAGE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsmBackend {
+    /// Process memory: lost on restart.
+    Memory,
+    /// The database's `plugin_state` table.
+    Database,
+    /// Redis at `REDIS_URL`.
+    Redis,
 }
 
 /// Every variable [`Settings`] reads, for `.env.example` and the README.
 pub const VARIABLES: &[&str] = &[
     "ADMIN_BOT_TOKEN",
     "ADMIN_ALLOWED_USERS",
+    "ADMIN_CONFIRM_TIMEOUT",
     "LOG_LEVEL",
     "LOG_FORMAT",
     "HEALTH_CHECK_ENABLED",
@@ -71,6 +99,7 @@ pub const VARIABLES: &[&str] = &[
     "WEBHOOK_ENABLED",
     "WEBHOOK_BASE_URL",
     "WEBHOOK_PORT",
+    "WEBHOOK_INBOX_SIZE",
     "ENABLE_HOT_RELOAD",
     "CONFIG_DIR",
     "PLUGINS_DIR",
@@ -82,6 +111,11 @@ pub const VARIABLES: &[&str] = &[
     "FLOOD_CONTROL",
     "SCRIPT_MEMORY_LIMIT_MB",
     "SCRIPT_TIMEOUT_MS",
+    "DATABASE_URL",
+    "MIGRATE_ON_START",
+    "REDIS_URL",
+    "FSM_STORAGE",
+    "FSM_TTL",
 ];
 
 impl Settings {
@@ -155,14 +189,49 @@ impl Settings {
             errors.push(format!("WEBHOOK_BASE_URL={url:?} must start with https:// (or http://)"));
         }
         let webhook_port = number("WEBHOOK_PORT", 8443, 0, 65535, &mut errors) as u16;
+        let webhook_inbox_size = number("WEBHOOK_INBOX_SIZE", 256, 1, 100_000, &mut errors) as usize;
         let enable_hot_reload = flag("ENABLE_HOT_RELOAD", true, &mut errors);
         let telegram_api_url = text("TELEGRAM_API_URL").unwrap_or_else(|| "https://api.telegram.org".into());
         if reqwest::Url::parse(&telegram_api_url).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
             errors.push(format!("TELEGRAM_API_URL={telegram_api_url:?} is not an http(s) URL"));
         }
+        let data_dir: PathBuf = text("DATA_DIR").unwrap_or_else(|| "./data".into()).into();
+        let database_url = match text("DATABASE_URL") {
+            None => DatabaseUrl::sqlite_file(data_dir.join("multibot.db")),
+            Some(url) => DatabaseUrl::parse(&url).unwrap_or_else(|e| {
+                errors.push(format!("DATABASE_URL: {e}"));
+                DatabaseUrl::sqlite_file(data_dir.join("multibot.db"))
+            }),
+        };
+        let migrate_on_start = flag("MIGRATE_ON_START", true, &mut errors);
+        let redis_url = text("REDIS_URL");
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://"))
+        {
+            errors.push("REDIS_URL must start with redis://, rediss:// or unix://".to_owned());
+        }
+        let fsm_storage = match text("FSM_STORAGE").map(|v| v.to_ascii_lowercase()).as_deref() {
+            None if redis_url.is_some() => FsmBackend::Redis,
+            None | Some("memory") => FsmBackend::Memory,
+            Some("database") => FsmBackend::Database,
+            Some("redis") if redis_url.is_some() => FsmBackend::Redis,
+            Some("redis") => {
+                errors.push("FSM_STORAGE=redis needs REDIS_URL".to_owned());
+                FsmBackend::Memory
+            }
+            Some(other) => {
+                errors.push(format!("FSM_STORAGE={other:?} must be memory, database or redis"));
+                FsmBackend::Memory
+            }
+        };
+        let fsm_ttl = match number("FSM_TTL", 0, 0, 10 * 365 * 86_400, &mut errors) {
+            0 => None,
+            seconds => Some(Duration::from_secs(seconds)),
+        };
         let settings = Settings {
             admin_bot_token,
             admin_allowed_users,
+            admin_confirm_timeout: Duration::from_secs(number("ADMIN_CONFIRM_TIMEOUT", 300, 1, 86_400, &mut errors)),
             log_level,
             log_format,
             health_check_enabled,
@@ -170,17 +239,23 @@ impl Settings {
             webhook_enabled,
             webhook_base_url,
             webhook_port,
+            webhook_inbox_size,
             enable_hot_reload,
             config_dir: text("CONFIG_DIR").unwrap_or_else(|| "./config/bots".into()).into(),
             plugins_dir: text("PLUGINS_DIR").unwrap_or_else(|| "./plugins".into()).into(),
             telegram_api_url: telegram_api_url.trim_end_matches('/').to_owned(),
-            data_dir: text("DATA_DIR").unwrap_or_else(|| "./data".into()).into(),
+            data_dir,
             polling_timeout: Duration::from_secs(number("POLLING_TIMEOUT", 25, 0, 600, &mut errors)),
             shutdown_timeout: Duration::from_secs(number("SHUTDOWN_TIMEOUT", 10, 0, 3600, &mut errors)),
             max_concurrent_updates: number("MAX_CONCURRENT_UPDATES", 64, 1, 100_000, &mut errors) as usize,
             flood_control: flag("FLOOD_CONTROL", true, &mut errors),
             script_memory_limit_mb: number("SCRIPT_MEMORY_LIMIT_MB", 16, 2, 4096, &mut errors) as usize,
             script_timeout: Duration::from_millis(number("SCRIPT_TIMEOUT_MS", 1000, 10, 600_000, &mut errors)),
+            database_url,
+            migrate_on_start,
+            redis_url: redis_url.map(secrecy::SecretString::from),
+            fsm_storage,
+            fsm_ttl,
         };
         if errors.is_empty() { Ok(settings) } else { Err(errors) }
     }
@@ -190,6 +265,7 @@ impl Settings {
         let changed = [
             ("ADMIN_BOT_TOKEN", self.admin_bot_token != other.admin_bot_token),
             ("ADMIN_ALLOWED_USERS", self.admin_allowed_users != other.admin_allowed_users),
+            ("ADMIN_CONFIRM_TIMEOUT", self.admin_confirm_timeout != other.admin_confirm_timeout),
             ("LOG_LEVEL", self.log_level != other.log_level),
             ("LOG_FORMAT", self.log_format != other.log_format),
             ("HEALTH_CHECK_ENABLED", self.health_check_enabled != other.health_check_enabled),
@@ -197,6 +273,7 @@ impl Settings {
             ("WEBHOOK_ENABLED", self.webhook_enabled != other.webhook_enabled),
             ("WEBHOOK_BASE_URL", self.webhook_base_url != other.webhook_base_url),
             ("WEBHOOK_PORT", self.webhook_port != other.webhook_port),
+            ("WEBHOOK_INBOX_SIZE", self.webhook_inbox_size != other.webhook_inbox_size),
             ("ENABLE_HOT_RELOAD", self.enable_hot_reload != other.enable_hot_reload),
             ("CONFIG_DIR", self.config_dir != other.config_dir),
             ("PLUGINS_DIR", self.plugins_dir != other.plugins_dir),
@@ -208,7 +285,17 @@ impl Settings {
             ("FLOOD_CONTROL", self.flood_control != other.flood_control),
             ("SCRIPT_MEMORY_LIMIT_MB", self.script_memory_limit_mb != other.script_memory_limit_mb),
             ("SCRIPT_TIMEOUT_MS", self.script_timeout != other.script_timeout),
+            ("DATABASE_URL", self.database_url.to_string() != other.database_url.to_string()),
+            ("MIGRATE_ON_START", self.migrate_on_start != other.migrate_on_start),
+            ("REDIS_URL", exposed(&self.redis_url) != exposed(&other.redis_url)),
+            ("FSM_STORAGE", self.fsm_storage != other.fsm_storage),
+            ("FSM_TTL", self.fsm_ttl != other.fsm_ttl),
         ];
         changed.into_iter().filter(|(_, differs)| *differs).map(|(name, _)| name).collect()
     }
+}
+
+fn exposed(secret: &Option<secrecy::SecretString>) -> Option<&str> {
+    use secrecy::ExposeSecret;
+    secret.as_ref().map(|s| s.expose_secret())
 }

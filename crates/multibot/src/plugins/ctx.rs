@@ -21,6 +21,7 @@ use crate::{
     bots::{BotRuntime, SendOptions},
     config::{BotId, FsmStrategy},
     fsm::{FsmKey, FsmRecord},
+    storage::{PluginState, Storage},
 };
 
 /// A failed handler, as error hooks see it.
@@ -67,9 +68,29 @@ impl Ctx {
         &self.inner.bot.api
     }
 
+    /// The database (the spec's `db`): `cx.db().users().get_user_count(cx.bot_id().as_str())`.
+    pub fn db(&self) -> &Storage {
+        &self.inner.bot.storage
+    }
+
+    /// The persistent state of `plugin` in this bot (the same as that plugin's `PluginContext::state()`).
+    pub fn plugin_state(&self, plugin: &str) -> PluginState {
+        self.db().plugin_state(self.bot_id().as_str(), plugin)
+    }
+
     /// The commands the bot's plugins registered, in plugin order.
     pub fn commands(&self) -> &[CommandInfo] {
         self.inner.bot.router.commands()
+    }
+
+    /// The background writer (events, user tracking).
+    pub(crate) fn recorder(&self) -> &crate::storage::Recorder {
+        &self.inner.bot.recorder
+    }
+
+    /// Sends `text` to the fleet's admins through the admin bot (`ADMIN_ALLOWED_USERS`), if one runs.
+    pub fn notify_admins(&self, text: impl Into<String>) {
+        self.inner.bot.notifier.notify(text);
     }
 
     /// The bot's `access.admin_users`.
@@ -278,7 +299,14 @@ impl<'a> IntoFuture for Reply<'a> {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let chat = self.chat.ok_or_else(|| anyhow::anyhow!("this update has no chat to reply in"))?;
-            Ok(self.cx.api().send_message(chat, self.text, self.options).await?)
+            let sent = self.cx.api().send_message(chat, self.text, self.options).await;
+            if let Err(e) = &sent
+                && e.is_blocked_by_user()
+            {
+                let bot = &self.cx.inner.bot;
+                bot.recorder.user_blocked(bot.id.as_str(), chat.0, true);
+            }
+            Ok(sent?)
         })
     }
 }

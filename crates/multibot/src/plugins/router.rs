@@ -369,9 +369,12 @@ impl Router {
         types
     }
 
-    /// The first route that takes the update in `cx`, loading the FSM state only if a candidate needs it.
+    /// The first route that takes the update in `cx`, loading the FSM state only if a candidate needs it. When the
+    /// state cannot be loaded (Redis down), routes that filter on it are skipped so other handlers go on; if no
+    /// other route takes the update, the load error is returned for `error_handler`.
     pub(crate) async fn choose(&self, cx: &Ctx) -> anyhow::Result<Option<Chosen<'_>>> {
         let username = cx.bot_username();
+        let mut state_error = None;
         for route in &self.routes {
             let state_filter = match (&route.matcher, &cx.update().kind) {
                 (Matcher::Command { name, state }, UpdateKind::Message(m)) => {
@@ -389,14 +392,21 @@ impl Router {
                 _ => continue,
             };
             if state_filter.needs_state() {
-                let state = cx.state().await?;
-                if !state_filter.accepts(state.as_deref()) {
+                if state_error.is_some() {
                     continue;
+                }
+                match cx.state().await {
+                    Ok(state) if state_filter.accepts(state.as_deref()) => {}
+                    Ok(_) => continue,
+                    Err(e) => {
+                        state_error = Some(e);
+                        continue;
+                    }
                 }
             }
             return Ok(Some(Chosen { plugin: &route.plugin, handler: &route.handler, admin_only: route.admin_only }));
         }
-        Ok(None)
+        state_error.map_or(Ok(None), Err)
     }
 }
 

@@ -56,7 +56,7 @@ fn plugins_lists_the_builtin_plugins() {
 #[test]
 fn every_subcommand_has_help() {
     let dir = TempDir::new();
-    for sub in ["run", "check-config", "plugins", "emulator", "demo"] {
+    for sub in ["run", "migrate", "check-config", "plugins", "emulator", "demo"] {
         let (code, text) = multibot(&dir, &[sub, "--help"]);
         assert_eq!(code, 0, "{sub}: {text}");
         assert!(text.contains("Usage: multibot"), "{sub}: {text}");
@@ -84,6 +84,10 @@ fn the_demo_plays_a_conversation_with_each_example_bot() {
         "Support Bot: Hello Alice, you are 30 years old!",
         "Support Bot: (notification) You selected option 2",
         "Support Bot: (edits the menu) Selected: Option 2",
+        "── admin (Admin Bot) ──",
+        "Summary: 3/3 running",
+        "Admin Bot: (edits the question) ✅ Bot echo_bot stopped successfully",
+        "Admin Bot: (edits the question) ✅ Bot echo_bot started successfully",
         "── script_bot (Script Bot) ──",
         "Script Bot: You said: Nice to meet you",
         "Script Bot: Hello Alice, you are 30 years old!",

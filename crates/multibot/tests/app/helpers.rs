@@ -2,6 +2,7 @@
 
 use std::{
     collections::HashMap,
+    net::SocketAddr,
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -12,11 +13,13 @@ use std::{
 
 use botapi_emulator::{Emulator, EmulatorConfig, TestBot};
 use multibot::{
-    app::{Application, EnvLookup, ReloadHandle},
+    app::{Application, EnvLookup, Listeners, ReloadHandle},
     bots::BotManager,
     config::Settings,
     plugins::PluginRegistry,
+    storage::Storage,
 };
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// A well-formed token for bot number `n`.
@@ -65,6 +68,7 @@ pub(crate) struct TestApp {
     pub(crate) emu: Emulator,
     pub(crate) manager: BotManager,
     pub(crate) reloads: ReloadHandle,
+    pub(crate) storage: Storage,
     pub(crate) dir: TempDir,
     /// Variables tests may set while the application runs (`${TOKEN_<n>}` works without them).
     pub(crate) vars: Arc<parking_lot::Mutex<HashMap<String, String>>>,
@@ -93,18 +97,21 @@ impl Drop for TestApp {
     }
 }
 
-/// Settings for a test: the emulator as Telegram, `dir` as `CONFIG_DIR`, short timeouts, no flood control
-/// (Telegram's 1 message per second per chat would make every conversation slow), plus `extra`.
-pub(crate) fn settings(emu: &Emulator, dir: &Path, extra: &[(&str, &str)]) -> Settings {
+/// Settings for a test: the emulator as Telegram, `dir` as `CONFIG_DIR`, an SQLite file under `dir` as the
+/// database, any free health port, short timeouts, no flood control (Telegram's 1 message per second per chat
+/// would make every conversation slow); `extra` adds or overrides variables.
+pub(crate) fn settings(emu: &Emulator, dir: &Path, extra: &[(&str, String)]) -> Settings {
     let mut vars: HashMap<&str, String> = HashMap::from([
         ("FLOOD_CONTROL", "false".into()),
         ("TELEGRAM_API_URL", emu.api_url()),
         ("CONFIG_DIR", dir.display().to_string()),
+        ("DATA_DIR", dir.join("data").display().to_string()),
+        ("HEALTH_CHECK_PORT", "0".into()),
         ("POLLING_TIMEOUT", "5".into()),
         ("SHUTDOWN_TIMEOUT", "10".into()),
         ("LOG_FORMAT", "text".into()),
     ]);
-    vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    vars.extend(extra.iter().cloned());
     Settings::from_env(&|name| vars.get(name).cloned()).expect("valid settings")
 }
 
@@ -124,12 +131,12 @@ pub(crate) async fn spawn_app(files: &[(&str, &str)], registered: u32, registry:
     spawn_app_with(files, registered, registry, &[]).await
 }
 
-/// `spawn_app` with extra environment settings.
+/// [`spawn_app`] with more environment variables (`DATABASE_URL`, `FLOOD_CONTROL`, ...).
 pub(crate) async fn spawn_app_with(
     files: &[(&str, &str)],
     registered: u32,
     registry: PluginRegistry,
-    extra: &[(&str, &str)],
+    extra: &[(&str, String)],
 ) -> TestApp {
     let emu = Emulator::start(EmulatorConfig::default()).await.expect("emulator");
     for n in 1..=registered {
@@ -145,9 +152,10 @@ pub(crate) async fn spawn_app_with(
         .expect("app builds");
     let manager = app.manager().clone();
     let reloads = app.reloads();
+    let storage = app.storage().clone();
     let shutdown = app.shutdown_token();
     let task = tokio::spawn(app.run_until_stopped());
-    TestApp { emu, manager, reloads, dir, vars, shutdown, task: Some(task) }
+    TestApp { emu, manager, reloads, storage, dir, vars, shutdown, task: Some(task) }
 }
 
 /// Waits until `check` passes, or panics after `within`.
@@ -164,4 +172,106 @@ where
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Where a served application takes webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Web {
+    /// `WEBHOOK_ENABLED` unset.
+    Off,
+    /// A webhook listener of its own.
+    Separate,
+    /// On the health listener (`WEBHOOK_PORT` = `HEALTH_CHECK_PORT`).
+    Shared,
+}
+
+/// Binds loopback listeners for `web`; returns them with the variables that describe them
+/// (`WEBHOOK_ENABLED`, `WEBHOOK_BASE_URL` pointing at the webhook listener).
+pub(crate) async fn listeners(web: Web) -> (Listeners, Vec<(&'static str, String)>) {
+    let health = TcpListener::bind("127.0.0.1:0").await.expect("bind health");
+    let webhook = match web {
+        Web::Separate => Some(TcpListener::bind("127.0.0.1:0").await.expect("bind webhook")),
+        Web::Off | Web::Shared => None,
+    };
+    let mut vars = Vec::new();
+    if web != Web::Off {
+        let at = webhook.as_ref().unwrap_or(&health).local_addr().expect("address");
+        vars.push(("WEBHOOK_ENABLED", "true".to_owned()));
+        vars.push(("WEBHOOK_BASE_URL", format!("http://{at}")));
+    }
+    (Listeners { health: Some(health), webhook }, vars)
+}
+
+/// A running application with HTTP servers on loopback. The emulator and the directory belong to the caller, so a
+/// test can stop it and start another on the same files.
+pub(crate) struct Served {
+    pub(crate) manager: BotManager,
+    pub(crate) reloads: ReloadHandle,
+    pub(crate) storage: Storage,
+    pub(crate) health: SocketAddr,
+    pub(crate) webhook: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Served {
+    /// Runs a built application in a task.
+    pub(crate) fn run(app: Application) -> Served {
+        let (health, webhook) = (app.health_addr().expect("health server"), app.webhook_addr());
+        let manager = app.manager().clone();
+        let reloads = app.reloads();
+        let storage = app.storage().clone();
+        let shutdown = app.shutdown_token();
+        let task = tokio::spawn(app.run_until_stopped());
+        Served { manager, reloads, storage, health, webhook, shutdown, task: Some(task) }
+    }
+
+    /// `http://<health address><path>`.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.health)
+    }
+
+    /// `http://<webhook address>/webhook<path>`.
+    pub(crate) fn webhook_url(&self, path: &str) -> String {
+        format!("http://{}/webhook{path}", self.webhook.expect("webhooks enabled"))
+    }
+
+    /// Cancels the shutdown token, without waiting.
+    pub(crate) fn begin_stop(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Whether the application has finished stopping.
+    pub(crate) fn finished(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Stops the application and waits for it.
+    pub(crate) async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("app task").expect("app stops cleanly");
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Builds and runs the application on `dir` (bot files at its top, `DATA_DIR` at `dir/data`) against `emu`,
+/// with its HTTP servers on loopback as `web` says and `extra` variables.
+pub(crate) async fn serve(
+    emu: &Emulator,
+    dir: &Path,
+    web: Web,
+    extra: &[(&str, String)],
+    registry: PluginRegistry,
+) -> Served {
+    let (listeners, mut vars) = listeners(web).await;
+    vars.extend(extra.iter().cloned());
+    let app = Application::build_with(settings(emu, dir, &vars), registry, env(), listeners).await.expect("app builds");
+    Served::run(app)
 }

@@ -81,6 +81,12 @@ async fn allowed_blocked_and_admin_users() {
     })
     .await;
     assert!(blocked.transcript(&bot).await.unwrap().iter().all(|m| !m.from_bot), "no reply to a blocked user");
+    // Sampled into events: the first refusal of the bot is stored.
+    eventually(Duration::from_secs(10), "an access_denied event", || async {
+        let events = app.storage.events().list(Some("guarded"), Some("access_denied"), 10).await.unwrap();
+        events.len() == 1 && events[0].actor_user_id.is_some_and(|u| u == 1003 || u == 1004)
+    })
+    .await;
     assert!(stranger.transcript(&bot).await.unwrap().iter().all(|m| !m.from_bot), "no reply to a stranger");
     member.send(&bot, "hi").await.unwrap();
     assert_eq!(member.next_message_from(&bot).await.unwrap().text.as_deref(), Some("You said: hi"));
@@ -111,7 +117,7 @@ plugins:
 #[tokio::test]
 async fn a_burst_passes_then_one_notice_then_silence_until_refill() {
     // Outgoing pacing on: the notice and replies go out at Telegram's pace.
-    let app = spawn_app_with(&[("limited.yaml", LIMITED)], 1, registry(), &[("FLOOD_CONTROL", "true")]).await;
+    let app = spawn_app_with(&[("limited.yaml", LIMITED)], 1, registry(), &[("FLOOD_CONTROL", "true".into())]).await;
     let bot = app.bot(1).await;
     let id = BotId::parse("limited").unwrap();
     let (eager, calm) = (app.emu.user(2001), app.emu.user(2002));
@@ -131,6 +137,12 @@ async fn a_burst_passes_then_one_notice_then_silence_until_refill() {
         .map(|m| m.message.text.unwrap())
         .collect();
     assert_eq!(replies, ["You said: m0", "You said: m1", "You said: m2", "Too many requests, try again in 2 s"]);
+    // Three refusals, one event: the episode's first.
+    eventually(Duration::from_secs(10), "one rate_limited event", || async {
+        let events = app.storage.events().list(Some("limited"), Some("rate_limited"), 10).await.unwrap();
+        events.len() == 1 && events[0].actor_user_id == Some(2001)
+    })
+    .await;
     // Another user is unaffected.
     calm.send(&bot, "me too").await.unwrap();
     assert_eq!(calm.next_message_from(&bot).await.unwrap().text.as_deref(), Some("You said: me too"));
@@ -148,7 +160,7 @@ const BLASTER: &str = "id: blaster\nname: Blaster\ntoken: \"${TOKEN_1}\"\nplugin
 
 #[tokio::test]
 async fn sends_stay_within_telegrams_limits() {
-    let app = spawn_app_with(&[("blaster.yaml", BLASTER)], 1, registry(), &[("FLOOD_CONTROL", "true")]).await;
+    let app = spawn_app_with(&[("blaster.yaml", BLASTER)], 1, registry(), &[("FLOOD_CONTROL", "true".into())]).await;
     let bot = app.bot(1).await;
     // The emulator answers 429 to anything over Telegram's limits.
     app.emu.control().set_flood(true).await.unwrap();
@@ -218,5 +230,22 @@ async fn a_429_delays_one_bot_and_delivers_once_while_another_goes_on() {
     .await;
     let statuses: Vec<u16> = a.calls(Some("sendMessage")).await.unwrap().iter().map(|c| c.status).collect();
     assert_eq!(statuses, [429, 200, 502, 200, 400], "no retry after a 400");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_who_blocked_the_bot_is_marked_blocked() {
+    let app = spawn_app(&[("blaster.yaml", BLASTER)], 1, registry()).await;
+    let bot = app.bot(1).await;
+    let (leaver, sender) = (app.emu.user(5001), app.emu.user(5002));
+    leaver.send(&bot, "/start").await.unwrap();
+    leaver.block(&bot).await.unwrap();
+    // Bad input from Telegram: 403 "bot was blocked by the user" for the message to the leaver.
+    sender.send(&bot, "/fanout 5001").await.unwrap();
+    eventually(Duration::from_secs(10), "the user marked blocked", || async {
+        app.storage.users().get("blaster", 5001).await.unwrap().is_some_and(|u| u.is_blocked)
+    })
+    .await;
+    assert!(!app.storage.users().get("blaster", 5002).await.unwrap().unwrap().is_blocked);
     app.stop().await;
 }

@@ -1,11 +1,19 @@
-//! Integration tests: the real application (or the real binary, for signals) against the Bot API emulator.
+//! Integration tests: the real application (or the real binary, for signals) against the Bot API emulator, with
+//! an SQLite file or a fresh PostgreSQL database on 127.0.0.1:5432 (`db`).
 
+mod admin;
 mod cli;
 mod conversation;
+mod db;
 mod failures;
+mod fsm;
 mod helpers;
+mod http;
 mod limits;
+mod persistence;
 mod process;
 mod reload;
 mod runtime;
 mod scripts;
+mod storage;
+mod webhook;

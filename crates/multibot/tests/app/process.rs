@@ -23,7 +23,7 @@ plugins:
 "#;
 
 /// A running `multibot run` whose output lines are collected.
-struct Process {
+pub(crate) struct Process {
     child: Child,
     output: Arc<Mutex<Vec<String>>>,
 }
@@ -33,9 +33,9 @@ impl Process {
         Process::start_with(emu, dir, &[])
     }
 
-    fn start_with(emu: &Emulator, dir: &TempDir, extra: &[(&str, &str)]) -> Process {
+    /// Starts `multibot run` in `dir` (bot files in `dir/bots`) with more variables (which win).
+    pub(crate) fn start_with(emu: &Emulator, dir: &TempDir, extra: &[(&str, &str)]) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_multibot"))
-            .envs(extra.iter().copied())
             .arg("run")
             .current_dir(dir.path())
             .env_clear()
@@ -45,7 +45,10 @@ impl Process {
             .env("LOG_FORMAT", "json")
             .env("LOG_LEVEL", "DEBUG")
             .env("POLLING_TIMEOUT", "5")
+            .env("HEALTH_CHECK_PORT", "0")
             .env("FLOOD_CONTROL", "false")
+            // After `env_clear` and the defaults, so that they apply and win.
+            .envs(extra.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -68,7 +71,7 @@ impl Process {
         Process { child, output }
     }
 
-    fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         self.signal("-TERM");
     }
 
@@ -77,7 +80,7 @@ impl Process {
         assert!(status.success());
     }
 
-    async fn wait(mut self, within: Duration) -> (std::process::ExitStatus, Vec<String>) {
+    pub(crate) async fn wait(mut self, within: Duration) -> (std::process::ExitStatus, Vec<String>) {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {

@@ -36,9 +36,8 @@ async fn spawn(bots: &[(&str, String)], scripts: &[(&str, &str)], extra: &[(&str
     for (name, text) in scripts {
         plugins.write(name, text);
     }
-    let dir = plugins.path().display().to_string();
-    let mut settings = vec![("PLUGINS_DIR", dir.as_str())];
-    settings.extend_from_slice(extra);
+    let mut settings = vec![("PLUGINS_DIR", plugins.path().display().to_string())];
+    settings.extend(extra.iter().map(|(name, value)| (*name, (*value).to_owned())));
     let files: Vec<(&str, &str)> = bots.iter().map(|(name, text)| (*name, text.as_str())).collect();
     let app = spawn_app_with(&files, bots.len() as u32, PluginRegistry::builtin(), &settings).await;
     (app, plugins)
@@ -306,6 +305,9 @@ async fn each_bot_has_its_own_vm_and_state_survives_a_reload() {
     }
     assert_eq!(count(&one).await, "one: count 1, loads 2, starts 2, unloads 1, by User 7001");
     assert_eq!(count(&two).await, "two: count 1, loads 2, starts 2, unloads 1, by User 7001");
+    // The state is the database's `plugin_state`, per bot and plugin.
+    let loads = app.storage.plugin_states().get("one", "counter", "loads").await.unwrap();
+    assert_eq!(loads, Some(serde_json::json!(2)));
     app.stop().await;
 }
 
@@ -381,6 +383,12 @@ async fn a_reload_reports_script_versions_and_errors_with_file_and_line() {
         [format!("{}:3: Expected identifier when parsing variable name, got '='", file.display())]
     );
     assert!(report.applied.is_empty() && report.scripts.is_empty(), "{report:?}");
+    // The problem is an audit event too, naming the file.
+    eventually(WAIT, "the config_invalid event", || async {
+        let events = app.storage.events().list(None, Some("config_invalid"), 10).await.unwrap();
+        events.iter().any(|e| e.detail["script"] == true && e.detail["file"] == file.display().to_string())
+    })
+    .await;
     // Nothing changed since: the problem is reported again, nothing is applied.
     let report = app.reloads.reload_now().await;
     assert_eq!(report.errors.len(), 1);

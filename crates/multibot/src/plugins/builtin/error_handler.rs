@@ -63,6 +63,7 @@ impl ErrorHandler {
                 error.id,
                 error.message
             );
+            cx.notify_admins(report.clone());
             for admin in cx.admin_users() {
                 cx.send(ChatId(*admin), report.clone()).plain().await?;
             }

@@ -10,10 +10,13 @@ use std::{
 };
 
 use serde::Serialize;
-use tracing::{error, info};
+use tracing::info;
 
 use super::{ScriptError, ScriptHost, ScriptPlugin};
 use crate::plugins::{PluginFactory, PluginRegistry};
+
+/// Names no script may take: `fsm` is where the database keeps FSM state (`plugin_state`, plugin `fsm`).
+const RESERVED: [&str; 1] = ["fsm"];
 
 /// What one file has given so far.
 struct FileState {
@@ -64,8 +67,9 @@ impl ScriptCatalog {
         &self.dir
     }
 
-    /// Rescans the directory, installs the running versions in `registry` (its native plugins keep their names)
-    /// and logs what changed and every problem. A directory that does not exist holds no scripts.
+    /// Rescans the directory and installs the running versions in `registry` (its native plugins keep their
+    /// names); logs what changed and reports the problems (the caller logs them). A directory that does not exist
+    /// holds no scripts.
     pub fn scan_into(&mut self, registry: &PluginRegistry) -> ScanReport {
         let before = self.running();
         let mut report = ScanReport::default();
@@ -123,6 +127,8 @@ impl ScriptCatalog {
                 let name = &candidate.meta().name;
                 let clash = if registry.is_native(name) {
                     Some(format!("the plugin name {name:?} is taken by a native plugin"))
+                } else if RESERVED.contains(&name.as_str()) {
+                    Some(format!("the plugin name {name:?} is reserved"))
                 } else {
                     let reserved = reserved.get(name).filter(|file| *file != path);
                     let other = taken.get(name).or(reserved);
@@ -151,9 +157,6 @@ impl ScriptCatalog {
         }
         report.removed = before.keys().filter(|name| !after.contains_key(*name)).cloned().collect();
         registry.set_scripts(after.into_values().map(|p| p as Arc<dyn PluginFactory>).collect());
-        for problem in &report.errors {
-            error!(file = %problem.file.display(), line = problem.line, "script plugin not loaded: {problem}");
-        }
         for (what, names) in [("added", &report.added), ("reloaded", &report.reloaded), ("removed", &report.removed)] {
             for name in names {
                 info!(plugin = %name, "script plugin {what}");

@@ -2,14 +2,19 @@
 //! [`ScriptStateStore`] trait, JSON values by bot, plugin and key, and [`MemoryScriptState`], its in-memory
 //! implementation.
 //!
-//! The trait mirrors the `plugin_state` repository of the database layer (`PluginStateRepository`, same methods
-//! and arguments), so the database plugs in with a one-line adapter wherever [`super::ScriptHost`] is built.
+//! The trait mirrors the database's `plugin_state` repository ([`PluginStateRepository`], same methods and
+//! arguments); [`Storage`] implements it, so the application keeps script state in the database, where native
+//! plugins keep theirs (`PluginContext::state`).
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use serde_json::Value;
+
+#[cfg(doc)]
+use crate::storage::PluginStateRepository;
+use crate::storage::Storage;
 
 /// Plugin state: JSON values by bot, plugin and key.
 #[async_trait]
@@ -52,6 +57,25 @@ impl ScriptStateStore for MemoryScriptState {
         let values = self.values.lock();
         let entries = values.get(&(bot_id.to_owned(), plugin.to_owned()));
         Ok(entries.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl ScriptStateStore for Storage {
+    async fn get(&self, bot_id: &str, plugin: &str, key: &str) -> anyhow::Result<Option<Value>> {
+        Ok(self.plugin_states().get(bot_id, plugin, key).await?)
+    }
+
+    async fn set(&self, bot_id: &str, plugin: &str, key: &str, value: &Value) -> anyhow::Result<()> {
+        Ok(self.plugin_states().set(bot_id, plugin, key, value).await?)
+    }
+
+    async fn delete(&self, bot_id: &str, plugin: &str, key: &str) -> anyhow::Result<bool> {
+        Ok(self.plugin_states().delete(bot_id, plugin, key).await?)
+    }
+
+    async fn list(&self, bot_id: &str, plugin: &str) -> anyhow::Result<Vec<(String, Value)>> {
+        Ok(self.plugin_states().list(bot_id, plugin).await?)
     }
 }
 

@@ -1,0 +1,553 @@
+//! The admin bot: a bot of the fleet (token `ADMIN_BOT_TOKEN`) running the built-in `admin` plugin, through which
+//! `ADMIN_ALLOWED_USERS` control every other bot from Telegram: `/status`, `/list`, `/health`, `/start_bot`,
+//! `/stop_bot`, `/restart_bot` (each confirmed with inline buttons), `/reload`, `/reload_all`. It also forwards
+//! [`Notifier`] messages (a bot failed, a reload failed, a plugin error for `notify_admins`) to the admins.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt::Write as _,
+    path::PathBuf,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::json;
+use teloxide_core::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup};
+use tokio::sync::broadcast;
+use tracing::{info, warn};
+
+use crate::{
+    app::ReloadHandle,
+    bots::{BotManager, BotState, BotStatus},
+    config::{
+        AccessConfig, BotConfig, BotId, BotSettings, BotToken, FsmStrategy, Mode, PluginEntry, RateLimitConfig,
+        WebhookConfig,
+    },
+    plugins::{CallbackFilter, Ctx, Handlers, LoadedPlugin, Plugin, PluginContext, PluginFactory, PluginMeta, Router},
+    storage::{Storage, events},
+};
+
+/// The admin bot's id in the fleet.
+pub const ADMIN_BOT_ID: &str = "admin";
+/// Telegram's limit on a message's length.
+const MESSAGE_LIMIT: usize = 4096;
+
+/// Messages for the admins; the admin bot forwards them, and they are dropped when there is none.
+#[derive(Clone)]
+pub struct Notifier(broadcast::Sender<String>);
+
+impl Default for Notifier {
+    fn default() -> Notifier {
+        Notifier(broadcast::channel(256).0)
+    }
+}
+
+impl Notifier {
+    /// Sends `text` to every admin (if an admin bot runs).
+    pub fn notify(&self, text: impl Into<String>) {
+        let _ = self.0.send(text.into());
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.0.subscribe()
+    }
+}
+
+/// What the admin plugin controls; set once the fleet is built.
+#[derive(Clone)]
+pub struct Fleet {
+    /// The bots.
+    pub manager: BotManager,
+    /// Configuration reloads.
+    pub reloads: ReloadHandle,
+    /// The database.
+    pub storage: Storage,
+    /// Who may use the admin bot.
+    pub allowed: Arc<HashSet<i64>>,
+    /// How long a confirmation button stays valid.
+    pub confirm_timeout: Duration,
+    /// Messages to forward to the admins.
+    pub notifier: Notifier,
+    /// When the process started.
+    pub started: Instant,
+}
+
+/// The admin bot's configuration: not from a YAML file but from `ADMIN_BOT_TOKEN`.
+pub fn admin_bot_config(token: BotToken) -> BotConfig {
+    BotConfig {
+        id: admin_id(),
+        name: "Admin Bot".to_owned(),
+        description: Some("Controls the fleet".to_owned()),
+        token,
+        enabled: true,
+        mode: Mode::Polling,
+        webhook: WebhookConfig { path: None, max_connections: 40 },
+        settings: BotSettings::default(),
+        plugins: vec![PluginEntry { name: "admin".to_owned(), enabled: true, config: json!({}) }],
+        access: AccessConfig::default(),
+        rate_limiting: RateLimitConfig { enabled: false, default_rate: 30, burst_size: 10 },
+        fsm_strategy: FsmStrategy::UserInChat,
+        file: PathBuf::from("ADMIN_BOT_TOKEN"),
+        hash: "admin".to_owned(),
+    }
+}
+
+/// The registry entry of the `admin` plugin; it builds instances once the fleet exists.
+pub struct AdminFactory {
+    meta: PluginMeta,
+    fleet: Arc<OnceLock<Fleet>>,
+}
+
+impl AdminFactory {
+    /// A factory whose instances control `fleet` (set it before any bot starts the plugin).
+    pub fn new(fleet: Arc<OnceLock<Fleet>>) -> AdminFactory {
+        let meta = PluginMeta::new("admin").description("Controls the fleet from Telegram (the admin bot)");
+        AdminFactory { meta, fleet }
+    }
+}
+
+impl PluginFactory for AdminFactory {
+    fn meta(&self) -> &PluginMeta {
+        &self.meta
+    }
+
+    fn check_config(&self, config: &serde_json::Value) -> Result<(), (String, String)> {
+        match config.as_object() {
+            Some(map) if !map.is_empty() => Err((String::new(), "the admin plugin takes no configuration".to_owned())),
+            _ => Ok(()),
+        }
+    }
+
+    fn build(&self, _cx: &PluginContext, router: &mut Router) -> anyhow::Result<Arc<dyn LoadedPlugin>> {
+        let fleet = self.fleet.get().cloned().ok_or_else(|| anyhow::anyhow!("the fleet is not ready"))?;
+        let admin = Arc::new(Admin { fleet, pending: Mutex::default(), next: AtomicU64::new(1) });
+        let mut handlers = Handlers::new(admin.clone(), "admin", router);
+        admin.setup_handlers(&mut handlers);
+        Ok(admin)
+    }
+}
+
+/// A start, stop or restart waiting for its Confirm button.
+struct Pending {
+    action: Action,
+    bot: BotId,
+    asker: i64,
+    asked: Instant,
+    done: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Action {
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Start => "Start",
+            Action::Stop => "Stop",
+            Action::Restart => "Restart",
+        }
+    }
+
+    fn done(self) -> &'static str {
+        match self {
+            Action::Start => "started",
+            Action::Stop => "stopped",
+            Action::Restart => "restarted",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Action::Start => "start_bot",
+            Action::Stop => "stop_bot",
+            Action::Restart => "restart_bot",
+        }
+    }
+}
+
+/// The `admin` plugin instance.
+pub struct Admin {
+    fleet: Fleet,
+    pending: Mutex<HashMap<String, Pending>>,
+    next: AtomicU64,
+}
+
+/// `config:` of the `admin` plugin (none).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {}
+
+#[async_trait::async_trait]
+impl Plugin for Admin {
+    type Config = AdminConfig;
+
+    fn meta() -> PluginMeta {
+        PluginMeta::new("admin")
+    }
+
+    fn new(_config: AdminConfig, _cx: &PluginContext) -> anyhow::Result<Admin> {
+        anyhow::bail!("the admin plugin is built by the application, which owns the fleet")
+    }
+
+    fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
+        handlers
+            .command("status", "Status of all bots, or of one: /status <bot_id>", Admin::status)
+            .command("list", "List all configured bots", Admin::list)
+            .command("health", "System health", Admin::health)
+            .command("start_bot", "Start a bot: /start_bot <bot_id>", |a, cx| a.ask(cx, Action::Start))
+            .command("stop_bot", "Stop a bot: /stop_bot <bot_id>", |a, cx| a.ask(cx, Action::Stop))
+            .command("restart_bot", "Restart a bot: /restart_bot <bot_id>", |a, cx| a.ask(cx, Action::Restart))
+            .command("reload", "Reload a bot's configuration: /reload <bot_id>", Admin::reload)
+            .command("reload_all", "Reload all bot configurations", Admin::reload_all)
+            .callback_query(CallbackFilter::prefix("adm:"), Admin::confirm);
+    }
+
+    async fn on_bot_start(&self, cx: &PluginContext) -> anyhow::Result<()> {
+        let mut notes = self.fleet.notifier.subscribe();
+        let (api, admins, shutdown) = (cx.api.clone(), self.fleet.allowed.clone(), cx.shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let note = tokio::select! {
+                    note = notes.recv() => note,
+                    () = shutdown.cancelled() => return,
+                };
+                let text = match note {
+                    Ok(text) => text,
+                    Err(broadcast::error::RecvError::Lagged(n)) => format!("⚠️ {n} notifications were dropped"),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                for admin in admins.iter() {
+                    let options = crate::bots::SendOptions { parse_mode: Some(None), ..Default::default() };
+                    if let Err(e) = api.send_message(ChatId(*admin), text.clone(), options).await {
+                        warn!(admin, error = %e, "could not notify an admin");
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// `2h 34m`, `5m 3s`, `42s`.
+pub fn format_uptime(uptime: Duration) -> String {
+    let secs = uptime.as_secs();
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+fn icon(state: &BotState) -> &'static str {
+    match state {
+        BotState::Running => "✅",
+        BotState::Stopped => "⏹️",
+        BotState::Disabled => "⏸️",
+        BotState::Failed => "❌",
+    }
+}
+
+/// The process's resident memory in bytes, from `/proc/self/status`.
+pub fn resident_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Splits `text` at line ends into pieces within Telegram's message limit.
+pub fn split_message(text: &str) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut current = String::new();
+    for line in text.split_inclusive('\n') {
+        let mut line = line;
+        while current.encode_utf16().count() + line.encode_utf16().count() > MESSAGE_LIMIT {
+            if current.is_empty() {
+                // A single line longer than the limit: cut it at a character boundary.
+                let cut =
+                    line.char_indices().take_while(|(i, _)| line[..*i].encode_utf16().count() < MESSAGE_LIMIT).last();
+                let at = cut.map_or(line.len(), |(i, c)| i + c.len_utf8());
+                pieces.push(line[..at].to_owned());
+                line = &line[at..];
+            } else {
+                pieces.push(std::mem::take(&mut current));
+            }
+        }
+        current.push_str(line);
+    }
+    if !current.trim().is_empty() {
+        pieces.push(current);
+    }
+    pieces
+}
+
+impl Admin {
+    /// Whether the sender may use the admin bot; refuses (once per command) and records it when not.
+    async fn allowed(&self, cx: &Ctx) -> anyhow::Result<bool> {
+        let user = cx.user().map(|u| u.id.0 as i64);
+        if user.is_some_and(|u| self.fleet.allowed.contains(&u)) {
+            return Ok(true);
+        }
+        events::access_denied(cx_recorder(cx), &admin_id(), user, "not_an_admin", true);
+        if cx.callback().is_some() {
+            cx.answer_callback(Some("⛔ Only administrators can do this.")).await?;
+        } else {
+            cx.reply("⛔ This bot is for administrators only.").plain().await?;
+        }
+        Ok(false)
+    }
+
+    async fn say(&self, cx: &Ctx, text: String) -> anyhow::Result<()> {
+        for piece in split_message(&text) {
+            cx.reply(piece).plain().await?;
+        }
+        Ok(())
+    }
+
+    /// The bot named in the command's arguments, or a message listing the valid ids.
+    async fn target(&self, cx: &Ctx) -> anyhow::Result<Option<BotStatus>> {
+        let wanted = cx.command_args().split_whitespace().next().unwrap_or_default().to_owned();
+        let found = BotId::parse(&wanted).ok().and_then(|id| self.fleet.manager.status_of(&id));
+        if let Some(status) = found.filter(|s| s.id.as_str() != ADMIN_BOT_ID) {
+            return Ok(Some(status));
+        }
+        let ids: Vec<String> = self.bots().iter().map(|s| s.id.to_string()).collect();
+        let problem = if wanted.is_empty() { "Which bot?".to_owned() } else { format!("No bot {wanted:?}.") };
+        self.say(cx, format!("{problem} Valid ids: {}", ids.join(", "))).await?;
+        Ok(None)
+    }
+
+    /// Every bot but the admin bot itself.
+    fn bots(&self) -> Vec<BotStatus> {
+        self.fleet.manager.status().into_iter().filter(|s| s.id.as_str() != ADMIN_BOT_ID).collect()
+    }
+
+    async fn status(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+        if !self.allowed(&cx).await? {
+            return Ok(());
+        }
+        if !cx.command_args().is_empty() {
+            let Some(bot) = self.target(&cx).await? else { return Ok(()) };
+            let users = self.fleet.storage.users().get_user_count(bot.id.as_str()).await;
+            let mut text = format!("{} {} ({})\n", icon(&bot.state), bot.id, bot.name);
+            let _ = writeln!(text, "State: {:?}", bot.state);
+            if let Some(reason) = &bot.reason {
+                let _ = writeln!(text, "Reason: {reason}");
+            }
+            let _ = writeln!(text, "Mode: {}", bot.mode);
+            let _ = writeln!(text, "Uptime: {}", bot.uptime.map_or("-".to_owned(), format_uptime));
+            let plugins = if bot.plugins.is_empty() { "-".to_owned() } else { bot.plugins.join(", ") };
+            let _ = writeln!(text, "Plugins: {plugins}");
+            let _ = writeln!(text, "Users: {}", users.map_or_else(|e| format!("unknown ({e})"), |n| n.to_string()));
+            let _ = writeln!(text, "Updates handled: {}", bot.updates_handled);
+            let _ = writeln!(text, "Errors: {}", bot.errors);
+            let _ = write!(text, "Last error: {}", bot.last_error.as_deref().unwrap_or("-"));
+            return self.say(&cx, text).await;
+        }
+        let bots = self.bots();
+        let mut text = "📊 Bot Status Overview\n\n".to_owned();
+        for bot in &bots {
+            let _ = write!(text, "{} {} ({})", icon(&bot.state), bot.id, bot.name);
+            if let Some(uptime) = bot.uptime {
+                let _ = write!(text, " - {}", format_uptime(uptime));
+            }
+            text.push('\n');
+        }
+        let running = bots.iter().filter(|b| b.state == BotState::Running).count();
+        let _ = write!(text, "\nSummary: {running}/{} running", bots.len());
+        self.say(&cx, text).await
+    }
+
+    async fn list(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+        if !self.allowed(&cx).await? {
+            return Ok(());
+        }
+        let mut text = "📋 Configured bots\n".to_owned();
+        for bot in self.bots() {
+            let _ = write!(text, "\n{} {} ({}) - {:?}, {}", icon(&bot.state), bot.id, bot.name, bot.state, bot.mode);
+            let _ = write!(text, "\n   {}", bot.file.display());
+        }
+        self.say(&cx, text).await
+    }
+
+    async fn health(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+        if !self.allowed(&cx).await? {
+            return Ok(());
+        }
+        let bots = self.bots();
+        let running = bots.iter().filter(|b| b.state == BotState::Running).count();
+        let failed = bots.iter().filter(|b| b.state == BotState::Failed).count();
+        let database = match self.fleet.storage.ping().await {
+            Ok(latency) => format!("ok ({:.1} ms, {})", latency.as_secs_f64() * 1000.0, self.fleet.storage.backend()),
+            Err(e) => format!("unreachable ({e})"),
+        };
+        let memory = resident_memory().map_or("unknown".to_owned(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
+        let text = format!(
+            "🩺 System health\n\nUptime: {}\nMemory: {memory}\nDatabase: {database}\nBots: {running}/{} running, {failed} failed",
+            format_uptime(self.fleet.started.elapsed()),
+            bots.len()
+        );
+        self.say(&cx, text).await
+    }
+
+    async fn ask(self: Arc<Self>, cx: Ctx, action: Action) -> anyhow::Result<()> {
+        if !self.allowed(&cx).await? {
+            return Ok(());
+        }
+        let Some(bot) = self.target(&cx).await? else { return Ok(()) };
+        let asker = cx.user().map_or(0, |u| u.id.0 as i64);
+        let nonce = format!("{:x}", self.next.fetch_add(1, Ordering::Relaxed));
+        self.pending.lock().retain(|_, p| p.asked.elapsed() < self.fleet.confirm_timeout * 2);
+        self.pending
+            .lock()
+            .insert(nonce.clone(), Pending { action, bot: bot.id.clone(), asker, asked: Instant::now(), done: false });
+        let keyboard = InlineKeyboardMarkup::new([[
+            InlineKeyboardButton::callback("✅ Confirm", format!("adm:ok:{nonce}")),
+            InlineKeyboardButton::callback("❌ Cancel", format!("adm:no:{nonce}")),
+        ]]);
+        cx.reply(format!("{} bot {} ({})?", action.verb(), bot.name, bot.id)).plain().keyboard(keyboard).await?;
+        Ok(())
+    }
+
+    async fn confirm(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+        if !self.allowed(&cx).await? {
+            return Ok(());
+        }
+        let data = cx.callback_data().unwrap_or_default().to_owned();
+        let mut parts = data.splitn(3, ':').skip(1);
+        let (choice, nonce) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        let clicker = cx.user().map_or(0, |u| u.id.0 as i64);
+        let taken = {
+            let mut pending = self.pending.lock();
+            match pending.get_mut(nonce) {
+                None => Err("This confirmation is unknown (or the bot restarted)."),
+                Some(p) if p.asker != clicker => Err("Only the admin who asked can confirm."),
+                Some(p) if p.done => Err("Already done."),
+                Some(p) if p.asked.elapsed() > self.fleet.confirm_timeout => {
+                    Err("This confirmation expired; ask again.")
+                }
+                Some(p) => {
+                    p.done = true;
+                    Ok((p.action, p.bot.clone()))
+                }
+            }
+        };
+        let (action, bot) = match taken {
+            Ok(taken) => taken,
+            Err(why) => {
+                cx.answer_callback(Some(why)).await?;
+                return Ok(());
+            }
+        };
+        if choice != "ok" {
+            cx.answer_callback(Some("Cancelled")).await?;
+            cx.edit_text(format!("{} bot {bot}: cancelled.", action.verb()), None).await?;
+            return Ok(());
+        }
+        cx.answer_callback(Some("Working on it…")).await?;
+        let manager = &self.fleet.manager;
+        let result = match action {
+            Action::Start => manager.start(&bot).await,
+            Action::Stop => manager.stop(&bot).await,
+            Action::Restart => manager.restart(&bot).await,
+        };
+        let (outcome, text) = match &result {
+            Ok(()) => ("ok", format!("✅ Bot {bot} {} successfully", action.done())),
+            Err(e) => ("failed", format!("❌ Could not {} {bot}: {e}", action.verb().to_lowercase())),
+        };
+        info!(bot_id = %bot, admin = clicker, action = action.name(), outcome, "admin action");
+        events::admin_action(cx_recorder(&cx), &bot, clicker, action.name(), json!({ "outcome": outcome }));
+        cx.edit_text(text, None).await?;
+        Ok(())
+    }
+
+    async fn reload(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+        if !self.allowed(&cx).await? {
+            return Ok(());
+        }
+        let Some(bot) = self.target(&cx).await? else { return Ok(()) };
+        let report = self.fleet.reloads.reload_bot(&bot.id).await;
+        self.report(&cx, Some(&bot.id), report).await
+    }
+
+    async fn reload_all(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+        if !self.allowed(&cx).await? {
+            return Ok(());
+        }
+        let report = self.fleet.reloads.reload_now().await;
+        self.report(&cx, None, report).await
+    }
+
+    async fn report(&self, cx: &Ctx, bot: Option<&BotId>, report: crate::app::ReloadReport) -> anyhow::Result<()> {
+        let admin = cx.user().map_or(0, |u| u.id.0 as i64);
+        let ok = report.errors.is_empty() && report.failed.is_empty();
+        let mut text =
+            if ok { "🔄 Reload done".to_owned() } else { "⚠️ Reload finished with problems".to_owned() };
+        if report.applied.is_empty() && ok {
+            text.push_str("\nNothing changed.");
+        }
+        for (id, what) in &report.applied {
+            let _ = write!(text, "\n✅ {id}: {what}");
+        }
+        for (id, why) in &report.failed {
+            let _ = write!(text, "\n❌ {id}: {why} (the previous configuration keeps running)");
+        }
+        for error in &report.errors {
+            let _ = write!(text, "\n❌ {error}");
+        }
+        if !report.errors.is_empty() {
+            text.push_str("\nBots of invalid files keep their running configuration.");
+        }
+        let target = bot.cloned().unwrap_or_else(admin_id);
+        let action = if bot.is_some() { "reload" } else { "reload_all" };
+        let detail = json!({ "outcome": if ok { "ok" } else { "failed" }, "applied": report.applied.len() });
+        events::admin_action(cx_recorder(cx), &target, admin, action, detail);
+        self.say(cx, text).await
+    }
+}
+
+/// The admin bot's id.
+fn admin_id() -> BotId {
+    BotId::parse(ADMIN_BOT_ID).unwrap_or_else(|_| unreachable!("a valid id"))
+}
+
+fn cx_recorder(cx: &Ctx) -> &crate::storage::Recorder {
+    cx.recorder()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uptimes_read_like_the_spec() {
+        assert_eq!(format_uptime(Duration::from_secs(42)), "42s");
+        assert_eq!(format_uptime(Duration::from_secs(303)), "5m 3s");
+        assert_eq!(format_uptime(Duration::from_secs(2 * 3600 + 34 * 60 + 5)), "2h 34m");
+        assert_eq!(format_uptime(Duration::from_secs(3 * 86_400 + 3600)), "3d 1h");
+    }
+
+    #[test]
+    fn long_replies_are_split_within_the_limit() {
+        let text: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+        let pieces = split_message(&text);
+        assert!(pieces.len() > 1);
+        assert!(pieces.iter().all(|p| p.encode_utf16().count() <= MESSAGE_LIMIT));
+        assert_eq!(pieces.concat(), text);
+        let long_line = "é".repeat(10_000);
+        let pieces = split_message(&long_line);
+        assert!(pieces.iter().all(|p| p.encode_utf16().count() <= MESSAGE_LIMIT));
+        assert_eq!(pieces.concat(), long_line);
+    }
+}

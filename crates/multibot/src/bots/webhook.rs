@@ -1,0 +1,295 @@
+//! Webhook mode, the bot side. [`Webhooks`] is what every webhook bot shares: the routes (a path after
+//! `/webhook` -> that bot's [`WebhookInbox`]), the public base URL and the [`WebhookSecrets`] store.
+//!
+//! Starting a webhook bot (`open`) registers a new inbox at its path, then calls setWebhook with its URL,
+//! secret, `max_connections` and the update types its plugins handle. The HTTP side ([`crate::http`]) checks a
+//! request's secret and [`WebhookInbox::offer`]s the update: a bounded channel, and a short window of recent
+//! `update_id`s so a retried update is taken once. The bot's receiving task (`Opened::run`) moves updates from
+//! the inbox into its sequencer while fewer than the inbox's capacity are in flight, so a slow bot fills its inbox
+//! and Telegram is answered 503 (and retries) instead of memory growing. On stop the path answers 503, what the
+//! inbox already holds (each answered 200) is handled, and the webhook stays set so Telegram keeps new updates.
+//!
+//! - `secrets`: [`WebhookSecret`] and where secrets are kept.
+
+pub mod secrets;
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+
+use parking_lot::{Mutex, RwLock};
+use reqwest::Url;
+pub use secrets::{MemorySecrets, StorageSecrets, WebhookSecret, WebhookSecrets};
+use teloxide_core::{
+    payloads::{SetWebhook, SetWebhookSetters},
+    types::Update,
+};
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{BotRuntime, polling::allowed_updates, runtime::describe, sequencer::Sequencer};
+use crate::config::{BotConfig, BotId};
+
+/// How many recent `update_id`s each bot remembers to drop Telegram's re-deliveries.
+const RECENT_IDS: usize = 1024;
+
+/// The webhook routes and what starting a webhook bot needs.
+pub struct Webhooks {
+    base_url: Option<String>,
+    inbox_capacity: usize,
+    secrets: Arc<dyn WebhookSecrets>,
+    routes: RwLock<HashMap<String, Arc<WebhookInbox>>>,
+}
+
+impl Webhooks {
+    /// Routing for webhook bots reachable at `base_url` (`WEBHOOK_BASE_URL`), each with an inbox of
+    /// `inbox_capacity` updates, their secrets kept in `secrets`.
+    pub fn new(base_url: Option<String>, inbox_capacity: usize, secrets: Arc<dyn WebhookSecrets>) -> Webhooks {
+        Webhooks { base_url, inbox_capacity: inbox_capacity.max(1), secrets, routes: RwLock::default() }
+    }
+
+    /// The path a bot is served at, after `/webhook`: its `webhook.path`, or `/<bot_id>`.
+    pub fn path_of(config: &BotConfig) -> String {
+        config.webhook.path.clone().unwrap_or_else(|| format!("/{}", config.id))
+    }
+
+    /// The URL Telegram posts a bot's updates to.
+    pub fn url_of(&self, config: &BotConfig) -> Result<Url, String> {
+        let base = self.base_url.as_deref().ok_or("webhook mode needs WEBHOOK_BASE_URL")?;
+        let url = format!("{base}/webhook{}", Webhooks::path_of(config));
+        Url::parse(&url).map_err(|e| format!("invalid webhook URL {url:?}: {e}"))
+    }
+
+    /// The inbox served at `path` (the request path after `/webhook`), running or stopped.
+    pub fn inbox(&self, path: &str) -> Option<Arc<WebhookInbox>> {
+        self.routes.read().get(path).cloned()
+    }
+
+    /// The paths served, with their bots.
+    pub fn routes(&self) -> Vec<(String, BotId)> {
+        let mut routes: Vec<_> = self.routes.read().iter().map(|(p, i)| (p.clone(), i.bot_id.clone())).collect();
+        routes.sort();
+        routes
+    }
+
+    /// Serves `inbox` at `path`, replacing the bot's previous inbox wherever it was.
+    fn register(&self, path: String, inbox: Arc<WebhookInbox>) {
+        let mut routes = self.routes.write();
+        routes.retain(|_, old| old.bot_id != inbox.bot_id);
+        routes.insert(path, inbox);
+    }
+
+    /// Stops serving a bot (it moved to polling, or its webhook could not be set).
+    pub(crate) fn forget(&self, bot: &BotId) {
+        self.routes.write().retain(|_, old| old.bot_id != *bot);
+    }
+}
+
+/// What [`WebhookInbox::offer`] did with an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// Queued for the bot.
+    Accepted,
+    /// Seen recently (Telegram retrying): already queued once, dropped.
+    Duplicate,
+    /// The inbox is full: Telegram should retry later.
+    Full,
+    /// The bot has stopped: Telegram should retry later.
+    Stopped,
+}
+
+/// One running (or stopped) webhook bot's entrance: its secret, its bounded queue, its recent update ids.
+pub struct WebhookInbox {
+    bot_id: BotId,
+    secret: WebhookSecret,
+    sender: mpsc::Sender<Update>,
+    recent: Mutex<RecentIds>,
+}
+
+impl WebhookInbox {
+    /// The bot it belongs to.
+    pub fn bot_id(&self) -> &BotId {
+        &self.bot_id
+    }
+
+    /// Whether a request's `X-Telegram-Bot-Api-Secret-Token` is this bot's secret (constant time).
+    pub fn secret_matches(&self, presented: &[u8]) -> bool {
+        self.secret.matches(presented)
+    }
+
+    /// Queues an update for the bot unless it was seen recently, the inbox is full or the bot has stopped.
+    pub fn offer(&self, update: Update) -> Offer {
+        let id = update.id.0;
+        // Held across the send so that two deliveries of one update cannot both pass the check.
+        let mut recent = self.recent.lock();
+        if recent.contains(id) {
+            return Offer::Duplicate;
+        }
+        match self.sender.try_send(update) {
+            Ok(()) => {
+                recent.insert(id);
+                Offer::Accepted
+            }
+            Err(TrySendError::Full(_)) => Offer::Full,
+            Err(TrySendError::Closed(_)) => Offer::Stopped,
+        }
+    }
+}
+
+/// The last [`RECENT_IDS`] update ids, oldest first.
+#[derive(Default)]
+struct RecentIds {
+    order: VecDeque<u32>,
+    set: HashSet<u32>,
+}
+
+impl RecentIds {
+    fn contains(&self, id: u32) -> bool {
+        self.set.contains(&id)
+    }
+
+    fn insert(&mut self, id: u32) {
+        if self.order.len() == RECENT_IDS
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.set.remove(&oldest);
+        }
+        self.order.push_back(id);
+        self.set.insert(id);
+    }
+}
+
+/// A webhook bot's receiving side, set up and waiting to run.
+pub(crate) struct Opened {
+    receiver: mpsc::Receiver<Update>,
+    capacity: usize,
+}
+
+/// Registers the bot's inbox at its path and sets its webhook. On failure the path is no longer served.
+pub(crate) async fn open(webhooks: &Webhooks, bot: &BotRuntime) -> Result<Opened, String> {
+    let secret = secret(webhooks, bot).await?;
+    let (sender, receiver) = mpsc::channel(webhooks.inbox_capacity);
+    let inbox =
+        Arc::new(WebhookInbox { bot_id: bot.id.clone(), secret: secret.clone(), sender, recent: Mutex::default() });
+    // Served before setWebhook, so Telegram's first push finds the path.
+    webhooks.register(Webhooks::path_of(&bot.config), inbox);
+    if let Err(reason) = set_webhook(webhooks, bot, &secret).await {
+        webhooks.forget(&bot.id);
+        return Err(reason);
+    }
+    Ok(Opened { receiver, capacity: webhooks.inbox_capacity })
+}
+
+/// Calls setWebhook again for a bot reloaded in place, whose plugins may handle other update types.
+pub(crate) async fn refresh(webhooks: &Webhooks, bot: &BotRuntime) -> Result<(), String> {
+    let secret = secret(webhooks, bot).await?;
+    set_webhook(webhooks, bot, &secret).await
+}
+
+async fn secret(webhooks: &Webhooks, bot: &BotRuntime) -> Result<WebhookSecret, String> {
+    webhooks.secrets.get_or_create(&bot.id).await.map_err(|e| format!("could not get the webhook secret: {e:#}"))
+}
+
+/// setWebhook with the bot's URL, secret, `max_connections` and the update types its plugins handle.
+async fn set_webhook(webhooks: &Webhooks, bot: &BotRuntime, secret: &WebhookSecret) -> Result<(), String> {
+    let url = webhooks.url_of(&bot.config)?;
+    let max_connections = bot.config.webhook.max_connections.clamp(1, 100) as u8;
+    let payload = SetWebhook::new(url.clone())
+        .secret_token(secret.expose())
+        .max_connections(max_connections)
+        .allowed_updates(allowed_updates(bot));
+    bot.api.call(&payload).await.map_err(|e| format!("setWebhook failed: {}", describe(&e)))?;
+    info!(bot_id = %bot.id, url = %url, max_connections, "webhook set");
+    Ok(())
+}
+
+impl Opened {
+    /// Moves updates from the inbox into the sequencer until `cancel`; then closes the inbox (its path answers
+    /// 503), handles what it holds, and waits for in-flight updates within `grace`.
+    pub(crate) async fn run(self, sequencer: Arc<Sequencer>, grace: Duration, cancel: CancellationToken) {
+        let Opened { mut receiver, capacity } = self;
+        let tracker = sequencer.tracker.clone();
+        'receiving: loop {
+            // Take more only while fewer than `capacity` are in flight: the rest waits in the bounded inbox.
+            loop {
+                let progress = tracker.progress.notified();
+                tokio::pin!(progress);
+                progress.as_mut().enable();
+                if tracker.in_flight() < capacity {
+                    break;
+                }
+                tokio::select! {
+                    () = progress => {}
+                    () = cancel.cancelled() => break 'receiving,
+                }
+            }
+            let next = tokio::select! {
+                next = receiver.recv() => next,
+                () = cancel.cancelled() => break,
+            };
+            let Some(update) = next else { break };
+            tracker.track(i64::from(update.id.0));
+            sequencer.dispatch(update);
+        }
+        // Every update in the inbox was answered 200, so Telegram will not send it again: handle it.
+        receiver.close();
+        while let Some(update) = receiver.recv().await {
+            tracker.track(i64::from(update.id.0));
+            sequencer.dispatch(update);
+        }
+        if tokio::time::timeout(grace, tracker.drained()).await.is_err() {
+            let bot_id = sequencer.runtime().id.clone();
+            warn!(%bot_id, in_flight = tracker.in_flight(), "webhook updates still in flight after the grace period were abandoned");
+            sequencer.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(id: u32) -> Update {
+        serde_json::from_value(serde_json::json!({"update_id": id, "unknown_kind": {}})).unwrap()
+    }
+
+    #[test]
+    fn an_inbox_takes_each_update_once_and_refuses_when_full_or_stopped() {
+        let (sender, mut receiver) = mpsc::channel(2);
+        let inbox = WebhookInbox {
+            bot_id: BotId::parse("shop").unwrap(),
+            secret: WebhookSecret::parse("s3cret").unwrap(),
+            sender,
+            recent: Mutex::default(),
+        };
+        assert!(inbox.secret_matches(b"s3cret"));
+        assert!(!inbox.secret_matches(b"s3cre"));
+        assert_eq!(inbox.offer(update(1)), Offer::Accepted);
+        // Bad input: the same update again (Telegram retrying).
+        assert_eq!(inbox.offer(update(1)), Offer::Duplicate);
+        assert_eq!(inbox.offer(update(2)), Offer::Accepted);
+        // Bad input: a third update while two wait.
+        assert_eq!(inbox.offer(update(3)), Offer::Full);
+        assert_eq!(receiver.try_recv().unwrap().id.0, 1);
+        // Refused while full, so not remembered: its retry is taken.
+        assert_eq!(inbox.offer(update(3)), Offer::Accepted);
+        receiver.close();
+        assert_eq!(inbox.offer(update(4)), Offer::Stopped);
+        // What was queued before the close still comes out.
+        assert_eq!(receiver.try_recv().unwrap().id.0, 2);
+        assert_eq!(receiver.try_recv().unwrap().id.0, 3);
+    }
+
+    #[test]
+    fn the_recent_window_forgets_the_oldest() {
+        let mut recent = RecentIds::default();
+        for id in 0..RECENT_IDS as u32 + 10 {
+            recent.insert(id);
+        }
+        assert_eq!(recent.set.len(), RECENT_IDS);
+        assert!(!recent.contains(9) && recent.contains(10) && recent.contains(RECENT_IDS as u32 + 9));
+    }
+}

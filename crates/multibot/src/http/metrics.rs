@@ -1,0 +1,30 @@
+//! `GET /metrics`: the Prometheus text exposition of every metric (see [`crate::telemetry::metrics`]), with the
+//! bots-by-state and memory gauges refreshed at each scrape.
+
+use axum::{extract::State, http::header, response::IntoResponse};
+
+use super::HttpState;
+use crate::{bots::BotState, telemetry::metrics};
+
+/// The content type of Prometheus's text format.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Refreshes the gauges read at scrape time and renders everything.
+pub(super) async fn render(State(state): State<HttpState>) -> impl IntoResponse {
+    let mut counts = [("running", 0), ("stopped", 0), ("disabled", 0), ("failed", 0)];
+    for status in state.manager.status() {
+        let index = match status.state {
+            BotState::Running => 0,
+            BotState::Stopped => 1,
+            BotState::Disabled => 2,
+            BotState::Failed => 3,
+        };
+        counts[index].1 += 1;
+    }
+    metrics::bots_by_state(&counts);
+    if let Some(bytes) = metrics::resident_memory_bytes() {
+        metrics::resident_memory(bytes);
+    }
+    state.metrics.run_upkeep();
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], state.metrics.render())
+}

@@ -1,0 +1,74 @@
+//! `POST /webhook/<path>`: one update pushed by Telegram for the bot served at `<path>`.
+//!
+//! In order: an unknown path is 404; a missing or wrong `X-Telegram-Bot-Api-Secret-Token` (compared in constant
+//! time with that bot's secret) is 401 and nothing is read; a body over [`MAX_WEBHOOK_BODY`] is 413; a body that
+//! is not an update is 400; an update of a type we do not know is 200 and ignored; otherwise the update goes to
+//! the bot's inbox and the answer is 200 (also for a re-delivery, which is dropped), or 503 when the inbox is
+//! full or the bot has stopped, so that Telegram retries later.
+
+use axum::{
+    body::{Body, to_bytes},
+    extract::State,
+    http::{HeaderMap, StatusCode, Uri},
+};
+use teloxide_core::types::{Update, UpdateKind};
+use tracing::{debug, warn};
+
+use super::{HttpState, MAX_WEBHOOK_BODY};
+use crate::{bots::webhook::Offer, telemetry::metrics};
+
+/// The header Telegram carries the secret in.
+const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+
+/// Receives one update.
+pub(super) async fn receive(State(state): State<HttpState>, uri: Uri, headers: HeaderMap, body: Body) -> StatusCode {
+    let Some(webhooks) = &state.webhooks else {
+        return StatusCode::NOT_FOUND;
+    };
+    let path = uri.path().strip_prefix("/webhook").unwrap_or_default();
+    let Some(inbox) = webhooks.inbox(path) else {
+        metrics::webhook_request(None, 404);
+        return StatusCode::NOT_FOUND;
+    };
+    let bot_id = inbox.bot_id().as_str();
+    let answer = |status: StatusCode| {
+        metrics::webhook_request(Some(bot_id), status.as_u16());
+        status
+    };
+    let presented = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    if !inbox.secret_matches(presented) {
+        warn!(bot_id, with_header = headers.contains_key(SECRET_HEADER), "webhook request with a wrong secret refused");
+        return answer(StatusCode::UNAUTHORIZED);
+    }
+    let Ok(bytes) = to_bytes(body, MAX_WEBHOOK_BODY).await else {
+        warn!(bot_id, limit = MAX_WEBHOOK_BODY, "webhook request body too large (or cut short)");
+        return answer(StatusCode::PAYLOAD_TOO_LARGE);
+    };
+    let update: Update = match serde_json::from_slice(&bytes) {
+        Ok(update) => update,
+        Err(e) => {
+            warn!(bot_id, error = %e, "webhook request is not an update");
+            return answer(StatusCode::BAD_REQUEST);
+        }
+    };
+    if matches!(update.kind, UpdateKind::Error(_)) {
+        debug!(bot_id, update_id = update.id.0, "update of an unknown type ignored");
+        return answer(StatusCode::OK);
+    }
+    let update_id = update.id.0;
+    match inbox.offer(update) {
+        Offer::Accepted => answer(StatusCode::OK),
+        Offer::Duplicate => {
+            debug!(bot_id, update_id, "re-delivered update dropped");
+            answer(StatusCode::OK)
+        }
+        Offer::Full => {
+            warn!(bot_id, update_id, "webhook inbox full; Telegram will retry");
+            answer(StatusCode::SERVICE_UNAVAILABLE)
+        }
+        Offer::Stopped => {
+            debug!(bot_id, update_id, "bot stopped; Telegram will retry");
+            answer(StatusCode::SERVICE_UNAVAILABLE)
+        }
+    }
+}

@@ -1,0 +1,569 @@
+//! Persistence: [`Storage`] opens PostgreSQL (`DATABASE_URL=postgres://...`) or an embedded SQLite file (the
+//! default, `DATA_DIR/multibot.db`), applies the embedded migrations, and hands out the repositories:
+//! [`BotRepository`] (`bots`), [`UserRepository`] (`bot_users`), [`EventRepository`] (`bot_events`) and
+//! [`PluginStateRepository`] (`plugin_state`), plus [`PluginState`], one plugin's state in one bot.
+//!
+//! - `sql`: one implementation of every repository per backend, sharing their SQL text; the migrations.
+//! - `recorder`: [`Recorder`], the background writer that batches user sightings, events and bot status off the
+//!   reply path and retries while the database is down.
+//! - `events`: one function per audit event kind (bot started, stopped, failed, reloaded, ...): each logs it,
+//!   counts it and records it.
+
+pub mod events;
+mod recorder;
+mod sql;
+
+use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+pub use recorder::Recorder;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+
+/// Which database a [`DatabaseUrl`] points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A PostgreSQL server.
+    Postgres,
+    /// An SQLite file, or an in-memory SQLite database.
+    Sqlite,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Postgres => "PostgreSQL",
+            Backend::Sqlite => "SQLite",
+        })
+    }
+}
+
+/// `DATABASE_URL`: `postgres://` or `postgresql://` (PostgreSQL), `sqlite://PATH` or `sqlite::memory:`, or an
+/// SQLite file path. `Debug` and `Display` never show the password.
+#[derive(Clone)]
+pub struct DatabaseUrl(Target);
+
+#[derive(Clone)]
+enum Target {
+    Postgres(SecretString),
+    SqliteUrl(String),
+    SqliteFile(PathBuf),
+}
+
+impl DatabaseUrl {
+    /// Checks the scheme; the error never quotes the URL (it may hold a password).
+    pub fn parse(url: &str) -> Result<DatabaseUrl, String> {
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        match scheme.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Ok(DatabaseUrl(Target::Postgres(SecretString::from(url.to_owned())))),
+            "sqlite" => Ok(DatabaseUrl(Target::SqliteUrl(url.to_owned()))),
+            _ => Err(format!(
+                "unsupported scheme {scheme:?}: use postgres://, postgresql://, sqlite://PATH or sqlite::memory: \
+                 (or leave DATABASE_URL unset for an SQLite file in DATA_DIR)"
+            )),
+        }
+    }
+
+    /// An SQLite file at `path`, created (with its directories) when opened.
+    pub fn sqlite_file(path: impl Into<PathBuf>) -> DatabaseUrl {
+        DatabaseUrl(Target::SqliteFile(path.into()))
+    }
+
+    /// The backend it selects.
+    pub fn backend(&self) -> Backend {
+        match self.0 {
+            Target::Postgres(_) => Backend::Postgres,
+            Target::SqliteUrl(_) | Target::SqliteFile(_) => Backend::Sqlite,
+        }
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Target::Postgres(url) => match reqwest::Url::parse(url.expose_secret()) {
+                Ok(mut url) => {
+                    if url.password().is_some() {
+                        let _ = url.set_password(Some("***"));
+                    }
+                    url.set_query(None);
+                    write!(f, "{url}")
+                }
+                Err(_) => f.write_str("postgres://<unparsable URL>"),
+            },
+            Target::SqliteUrl(url) => f.write_str(url),
+            Target::SqliteFile(path) => write!(f, "sqlite://{}", path.display()),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database refused or failed the operation, or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying a migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database was migrated by a newer Multibot.
+    #[error(
+        "the database schema is at version {database}, newer than this binary knows (version {known}): \
+         upgrade multibot, or point DATABASE_URL at another database"
+    )]
+    SchemaTooNew {
+        /// The newest migration applied to the database.
+        database: i64,
+        /// The newest migration this binary embeds.
+        known: i64,
+    },
+    /// Migrations are pending and were not applied (`MIGRATE_ON_START=false`).
+    #[error("the database schema lacks {0} migration(s): run `multibot migrate`, or set MIGRATE_ON_START=true")]
+    Pending(usize),
+    /// A stored JSON value does not have the requested type, or a value does not serialize.
+    #[error("plugin state value: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The SQLite file's directory could not be created.
+    #[error("cannot create the database directory {path}: {source}")]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Now, to the microsecond both backends store, so that a value read back equals the value written.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// A row of `bots`: a configured bot and its last known state (the spec's `BotRecord`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BotRecord {
+    /// The YAML id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Description (empty when none).
+    pub description: String,
+    /// `polling` or `webhook`.
+    pub mode: String,
+    /// `enabled` in its YAML.
+    pub enabled: bool,
+    /// The configuration's fingerprint, to see when it changed.
+    pub config_hash: String,
+    /// `running`, `stopped`, `disabled` or `failed`.
+    pub status: String,
+    /// When it last started; on upsert, `None` keeps the stored value.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it last stopped or failed; on upsert, `None` keeps the stored value.
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// Why it failed, when it did.
+    pub last_error: Option<String>,
+    /// When the row was created (kept by upserts).
+    pub created_at: DateTime<Utc>,
+    /// When the row last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A user seen by a bot, to add to `bot_users`: one sighting, or several merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserSeen {
+    /// The bot's YAML id.
+    pub bot_id: String,
+    /// Telegram user id.
+    pub user_id: i64,
+    /// `@username`, without the `@`.
+    pub username: Option<String>,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: Option<String>,
+    /// IETF language tag of the user's client.
+    pub language_code: Option<String>,
+    /// The earliest sighting.
+    pub first_seen: DateTime<Utc>,
+    /// The latest sighting.
+    pub last_seen: DateTime<Utc>,
+    /// Messages to add to the user's count.
+    pub messages: i64,
+}
+
+impl UserSeen {
+    /// Folds a later sighting of the same user into this one.
+    pub fn merge(&mut self, later: UserSeen) {
+        self.first_seen = self.first_seen.min(later.first_seen);
+        self.last_seen = self.last_seen.max(later.last_seen);
+        self.messages += later.messages;
+        self.username = later.username;
+        self.first_name = later.first_name;
+        self.last_name = later.last_name;
+        self.language_code = later.language_code;
+    }
+}
+
+/// A row of `bot_users` (the spec's `BotUser`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BotUser {
+    /// The bot's YAML id.
+    pub bot_id: String,
+    /// Telegram user id.
+    pub user_id: i64,
+    /// `@username`, without the `@`.
+    pub username: Option<String>,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: Option<String>,
+    /// IETF language tag of the user's client.
+    pub language_code: Option<String>,
+    /// Whether the user blocked the bot.
+    pub is_blocked: bool,
+    /// First interaction.
+    pub first_seen: DateTime<Utc>,
+    /// Latest interaction.
+    pub last_seen: DateTime<Utc>,
+    /// Messages the user sent the bot.
+    pub message_count: i64,
+}
+
+/// What an audit event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A bot started.
+    Started,
+    /// A bot stopped.
+    Stopped,
+    /// A bot could not start, or failed while running.
+    Failed,
+    /// A bot's configuration was reloaded.
+    Reloaded,
+    /// A new configuration could not be applied; the old one stays.
+    ReloadFailed,
+    /// A configuration file did not validate.
+    ConfigInvalid,
+    /// An administrator did something through the admin bot.
+    AdminAction,
+    /// A plugin's handler failed or panicked.
+    PluginError,
+    /// An update was refused by access control.
+    AccessDenied,
+    /// An update was refused by rate limiting.
+    RateLimited,
+}
+
+impl EventKind {
+    /// The name stored in `bot_events.kind` and used as the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Started => "started",
+            EventKind::Stopped => "stopped",
+            EventKind::Failed => "failed",
+            EventKind::Reloaded => "reloaded",
+            EventKind::ReloadFailed => "reload_failed",
+            EventKind::ConfigInvalid => "config_invalid",
+            EventKind::AdminAction => "admin_action",
+            EventKind::PluginError => "plugin_error",
+            EventKind::AccessDenied => "access_denied",
+            EventKind::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// An event to append to `bot_events`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// The bot it concerns; `None` for events about no single bot (a file without a valid id).
+    pub bot_id: Option<String>,
+    /// What happened.
+    pub kind: EventKind,
+    /// The Telegram user who caused it, if any.
+    pub actor_user_id: Option<i64>,
+    /// Details, as a JSON object.
+    pub detail: Value,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+}
+
+/// A row of `bot_events` (the spec's `BotEvent`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BotEvent {
+    /// Increasing id.
+    pub id: i64,
+    /// The bot it concerns.
+    pub bot_id: Option<String>,
+    /// What happened (an [`EventKind`] name; newer versions may add kinds).
+    pub kind: String,
+    /// The Telegram user who caused it, if any.
+    pub actor_user_id: Option<i64>,
+    /// Details, as a JSON object.
+    pub detail: Value,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+}
+
+/// The `bots` table.
+#[async_trait]
+pub trait BotRepository: Send + Sync {
+    /// Inserts a bot or updates it (keeping `created_at`, and the timestamps given as `None`).
+    async fn upsert(&self, bot: &BotRecord) -> Result<(), StorageError>;
+    /// One bot.
+    async fn get(&self, id: &str) -> Result<Option<BotRecord>, StorageError>;
+    /// Every bot, by id.
+    async fn list(&self) -> Result<Vec<BotRecord>, StorageError>;
+}
+
+/// The `bot_users` table.
+#[async_trait]
+pub trait UserRepository: Send + Sync {
+    /// Records sightings in one transaction: new users are inserted; known ones get the newer names, the wider
+    /// first/last seen and their message count increased.
+    async fn upsert(&self, users: &[UserSeen]) -> Result<(), StorageError>;
+    /// One user of a bot.
+    async fn get(&self, bot_id: &str, user_id: i64) -> Result<Option<BotUser>, StorageError>;
+    /// How many users a bot has seen.
+    async fn get_user_count(&self, bot_id: &str) -> Result<i64, StorageError>;
+    /// A bot's users, the most recently seen first.
+    async fn list_recent(&self, bot_id: &str, limit: u32) -> Result<Vec<BotUser>, StorageError>;
+    /// Marks a user as having blocked (or unblocked) the bot; false when the user is unknown.
+    async fn set_blocked(&self, bot_id: &str, user_id: i64, blocked: bool) -> Result<bool, StorageError>;
+}
+
+/// The `bot_events` table, an append-only audit log.
+#[async_trait]
+pub trait EventRepository: Send + Sync {
+    /// Appends an event; returns its id.
+    async fn append(&self, event: &NewEvent) -> Result<i64, StorageError>;
+    /// The newest events first, of one bot (or all) and of one kind (or all).
+    async fn list(&self, bot_id: Option<&str>, kind: Option<&str>, limit: u32) -> Result<Vec<BotEvent>, StorageError>;
+}
+
+/// The `plugin_state` table: JSON values by bot, plugin and key.
+#[async_trait]
+pub trait PluginStateRepository: Send + Sync {
+    /// A value.
+    async fn get(&self, bot_id: &str, plugin: &str, key: &str) -> Result<Option<Value>, StorageError>;
+    /// Stores a value, replacing any.
+    async fn set(&self, bot_id: &str, plugin: &str, key: &str, value: &Value) -> Result<(), StorageError>;
+    /// Removes a value; false when there was none.
+    async fn delete(&self, bot_id: &str, plugin: &str, key: &str) -> Result<bool, StorageError>;
+    /// Every key and value of a plugin in a bot, by key.
+    async fn list(&self, bot_id: &str, plugin: &str) -> Result<Vec<(String, Value)>, StorageError>;
+}
+
+/// A migration embedded in the binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationInfo {
+    /// Its version (the number its file name starts with).
+    pub version: i64,
+    /// Its description (the rest of its file name).
+    pub description: String,
+}
+
+/// The database connection behind the repositories: migrations, reachability, closing.
+#[async_trait]
+trait Database: Send + Sync {
+    /// The versions applied to the database (creating the bookkeeping table if needed).
+    async fn applied_versions(&self) -> Result<Vec<i64>, StorageError>;
+    /// Applies the pending migrations.
+    async fn run_migrations(&self) -> Result<(), StorageError>;
+    /// One round trip.
+    async fn ping(&self) -> Result<(), StorageError>;
+    /// Closes every connection.
+    async fn close(&self);
+}
+
+/// The database: its repositories, migrations and reachability. Cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    backend: Backend,
+    database: Arc<dyn Database>,
+    bots: Arc<dyn BotRepository>,
+    users: Arc<dyn UserRepository>,
+    events: Arc<dyn EventRepository>,
+    plugin_state: Arc<dyn PluginStateRepository>,
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Storage({})", self.backend)
+    }
+}
+
+impl Storage {
+    /// Connects (an SQLite file and its directories are created); does not migrate.
+    pub async fn open(url: &DatabaseUrl) -> Result<Storage, StorageError> {
+        match &url.0 {
+            Target::Postgres(url) => {
+                let options = sqlx::postgres::PgConnectOptions::from_str(url.expose_secret())?;
+                sql::postgres(options.application_name("multibot")).await
+            }
+            Target::SqliteUrl(url) => {
+                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+                sql::sqlite(sqlx::sqlite::SqliteConnectOptions::from_str(url)?, in_memory).await
+            }
+            Target::SqliteFile(path) => {
+                sql::sqlite(sqlx::sqlite::SqliteConnectOptions::new().filename(path), false).await
+            }
+        }
+    }
+
+    /// Opens an in-memory SQLite database, migrated: for tests and examples.
+    pub async fn in_memory() -> Result<Storage, StorageError> {
+        let storage = Storage::open(&DatabaseUrl(Target::SqliteUrl("sqlite::memory:".into()))).await?;
+        storage.migrate().await?;
+        Ok(storage)
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The migrations this binary embeds for this backend, oldest first.
+    pub fn known_migrations(&self) -> Vec<MigrationInfo> {
+        sql::migrations(self.backend)
+            .iter()
+            .map(|(version, description, _)| MigrationInfo { version: *version, description: (*description).into() })
+            .collect()
+    }
+
+    /// The embedded migrations not applied yet; refuses a database migrated by a newer binary.
+    pub async fn pending_migrations(&self) -> Result<Vec<MigrationInfo>, StorageError> {
+        let applied = self.database.applied_versions().await?;
+        let known = self.known_migrations();
+        let newest_known = known.last().map_or(0, |m| m.version);
+        if let Some(&newest) = applied.iter().max()
+            && newest > newest_known
+        {
+            return Err(StorageError::SchemaTooNew { database: newest, known: newest_known });
+        }
+        Ok(known.into_iter().filter(|m| !applied.contains(&m.version)).collect())
+    }
+
+    /// Applies the pending migrations; returns those it applied (none when the schema is current).
+    pub async fn migrate(&self) -> Result<Vec<MigrationInfo>, StorageError> {
+        let pending = self.pending_migrations().await?;
+        if !pending.is_empty() {
+            self.database.run_migrations().await?;
+        }
+        Ok(pending)
+    }
+
+    /// Succeeds when the schema is exactly the one this binary knows: nothing pending, nothing newer.
+    pub async fn check_schema(&self) -> Result<(), StorageError> {
+        match self.pending_migrations().await?.len() {
+            0 => Ok(()),
+            n => Err(StorageError::Pending(n)),
+        }
+    }
+
+    /// One round trip to the database: its latency, or why it is unreachable (for the health endpoints).
+    pub async fn ping(&self) -> Result<Duration, StorageError> {
+        let started = std::time::Instant::now();
+        self.database.ping().await?;
+        Ok(started.elapsed())
+    }
+
+    /// Closes the connections; later calls fail.
+    pub async fn close(&self) {
+        self.database.close().await;
+    }
+
+    /// The `bots` table.
+    pub fn bots(&self) -> &dyn BotRepository {
+        &*self.bots
+    }
+
+    /// The `bot_users` table.
+    pub fn users(&self) -> &dyn UserRepository {
+        &*self.users
+    }
+
+    /// The `bot_events` table.
+    pub fn events(&self) -> &dyn EventRepository {
+        &*self.events
+    }
+
+    /// The `plugin_state` table.
+    pub fn plugin_states(&self) -> &dyn PluginStateRepository {
+        &*self.plugin_state
+    }
+
+    /// The state of one plugin in one bot.
+    pub fn plugin_state(&self, bot_id: &str, plugin: &str) -> PluginState {
+        PluginState { repository: self.plugin_state.clone(), bot_id: bot_id.into(), plugin: plugin.into() }
+    }
+}
+
+/// One plugin's persistent state in one bot: typed values by key, stored as JSON.
+#[derive(Clone)]
+pub struct PluginState {
+    repository: Arc<dyn PluginStateRepository>,
+    bot_id: String,
+    plugin: String,
+}
+
+impl PluginState {
+    /// The value of `key`, or `None` when unset; an error when it does not deserialize as `T`.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+        match self.repository.get(&self.bot_id, &self.plugin, key).await? {
+            Some(value) => Ok(Some(serde_json::from_value(value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores `value` under `key`.
+    pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), StorageError> {
+        self.repository.set(&self.bot_id, &self.plugin, key, &serde_json::to_value(value)?).await
+    }
+
+    /// Removes `key`; false when it was unset.
+    pub async fn delete(&self, key: &str) -> Result<bool, StorageError> {
+        self.repository.delete(&self.bot_id, &self.plugin, key).await
+    }
+
+    /// Every key and its JSON value, by key.
+    pub async fn list(&self) -> Result<Vec<(String, Value)>, StorageError> {
+        self.repository.list(&self.bot_id, &self.plugin).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_select_a_backend_and_never_show_a_password() {
+        let url = DatabaseUrl::parse("postgresql://multibot:s3cret@db.example:5432/multibot?sslmode=require").unwrap();
+        assert_eq!(url.backend(), Backend::Postgres);
+        assert_eq!(url.to_string(), "postgresql://multibot:***@db.example:5432/multibot");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert_eq!(DatabaseUrl::parse("postgres://localhost/x").unwrap().backend(), Backend::Postgres);
+        assert_eq!(DatabaseUrl::parse("sqlite::memory:").unwrap().backend(), Backend::Sqlite);
+        assert_eq!(DatabaseUrl::parse("sqlite://data/x.db").unwrap().backend(), Backend::Sqlite);
+        // Bad input: a MySQL URL with a password; the error names the scheme, never the URL.
+        let error = DatabaseUrl::parse("mysql://root:hunter2@localhost/db").unwrap_err();
+        assert!(error.contains("\"mysql\"") && !error.contains("hunter2"), "{error}");
+        assert!(DatabaseUrl::parse("just words").is_err());
+    }
+
+    #[tokio::test]
+    async fn in_memory_storage_is_migrated_and_shared_by_its_clones() {
+        let storage = Storage::in_memory().await.unwrap();
+        let state = storage.clone().plugin_state("bot", "counter");
+        state.set("n", &41).await.unwrap();
+        assert_eq!(storage.plugin_state("bot", "counter").get::<i64>("n").await.unwrap(), Some(41));
+        assert!(storage.pending_migrations().await.unwrap().is_empty());
+        assert!(storage.ping().await.is_ok());
+    }
+}

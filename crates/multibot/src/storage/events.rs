@@ -1,0 +1,133 @@
+//! Audit events, one function per kind. Each logs the event (with the bot's id), counts it
+//! (`multibot_bot_events_total{bot_id, kind}`) and records it in `bot_events` through the [`Recorder`], so the log,
+//! the metric and the table never drift apart and a database outage never blocks a bot. Lifecycle events also keep
+//! the bot's row in `bots` current.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use tracing::{error, info, warn};
+
+use super::{BotRecord, EventKind, NewEvent, Recorder, now};
+use crate::{
+    config::{BotConfig, BotId, ConfigError},
+    plugins::{HandlerError, script::ScriptError},
+    telemetry::metrics,
+};
+
+fn record(recorder: &Recorder, bot_id: Option<&str>, kind: EventKind, actor_user_id: Option<i64>, detail: Value) {
+    let label = bot_id.unwrap_or("").to_owned();
+    metrics::bot_event(&label, kind.as_str());
+    recorder.event(NewEvent { bot_id: bot_id.map(str::to_owned), kind, actor_user_id, detail, at: now() });
+}
+
+/// Writes the bot's row: its configuration and `status`; `error` is kept as `last_error`.
+pub fn record_bot(recorder: &Recorder, config: &BotConfig, status: &str, error: Option<&str>) {
+    let at = now();
+    recorder.bot(BotRecord {
+        id: config.id.to_string(),
+        name: config.name.clone(),
+        description: config.description.clone().unwrap_or_default(),
+        mode: config.mode.to_string(),
+        enabled: config.enabled,
+        config_hash: config.hash.clone(),
+        status: status.to_owned(),
+        started_at: (status == "running").then_some(at),
+        stopped_at: (status != "running").then_some(at),
+        last_error: error.map(str::to_owned),
+        created_at: at,
+        updated_at: at,
+    });
+}
+
+/// A bot started receiving updates.
+pub fn bot_started(recorder: &Recorder, config: &BotConfig, username: &str, plugins: &[String]) {
+    info!(bot_id = %config.id, username, plugins = plugins.len(), "bot started");
+    record_bot(recorder, config, "running", None);
+    let detail = json!({"username": username, "plugins": plugins, "config_hash": config.hash});
+    record(recorder, Some(config.id.as_str()), EventKind::Started, None, detail);
+}
+
+/// A bot stopped (its in-flight updates done).
+pub fn bot_stopped(recorder: &Recorder, config: &BotConfig) {
+    info!(bot_id = %config.id, "bot stopped");
+    record_bot(recorder, config, "stopped", None);
+    record(recorder, Some(config.id.as_str()), EventKind::Stopped, None, json!({}));
+}
+
+/// A bot could not start, or failed while running (its token revoked); `reason` holds no secret.
+pub fn bot_failed(recorder: &Recorder, config: &BotConfig, reason: &str) {
+    error!(bot_id = %config.id, reason, "bot failed");
+    record_bot(recorder, config, "failed", Some(reason));
+    record(recorder, Some(config.id.as_str()), EventKind::Failed, None, json!({"reason": reason}));
+}
+
+/// A bot's new configuration was applied: `outcome` is `added`, `restarted` or `disabled`.
+pub fn bot_reloaded(recorder: &Recorder, config: &BotConfig, outcome: &str) {
+    info!(bot_id = %config.id, outcome, "bot reloaded");
+    if outcome == "disabled" {
+        record_bot(recorder, config, "disabled", None);
+    }
+    let detail = json!({"outcome": outcome, "config_hash": config.hash});
+    record(recorder, Some(config.id.as_str()), EventKind::Reloaded, None, detail);
+}
+
+/// A bot's new configuration could not be applied; the old one (if any) runs again.
+pub fn reload_failed(recorder: &Recorder, id: &BotId, reason: &str) {
+    warn!(bot_id = %id, reason, "reload failed; the previous configuration stays");
+    record(recorder, Some(id.as_str()), EventKind::ReloadFailed, None, json!({"reason": reason}));
+}
+
+/// A configuration file did not validate; `problems` are all of its problems.
+pub fn config_invalid(recorder: &Recorder, file: &Path, problems: &[&ConfigError]) {
+    let messages: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    for message in &messages {
+        error!(file = %file.display(), "invalid configuration: {message}");
+    }
+    // An invalid file cannot be trusted to name its bot: the event belongs to no bot and names the file.
+    let detail = json!({"file": file.display().to_string(), "problems": messages});
+    record(recorder, None, EventKind::ConfigInvalid, None, detail);
+}
+
+/// A script plugin did not load (a syntax or load error, a name clash): it is not used, or its previous version
+/// keeps running. Recorded as `config_invalid`: a script is configuration too.
+pub fn script_invalid(recorder: &Recorder, problem: &ScriptError) {
+    error!(file = %problem.file.display(), line = problem.line, "script plugin not loaded: {problem}");
+    let detail = json!({"file": problem.file.display().to_string(), "problems": [problem.to_string()], "script": true});
+    record(recorder, None, EventKind::ConfigInvalid, None, detail);
+}
+
+/// An administrator acted on a bot through the admin bot: `action` names it (`stop`, `restart`, ...).
+pub fn admin_action(recorder: &Recorder, bot_id: &BotId, actor_user_id: i64, action: &str, detail: Value) {
+    info!(bot_id = %bot_id, actor_user_id, action, "admin action");
+    let detail = json!({"action": action, "detail": detail});
+    record(recorder, Some(bot_id.as_str()), EventKind::AdminAction, Some(actor_user_id), detail);
+}
+
+/// Access control refused an update (`reason`: `blocked`, `not_allowed`, `admin_only`). Callers sample: the
+/// metric counts every refusal, the table gets the first and then every hundredth per bot.
+pub fn access_denied(recorder: &Recorder, bot_id: &BotId, actor_user_id: Option<i64>, reason: &str, sampled: bool) {
+    metrics::access_denied(bot_id.as_str(), reason);
+    if sampled {
+        info!(bot_id = %bot_id, actor_user_id, reason, "access denied");
+        record(recorder, Some(bot_id.as_str()), EventKind::AccessDenied, actor_user_id, json!({"reason": reason}));
+    }
+}
+
+/// Rate limiting refused an update. Every refusal is counted; only the first of a user's episode (the one that
+/// gets the notice) is stored, so a flood of updates writes one row, not one per update.
+pub fn rate_limited(recorder: &Recorder, bot_id: &BotId, actor_user_id: i64, retry_after_secs: u64, first: bool) {
+    metrics::rate_limited(bot_id.as_str());
+    if first {
+        info!(bot_id = %bot_id, actor_user_id, retry_after_secs, "rate limited");
+        let detail = json!({"retry_after_secs": retry_after_secs});
+        record(recorder, Some(bot_id.as_str()), EventKind::RateLimited, Some(actor_user_id), detail);
+    }
+}
+
+/// A plugin's handler failed or panicked while handling an update from `actor_user_id`.
+pub fn plugin_error(recorder: &Recorder, bot_id: &BotId, actor_user_id: Option<i64>, error: &HandlerError) {
+    error!(bot_id = %bot_id, error_id = %error.id, plugin = %error.plugin, error = %error.message, "handler failed");
+    let detail = json!({"error_id": error.id, "plugin": error.plugin, "message": error.message});
+    record(recorder, Some(bot_id.as_str()), EventKind::PluginError, actor_user_id, detail);
+}

@@ -1,0 +1,361 @@
+//! The repositories on PostgreSQL and SQLite. Both dialects accept the same statements here (`$n` parameters,
+//! `ON CONFLICT ... DO UPDATE`, `RETURNING`), so the SQL text is written once and [`repositories!`] implements
+//! every trait for each backend's pool from it. Only the schema differs, in `migrations/{postgres,sqlite}/`,
+//! embedded here.
+
+use std::{borrow::Cow, time::Duration};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::{
+    Pool, Postgres, Row, SqlSafeStr, Sqlite,
+    migrate::{Migrate, Migration, MigrationType, Migrator},
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    types::Json,
+};
+
+use super::{
+    Backend, BotEvent, BotRecord, BotRepository, BotUser, Database, EventRepository, NewEvent, PluginStateRepository,
+    Storage, StorageError, UserRepository, UserSeen,
+};
+
+/// The embedded migrations of a backend: version, description, SQL. A test checks that the lists match the files.
+pub(super) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'static str)] {
+    match backend {
+        Backend::Postgres => &[(1, "initial", include_str!("../../../../migrations/postgres/0001_initial.sql"))],
+        Backend::Sqlite => &[(1, "initial", include_str!("../../../../migrations/sqlite/0001_initial.sql"))],
+    }
+}
+
+fn migrator(backend: Backend) -> Migrator {
+    Migrator::with_migrations(
+        migrations(backend)
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(*version, Cow::Borrowed(*description), MigrationType::Simple, sql.into_sql_str(), false)
+            })
+            .collect(),
+    )
+}
+
+/// The table sqlx keeps applied migrations in.
+const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
+
+/// How long a query waits for a connection: while the database is down, a handler that needs it fails after this
+/// instead of hanging (error_handler then tells the user).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens a PostgreSQL pool; fails when the server cannot be reached.
+pub(super) async fn postgres(options: PgConnectOptions) -> Result<Storage, StorageError> {
+    let pool = PgPoolOptions::new().max_connections(10).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options).await?;
+    Ok(storage(Backend::Postgres, Sql(pool)))
+}
+
+/// Opens an SQLite pool, creating the file and its directory unless the database is `in_memory`.
+pub(super) async fn sqlite(options: SqliteConnectOptions, in_memory: bool) -> Result<Storage, StorageError> {
+    if !in_memory && let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::Directory { path: dir.to_owned(), source })?;
+    }
+    let options = options
+        .create_if_missing(true)
+        // WAL lets readers run beside the one writer; NORMAL is durable with WAL except on power loss.
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(ACQUIRE_TIMEOUT);
+    let pool = if in_memory {
+        // An in-memory database lives as long as a connection to it: keep exactly one, forever.
+        SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+    } else {
+        SqlitePoolOptions::new().max_connections(4)
+    };
+    let pool = pool.acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options).await?;
+    Ok(storage(Backend::Sqlite, Sql(pool)))
+}
+
+fn storage<DB: sqlx::Database>(backend: Backend, sql: Sql<DB>) -> Storage
+where
+    Sql<DB>: Database + BotRepository + UserRepository + EventRepository + PluginStateRepository,
+{
+    let sql = std::sync::Arc::new(sql);
+    Storage {
+        backend,
+        database: sql.clone(),
+        bots: sql.clone(),
+        users: sql.clone(),
+        events: sql.clone(),
+        plugin_state: sql,
+    }
+}
+
+/// A pool of one backend; the repositories are implemented on it.
+struct Sql<DB: sqlx::Database>(Pool<DB>);
+
+const UPSERT_BOT: &str = "INSERT INTO bots (id, name, description, mode, enabled, config_hash, status, started_at, \
+     stopped_at, last_error, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+     ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description, mode = excluded.mode, \
+     enabled = excluded.enabled, config_hash = excluded.config_hash, status = excluded.status, \
+     started_at = COALESCE(excluded.started_at, bots.started_at), \
+     stopped_at = COALESCE(excluded.stopped_at, bots.stopped_at), \
+     last_error = excluded.last_error, updated_at = excluded.updated_at";
+const GET_BOT: &str = "SELECT id, name, description, mode, enabled, config_hash, status, started_at, stopped_at, \
+     last_error, created_at, updated_at FROM bots WHERE id = $1";
+const LIST_BOTS: &str = "SELECT id, name, description, mode, enabled, config_hash, status, started_at, stopped_at, \
+     last_error, created_at, updated_at FROM bots ORDER BY id";
+
+const UPSERT_USER: &str = "INSERT INTO bot_users (bot_id, user_id, username, first_name, last_name, language_code, \
+     first_seen, last_seen, message_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+     ON CONFLICT (bot_id, user_id) DO UPDATE SET username = excluded.username, first_name = excluded.first_name, \
+     last_name = excluded.last_name, language_code = excluded.language_code, \
+     first_seen = CASE WHEN excluded.first_seen < bot_users.first_seen \
+         THEN excluded.first_seen ELSE bot_users.first_seen END, \
+     last_seen = CASE WHEN excluded.last_seen > bot_users.last_seen \
+         THEN excluded.last_seen ELSE bot_users.last_seen END, \
+     message_count = bot_users.message_count + excluded.message_count";
+const GET_USER: &str = "SELECT bot_id, user_id, username, first_name, last_name, language_code, is_blocked, \
+     first_seen, last_seen, message_count FROM bot_users WHERE bot_id = $1 AND user_id = $2";
+const COUNT_USERS: &str = "SELECT COUNT(*) FROM bot_users WHERE bot_id = $1";
+const RECENT_USERS: &str = "SELECT bot_id, user_id, username, first_name, last_name, language_code, is_blocked, \
+     first_seen, last_seen, message_count FROM bot_users WHERE bot_id = $1 \
+     ORDER BY last_seen DESC, user_id LIMIT $2";
+const BLOCK_USER: &str = "UPDATE bot_users SET is_blocked = $3 WHERE bot_id = $1 AND user_id = $2";
+
+const APPEND_EVENT: &str =
+    "INSERT INTO bot_events (bot_id, kind, actor_user_id, detail, at) VALUES ($1, $2, $3, $4, $5) RETURNING id";
+const LIST_EVENTS: &str = "SELECT id, bot_id, kind, actor_user_id, detail, at FROM bot_events \
+     WHERE ($1 IS NULL OR bot_id = $1) AND ($2 IS NULL OR kind = $2) ORDER BY id DESC LIMIT $3";
+
+const GET_STATE: &str = "SELECT value FROM plugin_state WHERE bot_id = $1 AND plugin = $2 AND key = $3";
+const SET_STATE: &str = "INSERT INTO plugin_state (bot_id, plugin, key, value, updated_at) \
+     VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (bot_id, plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
+const DELETE_STATE: &str = "DELETE FROM plugin_state WHERE bot_id = $1 AND plugin = $2 AND key = $3";
+const LIST_STATE: &str = "SELECT key, value FROM plugin_state WHERE bot_id = $1 AND plugin = $2 ORDER BY key";
+
+/// Implements [`Database`] and every repository for `Sql<$db>`, whose rows are `$row`.
+macro_rules! repositories {
+    ($db:ty, $row:ty, $backend:expr) => {
+        #[async_trait]
+        impl Database for Sql<$db> {
+            async fn applied_versions(&self) -> Result<Vec<i64>, StorageError> {
+                let mut conn = self.0.acquire().await?;
+                conn.ensure_migrations_table(MIGRATIONS_TABLE).await?;
+                let applied = conn.list_applied_migrations(MIGRATIONS_TABLE).await?;
+                Ok(applied.into_iter().map(|m| m.version).collect())
+            }
+
+            async fn run_migrations(&self) -> Result<(), StorageError> {
+                Ok(migrator($backend).run(&self.0).await?)
+            }
+
+            async fn ping(&self) -> Result<(), StorageError> {
+                sqlx::query("SELECT 1").execute(&self.0).await?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.0.close().await;
+            }
+        }
+
+        impl Sql<$db> {
+            fn bot(row: &$row) -> Result<BotRecord, sqlx::Error> {
+                Ok(BotRecord {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    description: row.try_get("description")?,
+                    mode: row.try_get("mode")?,
+                    enabled: row.try_get("enabled")?,
+                    config_hash: row.try_get("config_hash")?,
+                    status: row.try_get("status")?,
+                    started_at: row.try_get("started_at")?,
+                    stopped_at: row.try_get("stopped_at")?,
+                    last_error: row.try_get("last_error")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            }
+
+            fn user(row: &$row) -> Result<BotUser, sqlx::Error> {
+                Ok(BotUser {
+                    bot_id: row.try_get("bot_id")?,
+                    user_id: row.try_get("user_id")?,
+                    username: row.try_get("username")?,
+                    first_name: row.try_get("first_name")?,
+                    last_name: row.try_get("last_name")?,
+                    language_code: row.try_get("language_code")?,
+                    is_blocked: row.try_get("is_blocked")?,
+                    first_seen: row.try_get("first_seen")?,
+                    last_seen: row.try_get("last_seen")?,
+                    message_count: row.try_get("message_count")?,
+                })
+            }
+
+            fn event(row: &$row) -> Result<BotEvent, sqlx::Error> {
+                Ok(BotEvent {
+                    id: row.try_get("id")?,
+                    bot_id: row.try_get("bot_id")?,
+                    kind: row.try_get("kind")?,
+                    actor_user_id: row.try_get("actor_user_id")?,
+                    detail: row.try_get::<Json<Value>, _>("detail")?.0,
+                    at: row.try_get("at")?,
+                })
+            }
+        }
+
+        #[async_trait]
+        impl BotRepository for Sql<$db> {
+            async fn upsert(&self, bot: &BotRecord) -> Result<(), StorageError> {
+                sqlx::query(UPSERT_BOT)
+                    .bind(&bot.id)
+                    .bind(&bot.name)
+                    .bind(&bot.description)
+                    .bind(&bot.mode)
+                    .bind(bot.enabled)
+                    .bind(&bot.config_hash)
+                    .bind(&bot.status)
+                    .bind(bot.started_at)
+                    .bind(bot.stopped_at)
+                    .bind(&bot.last_error)
+                    .bind(bot.created_at)
+                    .bind(bot.updated_at)
+                    .execute(&self.0)
+                    .await?;
+                Ok(())
+            }
+
+            async fn get(&self, id: &str) -> Result<Option<BotRecord>, StorageError> {
+                let row = sqlx::query(GET_BOT).bind(id).fetch_optional(&self.0).await?;
+                Ok(row.as_ref().map(Self::bot).transpose()?)
+            }
+
+            async fn list(&self) -> Result<Vec<BotRecord>, StorageError> {
+                let rows = sqlx::query(LIST_BOTS).fetch_all(&self.0).await?;
+                Ok(rows.iter().map(Self::bot).collect::<Result<_, _>>()?)
+            }
+        }
+
+        #[async_trait]
+        impl UserRepository for Sql<$db> {
+            async fn upsert(&self, users: &[UserSeen]) -> Result<(), StorageError> {
+                let mut tx = self.0.begin().await?;
+                for user in users {
+                    sqlx::query(UPSERT_USER)
+                        .bind(&user.bot_id)
+                        .bind(user.user_id)
+                        .bind(&user.username)
+                        .bind(&user.first_name)
+                        .bind(&user.last_name)
+                        .bind(&user.language_code)
+                        .bind(user.first_seen)
+                        .bind(user.last_seen)
+                        .bind(user.messages)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get(&self, bot_id: &str, user_id: i64) -> Result<Option<BotUser>, StorageError> {
+                let row = sqlx::query(GET_USER).bind(bot_id).bind(user_id).fetch_optional(&self.0).await?;
+                Ok(row.as_ref().map(Self::user).transpose()?)
+            }
+
+            async fn get_user_count(&self, bot_id: &str) -> Result<i64, StorageError> {
+                Ok(sqlx::query(COUNT_USERS).bind(bot_id).fetch_one(&self.0).await?.try_get(0)?)
+            }
+
+            async fn list_recent(&self, bot_id: &str, limit: u32) -> Result<Vec<BotUser>, StorageError> {
+                let rows = sqlx::query(RECENT_USERS).bind(bot_id).bind(i64::from(limit)).fetch_all(&self.0).await?;
+                Ok(rows.iter().map(Self::user).collect::<Result<_, _>>()?)
+            }
+
+            async fn set_blocked(&self, bot_id: &str, user_id: i64, blocked: bool) -> Result<bool, StorageError> {
+                let done = sqlx::query(BLOCK_USER).bind(bot_id).bind(user_id).bind(blocked).execute(&self.0).await?;
+                Ok(done.rows_affected() > 0)
+            }
+        }
+
+        #[async_trait]
+        impl EventRepository for Sql<$db> {
+            async fn append(&self, event: &NewEvent) -> Result<i64, StorageError> {
+                let row = sqlx::query(APPEND_EVENT)
+                    .bind(&event.bot_id)
+                    .bind(event.kind.as_str())
+                    .bind(event.actor_user_id)
+                    .bind(Json(&event.detail))
+                    .bind(event.at)
+                    .fetch_one(&self.0)
+                    .await?;
+                Ok(row.try_get(0)?)
+            }
+
+            async fn list(
+                &self,
+                bot_id: Option<&str>,
+                kind: Option<&str>,
+                limit: u32,
+            ) -> Result<Vec<BotEvent>, StorageError> {
+                let rows =
+                    sqlx::query(LIST_EVENTS).bind(bot_id).bind(kind).bind(i64::from(limit)).fetch_all(&self.0).await?;
+                Ok(rows.iter().map(Self::event).collect::<Result<_, _>>()?)
+            }
+        }
+
+        #[async_trait]
+        impl PluginStateRepository for Sql<$db> {
+            async fn get(&self, bot_id: &str, plugin: &str, key: &str) -> Result<Option<Value>, StorageError> {
+                let row = sqlx::query(GET_STATE).bind(bot_id).bind(plugin).bind(key).fetch_optional(&self.0).await?;
+                Ok(row.map(|row| row.try_get::<Json<Value>, _>(0)).transpose()?.map(|json| json.0))
+            }
+
+            async fn set(&self, bot_id: &str, plugin: &str, key: &str, value: &Value) -> Result<(), StorageError> {
+                sqlx::query(SET_STATE)
+                    .bind(bot_id)
+                    .bind(plugin)
+                    .bind(key)
+                    .bind(Json(value))
+                    .bind(super::now())
+                    .execute(&self.0)
+                    .await?;
+                Ok(())
+            }
+
+            async fn delete(&self, bot_id: &str, plugin: &str, key: &str) -> Result<bool, StorageError> {
+                let done = sqlx::query(DELETE_STATE).bind(bot_id).bind(plugin).bind(key).execute(&self.0).await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn list(&self, bot_id: &str, plugin: &str) -> Result<Vec<(String, Value)>, StorageError> {
+                let rows = sqlx::query(LIST_STATE).bind(bot_id).bind(plugin).fetch_all(&self.0).await?;
+                rows.iter()
+                    .map(|row| Ok((row.try_get(0)?, row.try_get::<Json<Value>, _>(1)?.0)))
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(StorageError::from)
+            }
+        }
+    };
+}
+
+repositories!(Postgres, sqlx::postgres::PgRow, Backend::Postgres);
+repositories!(Sqlite, sqlx::sqlite::SqliteRow, Backend::Sqlite);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_migrations_are_the_files_in_migrations() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+        for (backend, dir) in [(Backend::Postgres, "postgres"), (Backend::Sqlite, "sqlite")] {
+            let mut files: Vec<String> = std::fs::read_dir(root.join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            let embedded: Vec<String> = migrations(backend).iter().map(|(v, d, _)| format!("{v:04}_{d}.sql")).collect();
+            assert_eq!(files, embedded, "{dir}: add the new file to `migrations()`");
+        }
+    }
+}

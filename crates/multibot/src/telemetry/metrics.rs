@@ -1,0 +1,186 @@
+//! Prometheus metrics: [`install`] sets up the process-wide recorder once and returns the handle `/metrics`
+//! renders from; the functions below record each event, so every metric's name and labels live in this file.
+//!
+//! Labels stay bounded: `bot_id` (configured bots), `plugin` (registered plugins), `method` (Bot API method
+//! names), `outcome` / `result` / `status` / `state` (small fixed sets or HTTP and Bot API error codes). Never a
+//! chat id, a user id, a token or a secret.
+
+use std::{sync::OnceLock, time::Duration};
+
+use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing::warn;
+
+/// Updates a bot took in (`bot_id`).
+pub const UPDATES_RECEIVED: &str = "multibot_updates_received_total";
+/// Updates a bot finished (`bot_id`, `plugin`, `outcome`: `handled`, `error`, `unhandled`, `refused`).
+pub const UPDATES_HANDLED: &str = "multibot_updates_handled_total";
+/// Time to handle one update, in seconds (`bot_id`).
+pub const HANDLER_DURATION: &str = "multibot_handler_duration_seconds";
+/// Bot API calls (`method`, `result`: `ok`, the Bot API error code such as `429`, `network` or `decode`).
+pub const API_CALLS: &str = "multibot_bot_api_calls_total";
+/// Updates dropped by per-user rate limiting (`bot_id`).
+pub const RATE_LIMITED: &str = "multibot_rate_limited_total";
+/// Updates dropped by access control (`bot_id`, `reason`: `blocked`, `not_allowed`, `admin_only`).
+pub const ACCESS_DENIED: &str = "multibot_access_denied_total";
+/// Audit events (`bot_id`, empty for events about no bot; `kind`).
+pub const BOT_EVENTS: &str = "multibot_bot_events_total";
+/// Configured bots by state (`state`: `running`, `stopped`, `disabled`, `failed`).
+pub const BOTS: &str = "multibot_bots";
+/// Configuration reloads (`result`: `applied`, `unchanged`, `failed`).
+pub const RELOADS: &str = "multibot_reloads_total";
+/// Requests to the webhook server (`bot_id`, `none` when the path matches no bot; `status`: the HTTP status).
+pub const WEBHOOK_REQUESTS: &str = "multibot_webhook_requests_total";
+/// Database writes dropped because the recorder's buffer was full (`kind`).
+pub const STORAGE_DROPPED_WRITES: &str = "multibot_storage_dropped_writes_total";
+/// Batches of database writes that failed and will be retried.
+pub const STORAGE_WRITE_FAILURES: &str = "multibot_storage_write_failures_total";
+/// Resident memory of the process, in bytes.
+pub const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
+
+/// Upper bounds of the handler latency histogram's buckets, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Installs the Prometheus recorder the first time it is called and returns its handle; later calls (several
+/// applications in one test process) return the same handle.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HANDLER_DURATION.to_owned()), LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                // Someone else's recorder is in place: `/metrics` still answers, with what this handle sees.
+                warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(UPDATES_RECEIVED, Unit::Count, "Updates a bot took in, from polling or its webhook");
+    describe_counter!(UPDATES_HANDLED, Unit::Count, "Updates a bot finished, by the plugin that took it and outcome");
+    describe_histogram!(HANDLER_DURATION, Unit::Seconds, "Time to handle one update");
+    describe_counter!(API_CALLS, Unit::Count, "Bot API calls by method and result (ok or the error code)");
+    describe_counter!(RATE_LIMITED, Unit::Count, "Updates dropped by per-user rate limiting");
+    describe_counter!(ACCESS_DENIED, Unit::Count, "Updates dropped by access control, by reason");
+    describe_counter!(BOT_EVENTS, Unit::Count, "Audit events by bot and kind");
+    describe_gauge!(BOTS, Unit::Count, "Configured bots by state");
+    describe_counter!(RELOADS, Unit::Count, "Configuration reloads by result");
+    describe_counter!(WEBHOOK_REQUESTS, Unit::Count, "Requests to the webhook server by bot and HTTP status");
+    describe_counter!(STORAGE_DROPPED_WRITES, Unit::Count, "Database writes dropped because the buffer was full");
+    describe_counter!(STORAGE_WRITE_FAILURES, Unit::Count, "Database write batches that failed (and are retried)");
+    describe_gauge!(RESIDENT_MEMORY, Unit::Bytes, "Resident memory of the process");
+}
+
+/// Makes a bot's counters visible at zero as soon as it starts, so rates and alerts work from the first scrape.
+pub(crate) fn bot_started(bot_id: &str) {
+    counter!(UPDATES_RECEIVED, "bot_id" => bot_id.to_owned()).increment(0);
+    counter!(RATE_LIMITED, "bot_id" => bot_id.to_owned()).increment(0);
+}
+
+/// A bot took in an update.
+pub(crate) fn update_received(bot_id: &str) {
+    counter!(UPDATES_RECEIVED, "bot_id" => bot_id.to_owned()).increment(1);
+}
+
+/// How an update ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A handler took it and succeeded.
+    Handled,
+    /// A handler (or loading its conversation state) failed or panicked.
+    Error,
+    /// No handler matched.
+    Unhandled,
+    /// Dropped before the router by access control or rate limiting.
+    Refused,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Handled => "handled",
+            Outcome::Error => "error",
+            Outcome::Unhandled => "unhandled",
+            Outcome::Refused => "refused",
+        }
+    }
+}
+
+/// A bot finished an update: `plugin` is the plugin whose handler took it (empty when none did).
+pub(crate) fn update_handled(bot_id: &str, plugin: &str, outcome: Outcome, took: Duration) {
+    let plugin = if plugin.is_empty() { "none" } else { plugin };
+    counter!(UPDATES_HANDLED, "bot_id" => bot_id.to_owned(), "plugin" => plugin.to_owned(), "outcome" => outcome.label())
+        .increment(1);
+    histogram!(HANDLER_DURATION, "bot_id" => bot_id.to_owned()).record(took.as_secs_f64());
+}
+
+/// A Bot API call ended: `method` as teloxide names its payload (`SendMessage`, counted as Telegram spells it,
+/// `sendMessage`); `result` is `ok`, the error code, `network` or `decode`.
+pub(crate) fn api_call(method: &'static str, result: &str) {
+    let mut chars = method.chars();
+    let method: String = chars.next().map(|c| c.to_ascii_lowercase()).into_iter().chain(chars).collect();
+    counter!(API_CALLS, "method" => method, "result" => result.to_owned()).increment(1);
+}
+
+/// Rate limiting dropped an update of this bot.
+pub fn rate_limited(bot_id: &str) {
+    counter!(RATE_LIMITED, "bot_id" => bot_id.to_owned()).increment(1);
+}
+
+/// Access control dropped an update of this bot for `reason`.
+pub fn access_denied(bot_id: &str, reason: &str) {
+    counter!(ACCESS_DENIED, "bot_id" => bot_id.to_owned(), "reason" => reason.to_owned()).increment(1);
+}
+
+/// An audit event of `kind` was recorded (`bot_id` empty when it concerns no bot).
+pub fn bot_event(bot_id: &str, kind: &'static str) {
+    counter!(BOT_EVENTS, "bot_id" => bot_id.to_owned(), "kind" => kind).increment(1);
+}
+
+/// A configuration reload ended with `result` (`applied`, `unchanged` or `failed`).
+pub fn reload(result: &'static str) {
+    counter!(RELOADS, "result" => result).increment(1);
+}
+
+/// The webhook server answered `status` for `bot_id` (`None` when the path matched no bot).
+pub(crate) fn webhook_request(bot_id: Option<&str>, status: u16) {
+    let bot_id = bot_id.unwrap_or("none").to_owned();
+    counter!(WEBHOOK_REQUESTS, "bot_id" => bot_id, "status" => status.to_string()).increment(1);
+}
+
+/// The recorder dropped a database write of `kind` (its buffer was full).
+pub fn storage_dropped_write(kind: &'static str) {
+    counter!(STORAGE_DROPPED_WRITES, "kind" => kind).increment(1);
+}
+
+/// A batch of database writes failed; the recorder retries it.
+pub fn storage_write_failure() {
+    counter!(STORAGE_WRITE_FAILURES).increment(1);
+}
+
+/// Sets how many bots are in each state.
+pub(crate) fn bots_by_state(counts: &[(&'static str, usize)]) {
+    for (state, count) in counts {
+        gauge!(BOTS, "state" => *state).set(*count as f64);
+    }
+}
+
+/// Sets the resident memory gauge.
+pub(crate) fn resident_memory(bytes: u64) {
+    gauge!(RESIDENT_MEMORY).set(bytes as f64);
+}
+
+/// The process's resident memory in bytes (`VmRSS` of `/proc/self/status`), where the system tells.
+pub fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}

@@ -1,0 +1,192 @@
+//! The repositories and migrations, each test on PostgreSQL and on SQLite.
+
+use chrono::Duration as Span;
+use multibot::storage::{BotRecord, EventKind, NewEvent, StorageError, UserSeen, now};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::db::{TestDb, both_backends};
+
+both_backends!(
+    bots_are_upserted_keeping_created_at_and_unset_timestamps,
+    users_are_upserted_counted_and_listed_by_recency,
+    events_are_appended_and_listed_by_bot_and_kind,
+    plugin_state_is_typed_and_scoped_to_bot_and_plugin,
+    migrations_apply_once_and_a_newer_schema_is_refused,
+);
+
+fn bot(id: &str, status: &str) -> BotRecord {
+    let at = now();
+    BotRecord {
+        id: id.into(),
+        name: "Shop".into(),
+        description: "A shop".into(),
+        mode: "polling".into(),
+        enabled: true,
+        config_hash: "00ff".into(),
+        status: status.into(),
+        started_at: Some(at),
+        stopped_at: None,
+        last_error: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+async fn bots_are_upserted_keeping_created_at_and_unset_timestamps(db: &TestDb) {
+    let storage = db.storage().await;
+    let bots = storage.bots();
+    let started = bot("shop", "running");
+    bots.upsert(&started).await.unwrap();
+    assert_eq!(bots.get("shop").await.unwrap().as_ref(), Some(&started));
+    let later = started.updated_at + Span::seconds(5);
+    let failed = BotRecord {
+        status: "failed".into(),
+        name: "Shop 2".into(),
+        started_at: None,
+        stopped_at: Some(later),
+        last_error: Some("token rejected".into()),
+        created_at: later,
+        updated_at: later,
+        ..started.clone()
+    };
+    bots.upsert(&failed).await.unwrap();
+    let stored = bots.get("shop").await.unwrap().unwrap();
+    assert_eq!(
+        stored,
+        BotRecord { started_at: started.started_at, created_at: started.created_at, ..failed },
+        "created_at and the unset started_at are kept"
+    );
+    bots.upsert(&bot("cafe", "stopped")).await.unwrap();
+    let ids: Vec<String> = bots.list().await.unwrap().into_iter().map(|b| b.id).collect();
+    assert_eq!(ids, ["cafe", "shop"]);
+    assert_eq!(bots.get("nope").await.unwrap(), None);
+}
+
+fn seen(bot_id: &str, user_id: i64, name: &str, at: chrono::DateTime<chrono::Utc>, messages: i64) -> UserSeen {
+    UserSeen {
+        bot_id: bot_id.into(),
+        user_id,
+        username: Some(name.to_lowercase()),
+        first_name: name.into(),
+        last_name: None,
+        language_code: Some("en".into()),
+        first_seen: at,
+        last_seen: at,
+        messages,
+    }
+}
+
+async fn users_are_upserted_counted_and_listed_by_recency(db: &TestDb) {
+    let storage = db.storage().await;
+    let users = storage.users();
+    let t0 = now();
+    let t = |s: i64| t0 + Span::milliseconds(s);
+    users
+        .upsert(&[seen("a", 1, "Ann", t(0), 1), seen("a", 2, "Bob", t(10), 1), seen("b", 1, "Ann", t(5), 1)])
+        .await
+        .unwrap();
+    // A later batch: Ann renamed herself and wrote twice more; an out-of-order older sighting of Bob.
+    users.upsert(&[seen("a", 1, "Annie", t(20), 2), seen("a", 2, "Bob", t(-10), 0)]).await.unwrap();
+    let ann = users.get("a", 1).await.unwrap().unwrap();
+    assert_eq!(
+        (ann.first_name.as_str(), ann.username.as_deref(), ann.message_count, ann.first_seen, ann.last_seen),
+        ("Annie", Some("annie"), 3, t(0), t(20))
+    );
+    let bob = users.get("a", 2).await.unwrap().unwrap();
+    assert_eq!((bob.first_seen, bob.last_seen, bob.message_count, bob.is_blocked), (t(-10), t(10), 1, false));
+    assert_eq!(users.get_user_count("a").await.unwrap(), 2);
+    assert_eq!(users.get_user_count("b").await.unwrap(), 1);
+    assert_eq!(users.get_user_count("none").await.unwrap(), 0);
+    let recent: Vec<i64> = users.list_recent("a", 10).await.unwrap().iter().map(|u| u.user_id).collect();
+    assert_eq!(recent, [1, 2], "Ann was seen last");
+    assert_eq!(users.list_recent("a", 1).await.unwrap().len(), 1);
+    assert!(users.set_blocked("a", 2, true).await.unwrap());
+    assert!(users.get("a", 2).await.unwrap().unwrap().is_blocked);
+    assert!(!users.set_blocked("a", 99, true).await.unwrap(), "an unknown user");
+    assert_eq!(users.get("b", 2).await.unwrap(), None);
+}
+
+async fn events_are_appended_and_listed_by_bot_and_kind(db: &TestDb) {
+    let storage = db.storage().await;
+    let events = storage.events();
+    let event = |bot: Option<&str>, kind, actor| NewEvent {
+        bot_id: bot.map(str::to_owned),
+        kind,
+        actor_user_id: actor,
+        detail: json!({"n": 1, "text": "ünïcode ✓"}),
+        at: now(),
+    };
+    let first = events.append(&event(Some("a"), EventKind::Started, None)).await.unwrap();
+    let second = events.append(&event(Some("a"), EventKind::AdminAction, Some(42))).await.unwrap();
+    events.append(&event(Some("b"), EventKind::Started, None)).await.unwrap();
+    events.append(&event(None, EventKind::ConfigInvalid, None)).await.unwrap();
+    assert!(second > first);
+    let of_a = events.list(Some("a"), None, 10).await.unwrap();
+    assert_eq!(of_a.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["admin_action", "started"], "newest first");
+    assert_eq!(of_a[0].actor_user_id, Some(42));
+    assert_eq!(of_a[0].detail, json!({"n": 1, "text": "ünïcode ✓"}));
+    let started = events.list(None, Some("started"), 10).await.unwrap();
+    assert_eq!(started.iter().map(|e| e.bot_id.as_deref()).collect::<Vec<_>>(), [Some("b"), Some("a")]);
+    assert_eq!(events.list(None, None, 2).await.unwrap().len(), 2);
+    assert_eq!(events.list(None, Some("config_invalid"), 10).await.unwrap()[0].bot_id, None);
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Cart {
+    items: Vec<String>,
+    total_cents: u64,
+}
+
+async fn plugin_state_is_typed_and_scoped_to_bot_and_plugin(db: &TestDb) {
+    let storage = db.storage().await;
+    let cart = storage.plugin_state("shop", "cart");
+    assert_eq!(cart.get::<Cart>("alice").await.unwrap(), None);
+    let value = Cart { items: vec!["tea".into(), "cake".into()], total_cents: 750 };
+    cart.set("alice", &value).await.unwrap();
+    assert_eq!(cart.get::<Cart>("alice").await.unwrap(), Some(value));
+    cart.set("alice", &Cart { items: vec![], total_cents: 0 }).await.unwrap();
+    cart.set("bob", &json!(null)).await.unwrap();
+    assert_eq!(cart.get::<Cart>("alice").await.unwrap().unwrap().total_cents, 0, "replaced");
+    // The same key in another plugin and another bot are other values.
+    storage.plugin_state("shop", "other").set("alice", "x").await.unwrap();
+    storage.plugin_state("cafe", "cart").set("alice", &1).await.unwrap();
+    let keys: Vec<String> = cart.list().await.unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["alice", "bob"]);
+    // Bad input: reading a value as the wrong type is an error, not a panic or a default.
+    assert!(matches!(cart.get::<u64>("alice").await, Err(StorageError::Json(_))));
+    assert!(cart.delete("alice").await.unwrap());
+    assert!(!cart.delete("alice").await.unwrap());
+    assert_eq!(storage.plugin_state("shop", "other").get::<String>("alice").await.unwrap().as_deref(), Some("x"));
+    assert_eq!(storage.plugin_states().get("cafe", "cart", "alice").await.unwrap(), Some(json!(1)));
+}
+
+async fn migrations_apply_once_and_a_newer_schema_is_refused(db: &TestDb) {
+    let storage = db.open().await;
+    assert!(matches!(storage.check_schema().await, Err(StorageError::Pending(1))));
+    let applied = storage.migrate().await.unwrap();
+    assert_eq!(applied.iter().map(|m| (m.version, m.description.as_str())).collect::<Vec<_>>(), [(1, "initial")]);
+    assert!(storage.migrate().await.unwrap().is_empty(), "nothing the second time");
+    storage.check_schema().await.unwrap();
+    // A newer binary migrated this database: this one must not touch it.
+    insert_future_migration(db).await;
+    let error = storage.migrate().await.unwrap_err();
+    assert!(matches!(error, StorageError::SchemaTooNew { database: 99, known: 1 }), "{error}");
+    assert!(error.to_string().contains("newer than this binary knows"), "{error}");
+    assert!(matches!(storage.check_schema().await, Err(StorageError::SchemaTooNew { .. })));
+}
+
+/// Marks version 99 applied, as a newer Multibot would.
+pub(crate) async fn insert_future_migration(db: &TestDb) {
+    const SQL: &str = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                       VALUES (99, 'future', TRUE, $1, 0)";
+    if db.url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::query(SQL).bind(vec![0u8]).execute(&pool).await.unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        sqlx::query(SQL).bind(vec![0u8]).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+}
