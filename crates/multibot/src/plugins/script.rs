@@ -246,6 +246,7 @@ impl PluginFactory for ScriptPlugin {
         let (lua, registrations) = self.start(env).map_err(|e| anyhow!("{}", self.located(e)))?;
         let instance = Arc::new(ScriptInstance {
             lua,
+            coroutines: vm::Coroutines::default(),
             chunk: self.chunk.clone(),
             limits: self.host.limits,
             hooks: registrations.hooks,
@@ -283,6 +284,7 @@ impl ScriptPlugin {
 /// does.
 struct ScriptInstance {
     lua: Lua,
+    coroutines: vm::Coroutines,
     chunk: String,
     limits: ScriptLimits,
     hooks: Hooks,
@@ -291,9 +293,13 @@ struct ScriptInstance {
 impl ScriptInstance {
     /// Calls a script function as a coroutine under the CPU budget and the wall-clock limit.
     async fn call(&self, what: &str, function: &Function, args: impl IntoLuaMulti) -> anyhow::Result<()> {
-        let call = vm::call(&self.lua, function, args, self.limits.cpu).map_err(|e| anyhow!("{what}: {e}"))?;
+        let (thread, call) =
+            self.coroutines.call(&self.lua, function, args, self.limits.cpu).map_err(|e| anyhow!("{what}: {e}"))?;
         match tokio::time::timeout(WALL_LIMIT, call).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                self.coroutines.give_back(thread);
+                Ok(())
+            }
             Ok(Err(error)) => {
                 vm::recover(&self.lua, &error);
                 Err(anyhow!("{}", describe(&error, &self.chunk, &self.limits)))

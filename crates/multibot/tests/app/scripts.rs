@@ -404,6 +404,29 @@ async fn a_reload_reports_script_versions_and_errors_with_file_and_line() {
 }
 
 #[tokio::test]
+async fn the_admins_hear_of_a_broken_script_with_its_file_and_line() {
+    let plugins = TempDir::new();
+    plugins.write("greeter.luau", &greeter("v1"));
+    let vars = [
+        ("PLUGINS_DIR", plugins.path().display().to_string()),
+        ("ADMIN_BOT_TOKEN", token(2)),
+        ("ADMIN_ALLOWED_USERS", "900".to_owned()),
+    ];
+    let greeter_yaml = bot("greeter", 1, &["name: greeter"]);
+    let app = spawn_app_with(&[("greeter.yaml", &greeter_yaml)], 2, PluginRegistry::builtin(), &vars).await;
+    let (admin_bot, admin) = (app.bot(2).await, app.emu.user(900));
+    // The admin must have written to the admin bot for Telegram to let it write back.
+    admin.send(&admin_bot, "/health").await.unwrap();
+    admin.next_message_from(&admin_bot).await.unwrap();
+    plugins.write("greeter.luau", "plugin { name = \"greeter\" }\n\nlocal = 1\n");
+    let note = admin.next_message_in(&admin_bot, 900, WAIT).await.unwrap().text.unwrap();
+    let expected = format!("{}:3: Expected identifier", plugins.path().join("greeter.luau").display());
+    assert!(note.starts_with("⚠️ Reload failed") && note.contains(&expected), "{note}");
+    wait_for_greeting(&app, 8301, "v1").await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_script_without_hot_reload_restarts_the_bots_that_use_it() {
     let sticky =
         |reply: &str| greeter(reply).replace("name = \"greeter\"", "name = \"greeter\", supports_hot_reload = false");

@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mlua::{Function, IntoLuaMulti, Lua, LuaOptions, StdLib, Table, Value, VmState, thread::AsyncThread};
+use mlua::{Function, IntoLuaMulti, Lua, LuaOptions, StdLib, Table, Thread, Value, VmState, thread::AsyncThread};
 use serde_json::{Map, Number};
 
 use super::ScriptLimits;
@@ -121,19 +121,50 @@ pub(super) fn with_budget<R>(budget: Duration, run: impl FnOnce() -> R) -> R {
     result
 }
 
-/// Calls a script function as a coroutine of its own whose polls, together, may run for at most `budget`.
-pub(super) fn call(
-    lua: &Lua,
-    function: &Function,
-    args: impl IntoLuaMulti,
-    budget: Duration,
-) -> mlua::Result<Budgeted<AsyncThread<()>>> {
-    let thread = lua.create_thread(function.clone())?;
+/// A call of the coroutine `thread` whose polls, together, may run for at most `budget`.
+fn budgeted(thread: Thread, args: impl IntoLuaMulti, budget: Duration) -> mlua::Result<Budgeted<AsyncThread<()>>> {
     let key = thread.to_pointer() as usize;
     Ok(Budgeted { inner: Box::pin(thread.into_async(args)?), remaining: budget, thread: key })
 }
 
-/// A call into a script under a CPU budget (see [`call`]).
+/// The finished coroutines of one VM, reset and reused by its next calls: resetting one costs less than creating
+/// one. At most [`Coroutines::KEPT`] wait.
+#[derive(Default)]
+pub(super) struct Coroutines(parking_lot::Mutex<Vec<Thread>>);
+
+impl Coroutines {
+    const KEPT: usize = 16;
+
+    /// Calls a script function as a coroutine of its own (a reused one when there is one) under a CPU budget;
+    /// give the coroutine back with [`Coroutines::give_back`] once the call succeeded.
+    pub(super) fn call(
+        &self,
+        lua: &Lua,
+        function: &Function,
+        args: impl IntoLuaMulti,
+        budget: Duration,
+    ) -> mlua::Result<(Thread, Budgeted<AsyncThread<()>>)> {
+        let reused = self.0.lock().pop();
+        let thread = match reused {
+            Some(thread) => {
+                thread.reset(function.clone())?;
+                thread
+            }
+            None => lua.create_thread(function.clone())?,
+        };
+        Ok((thread.clone(), budgeted(thread, args, budget)?))
+    }
+
+    /// Keeps a coroutine whose call has finished.
+    pub(super) fn give_back(&self, thread: Thread) {
+        let mut kept = self.0.lock();
+        if kept.len() < Coroutines::KEPT {
+            kept.push(thread);
+        }
+    }
+}
+
+/// A call into a script under a CPU budget (see [`Coroutines::call`]).
 pub(super) struct Budgeted<F> {
     inner: Pin<Box<F>>,
     remaining: Duration,
@@ -371,6 +402,15 @@ mod tests {
         assert_eq!(error, "stopped: the script used more than its memory limit of 4 MiB");
         // The VM goes on.
         run(&lua, "local t = {} for i = 1, 1000 do t[i] = i end").unwrap();
+    }
+
+    fn call(
+        lua: &Lua,
+        function: &Function,
+        args: impl IntoLuaMulti,
+        budget: Duration,
+    ) -> mlua::Result<Budgeted<AsyncThread<()>>> {
+        Coroutines::default().call(lua, function, args, budget).map(|(_, call)| call)
     }
 
     #[tokio::test]
