@@ -230,6 +230,10 @@ mod tests {
         let report = catalog.scan_into(&registry);
         assert!(report.errors.iter().any(|e| e.message.contains("taken by a native plugin")), "{:?}", report.errors);
         assert!(!registry.get("echo").unwrap().meta().script);
+        write("c.luau", "plugin { name = 'fsm' }");
+        let report = catalog.scan_into(&registry);
+        assert!(report.errors.iter().any(|e| e.message.contains("\"fsm\" is reserved")), "{:?}", report.errors);
+        assert!(registry.get("fsm").is_none());
         // A fix applies; a removed file removes its plugin.
         write("a.luau", "plugin { name = 'alpha', version = '2.0.0' }");
         std::fs::remove_file(dir.0.join("b.luau")).unwrap();
