@@ -1,7 +1,12 @@
 //! `multibot-bench`: measures the system and its Bot API emulator and prints Markdown tables for
-//! `docs/BENCHMARKS.md`. Run with `cargo run --release -p multibot-bench -- <benchmark>`.
+//! `docs/BENCHMARKS.md`. Run with `cargo run --release -p multibot-bench -- <benchmark>`; `fleet` also needs the
+//! `multibot` binary next to it: `cargo build --release -p multibot -p multibot-bench` first.
 
 mod emulator;
+mod fleet;
+mod http;
+mod limiter;
+mod reload;
 mod script_echo;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +22,13 @@ struct Cli {
 enum Bench {
     /// The emulator's own ceiling: Bot API requests per second on one core (getUpdates + sendMessage mix).
     Emulator(emulator::Args),
+    /// The real `multibot` binary with 1 to 10,000 echo bots: launch time, replies/s, latency, loss, memory, idle
+    /// CPU (build it first: `cargo build --release -p multibot -p multibot-bench`).
+    Fleet(fleet::Args),
+    /// Hot reload: from a YAML file's write to the bot's new behaviour.
+    Reload(reload::Args),
+    /// The per-user rate limiter's memory with a million distinct users, before and after idle eviction.
+    Limiter(limiter::Args),
     /// Replies per second of a script echo plugin against the native echo, through the whole application.
     ScriptEcho(script_echo::Args),
 }
@@ -24,6 +36,9 @@ enum Bench {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Emulator(args) => emulator::run(args),
+        Bench::Fleet(args) => fleet::run(args),
+        Bench::Reload(args) => reload::run(args),
+        Bench::Limiter(args) => limiter::run(args),
         Bench::ScriptEcho(args) => script_echo::run(args),
     }
 }

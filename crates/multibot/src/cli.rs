@@ -38,6 +38,12 @@ pub enum Command {
     CheckConfig,
     /// List the available plugins: native ones and the script plugins of PLUGINS_DIR.
     Plugins,
+    /// Exit 0 when this machine's multibot answers `/health/live` (for Docker's HEALTHCHECK), 1 otherwise.
+    Healthcheck {
+        /// URL to probe (default: http://127.0.0.1:$HEALTH_CHECK_PORT/health/live).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Run the Telegram Bot API emulator.
     Emulator(botapi_emulator::cli::Args),
     /// Start the emulator and the example bots in this process, play a conversation with each, keep running.
@@ -156,6 +162,22 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::Healthcheck { url } => {
+            let port = Settings::from_env(&*process_env()).map_or(8080, |s| s.health_check_port);
+            let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{port}/health/live"));
+            let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(3)).build()?;
+            match client.get(&url).send().await {
+                Ok(response) if response.status().is_success() => Ok(ExitCode::SUCCESS),
+                Ok(response) => {
+                    eprintln!("{url}: {}", response.status());
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => {
+                    eprintln!("{url}: {}", e.without_url());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use reqwest::Url;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::value::RawValue;
 use teloxide_core::{
     payloads::{
         AnswerCallbackQuery, AnswerCallbackQuerySetters, DeleteMessage, EditMessageText, EditMessageTextSetters, GetMe,
@@ -15,7 +16,7 @@ use teloxide_core::{
     requests::Payload,
     types::{
         AllowedUpdate, BotCommand, CallbackQueryId, ChatId, InlineKeyboardMarkup, LinkPreviewOptions, Me, Message,
-        MessageId, ParseMode, ReplyMarkup, True, Update,
+        MessageId, ParseMode, ReplyMarkup, True,
     },
 };
 
@@ -116,6 +117,21 @@ fn chat_of(body: &[u8]) -> Option<i64> {
         chat_id: Option<serde_json::Value>,
     }
     serde_json::from_slice::<Target>(body).ok()?.chat_id?.as_i64()
+}
+
+/// `getUpdates` answered as raw JSON: the poller re-receives updates it already has in flight (it polls from the
+/// low-water mark) and parses only the new ones, reading just their `update_id` first.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct RawUpdates(GetUpdates);
+
+impl Payload for RawUpdates {
+    type Output = Vec<Box<RawValue>>;
+    const NAME: &'static str = GetUpdates::NAME;
+
+    fn timeout_hint(&self) -> Option<Duration> {
+        self.0.timeout_hint()
+    }
 }
 
 /// Per-call overrides of the bot's defaults.
@@ -252,13 +268,13 @@ impl BotApi {
         limit: u8,
         timeout: Duration,
         allowed: &[AllowedUpdate],
-    ) -> Result<Vec<Update>, ApiCallError> {
+    ) -> Result<Vec<Box<RawValue>>, ApiCallError> {
         let mut payload =
             GetUpdates::new().limit(limit).timeout(timeout.as_secs() as u32).allowed_updates(allowed.to_vec());
         if let Some(offset) = offset {
             payload = payload.offset(offset as i32);
         }
-        self.call(&payload).await
+        self.call(&RawUpdates(payload)).await
     }
 
     /// `setMyCommands`.

@@ -8,6 +8,7 @@ use std::{
 };
 
 use parking_lot::Mutex;
+use serde_json::value::RawValue;
 use teloxide_core::types::{Update, UpdateKind};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -30,18 +31,29 @@ struct TrackerInner {
 }
 
 impl Tracker {
-    /// Keeps the updates not seen before (Telegram re-sends unconfirmed ones) and marks them in flight.
-    pub(crate) fn admit(&self, updates: Vec<Update>) -> Vec<Update> {
+    /// Keeps the updates not seen before (Telegram re-sends unconfirmed ones), parses them and marks them in
+    /// flight. Only an update's `update_id` is read before deciding, so re-sent updates cost almost nothing.
+    pub(crate) fn admit(&self, updates: Vec<Box<RawValue>>) -> Vec<Update> {
+        #[derive(serde::Deserialize)]
+        struct Id {
+            update_id: i64,
+        }
         let mut inner = self.inner.lock();
         let mut fresh = Vec::with_capacity(updates.len());
-        for update in updates {
-            let id = i64::from(update.id.0);
+        for raw in updates {
+            let Ok(Id { update_id: id }) = serde_json::from_str(raw.get()) else { continue };
             if inner.last_seen.is_some_and(|last| id <= last) {
                 continue;
             }
             inner.last_seen = Some(id);
-            inner.in_flight.insert(id);
-            fresh.push(update);
+            match serde_json::from_str::<Update>(raw.get()) {
+                Ok(update) => {
+                    inner.in_flight.insert(id);
+                    fresh.push(update);
+                }
+                // Nothing can handle it; it counts as handled and is confirmed with the next poll.
+                Err(e) => tracing::warn!(update_id = id, error = %e, "an update that does not parse was skipped"),
+            }
         }
         fresh
     }

@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod conversation;
 mod db;
+mod deploy;
 mod failures;
 mod fsm;
 mod helpers;

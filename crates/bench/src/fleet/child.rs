@@ -1,0 +1,158 @@
+//! [`Fleet`]: one `multibot run` child process with N generated bot configurations in a temporary directory,
+//! killed and cleaned up when dropped (on every exit path, panics included), and what `/proc` says about it.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::{Context, bail};
+
+/// Clock ticks per second of `utime`/`stime` in `/proc/<pid>/stat` (`USER_HZ`, 100 on every Linux build).
+const USER_HZ: f64 = 100.0;
+
+/// The token of bench bot `i`; the emulator accepts any well-formed token.
+pub(crate) fn token(i: usize) -> String {
+    format!("{}:BenchFleetToken_{i:08}", telegram_id(i))
+}
+
+/// The Telegram id of bench bot `i` (the digits of its token), as the control API names it.
+pub(crate) fn telegram_id(i: usize) -> u64 {
+    1_000_000 + i as u64
+}
+
+/// CPU time (user + system) in seconds from a proc(5) `stat` file: `/proc/<pid>/stat` for a whole process,
+/// `/proc/<pid>/task/<tid>/stat` for one thread.
+pub(crate) fn cpu_seconds(stat_path: &str) -> anyhow::Result<f64> {
+    let stat = fs::read_to_string(stat_path).with_context(|| format!("reading {stat_path}"))?;
+    // The command name may contain spaces and parentheses: fields are counted after the last ')'.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of proc(5) are utime and stime; after ')' the first field is field 3.
+    let ticks = |index: usize| -> anyhow::Result<u64> {
+        Ok(fields.get(index).with_context(|| format!("short {stat_path}"))?.parse()?)
+    };
+    Ok((ticks(11)? + ticks(12)?) as f64 / USER_HZ)
+}
+
+/// CPU time the whole machine spent busy so far (all cores), in seconds, from `/proc/stat`.
+pub(crate) fn machine_busy_seconds() -> anyhow::Result<f64> {
+    let stat = fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).map(str::parse).collect::<Result<_, _>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is already inside user).
+    let busy: u64 = ticks.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum();
+    Ok(busy as f64 / USER_HZ)
+}
+
+/// A running `multibot run` with its temporary directory.
+pub(crate) struct Fleet {
+    // Declared first so that it is dropped (killed) before the directory is removed.
+    child: KillOnDrop,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Resident memory of the child.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Memory {
+    /// `VmRSS`, in KiB.
+    pub(crate) rss_kib: u64,
+    /// `VmHWM` (peak resident), in KiB.
+    pub(crate) peak_kib: u64,
+}
+
+impl Fleet {
+    /// Writes `bots` configurations (echo plugin, `echo_all: true`) and starts `exe run` on them against the
+    /// Bot API at `api_url`; returns the fleet and the instant just before the spawn.
+    pub(crate) fn launch(exe: &Path, bots: usize, api_url: &str) -> anyhow::Result<(Fleet, Instant)> {
+        let dir = TempDir(std::env::temp_dir().join(format!("multibot-fleet-{}-{bots}", std::process::id())));
+        let _ = fs::remove_dir_all(&dir.0);
+        let config_dir = dir.0.join("bots");
+        fs::create_dir_all(&config_dir).with_context(|| format!("creating {}", config_dir.display()))?;
+        for i in 0..bots {
+            let yaml = format!(
+                "id: \"bench_{i}\"\nname: \"Bench {i}\"\ntoken: \"${{BENCH_TOKEN_{i}}}\"\nplugins:\n  - name: \"echo\"\n    config:\n      echo_all: true\n"
+            );
+            fs::write(config_dir.join(format!("bench_{i}.yaml")), yaml)?;
+        }
+        let log = dir.0.join("multibot.log");
+        let stderr = fs::File::create(&log)?;
+        let mut command = Command::new(exe);
+        command
+            .arg("run")
+            .env_clear()
+            .env("CONFIG_DIR", &config_dir)
+            .env("TELEGRAM_API_URL", api_url)
+            .env("LOG_LEVEL", "WARNING")
+            .env("LOG_FORMAT", "json")
+            // A free port, so that the health server (once there is one) never collides with anything.
+            .env("HEALTH_CHECK_PORT", "0")
+            // The emulator enforces no flood limits; Telegram's one message per second per chat would pace the
+            // burst's ten messages per chat instead of measuring the system.
+            .env("FLOOD_CONTROL", "false")
+            .envs((0..bots).map(|i| (format!("BENCH_TOKEN_{i}"), token(i))))
+            .current_dir(&dir.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        let spawned_at = Instant::now();
+        let child = command.spawn().with_context(|| {
+            format!("starting {} (build it first: cargo build --release -p multibot -p multibot-bench)", exe.display())
+        })?;
+        Ok((Fleet { child: KillOnDrop(child), log, _dir: dir }, spawned_at))
+    }
+
+    /// Fails, with the end of its log, when the child has exited.
+    pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.0.try_wait()? {
+            let log = fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!("multibot exited ({status}); its log ends with:\n{}", tail.join("\n"));
+        }
+        Ok(())
+    }
+
+    /// CPU time used so far (user + system, all threads), in seconds.
+    pub(crate) fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        cpu_seconds(&format!("/proc/{}/stat", self.child.0.id()))
+    }
+
+    /// Resident memory now and at its peak.
+    pub(crate) fn memory(&self) -> anyhow::Result<Memory> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.child.0.id()))?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .with_context(|| format!("no {name} in /proc/<pid>/status"))?;
+            Ok(line.trim_start_matches(name).trim().trim_end_matches("kB").trim().parse()?)
+        };
+        Ok(Memory { rss_kib: field("VmRSS:")?, peak_kib: field("VmHWM:")? })
+    }
+
+    /// The lines the child logged (warnings and errors only, at `LOG_LEVEL=WARNING`).
+    pub(crate) fn log_lines(&self) -> Vec<String> {
+        fs::read_to_string(&self.log).unwrap_or_default().lines().map(str::to_owned).collect()
+    }
+}
