@@ -8,6 +8,7 @@
 
 use std::{
     collections::BTreeMap,
+    future::Future,
     sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -411,13 +412,10 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
             let api = api.clone();
             let ready = not_at_top_level(&lua, "send").and_then(|()| SendOpts::parse(options.as_ref()));
             async move {
-                let options = ready?;
+                let options = ready?.into_send_options();
                 let api = api.ok_or_else(|| runtime("send is not available while the script is being discovered"))?;
-                let sent = api
-                    .send_message(ChatId(chat), text, options.into_send_options())
-                    .await
-                    .map_err(|e| runtime(format!("send failed: {e}")))?;
-                Ok(sent.id.0)
+                let sent = off_vm("send", async move { Ok(api.send_message(ChatId(chat), text, options).await?) });
+                Ok(sent.await?.id.0)
             }
         })?,
     )?;
@@ -462,8 +460,7 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
                 let ready = not_at_top_level(&lua, "state.get");
                 async move {
                     ready?;
-                    let value =
-                        store.get(&bot_id, &plugin, &key).await.map_err(|e| runtime(format!("state.get: {e:#}")))?;
+                    let value = off_vm("state.get", async move { store.get(&bot_id, &plugin, &key).await }).await?;
                     value.map_or(Ok(Value::Nil), |v| to_lua(&lua, &v))
                 }
             })?,
@@ -478,15 +475,14 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
                 let ready = not_at_top_level(&lua, "state.set").and_then(|()| to_json(&value));
                 async move {
                     let value = ready?;
-                    if value.is_null() {
-                        store.delete(&bot_id, &plugin, &key).await.map_err(|e| runtime(format!("state.set: {e:#}")))?;
-                    } else {
-                        store
-                            .set(&bot_id, &plugin, &key, &value)
-                            .await
-                            .map_err(|e| runtime(format!("state.set: {e:#}")))?;
-                    }
-                    Ok(())
+                    off_vm("state.set", async move {
+                        if value.is_null() {
+                            store.delete(&bot_id, &plugin, &key).await.map(drop)
+                        } else {
+                            store.set(&bot_id, &plugin, &key, &value).await
+                        }
+                    })
+                    .await
                 }
             })?,
         )?;
@@ -500,7 +496,7 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
                 let ready = not_at_top_level(&lua, "state.delete");
                 async move {
                     ready?;
-                    store.delete(&bot_id, &plugin, &key).await.map_err(|e| runtime(format!("state.delete: {e:#}")))
+                    off_vm("state.delete", async move { store.delete(&bot_id, &plugin, &key).await }).await
                 }
             })?,
         )?;
@@ -512,7 +508,7 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
             let ready = not_at_top_level(&lua, "state.list");
             async move {
                 ready?;
-                let entries = store.list(&bot_id, &plugin).await.map_err(|e| runtime(format!("state.list: {e:#}")))?;
+                let entries = off_vm("state.list", async move { store.list(&bot_id, &plugin).await }).await?;
                 let table = lua.create_table()?;
                 for (key, value) in entries {
                     table.set(key, to_lua(&lua, &value)?)?;
@@ -603,6 +599,19 @@ fn host_error(what: &'static str) -> impl Fn(anyhow::Error) -> mlua::Error {
     move |e| runtime(format!("{what} failed: {e:#}"))
 }
 
+/// Runs a host call's work (talking to Telegram, the database, Redis) as a task of its own, so that the script's
+/// coroutine only waits for the result: a VM is locked while one of its coroutines is polled, and the other
+/// handlers of the same script in the same bot should not wait for that lock while this one does I/O.
+async fn off_vm<T: Send + 'static>(
+    what: &'static str,
+    work: impl Future<Output = anyhow::Result<T>> + Send + 'static,
+) -> mlua::Result<T> {
+    match tokio::spawn(work).await {
+        Ok(result) => result.map_err(host_error(what)),
+        Err(e) => Err(runtime(format!("{what} failed: {e}"))),
+    }
+}
+
 impl UserData for LuaCtx {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
         fields.add_field_method_get("bot_id", |_, this| Ok(this.0.bot_id().to_string()));
@@ -651,27 +660,20 @@ impl UserData for LuaCtx {
             let cx = this.0.clone();
             let options = SendOpts::parse(options.as_ref());
             async move {
-                let options = options?;
+                let options = options?.into_send_options();
                 let chat = cx.chat_id().ok_or_else(|| runtime("ctx:reply: this update has no chat to reply in"))?;
-                let sent = cx
-                    .api()
-                    .send_message(chat, text, options.into_send_options())
-                    .await
-                    .map_err(|e| runtime(format!("ctx:reply failed: {e}")))?;
-                Ok(sent.id.0)
+                let sent = off_vm("ctx:reply", async move { Ok(cx.api().send_message(chat, text, options).await?) });
+                Ok(sent.await?.id.0)
             }
         });
         methods.add_async_method("send", |_, this, (chat, text, options): (i64, String, Option<Table>)| {
             let cx = this.0.clone();
             let options = SendOpts::parse(options.as_ref());
             async move {
-                let options = options?;
-                let sent = cx
-                    .api()
-                    .send_message(ChatId(chat), text, options.into_send_options())
-                    .await
-                    .map_err(|e| runtime(format!("ctx:send failed: {e}")))?;
-                Ok(sent.id.0)
+                let options = options?.into_send_options();
+                let sent =
+                    off_vm("ctx:send", async move { Ok(cx.api().send_message(ChatId(chat), text, options).await?) });
+                Ok(sent.await?.id.0)
             }
         });
         methods.add_async_method("edit", |_, this, (text, options): (String, Option<Table>)| {
@@ -682,28 +684,31 @@ impl UserData for LuaCtx {
                 }
                 Ok(o.keyboard)
             });
-            async move { cx.edit_text(text, options?).await.map_err(host_error("ctx:edit")) }
+            async move {
+                let keyboard = options?;
+                off_vm("ctx:edit", async move { cx.edit_text(text, keyboard).await }).await
+            }
         });
         methods.add_async_method("answer", |_, this, text: Option<String>| {
             let cx = this.0.clone();
-            async move { cx.answer_callback(text.as_deref()).await.map_err(host_error("ctx:answer")) }
+            off_vm("ctx:answer", async move { cx.answer_callback(text.as_deref()).await })
         });
         methods.add_async_method("delete", |_, this, ()| {
             let cx = this.0.clone();
-            async move { cx.delete_message().await.map_err(host_error("ctx:delete")) }
+            off_vm("ctx:delete", async move { cx.delete_message().await })
         });
         methods.add_async_method("get_state", |_, this, ()| {
             let cx = this.0.clone();
-            async move { cx.state().await.map_err(host_error("ctx:get_state")) }
+            off_vm("ctx:get_state", async move { cx.state().await })
         });
         methods.add_async_method("set_state", |_, this, state: Option<String>| {
             let cx = this.0.clone();
-            async move { cx.set_state(state.as_deref()).await.map_err(host_error("ctx:set_state")) }
+            off_vm("ctx:set_state", async move { cx.set_state(state.as_deref()).await })
         });
         methods.add_async_method("get_data", |lua, this, ()| {
             let cx = this.0.clone();
             async move {
-                let data = cx.data().await.map_err(host_error("ctx:get_data"))?;
+                let data = off_vm("ctx:get_data", async move { cx.data().await }).await?;
                 to_lua(&lua, &serde_json::Value::Object(data))
             }
         });
@@ -719,15 +724,19 @@ impl UserData for LuaCtx {
                 _ => Err(runtime("ctx:update_data expects (key, value) or a table of fields")),
             };
             async move {
-                for (key, value) in fields? {
-                    cx.update_data(&key, value).await.map_err(host_error("ctx:update_data"))?;
-                }
-                Ok(())
+                let fields = fields?;
+                off_vm("ctx:update_data", async move {
+                    for (key, value) in fields {
+                        cx.update_data(&key, value).await?;
+                    }
+                    Ok(())
+                })
+                .await
             }
         });
         methods.add_async_method("clear", |_, this, ()| {
             let cx = this.0.clone();
-            async move { cx.clear_state().await.map_err(host_error("ctx:clear")) }
+            off_vm("ctx:clear", async move { cx.clear_state().await })
         });
     }
 }
