@@ -53,6 +53,9 @@ pub(crate) struct Args {
     /// Messages per second of the steady load.
     #[arg(long, default_value_t = 200)]
     rate: u32,
+    /// Echo with the `script_echo` Luau example of `plugins/` instead of the native `echo` plugin.
+    #[arg(long)]
+    script: bool,
 }
 
 /// Bots the burst goes to (the first ones of the fleet).
@@ -110,7 +113,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut rows = Vec::new();
     for (bots, full) in plan {
-        eprintln!("fleet: {bots} bot(s){}", if full { "" } else { ", idle only" });
+        let plugin = if args.script { "script_echo" } else { "echo" };
+        eprintln!("fleet: {bots} bot(s) with {plugin}{}", if full { "" } else { ", idle only" });
         let row =
             runtime.block_on(measure(&exe, bots, full, &args)).with_context(|| format!("fleet of {bots} bot(s)"))?;
         rows.push(row);
@@ -177,7 +181,7 @@ async fn measure(exe: &Path, bots: usize, full: bool, args: &Args) -> anyhow::Re
     let own_stat = format!("/proc/{}/stat", std::process::id());
     let (machine_before, own_before, measuring_since) =
         (child::machine_busy_seconds()?, child::cpu_seconds(&own_stat)?, Instant::now());
-    let (mut fleet, spawned_at) = Fleet::launch(exe, bots, &format!("http://{addr}"))?;
+    let (mut fleet, spawned_at) = Fleet::launch(exe, bots, &format!("http://{addr}"), args.script)?;
     let mut control = Conn::connect(addr).await?;
     let launch = wait_all_polling(&mut fleet, &mut control, bots, spawned_at).await?;
     eprintln!("fleet:   {} of {bots} polling after {}", launch.polling, duration(launch.elapsed));

@@ -82,16 +82,23 @@ pub(crate) struct Memory {
 }
 
 impl Fleet {
-    /// Writes `bots` configurations (echo plugin, `echo_all: true`) and starts `exe run` on them against the
-    /// Bot API at `api_url`; returns the fleet and the instant just before the spawn.
-    pub(crate) fn launch(exe: &Path, bots: usize, api_url: &str) -> anyhow::Result<(Fleet, Instant)> {
+    /// Writes `bots` configurations (the echo plugin, or with `script` the `script_echo` Luau example, with
+    /// `echo_all: true`) and starts `exe run` on them against the Bot API at `api_url`; returns the fleet and the
+    /// instant just before the spawn.
+    pub(crate) fn launch(exe: &Path, bots: usize, api_url: &str, script: bool) -> anyhow::Result<(Fleet, Instant)> {
         let dir = TempDir(std::env::temp_dir().join(format!("multibot-fleet-{}-{bots}", std::process::id())));
         let _ = fs::remove_dir_all(&dir.0);
         let config_dir = dir.0.join("bots");
         fs::create_dir_all(&config_dir).with_context(|| format!("creating {}", config_dir.display()))?;
+        let plugins_dir = dir.0.join("plugins");
+        fs::create_dir_all(&plugins_dir)?;
+        let plugin = if script { "script_echo" } else { "echo" };
+        if script {
+            fs::write(plugins_dir.join("script_echo.luau"), include_str!("../../../../plugins/script_echo.luau"))?;
+        }
         for i in 0..bots {
             let yaml = format!(
-                "id: \"bench_{i}\"\nname: \"Bench {i}\"\ntoken: \"${{BENCH_TOKEN_{i}}}\"\nplugins:\n  - name: \"echo\"\n    config:\n      echo_all: true\n"
+                "id: \"bench_{i}\"\nname: \"Bench {i}\"\ntoken: \"${{BENCH_TOKEN_{i}}}\"\nplugins:\n  - name: \"{plugin}\"\n    config:\n      echo_all: true\n"
             );
             fs::write(config_dir.join(format!("bench_{i}.yaml")), yaml)?;
         }
@@ -102,6 +109,7 @@ impl Fleet {
             .arg("run")
             .env_clear()
             .env("CONFIG_DIR", &config_dir)
+            .env("PLUGINS_DIR", &plugins_dir)
             .env("TELEGRAM_API_URL", api_url)
             .env("LOG_LEVEL", "WARNING")
             .env("LOG_FORMAT", "json")
