@@ -128,6 +128,62 @@ async fn the_menu_script_answers_a_click_and_edits_or_deletes_the_menu() {
     app.stop().await;
 }
 
+const KITCHEN: &str = r#"
+plugin { name = "kitchen" }
+command("secret", "", function(ctx) ctx:reply("for admins") end, { admin = true })
+command("html", "Bold", function(ctx)
+  ctx:reply("<b>bold</b>", { parse_mode = "HTML", keyboard = { { { text = "Site", url = "https://example.com" } } } })
+end)
+command("tell", "", function(ctx) ctx:send(tonumber(ctx.args), "psst") end)
+command("who", "", function(ctx)
+  ctx:reply(("%s %s %s %d %s"):format(ctx.kind, ctx.command, ctx.chat_type, ctx.user.id, tostring(ctx.message_id ~= nil)))
+end)
+message({ regex = "^[0-9]+$" }, function(ctx) ctx:reply("number " .. ctx.text) end)
+message({ text = true, chat = "group" }, function(ctx) ctx:reply("the group says " .. ctx.text) end)
+edited_message({ text = true }, function(ctx) ctx:reply("now: " .. ctx.text) end)
+message({ text = true, state = false }, function(ctx) ctx:reply("no state: " .. ctx.text) end)
+"#;
+
+#[tokio::test]
+async fn scripts_filter_edit_send_and_format_like_native_plugins() {
+    let yaml = bot("kitchen", 1, &["name: kitchen"]) + "access:\n  admin_users: [9101]\n";
+    let (app, _plugins) = spawn(&[("kitchen.yaml", yaml)], &[("kitchen.luau", KITCHEN)], &[]).await;
+    let kitchen = app.bot(1).await;
+    let (admin, user, friend) = (app.emu.user(9101), app.emu.user(9102), app.emu.user(9103));
+    let ask = |who: &botapi_emulator::TestUser, said: &'static str| {
+        let (who, kitchen) = (who.clone(), kitchen.clone());
+        async move {
+            who.send(&kitchen, said).await.unwrap();
+            who.next_message_from(&kitchen).await.unwrap()
+        }
+    };
+    // Admin-only commands: refused to others, run for admins.
+    assert_eq!(text(&ask(&user, "/secret").await), "This command is only for the bot's admins.");
+    assert_eq!(text(&ask(&admin, "/secret").await), "for admins");
+    // Filters: a regex, no state, a group chat.
+    assert_eq!(text(&ask(&user, "42").await), "number 42");
+    assert_eq!(text(&ask(&user, "hello").await), "no state: hello");
+    let group = app.emu.control().group(-9100, "Kitchen");
+    user.send_in(&kitchen, &group, "hi all").await.unwrap();
+    assert_eq!(text(&user.next_message_in(&kitchen, -9100, WAIT).await.unwrap()), "the group says hi all");
+    // An edited message goes to edited_message.
+    let sent = user.send(&kitchen, "first").await.unwrap();
+    assert_eq!(text(&user.next_message_from(&kitchen).await.unwrap()), "no state: first");
+    user.edit(&kitchen, sent.message_id, "second").await.unwrap();
+    assert_eq!(text(&user.next_message_from(&kitchen).await.unwrap()), "now: second");
+    // Parse mode and a URL button; the update's fields.
+    let html = ask(&user, "/html").await;
+    assert_eq!(text(&html), "bold");
+    assert_eq!(html.entities.unwrap()[0].kind, "bold");
+    assert_eq!(html.reply_markup.unwrap()["inline_keyboard"][0][0]["url"], "https://example.com/");
+    assert_eq!(text(&ask(&user, "/who").await), "message who private 9102 true");
+    // Sending to another chat (one whose user wrote to the bot before).
+    assert_eq!(text(&ask(&friend, "hey").await), "no state: hey");
+    user.send(&kitchen, "/tell 9103").await.unwrap();
+    assert_eq!(text(&friend.next_message_from(&kitchen).await.unwrap()), "psst");
+    app.stop().await;
+}
+
 const PROBE: &str = r#"
 plugin { name = "probe" }
 command("io", "", function(ctx) io.write("x") end)
