@@ -115,12 +115,31 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     for (bots, full) in plan {
         let plugin = if args.script { "script_echo" } else { "echo" };
         eprintln!("fleet: {bots} bot(s) with {plugin}{}", if full { "" } else { ", idle only" });
-        let row =
-            runtime.block_on(measure(&exe, bots, full, &args)).with_context(|| format!("fleet of {bots} bot(s)"))?;
+        // On SIGINT or SIGTERM the measurement is dropped, and with it the child (killed) and its directory.
+        let row = runtime
+            .block_on(async {
+                tokio::select! {
+                    row = measure(&exe, bots, full, &args) => row,
+                    signal = interrupted() => Err(anyhow::anyhow!("interrupted by {signal}")),
+                }
+            })
+            .with_context(|| format!("fleet of {bots} bot(s)"))?;
         rows.push(row);
     }
     print_table(&rows, &args);
     Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM; returns its name.
+async fn interrupted() -> &'static str {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
 }
 
 /// The emulator on a thread of its own with a current-thread runtime (one core); stopped when dropped.
