@@ -223,7 +223,7 @@ impl BotManager {
                 Err(ManagerError::StartFailed(id.to_string(), reason))
             }
         };
-        self.refresh(&slots);
+        self.refresh_one(&slots, id);
         result
     }
 
@@ -449,6 +449,13 @@ impl BotManager {
     /// The configured bot ids.
     pub fn ids(&self) -> Vec<BotId> {
         self.statuses.lock().keys().cloned().collect()
+    }
+
+    /// Updates one bot's status entry (a start touches only its own: refreshing all would cost O(N) per start).
+    fn refresh_one(&self, slots: &BTreeMap<BotId, Slot>, id: &BotId) {
+        if let Some(slot) = slots.get(id) {
+            self.statuses.lock().insert(id.clone(), StatusEntry::of(slot));
+        }
     }
 
     fn refresh(&self, slots: &BTreeMap<BotId, Slot>) {
