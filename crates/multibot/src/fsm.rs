@@ -135,7 +135,7 @@ impl RedisFsm {
                 redis::aio::ConnectionManager::new_with_config(self.client.clone(), config)
             })
             .await
-            .map_err(|e| anyhow::anyhow!("Redis is unreachable: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("Redis is unreachable: {}", crate::tls::describe(&e)))?;
         Ok(connection.clone())
     }
 

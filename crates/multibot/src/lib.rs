@@ -15,6 +15,7 @@
 //! - [`middleware`]: what runs on every update before the router: user tracking, access control, per-user
 //!   rate limiting.
 //! - [`telemetry`]: logging setup and metrics.
+//! - [`tls`]: which certificates are trusted, and connection errors that name their cause.
 //! - [`cli`], [`demo`]: the command line and the self-contained demo.
 
 pub mod admin;
@@ -29,6 +30,7 @@ pub mod middleware;
 pub mod plugins;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;
 
 /// What a plugin author needs, in one import.
 pub mod prelude {

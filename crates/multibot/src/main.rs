@@ -4,10 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
+fn main() -> anyhow::Result<ExitCode> {
+    // Before any thread starts: `.env` joins the environment that clap, logging and TLS read.
+    multibot::app::load_dotenv()?;
     // Every polling bot holds a socket open (10,000 bots, 10,000 sockets): lift the soft open-file limit to the
     // hard one. Failing leaves the limit as it was, which is enough for small fleets.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    multibot::cli::main(multibot::cli::Cli::parse()).await
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(multibot::cli::main(multibot::cli::Cli::parse()))
 }

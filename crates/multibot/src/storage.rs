@@ -108,6 +108,9 @@ impl fmt::Debug for DatabaseUrl {
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// The database could not be reached; the text names the cause (refused, TLS certificate, DNS, ...).
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
     /// The database refused or failed the operation, or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

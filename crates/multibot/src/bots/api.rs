@@ -241,7 +241,7 @@ impl BotApi {
             request = request.timeout(hint + Duration::from_secs(10));
         }
         // `without_url`: the URL holds the token.
-        let network = |e: reqwest::Error| ApiCallError::Network(e.without_url().to_string());
+        let network = |e: reqwest::Error| ApiCallError::Network(crate::tls::describe(&e.without_url()));
         let response = request.send().await.map_err(network)?;
         let body = response.bytes().await.map_err(network)?;
         let answer: Answer<T> = serde_json::from_slice(&body).map_err(|e| ApiCallError::Decode(e.to_string()))?;

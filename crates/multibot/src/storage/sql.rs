@@ -48,7 +48,12 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens a PostgreSQL pool; fails when the server cannot be reached.
 pub(super) async fn postgres(options: PgConnectOptions) -> Result<Storage, StorageError> {
-    let pool = PgPoolOptions::new().max_connections(10).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(|e| StorageError::Connect(crate::tls::describe(&e)))?;
     Ok(storage(Backend::Postgres, Sql(pool)))
 }
 

@@ -97,3 +97,31 @@ fn the_demo_plays_a_conversation_with_each_example_bot() {
     }
     assert!(!text.contains("config problem") && !text.contains("script problem"), "{text}");
 }
+
+#[tokio::test]
+async fn the_env_file_sets_what_the_process_reads_itself() {
+    let dir = TempDir::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // RUST_LOG hides the INFO line the emulator prints when it listens; the real environment asks for DEBUG.
+    dir.write(".env", &format!("EMULATOR_LISTEN=127.0.0.1:{port}\nRUST_LOG=error\n"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_multibot"))
+        .arg("emulator")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("LOG_LEVEL", "DEBUG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("multibot runs");
+    let url = format!("http://127.0.0.1:{port}/bot{}/getMe", token(1));
+    crate::helpers::eventually(std::time::Duration::from_secs(20), "the emulator on EMULATOR_LISTEN's port", || {
+        let url = url.clone();
+        async move { reqwest::get(url).await.is_ok_and(|r| r.status().as_u16() == 401) }
+    })
+    .await;
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert!(!text.contains("listening"), "RUST_LOG from .env was ignored:\n{text}");
+}

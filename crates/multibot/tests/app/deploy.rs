@@ -56,8 +56,8 @@ fn referenced_by_config() -> BTreeSet<String> {
 fn env_example_lists_exactly_what_the_program_reads() {
     let listed: BTreeSet<String> = example_variables().into_iter().map(|(name, _, _)| name).collect();
     let mut read_by_program: BTreeSet<String> = multibot::config::VARIABLES.iter().map(|v| (*v).to_owned()).collect();
-    // Read outside Settings: the tracing filter and `multibot emulator`'s listen address.
-    read_by_program.extend(["RUST_LOG".to_owned(), "EMULATOR_LISTEN".to_owned()]);
+    // Read outside Settings: the tracing filter, `multibot emulator`'s listen address and the TLS trust store.
+    read_by_program.extend(["RUST_LOG", "EMULATOR_LISTEN", "SSL_CERT_FILE", "SSL_CERT_DIR"].map(str::to_owned));
     read_by_program.extend(referenced_by_config());
     assert_eq!(listed, read_by_program, "left: .env.example, right: what the program reads");
 }
@@ -65,7 +65,7 @@ fn env_example_lists_exactly_what_the_program_reads() {
 #[test]
 fn env_example_shows_the_defaults() {
     // These lines show an example, not a default (they have none).
-    let examples = ["DATABASE_URL", "WEBHOOK_BASE_URL", "REDIS_URL", "RUST_LOG", "EMULATOR_LISTEN"];
+    let examples = ["DATABASE_URL", "WEBHOOK_BASE_URL", "REDIS_URL", "RUST_LOG", "EMULATOR_LISTEN", "SSL_CERT_FILE"];
     let defaults = Settings::from_env(&|_| None).expect("defaults are valid");
     for (name, value, commented) in example_variables() {
         let Some(value) = value.filter(|_| commented && !examples.contains(&name.as_str())) else { continue };
@@ -137,6 +137,8 @@ async fn manifests_name_the_ports_and_paths_the_program_serves() {
     }
     let dockerfile = read("docker/Dockerfile");
     assert!(dockerfile.contains(&format!("EXPOSE {health} {webhook}")));
+    // TLS to PostgreSQL and Redis trusts the system's store: the slim runtime image must carry one.
+    assert!(dockerfile.contains("ca-certificates"), "the runtime image has no CA certificates");
     assert!(dockerfile.contains(r#"HEALTHCHECK"#) && dockerfile.contains(r#"CMD ["multibot", "healthcheck"]"#));
     // The probes' paths answer on a running application.
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();

@@ -5,7 +5,7 @@ use multibot::plugins::PluginRegistry;
 
 use crate::{
     db::{TestDb, both_backends},
-    helpers::spawn_app_with,
+    helpers::{shared_redis, spawn_app_with},
 };
 
 fn form_bot(id: &str, token_var: &str) -> String {
@@ -49,8 +49,9 @@ fn unique_id(prefix: &str) -> String {
 
 #[tokio::test]
 async fn a_form_survives_a_restart_with_redis_and_bots_never_mix() {
+    let Some(redis) = shared_redis().await else { return };
     let (a, b) = (unique_id("redis_a"), unique_id("redis_b"));
-    let vars = [("REDIS_URL", "redis://127.0.0.1:6379".to_owned()), ("FSM_TTL", "600".to_owned())];
+    let vars = [("REDIS_URL", redis.to_owned()), ("FSM_TTL", "600".to_owned())];
     let files = [("a.yaml", form_bot(&a, "TOKEN_1")), ("b.yaml", form_bot(&b, "TOKEN_2"))];
     let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
     let app = spawn_app_with(&files, 2, PluginRegistry::builtin(), &vars).await;
@@ -69,7 +70,7 @@ async fn a_form_survives_a_restart_with_redis_and_bots_never_mix() {
     assert_eq!(ask(&ann, &bot_a, "41").await, "Hello Ann, you are 41 years old!");
     app.stop().await;
     // The finished form left nothing behind.
-    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let client = redis::Client::open(redis).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{a}:*")).query_async(&mut connection).await.unwrap();
     assert!(keys.is_empty(), "{keys:?}");

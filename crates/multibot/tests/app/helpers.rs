@@ -158,6 +158,28 @@ pub(crate) async fn spawn_app_with(
     TestApp { emu, manager, reloads, storage, dir, vars, shutdown, task: Some(task) }
 }
 
+/// Whether a test may use a service: `false`, with a loud SKIPPED line, on a developer's machine that lacks it; a
+/// failure under `CI=true`, where `.ci/run` provides every service.
+pub(crate) fn service_available(what: &str, available: bool) -> bool {
+    if !available {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{what} is required under CI=true");
+        eprintln!("SKIPPED: {what} is not available on this machine (the test passes without checking anything)");
+    }
+    available
+}
+
+/// The shared Redis on 127.0.0.1:6379, when it answers (else [`service_available`] reports the skip).
+pub(crate) async fn shared_redis() -> Option<&'static str> {
+    const URL: &str = "redis://127.0.0.1:6379";
+    let up = async {
+        let client = redis::Client::open(URL).ok()?;
+        let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING").query_async::<String>(&mut connection).await.ok()
+    };
+    let up = tokio::time::timeout(Duration::from_secs(3), up).await.ok().flatten().is_some();
+    service_available("Redis on 127.0.0.1:6379", up).then_some(URL)
+}
+
 /// Waits until `check` passes, or panics after `within`.
 pub(crate) async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
 where

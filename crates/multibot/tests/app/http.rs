@@ -12,7 +12,9 @@ use multibot::{
 };
 use serde_json::Value;
 
-use crate::helpers::{Served, TempDir, Web, env, eventually, listeners, serve, settings as app_settings, token};
+use crate::helpers::{
+    Served, TempDir, Web, env, eventually, listeners, serve, settings as app_settings, shared_redis, token,
+};
 
 /// One sample of the Prometheus text format.
 #[derive(Debug, Clone, PartialEq)]
@@ -345,7 +347,8 @@ async fn health_full_shows_redis_when_fsm_state_lives_there() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let dir = TempDir::new();
     // Redis answering (the one CI runs on 6379, as the FSM tests use).
-    let up = [("FSM_STORAGE", "redis".to_owned()), ("REDIS_URL", "redis://127.0.0.1:6379".to_owned())];
+    let Some(redis) = shared_redis().await else { return };
+    let up = [("FSM_STORAGE", "redis".to_owned()), ("REDIS_URL", redis.to_owned())];
     let app = serve(&emu, dir.path(), Web::Off, &up, PluginRegistry::builtin()).await;
     let (_, full) = get_json(&app.url("/health/full")).await;
     assert_eq!((&full["redis"]["status"], &full["status"]), (&Value::from("ok"), &Value::from("ok")), "{full}");

@@ -17,4 +17,5 @@ mod reload;
 mod runtime;
 mod scripts;
 mod storage;
+mod tls;
 mod webhook;

@@ -71,6 +71,11 @@ impl Process {
         Process { child, output }
     }
 
+    /// The output lines so far.
+    pub(crate) fn lines(&self) -> Vec<String> {
+        self.output.lock().clone()
+    }
+
     pub(crate) fn terminate(&self) {
         self.signal("-TERM");
     }
@@ -97,7 +102,8 @@ impl Process {
     }
 }
 
-async fn wait_polling(emu: &Emulator, bot: &TestBot) {
+/// Waits until `bot` is polling the emulator.
+pub(crate) async fn wait_polling(emu: &Emulator, bot: &TestBot) {
     let url = format!("{}/control/bots/{}", emu.api_url(), bot.id);
     eventually(Duration::from_secs(20), "the bot to poll", || {
         let url = url.clone();
