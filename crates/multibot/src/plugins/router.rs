@@ -80,6 +80,7 @@ pub enum ChatType {
 #[derive(Debug, Clone, Default)]
 pub struct MessageFilter {
     text: bool,
+    no_commands: bool,
     regex: Option<Regex>,
     content: Option<ContentType>,
     chat: Option<ChatType>,
@@ -101,6 +102,12 @@ impl MessageFilter {
     pub fn regex(pattern: &str) -> MessageFilter {
         let regex = Regex::new(pattern).unwrap_or_else(|e| panic!("invalid regex {pattern:?}: {e}"));
         MessageFilter::text().with_regex(regex)
+    }
+
+    /// Only messages that are not commands (text not starting with `/`): answers to a question, for example.
+    pub fn not_command(mut self) -> MessageFilter {
+        self.no_commands = true;
+        self
     }
 
     /// Adds a compiled regular expression the text must match.
@@ -137,6 +144,9 @@ impl MessageFilter {
     fn matches(&self, message: &Message) -> bool {
         let text = message.text();
         if (self.text || self.regex.is_some()) && text.is_none() {
+            return false;
+        }
+        if self.no_commands && text.is_some_and(|t| t.starts_with('/')) {
             return false;
         }
         if let (Some(regex), Some(text)) = (&self.regex, text)

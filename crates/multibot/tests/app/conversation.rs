@@ -171,3 +171,27 @@ async fn a_menu_click_is_answered_and_the_message_edited() {
     assert_eq!(answers[1].detail.as_ref().unwrap()["text"], "Cancelled");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn commands_are_not_form_answers_and_cancel_leaves_the_form() {
+    let app = spawn_app(&[("support.yaml", SUPPORT)], 1, PluginRegistry::builtin()).await;
+    let support = app.bot(1).await;
+    let dave = app.emu.user(2003);
+    let step = |text: &'static str| {
+        let (user, bot) = (dave.clone(), support.clone());
+        async move {
+            user.send(&bot, text).await.unwrap();
+            user.next_message_from(&bot).await.unwrap().text.unwrap()
+        }
+    };
+    assert_eq!(step("/form").await, "What's your name?");
+    assert_eq!(step("/cancel").await, "Cancelled.");
+    assert_eq!(step("/cancel").await, "There is nothing to cancel.", "the form was left");
+    // Other commands during the form go to their handlers; the form waits for its answer.
+    assert_eq!(step("/form").await, "What's your name?");
+    assert!(step("/help").await.starts_with("Available Commands"));
+    assert_eq!(step("Dave").await, "How old are you?");
+    assert_eq!(step("/start").await, "Welcome to Support!");
+    assert_eq!(step("30").await, "Hello Dave, you are 30 years old!");
+    app.stop().await;
+}
