@@ -392,6 +392,16 @@ mod tests {
         let error = registry.check_config("start", &json!({"welcome_mesage": "typo"})).unwrap_err();
         assert!(error.1.contains("unknown field `welcome_mesage`"), "{}", error.1);
         registry.check_config("start", &Value::Null).unwrap();
+        for (value, valid) in [(json!("Eh?"), true), (json!(false), true), (json!(""), false), (json!(true), false)] {
+            let checked = registry.check_config("help", &json!({ "unknown_command": value }));
+            assert_eq!(checked.is_ok(), valid, "{value}");
+            if let Err((path, message)) = checked {
+                assert_eq!(
+                    (path.as_str(), message.as_str()),
+                    ("unknown_command", "expected a text, or false to send nothing")
+                );
+            }
+        }
         assert!(PluginContext::get_config_of(&json!({"echo_all": true}), "echo_all", false));
     }
 }

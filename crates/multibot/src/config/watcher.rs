@@ -1,11 +1,12 @@
 //! The config watcher: file-system events in `CONFIG_DIR` (and, for script plugins, `PLUGINS_DIR`), debounced,
-//! become [`ReloadSignal`]s.
+//! become [`ReloadSignal`]s. Only content changes count: a reload reads every file, so a reload triggered by
+//! reading would trigger the next one, forever.
 
 use std::{path::Path, time::Duration};
 
 use notify_debouncer_full::{
     DebounceEventResult, Debouncer, RecommendedCache, new_debouncer,
-    notify::{RecommendedWatcher, RecursiveMode},
+    notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, event::ModifyKind},
 };
 use tokio::sync::mpsc;
 use tracing::warn;
@@ -34,14 +35,26 @@ fn is_config_file(path: &Path) -> bool {
     !hidden && path.extension().and_then(|e| e.to_str()).is_some_and(|e| e == "yaml" || e == "yml")
 }
 
+/// Whether an event may have changed what a reload would read: a file created, written, renamed or removed (or
+/// events lost, so anything may have changed). Opening, reading and closing a file (inotify reports them as
+/// access events) and metadata changes (times, permissions) never do.
+fn is_content_change(event: &Event) -> bool {
+    event.need_rescan()
+        || match event.kind {
+            EventKind::Create(_) | EventKind::Remove(_) | EventKind::Any => true,
+            EventKind::Modify(kind) => !matches!(kind, ModifyKind::Metadata(_)),
+            EventKind::Access(_) | EventKind::Other => false,
+        }
+}
+
 /// Watches `dir` (not recursively) and sends [`ReloadSignal::Changed`] after each debounced batch of events that
-/// touches a `*.yaml` or `*.yml` file.
+/// changes a `*.yaml` or `*.yml` file.
 pub fn watch(dir: &Path, signals: mpsc::Sender<ReloadSignal>) -> notify_debouncer_full::notify::Result<ConfigWatcher> {
     watch_files(dir, is_config_file, signals)
 }
 
 /// Watches `dir` (not recursively) and sends [`ReloadSignal::Changed`] after each debounced batch of events that
-/// touches a file `wanted` accepts (`PLUGINS_DIR` and its scripts).
+/// changes a file `wanted` accepts (`PLUGINS_DIR` and its scripts).
 pub fn watch_files(
     dir: &Path,
     wanted: fn(&Path) -> bool,
@@ -49,7 +62,7 @@ pub fn watch_files(
 ) -> notify_debouncer_full::notify::Result<ConfigWatcher> {
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| match result {
         Ok(events) => {
-            if events.iter().any(|e| e.paths.iter().any(|p| wanted(p))) {
+            if events.iter().any(|e| is_content_change(e) && e.paths.iter().any(|p| wanted(p))) {
                 // A reload is already queued if the channel is full: nothing is lost by dropping this one.
                 let _ = signals.try_send(ReloadSignal::Changed);
             }
@@ -66,7 +79,25 @@ pub fn watch_files(
 
 #[cfg(test)]
 mod tests {
-    use super::is_config_file;
+    use notify_debouncer_full::notify::{
+        Event, EventKind,
+        event::{AccessKind, AccessMode, CreateKind, DataChange, MetadataKind, ModifyKind, RemoveKind, RenameMode},
+    };
+
+    use super::{is_config_file, is_content_change};
+
+    #[test]
+    fn only_content_changes_count() {
+        let counts = |kind| is_content_change(&Event::new(kind));
+        assert!(counts(EventKind::Create(CreateKind::File)));
+        assert!(counts(EventKind::Modify(ModifyKind::Data(DataChange::Any))));
+        assert!(counts(EventKind::Modify(ModifyKind::Name(RenameMode::To))));
+        assert!(counts(EventKind::Remove(RemoveKind::File)));
+        assert!(!counts(EventKind::Access(AccessKind::Open(AccessMode::Any))));
+        assert!(!counts(EventKind::Access(AccessKind::Close(AccessMode::Read))));
+        assert!(!counts(EventKind::Access(AccessKind::Close(AccessMode::Write))));
+        assert!(!counts(EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime))));
+    }
 
     #[test]
     fn only_visible_yaml_files_count() {

@@ -46,11 +46,21 @@ struct Inner {
     update: Update,
     fsm: Mutex<Option<FsmRecord>>,
     answered: AtomicBool,
+    /// Chats whose user Telegram said blocked the bot while this update was handled: nothing more goes there.
+    blocked: Mutex<Vec<ChatId>>,
 }
 
 impl Ctx {
     pub(crate) fn new(bot: Arc<BotRuntime>, update: Update) -> Ctx {
-        Ctx { inner: Arc::new(Inner { bot, update, fsm: Mutex::new(None), answered: AtomicBool::new(false) }) }
+        Ctx {
+            inner: Arc::new(Inner {
+                bot,
+                update,
+                fsm: Mutex::new(None),
+                answered: AtomicBool::new(false),
+                blocked: Mutex::default(),
+            }),
+        }
     }
 
     /// The bot's id from its YAML.
@@ -151,6 +161,12 @@ impl Ctx {
             }
             _ => self.inner.update.chat().map(|c| c.id),
         }
+    }
+
+    /// Whether Telegram said, while this update was handled, that the user of `chat` blocked the bot (a send
+    /// there then fails without calling Telegram).
+    pub fn is_blocked(&self, chat: ChatId) -> bool {
+        self.inner.blocked.lock().contains(&chat)
     }
 
     /// Replies in the update's chat with the bot's default `settings`; `.keyboard(..)`, `.parse_mode(..)`,
@@ -299,12 +315,16 @@ impl<'a> IntoFuture for Reply<'a> {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let chat = self.chat.ok_or_else(|| anyhow::anyhow!("this update has no chat to reply in"))?;
+            if self.cx.is_blocked(chat) {
+                anyhow::bail!("not sent: the user of chat {chat} blocked the bot");
+            }
             let sent = self.cx.api().send_message(chat, self.text, self.options).await;
             if let Err(e) = &sent
                 && e.is_blocked_by_user()
             {
                 let bot = &self.cx.inner.bot;
                 bot.recorder.user_blocked(bot.id.as_str(), chat.0, true);
+                self.cx.inner.blocked.lock().push(chat);
             }
             Ok(sent?)
         })

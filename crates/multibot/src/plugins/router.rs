@@ -80,6 +80,7 @@ pub enum ChatType {
 #[derive(Debug, Clone, Default)]
 pub struct MessageFilter {
     text: bool,
+    no_commands: bool,
     regex: Option<Regex>,
     content: Option<ContentType>,
     chat: Option<ChatType>,
@@ -101,6 +102,12 @@ impl MessageFilter {
     pub fn regex(pattern: &str) -> MessageFilter {
         let regex = Regex::new(pattern).unwrap_or_else(|e| panic!("invalid regex {pattern:?}: {e}"));
         MessageFilter::text().with_regex(regex)
+    }
+
+    /// Only messages that are not commands (text not starting with `/`): answers to a question, for example.
+    pub fn not_command(mut self) -> MessageFilter {
+        self.no_commands = true;
+        self
     }
 
     /// Adds a compiled regular expression the text must match.
@@ -137,6 +144,9 @@ impl MessageFilter {
     fn matches(&self, message: &Message) -> bool {
         let text = message.text();
         if (self.text || self.regex.is_some()) && text.is_none() {
+            return false;
+        }
+        if self.no_commands && text.is_some_and(|t| t.starts_with('/')) {
             return false;
         }
         if let (Some(regex), Some(text)) = (&self.regex, text)
@@ -263,6 +273,8 @@ pub struct CommandInfo {
 #[derive(Default)]
 pub struct Router {
     routes: Vec<Route>,
+    /// The plugin and handler for a command no route takes.
+    unknown_command: Option<(String, HandlerFn)>,
     error_hooks: Vec<(String, ErrorHookFn)>,
     commands: Vec<CommandInfo>,
 }
@@ -338,6 +350,12 @@ impl Router {
         });
     }
 
+    /// Sets the handler of commands for this bot that no route takes, tried after every route whatever the plugin
+    /// order; the first plugin to set one keeps it.
+    pub fn set_unknown_command(&mut self, plugin: &str, handler: HandlerFn) {
+        self.unknown_command.get_or_insert_with(|| (plugin.to_owned(), handler));
+    }
+
     /// Adds a hook that runs when a handler fails (the `error_handler` plugin's).
     pub fn add_error_hook(&mut self, plugin: &str, hook: ErrorHookFn) {
         self.error_hooks.push((plugin.to_owned(), hook));
@@ -371,7 +389,8 @@ impl Router {
 
     /// The first route that takes the update in `cx`, loading the FSM state only if a candidate needs it. When the
     /// state cannot be loaded (Redis down), routes that filter on it are skipped so other handlers go on; if no
-    /// other route takes the update, the load error is returned for `error_handler`.
+    /// other route takes the update, the load error is returned for `error_handler`. A command for this bot that
+    /// no route takes goes to the unknown-command handler, if a plugin set one.
     pub(crate) async fn choose(&self, cx: &Ctx) -> anyhow::Result<Option<Chosen<'_>>> {
         let username = cx.bot_username();
         let mut state_error = None;
@@ -406,7 +425,15 @@ impl Router {
             }
             return Ok(Some(Chosen { plugin: &route.plugin, handler: &route.handler, admin_only: route.admin_only }));
         }
-        state_error.map_or(Ok(None), Err)
+        if let Some(e) = state_error {
+            return Err(e);
+        }
+        let is_command = match &cx.update().kind {
+            UpdateKind::Message(m) => m.text().and_then(|t| parse_command(t, username)).is_some(),
+            _ => false,
+        };
+        let fallback = self.unknown_command.as_ref().filter(|_| is_command);
+        Ok(fallback.map(|(plugin, handler)| Chosen { plugin, handler, admin_only: false }))
     }
 }
 
@@ -483,6 +510,17 @@ impl<'r, P: Plugin> Handlers<'r, P> {
     {
         let handler = self.erase(handler);
         self.router.add_callback(&self.name, filter, handler);
+        self
+    }
+
+    /// Handles the commands for this bot that no plugin takes (after every other handler, whatever the order).
+    pub fn unknown_command<F, Fut>(&mut self, handler: F) -> &mut Self
+    where
+        F: Fn(Arc<P>, Ctx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let handler = self.erase(handler);
+        self.router.set_unknown_command(&self.name, handler);
         self
     }
 

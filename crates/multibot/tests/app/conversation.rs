@@ -171,3 +171,81 @@ async fn a_menu_click_is_answered_and_the_message_edited() {
     assert_eq!(answers[1].detail.as_ref().unwrap()["text"], "Cancelled");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn commands_are_not_form_answers_and_cancel_leaves_the_form() {
+    let app = spawn_app(&[("support.yaml", SUPPORT)], 1, PluginRegistry::builtin()).await;
+    let support = app.bot(1).await;
+    let dave = app.emu.user(2003);
+    let step = |text: &'static str| {
+        let (user, bot) = (dave.clone(), support.clone());
+        async move {
+            user.send(&bot, text).await.unwrap();
+            user.next_message_from(&bot).await.unwrap().text.unwrap()
+        }
+    };
+    assert_eq!(step("/form").await, "What's your name?");
+    assert_eq!(step("/cancel").await, "Cancelled.");
+    assert_eq!(step("/cancel").await, "There is nothing to cancel.", "the form was left");
+    // Other commands during the form go to their handlers; the form waits for its answer.
+    assert_eq!(step("/form").await, "What's your name?");
+    assert!(step("/help").await.starts_with("Available Commands"));
+    assert_eq!(step("Dave").await, "How old are you?");
+    assert_eq!(step("/start").await, "Welcome to Support!");
+    assert_eq!(step("30").await, "Hello Dave, you are 30 years old!");
+    app.stop().await;
+}
+
+/// `help` first, so the fallback must still wait for the plugins after it.
+const FALLBACK: &str = r#"
+id: "fallback_bot"
+name: "Fallback Bot"
+token: "${TOKEN_1}"
+plugins:
+  - name: "help"
+  - name: "start"
+    config:
+      welcome_message: "Hi."
+  - name: "echo"
+"#;
+
+#[tokio::test]
+async fn an_unknown_command_gets_the_fallback_and_nothing_else_does() {
+    let quiet = FALLBACK
+        .replace("fallback_bot", "quiet_bot")
+        .replace("TOKEN_1", "TOKEN_2")
+        .replace(r#"- name: "help""#, "- name: \"help\"\n    config: { unknown_command: false }");
+    let custom = FALLBACK
+        .replace("fallback_bot", "custom_bot")
+        .replace("TOKEN_1", "TOKEN_3")
+        .replace(r#"- name: "help""#, "- name: \"help\"\n    config: { unknown_command: \"Eh? Try /help.\" }");
+    let files = [("fallback.yaml", FALLBACK), ("quiet.yaml", &quiet), ("custom.yaml", &custom)];
+    let app = spawn_app(&files, 3, PluginRegistry::builtin()).await;
+    let (bot, quiet, custom) = (app.bot(1).await, app.bot(2).await, app.bot(3).await);
+    let erin = app.emu.user(1004);
+    // Each update of a chat is handled in order, so the reply to the next message is the next one in the chat.
+    for (said, expected) in [
+        ("/nope", "Unknown command. Use /help to see available commands."),
+        ("/echo hi", "hi"),
+        ("just text", "Hi."),
+        ("/NOPE@bot1_bot with args", "Unknown command. Use /help to see available commands."),
+    ] {
+        erin.send(&bot, said).await.unwrap();
+        if said == "just text" {
+            erin.send(&bot, "/start").await.unwrap();
+        }
+        assert_eq!(erin.next_message_from(&bot).await.unwrap().text.as_deref(), Some(expected), "{said}");
+    }
+    let group = app.emu.control().group(-4343, "Team");
+    erin.send_in(&bot, &group, "/nope@someone_else_bot").await.unwrap();
+    erin.send_in(&bot, &group, "/start@bot1_bot").await.unwrap();
+    let reply = erin.next_message_in(&bot, -4343, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(reply.text.as_deref(), Some("Hi."), "a command for another bot is not ours");
+    // Turned off, and with a text of its own.
+    erin.send(&quiet, "/nope").await.unwrap();
+    erin.send(&quiet, "/start").await.unwrap();
+    assert_eq!(erin.next_message_from(&quiet).await.unwrap().text.as_deref(), Some("Hi."));
+    erin.send(&custom, "/nope").await.unwrap();
+    assert_eq!(erin.next_message_from(&custom).await.unwrap().text.as_deref(), Some("Eh? Try /help."));
+    app.stop().await;
+}

@@ -144,3 +144,33 @@ async fn a_rejected_token_or_a_bad_file_fails_alone() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_user_who_blocked_the_bot_gets_no_error_reply() {
+    let app = spawn_app(&[("fragile.yaml", FRAGILE)], 1, registry()).await;
+    let bot = app.bot(1).await;
+    let leaver = app.emu.user(6001);
+    leaver.send(&bot, "hello").await.unwrap();
+    assert_eq!(leaver.next_message_from(&bot).await.unwrap().text.as_deref(), Some("You said: hello"));
+    // A message Telegram queued before the user blocked the bot: the echo gets 403 "bot was blocked by the user".
+    leaver.block(&bot).await.unwrap();
+    let from = serde_json::json!({ "id": 6001, "is_bot": false, "first_name": "Leaver" });
+    let chat = serde_json::json!({ "id": 6001, "type": "private", "first_name": "Leaver" });
+    let message =
+        serde_json::json!({ "message_id": 1000, "date": 1_800_000_000, "from": from, "chat": chat, "text": "bye" });
+    bot.push_update(serde_json::json!({ "message": message })).await.unwrap();
+    let id = multibot::config::BotId::parse("fragile").unwrap();
+    eventually(Duration::from_secs(10), "the update handled", || async {
+        app.manager.status_of(&id).unwrap().updates_handled == 2
+    })
+    .await;
+    let calls = bot.calls(Some("sendMessage")).await.unwrap();
+    let sends: Vec<u16> = calls.iter().filter(|c| c.params["chat_id"] == 6001).map(|c| c.status).collect();
+    assert_eq!(sends, [200, 403], "nothing more was sent to the user who blocked the bot");
+    assert_eq!(app.manager.status_of(&id).unwrap().errors, 1, "the failed reply is still an error");
+    eventually(Duration::from_secs(10), "the user marked blocked", || async {
+        app.storage.users().get("fragile", 6001).await.unwrap().is_some_and(|u| u.is_blocked)
+    })
+    .await;
+    app.stop().await;
+}

@@ -224,3 +224,33 @@ async fn environment_settings_are_refused_by_name() {
     assert!(report.applied.is_empty() && report.failed.is_empty(), "{report:?}");
     app.stop().await;
 }
+
+/// Watches the reload count for ten debounce periods (the watcher's delay before a reload): it must stay `n`.
+async fn assert_no_reload_after(app: &crate::helpers::TestApp, n: u64, what: &str) {
+    let window = multibot::config::watcher::DEBOUNCE * 10;
+    let end = tokio::time::Instant::now() + window;
+    while tokio::time::Instant::now() < end {
+        assert_eq!(app.reloads.count(), n, "a reload after {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn reading_the_files_never_reloads() {
+    let app = spawn_app(&[("greeter.yaml", &greeter("greeter", 1, "v1"))], 1, PluginRegistry::builtin()).await;
+    let bot = app.bot(1).await;
+    let path = app.dir.path().join("greeter.yaml");
+    // Each edit (the positive control) is one reload, and a reload reads the file; so does `cat`. After each edit's
+    // reload and after many reads, no further reload may come.
+    for (n, welcome) in [(1, "v2"), (2, "v3")] {
+        app.dir.write("greeter.yaml", &greeter("greeter", 1, welcome));
+        eventually(WAIT, "the edit's reload", || async { app.reloads.count() >= n }).await;
+        wait_for_welcome(&app, &bot, 100, welcome).await;
+        assert_no_reload_after(&app, n, "the edit's reload").await;
+        for _ in 0..50 {
+            std::fs::read(&path).unwrap();
+        }
+        assert_no_reload_after(&app, n, "reading the file").await;
+    }
+    app.stop().await;
+}

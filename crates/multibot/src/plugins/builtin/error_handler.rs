@@ -1,5 +1,5 @@
-//! `error_handler`: when a handler fails, tells the user (with the error id the log line carries) and, if asked,
-//! the bot's `access.admin_users`.
+//! `error_handler`: when a handler fails, tells the user (with the error id the log line carries, unless the user
+//! blocked the bot) and, if asked, the bot's `access.admin_users`.
 
 use std::sync::Arc;
 
@@ -52,7 +52,10 @@ impl ErrorHandler {
         } else {
             "Something went wrong. Please try again later.".to_owned()
         };
-        if cx.chat_id().is_some() {
+        // A user who blocked the bot (often the very error) gets nothing: it would be one more 403.
+        if let Some(chat) = cx.chat_id()
+            && !cx.is_blocked(chat)
+        {
             cx.reply(text).plain().await?;
         }
         if self.config.notify_admins {

@@ -1,4 +1,5 @@
-//! `form`: a multi-step form on the FSM: `/form` asks for a name, then an age, then sums up.
+//! `form`: a multi-step form on the FSM: `/form` asks for a name, then an age, then sums up; `/cancel` leaves it.
+//! Commands are never answers: during the form they go to their own handlers.
 
 use std::sync::Arc;
 
@@ -31,8 +32,9 @@ impl Plugin for Form {
     fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
         handlers
             .command("form", "Fill in a short form", Form::start)
-            .message(MessageFilter::text().state(WAITING_FOR_NAME), Form::name)
-            .message(MessageFilter::text().state(WAITING_FOR_AGE), Form::age);
+            .command("cancel", "Leave the form", Form::cancel)
+            .message(MessageFilter::text().not_command().state(WAITING_FOR_NAME), Form::name)
+            .message(MessageFilter::text().not_command().state(WAITING_FOR_AGE), Form::age);
     }
 }
 
@@ -40,6 +42,16 @@ impl Form {
     async fn start(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
         cx.set_state(Some(WAITING_FOR_NAME)).await?;
         cx.reply("What's your name?").await?;
+        Ok(())
+    }
+
+    async fn cancel(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+        if cx.state().await?.is_none() {
+            cx.reply("There is nothing to cancel.").await?;
+            return Ok(());
+        }
+        cx.clear_state().await?;
+        cx.reply("Cancelled.").await?;
         Ok(())
     }
 

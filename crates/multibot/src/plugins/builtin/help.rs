@@ -1,8 +1,10 @@
-//! `help`: answers `/help` with a header and the commands, from its config or from the bot's plugins.
+//! `help`: answers `/help` with a header and the commands, from its config or from the bot's plugins, and a
+//! command no plugin of the bot handles with a short hint.
 
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, de::Error as _};
+use serde_json::Value;
 
 use crate::plugins::{Ctx, Handlers, Plugin, PluginContext, PluginMeta};
 
@@ -26,10 +28,25 @@ pub struct HelpConfig {
     /// The commands to list; when absent, every command the bot's plugins registered.
     #[serde(default)]
     pub commands: Option<Vec<HelpCommand>>,
+    /// The reply to a command no plugin of the bot handles (plain text); `false` turns it off.
+    #[serde(default = "default_unknown_command", deserialize_with = "text_or_false")]
+    pub unknown_command: Option<String>,
 }
 
 fn default_header() -> String {
     "Available Commands".to_owned()
+}
+
+fn default_unknown_command() -> Option<String> {
+    Some("Unknown command. Use /help to see available commands.".to_owned())
+}
+
+fn text_or_false<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::String(text) if !text.trim().is_empty() => Ok(Some(text)),
+        Value::Bool(false) => Ok(None),
+        _ => Err(D::Error::custom("expected a text, or false to send nothing")),
+    }
 }
 
 /// The `help` plugin.
@@ -50,6 +67,9 @@ impl Plugin for Help {
 
     fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
         handlers.command("help", "Show help", Help::help);
+        if self.config.unknown_command.is_some() {
+            handlers.unknown_command(Help::unknown_command);
+        }
     }
 }
 
@@ -62,6 +82,13 @@ impl Help {
             None => cx.commands().iter().map(|c| format!("/{} - {}", c.command, c.description)).collect(),
         };
         cx.reply(format!("{}\n\n{}", self.config.header, lines.join("\n"))).await?;
+        Ok(())
+    }
+
+    async fn unknown_command(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+        if let Some(text) = &self.config.unknown_command {
+            cx.reply(text.clone()).plain().await?;
+        }
         Ok(())
     }
 }
