@@ -428,8 +428,12 @@ impl Router {
         if let Some(e) = state_error {
             return Err(e);
         }
+        // In a group every bot sees a bare `/cmd`: only the bot it names (`/cmd@bot`) answers that it is unknown.
         let is_command = match &cx.update().kind {
-            UpdateKind::Message(m) => m.text().and_then(|t| parse_command(t, username)).is_some(),
+            UpdateKind::Message(m) => m.text().is_some_and(|t| {
+                let addressed = t.split_whitespace().next().is_some_and(|word| word.contains('@'));
+                parse_command(t, username).is_some() && (m.chat.is_private() || addressed)
+            }),
             _ => false,
         };
         let fallback = self.unknown_command.as_ref().filter(|_| is_command);

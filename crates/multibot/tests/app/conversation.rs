@@ -237,10 +237,15 @@ async fn an_unknown_command_gets_the_fallback_and_nothing_else_does() {
         assert_eq!(erin.next_message_from(&bot).await.unwrap().text.as_deref(), Some(expected), "{said}");
     }
     let group = app.emu.control().group(-4343, "Team");
+    // Bad input: a command for another bot, and a bare unknown command that every bot of the group sees.
     erin.send_in(&bot, &group, "/nope@someone_else_bot").await.unwrap();
+    erin.send_in(&bot, &group, "/nope").await.unwrap();
     erin.send_in(&bot, &group, "/start@bot1_bot").await.unwrap();
     let reply = erin.next_message_in(&bot, -4343, Duration::from_secs(10)).await.unwrap();
-    assert_eq!(reply.text.as_deref(), Some("Hi."), "a command for another bot is not ours");
+    assert_eq!(reply.text.as_deref(), Some("Hi."), "only a command addressed to this bot gets the fallback in a group");
+    erin.send_in(&bot, &group, "/nope@bot1_bot").await.unwrap();
+    let reply = erin.next_message_in(&bot, -4343, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(reply.text.as_deref(), Some("Unknown command. Use /help to see available commands."));
     // Turned off, and with a text of its own.
     erin.send(&quiet, "/nope").await.unwrap();
     erin.send(&quiet, "/start").await.unwrap();
