@@ -116,20 +116,22 @@ plugins:
 
 #[tokio::test]
 async fn a_burst_passes_then_one_notice_then_silence_until_refill() {
-    // Outgoing pacing on: the notice and replies go out at Telegram's pace.
+    // Outgoing pacing on: the notice and replies go out at Telegram's pace. The burst is in a group, where
+    // replies may go out 20 at once; in a private chat, one reply per second would let the bucket refill.
     let app = spawn_app_with(&[("limited.yaml", LIMITED)], 1, registry(), &[("FLOOD_CONTROL", "true".into())]).await;
     let bot = app.bot(1).await;
     let id = BotId::parse("limited").unwrap();
     let (eager, calm) = (app.emu.user(2001), app.emu.user(2002));
+    let group = app.emu.control().group(-2001, "Eager");
     for i in 0..6 {
-        eager.send(&bot, &format!("m{i}")).await.unwrap();
+        eager.send_in(&bot, &group, &format!("m{i}")).await.unwrap();
     }
     eventually(Duration::from_secs(10), "three refusals", || async {
         app.manager.status_of(&id).unwrap().rate_limited == 3
     })
     .await;
-    let replies: Vec<String> = eager
-        .transcript(&bot)
+    let replies: Vec<String> = bot
+        .transcript(group.id)
         .await
         .unwrap()
         .into_iter()
