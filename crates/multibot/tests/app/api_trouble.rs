@@ -136,3 +136,29 @@ async fn a_second_poller_on_the_same_token_shows_as_a_conflict() {
     app.stop().await;
     drop(bot);
 }
+
+#[tokio::test]
+async fn a_webhook_set_for_a_polling_bot_shows_as_a_conflict() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emu.control().bot_named(&token(1), "Hooked", "hooked_bot").await.unwrap();
+    let dir = TempDir::new();
+    dir.write("hooked.yaml", &CONFLICTED.replace("conflicted", "hooked"));
+    let app = serve(&emu, dir.path(), Web::Off, &[], PluginRegistry::builtin()).await;
+    eventually(Duration::from_secs(10), "the bot running", || async {
+        bot_health(&app, "hooked").await["state"] == "running"
+    })
+    .await;
+    // Someone sets a webhook with the bot's token: Telegram then answers getUpdates 409.
+    let url = format!("{}/bot{}/setWebhook?url=https://example.com/hook", emu.api_url(), token(1));
+    assert_eq!(reqwest::get(&url).await.unwrap().status().as_u16(), 200);
+    eventually(Duration::from_secs(20), "the conflict shown", || async {
+        bot_health(&app, "hooked").await["state"] == "degraded"
+    })
+    .await;
+    let shown = bot_health(&app, "hooked").await;
+    assert_eq!(shown["trouble"], "conflict");
+    let reason = shown["reason"].as_str().unwrap();
+    assert!(reason.contains("webhook is active"), "{reason}");
+    assert_eq!(degraded_gauge(&app, "hooked", "conflict").await, Some(1.0));
+    app.stop().await;
+}
