@@ -49,10 +49,11 @@ async fn an_unreachable_bot_api_degrades_the_bot_until_it_answers_again() {
     })
     .await;
     assert_eq!(degraded_gauge(&app, "unreachable", "api_unreachable").await, Some(0.0));
-    // Every getUpdates loses its connection; a message ends the poll waiting now.
+    // Every getUpdates loses its connection; a message ends the poll waiting now (and is answered).
     bot.inject(FaultSpec::drop_request("getUpdates").times(10_000)).await.unwrap();
     let user = emu.user(5001);
-    user.send(&bot, "during the outage").await.unwrap();
+    user.send(&bot, "before the outage").await.unwrap();
+    assert_eq!(user.next_message_from(&bot).await.unwrap().text.as_deref(), Some("You said: before the outage"));
     eventually(Duration::from_secs(20), "the bot degraded", || async {
         bot_health(&app, "unreachable").await["state"] == "degraded"
     })
@@ -66,7 +67,8 @@ async fn an_unreachable_bot_api_degrades_the_bot_until_it_answers_again() {
     assert_eq!(degraded_gauge(&app, "unreachable", "api_unreachable").await, Some(1.0));
     // Ready stays 200: the process works, and restarting it would not bring the Bot API back.
     assert_eq!(get(&app.url("/health/ready")).await.0, 200);
-    // The Bot API answers again: the bot recovers and the message is answered, once.
+    // The Bot API answers again: the bot recovers and what was written meanwhile is answered.
+    user.send(&bot, "during the outage").await.unwrap();
     bot.clear_faults().await.unwrap();
     eventually(Duration::from_secs(40), "the bot running again", || async {
         bot_health(&app, "unreachable").await["state"] == "running"
