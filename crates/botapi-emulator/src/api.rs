@@ -219,7 +219,7 @@ fn get_me(st: &BotState) -> Result<Answer, ApiError> {
 }
 
 /// `getUpdates`: confirms below `offset`, then answers at once or waits up to `timeout` seconds for updates.
-/// A newer call ends a waiting one with 409, as Telegram does.
+/// A newer call, or a webhook being set, ends a waiting one with 409, as Telegram does.
 async fn get_updates(world: &World, bot: &BotCell, p: &Params) -> Result<Answer, ApiError> {
     let offset = p.int("offset")?.unwrap_or(0);
     let limit = p.int("limit")?.map_or(100, |l| l.clamp(1, 100)) as usize;
@@ -244,13 +244,14 @@ async fn get_updates(world: &World, bot: &BotCell, p: &Params) -> Result<Answer,
         notified.as_mut().enable();
         {
             let mut st = bot.state.lock();
+            // A webhook set meanwhile also ends the poll (setWebhook bumps the generation): say which.
+            if st.webhook.is_some() {
+                return Err(webhook_conflict());
+            }
             if st.poll_generation != generation {
                 return Err(ApiError::conflict(
                     "terminated by other getUpdates request; make sure that only one bot instance is running",
                 ));
-            }
-            if st.webhook.is_some() {
-                return Err(webhook_conflict());
             }
             let count = st.queue.len().min(limit);
             if count > 0 || timeout == 0 {

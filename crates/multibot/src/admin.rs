@@ -255,6 +255,7 @@ fn icon(state: &BotState) -> &'static str {
         BotState::Stopped => "⏹️",
         BotState::Disabled => "⏸️",
         BotState::Failed => "❌",
+        BotState::Degraded => "⚠️",
     }
 }
 
@@ -362,10 +363,17 @@ impl Admin {
             if let Some(uptime) = bot.uptime {
                 let _ = write!(text, " - {}", format_uptime(uptime));
             }
+            if let (BotState::Degraded, Some(reason)) = (&bot.state, &bot.reason) {
+                let _ = write!(text, " - {reason}");
+            }
             text.push('\n');
         }
-        let running = bots.iter().filter(|b| b.state == BotState::Running).count();
+        let running = bots.iter().filter(|b| b.state.is_running()).count();
         let _ = write!(text, "\nSummary: {running}/{} running", bots.len());
+        let degraded = bots.iter().filter(|b| b.state == BotState::Degraded).count();
+        if degraded > 0 {
+            let _ = write!(text, ", {degraded} degraded");
+        }
         self.say(&cx, text).await
     }
 
@@ -386,18 +394,25 @@ impl Admin {
             return Ok(());
         }
         let bots = self.bots();
-        let running = bots.iter().filter(|b| b.state == BotState::Running).count();
+        let running = bots.iter().filter(|b| b.state.is_running()).count();
         let failed = bots.iter().filter(|b| b.state == BotState::Failed).count();
+        let degraded: Vec<&BotStatus> = bots.iter().filter(|b| b.state == BotState::Degraded).collect();
         let database = match self.fleet.storage.ping().await {
             Ok(latency) => format!("ok ({:.1} ms, {})", latency.as_secs_f64() * 1000.0, self.fleet.storage.backend()),
             Err(e) => format!("unreachable ({e})"),
         };
         let memory = resident_memory().map_or("unknown".to_owned(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
-        let text = format!(
+        let mut text = format!(
             "🩺 System health\n\nUptime: {}\nMemory: {memory}\nDatabase: {database}\nBots: {running}/{} running, {failed} failed",
             format_uptime(self.fleet.started.elapsed()),
             bots.len()
         );
+        if !degraded.is_empty() {
+            let _ = write!(text, ", {} degraded", degraded.len());
+        }
+        for bot in degraded {
+            let _ = write!(text, "\n{} {}: {}", icon(&bot.state), bot.id, bot.reason.as_deref().unwrap_or("-"));
+        }
         self.say(&cx, text).await
     }
 

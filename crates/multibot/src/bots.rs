@@ -3,9 +3,11 @@
 //! - `api`: [`BotApi`], one bot's Bot API client over the shared HTTP client.
 //! - `runtime`: a running bot, and how one update is handled.
 //! - `polling`: the getUpdates source; `sequencer`: per-chat ordering and the low-water-mark offset.
+//! - `degraded`: whether a polling bot can reach the Bot API ([`Degraded`]).
 //! - [`webhook`]: the webhook source: routes, inboxes, secrets.
 
 mod api;
+mod degraded;
 mod flood;
 mod polling;
 mod runtime;
@@ -20,6 +22,7 @@ use std::{
 };
 
 pub use api::{ApiCallError, BotApi, SendOptions};
+pub use degraded::{Degraded, Trouble};
 pub use flood::{FloodLimits, Limit};
 use parking_lot::Mutex;
 use reqwest::Url;
@@ -82,6 +85,15 @@ pub enum BotState {
     Disabled,
     /// Could not start or stopped by an error.
     Failed,
+    /// Running, but the Bot API is unreachable or another poller conflicts with it (see the reason).
+    Degraded,
+}
+
+impl BotState {
+    /// Whether the bot is running, degraded or not.
+    pub fn is_running(&self) -> bool {
+        matches!(self, BotState::Running | BotState::Degraded)
+    }
 }
 
 /// A bot's status, for the admin bot and the health endpoints.
@@ -93,8 +105,10 @@ pub struct BotStatus {
     pub name: String,
     /// State.
     pub state: BotState,
-    /// Why it failed, when it did.
+    /// Why it failed or is degraded, when it is.
     pub reason: Option<String>,
+    /// What is wrong with the Bot API, when it is degraded.
+    pub trouble: Option<Trouble>,
     /// Polling or webhook.
     pub mode: Mode,
     /// Time since it started, while running.
@@ -204,6 +218,7 @@ impl BotManager {
             (slot.config.clone(), slot.health.clone())
         };
         *health.failure.lock() = None;
+        *health.degraded.lock() = None;
         let started = RunningBot::start(&self.deps, config.clone(), health).await;
         let mut slots = self.slots.lock().await;
         let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
@@ -492,8 +507,10 @@ impl StatusEntry {
     fn status(&self) -> BotStatus {
         let health = &self.health;
         let failure = health.failure.lock().clone().or_else(|| self.failure.clone());
+        let degraded = health.degraded.lock().clone().filter(|_| self.started_at.is_some() && failure.is_none());
         let state = match (self.started_at, &failure) {
             (_, Some(_)) => BotState::Failed,
+            (Some(_), None) if degraded.is_some() => BotState::Degraded,
             (Some(_), None) => BotState::Running,
             (None, None) if !self.config.enabled => BotState::Disabled,
             (None, None) => BotState::Stopped,
@@ -502,7 +519,8 @@ impl StatusEntry {
             id: self.config.id.clone(),
             name: self.config.name.clone(),
             state,
-            reason: failure,
+            trouble: degraded.as_ref().map(|d| d.trouble),
+            reason: failure.or(degraded.map(|d| d.reason)),
             mode: self.config.mode,
             uptime: self.started_at.map(|at| at.elapsed()),
             plugins: self.plugins.clone(),

@@ -215,6 +215,17 @@ async fn polling_while_a_webhook_is_set_is_a_conflict() {
     );
     api.ok("deleteWebhook", json!({})).await;
     api.ok("getUpdates", json!({})).await;
+    // A poll waiting when the webhook is set ends with the same conflict.
+    let waiting = tokio::spawn({
+        let (http, base) = (api.http.clone(), api.base.clone());
+        async move {
+            read(http.post(format!("{base}/getUpdates")).json(&json!({"timeout": 50})).send().await.unwrap()).await
+        }
+    });
+    wait_polling(&emu, &api, true).await;
+    api.ok("setWebhook", json!({"url": "http://127.0.0.1:9/hook"})).await;
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("poll ended").unwrap();
+    assert_eq!((status, body["description"].as_str()), (409, Some(description.as_str())));
 }
 
 #[tokio::test]

@@ -1,14 +1,21 @@
 //! The polling update source. It asks getUpdates for updates from the low-water mark, so Telegram keeps every
 //! update until it has been handled; updates it already has in flight come back and are skipped. On stop it
-//! lets in-flight updates finish, then confirms them with one last getUpdates.
+//! lets in-flight updates finish, then confirms them with one last getUpdates. Failed polls feed
+//! [`PollHealth`]: the bot shows as degraded while the Bot API is unreachable or another poller conflicts.
 
 use std::{sync::Arc, time::Duration};
 
 use teloxide_core::types::{AllowedUpdate, Update};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use super::{ApiCallError, BotRuntime, runtime::describe, sequencer::Sequencer};
+use super::{
+    ApiCallError, BotRuntime,
+    degraded::{Degraded, Poll, PollHealth},
+    runtime::describe,
+    sequencer::Sequencer,
+};
+use crate::telemetry::metrics;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -41,6 +48,8 @@ pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Dur
     let tracker = sequencer.tracker.clone();
     let mut backoff = MIN_BACKOFF;
     let mut idle_wait = MIN_IDLE_WAIT;
+    let mut health = PollHealth::default();
+    metrics::bot_degraded(sequencer.runtime().id.as_str(), None);
     while !cancel.is_cancelled() {
         let idle = tracker.in_flight() == 0;
         let wait = if idle { timeout } else { Duration::ZERO };
@@ -52,6 +61,22 @@ pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Dur
             result = request => result,
             () = cancel.cancelled() => break,
         };
+        let said;
+        let poll = match &result {
+            Ok(_) => Poll::Ok,
+            Err(ApiCallError::Api { code: 409, description, .. }) => {
+                said = bot.redact(description.clone());
+                Poll::Conflict(&said)
+            }
+            Err(e @ (ApiCallError::Network(_) | ApiCallError::Api { code: 500.., .. })) => {
+                said = bot.redact(e.to_string());
+                Poll::Unreachable(&said)
+            }
+            Err(_) => Poll::Other,
+        };
+        if let Some(state) = health.record(poll, tokio::time::Instant::now()) {
+            set_degraded(&bot, state);
+        }
         let pause = match result {
             Ok(updates) => {
                 backoff = MIN_BACKOFF;
@@ -82,12 +107,9 @@ pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Dur
                 *bot.health.failure.lock() = Some(reason);
                 break;
             }
-            Err(ApiCallError::Api { code: 409, .. }) => {
-                warn!("another process is polling with this token (409 Conflict); backing off");
-                next_backoff(&mut backoff)
-            }
+            // Logged when the bot's state changes (set_degraded), not at every failed poll.
             Err(e) => {
-                warn!(error = %bot.redact(describe(&e)), "getUpdates failed; backing off");
+                debug!(error = %bot.redact(describe(&e)), "getUpdates failed; backing off");
                 next_backoff(&mut backoff)
             }
         };
@@ -96,7 +118,21 @@ pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Dur
             () = cancel.cancelled() => break,
         }
     }
-    finish(&sequencer.runtime(), &sequencer, grace).await;
+    // A stopped bot is not degraded; a restart starts afresh.
+    let bot = sequencer.runtime();
+    metrics::bot_degraded(bot.id.as_str(), None);
+    *bot.health.degraded.lock() = None;
+    finish(&bot, &sequencer, grace).await;
+}
+
+/// Shows a change of the bot's state: in its status, the `multibot_bot_degraded` gauge and one log line.
+fn set_degraded(bot: &BotRuntime, state: Option<Degraded>) {
+    metrics::bot_degraded(bot.id.as_str(), state.as_ref().map(|d| d.trouble));
+    match &state {
+        Some(degraded) => warn!(reason = %degraded.reason, "bot degraded"),
+        None => info!("bot recovered: the Bot API answers again"),
+    }
+    *bot.health.degraded.lock() = state;
 }
 
 fn next_backoff(backoff: &mut Duration) -> Duration {

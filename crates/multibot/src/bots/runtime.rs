@@ -21,7 +21,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, warn};
 
-use super::{ApiCallError, BotApi, Deps, polling, sequencer::Sequencer, sequencer::Tracker, webhook};
+use super::{
+    ApiCallError, BotApi, Deps, degraded::Degraded, polling, sequencer::Sequencer, sequencer::Tracker, webhook,
+};
 use crate::{
     admin::Notifier,
     config::{BotConfig, BotId, Mode},
@@ -47,6 +49,8 @@ pub struct BotHealth {
     pub last_error: Mutex<Option<String>>,
     /// Set when the bot failed while running (token revoked): the reason.
     pub failure: Mutex<Option<String>>,
+    /// Set while the bot runs but cannot do its work through the Bot API.
+    pub degraded: Mutex<Option<Degraded>>,
     /// Updates dropped by access control (blocked or not allowed users, admin-only commands).
     pub access_denied: AtomicU64,
     /// Updates dropped by per-user rate limiting.

@@ -1,6 +1,7 @@
 //! Health probes: `/health/live` (the process answers), `/health/ready` (start-up done and the database
 //! answers; 503 with a reason otherwise) and `/health/full` (version, uptime, database, Redis, memory and every
-//! bot's status). [`DatabaseProbe`] is how they ask the database and Redis; [`NoDatabase`] when none is
+//! bot's status, `degraded` when a bot failed or cannot work through the Bot API). [`DatabaseProbe`] is how they
+//! ask the database and Redis; [`NoDatabase`] when none is
 //! configured.
 
 use std::time::{Duration, Instant};
@@ -105,6 +106,9 @@ pub(super) async fn live() -> Json<Value> {
 }
 
 /// `GET /health/ready`: 200 once start-up is done and the database answers; 503 with a reason otherwise.
+/// Failed and degraded bots do not make it 503: an orchestrator would restart the process or take it out of
+/// service, which cannot fix a rejected token, an unreachable Bot API or another process polling the same
+/// token, and would stop every healthy bot. `/health/full`, the metrics and the admin bot report those.
 pub(super) async fn ready(State(state): State<HttpState>) -> Response {
     match state.readiness.phase() {
         Phase::Starting => return not_ready("starting".to_owned()),
@@ -131,7 +135,7 @@ pub(super) async fn full(State(state): State<HttpState>) -> Json<Value> {
         None => (check_database(&state).await, None),
     };
     let statuses = state.manager.status();
-    let failed = statuses.iter().any(|s| s.state == BotState::Failed);
+    let failed = statuses.iter().any(|s| matches!(s.state, BotState::Failed | BotState::Degraded));
     let phase = state.readiness.phase();
     let status = match (&phase, &database) {
         (Phase::Starting, _) => "starting",
@@ -157,6 +161,7 @@ pub(super) async fn full(State(state): State<HttpState>) -> Json<Value> {
                 "state": s.state,
                 "mode": s.mode,
                 "reason": s.reason,
+                "trouble": s.trouble,
                 "uptime_seconds": s.uptime.map(|u| u.as_secs()),
                 "plugins": s.plugins,
                 "updates_handled": s.updates_handled,

@@ -11,13 +11,14 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Refreshes the gauges read at scrape time and renders everything.
 pub(super) async fn render(State(state): State<HttpState>) -> impl IntoResponse {
-    let mut counts = [("running", 0), ("stopped", 0), ("disabled", 0), ("failed", 0)];
+    let mut counts = [("running", 0), ("stopped", 0), ("disabled", 0), ("failed", 0), ("degraded", 0)];
     for status in state.manager.status() {
         let index = match status.state {
             BotState::Running => 0,
             BotState::Stopped => 1,
             BotState::Disabled => 2,
             BotState::Failed => 3,
+            BotState::Degraded => 4,
         };
         counts[index].1 += 1;
     }

@@ -11,6 +11,8 @@ use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogra
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::warn;
 
+use crate::bots::Trouble;
+
 /// Updates a bot took in (`bot_id`).
 pub const UPDATES_RECEIVED: &str = "multibot_updates_received_total";
 /// Updates a bot finished (`bot_id`, `plugin`, `outcome`: `handled`, `error`, `unhandled`, `refused`).
@@ -25,8 +27,10 @@ pub const RATE_LIMITED: &str = "multibot_rate_limited_total";
 pub const ACCESS_DENIED: &str = "multibot_access_denied_total";
 /// Audit events (`bot_id`, empty for events about no bot; `kind`).
 pub const BOT_EVENTS: &str = "multibot_bot_events_total";
-/// Configured bots by state (`state`: `running`, `stopped`, `disabled`, `failed`).
+/// Configured bots by state (`state`: `running`, `degraded`, `stopped`, `disabled`, `failed`).
 pub const BOTS: &str = "multibot_bots";
+/// 1 while a polling bot is degraded for `reason` (`api_unreachable`, `conflict`), else 0 (`bot_id`, `reason`).
+pub const BOT_DEGRADED: &str = "multibot_bot_degraded";
 /// Configuration reloads (`result`: `applied`, `unchanged`, `failed`).
 pub const RELOADS: &str = "multibot_reloads_total";
 /// Requests to the webhook server (`bot_id`, `none` when the path matches no bot; `status`: the HTTP status).
@@ -71,6 +75,7 @@ fn describe() {
     describe_counter!(ACCESS_DENIED, Unit::Count, "Updates dropped by access control, by reason");
     describe_counter!(BOT_EVENTS, Unit::Count, "Audit events by bot and kind");
     describe_gauge!(BOTS, Unit::Count, "Configured bots by state");
+    describe_gauge!(BOT_DEGRADED, Unit::Count, "1 while a bot cannot work through the Bot API, by reason");
     describe_counter!(RELOADS, Unit::Count, "Configuration reloads by result");
     describe_counter!(WEBHOOK_REQUESTS, Unit::Count, "Requests to the webhook server by bot and HTTP status");
     describe_counter!(STORAGE_DROPPED_WRITES, Unit::Count, "Database writes dropped because the buffer was full");
@@ -169,6 +174,14 @@ pub fn storage_write_failure() {
 pub(crate) fn bots_by_state(counts: &[(&'static str, usize)]) {
     for (state, count) in counts {
         gauge!(BOTS, "state" => *state).set(*count as f64);
+    }
+}
+
+/// Sets a bot's degraded gauges: 1 for `trouble`, 0 for the other reasons (all 0 when it is `None`).
+pub(crate) fn bot_degraded(bot_id: &str, trouble: Option<Trouble>) {
+    for reason in Trouble::ALL {
+        let value = if trouble == Some(reason) { 1.0 } else { 0.0 };
+        gauge!(BOT_DEGRADED, "bot_id" => bot_id.to_owned(), "reason" => reason.label()).set(value);
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use botapi_emulator::FaultSpec;
+use botapi_emulator::{FaultSpec, types::CallRecord};
 use multibot::{config::BotId, plugins::PluginRegistry, prelude::*};
 
 use crate::helpers::{eventually, spawn_app, spawn_app_with};
@@ -116,20 +116,22 @@ plugins:
 
 #[tokio::test]
 async fn a_burst_passes_then_one_notice_then_silence_until_refill() {
-    // Outgoing pacing on: the notice and replies go out at Telegram's pace.
+    // Outgoing pacing on: the notice and replies go out at Telegram's pace. The burst is in a group, where
+    // replies may go out 20 at once; in a private chat, one reply per second would let the bucket refill.
     let app = spawn_app_with(&[("limited.yaml", LIMITED)], 1, registry(), &[("FLOOD_CONTROL", "true".into())]).await;
     let bot = app.bot(1).await;
     let id = BotId::parse("limited").unwrap();
     let (eager, calm) = (app.emu.user(2001), app.emu.user(2002));
+    let group = app.emu.control().group(-2001, "Eager");
     for i in 0..6 {
-        eager.send(&bot, &format!("m{i}")).await.unwrap();
+        eager.send_in(&bot, &group, &format!("m{i}")).await.unwrap();
     }
     eventually(Duration::from_secs(10), "three refusals", || async {
         app.manager.status_of(&id).unwrap().rate_limited == 3
     })
     .await;
-    let replies: Vec<String> = eager
-        .transcript(&bot)
+    let replies: Vec<String> = bot
+        .transcript(group.id)
         .await
         .unwrap()
         .into_iter()
@@ -158,29 +160,56 @@ async fn a_burst_passes_then_one_notice_then_silence_until_refill() {
 
 const BLASTER: &str = "id: blaster\nname: Blaster\ntoken: \"${TOKEN_1}\"\nplugins:\n  - name: blaster\n";
 
+/// The most calls that arrived in any closed window of `window_ms` (from one call to `window_ms` later).
+fn most_in_any_window(calls: &[&CallRecord], window_ms: u64) -> usize {
+    let mut times: Vec<u64> = calls.iter().map(|c| c.at_ms).collect();
+    times.sort_unstable();
+    (0..times.len()).map(|i| times[i..].iter().take_while(|t| **t - times[i] <= window_ms).count()).max().unwrap_or(0)
+}
+
+fn chat_of(call: &CallRecord) -> i64 {
+    let chat = &call.params["chat_id"];
+    chat.as_i64().or_else(|| chat.as_str().and_then(|s| s.parse().ok())).expect("chat_id")
+}
+
 #[tokio::test]
-async fn sends_stay_within_telegrams_limits() {
-    let app = spawn_app_with(&[("blaster.yaml", BLASTER)], 1, registry(), &[("FLOOD_CONTROL", "true".into())]).await;
+async fn sends_keep_telegrams_windows_per_bot_chat_and_group() {
+    let extra = [("FLOOD_CONTROL", "true".into()), ("SHUTDOWN_TIMEOUT", "1".into())];
+    let app = spawn_app_with(&[("blaster.yaml", BLASTER)], 1, registry(), &extra).await;
     let bot = app.bot(1).await;
-    // The emulator answers 429 to anything over Telegram's limits.
+    // The emulator also answers 429 to anything over Telegram's limits.
     app.emu.control().set_flood(true).await.unwrap();
-    let users: Vec<_> = (0..50).map(|u| app.emu.user(3000 + u)).collect();
+    let users: Vec<_> = (0..40).map(|u| app.emu.user(3000 + u)).collect();
     for user in &users {
         user.send(&bot, "/start").await.unwrap();
     }
-    // 8 messages to one chat (a burst of 3, then one per second) ...
-    users[0].send(&bot, "/blast 8").await.unwrap();
-    // ... and 100 to 50 chats (about 30 per second for the bot).
+    // 21 messages to one group (Telegram allows 20 per minute) ...
+    let group = app.emu.control().group(-3100, "Pacing");
+    users[2].send_in(&bot, &group, "/blast 21").await.unwrap();
+    // ... 6 to one private chat (1 per second) ...
+    users[0].send(&bot, "/blast 6").await.unwrap();
+    // ... and 80 to 40 chats (30 per second for the bot).
     let chats: Vec<String> = users.iter().map(|u| u.id.to_string()).collect();
     users[1].send(&bot, &format!("/fanout {}", chats.join(","))).await.unwrap();
-    eventually(Duration::from_secs(30), "108 messages", || async { bot.stats().await.unwrap().messages_sent == 108 })
+    eventually(Duration::from_secs(30), "106 messages", || async { bot.stats().await.unwrap().messages_sent >= 106 })
         .await;
+    // The group's 21st message must wait a minute after its first: watch the group until 12 s after its first
+    // message (the old buckets, 18 at once then 0.3 per second, had sent 21 by then).
+    let group_sends = bot.events(0, Some(group.id), Some("message"), Duration::ZERO).await.unwrap();
+    let (first, twentieth) = (&group_sends[0], &group_sends[group_sends.len() - 1]);
+    assert_eq!(group_sends.len(), 20, "twenty at once");
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let watch = Duration::from_millis((first.at_ms + 12_000).saturating_sub(now_ms));
+    let more = bot.events(twentieth.seq, Some(group.id), Some("message"), watch).await.unwrap();
+    assert!(more.is_empty(), "a 21st message to the group within 12 s: {more:?}");
     let sends = bot.calls(Some("sendMessage")).await.unwrap();
-    assert!(
-        sends.iter().all(|c| c.status == 200),
-        "no 429: {:?}",
-        sends.iter().filter(|c| c.status != 200).collect::<Vec<_>>()
-    );
+    assert!(sends.iter().all(|c| c.status == 200), "no 429: {:?}", sends.iter().find(|c| c.status != 200));
+    let all: Vec<&CallRecord> = sends.iter().collect();
+    let to = |chat: i64| -> Vec<&CallRecord> { sends.iter().filter(|c| chat_of(c) == chat).collect() };
+    assert_eq!(all.len(), 106, "the group's 21st message still waits");
+    assert!(most_in_any_window(&all, 1000) <= 30, "{} in one second", most_in_any_window(&all, 1000));
+    assert_eq!(most_in_any_window(&to(group.id), 60_000), 20);
+    assert_eq!(most_in_any_window(&to(users[0].id), 1000), 1, "one per second to a private chat, no burst");
     let blasts: Vec<String> = users[0]
         .transcript(&bot)
         .await
@@ -188,11 +217,9 @@ async fn sends_stay_within_telegrams_limits() {
         .into_iter()
         .filter(|m| m.from_bot)
         .map(|m| m.message.text.unwrap())
+        .filter(|t| t.starts_with("blast"))
         .collect();
-    let fanout = blasts.iter().filter(|t| t.starts_with("fanout")).count();
-    let expected: Vec<String> = (0..8).map(|i| format!("blast {i}")).collect();
-    assert_eq!(blasts.into_iter().filter(|t| t.starts_with("blast")).collect::<Vec<_>>(), expected, "in order");
-    assert_eq!(fanout, 2);
+    assert_eq!(blasts, (0..6).map(|i| format!("blast {i}")).collect::<Vec<_>>(), "in order");
     app.stop().await;
 }
 

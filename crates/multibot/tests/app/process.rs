@@ -210,3 +210,43 @@ async fn sighup_reloads_the_configuration() {
     assert!(status.success());
     assert!(output.iter().any(|l| l.contains("SIGHUP received")), "{output:?}");
 }
+
+#[tokio::test]
+async fn an_unreachable_bot_api_is_logged_once_when_it_goes_and_once_when_it_comes_back() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let bot = emu.control().bot_named(&token(50), "Stream Bot", "stream_bot").await.unwrap();
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.path().join("bots")).unwrap();
+    dir.write("bots/stream.yaml", ECHO);
+    let process = Process::start(&emu, &dir);
+    wait_polling(&emu, &bot).await;
+    // Every getUpdates loses its connection; a message ends the poll waiting now (and is answered).
+    bot.inject(FaultSpec::drop_request("getUpdates").times(10_000)).await.unwrap();
+    let user = emu.user(8200);
+    user.send(&bot, "before the outage").await.unwrap();
+    assert_eq!(user.next_message_from(&bot).await.unwrap().text.as_deref(), Some("You said: before the outage"));
+    eventually(Duration::from_secs(20), "five failed polls", || async {
+        bot.calls(Some("getUpdates")).await.unwrap().iter().filter(|c| c.status == 0).count() >= 5
+    })
+    .await;
+    user.send(&bot, "during the outage").await.unwrap();
+    bot.clear_faults().await.unwrap();
+    assert_eq!(user.next_message_from(&bot).await.unwrap().text.as_deref(), Some("You said: during the outage"));
+    process.terminate();
+    let (status, output) = process.wait(Duration::from_secs(30)).await;
+    assert!(status.success());
+    let lines: Vec<serde_json::Value> = output.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let about_polling = |level: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l["level"] == level)
+            .map(|l| l["fields"]["message"].as_str().unwrap_or_default().to_owned())
+            .filter(|m| m.contains("getUpdates") || m.contains("degraded") || m.contains("recovered"))
+            .collect()
+    };
+    assert_eq!(about_polling("WARN"), ["bot degraded"], "one warning, not one per failed poll");
+    assert_eq!(about_polling("INFO"), ["bot recovered: the Bot API answers again"]);
+    let degraded = lines.iter().find(|l| l["fields"]["message"] == "bot degraded").unwrap();
+    assert!(degraded["fields"]["reason"].as_str().unwrap().starts_with("cannot reach the Bot API"), "{degraded}");
+    assert_eq!(degraded["span"]["bot_id"], "stream_bot", "{degraded}");
+}
