@@ -140,7 +140,10 @@ async fn a_replaced_result_answers_after_processing() {
     let edit = json!({"chat_id": 10, "message_id": sent["message_id"], "text": "after"});
     assert_eq!(api.ok("editMessageText", edit).await, json!(true));
     let transcript = api.bot.transcript(10).await.unwrap();
-    assert!(transcript.iter().any(|m| m.from_bot && m.message.text.as_deref() == Some("after")), "the edit was applied");
+    assert!(
+        transcript.iter().any(|m| m.from_bot && m.message.text.as_deref() == Some("after")),
+        "the edit was applied"
+    );
 }
 
 #[tokio::test]
