@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use api::{ApiCallError, BotApi, SendOptions};
+pub use api::{ApiCallError, BotApi, Me, SendOptions};
 pub use flood::{FloodLimits, Limit};
 use parking_lot::Mutex;
 use reqwest::Url;

@@ -233,7 +233,7 @@ impl RunningBot {
         }
         let cancel = deps.shutdown.child_token();
         let instance =
-            Instance::load(deps, config.clone(), health, me.username().to_owned(), cancel.child_token()).await?;
+            Instance::load(deps, config.clone(), health, me.username.unwrap_or_default(), cancel.child_token()).await?;
         let opened = match &webhooks {
             Some(webhooks) => match webhook::open(webhooks, &instance.runtime).await {
                 Ok(opened) => Some(opened),
