@@ -1,11 +1,12 @@
 //! The fleet: [`BotManager`] starts, stops, restarts and reloads bots and reports their status.
 //!
-//! - `api`: [`BotApi`], one bot's Bot API client over the shared HTTP client.
+//! - `api`: [`BotApi`], one bot's Bot API client over the shared HTTP client; `decode`: lenient update decoding.
 //! - `runtime`: a running bot, and how one update is handled.
 //! - `polling`: the getUpdates source; `sequencer`: per-chat ordering and the low-water-mark offset.
 //! - [`webhook`]: the webhook source: routes, inboxes, secrets.
 
 mod api;
+mod decode;
 mod flood;
 mod polling;
 mod runtime;
@@ -20,6 +21,7 @@ use std::{
 };
 
 pub use api::{ApiCallError, BotApi, Me, SendOptions};
+pub(crate) use decode::decode_update;
 pub use flood::{FloodLimits, Limit};
 use parking_lot::Mutex;
 use reqwest::Url;

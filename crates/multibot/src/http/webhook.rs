@@ -11,11 +11,14 @@ use axum::{
     extract::State,
     http::{HeaderMap, StatusCode, Uri},
 };
-use teloxide_core::types::{Update, UpdateKind};
+use teloxide_core::types::UpdateKind;
 use tracing::{debug, warn};
 
 use super::{HttpState, MAX_WEBHOOK_BODY};
-use crate::{bots::webhook::Offer, telemetry::metrics};
+use crate::{
+    bots::{decode_update, webhook::Offer},
+    telemetry::metrics,
+};
 
 /// The header Telegram carries the secret in.
 const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
@@ -44,7 +47,8 @@ pub(super) async fn receive(State(state): State<HttpState>, uri: Uri, headers: H
         warn!(bot_id, limit = MAX_WEBHOOK_BODY, "webhook request body too large (or cut short)");
         return answer(StatusCode::PAYLOAD_TOO_LARGE);
     };
-    let update: Update = match serde_json::from_slice(&bytes) {
+    let decoded = tracing::info_span!("bot", bot_id).in_scope(|| decode_update(&bytes));
+    let update = match decoded {
         Ok(update) => update,
         Err(e) => {
             warn!(bot_id, error = %e, "webhook request is not an update");
