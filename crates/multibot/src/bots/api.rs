@@ -5,6 +5,8 @@
 //! use; an edit may answer `true`). Sends apply the bot's `settings` (`parse_mode`, `disable_web_page_preview`)
 //! unless the caller overrides them.
 
+mod split;
+
 use std::{sync::Arc, time::Duration};
 
 use reqwest::Url;
@@ -347,15 +349,39 @@ impl BotApi {
         self.call(&SetMyCommands::new(commands)).await.map(|True| ())
     }
 
-    /// Sends a text message with the bot's defaults.
+    /// Sends a text message with the bot's defaults. A text over Telegram's 4096 characters goes out as several
+    /// messages, in order, cut at line ends (else spaces), with the keyboard on the last; gives the last one.
     pub async fn send_message(
         &self,
         chat: ChatId,
         text: String,
         options: SendOptions,
     ) -> Result<Message, ApiCallError> {
+        let mode = options.parse_mode.unwrap_or(self.parse_mode);
+        // A UTF-16 unit takes at least one UTF-8 byte, so a short text needs no measuring.
+        if text.len() > split::MESSAGE_LIMIT {
+            let mut pieces = split::split_text(&text, split::MESSAGE_LIMIT, mode);
+            if let Some(last) = pieces.pop() {
+                for piece in pieces {
+                    let options = SendOptions { reply_markup: None, ..options.clone() };
+                    self.send_piece(chat, piece, mode, options).await?;
+                }
+                return self.send_piece(chat, last, mode, options).await;
+            }
+        }
+        self.send_piece(chat, text, mode, options).await
+    }
+
+    /// Sends one message of at most 4096 characters.
+    async fn send_piece(
+        &self,
+        chat: ChatId,
+        text: String,
+        mode: Option<ParseMode>,
+        options: SendOptions,
+    ) -> Result<Message, ApiCallError> {
         let mut payload = SendMessage::new(chat, text);
-        if let Some(mode) = options.parse_mode.unwrap_or(self.parse_mode) {
+        if let Some(mode) = mode {
             payload = payload.parse_mode(mode);
         }
         if options.disable_preview.unwrap_or(self.disable_preview) {
