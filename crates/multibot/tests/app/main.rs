@@ -2,6 +2,7 @@
 //! an SQLite file or a fresh PostgreSQL database on 127.0.0.1:5432 (`db`).
 
 mod admin;
+mod botapi;
 mod cli;
 mod conversation;
 mod db;
