@@ -1,14 +1,19 @@
 //! The Bot API client against a server that is not quite Telegram: answers without newer fields, an edit answered
 //! `true`, an HTML 502 page, case-sensitive method names; and what plugins send: texts over 4096 characters,
-//! `callback_data` over 64 bytes.
+//! `callback_data` over 64 bytes. Polling and webhook updates missing a field are still handled.
 
 use std::{sync::Arc, time::Duration};
 
 use botapi_emulator::{FaultSpec, METHODS, TestBot, TestUser, types::ChatMessage};
-use multibot::{bots::BotState, config::BotId, plugins::PluginRegistry, prelude::*};
+use multibot::{
+    bots::{BotState, webhook::StorageSecrets},
+    config::BotId,
+    plugins::PluginRegistry,
+    prelude::*,
+};
 use serde_json::json;
 
-use crate::helpers::{TempDir, TestApp, emulator, eventually, spawn_app, spawn_app_on, spawn_app_with};
+use crate::helpers::{TempDir, TestApp, Web, emulator, eventually, serve, spawn_app, spawn_app_on, spawn_app_with};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -233,5 +238,37 @@ end)
     assert!(error.contains("keyboard button \"Much too wide\": callback_data is 65 bytes"), "{error}");
     let sent = bot.calls(Some("sendMessage")).await.unwrap();
     assert!(sent.iter().all(|c| c.params["text"] != "Pick one"), "{sent:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_webhook_update_missing_a_field_is_still_handled() {
+    let emu = emulator(1).await;
+    let dir = TempDir::new();
+    dir.write("talk.yaml", &ECHO_MENU.replace("plugins:", "mode: \"webhook\"\nplugins:"));
+    let app = serve(&emu, dir.path(), Web::Separate, &[], registry()).await;
+    let bot = emu.bot(&crate::helpers::token(1)).await.unwrap();
+    let user = emu.user(1001);
+    user.send(&bot, "/echo first").await.unwrap();
+    user.next_message_from(&bot).await.unwrap();
+    let secrets = app.storage.plugin_state("talk", StorageSecrets::PLUGIN);
+    let secret: String = secrets.get(StorageSecrets::KEY).await.unwrap().expect("a webhook secret");
+    // A message without `date`, as a third-party server might push it.
+    let update = json!({"update_id": 900_001, "message": {
+        "message_id": 77,
+        "chat": {"id": 1001, "type": "private", "first_name": "Tester"},
+        "from": {"id": 1001, "is_bot": false, "first_name": "Tester"},
+        "text": "/echo no date",
+    }});
+    let status = reqwest::Client::new()
+        .post(app.webhook_url("/talk"))
+        .header("X-Telegram-Bot-Api-Secret-Token", secret)
+        .json(&update)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    assert_eq!(user.next_message_from(&bot).await.unwrap().text.as_deref(), Some("no date"));
     app.stop().await;
 }
