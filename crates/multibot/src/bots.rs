@@ -21,7 +21,7 @@ use std::{
 };
 
 pub use api::{ApiCallError, BotApi, Me, SendOptions};
-pub(crate) use decode::decode_update;
+pub(crate) use decode::{decode_update, unreadable_callback};
 pub use flood::{FloodLimits, Limit};
 use parking_lot::Mutex;
 use reqwest::Url;

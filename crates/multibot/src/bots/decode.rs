@@ -2,15 +2,15 @@
 //! `UpdateKind::Error` without saying why, so a server that leaves out a field (an older or third-party Bot API,
 //! e.g. a callback query without `chat_instance`) would make clicks vanish unanswered. [`decode_update`] logs why,
 //! once per update, fills in the missing fields with empty values and decodes again, so the update is still
-//! routed.
+//! routed; a callback query that still does not decode keeps its id, to be answered ([`unreadable_callback`]).
 
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Value, json};
 use serde_path_to_error::{Error, Segment};
 use teloxide_core::types::{
-    BusinessConnection, BusinessMessagesDeleted, CallbackQuery, ChatBoostRemoved, ChatBoostUpdated, ChatJoinRequest,
-    ChatMemberUpdated, ChosenInlineResult, InlineQuery, Message, MessageReactionCountUpdated, MessageReactionUpdated,
-    PaidMediaPurchased, Poll, PollAnswer, PreCheckoutQuery, ShippingQuery, Update, UpdateKind,
+    BusinessConnection, BusinessMessagesDeleted, CallbackQuery, CallbackQueryId, ChatBoostRemoved, ChatBoostUpdated,
+    ChatJoinRequest, ChatMemberUpdated, ChosenInlineResult, InlineQuery, Message, MessageReactionCountUpdated,
+    MessageReactionUpdated, PaidMediaPurchased, Poll, PollAnswer, PreCheckoutQuery, ShippingQuery, Update, UpdateKind,
 };
 use tracing::warn;
 
@@ -27,7 +27,8 @@ const FILLERS: [fn() -> Value; 5] = [
 
 /// Decodes an update. A payload of a known type that does not decode is logged (warn, with `update_id`, the
 /// path and the error) and decoded again with its missing fields filled in; when that fails too, or the type is
-/// unknown, the update comes back as `UpdateKind::Error`. Only a body that is not an update at all is an error.
+/// unknown, the update comes back as `UpdateKind::Error` (holding the id of a callback query, see
+/// [`unreadable_callback`]). Only a body that is not an update at all is an error.
 pub(crate) fn decode_update(raw: &[u8]) -> Result<Update, serde_json::Error> {
     let update: Update = serde_json::from_slice(raw)?;
     if !matches!(update.kind, UpdateKind::Error(_)) {
@@ -40,6 +41,7 @@ pub(crate) fn decode_update(raw: &[u8]) -> Result<Update, serde_json::Error> {
         return Ok(update);
     };
     let Some(Err(first)) = check(&kind, &payload) else { return Ok(update) };
+    let callback_id = payload.get("id").and_then(Value::as_str).filter(|_| kind == "callback_query").map(str::to_owned);
     let filled = fill_missing(&kind, &mut payload);
     let repaired = filled.as_ref().and_then(|_| {
         fields.insert(kind.clone(), payload);
@@ -56,8 +58,17 @@ pub(crate) fn decode_update(raw: &[u8]) -> Result<Update, serde_json::Error> {
         }
         _ => {
             warn!(update_id = update.id.0, kind, %path, %error, "update does not decode; skipped");
-            Ok(update)
+            let kind = UpdateKind::Error(callback_id.map_or(Value::Null, |id| json!({"callback_query": {"id": id}})));
+            Ok(Update { id: update.id, kind })
         }
+    }
+}
+
+/// The id of a callback query that did not decode: it is still answered, so the user's button stops spinning.
+pub(crate) fn unreadable_callback(update: &Update) -> Option<CallbackQueryId> {
+    match &update.kind {
+        UpdateKind::Error(raw) => raw["callback_query"]["id"].as_str().map(|id| CallbackQueryId(id.to_owned())),
+        _ => None,
     }
 }
 
@@ -209,6 +220,9 @@ mod tests {
         assert!(matches!(decode_update(&unknown).unwrap().kind, UpdateKind::Error(_)));
         let hopeless = callback(json!("not an object"));
         assert!(matches!(decode_update(&hopeless).unwrap().kind, UpdateKind::Error(_)));
+        let wrong_type = callback(json!({"id": "q3", "chat_instance": "c", "from": "someone"}));
+        let update = decode_update(&wrong_type).unwrap();
+        assert_eq!(unreadable_callback(&update), Some(CallbackQueryId("q3".into())), "{update:?}");
         assert!(decode_update(b"[1, 2]").is_err());
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! In order: an unknown path is 404; a missing or wrong `X-Telegram-Bot-Api-Secret-Token` (compared in constant
 //! time with that bot's secret) is 401 and nothing is read; a body over [`MAX_WEBHOOK_BODY`] is 413; a body that
-//! is not an update is 400; an update of a type we do not know is 200 and ignored; otherwise the update goes to
+//! is not an update is 400; an update of a type we do not know, or that does not decode even leniently, is 200 and
+//! ignored (a callback query of that kind still goes on, to be answered); otherwise the update goes to
 //! the bot's inbox and the answer is 200 (also for a re-delivery, which is dropped), or 503 when the inbox is
 //! full or the bot has stopped, so that Telegram retries later.
 
@@ -16,7 +17,7 @@ use tracing::{debug, warn};
 
 use super::{HttpState, MAX_WEBHOOK_BODY};
 use crate::{
-    bots::{decode_update, webhook::Offer},
+    bots::{decode_update, unreadable_callback, webhook::Offer},
     telemetry::metrics,
 };
 
@@ -55,7 +56,7 @@ pub(super) async fn receive(State(state): State<HttpState>, uri: Uri, headers: H
             return answer(StatusCode::BAD_REQUEST);
         }
     };
-    if matches!(update.kind, UpdateKind::Error(_)) {
+    if matches!(update.kind, UpdateKind::Error(_)) && unreadable_callback(&update).is_none() {
         debug!(bot_id, update_id = update.id.0, "update of an unknown type ignored");
         return answer(StatusCode::OK);
     }

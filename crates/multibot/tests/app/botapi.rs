@@ -242,7 +242,7 @@ end)
 }
 
 #[tokio::test]
-async fn a_webhook_update_missing_a_field_is_still_handled() {
+async fn a_webhook_update_missing_a_field_is_still_handled_and_an_unreadable_click_answered() {
     let emu = emulator(1).await;
     let dir = TempDir::new();
     dir.write("talk.yaml", &ECHO_MENU.replace("plugins:", "mode: \"webhook\"\nplugins:"));
@@ -262,7 +262,7 @@ async fn a_webhook_update_missing_a_field_is_still_handled() {
     }});
     let status = reqwest::Client::new()
         .post(app.webhook_url("/talk"))
-        .header("X-Telegram-Bot-Api-Secret-Token", secret)
+        .header("X-Telegram-Bot-Api-Secret-Token", &secret)
         .json(&update)
         .send()
         .await
@@ -270,5 +270,21 @@ async fn a_webhook_update_missing_a_field_is_still_handled() {
         .status();
     assert_eq!(status, 200);
     assert_eq!(user.next_message_from(&bot).await.unwrap().text.as_deref(), Some("no date"));
+    // A click that does not decode even leniently is still answered, so the button stops spinning.
+    let unreadable = json!({"update_id": 900_002, "callback_query": {"id": "q-unreadable", "from": "someone"}});
+    let status = reqwest::Client::new()
+        .post(app.webhook_url("/talk"))
+        .header("X-Telegram-Bot-Api-Secret-Token", &secret)
+        .json(&unreadable)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    eventually(WAIT, "the unreadable click answered", || async {
+        let answers = bot.calls(Some("answerCallbackQuery")).await.unwrap();
+        answers.iter().any(|c| c.params["callback_query_id"] == "q-unreadable")
+    })
+    .await;
     app.stop().await;
 }
