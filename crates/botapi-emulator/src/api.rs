@@ -94,7 +94,9 @@ pub(crate) async fn handle(State(world): State<Arc<World>>, req: Request) -> Res
     };
     let at_ms = unix_ms();
     let bot = if parse_token(token).is_some() { world.authorize(token) } else { None };
-    let canonical = METHODS.iter().find(|m| m.eq_ignore_ascii_case(method)).copied();
+    let strict = world.config.strict_method_names;
+    let canonical =
+        METHODS.iter().find(|m| if strict { **m == method } else { m.eq_ignore_ascii_case(method) }).copied();
     let mut record = CallRecord {
         seq: 0,
         at_ms,
@@ -128,9 +130,23 @@ pub(crate) async fn handle(State(world): State<Arc<World>>, req: Request) -> Res
             return drop_connection(kill).await;
         }
         Some(FaultAction::DropResponse) => drop_response = true,
-        None => {}
+        Some(FaultAction::HtmlError(status)) => {
+            record.params = params.for_log();
+            return html_error(&world, record, status);
+        }
+        Some(FaultAction::Omit(_) | FaultAction::Replace(_)) | None => {}
     }
-    let result = call(&world, &bot, method, &params).await;
+    let mut result = call(&world, &bot, method, &params).await;
+    if let Ok(answer) = result.as_mut()
+        && bot.state.lock().rewrites(method)
+    {
+        let mut value = match std::mem::replace(answer, Answer::Json(Value::Null)) {
+            Answer::Json(value) => value,
+            Answer::Raw(raw) => serde_json::from_str(&raw).unwrap_or_default(),
+        };
+        bot.state.lock().rewrite(method, &mut value);
+        *answer = Answer::Json(value);
+    }
     record.params = params.for_log();
     if drop_response {
         record.error = Some("connection dropped after processing".into());
@@ -161,6 +177,21 @@ fn finish(world: &World, mut record: CallRecord, bot: Option<&BotCell>, result: 
     world.log_call(record);
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
     (status, [(CONTENT_TYPE, "application/json")], Body::from(body)).into_response()
+}
+
+/// Logs the call and answers `status` with an HTML page, as the nginx in front of the Bot API does when the
+/// server behind it is overloaded or down.
+fn html_error(world: &World, mut record: CallRecord, status: u16) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let title = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("Error"));
+    let page = format!(
+        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n\
+         <hr><center>nginx/1.18.0</center>\r\n</body>\r\n</html>\r\n"
+    );
+    record.status = status.as_u16();
+    record.error = Some(format!("HTML error page {title}"));
+    world.log_call(record);
+    (status, [(CONTENT_TYPE, "text/html")], page).into_response()
 }
 
 /// Closes the client's connection without an answer.

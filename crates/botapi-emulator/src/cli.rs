@@ -29,6 +29,10 @@ pub struct Args {
     /// First pause in milliseconds after a failed webhook delivery (doubles per failure).
     #[arg(long, default_value_t = 1000)]
     pub webhook_retry_ms: u64,
+    /// Answer 404 to method names not spelled exactly as the Bot API does (`sendMessage`), as a
+    /// case-sensitive gateway would.
+    #[arg(long)]
+    pub strict_method_names: bool,
 }
 
 impl Args {
@@ -39,6 +43,7 @@ impl Args {
             flood: self.flood,
             body_limit: self.body_limit,
             webhook_retry_base: Duration::from_millis(self.webhook_retry_ms),
+            strict_method_names: self.strict_method_names,
             ..EmulatorConfig::default()
         }
     }

@@ -109,6 +109,26 @@ impl FaultSpec {
         FaultSpec(json!({ "method": method, "drop": "response" }))
     }
 
+    /// The next call of `method` is answered `status` with an HTML error page (as Telegram's front end answers
+    /// under load) instead of being processed.
+    pub fn html_error(method: &str, status: u16) -> FaultSpec {
+        FaultSpec(json!({ "method": method, "html_error": status }))
+    }
+
+    /// The next call of `method` is processed, then these fields (dot-separated paths, applied to each element of
+    /// a list) are removed from its result, as an older or third-party Bot API server would leave them out. Only
+    /// an answer that had such a field uses up the fault: `omit("getUpdates", &["callback_query.chat_instance"])`
+    /// waits for the next callback query.
+    pub fn omit(method: &str, paths: &[&str]) -> FaultSpec {
+        FaultSpec(json!({ "method": method, "omit": paths }))
+    }
+
+    /// The next call of `method` is processed, then answered with `result` instead of its own result (e.g. `true`
+    /// for `editMessageText`, as for an inline message).
+    pub fn answer(method: &str, result: Value) -> FaultSpec {
+        FaultSpec(json!({ "method": method, "result": result }))
+    }
+
     /// Applies to the next `n` calls instead of one.
     pub fn times(mut self, n: u32) -> FaultSpec {
         self.0["times"] = n.into();

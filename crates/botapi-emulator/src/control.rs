@@ -519,6 +519,12 @@ struct FaultBody {
     delay_ms: Option<u64>,
     /// `request` (close before processing) or `response` (process, then close without answering).
     drop: Option<String>,
+    /// Answer this HTTP status with an HTML page instead of JSON.
+    html_error: Option<u16>,
+    /// Fields (dot-separated paths) to remove from the result.
+    omit: Option<Vec<String>>,
+    /// The result to answer with after processing.
+    result: Option<Value>,
 }
 
 async fn add_fault(State(world): State<Arc<World>>, Path(bot): Path<String>, Json(body): Json<FaultBody>) -> Answer {
@@ -529,12 +535,30 @@ async fn add_fault(State(world): State<Arc<World>>, Path(bot): Path<String>, Jso
         let known = METHODS.iter().find(|m| m.eq_ignore_ascii_case(&body.method));
         known.ok_or_else(|| bad(format!("unknown method {}", body.method)))?.to_string()
     };
-    let chosen =
-        [body.error_code.is_some(), body.delay_ms.is_some(), body.drop.is_some()].iter().filter(|b| **b).count();
-    if chosen != 1 {
-        return Err(bad("give exactly one of error_code, delay_ms, drop"));
+    let chosen = [
+        body.error_code.is_some(),
+        body.delay_ms.is_some(),
+        body.drop.is_some(),
+        body.html_error.is_some(),
+        body.omit.is_some(),
+        body.result.is_some(),
+    ];
+    if chosen.iter().filter(|b| **b).count() != 1 {
+        return Err(bad("give exactly one of error_code, delay_ms, drop, html_error, omit, result"));
     }
-    let action = if let Some(code) = body.error_code {
+    let action = if let Some(code) = body.html_error {
+        if !(400..=599).contains(&code) {
+            return Err(bad("html_error must be 400-599"));
+        }
+        FaultAction::HtmlError(code)
+    } else if let Some(paths) = body.omit {
+        if paths.is_empty() || paths.iter().any(|p| p.split('.').any(str::is_empty)) {
+            return Err(bad("omit must list field paths such as \"callback_query.chat_instance\""));
+        }
+        FaultAction::Omit(paths)
+    } else if let Some(result) = body.result {
+        FaultAction::Replace(result)
+    } else if let Some(code) = body.error_code {
         if !(400..=599).contains(&code) {
             return Err(bad("error_code must be 400-599"));
         }

@@ -52,6 +52,9 @@ pub struct EmulatorConfig {
     pub event_capacity: usize,
     /// Calls kept in the call log (0 turns it off).
     pub call_log_capacity: usize,
+    /// Answer 404 to a method name not spelled exactly as the Bot API does (`sendMessage`, not `SendMessage`),
+    /// as case-sensitive gateways and proxies do; Telegram itself ignores case.
+    pub strict_method_names: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -66,6 +69,7 @@ impl Default for EmulatorConfig {
             history_limit: 1_000,
             event_capacity: 10_000,
             call_log_capacity: 100_000,
+            strict_method_names: false,
         }
     }
 }

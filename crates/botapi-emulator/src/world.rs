@@ -199,6 +199,40 @@ pub(crate) enum FaultAction {
     DropRequest,
     /// Process, then close the connection without answering.
     DropResponse,
+    /// Answer this HTTP status with an HTML error page instead of processing, as Telegram's front end does under
+    /// load.
+    HtmlError(u16),
+    /// Process, then remove these fields (dot-separated paths) from the result, or from each element of a list
+    /// result; a use counts only when a field was removed.
+    Omit(Vec<String>),
+    /// Process, then answer with this result instead.
+    Replace(Value),
+}
+
+impl FaultAction {
+    /// Whether it changes a successful result after processing (instead of acting before).
+    fn rewrites(&self) -> bool {
+        matches!(self, FaultAction::Omit(_) | FaultAction::Replace(_))
+    }
+}
+
+impl Fault {
+    fn matches(&self, method: &str) -> bool {
+        self.method == "*" || self.method.eq_ignore_ascii_case(method)
+    }
+}
+
+/// Removes the field at `path` (`a.b.c`) from `value`, or from each element when `value` is a list.
+fn omit(value: &mut Value, path: &str) -> bool {
+    if let Value::Array(items) = value {
+        return items.iter_mut().fold(false, |removed, item| omit(item, path) | removed);
+    }
+    let (parent, field) = path.rsplit_once('.').map_or(("", path), |(p, f)| (p, f));
+    let mut target = Some(value);
+    for key in parent.split('.').filter(|k| !k.is_empty()) {
+        target = target.and_then(|t| t.get_mut(key));
+    }
+    target.and_then(Value::as_object_mut).is_some_and(|object| object.remove(field).is_some())
 }
 
 /// A token bucket for flood simulation.
@@ -619,19 +653,44 @@ impl BotState {
         self.faults.clear();
     }
 
-    /// Takes one use of the first fault that matches `method`.
+    /// Takes one use of the first fault that matches `method` and acts before processing.
     pub(crate) fn take_fault(&mut self, method: &str) -> Option<FaultAction> {
         if self.faults.is_empty() {
             return None;
         }
-        let index = self.faults.iter().position(|f| f.method == "*" || f.method.eq_ignore_ascii_case(method))?;
+        let index = self.faults.iter().position(|f| !f.action.rewrites() && f.matches(method))?;
+        let action = self.faults[index].action.clone();
+        self.use_fault(index);
+        Some(action)
+    }
+
+    /// Whether a fault will change the result of `method`.
+    pub(crate) fn rewrites(&self, method: &str) -> bool {
+        self.faults.iter().any(|f| f.action.rewrites() && f.matches(method))
+    }
+
+    /// Applies the first fault that changes the result of `method` to `result`.
+    pub(crate) fn rewrite(&mut self, method: &str, result: &mut Value) {
+        let Some(index) = self.faults.iter().position(|f| f.action.rewrites() && f.matches(method)) else { return };
+        let applied = match &self.faults[index].action {
+            FaultAction::Omit(paths) => paths.iter().fold(false, |removed, path| omit(result, path) | removed),
+            FaultAction::Replace(value) => {
+                *result = value.clone();
+                true
+            }
+            _ => false,
+        };
+        if applied {
+            self.use_fault(index);
+        }
+    }
+
+    fn use_fault(&mut self, index: usize) {
         let fault = &mut self.faults[index];
         fault.remaining = fault.remaining.saturating_sub(1);
-        let action = fault.action.clone();
         if fault.remaining == 0 {
             self.faults.remove(index);
         }
-        Some(action)
     }
 
     /// Flood simulation: 429 when a send to `chat` would go over Telegram's limits (about 30 messages per

@@ -34,8 +34,6 @@ use crate::{
 
 /// The admin bot's id in the fleet.
 pub const ADMIN_BOT_ID: &str = "admin";
-/// Telegram's limit on a message's length.
-const MESSAGE_LIMIT: usize = 4096;
 
 /// Messages for the admins; the admin bot forwards them, and they are dropped when there is none.
 #[derive(Clone)]
@@ -267,32 +265,6 @@ pub fn resident_memory() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Splits `text` at line ends into pieces within Telegram's message limit.
-pub fn split_message(text: &str) -> Vec<String> {
-    let mut pieces = Vec::new();
-    let mut current = String::new();
-    for line in text.split_inclusive('\n') {
-        let mut line = line;
-        while current.encode_utf16().count() + line.encode_utf16().count() > MESSAGE_LIMIT {
-            if current.is_empty() {
-                // A single line longer than the limit: cut it at a character boundary.
-                let cut =
-                    line.char_indices().take_while(|(i, _)| line[..*i].encode_utf16().count() < MESSAGE_LIMIT).last();
-                let at = cut.map_or(line.len(), |(i, c)| i + c.len_utf8());
-                pieces.push(line[..at].to_owned());
-                line = &line[at..];
-            } else {
-                pieces.push(std::mem::take(&mut current));
-            }
-        }
-        current.push_str(line);
-    }
-    if !current.trim().is_empty() {
-        pieces.push(current);
-    }
-    pieces
-}
-
 impl Admin {
     /// Whether the sender may use the admin bot; refuses (once per command) and records it when not.
     async fn allowed(&self, cx: &Ctx) -> anyhow::Result<bool> {
@@ -309,10 +281,9 @@ impl Admin {
         Ok(false)
     }
 
+    /// Replies in plain text; a long reply goes out as several messages.
     async fn say(&self, cx: &Ctx, text: String) -> anyhow::Result<()> {
-        for piece in split_message(&text) {
-            cx.reply(piece).plain().await?;
-        }
+        cx.reply(text).plain().await?;
         Ok(())
     }
 
@@ -551,18 +522,5 @@ mod tests {
         assert_eq!(format_uptime(Duration::from_secs(303)), "5m 3s");
         assert_eq!(format_uptime(Duration::from_secs(2 * 3600 + 34 * 60 + 5)), "2h 34m");
         assert_eq!(format_uptime(Duration::from_secs(3 * 86_400 + 3600)), "3d 1h");
-    }
-
-    #[test]
-    fn long_replies_are_split_within_the_limit() {
-        let text: String = (0..1000).map(|i| format!("line {i}\n")).collect();
-        let pieces = split_message(&text);
-        assert!(pieces.len() > 1);
-        assert!(pieces.iter().all(|p| p.encode_utf16().count() <= MESSAGE_LIMIT));
-        assert_eq!(pieces.concat(), text);
-        let long_line = "é".repeat(10_000);
-        let pieces = split_message(&long_line);
-        assert!(pieces.iter().all(|p| p.encode_utf16().count() <= MESSAGE_LIMIT));
-        assert_eq!(pieces.concat(), long_line);
     }
 }

@@ -1,12 +1,13 @@
 //! The fleet: [`BotManager`] starts, stops, restarts and reloads bots and reports their status.
 //!
-//! - `api`: [`BotApi`], one bot's Bot API client over the shared HTTP client.
+//! - `api`: [`BotApi`], one bot's Bot API client over the shared HTTP client; `decode`: lenient update decoding.
 //! - `runtime`: a running bot, and how one update is handled.
 //! - `polling`: the getUpdates source; `sequencer`: per-chat ordering and the low-water-mark offset.
 //! - `degraded`: whether a polling bot can reach the Bot API ([`Degraded`]).
 //! - [`webhook`]: the webhook source: routes, inboxes, secrets.
 
 mod api;
+mod decode;
 mod degraded;
 mod flood;
 mod polling;
@@ -21,7 +22,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use api::{ApiCallError, BotApi, SendOptions};
+pub use api::{ApiCallError, BotApi, Me, SendOptions};
+pub(crate) use decode::{decode_update, unreadable_callback};
 pub use degraded::{Degraded, Trouble};
 pub use flood::{FloodLimits, Limit};
 use parking_lot::Mutex;

@@ -3,12 +3,13 @@
 //! order).
 //!
 //! - `router`: the [`Router`] handlers register on, its filters, and [`Handlers`], a plugin's view of it.
-//! - `ctx`: [`Ctx`], what a handler gets for one update.
+//! - `ctx`: [`Ctx`], what a handler gets for one update; `keyboard`: [`check_keyboard`], Telegram's button limits.
 //! - `builtin`: the plugins compiled in, one file each.
 //! - [`script`]: script plugins, Luau files in `PLUGINS_DIR`.
 
 pub mod builtin;
 mod ctx;
+mod keyboard;
 mod router;
 pub mod script;
 
@@ -16,6 +17,7 @@ use std::{collections::BTreeMap, marker::PhantomData, sync::Arc};
 
 use async_trait::async_trait;
 pub use ctx::{Ctx, HandlerError, Reply};
+pub use keyboard::{CALLBACK_DATA_LIMIT, KeyboardError, check_keyboard};
 use parking_lot::RwLock;
 pub use router::{
     CallbackFilter, ChatType, CommandInfo, ContentType, ErrorHookFn, HandlerFn, Handlers, MessageFilter, Router,

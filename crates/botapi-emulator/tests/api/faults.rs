@@ -1,11 +1,12 @@
-//! Fault injection: errors, delays and dropped connections for the next calls of a method.
+//! Fault injection: errors, HTML error pages, delays, dropped connections and altered results for the next calls
+//! of a method; strict method names.
 
 use std::time::{Duration, Instant};
 
-use botapi_emulator::FaultSpec;
+use botapi_emulator::{EmulatorConfig, FaultSpec};
 use serde_json::json;
 
-use crate::helpers::{Api, spawn};
+use crate::helpers::{Api, spawn, spawn_with, update_ids};
 
 #[tokio::test]
 async fn injected_429s_carry_retry_after_then_calls_succeed() {
@@ -82,4 +83,79 @@ async fn dropped_connections_before_and_after_processing() {
     assert_eq!(api.bot.stats().await.unwrap().messages_sent, 1, "dropped after processing: the message was sent");
     // The next call on a fresh connection works.
     api.ok("sendMessage", json!({"chat_id": 10, "text": "fine"})).await;
+}
+
+#[tokio::test]
+async fn an_html_error_page_answers_instead_of_json_and_nothing_is_processed() {
+    let emu = spawn().await;
+    let api = Api::new(&emu, 1000).await;
+    emu.user(10).send(&api.bot, "hi").await.unwrap();
+    api.bot.inject(FaultSpec::html_error("sendMessage", 502)).await.unwrap();
+    let response =
+        api.http.post(format!("{}/sendMessage", api.base)).json(&json!({"chat_id": 10, "text": "x"})).send().await;
+    let response = response.unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(response.headers()["content-type"], "text/html");
+    let page = response.text().await.unwrap();
+    assert!(page.starts_with("<html>") && page.contains("<title>502 Bad Gateway</title>"), "{page}");
+    assert_eq!(api.bot.stats().await.unwrap().messages_sent, 0);
+    let logged = api.bot.calls(Some("sendMessage")).await.unwrap();
+    assert_eq!(logged.last().map(|c| c.status), Some(502));
+    api.ok("sendMessage", json!({"chat_id": 10, "text": "fine"})).await;
+}
+
+#[tokio::test]
+async fn omitted_fields_leave_results_and_updates_only_when_present() {
+    let emu = spawn().await;
+    let api = Api::new(&emu, 1000).await;
+    api.bot.inject(FaultSpec::omit("getMe", &["has_main_web_app"])).await.unwrap();
+    let me = api.ok("getMe", json!({})).await;
+    assert!(me.get("has_main_web_app").is_none() && me["is_bot"] == true, "{me}");
+    assert_eq!(api.ok("getMe", json!({})).await["has_main_web_app"], false, "used once");
+    // On getUpdates, an answer without a callback query does not use the fault up.
+    let user = emu.user(10);
+    user.send(&api.bot, "hi").await.unwrap();
+    let first = api.ok("getUpdates", json!({})).await;
+    let offset = update_ids(&first)[0] + 1;
+    let keyboard = json!({"inline_keyboard": [[{"text": "Go", "callback_data": "go"}]]});
+    api.bot.inject(FaultSpec::omit("getUpdates", &["callback_query.chat_instance"])).await.unwrap();
+    let sent = api.ok("sendMessage", json!({"chat_id": 10, "text": "pick", "reply_markup": keyboard})).await;
+    assert_eq!(api.ok("getUpdates", json!({"offset": offset})).await, json!([]));
+    let message = serde_json::from_value(sent).unwrap();
+    user.click(&api.bot, &message, "go").await.unwrap();
+    let updates = api.ok("getUpdates", json!({"offset": offset})).await;
+    let query = &updates[0]["callback_query"];
+    assert!(query.get("chat_instance").is_none() && query["data"] == "go", "{updates}");
+    let again = api.ok("getUpdates", json!({"offset": offset})).await;
+    assert!(again[0]["callback_query"]["chat_instance"].is_string(), "used once: {again}");
+}
+
+#[tokio::test]
+async fn a_replaced_result_answers_after_processing() {
+    let emu = spawn().await;
+    let api = Api::new(&emu, 1000).await;
+    emu.user(10).send(&api.bot, "hi").await.unwrap();
+    let sent = api.ok("sendMessage", json!({"chat_id": 10, "text": "before"})).await;
+    api.bot.inject(FaultSpec::answer("editMessageText", json!(true))).await.unwrap();
+    let edit = json!({"chat_id": 10, "message_id": sent["message_id"], "text": "after"});
+    assert_eq!(api.ok("editMessageText", edit).await, json!(true));
+    let transcript = api.bot.transcript(10).await.unwrap();
+    assert!(
+        transcript.iter().any(|m| m.from_bot && m.message.text.as_deref() == Some("after")),
+        "the edit was applied"
+    );
+}
+
+#[tokio::test]
+async fn strict_method_names_answer_404_to_another_spelling() {
+    let emu = spawn_with(EmulatorConfig { strict_method_names: true, ..Default::default() }).await;
+    let api = Api::new(&emu, 1000).await;
+    api.ok("getMe", json!({})).await;
+    assert_eq!(api.err("GetMe", json!({}), 404).await, "Not Found: method not found");
+    assert_eq!(api.err("getme", json!({}), 404).await, "Not Found: method not found");
+    let methods: Vec<String> = api.bot.calls(None).await.unwrap().into_iter().map(|c| c.method).collect();
+    assert_eq!(methods, ["getMe", "GetMe", "getme"], "the log keeps the name as sent");
+    // The default, like Telegram, ignores case.
+    let relaxed = spawn().await;
+    Api::new(&relaxed, 1000).await.ok("GetMe", json!({})).await;
 }

@@ -1,13 +1,20 @@
 //! [`BotApi`]: one bot's Bot API client. Every bot shares the process's HTTP client. Requests are teloxide's
 //! typed payloads, sent by our own [`BotApi::call`] so that errors, timeouts and retries are ours to decide
-//! (teloxide's own sender sleeps 10 s on every 5xx). Sends apply the bot's `settings` (`parse_mode`,
-//! `disable_web_page_preview`) unless the caller overrides them.
+//! (teloxide's own sender sleeps 10 s on every 5xx). Method names go out as the Bot API spells them (`sendMessage`),
+//! the HTTP status decides a retry before the body is read, and answers are read leniently ([`Me`] has only what we
+//! use; an edit may answer `true`). Sends apply the bot's `settings` (`parse_mode`, `disable_web_page_preview`)
+//! unless the caller overrides them.
+
+mod split;
 
 use std::{sync::Arc, time::Duration};
 
 use reqwest::Url;
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use serde_json::value::RawValue;
+use serde::{
+    Deserialize, Serialize,
+    de::{DeserializeOwned, IgnoredAny},
+};
+use serde_json::{Value, value::RawValue};
 use teloxide_core::{
     payloads::{
         AnswerCallbackQuery, AnswerCallbackQuerySetters, DeleteMessage, EditMessageText, EditMessageTextSetters, GetMe,
@@ -15,7 +22,7 @@ use teloxide_core::{
     },
     requests::Payload,
     types::{
-        AllowedUpdate, BotCommand, CallbackQueryId, ChatId, InlineKeyboardMarkup, LinkPreviewOptions, Me, Message,
+        AllowedUpdate, BotCommand, CallbackQueryId, ChatId, InlineKeyboardMarkup, LinkPreviewOptions, Message,
         MessageId, ParseMode, ReplyMarkup, True,
     },
 };
@@ -86,6 +93,15 @@ struct AnswerParameters {
     retry_after: Option<u32>,
 }
 
+/// Telegram's error answer; `status` stands in for a missing `error_code`.
+fn api_error<T>(answer: Answer<T>, status: u16) -> ApiCallError {
+    ApiCallError::Api {
+        code: answer.error_code.unwrap_or(status),
+        description: answer.description.unwrap_or_default(),
+        retry_after: answer.parameters.and_then(|p| p.retry_after),
+    }
+}
+
 /// 429s retried before giving up (each waits its `retry_after`).
 const MAX_FLOOD_RETRIES: u32 = 20;
 /// 5xx answers and network errors retried before giving up.
@@ -107,7 +123,46 @@ fn retry_pause(error: &ApiCallError, attempt: u32) -> Option<Duration> {
 
 /// Methods that post into a chat and count against Telegram's flood limits.
 fn paced(method: &str) -> bool {
-    ["Send", "EditMessage", "CopyMessage", "ForwardMessage"].iter().any(|p| method.starts_with(p))
+    ["send", "editMessage", "copyMessage", "forwardMessage"].iter().any(|p| method.starts_with(p))
+}
+
+/// A method's name as the Bot API spells it (`sendMessage`) from teloxide's payload name (`SendMessage`):
+/// Telegram ignores case, but case-sensitive gateways and proxies do not.
+fn method_name(payload_name: &str) -> String {
+    let mut chars = payload_name.chars();
+    chars.next().map(|c| c.to_ascii_lowercase()).into_iter().chain(chars).collect()
+}
+
+/// The bot's own account, from `getMe`: only the fields we use, so that a server older or newer than teloxide's
+/// types (e.g. without `has_main_web_app`, added in Bot API 8.0) still works.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Me {
+    /// The bot's user id.
+    pub id: u64,
+    /// The bot's username, without `@`.
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+/// `getMe` answered as our own [`Me`].
+#[derive(Serialize)]
+#[serde(transparent)]
+struct LenientGetMe(GetMe);
+
+impl Payload for LenientGetMe {
+    type Output = Me;
+    const NAME: &'static str = GetMe::NAME;
+}
+
+/// `editMessageText` with its result read loosely: Telegram answers the edited message, or `true` for an inline
+/// message (and some servers always do).
+#[derive(Serialize)]
+#[serde(transparent)]
+struct LenientEdit(EditMessageText);
+
+impl Payload for LenientEdit {
+    type Output = Value;
+    const NAME: &'static str = EditMessageText::NAME;
 }
 
 /// The numeric `chat_id` of a serialized payload.
@@ -198,18 +253,19 @@ impl BotApi {
         P::Output: DeserializeOwned,
     {
         let body = serde_json::to_vec(payload).map_err(|e| ApiCallError::Decode(e.to_string()))?;
+        let method = method_name(P::NAME);
         if let Some(pacer) = &self.pacer
-            && paced(P::NAME)
+            && paced(&method)
             && let Some(chat) = chat_of(&body)
         {
             pacer.acquire(chat).await;
         }
         let mut attempt: u32 = 0;
         loop {
-            let result = self.send::<P::Output>(P::NAME, body.clone(), payload.timeout_hint()).await;
+            let result = self.send::<P::Output>(&method, body.clone(), payload.timeout_hint()).await;
             // Every attempt is counted, so 429s and 5xx show even when a retry then succeeds.
             metrics::api_call(
-                P::NAME,
+                &method,
                 &match &result {
                     Ok(_) => "ok".to_owned(),
                     Err(ApiCallError::Api { code, .. }) => code.to_string(),
@@ -218,12 +274,12 @@ impl BotApi {
                 },
             );
             let pause = match &result {
-                Err(e) if P::NAME != "GetUpdates" => retry_pause(e, attempt),
+                Err(e) if method != "getUpdates" => retry_pause(e, attempt),
                 _ => None,
             };
             let Some(pause) = pause else { return result };
             let error = result.err().map(|e| e.to_string()).unwrap_or_default();
-            warn!(method = P::NAME, attempt, pause_ms = pause.as_millis() as u64, %error, "Bot API call failed; retrying");
+            warn!(method, attempt, pause_ms = pause.as_millis() as u64, %error, "Bot API call failed; retrying");
             tokio::time::sleep(pause).await;
             attempt += 1;
         }
@@ -243,22 +299,33 @@ impl BotApi {
         // `without_url`: the URL holds the token.
         let network = |e: reqwest::Error| ApiCallError::Network(crate::tls::describe(&e.without_url()));
         let response = request.send().await.map_err(network)?;
+        let status = response.status();
+        let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).cloned();
         let body = response.bytes().await.map_err(network)?;
-        let answer: Answer<T> = serde_json::from_slice(&body).map_err(|e| ApiCallError::Decode(e.to_string()))?;
-        match (answer.ok, answer.result) {
-            (true, Some(result)) => Ok(result),
-            (true, None) => Err(ApiCallError::Decode("ok without a result".to_owned())),
-            (false, _) => Err(ApiCallError::Api {
-                code: answer.error_code.unwrap_or(0),
-                description: answer.description.unwrap_or_default(),
-                retry_after: answer.parameters.and_then(|p| p.retry_after),
-            }),
+        if !status.is_success() {
+            // The status decides before the body: a proxy's HTML 502 page is retried like Telegram's JSON 502.
+            return Err(match serde_json::from_slice::<Answer<IgnoredAny>>(&body) {
+                Ok(answer) if !answer.ok => api_error(answer, status.as_u16()),
+                _ => ApiCallError::Api {
+                    code: status.as_u16(),
+                    description: format!(
+                        "HTTP {status} with a {} body instead of a Bot API answer",
+                        content_type.as_ref().and_then(|t| t.to_str().ok()).unwrap_or("non-JSON")
+                    ),
+                    retry_after: None,
+                },
+            });
         }
+        let answer: Answer<T> = serde_json::from_slice(&body).map_err(|e| ApiCallError::Decode(e.to_string()))?;
+        if !answer.ok {
+            return Err(api_error(answer, status.as_u16()));
+        }
+        answer.result.ok_or_else(|| ApiCallError::Decode("ok without a result".to_owned()))
     }
 
     /// `getMe`.
     pub async fn get_me(&self) -> Result<Me, ApiCallError> {
-        self.call(&GetMe::new()).await
+        self.call(&LenientGetMe(GetMe::new())).await
     }
 
     /// `getUpdates` from `offset`, waiting up to `timeout` for the first.
@@ -282,15 +349,39 @@ impl BotApi {
         self.call(&SetMyCommands::new(commands)).await.map(|True| ())
     }
 
-    /// Sends a text message with the bot's defaults.
+    /// Sends a text message with the bot's defaults. A text over Telegram's 4096 characters goes out as several
+    /// messages, in order, cut at line ends (else spaces), with the keyboard on the last; gives the last one.
     pub async fn send_message(
         &self,
         chat: ChatId,
         text: String,
         options: SendOptions,
     ) -> Result<Message, ApiCallError> {
+        let mode = options.parse_mode.unwrap_or(self.parse_mode);
+        // A UTF-16 unit takes at least one UTF-8 byte, so a short text needs no measuring.
+        if text.len() > split::MESSAGE_LIMIT {
+            let mut pieces = split::split_text(&text, split::MESSAGE_LIMIT, mode);
+            if let Some(last) = pieces.pop() {
+                for piece in pieces {
+                    let options = SendOptions { reply_markup: None, ..options.clone() };
+                    self.send_piece(chat, piece, mode, options).await?;
+                }
+                return self.send_piece(chat, last, mode, options).await;
+            }
+        }
+        self.send_piece(chat, text, mode, options).await
+    }
+
+    /// Sends one message of at most 4096 characters.
+    async fn send_piece(
+        &self,
+        chat: ChatId,
+        text: String,
+        mode: Option<ParseMode>,
+        options: SendOptions,
+    ) -> Result<Message, ApiCallError> {
         let mut payload = SendMessage::new(chat, text);
-        if let Some(mode) = options.parse_mode.unwrap_or(self.parse_mode) {
+        if let Some(mode) = mode {
             payload = payload.parse_mode(mode);
         }
         if options.disable_preview.unwrap_or(self.disable_preview) {
@@ -308,14 +399,16 @@ impl BotApi {
         self.call(&payload).await
     }
 
-    /// Replaces a message's text (and keyboard; `None` removes it) with the bot's default parse mode.
+    /// Replaces a message's text (and keyboard; `None` removes it) with the bot's default parse mode. Gives the
+    /// edited message, or `None` when the server answered `true` (or a message we cannot read): the edit was made
+    /// either way.
     pub async fn edit_message_text(
         &self,
         chat: ChatId,
         message: MessageId,
         text: String,
         keyboard: Option<InlineKeyboardMarkup>,
-    ) -> Result<Message, ApiCallError> {
+    ) -> Result<Option<Message>, ApiCallError> {
         let mut payload = EditMessageText::new(chat, message, text);
         if let Some(mode) = self.parse_mode {
             payload = payload.parse_mode(mode);
@@ -323,7 +416,8 @@ impl BotApi {
         if let Some(keyboard) = keyboard {
             payload = payload.reply_markup(keyboard);
         }
-        self.call(&payload).await
+        let result = self.call(&LenientEdit(payload)).await?;
+        Ok(serde_json::from_value(result).ok())
     }
 
     /// Deletes a message.

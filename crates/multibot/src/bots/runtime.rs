@@ -237,7 +237,7 @@ impl RunningBot {
         }
         let cancel = deps.shutdown.child_token();
         let instance =
-            Instance::load(deps, config.clone(), health, me.username().to_owned(), cancel.child_token()).await?;
+            Instance::load(deps, config.clone(), health, me.username.unwrap_or_default(), cancel.child_token()).await?;
         let opened = match &webhooks {
             Some(webhooks) => match webhook::open(webhooks, &instance.runtime).await {
                 Ok(opened) => Some(opened),
@@ -356,6 +356,11 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// passed to the error hooks (the `error_handler` plugin); a callback nobody answered is answered.
 pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
     let started = Instant::now();
+    if let Some(id) = super::unreadable_callback(&update)
+        && let Err(e) = bot.api.answer_callback_query(id, None).await
+    {
+        warn!(bot_id = %bot.id, error = %bot.redact(e.to_string()), "answering an unreadable callback failed");
+    }
     middleware::track_user(&bot.recorder, &bot.id, &update);
     let is_callback = matches!(update.kind, UpdateKind::CallbackQuery(_));
     let cx = Ctx::new(bot.clone(), update);

@@ -13,7 +13,10 @@ use teloxide_core::types::{Update, UpdateKind};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::runtime::{BotRuntime, handle_update};
+use super::{
+    decode::decode_update,
+    runtime::{BotRuntime, handle_update},
+};
 use crate::telemetry::metrics;
 
 /// Updates received but not yet handled, and the highest id seen.
@@ -46,7 +49,7 @@ impl Tracker {
                 continue;
             }
             inner.last_seen = Some(id);
-            match serde_json::from_str::<Update>(raw.get()) {
+            match decode_update(raw.get().as_bytes()) {
                 Ok(update) => {
                     inner.in_flight.insert(id);
                     fresh.push(update);

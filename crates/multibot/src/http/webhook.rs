@@ -2,7 +2,8 @@
 //!
 //! In order: an unknown path is 404; a missing or wrong `X-Telegram-Bot-Api-Secret-Token` (compared in constant
 //! time with that bot's secret) is 401 and nothing is read; a body over [`MAX_WEBHOOK_BODY`] is 413; a body that
-//! is not an update is 400; an update of a type we do not know is 200 and ignored; otherwise the update goes to
+//! is not an update is 400; an update of a type we do not know, or that does not decode even leniently, is 200 and
+//! ignored (a callback query of that kind still goes on, to be answered); otherwise the update goes to
 //! the bot's inbox and the answer is 200 (also for a re-delivery, which is dropped), or 503 when the inbox is
 //! full or the bot has stopped, so that Telegram retries later.
 
@@ -11,11 +12,14 @@ use axum::{
     extract::State,
     http::{HeaderMap, StatusCode, Uri},
 };
-use teloxide_core::types::{Update, UpdateKind};
+use teloxide_core::types::UpdateKind;
 use tracing::{debug, warn};
 
 use super::{HttpState, MAX_WEBHOOK_BODY};
-use crate::{bots::webhook::Offer, telemetry::metrics};
+use crate::{
+    bots::{decode_update, unreadable_callback, webhook::Offer},
+    telemetry::metrics,
+};
 
 /// The header Telegram carries the secret in.
 const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
@@ -44,14 +48,15 @@ pub(super) async fn receive(State(state): State<HttpState>, uri: Uri, headers: H
         warn!(bot_id, limit = MAX_WEBHOOK_BODY, "webhook request body too large (or cut short)");
         return answer(StatusCode::PAYLOAD_TOO_LARGE);
     };
-    let update: Update = match serde_json::from_slice(&bytes) {
+    let decoded = tracing::info_span!("bot", bot_id).in_scope(|| decode_update(&bytes));
+    let update = match decoded {
         Ok(update) => update,
         Err(e) => {
             warn!(bot_id, error = %e, "webhook request is not an update");
             return answer(StatusCode::BAD_REQUEST);
         }
     };
-    if matches!(update.kind, UpdateKind::Error(_)) {
+    if matches!(update.kind, UpdateKind::Error(_)) && unreadable_callback(&update).is_none() {
         debug!(bot_id, update_id = update.id.0, "update of an unknown type ignored");
         return answer(StatusCode::OK);
     }

@@ -16,7 +16,10 @@ use teloxide_core::types::{
     CallbackQuery, ChatId, InlineKeyboardMarkup, Message, ParseMode, ReplyMarkup, Update, UpdateKind, User,
 };
 
-use super::router::{CommandInfo, parse_command};
+use super::{
+    keyboard::check_keyboard,
+    router::{CommandInfo, parse_command},
+};
 use crate::{
     bots::{BotRuntime, SendOptions},
     config::{BotId, FsmStrategy},
@@ -180,13 +183,15 @@ impl Ctx {
         Reply { cx: self, chat: Some(chat), text: text.into(), options: SendOptions::default() }
     }
 
-    /// Replaces the text (and keyboard) of the callback's message.
+    /// Replaces the text (and keyboard) of the callback's message. A keyboard Telegram would refuse (see
+    /// [`check_keyboard`]) is an error and nothing is sent.
     pub async fn edit_text(
         &self,
         text: impl Into<String>,
         keyboard: Option<InlineKeyboardMarkup>,
     ) -> anyhow::Result<()> {
         let message = self.message().ok_or_else(|| anyhow::anyhow!("no message to edit in this update"))?;
+        keyboard.as_ref().map(check_keyboard).transpose()?;
         self.api().edit_message_text(message.chat.id, message.id, text.into(), keyboard).await?;
         Ok(())
     }
@@ -283,7 +288,8 @@ pub struct Reply<'a> {
 }
 
 impl Reply<'_> {
-    /// Attaches an inline keyboard.
+    /// Attaches an inline keyboard; one Telegram would refuse (see [`check_keyboard`]) makes `.await` fail
+    /// before anything is sent.
     pub fn keyboard(mut self, keyboard: InlineKeyboardMarkup) -> Self {
         self.options.reply_markup = Some(ReplyMarkup::InlineKeyboard(keyboard));
         self
@@ -315,6 +321,9 @@ impl<'a> IntoFuture for Reply<'a> {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let chat = self.chat.ok_or_else(|| anyhow::anyhow!("this update has no chat to reply in"))?;
+            if let Some(ReplyMarkup::InlineKeyboard(keyboard)) = &self.options.reply_markup {
+                check_keyboard(keyboard)?;
+            }
             if self.cx.is_blocked(chat) {
                 anyhow::bail!("not sent: the user of chat {chat} blocked the bot");
             }

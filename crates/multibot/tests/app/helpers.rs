@@ -1,6 +1,7 @@
 //! Spawns the application against an emulator, with bot YAML files in a temporary `CONFIG_DIR`.
 
 use std::{
+    io::Write,
     collections::HashMap,
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -138,10 +139,28 @@ pub(crate) async fn spawn_app_with(
     registry: PluginRegistry,
     extra: &[(&str, String)],
 ) -> TestApp {
-    let emu = Emulator::start(EmulatorConfig::default()).await.expect("emulator");
+    spawn_app_on(emulator(registered).await, files, registry, extra).await
+}
+
+/// An emulator with bots `1..=registered` registered. Method names are case-sensitive, as on some gateways and
+/// proxies, so every test checks that they go out as the Bot API spells them.
+pub(crate) async fn emulator(registered: u32) -> Emulator {
+    let emu = Emulator::start(EmulatorConfig { strict_method_names: true, ..EmulatorConfig::default() })
+        .await
+        .expect("emulator");
     for n in 1..=registered {
         emu.control().bot_named(&token(n), &format!("Bot {n}"), &format!("bot{n}_bot")).await.expect("register");
     }
+    emu
+}
+
+/// [`spawn_app_with`] against `emu`, prepared by the caller (e.g. with faults injected before the bots start).
+pub(crate) async fn spawn_app_on(
+    emu: Emulator,
+    files: &[(&str, &str)],
+    registry: PluginRegistry,
+    extra: &[(&str, String)],
+) -> TestApp {
     let dir = TempDir::new();
     for (name, text) in files {
         dir.write(name, text);
@@ -163,7 +182,11 @@ pub(crate) async fn spawn_app_with(
 pub(crate) fn service_available(what: &str, available: bool) -> bool {
     if !available {
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{what} is required under CI=true");
-        eprintln!("SKIPPED: {what} is not available on this machine (the test passes without checking anything)");
+        // Straight to the stream, past the test harness's capture, so the skip shows in `cargo test`'s output.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {what} is not available on this machine (the test passes without checking anything)"
+        );
     }
     available
 }

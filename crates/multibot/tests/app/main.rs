@@ -3,6 +3,7 @@
 
 mod admin;
 mod api_trouble;
+mod botapi;
 mod cli;
 mod conversation;
 mod db;

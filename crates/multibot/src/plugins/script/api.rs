@@ -26,7 +26,8 @@ use super::{
 use crate::{
     bots::{BotApi, SendOptions},
     plugins::{
-        CallbackFilter, ChatType, ContentType, Ctx, HandlerError, MessageFilter, StateFilter, router::parse_command,
+        CallbackFilter, ChatType, ContentType, Ctx, HandlerError, MessageFilter, StateFilter, check_keyboard,
+        router::parse_command,
     },
 };
 
@@ -589,7 +590,9 @@ fn keyboard(rows: &Table) -> mlua::Result<InlineKeyboardMarkup> {
         }
         result.push(buttons);
     }
-    Ok(InlineKeyboardMarkup::new(result))
+    let keyboard = InlineKeyboardMarkup::new(result);
+    check_keyboard(&keyboard).map_err(|e| runtime(e.to_string()))?;
+    Ok(keyboard)
 }
 
 /// The `ctx` a script handler receives: the update and what can be done with it.
