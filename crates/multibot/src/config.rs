@@ -52,27 +52,41 @@ impl fmt::Display for BotId {
 
 /// A Telegram bot token, `<digits>:<secret>`; never shown by `Debug` or `Display`.
 #[derive(Clone)]
-pub struct BotToken(SecretString);
+pub struct BotToken {
+    secret: SecretString,
+    user_id: i64,
+}
 
 impl BotToken {
     /// Checks the shape of a token: `<digits>:<at least 20 of A-Z a-z 0-9 _ ->`. The error never quotes it.
     pub fn parse(token: &str) -> Result<BotToken, String> {
-        if botapi_emulator::parse_token(token).is_some() {
-            Ok(BotToken(SecretString::from(token.to_owned())))
-        } else {
-            Err("malformed token: expected <digits>:<at least 20 of A-Z a-z 0-9 _ ->".to_owned())
+        match token_user_id(token) {
+            Some(user_id) => Ok(BotToken { secret: SecretString::from(token.to_owned()), user_id }),
+            None => Err("malformed token: expected <digits>:<at least 20 of A-Z a-z 0-9 _ ->".to_owned()),
         }
     }
 
     /// The token itself, for the Bot API client only.
     pub fn expose(&self) -> &str {
-        self.0.expose_secret()
+        self.secret.expose_secret()
     }
 
     /// The bot's Telegram user id (the digits before the colon).
     pub fn user_id(&self) -> i64 {
-        botapi_emulator::parse_token(self.expose()).unwrap_or_default()
+        self.user_id
     }
+}
+
+/// The user id of a well-formed token: 1-15 digits (a positive number), a colon, then at least 20 of
+/// `A-Z a-z 0-9 _ -` (the Bot API's shape, as the emulator checks it too).
+fn token_user_id(token: &str) -> Option<i64> {
+    let (digits, secret) = token.split_once(':')?;
+    let well_formed = (1..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && secret.len() >= 20
+        && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let id: i64 = digits.parse().ok()?;
+    (well_formed && id > 0).then_some(id)
 }
 
 impl PartialEq for BotToken {
@@ -241,4 +255,50 @@ pub trait PluginCatalog {
     /// Checks a `config:` block; on failure returns the path inside the block (e.g. `commands[1].command`,
     /// empty for the block itself) and the message.
     fn check_config(&self, name: &str, config: &serde_json::Value) -> Result<(), (String, String)>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{fs, path::Path};
+
+    use super::*;
+
+    #[test]
+    fn tokens_have_the_bot_api_shape() {
+        let secret = "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw";
+        assert_eq!(BotToken::parse(&format!("123456789:{secret}")).map(|t| t.user_id()), Ok(123_456_789));
+        assert_eq!(BotToken::parse("1:abcdefghij_-KLMNOPQR").map(|t| t.user_id()), Ok(1));
+        for bad in [
+            format!(":{secret}"),
+            format!("0:{secret}"),
+            format!("1234567890123456:{secret}"),
+            format!("12a:{secret}"),
+            "123:short-secret".to_owned(),
+            format!("123:{secret}!"),
+            format!("123{secret}"),
+            format!("-5:{secret}"),
+        ] {
+            let error = BotToken::parse(&bad).map(|t| t.user_id()).expect_err(&bad);
+            assert!(!error.contains(secret), "{error}");
+        }
+    }
+
+    /// The emulator is a test tool: of the product, only the `emulator` and `demo` subcommands may use it.
+    #[test]
+    fn only_the_emulator_and_demo_subcommands_use_the_emulator_crate() {
+        fn visit(dir: &Path, found: &mut Vec<String>) {
+            for entry in fs::read_dir(dir).expect("read src") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    visit(&path, found);
+                } else if fs::read_to_string(&path).expect("read file").contains(concat!("botapi", "_emulator")) {
+                    found.push(path.strip_prefix(env!("CARGO_MANIFEST_DIR")).expect("inside").display().to_string());
+                }
+            }
+        }
+        let mut found = Vec::new();
+        visit(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut found);
+        found.sort();
+        assert_eq!(found, ["src/cli.rs", "src/demo.rs"]);
+    }
 }
