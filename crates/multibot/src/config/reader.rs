@@ -353,12 +353,15 @@ struct Entries<'p, 'r, 'a> {
     fields: Option<&'static [&'static str]>,
     /// Required fields the mapping lacks, handed out after its entries as stand-ins.
     missing: Vec<&'static str>,
+    /// Whether to report `missing` once the entries are read (not for a stand-in mapping).
+    report: bool,
     /// The value of the key just handed out: its path and node.
     value: Option<(String, Option<&'a Node>)>,
 }
 
 impl<'p, 'r, 'a> Entries<'p, 'r, 'a> {
-    /// The entries of `parent`'s mapping; with `report`, the required fields it lacks are reported.
+    /// The entries of `parent`'s mapping; with `report`, the required fields it lacks are reported after the
+    /// problems of its keys.
     fn new(
         parent: &'p NodeReader<'r, 'a>,
         entries: &'a [(Node, Node)],
@@ -366,19 +369,14 @@ impl<'p, 'r, 'a> Entries<'p, 'r, 'a> {
         report: bool,
     ) -> Entries<'p, 'r, 'a> {
         let present = |field: &str| entries.iter().any(|(key, _)| matches!(&key.value, Value::Str(k) if k == field));
-        let missing: Vec<&'static str> = fields
+        let mut missing: Vec<&'static str> = fields
             .unwrap_or_default()
             .iter()
             .filter(|field| validate::required(&field_path(&parent.path, field)) && !present(field))
             .copied()
             .collect();
-        if let (Some(node), true) = (parent.node, report) {
-            for field in &missing {
-                let message = format!("missing required field {field:?}");
-                parent.reader.error(node.pos, &field_path(&parent.path, field), message);
-            }
-        }
-        Entries { parent, entries: entries.iter(), fields, missing, value: None }
+        missing.reverse();
+        Entries { parent, entries: entries.iter(), fields, missing, report, value: None }
     }
 }
 
@@ -409,6 +407,12 @@ impl<'de> MapAccess<'de> for Entries<'_, '_, '_> {
             self.value = Some((path, Some(value)));
             return seed.deserialize(name.as_str().into_deserializer()).map(Some);
         }
+        if let (Some(node), true) = (self.parent.node, self.report) {
+            for field in self.missing.iter().rev() {
+                reader.error(node.pos, &field_path(parent, field), format!("missing required field {field:?}"));
+            }
+        }
+        self.report = false;
         let Some(field) = self.missing.pop() else {
             return Ok(None);
         };
