@@ -164,6 +164,7 @@ impl<'r, 'a> NodeReader<'r, 'a> {
         if (min..=max).contains(&value) {
             return Some(value);
         }
+        // A rule with no upper bound says so with the largest u32, the type of such fields.
         let message = if max == i64::from(u32::MAX) {
             format!("expected an integer of at least {min}, found {value}")
         } else {

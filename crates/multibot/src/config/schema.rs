@@ -4,10 +4,19 @@
 //! them ([`BotConfig::new`]).
 //!
 //! # Adding a YAML key
-//! Add the field to its struct below with its `///` line (and `#[serde(default)]` unless it is required, with
-//! the default in the struct's `Default`). That is the one edit: the loader reads it, reports unknown and
-//! mistyped keys with their place, and the hash covers it. If the value has a rule beyond its type (a range, a
-//! shape, a required field), add it to `validate.rs`.
+//! Add the field to its struct below with its `///` line, and `#[serde(default)]` unless it is required (the
+//! default goes in the struct's `Default`, or a `default = "..."` function). That is the one edit: the loader
+//! reads it, substitutes `${VAR}` in it, reports a mistyped value and an unknown or misspelt key with file, line,
+//! column and field path (the list of expected keys comes from the struct), and the config hash covers it.
+//! For example, a `settings.protect_content` flag is this and nothing more:
+//!
+//! ```text
+//! /// `protect_content`: forwarding and saving of what the bot sends are blocked.
+//! pub protect_content: bool,
+//! ```
+//!
+//! A value with a rule beyond its type (a range, a shape, a required field) also gets that rule in
+//! `validate.rs`: one line in `rule` or `required`.
 
 use std::path::PathBuf;
 
