@@ -24,10 +24,7 @@ use tracing::{info, warn};
 use crate::{
     app::ReloadHandle,
     bots::{BotManager, BotState, BotStatus},
-    config::{
-        AccessConfig, BotConfig, BotId, BotSettings, BotToken, FsmStrategy, Mode, PluginEntry, RateLimitConfig,
-        WebhookConfig,
-    },
+    config::{BotConfig, BotId, BotToken, PluginEntry},
     plugins::{CallbackFilter, Ctx, Handlers, LoadedPlugin, Plugin, PluginContext, PluginFactory, PluginMeta, Router},
     storage::{Storage, events},
 };
@@ -78,21 +75,12 @@ pub struct Fleet {
 /// The admin bot's configuration: not from a YAML file but from `ADMIN_BOT_TOKEN`.
 pub fn admin_bot_config(token: BotToken) -> BotConfig {
     BotConfig {
-        id: admin_id(),
-        name: "Admin Bot".to_owned(),
         description: Some("Controls the fleet".to_owned()),
-        token,
-        enabled: true,
-        mode: Mode::Polling,
-        webhook: WebhookConfig { path: None, max_connections: 40 },
-        settings: BotSettings::default(),
-        plugins: vec![PluginEntry { name: "admin".to_owned(), enabled: true, config: json!({}) }],
-        access: AccessConfig::default(),
-        rate_limiting: RateLimitConfig { enabled: false, default_rate: 30, burst_size: 10 },
-        fsm_strategy: FsmStrategy::UserInChat,
+        plugins: vec![PluginEntry::new("admin")],
         file: PathBuf::from("ADMIN_BOT_TOKEN"),
-        hash: "admin".to_owned(),
+        ..BotConfig::new(admin_id(), "Admin Bot".to_owned(), token)
     }
+    .hashed()
 }
 
 /// The registry entry of the `admin` plugin; it builds instances once the fleet exists.
