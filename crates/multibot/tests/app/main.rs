@@ -8,6 +8,7 @@ mod cli;
 mod conversation;
 mod db;
 mod deploy;
+mod docs;
 mod failures;
 mod fsm;
 mod helpers;
