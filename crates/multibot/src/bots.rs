@@ -9,6 +9,7 @@
 mod api;
 mod decode;
 mod degraded;
+mod errors;
 mod flood;
 mod polling;
 mod runtime;
@@ -22,9 +23,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use crate::outcomes::ReloadOutcome;
 pub use api::{ApiCallError, BotApi, Me, SendOptions};
 pub(crate) use decode::{decode_update, unreadable_callback};
 pub use degraded::{Degraded, Trouble};
+pub use errors::{CallFailure, ManagerError, StartError};
 pub use flood::{FloodLimits, Limit};
 use parking_lot::Mutex;
 use reqwest::Url;
@@ -156,34 +159,6 @@ pub struct BotManager {
     statuses: Arc<Mutex<BTreeMap<BotId, StatusEntry>>>,
 }
 
-/// What a reload did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReloadOutcome {
-    /// The configuration did not change.
-    Unchanged,
-    /// A new bot was added and started.
-    Added,
-    /// The plugins and router were replaced while the bot kept polling.
-    Reloaded,
-    /// The bot was restarted with the new configuration (a plugin does not support hot reload, or the token or
-    /// mode changed).
-    Restarted,
-    /// The new configuration disables the bot; it was stopped.
-    Disabled,
-}
-
-/// Why a manager operation did nothing.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ManagerError {
-    /// No bot with this id is configured.
-    #[error("no bot {0}")]
-    Unknown(String),
-    /// The bot could not start.
-    #[error("bot {0} failed to start: {1}")]
-    StartFailed(String, String),
-}
-
 impl BotManager {
     /// A manager with no bots yet.
     pub fn new(deps: Deps) -> BotManager {
@@ -213,7 +188,7 @@ impl BotManager {
     pub async fn start(&self, id: &BotId) -> Result<(), ManagerError> {
         let (config, health) = {
             let slots = self.slots.lock().await;
-            let slot = slots.get(id).ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
+            let slot = slots.get(id).ok_or_else(|| ManagerError::Unknown(id.clone()))?;
             if slot.running.is_some() {
                 return Ok(());
             }
@@ -223,7 +198,7 @@ impl BotManager {
         *health.degraded.lock() = None;
         let started = RunningBot::start(&self.deps, config.clone(), health).await;
         let mut slots = self.slots.lock().await;
-        let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
+        let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.clone()))?;
         let result = match started {
             Ok(running) => {
                 if let Some(previous) = slot.running.replace(running) {
@@ -233,11 +208,12 @@ impl BotManager {
                 slot.failure = None;
                 Ok(())
             }
-            Err(reason) => {
+            Err(error) => {
+                let reason = error.to_string();
                 events::bot_failed(&self.deps.recorder, &config, &reason);
                 self.deps.notifier.notify(format!("❌ Bot {id} failed to start: {reason}"));
-                slot.failure = Some(reason.clone());
-                Err(ManagerError::StartFailed(id.to_string(), reason))
+                slot.failure = Some(reason);
+                Err(ManagerError::StartFailed(id.clone(), error))
             }
         };
         self.refresh_one(&slots, id);
@@ -248,7 +224,7 @@ impl BotManager {
     pub async fn stop(&self, id: &BotId) -> Result<(), ManagerError> {
         let running = {
             let mut slots = self.slots.lock().await;
-            let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
+            let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.clone()))?;
             slot.running.take()
         };
         if let Some(running) = running {
@@ -307,10 +283,7 @@ impl BotManager {
         let outcome = self.apply(config.clone(), force).await;
         match &outcome {
             Ok(ReloadOutcome::Unchanged) => {}
-            Ok(ReloadOutcome::Added) => events::bot_reloaded(recorder, &config, "added"),
-            Ok(ReloadOutcome::Reloaded) => events::bot_reloaded(recorder, &config, "reloaded"),
-            Ok(ReloadOutcome::Restarted) => events::bot_reloaded(recorder, &config, "restarted"),
-            Ok(ReloadOutcome::Disabled) => events::bot_reloaded(recorder, &config, "disabled"),
+            Ok(outcome) => events::bot_reloaded(recorder, &config, *outcome),
             Err(error) => events::reload_failed(recorder, &config.id, &error.to_string()),
         }
         outcome
@@ -367,10 +340,10 @@ impl BotManager {
         previous: Option<Arc<BotConfig>>,
         running: Option<RunningBot>,
     ) -> Result<ReloadOutcome, ManagerError> {
-        let Some(mut running) = running else { return Err(ManagerError::Unknown(id.to_string())) };
+        let Some(mut running) = running else { return Err(ManagerError::Unknown(id.clone())) };
         let result = running.reload_in_place(&self.deps, config).await;
         let mut slots = self.slots.lock().await;
-        let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
+        let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.clone()))?;
         slot.running = Some(running);
         match result {
             Ok(()) => Ok(ReloadOutcome::Reloaded),
@@ -379,7 +352,7 @@ impl BotManager {
                     slot.config = previous;
                 }
                 error!(bot_id = %id, reason = %reason, "reload failed; the previous configuration keeps running");
-                Err(ManagerError::StartFailed(id.to_string(), reason))
+                Err(ManagerError::StartFailed(id.clone(), reason))
             }
         }
     }

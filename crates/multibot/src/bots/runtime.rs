@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, warn};
 
 use super::{
-    ApiCallError, BotApi, Deps, degraded::Degraded, polling, sequencer::Sequencer, sequencer::Tracker, webhook,
+    ApiCallError, BotApi, CallFailure, Deps, StartError, degraded::Degraded, polling, sequencer::Sequencer,
+    sequencer::Tracker, webhook,
 };
 use crate::{
     admin::Notifier,
@@ -109,7 +110,7 @@ impl Instance {
         health: Arc<BotHealth>,
         username: String,
         cancel: CancellationToken,
-    ) -> Result<Instance, String> {
+    ) -> Result<Instance, StartError> {
         let api = deps.api(&config);
         let mut router = Router::default();
         let mut plugins: Vec<(Arc<dyn LoadedPlugin>, PluginContext)> = Vec::new();
@@ -133,8 +134,8 @@ impl Instance {
                 Err(e) => {
                     unload(&plugins).await;
                     cancel.cancel();
-                    let message = format!("plugin {} failed to load: {e:#}", entry.name);
-                    return Err(message.replace(config.token.expose(), "<token>"));
+                    let error = format!("{e:#}").replace(config.token.expose(), "<token>");
+                    return Err(StartError::PluginFailed { plugin: entry.name.clone(), error });
                 }
             }
         }
@@ -200,37 +201,23 @@ pub(crate) struct RunningBot {
     pub(crate) started_at: Instant,
 }
 
-/// A failed call, in words for logs and status.
-pub(crate) fn describe(error: &ApiCallError) -> String {
-    match error {
-        ApiCallError::Api { code: 401, .. } => "token rejected by Telegram (401 Unauthorized)".to_owned(),
-        ApiCallError::Api { .. } => format!("Telegram answered: {error}"),
-        ApiCallError::Network(e) => format!("cannot reach the Bot API: {e}"),
-        ApiCallError::Decode(e) => format!("unexpected answer from the Bot API: {e}"),
-    }
-}
-
 impl RunningBot {
     /// Checks the token, loads the plugins (dependencies first), registers the commands and starts receiving.
     pub(crate) async fn start(
         deps: &Deps,
         config: Arc<BotConfig>,
         health: Arc<BotHealth>,
-    ) -> Result<RunningBot, String> {
+    ) -> Result<RunningBot, StartError> {
         let webhooks = match config.mode {
-            Mode::Webhook => {
-                Some(deps.webhooks.clone().ok_or("webhook mode needs the webhook server (WEBHOOK_ENABLED)")?)
-            }
+            Mode::Webhook => Some(deps.webhooks.clone().ok_or(StartError::NoWebhookServer)?),
             Mode::Polling => None,
         };
         let api = deps.api(&config);
-        let redact = |message: String| message.replace(config.token.expose(), "<token>");
-        let me = api.get_me().await.map_err(|e| redact(describe(&e)))?;
+        let failure = |e: ApiCallError| CallFailure::of(&e, &config.token);
+        let me = api.get_me().await.map_err(|e| StartError::GetMe(failure(e)))?;
         if config.mode == Mode::Polling {
             // getUpdates answers 409 while a webhook is set: a bot moved from webhook mode takes it down first.
-            api.call(&DeleteWebhook::new())
-                .await
-                .map_err(|e| redact(format!("deleteWebhook failed: {}", describe(&e))))?;
+            api.call(&DeleteWebhook::new()).await.map_err(|e| StartError::DeleteWebhook(failure(e)))?;
             if let Some(webhooks) = &deps.webhooks {
                 webhooks.forget(&config.id);
             }
@@ -241,10 +228,10 @@ impl RunningBot {
         let opened = match &webhooks {
             Some(webhooks) => match webhook::open(webhooks, &instance.runtime).await {
                 Ok(opened) => Some(opened),
-                Err(reason) => {
+                Err(error) => {
                     unload(&instance.plugins).await;
                     instance.cancel.cancel();
-                    return Err(instance.runtime.redact(reason));
+                    return Err(error.into());
                 }
             },
             None => None,
@@ -267,7 +254,7 @@ impl RunningBot {
     /// Replaces the plugins and router with ones built from `config` while polling goes on: the old instance's
     /// in-flight updates finish first, queued ones wait for the new instance, and the offset is untouched. On
     /// failure the old instance keeps running.
-    pub(crate) async fn reload_in_place(&mut self, deps: &Deps, config: Arc<BotConfig>) -> Result<(), String> {
+    pub(crate) async fn reload_in_place(&mut self, deps: &Deps, config: Arc<BotConfig>) -> Result<(), StartError> {
         let old = &self.instance.runtime;
         let instance =
             Instance::load(deps, config, old.health.clone(), old.username.clone(), self.cancel.child_token()).await?;

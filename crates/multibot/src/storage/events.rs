@@ -11,6 +11,7 @@ use tracing::{error, info, warn};
 use super::{BotRecord, EventKind, NewEvent, Recorder, now};
 use crate::{
     config::{BotConfig, BotId, ConfigError},
+    outcomes::ReloadOutcome,
     plugins::{HandlerError, script::ScriptError},
     telemetry::metrics,
 };
@@ -62,13 +63,13 @@ pub fn bot_failed(recorder: &Recorder, config: &BotConfig, reason: &str) {
     record(recorder, Some(config.id.as_str()), EventKind::Failed, None, json!({"reason": reason}));
 }
 
-/// A bot's new configuration was applied: `outcome` is `added`, `restarted` or `disabled`.
-pub fn bot_reloaded(recorder: &Recorder, config: &BotConfig, outcome: &str) {
-    info!(bot_id = %config.id, outcome, "bot reloaded");
-    if outcome == "disabled" {
+/// A bot's new configuration was applied: `outcome` says how (added, reloaded, restarted, disabled).
+pub fn bot_reloaded(recorder: &Recorder, config: &BotConfig, outcome: ReloadOutcome) {
+    info!(bot_id = %config.id, outcome = outcome.as_str(), "bot reloaded");
+    if outcome == ReloadOutcome::Disabled {
         record_bot(recorder, config, "disabled", None);
     }
-    let detail = json!({"outcome": outcome, "config_hash": config.hash});
+    let detail = json!({"outcome": outcome.as_str(), "config_hash": config.hash});
     record(recorder, Some(config.id.as_str()), EventKind::Reloaded, None, detail);
 }
 

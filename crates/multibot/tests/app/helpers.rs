@@ -1,8 +1,8 @@
 //! Spawns the application against an emulator, with bot YAML files in a temporary `CONFIG_DIR`.
 
 use std::{
-    io::Write,
     collections::HashMap,
+    io::Write,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{
