@@ -212,7 +212,7 @@ impl Plugin for Admin {
     async fn on_bot_start(&self, cx: &PluginContext) -> anyhow::Result<()> {
         let mut notes = self.fleet.notifier.subscribe();
         let (api, admins, shutdown) = (cx.api.clone(), self.fleet.allowed.clone(), cx.shutdown.clone());
-        tokio::spawn(async move {
+        cx.spawn(async move {
             loop {
                 let note = tokio::select! {
                     note = notes.recv() => note,

@@ -145,6 +145,8 @@ pub struct Application {
     /// Stops the HTTP servers, after the bots.
     http_stop: CancellationToken,
     http_tasks: TaskTracker,
+    /// The application's own tasks (the reloader); the shutdown waits for them before it stops the bots.
+    tasks: TaskTracker,
 }
 
 /// Reloads the configuration on demand and tells what the last reload did.
@@ -347,7 +349,8 @@ impl Application {
         } else {
             None
         };
-        tokio::spawn(reloader.clone().run(signals, shutdown.clone()));
+        let tasks = TaskTracker::new();
+        tasks.spawn(reloader.clone().run(signals, shutdown.clone()));
         Ok(Application {
             manager,
             storage,
@@ -365,6 +368,7 @@ impl Application {
             webhook_addr,
             http_stop,
             http_tasks,
+            tasks,
         })
     }
 
@@ -413,15 +417,20 @@ impl Application {
         ReloadHandle(self.reloader.clone())
     }
 
-    /// Runs until the shutdown token is cancelled, then stops every bot (each drains and confirms its updates),
-    /// the HTTP servers, and writes what is buffered for the database (waiting at most `SHUTDOWN_TIMEOUT`);
-    /// meanwhile `/health/ready` answers 503.
+    /// Runs until the shutdown token is cancelled, then lets a reload under way finish, stops every bot (each
+    /// drains and confirms its updates), the HTTP servers, and writes what is buffered for the database (waiting
+    /// at most `SHUTDOWN_TIMEOUT`); meanwhile `/health/ready` answers 503.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.shutdown.cancelled().await;
         info!("shutting down");
         self.readiness.set(Phase::ShuttingDown);
         drop(self._watcher);
         drop(self._script_watcher);
+        // A reload under way may still start a bot: it finishes first, so that the bots it starts stop below.
+        self.tasks.close();
+        if tokio::time::timeout(self.shutdown_timeout, self.tasks.wait()).await.is_err() {
+            warn!("a reload still runs after the grace period; stopping the bots anyway");
+        }
         self.manager.stop_all().await;
         self.http_stop.cancel();
         self.http_tasks.close();

@@ -34,7 +34,7 @@ use reqwest::Url;
 use runtime::RunningBot;
 pub use runtime::{BotHealth, BotRuntime};
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info};
 
 use crate::{
@@ -157,12 +157,14 @@ pub struct BotManager {
     slots: Arc<tokio::sync::Mutex<BTreeMap<BotId, Slot>>>,
     /// What status needs of each bot, readable without waiting for a start or stop in progress.
     statuses: Arc<Mutex<BTreeMap<BotId, StatusEntry>>>,
+    /// The manager's own tasks (stopping a bot started twice); [`BotManager::stop_all`] waits for them.
+    tasks: TaskTracker,
 }
 
 impl BotManager {
     /// A manager with no bots yet.
     pub fn new(deps: Deps) -> BotManager {
-        BotManager { deps, slots: Arc::default(), statuses: Arc::default() }
+        BotManager { deps, slots: Arc::default(), statuses: Arc::default(), tasks: TaskTracker::new() }
     }
 
     /// Adds these bots and starts the enabled ones, all at once; returns how many run.
@@ -203,7 +205,7 @@ impl BotManager {
             Ok(running) => {
                 if let Some(previous) = slot.running.replace(running) {
                     // Started twice concurrently: keep one.
-                    tokio::spawn(previous.stop());
+                    self.tasks.spawn(previous.stop());
                 }
                 slot.failure = None;
                 Ok(())
@@ -402,13 +404,15 @@ impl BotManager {
         self.slots.lock().await.get(id).map(|s| s.config.clone())
     }
 
-    /// Stops every bot.
+    /// Stops every bot and waits for the manager's own tasks.
     pub async fn stop_all(&self) {
         let running: Vec<RunningBot> = {
             let mut slots = self.slots.lock().await;
             slots.values_mut().filter_map(|s| s.running.take()).collect()
         };
         futures_util::future::join_all(running.into_iter().map(RunningBot::stop)).await;
+        self.tasks.close();
+        self.tasks.wait().await;
         self.refresh(&*self.slots.lock().await);
         info!("all bots stopped");
     }

@@ -25,7 +25,7 @@ pub use router::{
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     bots::BotApi,
@@ -113,9 +113,16 @@ pub struct PluginContext {
     pub shutdown: CancellationToken,
     /// The database (the spec's `db`): bots, users, events and plugin state.
     pub db: Storage,
+    /// The bot's tasks: a plugin spawns here (see [`PluginContext::spawn`]) so that stopping the bot waits for it.
+    pub tasks: TaskTracker,
 }
 
 impl PluginContext {
+    /// Runs `task` as one of the bot's tasks: stopping the bot waits for it (it should end on `shutdown`).
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
     /// The value of `key` in the `config:` block, or `default` when absent or of another type (the spec's
     /// `get_config(key, default)`).
     pub fn get_config<T: DeserializeOwned>(&self, key: &str, default: T) -> T {

@@ -18,7 +18,7 @@ use teloxide_core::{
     types::{BotCommand, Update, UpdateKind},
 };
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument, debug, error, info, warn};
 
 use super::{
@@ -84,6 +84,8 @@ pub struct BotRuntime {
     pub recorder: Recorder,
     /// Messages for the admins (through the admin bot).
     pub notifier: Notifier,
+    /// The bot's tasks: stopping the bot waits for every one of them.
+    pub tasks: TaskTracker,
 }
 
 impl BotRuntime {
@@ -110,6 +112,7 @@ impl Instance {
         health: Arc<BotHealth>,
         username: String,
         cancel: CancellationToken,
+        tasks: &TaskTracker,
     ) -> Result<Instance, StartError> {
         let api = deps.api(&config);
         let mut router = Router::default();
@@ -124,6 +127,7 @@ impl Instance {
                     config: entry.config.clone(),
                     shutdown: cancel.clone(),
                     db: deps.storage.clone(),
+                    tasks: tasks.clone(),
                 };
                 let plugin = factory.build(&cx, &mut router)?;
                 plugin.on_load(&cx).await?;
@@ -141,7 +145,7 @@ impl Instance {
         }
         let limiter = RateLimiter::from_config(&config.rate_limiting).map(Arc::new);
         if let Some(limiter) = limiter.clone() {
-            tokio::spawn(evict_idle_users(limiter, cancel.clone()));
+            tasks.spawn(evict_idle_users(limiter, cancel.clone()));
         }
         let runtime = Arc::new(BotRuntime {
             id: config.id.clone(),
@@ -156,6 +160,7 @@ impl Instance {
             storage: deps.storage.clone(),
             recorder: deps.recorder.clone(),
             notifier: deps.notifier.clone(),
+            tasks: tasks.clone(),
         });
         let commands: Vec<BotCommand> = runtime
             .router
@@ -198,6 +203,10 @@ pub(crate) struct RunningBot {
     sequencer: Arc<Sequencer>,
     cancel: CancellationToken,
     receiver: JoinHandle<()>,
+    /// Every task of the bot: the receiver, plugin tasks, rate-limit upkeep.
+    tasks: TaskTracker,
+    /// How long a stop waits for the bot's tasks.
+    grace: Duration,
     pub(crate) started_at: Instant,
 }
 
@@ -222,9 +231,9 @@ impl RunningBot {
                 webhooks.forget(&config.id);
             }
         }
-        let cancel = deps.shutdown.child_token();
-        let instance =
-            Instance::load(deps, config.clone(), health, me.username.unwrap_or_default(), cancel.child_token()).await?;
+        let (cancel, tasks) = (deps.shutdown.child_token(), TaskTracker::new());
+        let username = me.username.unwrap_or_default();
+        let instance = Instance::load(deps, config.clone(), health, username, cancel.child_token(), &tasks).await?;
         let opened = match &webhooks {
             Some(webhooks) => match webhook::open(webhooks, &instance.runtime).await {
                 Ok(opened) => Some(opened),
@@ -242,13 +251,13 @@ impl RunningBot {
         let span = tracing::info_span!("bot", bot_id = %config.id);
         let (timeout, grace) = (deps.settings.polling_timeout, deps.settings.shutdown_timeout);
         let receiver = match opened {
-            Some(opened) => tokio::spawn(opened.run(sequencer.clone(), grace, cancel.clone()).instrument(span)),
-            None => tokio::spawn(polling::run(sequencer.clone(), timeout, grace, cancel.clone()).instrument(span)),
+            Some(opened) => tasks.spawn(opened.run(sequencer.clone(), grace, cancel.clone()).instrument(span)),
+            None => tasks.spawn(polling::run(sequencer.clone(), timeout, grace, cancel.clone()).instrument(span)),
         };
         metrics::bot_started(config.id.as_str());
         let names: Vec<String> = instance.plugins.iter().map(|(_, cx)| cx.plugin.clone()).collect();
         events::bot_started(&deps.recorder, &config, &instance.runtime.username, &names);
-        Ok(RunningBot { instance, sequencer, cancel, receiver, started_at: Instant::now() })
+        Ok(RunningBot { instance, sequencer, cancel, receiver, tasks, grace, started_at: Instant::now() })
     }
 
     /// Replaces the plugins and router with ones built from `config` while polling goes on: the old instance's
@@ -256,8 +265,8 @@ impl RunningBot {
     /// failure the old instance keeps running.
     pub(crate) async fn reload_in_place(&mut self, deps: &Deps, config: Arc<BotConfig>) -> Result<(), StartError> {
         let old = &self.instance.runtime;
-        let instance =
-            Instance::load(deps, config, old.health.clone(), old.username.clone(), self.cancel.child_token()).await?;
+        let (health, username) = (old.health.clone(), old.username.clone());
+        let instance = Instance::load(deps, config, health, username, self.cancel.child_token(), &self.tasks).await?;
         self.sequencer.swap(instance.runtime.clone()).await;
         instance.started().await;
         let old = std::mem::replace(&mut self.instance, instance);
@@ -272,8 +281,8 @@ impl RunningBot {
         Ok(())
     }
 
-    /// Stops receiving, lets in-flight updates finish (within the shutdown grace period), confirms them and
-    /// unloads the plugins.
+    /// Stops receiving, lets in-flight updates finish (within the shutdown grace period), confirms them,
+    /// unloads the plugins and waits (within the grace period too) for the bot's other tasks.
     pub(crate) async fn stop(self) {
         self.cancel.cancel();
         let id = self.instance.runtime.id.clone();
@@ -282,6 +291,10 @@ impl RunningBot {
         }
         let runtime = self.instance.runtime.clone();
         self.instance.stopped().await;
+        self.tasks.close();
+        if tokio::time::timeout(self.grace, self.tasks.wait()).await.is_err() {
+            warn!(bot_id = %id, tasks = self.tasks.len(), "bot tasks still running after the grace period");
+        }
         events::bot_stopped(&runtime.recorder, &runtime.config);
     }
 

@@ -605,11 +605,13 @@ fn host_error(what: &'static str) -> impl Fn(anyhow::Error) -> mlua::Error {
 /// Runs a host call's work (talking to Telegram, the database, Redis) as a task of its own, so that the script's
 /// coroutine only waits for the result: a VM is locked while one of its coroutines is polled, and the other
 /// handlers of the same script in the same bot should not wait for that lock while this one does I/O.
+/// The task lives no longer than the handler waiting for it (which runs in the bot's tracker): dropping the
+/// handler (aborted after the shutdown grace period) aborts it.
 async fn off_vm<T: Send + 'static>(
     what: &'static str,
     work: impl Future<Output = anyhow::Result<T>> + Send + 'static,
 ) -> mlua::Result<T> {
-    match tokio::spawn(work).await {
+    match tokio_util::task::AbortOnDropHandle::new(tokio::spawn(work)).await {
         Ok(result) => result.map_err(host_error(what)),
         Err(e) => Err(runtime(format!("{what} failed: {e}"))),
     }
