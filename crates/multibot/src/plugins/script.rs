@@ -150,7 +150,7 @@ impl ScriptPlugin {
             host: host.clone(),
         };
         let env = HostEnv {
-            bot_id: String::new(),
+            bot_id: None,
             plugin: stem.clone(),
             api: None,
             state: host.state.clone(),
@@ -237,7 +237,7 @@ impl PluginFactory for ScriptPlugin {
     fn build(&self, cx: &PluginContext, router: &mut Router) -> anyhow::Result<Arc<dyn LoadedPlugin>> {
         let config = if cx.config.is_null() { Value::Object(Default::default()) } else { cx.config.clone() };
         let env = HostEnv {
-            bot_id: cx.bot_id.to_string(),
+            bot_id: Some(cx.bot_id.clone()),
             plugin: self.meta.name.clone(),
             api: Some(cx.api.clone()),
             state: self.host.state.clone(),

@@ -25,6 +25,7 @@ use super::{
 };
 use crate::{
     bots::{BotApi, SendOptions},
+    config::BotId,
     plugins::{
         CallbackFilter, ChatType, ContentType, Ctx, HandlerError, MessageFilter, StateFilter, check_keyboard,
         router::parse_command,
@@ -33,8 +34,8 @@ use crate::{
 
 /// What the host gives one VM: whose it is, the Bot API, its state and its configuration.
 pub(super) struct HostEnv {
-    /// The bot's id (empty while discovering).
-    pub(super) bot_id: String,
+    /// The bot's id; none while discovering.
+    pub(super) bot_id: Option<BotId>,
     /// The plugin's name.
     pub(super) plugin: String,
     /// The bot's Bot API client; none while discovering.
@@ -391,7 +392,8 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
         })?,
     )?;
 
-    globals.set("bot_id", env.bot_id.as_str())?;
+    let bot_id = env.bot_id.as_ref().map_or("", BotId::as_str);
+    globals.set("bot_id", bot_id)?;
     globals.set("config", to_lua_frozen(lua, &env.config)?)?;
     let config = env.config.clone();
     globals.set(
@@ -421,7 +423,7 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
         })?,
     )?;
 
-    let (bot_id, plugin) = (Arc::<str>::from(env.bot_id), Arc::<str>::from(env.plugin));
+    let (bot_id, plugin) = (Arc::<str>::from(bot_id), Arc::<str>::from(env.plugin));
     let log = lua.create_table()?;
     for level in ["debug", "info", "warn", "error"] {
         let (bot_id, plugin) = (bot_id.clone(), plugin.clone());
