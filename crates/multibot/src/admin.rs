@@ -28,7 +28,10 @@ use crate::{
         AccessConfig, BotConfig, BotId, BotSettings, BotToken, FsmStrategy, Mode, PluginEntry, RateLimitConfig,
         WebhookConfig,
     },
-    plugins::{CallbackFilter, Ctx, Handlers, LoadedPlugin, Plugin, PluginContext, PluginFactory, PluginMeta, Router},
+    plugins::{
+        CallbackFilter, ConfigProblem, Ctx, Handlers, LoadedPlugin, Plugin, PluginContext, PluginFactory, PluginMeta,
+        Router,
+    },
     storage::{Storage, events},
 };
 
@@ -114,9 +117,9 @@ impl PluginFactory for AdminFactory {
         &self.meta
     }
 
-    fn check_config(&self, config: &serde_json::Value) -> Result<(), (String, String)> {
+    fn check_config(&self, config: &serde_json::Value) -> Result<(), ConfigProblem> {
         match config.as_object() {
-            Some(map) if !map.is_empty() => Err((String::new(), "the admin plugin takes no configuration".to_owned())),
+            Some(map) if !map.is_empty() => Err(ConfigProblem::new("", "the admin plugin takes no configuration")),
             _ => Ok(()),
         }
     }
