@@ -84,8 +84,6 @@ pub struct BotRuntime {
     pub recorder: Recorder,
     /// Messages for the admins (through the admin bot).
     pub notifier: Notifier,
-    /// The bot's tasks: stopping the bot waits for every one of them.
-    pub tasks: TaskTracker,
 }
 
 impl BotRuntime {
@@ -160,7 +158,6 @@ impl Instance {
             storage: deps.storage.clone(),
             recorder: deps.recorder.clone(),
             notifier: deps.notifier.clone(),
-            tasks: tasks.clone(),
         });
         let commands: Vec<BotCommand> = runtime
             .router
