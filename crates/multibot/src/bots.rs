@@ -42,7 +42,7 @@ use crate::{
     config::{BotConfig, BotId, Mode, Settings},
     fsm::FsmStorage,
     plugins::PluginRegistry,
-    storage::{Recorder, Storage, events},
+    storage::{BotRowStatus, Recorder, Storage, events},
 };
 
 /// What every bot is built from.
@@ -173,7 +173,7 @@ impl BotManager {
             let mut slots = self.slots.lock().await;
             for config in configs {
                 if !config.enabled {
-                    events::record_bot(&self.deps.recorder, &config, "disabled", None);
+                    events::record_bot(&self.deps.recorder, &config, BotRowStatus::Disabled, None);
                 }
                 let slot = Slot::new(Arc::new(config));
                 slots.insert(slot.config.id.clone(), slot);
