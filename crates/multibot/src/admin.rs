@@ -25,7 +25,10 @@ use crate::{
     app::ReloadHandle,
     bots::{BotManager, BotState, BotStatus},
     config::{BotConfig, BotId, BotToken, PluginEntry},
-    plugins::{CallbackFilter, Ctx, Handlers, LoadedPlugin, Plugin, PluginContext, PluginFactory, PluginMeta, Router},
+    plugins::{
+        CallbackFilter, ConfigProblem, Ctx, Handlers, LoadedPlugin, Plugin, PluginContext, PluginFactory, PluginMeta,
+        Router,
+    },
     storage::{Storage, events},
 };
 
@@ -102,9 +105,9 @@ impl PluginFactory for AdminFactory {
         &self.meta
     }
 
-    fn check_config(&self, config: &serde_json::Value) -> Result<(), (String, String)> {
+    fn check_config(&self, config: &serde_json::Value) -> Result<(), ConfigProblem> {
         match config.as_object() {
-            Some(map) if !map.is_empty() => Err((String::new(), "the admin plugin takes no configuration".to_owned())),
+            Some(map) if !map.is_empty() => Err(ConfigProblem::new("", "the admin plugin takes no configuration")),
             _ => Ok(()),
         }
     }
@@ -200,7 +203,7 @@ impl Plugin for Admin {
     async fn on_bot_start(&self, cx: &PluginContext) -> anyhow::Result<()> {
         let mut notes = self.fleet.notifier.subscribe();
         let (api, admins, shutdown) = (cx.api.clone(), self.fleet.allowed.clone(), cx.shutdown.clone());
-        tokio::spawn(async move {
+        cx.spawn(async move {
             loop {
                 let note = tokio::select! {
                     note = notes.recv() => note,

@@ -16,7 +16,6 @@ use std::{
 };
 
 use anyhow::Context;
-use serde::Serialize;
 use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info, warn};
@@ -24,7 +23,7 @@ use tracing::{error, info, warn};
 use crate::{
     admin::{AdminFactory, Fleet, Notifier, admin_bot_config},
     bots::{
-        BotManager, Deps, ReloadOutcome,
+        BotManager, Deps, ManagerError, ReloadOutcome,
         webhook::{StorageSecrets, Webhooks},
     },
     config::{
@@ -113,18 +112,18 @@ fn dotenv_value(name: &str) -> Option<String> {
 }
 
 /// What one reload did, for logs, the admin bot and tests.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone)]
 pub struct ReloadReport {
-    /// Bots and what happened to each (`added`, `reloaded`, `restarted`, `disabled`, `removed`).
-    pub applied: Vec<(BotId, String)>,
+    /// Bots and what happened to each (added, reloaded, restarted, disabled, removed).
+    pub applied: Vec<(BotId, ReloadOutcome)>,
     /// Bots whose new configuration failed to start; each keeps its previous configuration.
-    pub failed: Vec<(BotId, String)>,
+    pub failed: Vec<(BotId, ManagerError)>,
     /// Configuration problems; the bots of those files keep running as they were.
     pub errors: Vec<String>,
     /// Environment settings that changed but cannot change while running.
     pub refused_settings: Vec<&'static str>,
-    /// Script plugins and what happened to each (`added`, `reloaded`, `removed`); script errors are in `errors`.
-    pub scripts: Vec<(String, String)>,
+    /// Script plugins and what happened to each (added, reloaded, removed); script errors are in `errors`.
+    pub scripts: Vec<(String, ReloadOutcome)>,
 }
 
 /// A built application, its bots started.
@@ -146,6 +145,8 @@ pub struct Application {
     /// Stops the HTTP servers, after the bots.
     http_stop: CancellationToken,
     http_tasks: TaskTracker,
+    /// The application's own tasks (the reloader); the shutdown waits for them before it stops the bots.
+    tasks: TaskTracker,
 }
 
 /// Reloads the configuration on demand and tells what the last reload did.
@@ -348,7 +349,8 @@ impl Application {
         } else {
             None
         };
-        tokio::spawn(reloader.clone().run(signals, shutdown.clone()));
+        let tasks = TaskTracker::new();
+        tasks.spawn(reloader.clone().run(signals, shutdown.clone()));
         Ok(Application {
             manager,
             storage,
@@ -366,6 +368,7 @@ impl Application {
             webhook_addr,
             http_stop,
             http_tasks,
+            tasks,
         })
     }
 
@@ -414,15 +417,20 @@ impl Application {
         ReloadHandle(self.reloader.clone())
     }
 
-    /// Runs until the shutdown token is cancelled, then stops every bot (each drains and confirms its updates),
-    /// the HTTP servers, and writes what is buffered for the database (waiting at most `SHUTDOWN_TIMEOUT`);
-    /// meanwhile `/health/ready` answers 503.
+    /// Runs until the shutdown token is cancelled, then lets a reload under way finish, stops every bot (each
+    /// drains and confirms its updates), the HTTP servers, and writes what is buffered for the database (waiting
+    /// at most `SHUTDOWN_TIMEOUT`); meanwhile `/health/ready` answers 503.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.shutdown.cancelled().await;
         info!("shutting down");
         self.readiness.set(Phase::ShuttingDown);
         drop(self._watcher);
         drop(self._script_watcher);
+        // A reload under way may still start a bot: it finishes first, so that the bots it starts stop below.
+        self.tasks.close();
+        if tokio::time::timeout(self.shutdown_timeout, self.tasks.wait()).await.is_err() {
+            warn!("a reload still runs after the grace period; stopping the bots anyway");
+        }
         self.manager.stop_all().await;
         self.http_stop.cancel();
         self.http_tasks.close();
@@ -556,8 +564,13 @@ impl Reloader {
         // Scripts are shared by every bot: a new version rebuilds all the bots using it, even for a reload of one.
         let scan = scan_scripts(&mut self.scripts.lock(), &self.registry, &self.recorder);
         report.errors.extend(scan.errors.iter().map(ToString::to_string));
-        for (what, names) in [("added", &scan.added), ("reloaded", &scan.reloaded), ("removed", &scan.removed)] {
-            report.scripts.extend(names.iter().map(|name| (name.clone(), what.to_owned())));
+        let changes = [
+            (ReloadOutcome::Added, &scan.added),
+            (ReloadOutcome::Reloaded, &scan.reloaded),
+            (ReloadOutcome::Removed, &scan.removed),
+        ];
+        for (what, names) in changes {
+            report.scripts.extend(names.iter().map(|name| (name.clone(), what)));
         }
         let loaded = config::load_dir(&self.config_dir, &*self.env, &*self.registry, self.webhooks);
         // Only bots from CONFIG_DIR take part: the admin bot comes from the environment.
@@ -582,8 +595,8 @@ impl Reloader {
         }
         for id in diff.removed {
             match self.manager.remove(&id).await {
-                Ok(()) => report.applied.push((id, "removed".into())),
-                Err(e) => report.failed.push((id, e.to_string())),
+                Ok(()) => report.applied.push((id, ReloadOutcome::Removed)),
+                Err(e) => report.failed.push((id, e)),
             }
         }
         for config in diff.added.into_iter().chain(diff.changed) {
@@ -592,25 +605,26 @@ impl Reloader {
                 Ok(ReloadOutcome::Unchanged) => {}
                 Ok(outcome) => {
                     info!(bot_id = %id, ?outcome, "configuration applied");
-                    report.applied.push((id, format!("{outcome:?}").to_lowercase()));
+                    report.applied.push((id, outcome));
                 }
                 Err(e) => {
                     error!(bot_id = %id, error = %e, "reload failed; the previous configuration stays");
-                    report.failed.push((id, e.to_string()));
+                    report.failed.push((id, e));
                 }
             }
         }
         if !scan.reloaded.is_empty() {
-            let done: Vec<BotId> = report.applied.iter().chain(&report.failed).map(|(id, _)| id.clone()).collect();
+            let failed = report.failed.iter().map(|(id, _)| id);
+            let done: Vec<BotId> = report.applied.iter().map(|(id, _)| id).chain(failed).cloned().collect();
             for (id, result) in self.manager.reload_plugins(&scan.reloaded, &done).await {
                 match result {
                     Ok(outcome) => {
                         info!(bot_id = %id, ?outcome, "new script version applied");
-                        report.applied.push((id, format!("{outcome:?}").to_lowercase()));
+                        report.applied.push((id, outcome));
                     }
                     Err(e) => {
                         error!(bot_id = %id, error = %e, "new script version failed; the previous one stays");
-                        report.failed.push((id, e.to_string()));
+                        report.failed.push((id, e));
                     }
                 }
             }

@@ -9,6 +9,7 @@
 mod api;
 mod decode;
 mod degraded;
+mod errors;
 mod flood;
 mod polling;
 mod runtime;
@@ -22,16 +23,18 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use crate::outcomes::ReloadOutcome;
 pub use api::{ApiCallError, BotApi, Me, SendOptions};
 pub(crate) use decode::{decode_update, unreadable_callback};
 pub use degraded::{Degraded, Trouble};
+pub use errors::{CallFailure, ManagerError, StartError};
 pub use flood::{FloodLimits, Limit};
 use parking_lot::Mutex;
 use reqwest::Url;
 use runtime::RunningBot;
 pub use runtime::{BotHealth, BotRuntime};
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info};
 
 use crate::{
@@ -39,7 +42,7 @@ use crate::{
     config::{BotConfig, BotId, Mode, Settings},
     fsm::FsmStorage,
     plugins::PluginRegistry,
-    storage::{Recorder, Storage, events},
+    storage::{BotRowStatus, Recorder, Storage, events},
 };
 
 /// What every bot is built from.
@@ -154,40 +157,14 @@ pub struct BotManager {
     slots: Arc<tokio::sync::Mutex<BTreeMap<BotId, Slot>>>,
     /// What status needs of each bot, readable without waiting for a start or stop in progress.
     statuses: Arc<Mutex<BTreeMap<BotId, StatusEntry>>>,
-}
-
-/// What a reload did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReloadOutcome {
-    /// The configuration did not change.
-    Unchanged,
-    /// A new bot was added and started.
-    Added,
-    /// The plugins and router were replaced while the bot kept polling.
-    Reloaded,
-    /// The bot was restarted with the new configuration (a plugin does not support hot reload, or the token or
-    /// mode changed).
-    Restarted,
-    /// The new configuration disables the bot; it was stopped.
-    Disabled,
-}
-
-/// Why a manager operation did nothing.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ManagerError {
-    /// No bot with this id is configured.
-    #[error("no bot {0}")]
-    Unknown(String),
-    /// The bot could not start.
-    #[error("bot {0} failed to start: {1}")]
-    StartFailed(String, String),
+    /// The manager's own tasks (stopping a bot started twice); [`BotManager::stop_all`] waits for them.
+    tasks: TaskTracker,
 }
 
 impl BotManager {
     /// A manager with no bots yet.
     pub fn new(deps: Deps) -> BotManager {
-        BotManager { deps, slots: Arc::default(), statuses: Arc::default() }
+        BotManager { deps, slots: Arc::default(), statuses: Arc::default(), tasks: TaskTracker::new() }
     }
 
     /// Adds these bots and starts the enabled ones, all at once; returns how many run.
@@ -196,7 +173,7 @@ impl BotManager {
             let mut slots = self.slots.lock().await;
             for config in configs {
                 if !config.enabled {
-                    events::record_bot(&self.deps.recorder, &config, "disabled", None);
+                    events::record_bot(&self.deps.recorder, &config, BotRowStatus::Disabled, None);
                 }
                 let slot = Slot::new(Arc::new(config));
                 slots.insert(slot.config.id.clone(), slot);
@@ -213,7 +190,7 @@ impl BotManager {
     pub async fn start(&self, id: &BotId) -> Result<(), ManagerError> {
         let (config, health) = {
             let slots = self.slots.lock().await;
-            let slot = slots.get(id).ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
+            let slot = slots.get(id).ok_or_else(|| ManagerError::Unknown(id.clone()))?;
             if slot.running.is_some() {
                 return Ok(());
             }
@@ -223,21 +200,22 @@ impl BotManager {
         *health.degraded.lock() = None;
         let started = RunningBot::start(&self.deps, config.clone(), health).await;
         let mut slots = self.slots.lock().await;
-        let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
+        let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.clone()))?;
         let result = match started {
             Ok(running) => {
                 if let Some(previous) = slot.running.replace(running) {
                     // Started twice concurrently: keep one.
-                    tokio::spawn(previous.stop());
+                    self.tasks.spawn(previous.stop());
                 }
                 slot.failure = None;
                 Ok(())
             }
-            Err(reason) => {
+            Err(error) => {
+                let reason = error.to_string();
                 events::bot_failed(&self.deps.recorder, &config, &reason);
                 self.deps.notifier.notify(format!("❌ Bot {id} failed to start: {reason}"));
-                slot.failure = Some(reason.clone());
-                Err(ManagerError::StartFailed(id.to_string(), reason))
+                slot.failure = Some(reason);
+                Err(ManagerError::StartFailed(id.clone(), error))
             }
         };
         self.refresh_one(&slots, id);
@@ -248,7 +226,7 @@ impl BotManager {
     pub async fn stop(&self, id: &BotId) -> Result<(), ManagerError> {
         let running = {
             let mut slots = self.slots.lock().await;
-            let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
+            let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.clone()))?;
             slot.running.take()
         };
         if let Some(running) = running {
@@ -307,10 +285,7 @@ impl BotManager {
         let outcome = self.apply(config.clone(), force).await;
         match &outcome {
             Ok(ReloadOutcome::Unchanged) => {}
-            Ok(ReloadOutcome::Added) => events::bot_reloaded(recorder, &config, "added"),
-            Ok(ReloadOutcome::Reloaded) => events::bot_reloaded(recorder, &config, "reloaded"),
-            Ok(ReloadOutcome::Restarted) => events::bot_reloaded(recorder, &config, "restarted"),
-            Ok(ReloadOutcome::Disabled) => events::bot_reloaded(recorder, &config, "disabled"),
+            Ok(outcome) => events::bot_reloaded(recorder, &config, *outcome),
             Err(error) => events::reload_failed(recorder, &config.id, &error.to_string()),
         }
         outcome
@@ -367,10 +342,10 @@ impl BotManager {
         previous: Option<Arc<BotConfig>>,
         running: Option<RunningBot>,
     ) -> Result<ReloadOutcome, ManagerError> {
-        let Some(mut running) = running else { return Err(ManagerError::Unknown(id.to_string())) };
+        let Some(mut running) = running else { return Err(ManagerError::Unknown(id.clone())) };
         let result = running.reload_in_place(&self.deps, config).await;
         let mut slots = self.slots.lock().await;
-        let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.to_string()))?;
+        let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.clone()))?;
         slot.running = Some(running);
         match result {
             Ok(()) => Ok(ReloadOutcome::Reloaded),
@@ -379,7 +354,7 @@ impl BotManager {
                     slot.config = previous;
                 }
                 error!(bot_id = %id, reason = %reason, "reload failed; the previous configuration keeps running");
-                Err(ManagerError::StartFailed(id.to_string(), reason))
+                Err(ManagerError::StartFailed(id.clone(), reason))
             }
         }
     }
@@ -429,13 +404,15 @@ impl BotManager {
         self.slots.lock().await.get(id).map(|s| s.config.clone())
     }
 
-    /// Stops every bot.
+    /// Stops every bot and waits for the manager's own tasks.
     pub async fn stop_all(&self) {
         let running: Vec<RunningBot> = {
             let mut slots = self.slots.lock().await;
             slots.values_mut().filter_map(|s| s.running.take()).collect()
         };
         futures_util::future::join_all(running.into_iter().map(RunningBot::stop)).await;
+        self.tasks.close();
+        self.tasks.wait().await;
         self.refresh(&*self.slots.lock().await);
         info!("all bots stopped");
     }

@@ -64,6 +64,8 @@ fn settings() -> Result<Settings, ExitCode> {
 pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
+    // Outside any tracker on purpose: it only waits for a signal and cancels a token, holds nothing to flush,
+    // and must live as long as the process.
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -89,6 +91,8 @@ pub fn shutdown_on_signals() -> CancellationToken {
 
 /// Sends a reload request on every SIGHUP.
 pub fn reload_on_sighup(reloads: tokio::sync::mpsc::Sender<crate::config::watcher::ReloadSignal>) {
+    // Outside any tracker on purpose: it only forwards signals to the reloader (a full or closed channel is
+    // ignored) and lives as long as the process.
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
@@ -111,6 +115,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = Application::build(settings, PluginRegistry::builtin(), process_env()).await?;
             let signals = shutdown_on_signals();
             let token = app.shutdown_token();
+            // Untracked on purpose: it only passes a signal on to the application's token.
             tokio::spawn(async move {
                 signals.cancelled().await;
                 token.cancel();

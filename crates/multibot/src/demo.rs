@@ -147,6 +147,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         println!("Press Ctrl-C to stop.");
         let signals = shutdown_on_signals();
+        // Untracked on purpose: it only passes a signal on to the application's token.
         tokio::spawn(async move {
             signals.cancelled().await;
             token.cancel();

@@ -11,12 +11,14 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::config::BotId;
+
 /// Whose conversation a state belongs to. The strategy decides the parts: `GLOBAL_USER` uses the user id twice,
 /// `USER_IN_CHAT` the chat and the user, `CHAT` the chat twice.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FsmKey {
     /// The bot's YAML id, so that bots never share state.
-    pub bot_id: String,
+    pub bot_id: BotId,
     /// Chat part of the key.
     pub chat_id: i64,
     /// User part of the key.
@@ -93,16 +95,16 @@ impl DatabaseFsm {
 #[async_trait]
 impl FsmStorage for DatabaseFsm {
     async fn load(&self, key: &FsmKey) -> anyhow::Result<FsmRecord> {
-        let value = self.storage.plugin_states().get(&key.bot_id, "fsm", &key.suffix()).await?;
+        let value = self.storage.plugin_states().get(key.bot_id.as_str(), "fsm", &key.suffix()).await?;
         Ok(value.map(serde_json::from_value).transpose()?.unwrap_or_default())
     }
 
     async fn save(&self, key: &FsmKey, record: &FsmRecord) -> anyhow::Result<()> {
         let states = self.storage.plugin_states();
         if record.is_empty() {
-            states.delete(&key.bot_id, "fsm", &key.suffix()).await?;
+            states.delete(key.bot_id.as_str(), "fsm", &key.suffix()).await?;
         } else {
-            states.set(&key.bot_id, "fsm", &key.suffix(), &serde_json::to_value(record)?).await?;
+            states.set(key.bot_id.as_str(), "fsm", &key.suffix(), &serde_json::to_value(record)?).await?;
         }
         Ok(())
     }
@@ -183,8 +185,8 @@ mod tests {
     #[tokio::test]
     async fn records_are_kept_per_key_and_deleted_when_empty() {
         let fsm = MemoryFsm::default();
-        let a = FsmKey { bot_id: "a".into(), chat_id: 1, user_id: 1 };
-        let b = FsmKey { bot_id: "b".into(), ..a.clone() };
+        let a = FsmKey { bot_id: BotId::parse("a").unwrap(), chat_id: 1, user_id: 1 };
+        let b = FsmKey { bot_id: BotId::parse("b").unwrap(), ..a.clone() };
         let record = FsmRecord { state: Some("form:name".into()), data: Map::new() };
         fsm.save(&a, &record).await.unwrap();
         assert_eq!(fsm.load(&a).await.unwrap(), record);

@@ -9,6 +9,7 @@
 //! - [`plugins`]: the [`plugins::Plugin`] trait, the router, the registry, the built-in plugins and script
 //!   plugins (sandboxed Luau, [`plugins::script`]).
 //! - [`fsm`]: conversation state storage.
+//! - [`outcomes`]: typed outcomes shared by layers ([`outcomes::ReloadOutcome`]).
 //! - [`http`]: health probes, Prometheus metrics and the webhook endpoint.
 //! - [`storage`]: PostgreSQL or SQLite, migrations, the repositories, the background [`storage::Recorder`] and
 //!   the audit events.
@@ -27,6 +28,7 @@ pub mod demo;
 pub mod fsm;
 pub mod http;
 pub mod middleware;
+pub mod outcomes;
 pub mod plugins;
 pub mod storage;
 pub mod telemetry;

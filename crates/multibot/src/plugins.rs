@@ -25,7 +25,7 @@ pub use router::{
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     bots::BotApi,
@@ -113,9 +113,16 @@ pub struct PluginContext {
     pub shutdown: CancellationToken,
     /// The database (the spec's `db`): bots, users, events and plugin state.
     pub db: Storage,
+    /// The bot's tasks: a plugin spawns here (see [`PluginContext::spawn`]) so that stopping the bot waits for it.
+    pub tasks: TaskTracker,
 }
 
 impl PluginContext {
+    /// Runs `task` as one of the bot's tasks: stopping the bot waits for it (it should end on `shutdown`).
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
     /// The value of `key` in the `config:` block, or `default` when absent or of another type (the spec's
     /// `get_config(key, default)`).
     pub fn get_config<T: DeserializeOwned>(&self, key: &str, default: T) -> T {
@@ -203,11 +210,28 @@ pub trait PluginFactory: Send + Sync {
     /// The plugin's metadata.
     fn meta(&self) -> &PluginMeta;
 
-    /// Checks a `config:` block; on failure the path inside the block and the message.
-    fn check_config(&self, config: &Value) -> Result<(), (String, String)>;
+    /// Checks a `config:` block.
+    fn check_config(&self, config: &Value) -> Result<(), ConfigProblem>;
 
     /// Builds an instance for a bot and registers its handlers on `router`.
     fn build(&self, cx: &PluginContext, router: &mut Router) -> anyhow::Result<Arc<dyn LoadedPlugin>>;
+}
+
+/// Why a plugin's `config:` block is refused: where inside the block, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigProblem {
+    /// The path inside the block (e.g. `commands[1].command`), empty for the block itself.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigProblem {
+    /// A problem at `path` inside the block.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> ConfigProblem {
+        ConfigProblem { path: path.into(), message: message.into() }
+    }
 }
 
 /// The factory of a native plugin type.
@@ -216,12 +240,12 @@ struct Native<P> {
     plugin: PhantomData<fn() -> P>,
 }
 
-fn parse_config<C: DeserializeOwned>(config: &Value) -> Result<C, (String, String)> {
+fn parse_config<C: DeserializeOwned>(config: &Value) -> Result<C, ConfigProblem> {
     let config = if config.is_null() { Value::Object(Default::default()) } else { config.clone() };
     serde_path_to_error::deserialize(config).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        (path, e.into_inner().to_string())
+        ConfigProblem::new(path, e.into_inner().to_string())
     })
 }
 
@@ -230,13 +254,13 @@ impl<P: Plugin> PluginFactory for Native<P> {
         &self.meta
     }
 
-    fn check_config(&self, config: &Value) -> Result<(), (String, String)> {
+    fn check_config(&self, config: &Value) -> Result<(), ConfigProblem> {
         parse_config::<P::Config>(config).map(drop)
     }
 
     fn build(&self, cx: &PluginContext, router: &mut Router) -> anyhow::Result<Arc<dyn LoadedPlugin>> {
         let config = parse_config::<P::Config>(&cx.config)
-            .map_err(|(path, message)| anyhow::anyhow!("plugin {} config {path}: {message}", self.meta.name))?;
+            .map_err(|p| anyhow::anyhow!("plugin {} config {}: {}", self.meta.name, p.path, p.message))?;
         let plugin = Arc::new(P::new(config, cx)?);
         let mut handlers = Handlers::new(plugin.clone(), &self.meta.name, router);
         plugin.setup_handlers(&mut handlers);
@@ -337,7 +361,7 @@ impl PluginCatalog for PluginRegistry {
 
     fn check_config(&self, name: &str, config: &Value) -> Result<(), (String, String)> {
         match self.get(name) {
-            Some(factory) => factory.check_config(config),
+            Some(factory) => factory.check_config(config).map_err(|p| (p.path, p.message)),
             None => Err((String::new(), format!("unknown plugin {name:?}"))),
         }
     }

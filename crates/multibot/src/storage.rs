@@ -149,6 +149,31 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// A bot's `status` in the `bots` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BotRowStatus {
+    /// Receiving updates.
+    Running,
+    /// Stopped (by an admin, a reload or the shutdown).
+    Stopped,
+    /// Could not start, or failed while running.
+    Failed,
+    /// `enabled: false` in its YAML.
+    Disabled,
+}
+
+impl BotRowStatus {
+    /// The word stored in the column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BotRowStatus::Running => "running",
+            BotRowStatus::Stopped => "stopped",
+            BotRowStatus::Failed => "failed",
+            BotRowStatus::Disabled => "disabled",
+        }
+    }
+}
+
 /// A row of `bots`: a configured bot and its last known state (the spec's `BotRecord`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BotRecord {

@@ -10,9 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
-    ApiCallError, BotRuntime,
+    ApiCallError, BotRuntime, CallFailure,
     degraded::{Degraded, Poll, PollHealth},
-    runtime::describe,
     sequencer::Sequencer,
 };
 use crate::telemetry::metrics;
@@ -109,7 +108,7 @@ pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Dur
             }
             // Logged when the bot's state changes (set_degraded), not at every failed poll.
             Err(e) => {
-                debug!(error = %bot.redact(describe(&e)), "getUpdates failed; backing off");
+                debug!(error = %CallFailure::of(&e, &bot.config.token), "getUpdates failed; backing off");
                 next_backoff(&mut backoff)
             }
         };
@@ -160,7 +159,7 @@ async fn finish(bot: &BotRuntime, sequencer: &Sequencer, grace: Duration) {
     match bot.api.get_updates(Some(offset), 1, Duration::ZERO, &[]).await {
         Ok(_) => debug!(offset, "confirmed handled updates"),
         Err(e) => {
-            warn!(error = %bot.redact(describe(&e)), "could not confirm handled updates")
+            warn!(error = %CallFailure::of(&e, &bot.config.token), "could not confirm handled updates")
         }
     }
 }

@@ -18,11 +18,12 @@ use teloxide_core::{
     types::{BotCommand, Update, UpdateKind},
 };
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument, debug, error, info, warn};
 
 use super::{
-    ApiCallError, BotApi, Deps, degraded::Degraded, polling, sequencer::Sequencer, sequencer::Tracker, webhook,
+    ApiCallError, BotApi, CallFailure, Deps, StartError, degraded::Degraded, polling, sequencer::Sequencer,
+    sequencer::Tracker, webhook,
 };
 use crate::{
     admin::Notifier,
@@ -109,7 +110,8 @@ impl Instance {
         health: Arc<BotHealth>,
         username: String,
         cancel: CancellationToken,
-    ) -> Result<Instance, String> {
+        tasks: &TaskTracker,
+    ) -> Result<Instance, StartError> {
         let api = deps.api(&config);
         let mut router = Router::default();
         let mut plugins: Vec<(Arc<dyn LoadedPlugin>, PluginContext)> = Vec::new();
@@ -123,6 +125,7 @@ impl Instance {
                     config: entry.config.clone(),
                     shutdown: cancel.clone(),
                     db: deps.storage.clone(),
+                    tasks: tasks.clone(),
                 };
                 let plugin = factory.build(&cx, &mut router)?;
                 plugin.on_load(&cx).await?;
@@ -133,14 +136,14 @@ impl Instance {
                 Err(e) => {
                     unload(&plugins).await;
                     cancel.cancel();
-                    let message = format!("plugin {} failed to load: {e:#}", entry.name);
-                    return Err(message.replace(config.token.expose(), "<token>"));
+                    let error = format!("{e:#}").replace(config.token.expose(), "<token>");
+                    return Err(StartError::PluginFailed { plugin: entry.name.clone(), error });
                 }
             }
         }
         let limiter = RateLimiter::from_config(&config.rate_limiting).map(Arc::new);
         if let Some(limiter) = limiter.clone() {
-            tokio::spawn(evict_idle_users(limiter, cancel.clone()));
+            tasks.spawn(evict_idle_users(limiter, cancel.clone()));
         }
         let runtime = Arc::new(BotRuntime {
             id: config.id.clone(),
@@ -197,17 +200,11 @@ pub(crate) struct RunningBot {
     sequencer: Arc<Sequencer>,
     cancel: CancellationToken,
     receiver: JoinHandle<()>,
+    /// Every task of the bot: the receiver, plugin tasks, rate-limit upkeep.
+    tasks: TaskTracker,
+    /// How long a stop waits for the bot's tasks.
+    grace: Duration,
     pub(crate) started_at: Instant,
-}
-
-/// A failed call, in words for logs and status.
-pub(crate) fn describe(error: &ApiCallError) -> String {
-    match error {
-        ApiCallError::Api { code: 401, .. } => "token rejected by Telegram (401 Unauthorized)".to_owned(),
-        ApiCallError::Api { .. } => format!("Telegram answered: {error}"),
-        ApiCallError::Network(e) => format!("cannot reach the Bot API: {e}"),
-        ApiCallError::Decode(e) => format!("unexpected answer from the Bot API: {e}"),
-    }
 }
 
 impl RunningBot {
@@ -216,35 +213,31 @@ impl RunningBot {
         deps: &Deps,
         config: Arc<BotConfig>,
         health: Arc<BotHealth>,
-    ) -> Result<RunningBot, String> {
+    ) -> Result<RunningBot, StartError> {
         let webhooks = match config.mode {
-            Mode::Webhook => {
-                Some(deps.webhooks.clone().ok_or("webhook mode needs the webhook server (WEBHOOK_ENABLED)")?)
-            }
+            Mode::Webhook => Some(deps.webhooks.clone().ok_or(StartError::NoWebhookServer)?),
             Mode::Polling => None,
         };
         let api = deps.api(&config);
-        let redact = |message: String| message.replace(config.token.expose(), "<token>");
-        let me = api.get_me().await.map_err(|e| redact(describe(&e)))?;
+        let failure = |e: ApiCallError| CallFailure::of(&e, &config.token);
+        let me = api.get_me().await.map_err(|e| StartError::GetMe(failure(e)))?;
         if config.mode == Mode::Polling {
             // getUpdates answers 409 while a webhook is set: a bot moved from webhook mode takes it down first.
-            api.call(&DeleteWebhook::new())
-                .await
-                .map_err(|e| redact(format!("deleteWebhook failed: {}", describe(&e))))?;
+            api.call(&DeleteWebhook::new()).await.map_err(|e| StartError::DeleteWebhook(failure(e)))?;
             if let Some(webhooks) = &deps.webhooks {
                 webhooks.forget(&config.id);
             }
         }
-        let cancel = deps.shutdown.child_token();
-        let instance =
-            Instance::load(deps, config.clone(), health, me.username.unwrap_or_default(), cancel.child_token()).await?;
+        let (cancel, tasks) = (deps.shutdown.child_token(), TaskTracker::new());
+        let username = me.username.unwrap_or_default();
+        let instance = Instance::load(deps, config.clone(), health, username, cancel.child_token(), &tasks).await?;
         let opened = match &webhooks {
             Some(webhooks) => match webhook::open(webhooks, &instance.runtime).await {
                 Ok(opened) => Some(opened),
-                Err(reason) => {
+                Err(error) => {
                     unload(&instance.plugins).await;
                     instance.cancel.cancel();
-                    return Err(instance.runtime.redact(reason));
+                    return Err(error.into());
                 }
             },
             None => None,
@@ -255,22 +248,22 @@ impl RunningBot {
         let span = tracing::info_span!("bot", bot_id = %config.id);
         let (timeout, grace) = (deps.settings.polling_timeout, deps.settings.shutdown_timeout);
         let receiver = match opened {
-            Some(opened) => tokio::spawn(opened.run(sequencer.clone(), grace, cancel.clone()).instrument(span)),
-            None => tokio::spawn(polling::run(sequencer.clone(), timeout, grace, cancel.clone()).instrument(span)),
+            Some(opened) => tasks.spawn(opened.run(sequencer.clone(), grace, cancel.clone()).instrument(span)),
+            None => tasks.spawn(polling::run(sequencer.clone(), timeout, grace, cancel.clone()).instrument(span)),
         };
         metrics::bot_started(config.id.as_str());
         let names: Vec<String> = instance.plugins.iter().map(|(_, cx)| cx.plugin.clone()).collect();
         events::bot_started(&deps.recorder, &config, &instance.runtime.username, &names);
-        Ok(RunningBot { instance, sequencer, cancel, receiver, started_at: Instant::now() })
+        Ok(RunningBot { instance, sequencer, cancel, receiver, tasks, grace, started_at: Instant::now() })
     }
 
     /// Replaces the plugins and router with ones built from `config` while polling goes on: the old instance's
     /// in-flight updates finish first, queued ones wait for the new instance, and the offset is untouched. On
     /// failure the old instance keeps running.
-    pub(crate) async fn reload_in_place(&mut self, deps: &Deps, config: Arc<BotConfig>) -> Result<(), String> {
+    pub(crate) async fn reload_in_place(&mut self, deps: &Deps, config: Arc<BotConfig>) -> Result<(), StartError> {
         let old = &self.instance.runtime;
-        let instance =
-            Instance::load(deps, config, old.health.clone(), old.username.clone(), self.cancel.child_token()).await?;
+        let (health, username) = (old.health.clone(), old.username.clone());
+        let instance = Instance::load(deps, config, health, username, self.cancel.child_token(), &self.tasks).await?;
         self.sequencer.swap(instance.runtime.clone()).await;
         instance.started().await;
         let old = std::mem::replace(&mut self.instance, instance);
@@ -285,8 +278,8 @@ impl RunningBot {
         Ok(())
     }
 
-    /// Stops receiving, lets in-flight updates finish (within the shutdown grace period), confirms them and
-    /// unloads the plugins.
+    /// Stops receiving, lets in-flight updates finish (within the shutdown grace period), confirms them,
+    /// unloads the plugins and waits (within the grace period too) for the bot's other tasks.
     pub(crate) async fn stop(self) {
         self.cancel.cancel();
         let id = self.instance.runtime.id.clone();
@@ -295,6 +288,10 @@ impl RunningBot {
         }
         let runtime = self.instance.runtime.clone();
         self.instance.stopped().await;
+        self.tasks.close();
+        if tokio::time::timeout(self.grace, self.tasks.wait()).await.is_err() {
+            warn!(bot_id = %id, tasks = self.tasks.len(), "bot tasks still running after the grace period");
+        }
         events::bot_stopped(&runtime.recorder, &runtime.config);
     }
 

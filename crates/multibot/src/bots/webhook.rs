@@ -30,7 +30,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{BotRuntime, polling::allowed_updates, runtime::describe, sequencer::Sequencer};
+use super::{BotRuntime, CallFailure, polling::allowed_updates, sequencer::Sequencer};
 use crate::config::{BotConfig, BotId};
 
 /// How many recent `update_id`s each bot remembers to drop Telegram's re-deliveries.
@@ -57,10 +57,10 @@ impl Webhooks {
     }
 
     /// The URL Telegram posts a bot's updates to.
-    pub fn url_of(&self, config: &BotConfig) -> Result<Url, String> {
-        let base = self.base_url.as_deref().ok_or("webhook mode needs WEBHOOK_BASE_URL")?;
+    pub fn url_of(&self, config: &BotConfig) -> Result<Url, WebhookError> {
+        let base = self.base_url.as_deref().ok_or(WebhookError::NoBaseUrl)?;
         let url = format!("{base}/webhook{}", Webhooks::path_of(config));
-        Url::parse(&url).map_err(|e| format!("invalid webhook URL {url:?}: {e}"))
+        Url::parse(&url).map_err(|e| WebhookError::BadUrl { cause: e.to_string(), url })
     }
 
     /// The inbox served at `path` (the request path after `/webhook`), running or stopped.
@@ -162,6 +162,28 @@ impl RecentIds {
     }
 }
 
+/// Why a bot's webhook could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    /// `WEBHOOK_BASE_URL` is not set.
+    #[error("webhook mode needs WEBHOOK_BASE_URL")]
+    NoBaseUrl,
+    /// The base URL and the bot's path do not make a URL.
+    #[error("invalid webhook URL {url:?}: {cause}")]
+    BadUrl {
+        /// The URL as put together.
+        url: String,
+        /// Why it does not parse.
+        cause: String,
+    },
+    /// The bot's secret could not be read or stored.
+    #[error("could not get the webhook secret: {0}")]
+    Secret(String),
+    /// Telegram refused setWebhook, or could not be reached.
+    #[error("setWebhook failed: {0}")]
+    SetWebhook(CallFailure),
+}
+
 /// A webhook bot's receiving side, set up and waiting to run.
 pub(crate) struct Opened {
     receiver: mpsc::Receiver<Update>,
@@ -169,7 +191,7 @@ pub(crate) struct Opened {
 }
 
 /// Registers the bot's inbox at its path and sets its webhook. On failure the path is no longer served.
-pub(crate) async fn open(webhooks: &Webhooks, bot: &BotRuntime) -> Result<Opened, String> {
+pub(crate) async fn open(webhooks: &Webhooks, bot: &BotRuntime) -> Result<Opened, WebhookError> {
     let secret = secret(webhooks, bot).await?;
     let (sender, receiver) = mpsc::channel(webhooks.inbox_capacity);
     let inbox =
@@ -184,24 +206,24 @@ pub(crate) async fn open(webhooks: &Webhooks, bot: &BotRuntime) -> Result<Opened
 }
 
 /// Calls setWebhook again for a bot reloaded in place, whose plugins may handle other update types.
-pub(crate) async fn refresh(webhooks: &Webhooks, bot: &BotRuntime) -> Result<(), String> {
+pub(crate) async fn refresh(webhooks: &Webhooks, bot: &BotRuntime) -> Result<(), WebhookError> {
     let secret = secret(webhooks, bot).await?;
     set_webhook(webhooks, bot, &secret).await
 }
 
-async fn secret(webhooks: &Webhooks, bot: &BotRuntime) -> Result<WebhookSecret, String> {
-    webhooks.secrets.get_or_create(&bot.id).await.map_err(|e| format!("could not get the webhook secret: {e:#}"))
+async fn secret(webhooks: &Webhooks, bot: &BotRuntime) -> Result<WebhookSecret, WebhookError> {
+    webhooks.secrets.get_or_create(&bot.id).await.map_err(|e| WebhookError::Secret(bot.redact(format!("{e:#}"))))
 }
 
 /// setWebhook with the bot's URL, secret, `max_connections` and the update types its plugins handle.
-async fn set_webhook(webhooks: &Webhooks, bot: &BotRuntime, secret: &WebhookSecret) -> Result<(), String> {
+async fn set_webhook(webhooks: &Webhooks, bot: &BotRuntime, secret: &WebhookSecret) -> Result<(), WebhookError> {
     let url = webhooks.url_of(&bot.config)?;
     let max_connections = bot.config.webhook.max_connections.clamp(1, 100) as u8;
     let payload = SetWebhook::new(url.clone())
         .secret_token(secret.expose())
         .max_connections(max_connections)
         .allowed_updates(allowed_updates(bot));
-    bot.api.call(&payload).await.map_err(|e| format!("setWebhook failed: {}", describe(&e)))?;
+    bot.api.call(&payload).await.map_err(|e| WebhookError::SetWebhook(CallFailure::of(&e, &bot.config.token)))?;
     info!(bot_id = %bot.id, url = %url, max_connections, "webhook set");
     Ok(())
 }

@@ -227,7 +227,7 @@ impl Ctx {
             FsmStrategy::UserInChat => (chat, user),
             FsmStrategy::Chat => (chat, chat),
         };
-        Some(FsmKey { bot_id: self.bot_id().to_string(), chat_id, user_id })
+        Some(FsmKey { bot_id: self.bot_id().clone(), chat_id, user_id })
     }
 
     async fn record(&self) -> anyhow::Result<FsmRecord> {

@@ -32,7 +32,7 @@ use self::{
     api::{Hooks, HostEnv, LuaCtx, Registrations, RouteDecl, SchemaEntry},
     vm::describe,
 };
-use super::{ErrorHookFn, HandlerFn, LoadedPlugin, PluginContext, PluginFactory, PluginMeta, Router};
+use super::{ConfigProblem, ErrorHookFn, HandlerFn, LoadedPlugin, PluginContext, PluginFactory, PluginMeta, Router};
 use crate::config::Settings;
 
 /// A handler still running after this long is stopped, whatever it waits on. Its CPU time is bounded by the
@@ -150,7 +150,7 @@ impl ScriptPlugin {
             host: host.clone(),
         };
         let env = HostEnv {
-            bot_id: String::new(),
+            bot_id: None,
             plugin: stem.clone(),
             api: None,
             state: host.state.clone(),
@@ -198,26 +198,27 @@ impl ScriptPlugin {
         Ok((lua, registrations))
     }
 
-    fn check(&self, config: &Value) -> Result<(), (String, String)> {
+    fn check(&self, config: &Value) -> Result<(), ConfigProblem> {
         let empty = serde_json::Map::new();
         let fields = match config {
             Value::Null => &empty,
             Value::Object(fields) => fields,
-            _ => return Err((String::new(), "expected a mapping of settings".to_owned())),
+            _ => return Err(ConfigProblem::new("", "expected a mapping of settings")),
         };
         let Some(schema) = &self.schema else { return Ok(()) };
         for (key, value) in fields {
             let Some(entry) = schema.get(key) else {
                 let known: Vec<&str> = schema.keys().map(String::as_str).collect();
-                return Err((key.clone(), format!("unknown setting `{key}` (expected one of: {})", known.join(", "))));
+                let message = format!("unknown setting `{key}` (expected one of: {})", known.join(", "));
+                return Err(ConfigProblem::new(key, message));
             };
             let optional_null = value.is_null() && !entry.required;
             if !optional_null && !entry.kind.accepts(value) {
-                return Err((key.clone(), format!("expected {}", entry.kind.describe())));
+                return Err(ConfigProblem::new(key, format!("expected {}", entry.kind.describe())));
             }
         }
         if let Some((key, _)) = schema.iter().find(|(key, entry)| entry.required && !fields.contains_key(*key)) {
-            return Err((String::new(), format!("missing setting `{key}`")));
+            return Err(ConfigProblem::new("", format!("missing setting `{key}`")));
         }
         Ok(())
     }
@@ -230,14 +231,14 @@ impl PluginFactory for ScriptPlugin {
 
     /// Any mapping, unless the script declares a `config_schema`: then only its keys, with their types, and
     /// every key not marked optional.
-    fn check_config(&self, config: &Value) -> Result<(), (String, String)> {
+    fn check_config(&self, config: &Value) -> Result<(), ConfigProblem> {
         self.check(config)
     }
 
     fn build(&self, cx: &PluginContext, router: &mut Router) -> anyhow::Result<Arc<dyn LoadedPlugin>> {
         let config = if cx.config.is_null() { Value::Object(Default::default()) } else { cx.config.clone() };
         let env = HostEnv {
-            bot_id: cx.bot_id.to_string(),
+            bot_id: Some(cx.bot_id.clone()),
             plugin: self.meta.name.clone(),
             api: Some(cx.api.clone()),
             state: self.host.state.clone(),
@@ -415,11 +416,14 @@ mod tests {
         let plugin = load("plugin { config_schema = { greeting = 'string', times = 'integer?' } }").unwrap();
         plugin.check(&json!({"greeting": "hi", "times": 2})).unwrap();
         plugin.check(&json!({"greeting": "hi"})).unwrap();
-        assert_eq!(plugin.check(&json!({"greeting": 1})).unwrap_err(), ("greeting".into(), "expected a string".into()));
-        let (path, message) = plugin.check(&json!({"greeting": "hi", "tims": 2})).unwrap_err();
+        assert_eq!(
+            plugin.check(&json!({"greeting": 1})).unwrap_err(),
+            ConfigProblem::new("greeting", "expected a string")
+        );
+        let ConfigProblem { path, message } = plugin.check(&json!({"greeting": "hi", "tims": 2})).unwrap_err();
         assert_eq!(path, "tims");
         assert!(message.contains("unknown setting `tims`"), "{message}");
-        assert!(plugin.check(&json!({})).unwrap_err().1.contains("missing setting `greeting`"));
+        assert!(plugin.check(&json!({})).unwrap_err().message.contains("missing setting `greeting`"));
         // Without a schema any mapping goes, and nothing else.
         let plugin = load("").unwrap();
         plugin.check(&json!({"anything": [1]})).unwrap();

@@ -8,9 +8,10 @@ use std::path::Path;
 use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
-use super::{BotRecord, EventKind, NewEvent, Recorder, now};
+use super::{BotRecord, BotRowStatus, EventKind, NewEvent, Recorder, now};
 use crate::{
     config::{BotConfig, BotId, ConfigError},
+    outcomes::ReloadOutcome,
     plugins::{HandlerError, script::ScriptError},
     telemetry::metrics,
 };
@@ -22,7 +23,7 @@ fn record(recorder: &Recorder, bot_id: Option<&str>, kind: EventKind, actor_user
 }
 
 /// Writes the bot's row: its configuration and `status`; `error` is kept as `last_error`.
-pub fn record_bot(recorder: &Recorder, config: &BotConfig, status: &str, error: Option<&str>) {
+pub fn record_bot(recorder: &Recorder, config: &BotConfig, status: BotRowStatus, error: Option<&str>) {
     let at = now();
     recorder.bot(BotRecord {
         id: config.id.to_string(),
@@ -31,9 +32,9 @@ pub fn record_bot(recorder: &Recorder, config: &BotConfig, status: &str, error: 
         mode: config.mode.to_string(),
         enabled: config.enabled,
         config_hash: config.hash.clone(),
-        status: status.to_owned(),
-        started_at: (status == "running").then_some(at),
-        stopped_at: (status != "running").then_some(at),
+        status: status.as_str().to_owned(),
+        started_at: (status == BotRowStatus::Running).then_some(at),
+        stopped_at: (status != BotRowStatus::Running).then_some(at),
         last_error: error.map(str::to_owned),
         created_at: at,
         updated_at: at,
@@ -43,7 +44,7 @@ pub fn record_bot(recorder: &Recorder, config: &BotConfig, status: &str, error: 
 /// A bot started receiving updates.
 pub fn bot_started(recorder: &Recorder, config: &BotConfig, username: &str, plugins: &[String]) {
     info!(bot_id = %config.id, username, plugins = plugins.len(), "bot started");
-    record_bot(recorder, config, "running", None);
+    record_bot(recorder, config, BotRowStatus::Running, None);
     let detail = json!({"username": username, "plugins": plugins, "config_hash": config.hash});
     record(recorder, Some(config.id.as_str()), EventKind::Started, None, detail);
 }
@@ -51,24 +52,24 @@ pub fn bot_started(recorder: &Recorder, config: &BotConfig, username: &str, plug
 /// A bot stopped (its in-flight updates done).
 pub fn bot_stopped(recorder: &Recorder, config: &BotConfig) {
     info!(bot_id = %config.id, "bot stopped");
-    record_bot(recorder, config, "stopped", None);
+    record_bot(recorder, config, BotRowStatus::Stopped, None);
     record(recorder, Some(config.id.as_str()), EventKind::Stopped, None, json!({}));
 }
 
 /// A bot could not start, or failed while running (its token revoked); `reason` holds no secret.
 pub fn bot_failed(recorder: &Recorder, config: &BotConfig, reason: &str) {
     error!(bot_id = %config.id, reason, "bot failed");
-    record_bot(recorder, config, "failed", Some(reason));
+    record_bot(recorder, config, BotRowStatus::Failed, Some(reason));
     record(recorder, Some(config.id.as_str()), EventKind::Failed, None, json!({"reason": reason}));
 }
 
-/// A bot's new configuration was applied: `outcome` is `added`, `restarted` or `disabled`.
-pub fn bot_reloaded(recorder: &Recorder, config: &BotConfig, outcome: &str) {
-    info!(bot_id = %config.id, outcome, "bot reloaded");
-    if outcome == "disabled" {
-        record_bot(recorder, config, "disabled", None);
+/// A bot's new configuration was applied: `outcome` says how (added, reloaded, restarted, disabled).
+pub fn bot_reloaded(recorder: &Recorder, config: &BotConfig, outcome: ReloadOutcome) {
+    info!(bot_id = %config.id, outcome = outcome.as_str(), "bot reloaded");
+    if outcome == ReloadOutcome::Disabled {
+        record_bot(recorder, config, BotRowStatus::Disabled, None);
     }
-    let detail = json!({"outcome": outcome, "config_hash": config.hash});
+    let detail = json!({"outcome": outcome.as_str(), "config_hash": config.hash});
     record(recorder, Some(config.id.as_str()), EventKind::Reloaded, None, detail);
 }
 

@@ -13,7 +13,7 @@ use std::{
 };
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
 use super::{BotRecord, NewEvent, Storage, StorageError, UserSeen};
@@ -38,6 +38,8 @@ pub struct Recorder {
     tx: mpsc::Sender<Op>,
     dropped: Arc<AtomicU64>,
     stop: CancellationToken,
+    /// The writer task; [`Recorder::close`] waits for it.
+    writer: TaskTracker,
 }
 
 impl Recorder {
@@ -47,9 +49,10 @@ impl Recorder {
     /// Starts the writer on `storage` with room for `capacity` waiting writes.
     pub fn spawn(storage: Storage, capacity: usize) -> Recorder {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        let stop = CancellationToken::new();
-        tokio::spawn(run(storage, rx, stop.clone()));
-        Recorder { tx, dropped: Arc::default(), stop }
+        let (stop, writer) = (CancellationToken::new(), TaskTracker::new());
+        writer.spawn(run(storage, rx, stop.clone()));
+        writer.close();
+        Recorder { tx, dropped: Arc::default(), stop, writer }
     }
 
     /// Records that a user interacted with a bot.
@@ -95,12 +98,16 @@ impl Recorder {
         tokio::time::timeout(within, flushed).await.unwrap_or(false)
     }
 
-    /// Flushes (waiting at most `within`), then stops the writer; what could not be written is logged as lost.
+    /// Flushes (waiting at most `within`), then stops the writer and waits for it (at most `within` again);
+    /// what could not be written is logged as lost.
     pub async fn close(&self, within: Duration) {
         if !self.flush(within).await {
             warn!(within_ms = within.as_millis() as u64, "the database did not take the buffered writes in time");
         }
         self.stop.cancel();
+        if tokio::time::timeout(within, self.writer.wait()).await.is_err() {
+            warn!("the database writer did not stop in time");
+        }
     }
 }
 

@@ -80,6 +80,11 @@ pub(crate) struct TestApp {
 impl TestApp {
     /// Stops the application and waits for it.
     pub(crate) async fn stop(mut self) {
+        self.stop_app().await;
+    }
+
+    /// Stops the application and waits for it; the emulator keeps running, to read what the bots did.
+    pub(crate) async fn stop_app(&mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             task.await.expect("app task").expect("app stops cleanly");

@@ -9,6 +9,8 @@ use multibot::{
     prelude::*,
 };
 
+use botapi_emulator::FaultSpec;
+
 use crate::helpers::{eventually, spawn_app};
 
 fn greeter(id: &str, token: u32, welcome: &str) -> String {
@@ -253,4 +255,24 @@ async fn reading_the_files_never_reloads() {
         assert_no_reload_after(&app, n, "reading the file").await;
     }
     app.stop().await;
+}
+
+/// Stopping the application while a reload is starting a bot: the reload finishes and that bot is stopped with the
+/// others before the application returns, instead of starting after the fleet stopped.
+#[tokio::test]
+async fn a_reload_under_way_at_shutdown_finishes_and_its_bot_stops_before_the_application_returns() {
+    let mut app = spawn_app(&[("a.yaml", &greeter("first", 1, "first"))], 2, PluginRegistry::builtin()).await;
+    let second = app.bot(2).await;
+    // The new bot's start waits on deleteWebhook (right after getMe) for a while.
+    second.inject(FaultSpec::delay("deleteWebhook", Duration::from_secs(2))).await.unwrap();
+    app.dir.write("b.yaml", &greeter("second", 2, "second"));
+    eventually(WAIT, "the reload to start the second bot", || async {
+        !second.calls(Some("getMe")).await.unwrap().is_empty()
+    })
+    .await;
+    app.stop_app().await;
+    let methods: Vec<String> = second.calls(None).await.unwrap().into_iter().map(|c| c.method).collect();
+    assert!(methods.iter().any(|m| m == "setMyCommands"), "the reload finished before the stop: {methods:?}");
+    let state = app.manager.status_of(&BotId::parse("second").unwrap()).map(|s| s.state);
+    assert_eq!(state, Some(BotState::Stopped), "the bot it started was stopped with the others");
 }

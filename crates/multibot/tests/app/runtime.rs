@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use botapi_emulator::FaultSpec;
 use multibot::{
-    bots::{BotState, ReloadOutcome},
-    config::{WebhookEnv, parse_bot_file},
+    bots::{BotState, ReloadOutcome, SendOptions},
+    config::{BotId, WebhookEnv, parse_bot_file},
     plugins::PluginRegistry,
+    prelude::*,
 };
 
 use crate::helpers::{env, eventually, spawn_app};
@@ -130,5 +131,56 @@ async fn polling_backs_off_on_errors_and_honours_retry_after() {
     // Exponential backoff from 250 ms: never a tight loop; the 429 waits its full retry_after.
     assert!(gaps[0] >= 240 && gaps[1] >= 490, "{gaps:?}");
     assert!(gaps[3] >= 990, "retry_after honoured: {gaps:?}");
+    app.stop().await;
+}
+
+/// A plugin whose task of the bot's (spawned with [`PluginContext::spawn`]) says goodbye to user 4100 a moment
+/// after the bot is told to stop.
+struct Farewell;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FarewellConfig {}
+
+#[async_trait]
+impl Plugin for Farewell {
+    type Config = FarewellConfig;
+
+    fn meta() -> PluginMeta {
+        PluginMeta::new("farewell")
+    }
+
+    fn new(_config: FarewellConfig, _cx: &PluginContext) -> anyhow::Result<Farewell> {
+        Ok(Farewell)
+    }
+
+    fn setup_handlers(&self, _handlers: &mut Handlers<'_, Self>) {}
+
+    async fn on_bot_start(&self, cx: &PluginContext) -> anyhow::Result<()> {
+        let (api, stopping) = (cx.api.clone(), cx.shutdown.clone());
+        cx.spawn(async move {
+            stopping.cancelled().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let options = SendOptions::default();
+            api.send_message(ChatId(4100), "bye".to_owned(), options).await.expect("bye sent");
+        });
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn stopping_a_bot_waits_for_its_tasks() {
+    let mut registry = PluginRegistry::builtin();
+    registry.register::<Farewell>();
+    let file = greeter("hello", "TOKEN_1").replace("plugins:\n", "plugins:\n  - name: farewell\n");
+    let app = spawn_app(&[("greeter.yaml", &file)], 1, registry).await;
+    let bot = app.bot(1).await;
+    let user = app.emu.user(4100);
+    user.send(&bot, "/start").await.unwrap();
+    assert_eq!(user.next_message_from(&bot).await.unwrap().text.as_deref(), Some("hello"));
+    app.manager.stop(&BotId::parse("greeter").unwrap()).await.unwrap();
+    // Nothing of the bot runs once the stop returns: its goodbye is already sent, not on its way.
+    let sent: Vec<String> = user.transcript(&bot).await.unwrap().into_iter().filter_map(|m| m.raw_text).collect();
+    assert_eq!(sent.last().map(String::as_str), Some("bye"), "{sent:?}");
     app.stop().await;
 }

@@ -427,8 +427,8 @@ async fn a_reload_reports_script_versions_and_errors_with_file_and_line() {
     let id = BotId::parse("greeter").unwrap();
     plugins.write("greeter.luau", &greeter("v2"));
     let report = app.reloads.reload_now().await;
-    assert_eq!(report.scripts, [("greeter".to_owned(), "reloaded".to_owned())]);
-    assert_eq!(report.applied, [(id.clone(), "reloaded".to_owned())]);
+    assert_eq!(report.scripts, [("greeter".to_owned(), ReloadOutcome::Reloaded)]);
+    assert_eq!(report.applied, [(id.clone(), ReloadOutcome::Reloaded)]);
     assert!(report.errors.is_empty() && report.failed.is_empty(), "{report:?}");
     wait_for_greeting(&app, 8201, "v2").await;
     plugins.write("greeter.luau", "plugin { name = \"greeter\" }\n\nlocal = 1\n");
@@ -453,7 +453,7 @@ async fn a_reload_reports_script_versions_and_errors_with_file_and_line() {
     // A removed script leaves its bots running on the version they have; their file now names an unknown plugin.
     std::fs::remove_file(&file).unwrap();
     let report = app.reloads.reload_now().await;
-    assert_eq!(report.scripts, [("greeter".to_owned(), "removed".to_owned())]);
+    assert_eq!(report.scripts, [("greeter".to_owned(), ReloadOutcome::Removed)]);
     assert!(report.errors.iter().any(|e| e.contains("unknown plugin \"greeter\"")), "{:?}", report.errors);
     wait_for_greeting(&app, 8201, "v2").await;
     app.stop().await;

@@ -376,7 +376,7 @@ async fn switching_between_polling_and_webhook_loses_nothing() {
     })
     .await;
     let report = app.reloads.last_report().expect("a reload happened");
-    assert_eq!(report.applied, [(id.clone(), "restarted".to_owned())], "{report:?}");
+    assert_eq!(report.applied, [(id.clone(), multibot::bots::ReloadOutcome::Restarted)], "{report:?}");
     let calls = emu.control().calls(Some(&shop_bot), None).await.unwrap();
     let last_delete = calls.iter().rposition(|c| c.method == "deleteWebhook").expect("deleteWebhook called");
     let last_set = calls.iter().rposition(|c| c.method == "setWebhook").unwrap();

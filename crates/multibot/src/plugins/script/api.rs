@@ -25,6 +25,7 @@ use super::{
 };
 use crate::{
     bots::{BotApi, SendOptions},
+    config::BotId,
     plugins::{
         CallbackFilter, ChatType, ContentType, Ctx, HandlerError, MessageFilter, StateFilter, check_keyboard,
         router::parse_command,
@@ -33,8 +34,8 @@ use crate::{
 
 /// What the host gives one VM: whose it is, the Bot API, its state and its configuration.
 pub(super) struct HostEnv {
-    /// The bot's id (empty while discovering).
-    pub(super) bot_id: String,
+    /// The bot's id; none while discovering.
+    pub(super) bot_id: Option<BotId>,
     /// The plugin's name.
     pub(super) plugin: String,
     /// The bot's Bot API client; none while discovering.
@@ -391,7 +392,8 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
         })?,
     )?;
 
-    globals.set("bot_id", env.bot_id.as_str())?;
+    let bot_id = env.bot_id.as_ref().map_or("", BotId::as_str);
+    globals.set("bot_id", bot_id)?;
     globals.set("config", to_lua_frozen(lua, &env.config)?)?;
     let config = env.config.clone();
     globals.set(
@@ -421,7 +423,7 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
         })?,
     )?;
 
-    let (bot_id, plugin) = (Arc::<str>::from(env.bot_id), Arc::<str>::from(env.plugin));
+    let (bot_id, plugin) = (Arc::<str>::from(bot_id), Arc::<str>::from(env.plugin));
     let log = lua.create_table()?;
     for level in ["debug", "info", "warn", "error"] {
         let (bot_id, plugin) = (bot_id.clone(), plugin.clone());
@@ -605,11 +607,13 @@ fn host_error(what: &'static str) -> impl Fn(anyhow::Error) -> mlua::Error {
 /// Runs a host call's work (talking to Telegram, the database, Redis) as a task of its own, so that the script's
 /// coroutine only waits for the result: a VM is locked while one of its coroutines is polled, and the other
 /// handlers of the same script in the same bot should not wait for that lock while this one does I/O.
+/// The task lives no longer than the handler waiting for it (which runs in the bot's tracker): dropping the
+/// handler (aborted after the shutdown grace period) aborts it.
 async fn off_vm<T: Send + 'static>(
     what: &'static str,
     work: impl Future<Output = anyhow::Result<T>> + Send + 'static,
 ) -> mlua::Result<T> {
-    match tokio::spawn(work).await {
+    match tokio_util::task::AbortOnDropHandle::new(tokio::spawn(work)).await {
         Ok(result) => result.map_err(host_error(what)),
         Err(e) => Err(runtime(format!("{what} failed: {e}"))),
     }
