@@ -13,6 +13,7 @@ mod failures;
 mod fsm;
 mod helpers;
 mod http;
+mod layers;
 mod limits;
 mod persistence;
 mod process;
