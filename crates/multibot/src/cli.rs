@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     app::{Application, process_env},
@@ -14,6 +13,7 @@ use crate::{
         PluginRegistry,
         script::{ScanReport, ScriptCatalog, ScriptHost},
     },
+    signals::{reload_on_sighup, shutdown_on_signals},
     storage::Storage,
     telemetry,
 };
@@ -60,49 +60,6 @@ fn settings() -> Result<Settings, ExitCode> {
     })
 }
 
-/// A token cancelled by SIGINT or SIGTERM.
-pub fn shutdown_on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    // Outside any tracker on purpose: it only waits for a signal and cancels a token, holds nothing to flush,
-    // and must live as long as the process.
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    cancel.cancel();
-                    return;
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        cancel.cancel();
-    });
-    token
-}
-
-/// Sends a reload request on every SIGHUP.
-pub fn reload_on_sighup(reloads: tokio::sync::mpsc::Sender<crate::config::watcher::ReloadSignal>) {
-    // Outside any tracker on purpose: it only forwards signals to the reloader (a full or closed channel is
-    // ignored) and lives as long as the process.
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
-        while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP received: reloading the configuration");
-            let _ = reloads.try_send(crate::config::watcher::ReloadSignal::Requested);
-        }
-    });
-}
-
 /// Runs the command line.
 pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Run) {
@@ -141,7 +98,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(check_config(&settings))
         }
         Command::Plugins => {
-            let settings = Settings::from_env(&*process_env()).unwrap_or_else(|_| default_settings());
+            let settings = Settings::from_env(&*process_env()).unwrap_or_else(|_| Settings::defaults());
             let (registry, catalog, scan) = registry_with_scripts(&settings);
             for meta in registry.list() {
                 let kind = if meta.script { "script" } else { "native" };
@@ -161,7 +118,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Emulator(args) => {
-            let settings = Settings::from_env(&*process_env()).unwrap_or_else(|_| default_settings());
+            let settings = Settings::from_env(&*process_env()).unwrap_or_else(|_| Settings::defaults());
             telemetry::init(&Settings { log_format: config::LogFormat::Text, ..settings });
             botapi_emulator::cli::run(args, shutdown_on_signals()).await?;
             Ok(ExitCode::SUCCESS)
@@ -184,12 +141,6 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
     }
-}
-
-/// Settings with every default, for commands that work without a valid environment.
-pub(crate) fn default_settings() -> Settings {
-    let Ok(settings) = Settings::from_env(&|_| None) else { unreachable!("the defaults are valid") };
-    settings
 }
 
 /// `multibot migrate`: prints each migration it applies, or that there was nothing to apply.

@@ -12,12 +12,12 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     app::{Application, EnvLookup},
     bots::{BotState, BotStatus},
-    cli::shutdown_on_signals,
     config::{self, BotId, BotToken, LogFormat, Settings, WebhookEnv},
     plugins::{
         PluginRegistry,
         script::{ScriptCatalog, ScriptHost},
     },
+    signals::shutdown_on_signals,
     storage::DatabaseUrl,
     telemetry,
 };
@@ -56,7 +56,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let emulator = Emulator::serve(listener, EmulatorConfig::default(), CancellationToken::new());
     let mut settings =
-        Settings::from_env(&*crate::app::process_env()).unwrap_or_else(|_| crate::cli::default_settings());
+        Settings::from_env(&*crate::app::process_env()).unwrap_or_else(|_| crate::config::Settings::defaults());
     settings.telegram_api_url = emulator.api_url();
     settings.polling_timeout = Duration::from_secs(10);
     // The emulator does not enforce Telegram's flood limits unless asked; pacing would only slow the transcript.

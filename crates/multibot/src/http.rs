@@ -150,7 +150,7 @@ mod tests {
     async fn state(database: Arc<dyn DatabaseProbe>) -> HttpState {
         let storage = Storage::in_memory().await.unwrap();
         let deps = Deps {
-            settings: Arc::new(crate::cli::default_settings()),
+            settings: Arc::new(crate::config::Settings::defaults()),
             registry: Arc::new(PluginRegistry::builtin()),
             http: reqwest::Client::new(),
             api_url: "http://127.0.0.1:9".parse().unwrap(),

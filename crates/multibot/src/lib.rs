@@ -17,7 +17,7 @@
 //!   rate limiting.
 //! - [`telemetry`]: logging setup and metrics.
 //! - [`tls`]: which certificates are trusted, and connection errors that name their cause.
-//! - [`cli`], [`demo`]: the command line and the self-contained demo.
+//! - [`cli`], [`demo`], [`signals`]: the command line, the self-contained demo, process signals.
 
 pub mod admin;
 pub mod app;
@@ -30,6 +30,7 @@ pub mod http;
 pub mod middleware;
 pub mod outcomes;
 pub mod plugins;
+pub mod signals;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;

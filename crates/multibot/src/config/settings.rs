@@ -119,6 +119,12 @@ pub const VARIABLES: &[&str] = &[
 ];
 
 impl Settings {
+    /// Settings with every default, for commands that work without a valid environment.
+    pub fn defaults() -> Settings {
+        let Ok(settings) = Settings::from_env(&|_| None) else { unreachable!("the defaults are valid") };
+        settings
+    }
+
     /// Reads the settings through `get` (the process environment in production); reports every bad value.
     pub fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Vec<String>> {
         let mut errors = Vec::new();
