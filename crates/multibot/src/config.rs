@@ -22,13 +22,14 @@ mod yaml;
 
 use std::{fmt, path::PathBuf};
 
-pub use load::{LoadedConfig, WebhookEnv, load_dir, parse_bot_file};
+pub use load::{LoadedConfig, load_dir, parse_bot_file};
 pub use schema::{
     AccessConfig, BotConfig, BotSettings, FsmStrategy, Mode, PluginEntry, RateLimitConfig, WebhookConfig,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 pub use settings::{FsmBackend, LogFormat, Settings, VARIABLES};
+pub use validate::WebhookEnv;
 
 /// A bot's identifier from its YAML `id`: 1-64 characters of `a-z`, `0-9`, `_` and `-`, starting with a letter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -14,18 +14,9 @@ use std::{
 use super::{
     BotConfig, BotId, ConfigError, Mode, PluginCatalog,
     reader::Reader,
-    validate,
+    validate::{self, WebhookEnv},
     yaml::{self, Node, Pos, Value},
 };
-
-/// What the environment says about the webhook server, which `mode: webhook` needs.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct WebhookEnv {
-    /// `WEBHOOK_ENABLED` is true.
-    pub enabled: bool,
-    /// `WEBHOOK_BASE_URL` is set.
-    pub base_url_set: bool,
-}
 
 /// The outcome of loading a directory: the bots that passed every check, the problems, and the files seen.
 #[derive(Debug, Clone, Default)]
@@ -212,7 +203,7 @@ fn parse_with_anchors(
 ) -> Result<(BotConfig, Anchors), Vec<ConfigError>> {
     // An empty file reads as an empty mapping, so that it reports the missing required fields.
     let root = yaml::parse(file, text)?.unwrap_or(Node { pos: Pos { line: 1, column: 1 }, value: Value::Null });
-    let reader = Reader::new(file, env);
+    let reader = Reader::new(file, env, &validate::RULES);
     let config = reader.read::<BotConfig>(&root);
     if let Some(config) = &config {
         validate::check(config, &reader, catalog, webhooks);

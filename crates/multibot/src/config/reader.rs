@@ -11,22 +11,39 @@ use serde::de::{self, DeserializeSeed, Deserializer, Expected, IntoDeserializer,
 
 use super::{
     ConfigError,
-    validate::{self, Rule},
     yaml::{Node, Pos, Value},
 };
+
+/// The rule of one value, checked as it is read.
+pub(super) enum Rule {
+    /// A string: `check` returns the message of a bad one; `stand_in` is a value its type accepts, read in its
+    /// place once the problem is reported.
+    Text { check: fn(&str) -> Result<(), String>, stand_in: &'static str },
+    /// An integer from `min` to `max`.
+    Int { min: i64, max: i64 },
+}
+
+/// What the reader checks beyond the types: the rule of a value at a path, and whether a field is required.
+pub(super) struct Rules {
+    /// The rule of the value at a path (`plugins[].name` style), if it has one beyond its type.
+    pub(super) rule: fn(&str) -> Option<Rule>,
+    /// Whether the field at a path must be present.
+    pub(super) required: fn(&str) -> bool,
+}
 
 /// One file being read: where problems go and the nodes read so far.
 pub(super) struct Reader<'a> {
     file: &'a Path,
+    rules: &'a Rules,
     env: &'a dyn Fn(&str) -> Option<String>,
     errors: RefCell<Vec<ConfigError>>,
     nodes: RefCell<HashMap<String, &'a Node>>,
 }
 
 impl<'a> Reader<'a> {
-    /// A reader for `file`, substituting `${VAR}` from `env`.
-    pub(super) fn new(file: &'a Path, env: &'a dyn Fn(&str) -> Option<String>) -> Reader<'a> {
-        Reader { file, env, errors: RefCell::default(), nodes: RefCell::default() }
+    /// A reader for `file`, substituting `${VAR}` from `env` and checking `rules`.
+    pub(super) fn new(file: &'a Path, env: &'a dyn Fn(&str) -> Option<String>, rules: &'a Rules) -> Reader<'a> {
+        Reader { file, rules, env, errors: RefCell::default(), nodes: RefCell::default() }
     }
 
     /// Reads `root` as a `T`; `None` only if `T` refused it in a way the reader could not stand in for
@@ -141,7 +158,7 @@ impl<'r, 'a> NodeReader<'r, 'a> {
                 return None;
             }
         };
-        if let Some(Rule::Text { check, .. }) = validate::rule(&self.path)
+        if let Some(Rule::Text { check, .. }) = (self.reader.rules.rule)(&self.path)
             && let Err(message) = check(&text)
         {
             self.reader.error(node.pos, &self.path, message);
@@ -157,7 +174,7 @@ impl<'r, 'a> NodeReader<'r, 'a> {
             self.mistyped(node, &"an integer");
             return None;
         };
-        let (min, max) = match validate::rule(&self.path) {
+        let (min, max) = match (self.reader.rules.rule)(&self.path) {
             Some(Rule::Int { min, max }) => (min, max),
             _ => (min, max),
         };
@@ -176,7 +193,7 @@ impl<'r, 'a> NodeReader<'r, 'a> {
 
     /// The stand-in for a string that could not be read: one its type accepts.
     fn stand_in(&self) -> String {
-        match validate::rule(&self.path) {
+        match (self.reader.rules.rule)(&self.path) {
             Some(Rule::Text { stand_in, .. }) => stand_in.to_owned(),
             _ => String::new(),
         }
@@ -373,7 +390,7 @@ impl<'p, 'r, 'a> Entries<'p, 'r, 'a> {
         let mut missing: Vec<&'static str> = fields
             .unwrap_or_default()
             .iter()
-            .filter(|field| validate::required(&field_path(&parent.path, field)) && !present(field))
+            .filter(|field| (parent.reader.rules.required)(&field_path(&parent.path, field)) && !present(field))
             .copied()
             .collect();
         missing.reverse();
@@ -400,7 +417,7 @@ impl<'de> MapAccess<'de> for Entries<'_, '_, '_> {
                     continue;
                 }
                 // Null means the default, as absent does; a required field gets its "found null".
-                if value.value == Value::Null && !validate::required(&path) {
+                if value.value == Value::Null && !(self.parent.reader.rules.required)(&path) {
                     reader.remember(&path, value);
                     continue;
                 }

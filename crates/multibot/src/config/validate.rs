@@ -7,25 +7,27 @@ use std::collections::{HashMap, HashSet};
 
 use super::{
     BotConfig, BotId, BotToken, Mode, PluginCatalog,
-    load::WebhookEnv,
-    reader::{Reader, field_path, index_path},
+    reader::{Reader, Rule, Rules, field_path, index_path},
     yaml::{Node, Pos, Value},
 };
+
+/// What the environment says about the webhook server, which `mode: webhook` needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebhookEnv {
+    /// `WEBHOOK_ENABLED` is true.
+    pub enabled: bool,
+    /// `WEBHOOK_BASE_URL` is set.
+    pub base_url_set: bool,
+}
+
+/// The rules the reader checks.
+pub(super) const RULES: Rules = Rules { rule, required };
 
 const PARSE_MODES: &[&str] = &["HTML", "MarkdownV2", "Markdown"];
 
 /// Whether the field at `path` (e.g. `plugins[2].name`) must be written.
 pub(super) fn required(path: &str) -> bool {
     matches!(generic(path).as_str(), "id" | "name" | "token" | "plugins[].name")
-}
-
-/// The rule of one value, checked as it is read.
-pub(super) enum Rule {
-    /// A string: `check` returns the message of a bad one; `stand_in` is a value its type accepts, read in its
-    /// place once the problem is reported.
-    Text { check: fn(&str) -> Result<(), String>, stand_in: &'static str },
-    /// An integer from `min` to `max`.
-    Int { min: i64, max: i64 },
 }
 
 /// The rule of the value at `path`, if it has one beyond its type.
