@@ -706,16 +706,16 @@ impl UserData for LuaCtx {
         });
         methods.add_async_method("get_state", |_, this, ()| {
             let cx = this.0.clone();
-            off_vm("ctx:get_state", async move { cx.state().await })
+            off_vm("ctx:get_state", async move { cx.fsm().state().await })
         });
         methods.add_async_method("set_state", |_, this, state: Option<String>| {
             let cx = this.0.clone();
-            off_vm("ctx:set_state", async move { cx.set_state(state.as_deref()).await })
+            off_vm("ctx:set_state", async move { cx.fsm().set_state(state.as_deref()).await })
         });
         methods.add_async_method("get_data", |lua, this, ()| {
             let cx = this.0.clone();
             async move {
-                let data = off_vm("ctx:get_data", async move { cx.data().await }).await?;
+                let data = off_vm("ctx:get_data", async move { cx.fsm().data().await }).await?;
                 to_lua(&lua, &serde_json::Value::Object(data))
             }
         });
@@ -734,7 +734,7 @@ impl UserData for LuaCtx {
                 let fields = fields?;
                 off_vm("ctx:update_data", async move {
                     for (key, value) in fields {
-                        cx.update_data(&key, value).await?;
+                        cx.fsm().update_data(&key, value).await?;
                     }
                     Ok(())
                 })
@@ -743,7 +743,7 @@ impl UserData for LuaCtx {
         });
         methods.add_async_method("clear", |_, this, ()| {
             let cx = this.0.clone();
-            off_vm("ctx:clear", async move { cx.clear_state().await })
+            off_vm("ctx:clear", async move { cx.fsm().clear().await })
         });
     }
 }
