@@ -192,11 +192,11 @@ command("require", "", function(ctx) require("./secrets") end)
 command("debug", "", function(ctx) debug.traceback() end)
 command("builtin", "", function(ctx) string.len = nil end)
 command("ok", "", function(ctx)
-  ctx:reply(("still here: %d, errors seen: %d"):format(string.len("abc"), state.get("errors") or 0))
+  ctx:reply(("still here: %d, errors seen: %d"):format(string.len("abc"), store.get("errors") or 0))
 end)
 on_error(function(ctx, err)
   assert(err.plugin == "probe" and #err.id > 0 and err.message:find("probe.luau"))
-  state.set("errors", (state.get("errors") or 0) + 1)
+  store.set("errors", (store.get("errors") or 0) + 1)
 end)
 "#;
 
