@@ -78,7 +78,10 @@ impl Deps {
     }
 }
 
-/// A bot's state.
+/// A bot's lifecycle state (running, stopped, ...), as `/status` and the admin bot show it. Not to be confused
+/// with a conversation's FSM state ([`Ctx::fsm`](crate::plugins::Ctx::fsm)) or a plugin's persistent store
+/// ([`PluginContext::store`](crate::plugins::PluginContext::store)); the name stays because it is the `state`
+/// field of the status JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BotState {

@@ -16,7 +16,7 @@ pub mod script;
 use std::{collections::BTreeMap, marker::PhantomData, sync::Arc};
 
 use async_trait::async_trait;
-pub use ctx::{Ctx, HandlerError, Reply};
+pub use ctx::{Ctx, Fsm, HandlerError, Reply};
 pub use keyboard::{CALLBACK_DATA_LIMIT, KeyboardError, check_keyboard};
 use parking_lot::RwLock;
 pub use router::{
@@ -30,7 +30,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     bots::BotApi,
     config::{BotId, PluginCatalog, PluginEntry},
-    storage::{PluginState, Storage},
+    storage::{PluginStore, Storage},
 };
 
 /// What a plugin says about itself (the spec's class attributes).
@@ -129,9 +129,15 @@ impl PluginContext {
         PluginContext::get_config_of(&self.config, key, default)
     }
 
-    /// This plugin's persistent state in this bot: `cx.state().get::<T>("key")`, `.set("key", &value)`, ...
-    pub fn state(&self) -> PluginState {
-        self.db.plugin_state(self.bot_id.as_str(), &self.plugin)
+    /// This plugin's persistent store in this bot: `cx.store().get::<T>("key")`, `.set("key", &value)`, ...
+    pub fn store(&self) -> PluginStore {
+        self.db.plugin_store(self.bot_id.as_str(), &self.plugin)
+    }
+
+    /// Deprecated: [`PluginContext::store`].
+    #[deprecated(note = "use `cx.store()`")]
+    pub fn state(&self) -> PluginStore {
+        self.store()
     }
 
     fn get_config_of<T: DeserializeOwned>(config: &Value, key: &str, default: T) -> T {

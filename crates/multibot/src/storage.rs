@@ -1,7 +1,7 @@
 //! Persistence: [`Storage`] opens PostgreSQL (`DATABASE_URL=postgres://...`) or an embedded SQLite file (the
 //! default, `DATA_DIR/multibot.db`), applies the embedded migrations, and hands out the repositories:
 //! [`BotRepository`] (`bots`), [`UserRepository`] (`bot_users`), [`EventRepository`] (`bot_events`) and
-//! [`PluginStateRepository`] (`plugin_state`), plus [`PluginState`], one plugin's state in one bot.
+//! [`PluginStateRepository`] (`plugin_state`), plus [`PluginStore`], one plugin's persistent store in one bot.
 //!
 //! - `sql`: one implementation of every repository per backend, sharing their SQL text; the migrations.
 //! - `recorder`: [`Recorder`], the background writer that batches user sightings, events and bot status off the
@@ -527,21 +527,31 @@ impl Storage {
         &*self.plugin_state
     }
 
-    /// The state of one plugin in one bot.
-    pub fn plugin_state(&self, bot_id: &str, plugin: &str) -> PluginState {
-        PluginState { repository: self.plugin_state.clone(), bot_id: bot_id.into(), plugin: plugin.into() }
+    /// The persistent store of one plugin in one bot.
+    pub fn plugin_store(&self, bot_id: &str, plugin: &str) -> PluginStore {
+        PluginStore { repository: self.plugin_state.clone(), bot_id: bot_id.into(), plugin: plugin.into() }
+    }
+
+    /// Deprecated: [`Storage::plugin_store`].
+    #[deprecated(note = "use `Storage::plugin_store`")]
+    pub fn plugin_state(&self, bot_id: &str, plugin: &str) -> PluginStore {
+        self.plugin_store(bot_id, plugin)
     }
 }
 
-/// One plugin's persistent state in one bot: typed values by key, stored as JSON.
+/// Deprecated: [`PluginStore`].
+#[deprecated(note = "use `PluginStore`")]
+pub type PluginState = PluginStore;
+
+/// One plugin's persistent store in one bot (the `plugin_state` table): typed values by key, stored as JSON.
 #[derive(Clone)]
-pub struct PluginState {
+pub struct PluginStore {
     repository: Arc<dyn PluginStateRepository>,
     bot_id: String,
     plugin: String,
 }
 
-impl PluginState {
+impl PluginStore {
     /// The value of `key`, or `None` when unset; an error when it does not deserialize as `T`.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
         match self.repository.get(&self.bot_id, &self.plugin, key).await? {
@@ -588,9 +598,9 @@ mod tests {
     #[tokio::test]
     async fn in_memory_storage_is_migrated_and_shared_by_its_clones() {
         let storage = Storage::in_memory().await.unwrap();
-        let state = storage.clone().plugin_state("bot", "counter");
-        state.set("n", &41).await.unwrap();
-        assert_eq!(storage.plugin_state("bot", "counter").get::<i64>("n").await.unwrap(), Some(41));
+        let store = storage.clone().plugin_store("bot", "counter");
+        store.set("n", &41).await.unwrap();
+        assert_eq!(storage.plugin_store("bot", "counter").get::<i64>("n").await.unwrap(), Some(41));
         assert!(storage.pending_migrations().await.unwrap().is_empty());
         assert!(storage.ping().await.is_ok());
     }

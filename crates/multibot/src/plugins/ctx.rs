@@ -1,5 +1,5 @@
 //! [`Ctx`]: what a handler receives for one update. It reads the update, replies with the bot's default
-//! `settings`, edits and answers callbacks, and holds the conversation's FSM state.
+//! `settings`, edits and answers callbacks, and reaches the conversation's FSM ([`Fsm`], `cx.fsm()`).
 
 use std::{
     future::{Future, IntoFuture},
@@ -24,7 +24,7 @@ use crate::{
     bots::{BotRuntime, SendOptions},
     config::{BotId, FsmStrategy},
     fsm::{FsmKey, FsmRecord},
-    storage::{PluginState, Storage},
+    storage::{PluginStore, Storage},
 };
 
 /// A failed handler, as error hooks see it.
@@ -86,9 +86,15 @@ impl Ctx {
         &self.inner.bot.storage
     }
 
-    /// The persistent state of `plugin` in this bot (the same as that plugin's `PluginContext::state()`).
-    pub fn plugin_state(&self, plugin: &str) -> PluginState {
-        self.db().plugin_state(self.bot_id().as_str(), plugin)
+    /// The persistent store of `plugin` in this bot (the same as that plugin's `PluginContext::store()`).
+    pub fn plugin_store(&self, plugin: &str) -> PluginStore {
+        self.db().plugin_store(self.bot_id().as_str(), plugin)
+    }
+
+    /// Deprecated: [`Ctx::plugin_store`].
+    #[deprecated(note = "use `cx.plugin_store(plugin)`")]
+    pub fn plugin_state(&self, plugin: &str) -> PluginStore {
+        self.plugin_store(plugin)
     }
 
     /// The commands the bot's plugins registered, in plugin order.
@@ -230,52 +236,96 @@ impl Ctx {
         Some(FsmKey { bot_id: self.bot_id().clone(), chat_id, user_id })
     }
 
+    /// The conversation's FSM (state and data), keyed by the bot's `fsm_strategy`: `cx.fsm().state().await?`.
+    pub fn fsm(&self) -> Fsm<'_> {
+        Fsm { cx: self }
+    }
+
+    /// Deprecated: [`Fsm::state`].
+    #[deprecated(note = "use `cx.fsm().state()`")]
+    pub async fn state(&self) -> anyhow::Result<Option<String>> {
+        self.fsm().state().await
+    }
+
+    /// Deprecated: [`Fsm::set_state`].
+    #[deprecated(note = "use `cx.fsm().set_state(..)`")]
+    pub async fn set_state(&self, state: Option<&str>) -> anyhow::Result<()> {
+        self.fsm().set_state(state).await
+    }
+
+    /// Deprecated: [`Fsm::data`].
+    #[deprecated(note = "use `cx.fsm().data()`")]
+    pub async fn data(&self) -> anyhow::Result<Map<String, Value>> {
+        self.fsm().data().await
+    }
+
+    /// Deprecated: [`Fsm::update_data`].
+    #[deprecated(note = "use `cx.fsm().update_data(k, v)`")]
+    pub async fn update_data(&self, key: &str, value: impl Into<Value>) -> anyhow::Result<()> {
+        self.fsm().update_data(key, value).await
+    }
+
+    /// Deprecated: [`Fsm::clear`].
+    #[deprecated(note = "use `cx.fsm().clear()`")]
+    pub async fn clear_state(&self) -> anyhow::Result<()> {
+        self.fsm().clear().await
+    }
+}
+
+/// The FSM of the conversation an update belongs to ([`Ctx::fsm`]): its state and data, read once per update
+/// and written through to the bot's FSM storage.
+pub struct Fsm<'a> {
+    cx: &'a Ctx,
+}
+
+impl Fsm<'_> {
     async fn record(&self) -> anyhow::Result<FsmRecord> {
-        if let Some(record) = self.inner.fsm.lock().clone() {
+        let inner = &self.cx.inner;
+        if let Some(record) = inner.fsm.lock().clone() {
             return Ok(record);
         }
-        let Some(key) = self.fsm_key() else {
+        let Some(key) = self.cx.fsm_key() else {
             return Ok(FsmRecord::default());
         };
-        let record = self.inner.bot.fsm.load(&key).await?;
-        *self.inner.fsm.lock() = Some(record.clone());
+        let record = inner.bot.fsm.load(&key).await?;
+        *inner.fsm.lock() = Some(record.clone());
         Ok(record)
     }
 
-    async fn store(&self, record: FsmRecord) -> anyhow::Result<()> {
-        let key = self.fsm_key().ok_or_else(|| anyhow::anyhow!("this update has no user, so no FSM state"))?;
-        self.inner.bot.fsm.save(&key, &record).await?;
-        *self.inner.fsm.lock() = Some(record);
+    async fn save(&self, record: FsmRecord) -> anyhow::Result<()> {
+        let key = self.cx.fsm_key().ok_or_else(|| anyhow::anyhow!("this update has no user, so no FSM state"))?;
+        self.cx.inner.bot.fsm.save(&key, &record).await?;
+        *self.cx.inner.fsm.lock() = Some(record);
         Ok(())
     }
 
-    /// The conversation's FSM state.
+    /// The conversation's state.
     pub async fn state(&self) -> anyhow::Result<Option<String>> {
         Ok(self.record().await?.state)
     }
 
-    /// Sets (or with `None` clears) the FSM state, keeping the data.
+    /// Sets (or with `None` clears) the state, keeping the data.
     pub async fn set_state(&self, state: Option<&str>) -> anyhow::Result<()> {
         let mut record = self.record().await?;
         record.state = state.map(str::to_owned);
-        self.store(record).await
+        self.save(record).await
     }
 
-    /// The conversation's FSM data.
+    /// The conversation's data.
     pub async fn data(&self) -> anyhow::Result<Map<String, Value>> {
         Ok(self.record().await?.data)
     }
 
-    /// Sets one FSM data field.
+    /// Sets one data field.
     pub async fn update_data(&self, key: &str, value: impl Into<Value>) -> anyhow::Result<()> {
         let mut record = self.record().await?;
         record.data.insert(key.to_owned(), value.into());
-        self.store(record).await
+        self.save(record).await
     }
 
-    /// Clears the FSM state and data.
-    pub async fn clear_state(&self) -> anyhow::Result<()> {
-        self.store(FsmRecord::default()).await
+    /// Clears the state and the data.
+    pub async fn clear(&self) -> anyhow::Result<()> {
+        self.save(FsmRecord::default()).await
     }
 }
 

@@ -414,7 +414,7 @@ impl Router {
                 if state_error.is_some() {
                     continue;
                 }
-                match cx.state().await {
+                match cx.fsm().state().await {
                     Ok(state) if state_filter.accepts(state.as_deref()) => {}
                     Ok(_) => continue,
                     Err(e) => {

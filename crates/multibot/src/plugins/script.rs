@@ -5,7 +5,7 @@
 //!   script's name. Each bot that uses it gets an instance with a VM of its own ([`ScriptPlugin::build`]).
 //! - [`ScriptCatalog`]: every script of the directory, rescanned on reload (`catalog`).
 //! - [`ScriptHost`]: what every script shares: the limits ([`ScriptLimits`]) and the plugin state store
-//!   ([`ScriptStateStore`], `state`).
+//!   ([`ScriptStateStore`], the `store` global).
 //! - `vm`: the sandbox, the CPU budget and the memory limit; `api`: the globals and `ctx` a script sees.
 
 mod api;
@@ -60,7 +60,7 @@ impl ScriptLimits {
 pub struct ScriptHost {
     /// Memory and CPU limits.
     pub limits: ScriptLimits,
-    /// Where `state.get/set/delete/list` keep values.
+    /// Where `store.get/set/delete/list` keep values.
     pub state: Arc<dyn ScriptStateStore>,
 }
 
@@ -405,7 +405,7 @@ mod tests {
         let error = load("plugin { name = 'Bad Name' }").err().unwrap();
         assert!(error.message.contains("invalid plugin name"), "{error}");
         // Waiting host calls are refused at the top level.
-        let error = load("state.set('x', 1)").err().unwrap();
+        let error = load("store.set('x', 1)").err().unwrap();
         assert!(error.message.contains("not at the top level"), "{error}");
         let error = load("while true do end").err().unwrap();
         assert!(error.message.contains("time budget"), "{error}");

@@ -251,7 +251,7 @@ async fn a_webhook_update_missing_a_field_is_still_handled_and_an_unreadable_cli
     let user = emu.user(1001);
     user.send(&bot, "/echo first").await.unwrap();
     user.next_message_from(&bot).await.unwrap();
-    let secrets = app.storage.plugin_state("talk", StorageSecrets::PLUGIN);
+    let secrets = app.storage.plugin_store("talk", StorageSecrets::PLUGIN);
     let secret: String = secrets.get(StorageSecrets::KEY).await.unwrap().expect("a webhook secret");
     // A message without `date`, as a third-party server might push it.
     let update = json!({"update_id": 900_001, "message": {

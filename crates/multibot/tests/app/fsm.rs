@@ -1,11 +1,13 @@
 //! FSM storage: conversations survive a restart with the database and with Redis (real servers), never mix
 //! between users or bots, and Redis being down fails only the handlers that need it.
 
-use multibot::plugins::PluginRegistry;
+use std::sync::Arc;
+
+use multibot::{plugins::PluginRegistry, prelude::*, storage::PluginStore};
 
 use crate::{
     db::{TestDb, both_backends},
-    helpers::{shared_redis, spawn_app_with},
+    helpers::{shared_redis, spawn_app, spawn_app_with},
 };
 
 fn form_bot(id: &str, token_var: &str) -> String {
@@ -88,5 +90,69 @@ async fn redis_down_fails_only_the_fsm_handlers() {
     let reply = ask(&user, &bot, "/form").await;
     assert!(reply.starts_with("Something went wrong (error id "), "{reply}");
     assert_eq!(ask(&user, &bot, "hello").await, "You said: hello", "handlers without the FSM go on");
+    app.stop().await;
+}
+
+/// A plugin written against the names of the previous release (`cx.state()` for the store, `cx.set_state`,
+/// `cx.update_data`, `cx.data`, `cx.clear_state` for the FSM) and the new ones (`cx.store()`, `cx.fsm()`).
+struct Legacy {
+    store: PluginStore,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LegacyConfig {}
+
+impl Plugin for Legacy {
+    type Config = LegacyConfig;
+
+    fn meta() -> PluginMeta {
+        PluginMeta::new("legacy").description("Old and new names side by side")
+    }
+
+    #[allow(deprecated)]
+    fn new(_config: LegacyConfig, cx: &PluginContext) -> anyhow::Result<Legacy> {
+        Ok(Legacy { store: cx.state() })
+    }
+
+    fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
+        handlers.command("old", "Old names", Legacy::old).command("new", "New names", Legacy::new_names);
+    }
+}
+
+impl Legacy {
+    #[allow(deprecated)]
+    async fn old(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+        cx.set_state(Some("stale")).await?;
+        cx.clear_state().await?;
+        cx.set_state(Some("asked")).await?;
+        cx.update_data("name", cx.command_args()).await?;
+        self.store.set("visits", &1).await?;
+        let (state, data) = (cx.state().await?, cx.data().await?);
+        cx.reply(format!("old: {} {}", state.unwrap_or_default(), data["name"])).await?;
+        Ok(())
+    }
+
+    async fn new_names(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+        let fsm = cx.fsm();
+        let (state, data) = (fsm.state().await?, fsm.data().await?);
+        let visits = cx.plugin_store("legacy").get::<u64>("visits").await?;
+        fsm.clear().await?;
+        cx.reply(format!("new: {state:?} {:?} {visits:?}", data.get("name").and_then(|v| v.as_str()))).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_deprecated_names_reach_the_same_conversation_and_store_as_the_new_ones() {
+    let mut registry = PluginRegistry::builtin();
+    registry.register::<Legacy>();
+    let yaml = "id: legacy\nname: Legacy\ntoken: \"${TOKEN_1}\"\nplugins:\n  - name: legacy\n";
+    let app = spawn_app(&[("legacy.yaml", yaml)], 1, registry).await;
+    let bot = app.bot(1).await;
+    let alice = app.emu.user(7301);
+    assert_eq!(ask(&alice, &bot, "/old Alice").await, "old: asked \"Alice\"");
+    assert_eq!(ask(&alice, &bot, "/new").await, "new: Some(\"asked\") Some(\"Alice\") Some(1)");
+    assert_eq!(ask(&alice, &bot, "/new").await, "new: None None Some(1)", "fsm().clear() emptied the conversation");
     app.stop().await;
 }

@@ -223,7 +223,7 @@ async fn after_a_conversation_metrics_count_it_and_health_agrees_with_the_manage
     assert!(shown["uptime_seconds"].as_u64().unwrap() <= status.uptime.unwrap().as_secs() + 1);
 
     // No token and no webhook secret anywhere an operator looks.
-    let state = app.storage.plugin_state("metered", StorageSecrets::PLUGIN);
+    let state = app.storage.plugin_store("metered", StorageSecrets::PLUGIN);
     let secret: String = state.get(StorageSecrets::KEY).await.unwrap().expect("a stored secret");
     let full = full.to_string();
     for shown in [&text, &full] {

@@ -9,7 +9,7 @@ use multibot::{
     config::{WebhookEnv, parse_bot_file},
     plugins::PluginRegistry,
     prelude::*,
-    storage::PluginState,
+    storage::PluginStore,
 };
 
 use crate::{
@@ -20,7 +20,7 @@ use crate::{
 
 /// The README's example plugin: `/stats` (the spec's user count), `/count` on the plugin state, `/boom` fails.
 struct Stats {
-    state: PluginState,
+    store: PluginStore,
 }
 
 #[derive(Deserialize)]
@@ -35,7 +35,7 @@ impl Plugin for Stats {
     }
 
     fn new(_config: StatsConfig, cx: &PluginContext) -> anyhow::Result<Stats> {
-        Ok(Stats { state: cx.state() })
+        Ok(Stats { store: cx.store() })
     }
 
     fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
@@ -54,8 +54,8 @@ impl Stats {
     }
 
     async fn count(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
-        let n = self.state.get::<u64>("count").await?.unwrap_or(0) + 1;
-        self.state.set("count", &n).await?;
+        let n = self.store.get::<u64>("count").await?.unwrap_or(0) + 1;
+        self.store.set("count", &n).await?;
         cx.reply(format!("Count: {n}")).await?;
         Ok(())
     }

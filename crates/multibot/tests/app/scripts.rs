@@ -99,7 +99,7 @@ async fn the_form_script_keeps_each_users_answers_apart() {
     assert_eq!(step(&bob, "41").await, "Hello Bob, you are 41 years old!");
     // The conversation is over: plain text goes nowhere, /cancel has nothing to cancel.
     assert_eq!(step(&alice, "/cancel").await, "There is nothing to cancel.");
-    // The plugin's state counts both forms.
+    // The plugin's store counts both forms.
     assert_eq!(step(&bob, "/forms").await, "Forms completed: 2");
     app.stop().await;
 }
@@ -192,11 +192,11 @@ command("require", "", function(ctx) require("./secrets") end)
 command("debug", "", function(ctx) debug.traceback() end)
 command("builtin", "", function(ctx) string.len = nil end)
 command("ok", "", function(ctx)
-  ctx:reply(("still here: %d, errors seen: %d"):format(string.len("abc"), state.get("errors") or 0))
+  ctx:reply(("still here: %d, errors seen: %d"):format(string.len("abc"), store.get("errors") or 0))
 end)
 on_error(function(ctx, err)
   assert(err.plugin == "probe" and #err.id > 0 and err.message:find("probe.luau"))
-  state.set("errors", (state.get("errors") or 0) + 1)
+  store.set("errors", (store.get("errors") or 0) + 1)
 end)
 "#;
 
@@ -322,17 +322,54 @@ async fn a_script_waiting_on_telegram_blocks_neither_other_chats_nor_other_bots(
 const COUNTER: &str = r#"
 plugin { name = "counter", description = "Counts", version = "1.0.0" }
 local count = 0 -- lives in this bot's VM
-local function bump(key) state.set(key, (state.get(key) or 0) + 1) end
+local function bump(key) store.set(key, (store.get(key) or 0) + 1) end
 on_load(function() bump("loads") end)
 on_bot_start(function() bump("starts") end)
 on_unload(function() bump("unloads") end)
 command("count", "Count", function(ctx)
   count += 1
-  local s = state.list()
+  local s = store.list()
   ctx:reply(("%s: count %d, loads %d, starts %d, unloads %d, by %s"):format(
     bot_id, count, s.loads, s.starts, s.unloads or 0, ctx.user.first_name))
 end)
 "#;
+
+/// A script written against the names of the previous release: `ctx:get_state`, `ctx:set_state`,
+/// `ctx:update_data`, `ctx:get_data`, `ctx:clear` and the `state` global, beside the new `ctx.fsm` and `store`.
+const LEGACY: &str = r#"
+plugin { name = "legacy" }
+command("old", "Old names", function(ctx)
+  ctx:set_state("stale")
+  ctx:clear()
+  ctx:set_state("asked")
+  ctx:update_data("name", ctx.args)
+  state.set("visits", (state.get("visits") or 0) + 1)
+  ctx:reply(("old: %s %s"):format(ctx:get_state(), ctx:get_data().name))
+end)
+command("new", "New names", function(ctx)
+  local reply = ("new: %s %s %s"):format(tostring(ctx.fsm:state()), tostring(ctx.fsm:data().name), tostring(store.get("visits")))
+  ctx.fsm:clear()
+  ctx:reply(reply)
+end)
+"#;
+
+#[tokio::test]
+async fn the_deprecated_script_names_reach_the_same_conversation_and_store() {
+    let bots = [("legacy.yaml", bot("legacy", 1, &["name: legacy"]))];
+    let (app, _plugins) = spawn(&bots, &[("legacy.luau", LEGACY)], &[]).await;
+    let (legacy, alice) = (app.bot(1).await, app.emu.user(7401));
+    let ask = |said: &'static str| {
+        let (alice, legacy) = (alice.clone(), legacy.clone());
+        async move {
+            alice.send(&legacy, said).await.unwrap();
+            alice.next_message_from(&legacy).await.unwrap().text.unwrap_or_default()
+        }
+    };
+    assert_eq!(ask("/old Alice").await, "old: asked Alice");
+    assert_eq!(ask("/new").await, "new: asked Alice 1");
+    assert_eq!(ask("/new").await, "new: nil nil 1", "ctx.fsm:clear() emptied the conversation");
+    app.stop().await;
+}
 
 #[tokio::test]
 async fn each_bot_has_its_own_vm_and_state_survives_a_reload() {

@@ -140,7 +140,7 @@ struct Cart {
 
 async fn plugin_state_is_typed_and_scoped_to_bot_and_plugin(db: &TestDb) {
     let storage = db.storage().await;
-    let cart = storage.plugin_state("shop", "cart");
+    let cart = storage.plugin_store("shop", "cart");
     assert_eq!(cart.get::<Cart>("alice").await.unwrap(), None);
     let value = Cart { items: vec!["tea".into(), "cake".into()], total_cents: 750 };
     cart.set("alice", &value).await.unwrap();
@@ -149,15 +149,15 @@ async fn plugin_state_is_typed_and_scoped_to_bot_and_plugin(db: &TestDb) {
     cart.set("bob", &json!(null)).await.unwrap();
     assert_eq!(cart.get::<Cart>("alice").await.unwrap().unwrap().total_cents, 0, "replaced");
     // The same key in another plugin and another bot are other values.
-    storage.plugin_state("shop", "other").set("alice", "x").await.unwrap();
-    storage.plugin_state("cafe", "cart").set("alice", &1).await.unwrap();
+    storage.plugin_store("shop", "other").set("alice", "x").await.unwrap();
+    storage.plugin_store("cafe", "cart").set("alice", &1).await.unwrap();
     let keys: Vec<String> = cart.list().await.unwrap().into_iter().map(|(k, _)| k).collect();
     assert_eq!(keys, ["alice", "bob"]);
     // Bad input: reading a value as the wrong type is an error, not a panic or a default.
     assert!(matches!(cart.get::<u64>("alice").await, Err(StorageError::Json(_))));
     assert!(cart.delete("alice").await.unwrap());
     assert!(!cart.delete("alice").await.unwrap());
-    assert_eq!(storage.plugin_state("shop", "other").get::<String>("alice").await.unwrap().as_deref(), Some("x"));
+    assert_eq!(storage.plugin_store("shop", "other").get::<String>("alice").await.unwrap().as_deref(), Some("x"));
     assert_eq!(storage.plugin_states().get("cafe", "cart", "alice").await.unwrap(), Some(json!(1)));
 }
 

@@ -68,7 +68,7 @@ plugins:
 
 /// The bot's webhook secret, as the application stored it in its database.
 async fn secret_of(app: &Served, bot: &str) -> String {
-    let state = app.storage.plugin_state(bot, StorageSecrets::PLUGIN);
+    let state = app.storage.plugin_store(bot, StorageSecrets::PLUGIN);
     state.get::<String>(StorageSecrets::KEY).await.unwrap().expect("a secret for the bot")
 }
 
@@ -466,7 +466,7 @@ async fn the_real_binary_serves_webhooks_and_health_on_one_port_and_logs_no_secr
     let (status, lines) = process.wait(Duration::from_secs(30)).await;
     // The secret, from the process's database (the default SQLite file under ./data).
     let storage = Storage::open(&DatabaseUrl::sqlite_file(dir.path().join("data/multibot.db"))).await.unwrap();
-    let state = storage.plugin_state("hooked", StorageSecrets::PLUGIN);
+    let state = storage.plugin_store("hooked", StorageSecrets::PLUGIN);
     let secret = state.get::<String>(StorageSecrets::KEY).await.unwrap().expect("a stored secret");
     storage.close().await;
     assert!(status.success(), "exit status {status}; output:\n{}", lines.join("\n"));

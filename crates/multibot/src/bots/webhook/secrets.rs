@@ -118,17 +118,17 @@ impl StorageSecrets {
 impl WebhookSecrets for StorageSecrets {
     async fn get_or_create(&self, bot: &BotId) -> anyhow::Result<WebhookSecret> {
         let _one_at_a_time = self.creating.lock().await;
-        let state = self.storage.plugin_state(bot.as_str(), Self::PLUGIN);
-        if let Some(stored) = state.get::<String>(Self::KEY).await.context("reading the webhook secret")? {
+        let store = self.storage.plugin_store(bot.as_str(), Self::PLUGIN);
+        if let Some(stored) = store.get::<String>(Self::KEY).await.context("reading the webhook secret")? {
             match WebhookSecret::parse(&stored) {
                 Ok(secret) => return Ok(secret),
                 Err(_) => warn!(bot_id = %bot, "stored webhook secret is malformed; replacing it"),
             }
         }
         let secret = WebhookSecret::generate()?;
-        state.set(Self::KEY, secret.expose()).await.context("storing the webhook secret")?;
+        store.set(Self::KEY, secret.expose()).await.context("storing the webhook secret")?;
         // Another replica may have stored one at the same moment: use what the database kept.
-        let stored = state.get::<String>(Self::KEY).await.context("reading the webhook secret")?;
+        let stored = store.get::<String>(Self::KEY).await.context("reading the webhook secret")?;
         Ok(stored.and_then(|s| WebhookSecret::parse(&s).ok()).unwrap_or(secret))
     }
 }
@@ -175,7 +175,7 @@ mod tests {
         let second = StorageSecrets::new(storage.clone());
         assert_eq!(second.get_or_create(&shop).await.unwrap().expose(), shop_secret.expose());
         // Bad input: a malformed stored value is replaced by a fresh secret.
-        storage.plugin_state("blog", StorageSecrets::PLUGIN).set(StorageSecrets::KEY, "not valid!").await.unwrap();
+        storage.plugin_store("blog", StorageSecrets::PLUGIN).set(StorageSecrets::KEY, "not valid!").await.unwrap();
         let replaced = second.get_or_create(&blog).await.unwrap();
         assert!(WebhookSecret::parse(replaced.expose()).is_ok());
         assert_ne!(replaced.expose(), blog_secret.expose());

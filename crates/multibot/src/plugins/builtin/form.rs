@@ -40,33 +40,33 @@ impl Plugin for Form {
 
 impl Form {
     async fn start(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
-        cx.set_state(Some(WAITING_FOR_NAME)).await?;
+        cx.fsm().set_state(Some(WAITING_FOR_NAME)).await?;
         cx.reply("What's your name?").await?;
         Ok(())
     }
 
     async fn cancel(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
-        if cx.state().await?.is_none() {
+        if cx.fsm().state().await?.is_none() {
             cx.reply("There is nothing to cancel.").await?;
             return Ok(());
         }
-        cx.clear_state().await?;
+        cx.fsm().clear().await?;
         cx.reply("Cancelled.").await?;
         Ok(())
     }
 
     async fn name(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
-        cx.update_data("name", cx.text().unwrap_or_default()).await?;
-        cx.set_state(Some(WAITING_FOR_AGE)).await?;
+        cx.fsm().update_data("name", cx.text().unwrap_or_default()).await?;
+        cx.fsm().set_state(Some(WAITING_FOR_AGE)).await?;
         cx.reply("How old are you?").await?;
         Ok(())
     }
 
     async fn age(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
-        let data = cx.data().await?;
+        let data = cx.fsm().data().await?;
         let name = data.get("name").and_then(|v| v.as_str()).unwrap_or("stranger").to_owned();
         let age = cx.text().unwrap_or_default().to_owned();
-        cx.clear_state().await?;
+        cx.fsm().clear().await?;
         cx.reply(format!("Hello {name}, you are {age} years old!")).plain().await?;
         Ok(())
     }

@@ -1,9 +1,9 @@
 //! The host API a script sees: the globals ([`install`]) that declare metadata and register handlers at the top
-//! level, read the configuration, send, log and keep state; and [`LuaCtx`], the `ctx` a handler receives. The
-//! README section "Writing a script plugin" is its reference.
+//! level, read the configuration, send, log and use the plugin's `store`; [`LuaCtx`], the `ctx` a handler
+//! receives; and [`LuaFsm`], its `ctx.fsm`. docs/scripts.md is its reference.
 //!
 //! Registration calls run only while the top level runs: they collect [`Registrations`] in the VM's app data,
-//! which the instance turns into routes once the top level returns. Host calls that wait (sending, state) run
+//! which the instance turns into routes once the top level returns. Host calls that wait (sending, the store, the FSM) run
 //! only in handlers and lifecycle hooks, where the script runs as a coroutine that yields while they wait.
 
 use std::{
@@ -452,18 +452,19 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
         )?;
     }
 
-    let state = lua.create_table()?;
+    // `store` is the plugin's persistent store; `state` is its name of the previous release, kept one release.
+    let table = lua.create_table()?;
     let store = env.state;
     {
         let (store, bot_id, plugin) = (store.clone(), bot_id.clone(), plugin.clone());
-        state.set(
+        table.set(
             "get",
             lua.create_async_function(move |lua, key: String| {
                 let (store, bot_id, plugin) = (store.clone(), bot_id.clone(), plugin.clone());
-                let ready = not_at_top_level(&lua, "state.get");
+                let ready = not_at_top_level(&lua, "store.get");
                 async move {
                     ready?;
-                    let value = off_vm("state.get", async move { store.get(&bot_id, &plugin, &key).await }).await?;
+                    let value = off_vm("store.get", async move { store.get(&bot_id, &plugin, &key).await }).await?;
                     value.map_or(Ok(Value::Nil), |v| to_lua(&lua, &v))
                 }
             })?,
@@ -471,14 +472,14 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
     }
     {
         let (store, bot_id, plugin) = (store.clone(), bot_id.clone(), plugin.clone());
-        state.set(
+        table.set(
             "set",
             lua.create_async_function(move |lua, (key, value): (String, Value)| {
                 let (store, bot_id, plugin) = (store.clone(), bot_id.clone(), plugin.clone());
-                let ready = not_at_top_level(&lua, "state.set").and_then(|()| to_json(&value));
+                let ready = not_at_top_level(&lua, "store.set").and_then(|()| to_json(&value));
                 async move {
                     let value = ready?;
-                    off_vm("state.set", async move {
+                    off_vm("store.set", async move {
                         if value.is_null() {
                             store.delete(&bot_id, &plugin, &key).await.map(drop)
                         } else {
@@ -492,26 +493,26 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
     }
     {
         let (store, bot_id, plugin) = (store.clone(), bot_id.clone(), plugin.clone());
-        state.set(
+        table.set(
             "delete",
             lua.create_async_function(move |lua, key: String| {
                 let (store, bot_id, plugin) = (store.clone(), bot_id.clone(), plugin.clone());
-                let ready = not_at_top_level(&lua, "state.delete");
+                let ready = not_at_top_level(&lua, "store.delete");
                 async move {
                     ready?;
-                    off_vm("state.delete", async move { store.delete(&bot_id, &plugin, &key).await }).await
+                    off_vm("store.delete", async move { store.delete(&bot_id, &plugin, &key).await }).await
                 }
             })?,
         )?;
     }
-    state.set(
+    table.set(
         "list",
         lua.create_async_function(move |lua, ()| {
             let (store, bot_id, plugin) = (store.clone(), bot_id.clone(), plugin.clone());
-            let ready = not_at_top_level(&lua, "state.list");
+            let ready = not_at_top_level(&lua, "store.list");
             async move {
                 ready?;
-                let entries = off_vm("state.list", async move { store.list(&bot_id, &plugin).await }).await?;
+                let entries = off_vm("store.list", async move { store.list(&bot_id, &plugin).await }).await?;
                 let table = lua.create_table()?;
                 for (key, value) in entries {
                     table.set(key, to_lua(&lua, &value)?)?;
@@ -520,7 +521,8 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
             }
         })?,
     )?;
-    globals.set("state", state)?;
+    globals.set("store", table.clone())?;
+    globals.set("state", table)?;
     Ok(())
 }
 
@@ -660,6 +662,7 @@ impl UserData for LuaCtx {
             table.set("language_code", user.language_code.as_deref())?;
             Ok(Value::Table(table))
         });
+        fields.add_field_method_get("fsm", |_, this| Ok(LuaFsm(this.0.clone())));
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
@@ -704,48 +707,82 @@ impl UserData for LuaCtx {
             let cx = this.0.clone();
             off_vm("ctx:delete", async move { cx.delete_message().await })
         });
-        methods.add_async_method("get_state", |_, this, ()| {
-            let cx = this.0.clone();
-            off_vm("ctx:get_state", async move { cx.state().await })
-        });
-        methods.add_async_method("set_state", |_, this, state: Option<String>| {
-            let cx = this.0.clone();
-            off_vm("ctx:set_state", async move { cx.set_state(state.as_deref()).await })
-        });
-        methods.add_async_method("get_data", |lua, this, ()| {
-            let cx = this.0.clone();
-            async move {
-                let data = off_vm("ctx:get_data", async move { cx.data().await }).await?;
-                to_lua(&lua, &serde_json::Value::Object(data))
-            }
-        });
-        methods.add_async_method("update_data", |_, this, (first, second): (Value, Value)| {
-            let cx = this.0.clone();
-            let fields = match (&first, &second) {
-                (Value::String(key), value) => to_json(value).and_then(|v| Ok(vec![(key.to_str()?.to_owned(), v)])),
-                (Value::Table(_), Value::Nil) => match to_json(&first) {
-                    Ok(serde_json::Value::Object(map)) => Ok(map.into_iter().collect()),
-                    Ok(_) => Err(runtime("ctx:update_data: expected a table of fields")),
-                    Err(e) => Err(e),
-                },
-                _ => Err(runtime("ctx:update_data expects (key, value) or a table of fields")),
-            };
-            async move {
-                let fields = fields?;
-                off_vm("ctx:update_data", async move {
-                    for (key, value) in fields {
-                        cx.update_data(&key, value).await?;
-                    }
-                    Ok(())
-                })
-                .await
-            }
-        });
-        methods.add_async_method("clear", |_, this, ()| {
-            let cx = this.0.clone();
-            off_vm("ctx:clear", async move { cx.clear_state().await })
-        });
+        // The names of the previous release, kept one release: `ctx.fsm:state()` and so on.
+        add_fsm_methods(methods, ["get_state", "set_state", "get_data", "update_data", "clear"]);
     }
+}
+
+/// `ctx.fsm`: the conversation's FSM, its state and data (the native [`Ctx::fsm`]).
+pub(super) struct LuaFsm(Ctx);
+
+/// The script objects that reach an update's FSM: `ctx.fsm`, and `ctx` through the deprecated names.
+trait FsmOwner: Send + 'static {
+    fn cx(&self) -> Ctx;
+}
+
+impl FsmOwner for LuaCtx {
+    fn cx(&self) -> Ctx {
+        self.0.clone()
+    }
+}
+
+impl FsmOwner for LuaFsm {
+    fn cx(&self) -> Ctx {
+        self.0.clone()
+    }
+}
+
+impl UserData for LuaFsm {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        add_fsm_methods(methods, ["state", "set_state", "data", "update_data", "clear"]);
+    }
+}
+
+/// Registers the FSM methods under `names` (state, set state, data, update data, clear), once for `ctx.fsm` and
+/// once for the deprecated names on `ctx`.
+fn add_fsm_methods<T: FsmOwner, M: UserDataMethods<T>>(methods: &mut M, names: [&'static str; 5]) {
+    let [state, set_state, data, update_data, clear] = names;
+    methods.add_async_method(state, |_, this, ()| {
+        let cx = this.cx();
+        off_vm("ctx.fsm:state", async move { cx.fsm().state().await })
+    });
+    methods.add_async_method(set_state, |_, this, state: Option<String>| {
+        let cx = this.cx();
+        off_vm("ctx.fsm:set_state", async move { cx.fsm().set_state(state.as_deref()).await })
+    });
+    methods.add_async_method(data, |lua, this, ()| {
+        let cx = this.cx();
+        async move {
+            let data = off_vm("ctx.fsm:data", async move { cx.fsm().data().await }).await?;
+            to_lua(&lua, &serde_json::Value::Object(data))
+        }
+    });
+    methods.add_async_method(update_data, |_, this, (first, second): (Value, Value)| {
+        let cx = this.cx();
+        let fields = match (&first, &second) {
+            (Value::String(key), value) => to_json(value).and_then(|v| Ok(vec![(key.to_str()?.to_owned(), v)])),
+            (Value::Table(_), Value::Nil) => match to_json(&first) {
+                Ok(serde_json::Value::Object(map)) => Ok(map.into_iter().collect()),
+                Ok(_) => Err(runtime("ctx.fsm:update_data: expected a table of fields")),
+                Err(e) => Err(e),
+            },
+            _ => Err(runtime("ctx.fsm:update_data expects (key, value) or a table of fields")),
+        };
+        async move {
+            let fields = fields?;
+            off_vm("ctx.fsm:update_data", async move {
+                for (key, value) in fields {
+                    cx.fsm().update_data(&key, value).await?;
+                }
+                Ok(())
+            })
+            .await
+        }
+    });
+    methods.add_async_method(clear, |_, this, ()| {
+        let cx = this.cx();
+        off_vm("ctx.fsm:clear", async move { cx.fsm().clear().await })
+    });
 }
 
 /// The `err` an `on_error` hook receives: `{ id, plugin, message }`.

@@ -1,10 +1,10 @@
-//! Where script plugins keep their persistent state (`state.get/set/delete/list` in a script): the
+//! Where script plugins keep their persistent store (`store.get/set/delete/list` in a script): the
 //! [`ScriptStateStore`] trait, JSON values by bot, plugin and key, and [`MemoryScriptState`], its in-memory
 //! implementation.
 //!
 //! The trait mirrors the database's `plugin_state` repository ([`PluginStateRepository`], same methods and
 //! arguments); [`Storage`] implements it, so the application keeps script state in the database, where native
-//! plugins keep theirs (`PluginContext::state`).
+//! plugins keep theirs (`PluginContext::store`).
 
 use std::collections::BTreeMap;
 
