@@ -509,8 +509,8 @@ impl StatusEntry {
             updates_handled: health.updates_handled.load(Ordering::Relaxed),
             errors: health.errors.load(Ordering::Relaxed),
             last_error: health.last_error.lock().clone(),
-            access_denied: health.access_denied.load(Ordering::Relaxed),
-            rate_limited: health.rate_limited.load(Ordering::Relaxed),
+            access_denied: health.refusals.access_denied.load(Ordering::Relaxed),
+            rate_limited: health.refusals.rate_limited.load(Ordering::Relaxed),
             file: self.config.file.clone(),
             last_reload: self.last_reload,
         }

@@ -88,6 +88,12 @@ impl BotToken {
         self.secret.expose_secret()
     }
 
+    /// `message` with the token replaced by `<token>`, should any library have put it there.
+    pub fn redact(&self, message: String) -> String {
+        let token = self.expose();
+        if message.contains(token) { message.replace(token, "<token>") } else { message }
+    }
+
     /// The bot's Telegram user id (the digits before the colon).
     pub fn user_id(&self) -> i64 {
         self.user_id

@@ -13,8 +13,8 @@
 //! - [`http`]: health probes, Prometheus metrics and the webhook endpoint.
 //! - [`storage`]: PostgreSQL or SQLite, migrations, the repositories, the background [`storage::Recorder`] and
 //!   the audit events.
-//! - [`middleware`]: what runs on every update before the router: user tracking, access control, per-user
-//!   rate limiting.
+//! - [`middleware`]: the update pipeline, one ordered list of steps run before the router
+//!   ([`middleware::Pipeline`]): user tracking, access control, per-user rate limiting.
 //! - [`telemetry`]: logging setup and metrics.
 //! - [`tls`]: which certificates are trusted, and connection errors that name their cause.
 //! - [`cli`], [`demo`], [`signals`]: the command line, the self-contained demo, process signals.

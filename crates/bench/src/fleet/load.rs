@@ -1,7 +1,7 @@
 //! The traffic: users write to the bots through the control API (`POST /control/bots/{id}/messages`), and the
 //! bots' replies are read back from their event streams (`GET /control/bots/{id}/events?kind=message`).
 //! [`burst`] sends everything at once over many connections, [`steady`] paces messages with a tokio interval;
-//! [`Phase::analyze`] matches replies to messages: latency, lost, duplicated, out of order within a chat.
+//! [`analyze`] matches replies to messages: latency, lost, duplicated, out of order within a chat.
 //!
 //! Every message text is `<phase letter><number in its chat>` and the echo plugin answers `You said: <text>`,
 //! so each reply names the message it answers.

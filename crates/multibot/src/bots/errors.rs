@@ -25,7 +25,7 @@ pub enum CallFailure {
 impl CallFailure {
     /// Classifies `error`, the bot's `token` removed from what it says.
     pub fn of(error: &ApiCallError, token: &BotToken) -> CallFailure {
-        let redact = |text: String| text.replace(token.expose(), "<token>");
+        let redact = |text: String| token.redact(text);
         match error {
             ApiCallError::Api { code: 401, .. } => CallFailure::TokenRejected,
             ApiCallError::Api { .. } => CallFailure::Refused(redact(error.to_string())),

@@ -36,8 +36,8 @@ pub struct FloodLimits {
 const SLACK: Duration = Duration::from_millis(100);
 
 impl Default for FloodLimits {
-    /// Telegram's limits, each window lengthened by [`SLACK`]: at most 30 sends in any 1 s per bot, 20 in any
-    /// 60 s per group, and 1 in any 1 s per private chat. The FAQ allows private chats "short bursts" without
+    /// Telegram's limits, each window lengthened by 100 ms of slack (`SLACK`): at most 30 sends in any 1 s per
+    /// bot, 20 in any 60 s per group, and 1 in any 1 s per private chat. The FAQ allows private chats "short bursts" without
     /// saying how short; a burst would break the 1 s window, so there is none: a second message to the same
     /// person waits 1.1 s.
     fn default() -> FloodLimits {

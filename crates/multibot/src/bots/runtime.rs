@@ -1,6 +1,7 @@
 //! A running bot: [`RunningBot::start`] checks the token, loads the plugins in order and starts receiving;
 //! [`RunningBot::stop`] stops receiving, drains what is in flight, confirms it and unloads the plugins.
-//! [`handle_update`] runs one update through the router, containing errors and panics.
+//! [`handle_update`] runs one update through the bot's [`Pipeline`] and then the router, containing errors and
+//! panics.
 
 use std::{
     panic::AssertUnwindSafe,
@@ -19,7 +20,7 @@ use teloxide_core::{
 };
 use tokio::task::JoinHandle;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::{Instrument, debug, error, info, warn};
+use tracing::{Instrument, error, info, warn};
 
 use super::{
     ApiCallError, BotApi, CallFailure, Deps, StartError, degraded::Degraded, polling, sequencer::Sequencer,
@@ -29,11 +30,7 @@ use crate::{
     admin::Notifier,
     config::{BotConfig, BotId, Mode},
     fsm::FsmStorage,
-    middleware::{
-        self,
-        access::{Access, AccessList},
-        rate_limit::{RateDecision, RateLimiter},
-    },
+    middleware::{Pipeline, Refusals, Verdict},
     plugins::{Ctx, HandlerError, LoadedPlugin, PluginContext, Router},
     storage::{Recorder, Storage, events},
     telemetry::metrics::{self, Outcome},
@@ -52,10 +49,8 @@ pub struct BotHealth {
     pub failure: Mutex<Option<String>>,
     /// Set while the bot runs but cannot do its work through the Bot API.
     pub degraded: Mutex<Option<Degraded>>,
-    /// Updates dropped by access control (blocked or not allowed users, admin-only commands).
-    pub access_denied: AtomicU64,
-    /// Updates dropped by per-user rate limiting.
-    pub rate_limited: AtomicU64,
+    /// Updates the middleware refused (access control, rate limiting).
+    pub refusals: Arc<Refusals>,
 }
 
 /// What a running bot's handlers share.
@@ -74,10 +69,8 @@ pub struct BotRuntime {
     pub config: Arc<BotConfig>,
     /// Counters.
     pub health: Arc<BotHealth>,
-    /// `access:` as sets.
-    pub access: AccessList,
-    /// Per-user rate limiting, when enabled.
-    pub limiter: Option<Arc<RateLimiter>>,
+    /// The middleware every update goes through before the router.
+    pub pipeline: Pipeline,
     /// The database.
     pub storage: Storage,
     /// Background writes: user tracking, events, bot status.
@@ -89,8 +82,7 @@ pub struct BotRuntime {
 impl BotRuntime {
     /// Removes the token from a message, should any library have put it there.
     pub(crate) fn redact(&self, message: String) -> String {
-        let token = self.config.token.expose();
-        if message.contains(token) { message.replace(token, "<token>") } else { message }
+        self.config.token.redact(message)
     }
 }
 
@@ -136,23 +128,19 @@ impl Instance {
                 Err(e) => {
                     unload(&plugins).await;
                     cancel.cancel();
-                    let error = format!("{e:#}").replace(config.token.expose(), "<token>");
+                    let error = config.token.redact(format!("{e:#}"));
                     return Err(StartError::PluginFailed { plugin: entry.name.clone(), error });
                 }
             }
         }
-        let limiter = RateLimiter::from_config(&config.rate_limiting).map(Arc::new);
-        if let Some(limiter) = limiter.clone() {
-            tasks.spawn(evict_idle_users(limiter, cancel.clone()));
-        }
+        let pipeline = Pipeline::for_bot(&config, health.refusals.clone(), tasks, &cancel);
         let runtime = Arc::new(BotRuntime {
             id: config.id.clone(),
             username,
             api,
             router: Arc::new(router),
             fsm: deps.fsm.clone(),
-            access: AccessList::new(&config.access),
-            limiter,
+            pipeline,
             config,
             health,
             storage: deps.storage.clone(),
@@ -317,17 +305,6 @@ async fn unload(plugins: &[(Arc<dyn LoadedPlugin>, PluginContext)]) {
     }
 }
 
-/// Forgets idle rate-limit buckets every few seconds, until the instance is unloaded.
-async fn evict_idle_users(limiter: Arc<RateLimiter>, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => { limiter.evict_idle(tokio::time::Instant::now()); }
-            () = cancel.cancelled() => return,
-        }
-    }
-}
-
 /// A short id for an error, shown to the user and written in the log line.
 fn error_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -349,8 +326,9 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Runs one update through the router. Errors and panics are contained: logged with an error id, counted and
-/// passed to the error hooks (the `error_handler` plugin); a callback nobody answered is answered.
+/// Runs one update through the bot's middleware ([`Pipeline`]) and, if it passes them, the router. Errors and
+/// panics are contained: logged with an error id, counted and passed to the error hooks (the `error_handler`
+/// plugin); a callback nobody answered is answered.
 pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
     let started = Instant::now();
     if let Some(id) = super::unreadable_callback(&update)
@@ -358,16 +336,15 @@ pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
     {
         warn!(bot_id = %bot.id, error = %bot.redact(e.to_string()), "answering an unreadable callback failed");
     }
-    middleware::track_user(&bot.recorder, &bot.id, &update);
     let is_callback = matches!(update.kind, UpdateKind::CallbackQuery(_));
     let cx = Ctx::new(bot.clone(), update);
-    if !admitted(&bot, &cx).await {
+    if bot.pipeline.run(&cx).await == Verdict::Stop {
         metrics::update_handled(bot.id.as_str(), "", Outcome::Refused, started.elapsed());
         return;
     }
     let (plugin, outcome) = match bot.router.choose(&cx).await {
-        Ok(Some(chosen)) if chosen.admin_only && !bot.access.is_admin(cx.user().map(|u| u.id.0 as i64)) => {
-            deny(&bot, cx.user().map(|u| u.id.0 as i64), "admin_only");
+        Ok(Some(chosen)) if chosen.admin_only && !bot.pipeline.is_admin(cx.user().map(|u| u.id.0 as i64)) => {
+            bot.pipeline.deny(&cx, "admin_only");
             let refusal = cx.reply("This command is only for the bot's admins.").plain().await.map(drop);
             (chosen.plugin.to_owned(), refusal)
         }
@@ -398,43 +375,6 @@ pub(crate) async fn handle_update(bot: Arc<BotRuntime>, update: Update) {
         warn!(bot_id = %bot.id, error = %bot.redact(format!("{e:#}")), "answering a callback failed");
     }
     bot.health.updates_handled.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Counts an update refused by access control; the first refusal and every hundredth become events.
-fn deny(bot: &BotRuntime, user: Option<i64>, reason: &str) {
-    let count = bot.health.access_denied.fetch_add(1, Ordering::Relaxed);
-    debug!(bot_id = %bot.id, reason, "update dropped by access control");
-    events::access_denied(&bot.recorder, &bot.id, user, reason, count.is_multiple_of(100));
-}
-
-/// Access control and rate limiting: whether the update goes on to the router.
-async fn admitted(bot: &BotRuntime, cx: &Ctx) -> bool {
-    let user = cx.user().map(|u| u.id.0 as i64);
-    let access = bot.access.check(user);
-    if access != Access::Allowed {
-        let reason = if access == Access::Blocked { "blocked" } else { "not_allowed" };
-        deny(bot, user, reason);
-        return false;
-    }
-    let (Some(limiter), Some(user)) = (&bot.limiter, user) else { return true };
-    let RateDecision::Limited { retry_after, notify } = limiter.check(user, tokio::time::Instant::now()) else {
-        return true;
-    };
-    bot.health.rate_limited.fetch_add(1, Ordering::Relaxed);
-    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-    events::rate_limited(&bot.recorder, &bot.id, user, seconds, notify);
-    if notify {
-        let notice = format!("Too many requests, try again in {seconds} s");
-        let sent = if cx.callback().is_some() {
-            cx.answer_callback(Some(&notice)).await
-        } else {
-            cx.reply(notice).plain().await.map(drop)
-        };
-        if let Err(e) = sent {
-            warn!(bot_id = %bot.id, error = %bot.redact(format!("{e:#}")), "rate-limit notice failed");
-        }
-    }
-    false
 }
 
 async fn report_error(bot: &Arc<BotRuntime>, cx: &Ctx, plugin: String, error: anyhow::Error) {

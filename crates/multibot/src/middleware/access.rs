@@ -1,9 +1,12 @@
 //! Access control from the bot's `access:` block: `blocked_users` are dropped without a reply, a non-empty
 //! `allowed_users` admits only those users, `admin_users` may use admin-only commands.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::atomic::Ordering};
 
-use crate::config::AccessConfig;
+use tracing::debug;
+
+use super::{Refusals, Verdict};
+use crate::{config::AccessConfig, plugins::Ctx, storage::events};
 
 /// The bot's access lists, as sets.
 #[derive(Debug, Default)]
@@ -47,6 +50,29 @@ impl AccessList {
     pub fn is_admin(&self, user: Option<i64>) -> bool {
         user.is_some_and(|u| self.admins.contains(&u))
     }
+}
+
+/// The access step: stops updates from blocked and not-allowed users.
+pub(crate) fn admit(lists: &AccessList, refusals: &Refusals, cx: &Ctx) -> Verdict {
+    match lists.check(cx.user().map(|u| u.id.0 as i64)) {
+        Access::Allowed => Verdict::Pass,
+        Access::Blocked => {
+            deny(refusals, cx, "blocked");
+            Verdict::Stop
+        }
+        Access::NotAllowed => {
+            deny(refusals, cx, "not_allowed");
+            Verdict::Stop
+        }
+    }
+}
+
+/// Counts an update refused by access control; the first refusal and every hundredth become events.
+pub(crate) fn deny(refusals: &Refusals, cx: &Ctx, reason: &str) {
+    let count = refusals.access_denied.fetch_add(1, Ordering::Relaxed);
+    debug!(bot_id = %cx.bot_id(), reason, "update dropped by access control");
+    let user = cx.user().map(|u| u.id.0 as i64);
+    events::access_denied(cx.recorder(), cx.bot_id(), user, reason, count.is_multiple_of(100));
 }
 
 #[cfg(test)]

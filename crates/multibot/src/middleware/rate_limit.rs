@@ -4,12 +4,23 @@
 //! [`RateLimiter::evict_idle`], which a bot runs on a timer, so memory follows the users active in the last
 //! minute, not every user ever seen.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use parking_lot::Mutex;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
-use crate::config::RateLimitConfig;
+use super::{Refusals, Verdict};
+use crate::{
+    config::{BotToken, RateLimitConfig},
+    plugins::Ctx,
+    storage::events,
+};
 
 /// What the limiter decides for one update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +107,41 @@ impl RateLimiter {
     /// Whether no user is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The rate-limit step: stops an update over its sender's rate; the first one over it gets a notice (a reply, or
+/// the answer to a callback query). Updates without a sender pass.
+pub(crate) async fn admit(limiter: &RateLimiter, refusals: &Refusals, cx: &Ctx, token: &BotToken) -> Verdict {
+    let Some(user) = cx.user().map(|u| u.id.0 as i64) else { return Verdict::Pass };
+    let RateDecision::Limited { retry_after, notify } = limiter.check(user, Instant::now()) else {
+        return Verdict::Pass;
+    };
+    refusals.rate_limited.fetch_add(1, Ordering::Relaxed);
+    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    events::rate_limited(cx.recorder(), cx.bot_id(), user, seconds, notify);
+    if notify {
+        let notice = format!("Too many requests, try again in {seconds} s");
+        let sent = if cx.callback().is_some() {
+            cx.answer_callback(Some(&notice)).await
+        } else {
+            cx.reply(notice).plain().await.map(drop)
+        };
+        if let Err(e) = sent {
+            warn!(bot_id = %cx.bot_id(), error = %token.redact(format!("{e:#}")), "rate-limit notice failed");
+        }
+    }
+    Verdict::Stop
+}
+
+/// Forgets idle rate-limit buckets every few seconds, until `cancel`.
+pub(crate) async fn evict_idle_users(limiter: Arc<RateLimiter>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => { limiter.evict_idle(Instant::now()); }
+            () = cancel.cancelled() => return,
+        }
     }
 }
 

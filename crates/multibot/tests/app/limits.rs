@@ -158,6 +158,68 @@ async fn a_burst_passes_then_one_notice_then_silence_until_refill() {
     app.stop().await;
 }
 
+const ORDERED: &str = r#"
+id: ordered
+name: Ordered
+token: "${TOKEN_1}"
+access:
+  blocked_users: [3002]
+rate_limiting:
+  enabled: true
+  default_rate: 1
+  burst_size: 1
+plugins:
+  - name: echo
+    config: { echo_all: true }
+"#;
+
+/// The middleware run in their documented order: user tracking sees every update, access control drops a blocked
+/// user's before the rate limiter counts them, and the rate limiter drops the rest before the router.
+#[tokio::test]
+async fn middleware_run_in_order_tracking_then_access_then_rate_limit() {
+    let app = spawn_app(&[("ordered.yaml", ORDERED)], 1, registry()).await;
+    let bot = app.bot(1).await;
+    let id = BotId::parse("ordered").unwrap();
+    let (eager, blocked) = (app.emu.user(3001), app.emu.user(3002));
+    for i in 0..3 {
+        blocked.send(&bot, &format!("b{i}")).await.unwrap();
+    }
+    eventually(Duration::from_secs(10), "three access refusals", || async {
+        app.manager.status_of(&id).unwrap().access_denied == 3
+    })
+    .await;
+    assert_eq!(app.manager.status_of(&id).unwrap().rate_limited, 0, "access runs before the rate limit");
+    for i in 0..3 {
+        eager.send(&bot, &format!("e{i}")).await.unwrap();
+    }
+    eventually(Duration::from_secs(10), "two rate-limit refusals", || async {
+        app.manager.status_of(&id).unwrap().rate_limited == 2
+    })
+    .await;
+    let status = app.manager.status_of(&id).unwrap();
+    assert_eq!((status.access_denied, status.rate_limited), (3, 2));
+    let replies: Vec<String> = eager
+        .transcript(&bot)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.from_bot)
+        .filter_map(|m| m.message.text)
+        .collect();
+    assert_eq!(replies.len(), 2, "{replies:?}");
+    assert_eq!(replies[0], "You said: e0");
+    assert!(replies[1].starts_with("Too many requests, try again in "), "{replies:?}");
+    assert!(blocked.transcript(&bot).await.unwrap().iter().all(|m| !m.from_bot), "no reply to a blocked user");
+    // User tracking comes first: both users are recorded with every message, refused or not.
+    for user in [3001, 3002] {
+        eventually(Duration::from_secs(10), "the user recorded with three messages", || async {
+            app.storage.users().get("ordered", user).await.unwrap().is_some_and(|u| u.message_count == 3)
+        })
+        .await;
+    }
+    app.stop().await;
+}
+
 const BLASTER: &str = "id: blaster\nname: Blaster\ntoken: \"${TOKEN_1}\"\nplugins:\n  - name: blaster\n";
 
 /// The most calls that arrived in any closed window of `window_ms` (from one call to `window_ms` later).
