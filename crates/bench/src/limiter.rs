@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use multibot::middleware::rate_limit::RateLimiter;
+use multibot::runtime::middleware::rate_limit::RateLimiter;
 use tokio::time::Instant;
 
 /// Options of the limiter benchmark.

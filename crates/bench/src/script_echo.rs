@@ -12,8 +12,8 @@ use std::{
 
 use botapi_emulator::{Control, Emulator, EmulatorConfig};
 use multibot::{
-    app::{Application, EnvLookup},
-    config::Settings,
+    app::Application,
+    config::{EnvLookup, Settings},
     plugins::PluginRegistry,
 };
 use tokio::net::TcpListener;

@@ -2,15 +2,11 @@
 //! watches `CONFIG_DIR` for hot reload, and runs until the shutdown token is cancelled (SIGINT/SIGTERM in
 //! `main`). [`Listeners`] are the sockets the HTTP servers use, bound by the caller or from the settings.
 //!
-//! Hot reload is a pipeline: the watcher (debounced file events) or SIGHUP sends a [`ReloadSignal`]; the
-//! reloader rescans the script plugins of `PLUGINS_DIR`, loads and validates the whole directory, diffs it against
-//! the running fleet, and applies the diff bot by bot (the manager rolls a bot back when its new configuration
-//! cannot start); then it rebuilds the other bots that use a script with a new version.
+//! Hot reload: the watchers (debounced file events) and SIGHUP send a [`ReloadSignal`] to the fleet's
+//! [`ReloadHandle`], which applies what changed.
 
 use std::{
-    collections::BTreeMap,
     net::{Ipv4Addr, SocketAddr},
-    path::{Path, PathBuf},
     sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
@@ -21,23 +17,26 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info, warn};
 
 use crate::{
-    admin::{AdminFactory, Fleet, Notifier, admin_bot_config},
-    bots::{
-        BotManager, Deps, ManagerError, ReloadOutcome,
-        webhook::{StorageSecrets, Webhooks},
-    },
     config::{
-        self, BotId, ConfigError, FsmBackend, Settings, WebhookEnv,
-        diff::{Current, diff},
+        self, ConfigError, EnvLookup, FsmBackend, Settings, WebhookEnv,
         watcher::{self, ConfigWatcher, ReloadSignal},
+    },
+    fleet::{
+        BotManager, ReloadHandle, ReloadSetup,
+        admin::{AdminFactory, Fleet, admin_bot_config},
+        reload::{config_invalid, scan_scripts},
     },
     fsm::{DatabaseFsm, FsmStorage, MemoryFsm, RedisFsm},
     http::{self, DatabaseProbe, HttpState, Phase, Readiness},
     plugins::{
-        PluginRegistry,
-        script::{ScanReport, ScriptCatalog, ScriptError, ScriptHost, ScriptLimits, is_script_file},
+        Notifier, PluginRegistry,
+        script::{ScriptCatalog, ScriptError, ScriptHost, ScriptLimits, is_script_file},
     },
-    storage::{Recorder, Storage, events},
+    runtime::{
+        Deps,
+        webhook::{StorageSecrets, Webhooks},
+    },
+    storage::{Recorder, Storage},
     telemetry,
 };
 
@@ -76,56 +75,6 @@ impl Listeners {
     }
 }
 
-/// Looks up a variable for `${VAR}` substitution and settings.
-pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
-
-/// The names set in the real environment before [`load_dotenv`] added the `.env` file's.
-static REAL_ENV: std::sync::OnceLock<std::collections::HashSet<std::ffi::OsString>> = std::sync::OnceLock::new();
-
-/// Adds the `.env` file of the working directory to the process environment (real variables win), so that what
-/// reads the environment itself sees it too: `RUST_LOG`, `EMULATOR_LISTEN`, `SSL_CERT_FILE`. Call it first, before
-/// any other thread runs. A missing `.env` is fine; an unreadable one is an error.
-pub fn load_dotenv() -> anyhow::Result<()> {
-    let _ = REAL_ENV.set(std::env::vars_os().map(|(name, _)| name).collect());
-    match dotenvy::from_path(".env") {
-        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        result => result.context("reading .env"),
-    }
-}
-
-/// The process environment, then the `.env` file of the working directory read afresh at each lookup (real
-/// variables win), so that a reload sees a token rotated in `.env`.
-pub fn process_env() -> EnvLookup {
-    Arc::new(|name| {
-        let real = REAL_ENV.get().is_none_or(|real| real.contains(std::ffi::OsStr::new(name)));
-        match real {
-            true => std::env::var(name).ok().or_else(|| dotenv_value(name)),
-            // Copied from `.env` at start: the file as it is now wins.
-            false => dotenv_value(name),
-        }
-    })
-}
-
-fn dotenv_value(name: &str) -> Option<String> {
-    let entries = dotenvy::from_path_iter(".env").ok()?;
-    entries.filter_map(Result::ok).find(|(key, _)| key == name).map(|(_, value)| value)
-}
-
-/// What one reload did, for logs, the admin bot and tests.
-#[derive(Debug, Default, Clone)]
-pub struct ReloadReport {
-    /// Bots and what happened to each (added, reloaded, restarted, disabled, removed).
-    pub applied: Vec<(BotId, ReloadOutcome)>,
-    /// Bots whose new configuration failed to start; each keeps its previous configuration.
-    pub failed: Vec<(BotId, ManagerError)>,
-    /// Configuration problems; the bots of those files keep running as they were.
-    pub errors: Vec<String>,
-    /// Environment settings that changed but cannot change while running.
-    pub refused_settings: Vec<&'static str>,
-    /// Script plugins and what happened to each (added, reloaded, removed); script errors are in `errors`.
-    pub scripts: Vec<(String, ReloadOutcome)>,
-}
-
 /// A built application, its bots started.
 pub struct Application {
     manager: BotManager,
@@ -136,7 +85,7 @@ pub struct Application {
     config_errors: Vec<ConfigError>,
     script_errors: Vec<ScriptError>,
     reloads: mpsc::Sender<ReloadSignal>,
-    reloader: Arc<Reloader>,
+    reload_handle: ReloadHandle,
     _watcher: Option<ConfigWatcher>,
     _script_watcher: Option<ConfigWatcher>,
     readiness: Arc<Readiness>,
@@ -147,53 +96,6 @@ pub struct Application {
     http_tasks: TaskTracker,
     /// The application's own tasks (the reloader); the shutdown waits for them before it stops the bots.
     tasks: TaskTracker,
-}
-
-/// Reloads the configuration on demand and tells what the last reload did.
-#[derive(Clone)]
-pub struct ReloadHandle(Arc<Reloader>);
-
-impl ReloadHandle {
-    /// Reloads every file now and reports what changed.
-    pub async fn reload_now(&self) -> ReloadReport {
-        self.0.reload().await
-    }
-
-    /// The report of the last reload, whatever triggered it.
-    pub fn last_report(&self) -> Option<ReloadReport> {
-        self.0.last.lock().clone()
-    }
-
-    /// Reloads one bot's file now (the admin bot's `/reload <bot_id>`).
-    pub async fn reload_bot(&self, id: &BotId) -> ReloadReport {
-        self.0.reload_matching(Some(id), false).await
-    }
-
-    /// How many reloads have completed.
-    pub fn count(&self) -> u64 {
-        self.0.count.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-/// Loads, diffs and applies configuration changes.
-struct Reloader {
-    manager: BotManager,
-    registry: Arc<PluginRegistry>,
-    /// The script plugins of `PLUGINS_DIR`, rescanned by every reload.
-    scripts: parking_lot::Mutex<ScriptCatalog>,
-    env: EnvLookup,
-    config_dir: PathBuf,
-    webhooks: WebhookEnv,
-    recorder: Recorder,
-    notifier: Notifier,
-    /// The environment settings at start, to tell which ones a reload would change.
-    baseline: Option<Settings>,
-    /// One reload at a time.
-    running: tokio::sync::Mutex<()>,
-    last: parking_lot::Mutex<Option<ReloadReport>>,
-    /// The last problem sent to the admins, so that a repeat is not sent again.
-    last_note: parking_lot::Mutex<Option<String>>,
-    count: std::sync::atomic::AtomicU64,
 }
 
 impl Application {
@@ -284,24 +186,19 @@ impl Application {
             }
         });
 
-        let reloader = Arc::new(Reloader {
+        let reload_handle = ReloadHandle::new(ReloadSetup {
             manager: manager.clone(),
             registry,
-            scripts: parking_lot::Mutex::new(scripts),
-            baseline: Settings::from_env(&*env).ok(),
+            scripts,
             env,
             config_dir: settings.config_dir.clone(),
             webhooks,
             recorder: recorder.clone(),
             notifier: notifier.clone(),
-            running: tokio::sync::Mutex::new(()),
-            last: parking_lot::Mutex::new(None),
-            last_note: parking_lot::Mutex::new(None),
-            count: std::sync::atomic::AtomicU64::new(0),
         });
         let _ = fleet.set(Fleet {
             manager: manager.clone(),
-            reloads: ReloadHandle(reloader.clone()),
+            reloads: reload_handle.clone(),
             storage: storage.clone(),
             allowed: Arc::new(settings.admin_allowed_users.iter().copied().collect()),
             confirm_timeout: settings.admin_confirm_timeout,
@@ -350,7 +247,7 @@ impl Application {
             None
         };
         let tasks = TaskTracker::new();
-        tasks.spawn(reloader.clone().run(signals, shutdown.clone()));
+        tasks.spawn(reload_handle.clone().run(signals, shutdown.clone()));
         Ok(Application {
             manager,
             storage,
@@ -360,7 +257,7 @@ impl Application {
             config_errors: loaded.errors,
             script_errors,
             reloads,
-            reloader,
+            reload_handle,
             _watcher: watcher,
             _script_watcher: script_watcher,
             readiness,
@@ -414,7 +311,7 @@ impl Application {
 
     /// A handle to reload now and read the last reload's report.
     pub fn reloads(&self) -> ReloadHandle {
-        ReloadHandle(self.reloader.clone())
+        self.reload_handle.clone()
     }
 
     /// Runs until the shutdown token is cancelled, then lets a reload under way finish, stops every bot (each
@@ -496,26 +393,6 @@ fn fsm_storage(settings: &Settings, storage: &Storage) -> anyhow::Result<FsmChoi
     })
 }
 
-/// Rescans `PLUGINS_DIR` into the registry; each script that did not load is an event.
-fn scan_scripts(catalog: &mut ScriptCatalog, registry: &PluginRegistry, recorder: &Recorder) -> ScanReport {
-    let scan = catalog.scan_into(registry);
-    for problem in &scan.errors {
-        events::script_invalid(recorder, problem);
-    }
-    scan
-}
-
-/// Records a `config_invalid` event per file with problems (each problem is logged).
-fn config_invalid(recorder: &Recorder, errors: &[ConfigError]) {
-    let mut invalid: BTreeMap<&Path, Vec<&ConfigError>> = BTreeMap::new();
-    for problem in errors {
-        invalid.entry(&problem.file).or_default().push(problem);
-    }
-    for (file, problems) in invalid {
-        events::config_invalid(recorder, file, &problems);
-    }
-}
-
 /// Opens `DATABASE_URL` and brings its schema to this binary's: migrates when `MIGRATE_ON_START`, else checks
 /// that nothing is pending. A schema newer than this binary knows is refused either way.
 pub async fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
@@ -530,129 +407,4 @@ pub async fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
     }
     info!(database = %url, backend = %storage.backend(), "database ready");
     Ok(storage)
-}
-
-impl Reloader {
-    async fn run(self: Arc<Self>, mut signals: mpsc::Receiver<ReloadSignal>, shutdown: CancellationToken) {
-        loop {
-            let signal = tokio::select! {
-                signal = signals.recv() => signal,
-                () = shutdown.cancelled() => return,
-            };
-            let Some(signal) = signal else { return };
-            info!(?signal, "reloading configuration");
-            self.reload_matching(None, true).await;
-        }
-    }
-
-    /// Loads the directory, diffs it against the fleet and applies the difference.
-    async fn reload(&self) -> ReloadReport {
-        self.reload_matching(None, false).await
-    }
-
-    /// Loads the directory, diffs it against the fleet and applies the difference, for every bot or only `only`
-    /// (problems of other files are then not reported). With `notify`, problems and failures go to the admins.
-    async fn reload_matching(&self, only: Option<&BotId>, notify: bool) -> ReloadReport {
-        let _one_at_a_time = self.running.lock().await;
-        let mut report = ReloadReport::default();
-        if let (Some(baseline), Ok(now)) = (&self.baseline, Settings::from_env(&*self.env)) {
-            report.refused_settings = baseline.differences(&now);
-            for name in &report.refused_settings {
-                error!(setting = name, "{name} changed, but it cannot change while running: restart to apply it");
-            }
-        }
-        // Scripts are shared by every bot: a new version rebuilds all the bots using it, even for a reload of one.
-        let scan = scan_scripts(&mut self.scripts.lock(), &self.registry, &self.recorder);
-        report.errors.extend(scan.errors.iter().map(ToString::to_string));
-        let changes = [
-            (ReloadOutcome::Added, &scan.added),
-            (ReloadOutcome::Reloaded, &scan.reloaded),
-            (ReloadOutcome::Removed, &scan.removed),
-        ];
-        for (what, names) in changes {
-            report.scripts.extend(names.iter().map(|name| (name.clone(), what)));
-        }
-        let loaded = config::load_dir(&self.config_dir, &*self.env, &*self.registry, self.webhooks);
-        // Only bots from CONFIG_DIR take part: the admin bot comes from the environment.
-        let current: Vec<Current> =
-            self.manager.current().into_iter().filter(|c| c.file.starts_with(&self.config_dir)).collect();
-        let mut diff = diff(&current, loaded, &self.config_dir);
-        if let Some(id) = only {
-            let file = current.iter().find(|c| &c.id == id).map(|c| c.file.clone());
-            diff.errors.retain(|e| Some(&e.file) == file.as_ref() || e.file == self.config_dir);
-            diff.kept.retain(|k| k == id);
-            diff.removed.retain(|r| r == id);
-            diff.added.clear();
-            diff.changed.retain(|c| &c.id == id);
-        }
-        config_invalid(&self.recorder, &diff.errors);
-        report.errors.extend(diff.errors.iter().map(ToString::to_string));
-        for id in &diff.kept {
-            let file = current.iter().find(|c| &c.id == id).map(|c| c.file.clone());
-            let problems: Vec<String> =
-                diff.errors.iter().filter(|e| Some(&e.file) == file.as_ref()).map(ToString::to_string).collect();
-            events::reload_failed(&self.recorder, id, &problems.join("; "));
-        }
-        for id in diff.removed {
-            match self.manager.remove(&id).await {
-                Ok(()) => report.applied.push((id, ReloadOutcome::Removed)),
-                Err(e) => report.failed.push((id, e)),
-            }
-        }
-        for config in diff.added.into_iter().chain(diff.changed) {
-            let id = config.id.clone();
-            match self.manager.reload(config).await {
-                Ok(ReloadOutcome::Unchanged) => {}
-                Ok(outcome) => {
-                    info!(bot_id = %id, ?outcome, "configuration applied");
-                    report.applied.push((id, outcome));
-                }
-                Err(e) => {
-                    error!(bot_id = %id, error = %e, "reload failed; the previous configuration stays");
-                    report.failed.push((id, e));
-                }
-            }
-        }
-        if !scan.reloaded.is_empty() {
-            let failed = report.failed.iter().map(|(id, _)| id);
-            let done: Vec<BotId> = report.applied.iter().map(|(id, _)| id).chain(failed).cloned().collect();
-            for (id, result) in self.manager.reload_plugins(&scan.reloaded, &done).await {
-                match result {
-                    Ok(outcome) => {
-                        info!(bot_id = %id, ?outcome, "new script version applied");
-                        report.applied.push((id, outcome));
-                    }
-                    Err(e) => {
-                        error!(bot_id = %id, error = %e, "new script version failed; the previous one stays");
-                        report.failed.push((id, e));
-                    }
-                }
-            }
-        }
-        let result = match (&report.failed[..], &report.errors[..], &report.applied[..]) {
-            ([], [], []) => "unchanged",
-            ([], [], _) => "applied",
-            _ => "failed",
-        };
-        telemetry::metrics::reload(result);
-        if notify {
-            let mut note = "⚠️ Reload failed; the running configuration stays:".to_owned();
-            for error in &report.errors {
-                note.push_str(&format!("\n{error}"));
-            }
-            for (id, why) in &report.failed {
-                note.push_str(&format!("\n{id}: {why}"));
-            }
-            let failed = !report.errors.is_empty() || !report.failed.is_empty();
-            // An editor's save can trigger two reloads of the same broken file: tell the admins once.
-            let mut last = self.last_note.lock();
-            if failed && last.as_deref() != Some(note.as_str()) {
-                self.notifier.notify(note.clone());
-            }
-            *last = failed.then_some(note);
-        }
-        *self.last.lock() = Some(report.clone());
-        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        report
-    }
 }

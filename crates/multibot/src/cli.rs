@@ -6,8 +6,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::{
-    app::{Application, process_env},
-    config::{self, Settings, WebhookEnv},
+    app::Application,
+    config::{self, Settings, WebhookEnv, process_env},
     demo,
     plugins::{
         PluginRegistry,

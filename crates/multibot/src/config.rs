@@ -2,7 +2,8 @@
 //! substitution and validation that reports every problem with file, line, column and field path
 //! ([`ConfigError`]).
 //!
-//! - `settings`: the environment variables, with the spec's defaults.
+//! - `settings`: the environment variables, with the spec's defaults; `env`: where they are read from (the process
+//!   and `.env`); `database`: `DATABASE_URL`.
 //! - `schema`: the bot YAML schema, written once as derived serde types ([`BotConfig`] and its parts); its
 //!   docs say how to add a key. The config hash is their serialization; the admin bot is a value of them.
 //! - `yaml`: YAML with positions; `reader`: a serde deserializer over them that records every problem with its
@@ -11,7 +12,9 @@
 //!   against the plugin catalog ([`PluginCatalog`]).
 //! - [`watcher`]: debounced file events in `CONFIG_DIR`; [`diff`]: what a reload changes in the fleet.
 
+mod database;
 pub mod diff;
+mod env;
 mod load;
 mod reader;
 mod schema;
@@ -22,6 +25,8 @@ mod yaml;
 
 use std::{fmt, path::PathBuf};
 
+pub use database::{Backend, DatabaseTarget, DatabaseUrl};
+pub use env::{EnvLookup, load_dotenv, process_env};
 pub use load::{LoadedConfig, load_dir, parse_bot_file};
 pub use schema::{
     AccessConfig, BotConfig, BotSettings, FsmStrategy, Mode, PluginEntry, RateLimitConfig, WebhookConfig,

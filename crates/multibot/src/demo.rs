@@ -10,15 +10,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    app::{Application, EnvLookup},
-    bots::{BotState, BotStatus},
-    config::{self, BotId, BotToken, LogFormat, Settings, WebhookEnv},
+    app::Application,
+    config::{self, BotId, BotToken, DatabaseUrl, EnvLookup, LogFormat, Settings, WebhookEnv},
+    fleet::{BotState, BotStatus},
     plugins::{
         PluginRegistry,
         script::{ScriptCatalog, ScriptHost},
     },
     signals::shutdown_on_signals,
-    storage::DatabaseUrl,
     telemetry,
 };
 
@@ -47,7 +46,7 @@ fn demo_token(variable: &str) -> String {
 
 /// The process environment, with emulator tokens for unset `*_TOKEN` variables.
 fn demo_env() -> EnvLookup {
-    let env = crate::app::process_env();
+    let env = crate::config::process_env();
     Arc::new(move |name| env(name).or_else(|| name.ends_with("_TOKEN").then(|| demo_token(name))))
 }
 
@@ -56,7 +55,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let emulator = Emulator::serve(listener, EmulatorConfig::default(), CancellationToken::new());
     let mut settings =
-        Settings::from_env(&*crate::app::process_env()).unwrap_or_else(|_| crate::config::Settings::defaults());
+        Settings::from_env(&*crate::config::process_env()).unwrap_or_else(|_| crate::config::Settings::defaults());
     settings.telegram_api_url = emulator.api_url();
     settings.polling_timeout = Duration::from_secs(10);
     // The emulator does not enforce Telegram's flood limits unless asked; pacing would only slow the transcript.

@@ -30,7 +30,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::bots::{BotManager, webhook::Webhooks};
+use crate::{fleet::BotManager, runtime::webhook::Webhooks};
 
 /// Largest webhook request body accepted; Telegram's updates are a few kilobytes.
 pub const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
@@ -127,9 +127,9 @@ mod tests {
 
     use super::*;
     use crate::{
-        bots::Deps,
         fsm::MemoryFsm,
         plugins::PluginRegistry,
+        runtime::Deps,
         storage::{Recorder, Storage},
     };
 
@@ -159,7 +159,7 @@ mod tests {
             webhooks: None,
             recorder: Recorder::spawn(storage.clone(), 16),
             storage,
-            notifier: crate::admin::Notifier::default(),
+            notifier: crate::plugins::Notifier::default(),
         };
         HttpState {
             manager: BotManager::new(deps),

@@ -1,37 +1,34 @@
 //! Multibot runs many Telegram bots in one process. Each bot is described by a YAML file and composed of
 //! plugins; the fleet is controlled at runtime.
 //!
-//! # Layout
-//! - [`admin`]: the admin bot's plugin: the fleet controlled from Telegram.
-//! - [`app`]: [`app::Application`] wires everything and runs until stopped.
+//! # Layers
+//! Each module imports only from the layers below it (`tests/app/layers.rs` checks it; `docs/ARCHITECTURE.md`
+//! tells the path of one update through them), from the bottom up:
+//! - [`outcomes`], [`tls`]: typed outcomes shared by layers; which certificates are trusted.
 //! - [`config`]: environment settings and bot YAML, validated with file, line and field.
-//! - [`bots`]: the [`bots::BotManager`], running bots, the polling source, per-chat ordering.
-//! - [`plugins`]: the [`plugins::Plugin`] trait, the router, the registry, the built-in plugins and script
-//!   plugins (sandboxed Luau, [`plugins::script`]).
-//! - [`fsm`]: conversation state storage.
-//! - [`outcomes`]: typed outcomes shared by layers ([`outcomes::ReloadOutcome`]).
-//! - [`http`]: health probes, Prometheus metrics and the webhook endpoint.
-//! - [`storage`]: PostgreSQL or SQLite, migrations, the repositories, the background [`storage::Recorder`] and
-//!   the audit events.
-//! - [`middleware`]: the update pipeline, one ordered list of steps run before the router
-//!   ([`middleware::Pipeline`]): user tracking, access control, per-user rate limiting.
 //! - [`telemetry`]: logging setup and metrics.
-//! - [`tls`]: which certificates are trusted, and connection errors that name their cause.
-//! - [`cli`], [`demo`], [`signals`]: the command line, the self-contained demo, process signals.
+//! - [`telegram`]: the Bot API client, lenient update decoding, flood control.
+//! - [`storage`], [`fsm`]: PostgreSQL or SQLite, migrations, repositories, audit events; conversation state.
+//! - [`plugins`]: the [`plugins::Plugin`] contract, the router, [`plugins::Ctx`] over a narrow
+//!   [`plugins::BotHandle`], the registry, the built-in plugins and sandboxed Luau scripts.
+//! - [`runtime`]: one running bot: polling or webhook intake, per-chat ordering, the middleware pipeline.
+//! - [`fleet`]: the [`fleet::BotManager`], hot reload and the admin bot.
+//! - [`http`]: health probes, Prometheus metrics and the webhook endpoint.
+//! - [`app`], [`cli`], [`demo`], [`signals`]: wiring, the command line, the self-contained demo, process signals.
 
-pub mod admin;
 pub mod app;
-pub mod bots;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod fleet;
 pub mod fsm;
 pub mod http;
-pub mod middleware;
 pub mod outcomes;
 pub mod plugins;
+pub mod runtime;
 pub mod signals;
 pub mod storage;
+pub mod telegram;
 pub mod telemetry;
 pub mod tls;
 

@@ -6,7 +6,7 @@ use clap::Parser;
 
 fn main() -> anyhow::Result<ExitCode> {
     // Before any thread starts: `.env` joins the environment that clap, logging and TLS read.
-    multibot::app::load_dotenv()?;
+    multibot::config::load_dotenv()?;
     // Every polling bot holds a socket open (10,000 bots, 10,000 sockets): lift the soft open-file limit to the
     // hard one. Failing leaves the limit as it was, which is enough for small fleets.
     let _ = rlimit::increase_nofile_limit(u64::MAX);

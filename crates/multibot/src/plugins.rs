@@ -4,11 +4,13 @@
 //!
 //! - `router`: the [`Router`] handlers register on, its filters, and [`Handlers`], a plugin's view of it.
 //! - `ctx`: [`Ctx`], what a handler gets for one update; `keyboard`: [`check_keyboard`], Telegram's button limits.
+//! - `handle`: [`BotHandle`], the bot as its plugins see it, and the [`Notifier`] to its admins.
 //! - `builtin`: the plugins compiled in, one file each.
 //! - [`script`]: script plugins, Luau files in `PLUGINS_DIR`.
 
 pub mod builtin;
 mod ctx;
+mod handle;
 mod keyboard;
 mod router;
 pub mod script;
@@ -17,6 +19,7 @@ use std::{collections::BTreeMap, marker::PhantomData, sync::Arc};
 
 use async_trait::async_trait;
 pub use ctx::{Ctx, Fsm, HandlerError, Reply};
+pub use handle::{BotHandle, Notifier};
 pub use keyboard::{CALLBACK_DATA_LIMIT, KeyboardError, check_keyboard};
 use parking_lot::RwLock;
 pub use router::{
@@ -28,9 +31,9 @@ use serde_json::Value;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    bots::BotApi,
     config::{BotId, PluginCatalog, PluginEntry},
     storage::{PluginStore, Storage},
+    telegram::BotApi,
 };
 
 /// What a plugin says about itself (the spec's class attributes).

@@ -18,92 +18,11 @@ use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 pub use recorder::Recorder;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
-/// Which database a [`DatabaseUrl`] points at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// A PostgreSQL server.
-    Postgres,
-    /// An SQLite file, or an in-memory SQLite database.
-    Sqlite,
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Postgres => "PostgreSQL",
-            Backend::Sqlite => "SQLite",
-        })
-    }
-}
-
-/// `DATABASE_URL`: `postgres://` or `postgresql://` (PostgreSQL), `sqlite://PATH` or `sqlite::memory:`, or an
-/// SQLite file path. `Debug` and `Display` never show the password.
-#[derive(Clone)]
-pub struct DatabaseUrl(Target);
-
-#[derive(Clone)]
-enum Target {
-    Postgres(SecretString),
-    SqliteUrl(String),
-    SqliteFile(PathBuf),
-}
-
-impl DatabaseUrl {
-    /// Checks the scheme; the error never quotes the URL (it may hold a password).
-    pub fn parse(url: &str) -> Result<DatabaseUrl, String> {
-        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
-        match scheme.to_ascii_lowercase().as_str() {
-            "postgres" | "postgresql" => Ok(DatabaseUrl(Target::Postgres(SecretString::from(url.to_owned())))),
-            "sqlite" => Ok(DatabaseUrl(Target::SqliteUrl(url.to_owned()))),
-            _ => Err(format!(
-                "unsupported scheme {scheme:?}: use postgres://, postgresql://, sqlite://PATH or sqlite::memory: \
-                 (or leave DATABASE_URL unset for an SQLite file in DATA_DIR)"
-            )),
-        }
-    }
-
-    /// An SQLite file at `path`, created (with its directories) when opened.
-    pub fn sqlite_file(path: impl Into<PathBuf>) -> DatabaseUrl {
-        DatabaseUrl(Target::SqliteFile(path.into()))
-    }
-
-    /// The backend it selects.
-    pub fn backend(&self) -> Backend {
-        match self.0 {
-            Target::Postgres(_) => Backend::Postgres,
-            Target::SqliteUrl(_) | Target::SqliteFile(_) => Backend::Sqlite,
-        }
-    }
-}
-
-impl fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Target::Postgres(url) => match reqwest::Url::parse(url.expose_secret()) {
-                Ok(mut url) => {
-                    if url.password().is_some() {
-                        let _ = url.set_password(Some("***"));
-                    }
-                    url.set_query(None);
-                    write!(f, "{url}")
-                }
-                Err(_) => f.write_str("postgres://<unparsable URL>"),
-            },
-            Target::SqliteUrl(url) => f.write_str(url),
-            Target::SqliteFile(path) => write!(f, "sqlite://{}", path.display()),
-        }
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DatabaseUrl({self})")
-    }
-}
+use crate::config::{Backend, DatabaseTarget, DatabaseUrl};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -430,16 +349,16 @@ impl fmt::Debug for Storage {
 impl Storage {
     /// Connects (an SQLite file and its directories are created); does not migrate.
     pub async fn open(url: &DatabaseUrl) -> Result<Storage, StorageError> {
-        match &url.0 {
-            Target::Postgres(url) => {
+        match url.target() {
+            DatabaseTarget::Postgres(url) => {
                 let options = sqlx::postgres::PgConnectOptions::from_str(url.expose_secret())?;
                 sql::postgres(options.application_name("multibot")).await
             }
-            Target::SqliteUrl(url) => {
+            DatabaseTarget::SqliteUrl(url) => {
                 let in_memory = url.contains(":memory:") || url.contains("mode=memory");
                 sql::sqlite(sqlx::sqlite::SqliteConnectOptions::from_str(url)?, in_memory).await
             }
-            Target::SqliteFile(path) => {
+            DatabaseTarget::SqliteFile(path) => {
                 sql::sqlite(sqlx::sqlite::SqliteConnectOptions::new().filename(path), false).await
             }
         }
@@ -447,7 +366,7 @@ impl Storage {
 
     /// Opens an in-memory SQLite database, migrated: for tests and examples.
     pub async fn in_memory() -> Result<Storage, StorageError> {
-        let storage = Storage::open(&DatabaseUrl(Target::SqliteUrl("sqlite::memory:".into()))).await?;
+        let storage = Storage::open(&DatabaseUrl::in_memory()).await?;
         storage.migrate().await?;
         Ok(storage)
     }

@@ -4,7 +4,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use super::BotToken;
-use crate::storage::DatabaseUrl;
+use super::DatabaseUrl;
 
 /// Log line format (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{HttpState, Phase};
-use crate::{bots::BotState, fsm::RedisFsm, storage::Storage, telemetry::metrics::resident_memory_bytes};
+use crate::{fleet::BotState, fsm::RedisFsm, storage::Storage, telemetry::metrics::resident_memory_bytes};
 
 /// How long a database check may take before it counts as down.
 const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);

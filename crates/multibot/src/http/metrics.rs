@@ -4,7 +4,7 @@
 use axum::{extract::State, http::header, response::IntoResponse};
 
 use super::HttpState;
-use crate::{bots::BotState, telemetry::metrics};
+use crate::{fleet::BotState, telemetry::metrics};
 
 /// The content type of Prometheus's text format.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -17,7 +17,8 @@ use tracing::{debug, warn};
 
 use super::{HttpState, MAX_WEBHOOK_BODY};
 use crate::{
-    bots::{decode_update, unreadable_callback, webhook::Offer},
+    runtime::webhook::Offer,
+    telegram::{decode_update, unreadable_callback},
     telemetry::metrics,
 };
 

@@ -17,14 +17,15 @@ use teloxide_core::types::{
 };
 
 use super::{
+    BotHandle,
     keyboard::check_keyboard,
     router::{CommandInfo, parse_command},
 };
 use crate::{
-    bots::{BotRuntime, SendOptions},
     config::{BotId, FsmStrategy},
     fsm::{FsmKey, FsmRecord},
     storage::{PluginStore, Storage},
+    telegram::{BotApi, SendOptions},
 };
 
 /// A failed handler, as error hooks see it.
@@ -45,7 +46,7 @@ pub struct Ctx {
 }
 
 struct Inner {
-    bot: Arc<BotRuntime>,
+    bot: Arc<BotHandle>,
     update: Update,
     fsm: Mutex<Option<FsmRecord>>,
     answered: AtomicBool,
@@ -54,7 +55,7 @@ struct Inner {
 }
 
 impl Ctx {
-    pub(crate) fn new(bot: Arc<BotRuntime>, update: Update) -> Ctx {
+    pub(crate) fn new(bot: Arc<BotHandle>, update: Update) -> Ctx {
         Ctx {
             inner: Arc::new(Inner {
                 bot,
@@ -77,7 +78,7 @@ impl Ctx {
     }
 
     /// The bot's Bot API client, for anything the helpers below do not cover.
-    pub fn api(&self) -> &crate::bots::BotApi {
+    pub fn api(&self) -> &BotApi {
         &self.inner.bot.api
     }
 

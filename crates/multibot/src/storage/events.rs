@@ -12,7 +12,6 @@ use super::{BotRecord, BotRowStatus, EventKind, NewEvent, Recorder, now};
 use crate::{
     config::{BotConfig, BotId, ConfigError},
     outcomes::ReloadOutcome,
-    plugins::{HandlerError, script::ScriptError},
     telemetry::metrics,
 };
 
@@ -92,9 +91,10 @@ pub fn config_invalid(recorder: &Recorder, file: &Path, problems: &[&ConfigError
 
 /// A script plugin did not load (a syntax or load error, a name clash): it is not used, or its previous version
 /// keeps running. Recorded as `config_invalid`: a script is configuration too.
-pub fn script_invalid(recorder: &Recorder, problem: &ScriptError) {
-    error!(file = %problem.file.display(), line = problem.line, "script plugin not loaded: {problem}");
-    let detail = json!({"file": problem.file.display().to_string(), "problems": [problem.to_string()], "script": true});
+/// `problem` is the whole message, file and line included; `line` is 0 when it concerns the whole file.
+pub fn script_invalid(recorder: &Recorder, file: &Path, line: usize, problem: &str) {
+    error!(file = %file.display(), line, "script plugin not loaded: {problem}");
+    let detail = json!({"file": file.display().to_string(), "problems": [problem], "script": true});
     record(recorder, None, EventKind::ConfigInvalid, None, detail);
 }
 
@@ -126,9 +126,20 @@ pub fn rate_limited(recorder: &Recorder, bot_id: &BotId, actor_user_id: i64, ret
     }
 }
 
+/// What failed in a handler, for [`plugin_error`].
+pub struct PluginFailure<'a> {
+    /// The short id shown to the user.
+    pub error_id: &'a str,
+    /// The plugin whose handler failed.
+    pub plugin: &'a str,
+    /// What went wrong, without secrets.
+    pub message: &'a str,
+}
+
 /// A plugin's handler failed or panicked while handling an update from `actor_user_id`.
-pub fn plugin_error(recorder: &Recorder, bot_id: &BotId, actor_user_id: Option<i64>, error: &HandlerError) {
-    error!(bot_id = %bot_id, error_id = %error.id, plugin = %error.plugin, error = %error.message, "handler failed");
-    let detail = json!({"error_id": error.id, "plugin": error.plugin, "message": error.message});
+pub fn plugin_error(recorder: &Recorder, bot_id: &BotId, actor_user_id: Option<i64>, failure: PluginFailure<'_>) {
+    let PluginFailure { error_id, plugin, message } = failure;
+    error!(bot_id = %bot_id, error_id = %error_id, plugin = %plugin, error = %message, "handler failed");
+    let detail = json!({"error_id": error_id, "plugin": plugin, "message": message});
     record(recorder, Some(bot_id.as_str()), EventKind::PluginError, actor_user_id, detail);
 }

@@ -16,9 +16,10 @@ use sqlx::{
 };
 
 use super::{
-    Backend, BotEvent, BotRecord, BotRepository, BotUser, Database, EventRepository, NewEvent, PluginStateRepository,
-    Storage, StorageError, UserRepository, UserSeen,
+    BotEvent, BotRecord, BotRepository, BotUser, Database, EventRepository, NewEvent, PluginStateRepository, Storage,
+    StorageError, UserRepository, UserSeen,
 };
+use crate::config::Backend;
 
 /// The embedded migrations of a backend: version, description, SQL. A test checks that the lists match the files.
 pub(super) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'static str)] {

@@ -11,8 +11,6 @@ use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogra
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::warn;
 
-use crate::bots::Trouble;
-
 /// Updates a bot took in (`bot_id`).
 pub const UPDATES_RECEIVED: &str = "multibot_updates_received_total";
 /// Updates a bot finished (`bot_id`, `plugin`, `outcome`: `handled`, `error`, `unhandled`, `refused`).
@@ -175,11 +173,11 @@ pub(crate) fn bots_by_state(counts: &[(&'static str, usize)]) {
     }
 }
 
-/// Sets a bot's degraded gauges: 1 for `trouble`, 0 for the other reasons (all 0 when it is `None`).
-pub(crate) fn bot_degraded(bot_id: &str, trouble: Option<Trouble>) {
-    for reason in Trouble::ALL {
-        let value = if trouble == Some(reason) { 1.0 } else { 0.0 };
-        gauge!(BOT_DEGRADED, "bot_id" => bot_id.to_owned(), "reason" => reason.label()).set(value);
+/// Sets a bot's degraded gauges: 1 for its `reason`, 0 for the other `reasons` (all 0 when it has none).
+pub(crate) fn bot_degraded(bot_id: &str, reason: Option<&'static str>, reasons: &[&'static str]) {
+    for &label in reasons {
+        let value = if reason == Some(label) { 1.0 } else { 0.0 };
+        gauge!(BOT_DEGRADED, "bot_id" => bot_id.to_owned(), "reason" => label).set(value);
     }
 }
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use botapi_emulator::{TestBot, TestUser, types::Message};
-use multibot::{bots::BotState, config::BotId, plugins::PluginRegistry};
+use multibot::{config::BotId, fleet::BotState, plugins::PluginRegistry};
 
 use crate::helpers::{TestApp, eventually, spawn_app_with, token};
 

@@ -5,12 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use botapi_emulator::{FaultSpec, METHODS, TestBot, TestUser, types::ChatMessage};
-use multibot::{
-    bots::{BotState, webhook::StorageSecrets},
-    config::BotId,
-    plugins::PluginRegistry,
-    prelude::*,
-};
+use multibot::{config::BotId, fleet::BotState, plugins::PluginRegistry, prelude::*, runtime::webhook::StorageSecrets};
 use serde_json::json;
 
 use crate::helpers::{TempDir, TestApp, Web, emulator, eventually, serve, spawn_app, spawn_app_on, spawn_app_with};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use multibot::{bots::BotState, plugins::PluginRegistry};
+use multibot::{fleet::BotState, plugins::PluginRegistry};
 
 use crate::helpers::spawn_app;
 

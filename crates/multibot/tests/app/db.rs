@@ -10,7 +10,7 @@ use std::{
     },
 };
 
-use multibot::storage::{DatabaseUrl, Storage};
+use multibot::{config::DatabaseUrl, storage::Storage};
 use parking_lot::Mutex;
 use sqlx::{Postgres, migrate::MigrateDatabase};
 use tokio::{net::TcpListener, task::AbortHandle};

@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use multibot::{bots::BotState, plugins::PluginRegistry, prelude::*};
+use multibot::{fleet::BotState, plugins::PluginRegistry, prelude::*};
 
 use crate::helpers::{eventually, spawn_app, token};
 

@@ -14,9 +14,9 @@ use std::{
 
 use botapi_emulator::{Emulator, EmulatorConfig, TestBot};
 use multibot::{
-    app::{Application, EnvLookup, Listeners, ReloadHandle},
-    bots::BotManager,
-    config::Settings,
+    app::{Application, Listeners},
+    config::{EnvLookup, Settings},
+    fleet::{BotManager, ReloadHandle},
     plugins::PluginRegistry,
     storage::Storage,
 };

@@ -6,9 +6,10 @@ use std::{collections::BTreeMap, time::Duration};
 use botapi_emulator::{Emulator, EmulatorConfig, FaultSpec};
 use multibot::{
     app::{Application, Listeners},
-    bots::{BotState, webhook::StorageSecrets},
     config::{BotId, Settings},
+    fleet::BotState,
     plugins::PluginRegistry,
+    runtime::webhook::StorageSecrets,
 };
 use serde_json::Value;
 

@@ -2,12 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use multibot::{
-    bots::{BotState, ReloadOutcome},
-    config::BotId,
-    plugins::PluginRegistry,
-    prelude::*,
-};
+use multibot::{config::BotId, fleet::BotState, outcomes::ReloadOutcome, plugins::PluginRegistry, prelude::*};
 
 use botapi_emulator::FaultSpec;
 

@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use botapi_emulator::FaultSpec;
 use multibot::{
-    bots::{BotState, ReloadOutcome, SendOptions},
     config::{BotId, WebhookEnv, parse_bot_file},
+    fleet::BotState,
+    outcomes::ReloadOutcome,
     plugins::PluginRegistry,
     prelude::*,
+    telegram::SendOptions,
 };
 
 use crate::helpers::{env, eventually, spawn_app};

@@ -7,11 +7,7 @@ use std::{
 };
 
 use botapi_emulator::FaultSpec;
-use multibot::{
-    bots::{BotState, ReloadOutcome},
-    config::BotId,
-    plugins::PluginRegistry,
-};
+use multibot::{config::BotId, fleet::BotState, outcomes::ReloadOutcome, plugins::PluginRegistry};
 
 use crate::helpers::{TempDir, TestApp, eventually, spawn_app_with, token};
 

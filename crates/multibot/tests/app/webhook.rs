@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use botapi_emulator::{Emulator, EmulatorConfig, FaultSpec, TestBot};
 use multibot::{
-    bots::{BotState, webhook::StorageSecrets},
-    config::BotId,
+    config::{BotId, DatabaseUrl},
+    fleet::BotState,
     plugins::PluginRegistry,
-    storage::{DatabaseUrl, Storage},
+    runtime::webhook::StorageSecrets,
+    storage::Storage,
 };
 use serde_json::{Value, json};
 
@@ -376,7 +377,7 @@ async fn switching_between_polling_and_webhook_loses_nothing() {
     })
     .await;
     let report = app.reloads.last_report().expect("a reload happened");
-    assert_eq!(report.applied, [(id.clone(), multibot::bots::ReloadOutcome::Restarted)], "{report:?}");
+    assert_eq!(report.applied, [(id.clone(), multibot::outcomes::ReloadOutcome::Restarted)], "{report:?}");
     let calls = emu.control().calls(Some(&shop_bot), None).await.unwrap();
     let last_delete = calls.iter().rposition(|c| c.method == "deleteWebhook").expect("deleteWebhook called");
     let last_set = calls.iter().rposition(|c| c.method == "setWebhook").unwrap();
@@ -499,7 +500,7 @@ async fn a_webhook_bot_reloaded_in_place_keeps_its_webhook_and_updates_its_types
     dir.write("greeter.yaml", &greeter("v2", "  - name: menu\n"));
     let id = BotId::parse("greeter").unwrap();
     eventually(Duration::from_secs(10), "the reload in place", || async {
-        app.manager.status_of(&id).unwrap().last_reload == Some(multibot::bots::ReloadOutcome::Reloaded)
+        app.manager.status_of(&id).unwrap().last_reload == Some(multibot::outcomes::ReloadOutcome::Reloaded)
     })
     .await;
     alice.send(&bot, "/start").await.unwrap();

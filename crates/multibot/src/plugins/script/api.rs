@@ -24,12 +24,12 @@ use super::{
     vm::{to_json, to_lua, to_lua_frozen},
 };
 use crate::{
-    bots::{BotApi, SendOptions},
     config::BotId,
     plugins::{
         CallbackFilter, ChatType, ContentType, Ctx, HandlerError, MessageFilter, StateFilter, check_keyboard,
         router::parse_command,
     },
+    telegram::{BotApi, SendOptions},
 };
 
 /// What the host gives one VM: whose it is, the Bot API, its state and its configuration.

@@ -13,11 +13,8 @@ use teloxide_core::types::{Update, UpdateKind};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{
-    decode::decode_update,
-    runtime::{BotRuntime, handle_update},
-};
-use crate::telemetry::metrics;
+use super::handle::{BotRuntime, handle_update};
+use crate::{telegram::decode_update, telemetry::metrics};
 
 /// Updates received but not yet handled, and the highest id seen.
 #[derive(Default)]
@@ -148,7 +145,7 @@ impl Sequencer {
 
     /// Queues an update behind the others of its chat (the tracker must have admitted it).
     pub(crate) fn dispatch(self: &Arc<Self>, update: Update) {
-        metrics::update_received(self.runtime().id.as_str());
+        metrics::update_received(self.runtime().bot.id.as_str());
         let key = order_key(&update);
         let mut chats = self.chats.lock();
         if let Some(queue) = chats.get_mut(&key) {

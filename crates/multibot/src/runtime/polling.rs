@@ -10,11 +10,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
-    ApiCallError, BotRuntime, CallFailure,
+    BotRuntime,
     degraded::{Degraded, Poll, PollHealth},
     sequencer::Sequencer,
 };
-use crate::telemetry::metrics;
+use crate::{
+    plugins::BotHandle,
+    storage::events,
+    telegram::{ApiCallError, CallFailure},
+};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -24,7 +28,7 @@ const MIN_IDLE_WAIT: Duration = Duration::from_millis(5);
 const MAX_IDLE_WAIT: Duration = Duration::from_millis(500);
 
 /// The update types to ask Telegram for: those the bot's plugins handle.
-pub(crate) fn allowed_updates(bot: &BotRuntime) -> Vec<AllowedUpdate> {
+pub(crate) fn allowed_updates(bot: &BotHandle) -> Vec<AllowedUpdate> {
     let mut allowed: Vec<AllowedUpdate> = bot
         .router
         .update_types()
@@ -48,13 +52,14 @@ pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Dur
     let mut backoff = MIN_BACKOFF;
     let mut idle_wait = MIN_IDLE_WAIT;
     let mut health = PollHealth::default();
-    metrics::bot_degraded(sequencer.runtime().id.as_str(), None);
+    super::degraded::show_in_metrics(sequencer.runtime().bot.id.as_str(), None);
     while !cancel.is_cancelled() {
         let idle = tracker.in_flight() == 0;
         let wait = if idle { timeout } else { Duration::ZERO };
         // The instance may change between polls (a reload in place), and with it the update types.
-        let bot = sequencer.runtime();
-        let allowed = allowed_updates(&bot);
+        let runtime = sequencer.runtime();
+        let bot = &runtime.bot;
+        let allowed = allowed_updates(bot);
         let request = bot.api.get_updates(tracker.offset(), 100, wait, &allowed);
         let result = tokio::select! {
             result = request => result,
@@ -74,7 +79,7 @@ pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Dur
             Err(_) => Poll::Other,
         };
         if let Some(state) = health.record(poll, tokio::time::Instant::now()) {
-            set_degraded(&bot, state);
+            set_degraded(&runtime, state);
         }
         let pause = match result {
             Ok(updates) => {
@@ -101,9 +106,9 @@ pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Dur
             }
             Err(ApiCallError::Api { code: 401, .. }) => {
                 let reason = "token rejected by Telegram (401 Unauthorized) while polling".to_owned();
-                crate::storage::events::bot_failed(&bot.recorder, &bot.config, &reason);
+                events::bot_failed(&bot.recorder, &bot.config, &reason);
                 bot.notifier.notify(format!("❌ Bot {} failed: {reason}", bot.id));
-                *bot.health.failure.lock() = Some(reason);
+                *runtime.health.failure.lock() = Some(reason);
                 break;
             }
             // Logged when the bot's state changes (set_degraded), not at every failed poll.
@@ -118,20 +123,20 @@ pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Dur
         }
     }
     // A stopped bot is not degraded; a restart starts afresh.
-    let bot = sequencer.runtime();
-    metrics::bot_degraded(bot.id.as_str(), None);
-    *bot.health.degraded.lock() = None;
-    finish(&bot, &sequencer, grace).await;
+    let runtime = sequencer.runtime();
+    super::degraded::show_in_metrics(runtime.bot.id.as_str(), None);
+    *runtime.health.degraded.lock() = None;
+    finish(&runtime.bot, &sequencer, grace).await;
 }
 
 /// Shows a change of the bot's state: in its status, the `multibot_bot_degraded` gauge and one log line.
-fn set_degraded(bot: &BotRuntime, state: Option<Degraded>) {
-    metrics::bot_degraded(bot.id.as_str(), state.as_ref().map(|d| d.trouble));
+fn set_degraded(runtime: &BotRuntime, state: Option<Degraded>) {
+    super::degraded::show_in_metrics(runtime.bot.id.as_str(), state.as_ref().map(|d| d.trouble));
     match &state {
         Some(degraded) => warn!(reason = %degraded.reason, "bot degraded"),
         None => info!("bot recovered: the Bot API answers again"),
     }
-    *bot.health.degraded.lock() = state;
+    *runtime.health.degraded.lock() = state;
 }
 
 fn next_backoff(backoff: &mut Duration) -> Duration {
@@ -147,7 +152,7 @@ fn dispatch(sequencer: &Arc<Sequencer>, updates: Vec<Update>) {
 }
 
 /// Lets in-flight updates finish within `grace`, then confirms everything handled.
-async fn finish(bot: &BotRuntime, sequencer: &Sequencer, grace: Duration) {
+async fn finish(bot: &BotHandle, sequencer: &Sequencer, grace: Duration) {
     let tracker = &sequencer.tracker;
     if tokio::time::timeout(grace, tracker.drained()).await.is_err() {
         warn!(in_flight = tracker.in_flight(), "updates still in flight after the grace period; they will come again");

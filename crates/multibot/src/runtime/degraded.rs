@@ -39,6 +39,12 @@ impl Trouble {
     }
 }
 
+/// Shows a bot's trouble (or none) in the `multibot_bot_degraded` gauges, one per kind.
+pub(crate) fn show_in_metrics(bot_id: &str, trouble: Option<Trouble>) {
+    let labels = Trouble::ALL.map(Trouble::label);
+    crate::telemetry::metrics::bot_degraded(bot_id, trouble.map(Trouble::label), &labels);
+}
+
 /// A running bot that cannot do its work through the Bot API, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Degraded {

@@ -30,8 +30,12 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{BotRuntime, CallFailure, polling::allowed_updates, sequencer::Sequencer};
-use crate::config::{BotConfig, BotId};
+use super::{polling::allowed_updates, sequencer::Sequencer};
+use crate::{
+    config::{BotConfig, BotId},
+    plugins::BotHandle,
+    telegram::CallFailure,
+};
 
 /// How many recent `update_id`s each bot remembers to drop Telegram's re-deliveries.
 const RECENT_IDS: usize = 1024;
@@ -191,7 +195,7 @@ pub(crate) struct Opened {
 }
 
 /// Registers the bot's inbox at its path and sets its webhook. On failure the path is no longer served.
-pub(crate) async fn open(webhooks: &Webhooks, bot: &BotRuntime) -> Result<Opened, WebhookError> {
+pub(crate) async fn open(webhooks: &Webhooks, bot: &BotHandle) -> Result<Opened, WebhookError> {
     let secret = secret(webhooks, bot).await?;
     let (sender, receiver) = mpsc::channel(webhooks.inbox_capacity);
     let inbox =
@@ -206,17 +210,17 @@ pub(crate) async fn open(webhooks: &Webhooks, bot: &BotRuntime) -> Result<Opened
 }
 
 /// Calls setWebhook again for a bot reloaded in place, whose plugins may handle other update types.
-pub(crate) async fn refresh(webhooks: &Webhooks, bot: &BotRuntime) -> Result<(), WebhookError> {
+pub(crate) async fn refresh(webhooks: &Webhooks, bot: &BotHandle) -> Result<(), WebhookError> {
     let secret = secret(webhooks, bot).await?;
     set_webhook(webhooks, bot, &secret).await
 }
 
-async fn secret(webhooks: &Webhooks, bot: &BotRuntime) -> Result<WebhookSecret, WebhookError> {
+async fn secret(webhooks: &Webhooks, bot: &BotHandle) -> Result<WebhookSecret, WebhookError> {
     webhooks.secrets.get_or_create(&bot.id).await.map_err(|e| WebhookError::Secret(bot.redact(format!("{e:#}"))))
 }
 
 /// setWebhook with the bot's URL, secret, `max_connections` and the update types its plugins handle.
-async fn set_webhook(webhooks: &Webhooks, bot: &BotRuntime, secret: &WebhookSecret) -> Result<(), WebhookError> {
+async fn set_webhook(webhooks: &Webhooks, bot: &BotHandle, secret: &WebhookSecret) -> Result<(), WebhookError> {
     let url = webhooks.url_of(&bot.config)?;
     let max_connections = bot.config.webhook.max_connections.clamp(1, 100) as u8;
     let payload = SetWebhook::new(url.clone())
@@ -263,7 +267,7 @@ impl Opened {
             sequencer.dispatch(update);
         }
         if tokio::time::timeout(grace, tracker.drained()).await.is_err() {
-            let bot_id = sequencer.runtime().id.clone();
+            let bot_id = sequencer.runtime().bot.id.clone();
             warn!(%bot_id, in_flight = tracker.in_flight(), "webhook updates still in flight after the grace period were abandoned");
             sequencer.abort();
         }

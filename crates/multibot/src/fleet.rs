@@ -1,144 +1,40 @@
 //! The fleet: [`BotManager`] starts, stops, restarts and reloads bots and reports their status.
 //!
-//! - `api`: [`BotApi`], one bot's Bot API client over the shared HTTP client; `decode`: lenient update decoding.
-//! - `runtime`: a running bot, and how one update is handled.
-//! - `polling`: the getUpdates source; `sequencer`: per-chat ordering and the low-water-mark offset.
-//! - `degraded`: whether a polling bot can reach the Bot API ([`Degraded`]).
-//! - [`webhook`]: the webhook source: routes, inboxes, secrets.
+//! - [`reload`]: hot reload of the configuration directory and the script plugins ([`ReloadHandle`]).
+//! - [`admin`]: the admin bot's plugin: the fleet controlled from Telegram.
 
-mod api;
-mod decode;
-mod degraded;
-mod errors;
-mod flood;
-mod polling;
-mod runtime;
-mod sequencer;
-pub mod webhook;
+pub mod admin;
+pub mod reload;
+mod status;
 
-use std::{
-    collections::BTreeMap,
-    path::PathBuf,
-    sync::{Arc, atomic::Ordering},
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, sync::Arc};
 
-pub use crate::outcomes::ReloadOutcome;
-pub use api::{ApiCallError, BotApi, Me, SendOptions};
-pub(crate) use decode::{decode_update, unreadable_callback};
-pub use degraded::{Degraded, Trouble};
-pub use errors::{CallFailure, ManagerError, StartError};
-pub use flood::{FloodLimits, Limit};
 use parking_lot::Mutex;
-use reqwest::Url;
-use runtime::RunningBot;
-pub use runtime::{BotHealth, BotRuntime};
-use serde::Serialize;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+pub use reload::{ReloadHandle, ReloadReport, ReloadSetup};
+use status::StatusEntry;
+pub use status::{BotState, BotStatus};
+use tokio_util::task::TaskTracker;
 use tracing::{error, info};
 
 use crate::{
-    admin::Notifier,
-    config::{BotConfig, BotId, Mode, Settings},
-    fsm::FsmStorage,
-    plugins::PluginRegistry,
-    storage::{BotRowStatus, Recorder, Storage, events},
+    config::{BotConfig, BotId, diff::Current},
+    outcomes::ReloadOutcome,
+    runtime::{BotHealth, Deps, RunningBot, StartError},
+    storage::{BotRowStatus, events},
 };
 
-/// What every bot is built from.
-#[derive(Clone)]
-pub struct Deps {
-    /// Process settings.
-    pub settings: Arc<Settings>,
-    /// Plugins by name.
-    pub registry: Arc<PluginRegistry>,
-    /// The HTTP client every bot shares.
-    pub http: reqwest::Client,
-    /// The Bot API base URL (`TELEGRAM_API_URL`).
-    pub api_url: Url,
-    /// FSM storage.
-    pub fsm: Arc<dyn FsmStorage>,
-    /// The root shutdown token; each bot runs under a child.
-    pub shutdown: CancellationToken,
-    /// Webhook routes and secrets, when the webhook server runs (`WEBHOOK_ENABLED`).
-    pub webhooks: Option<Arc<webhook::Webhooks>>,
-    /// The database.
-    pub storage: Storage,
-    /// Background writes: user tracking, events, bot status.
-    pub recorder: Recorder,
-    /// Messages for the admins (through the admin bot).
-    pub notifier: Notifier,
+/// Why a manager operation did nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManagerError {
+    /// No bot with this id is configured.
+    #[error("no bot {0}")]
+    Unknown(BotId),
+    /// The bot could not start.
+    #[error("bot {0} failed to start: {1}")]
+    StartFailed(BotId, StartError),
 }
 
-impl Deps {
-    /// A Bot API client for a bot, with flood control when `FLOOD_CONTROL` is on.
-    pub fn api(&self, config: &BotConfig) -> BotApi {
-        let flood = self.settings.flood_control.then(FloodLimits::default);
-        BotApi::new(self.http.clone(), &self.api_url, &config.token, &config.settings, flood)
-    }
-}
-
-/// A bot's lifecycle state (running, stopped, ...), as `/status` and the admin bot show it. Not to be confused
-/// with a conversation's FSM state ([`Ctx::fsm`](crate::plugins::Ctx::fsm)) or a plugin's persistent store
-/// ([`PluginContext::store`](crate::plugins::PluginContext::store)); the name stays because it is the `state`
-/// field of the status JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BotState {
-    /// Receiving and handling updates.
-    Running,
-    /// Configured and enabled, not running.
-    Stopped,
-    /// `enabled: false` in its YAML.
-    Disabled,
-    /// Could not start or stopped by an error.
-    Failed,
-    /// Running, but the Bot API is unreachable or another poller conflicts with it (see the reason).
-    Degraded,
-}
-
-impl BotState {
-    /// Whether the bot is running, degraded or not.
-    pub fn is_running(&self) -> bool {
-        matches!(self, BotState::Running | BotState::Degraded)
-    }
-}
-
-/// A bot's status, for the admin bot and the health endpoints.
-#[derive(Debug, Clone, Serialize)]
-pub struct BotStatus {
-    /// YAML id.
-    pub id: BotId,
-    /// Display name.
-    pub name: String,
-    /// State.
-    pub state: BotState,
-    /// Why it failed or is degraded, when it is.
-    pub reason: Option<String>,
-    /// What is wrong with the Bot API, when it is degraded.
-    pub trouble: Option<Trouble>,
-    /// Polling or webhook.
-    pub mode: Mode,
-    /// Time since it started, while running.
-    pub uptime: Option<Duration>,
-    /// Loaded plugins, in load order, while running.
-    pub plugins: Vec<String>,
-    /// Updates handled since the process started.
-    pub updates_handled: u64,
-    /// Handler errors since the process started.
-    pub errors: u64,
-    /// The last handler error.
-    pub last_error: Option<String>,
-    /// Updates dropped by access control.
-    pub access_denied: u64,
-    /// Updates dropped by rate limiting.
-    pub rate_limited: u64,
-    /// The YAML file.
-    pub file: PathBuf,
-    /// What the last configuration change did (reloaded in place, restarted, ...).
-    pub last_reload: Option<ReloadOutcome>,
-}
-
+/// One configured bot: its configuration, its counters and, while it runs, the running instance.
 struct Slot {
     config: Arc<BotConfig>,
     health: Arc<BotHealth>,
@@ -431,15 +327,11 @@ impl BotManager {
     }
 
     /// Each configured bot's id, file and configuration hash, for the reload diff.
-    pub fn current(&self) -> Vec<crate::config::diff::Current> {
+    pub fn current(&self) -> Vec<Current> {
         let statuses = self.statuses.lock();
         statuses
             .values()
-            .map(|e| crate::config::diff::Current {
-                id: e.config.id.clone(),
-                file: e.config.file.clone(),
-                hash: e.config.hash.clone(),
-            })
+            .map(|e| Current { id: e.config.id.clone(), file: e.config.file.clone(), hash: e.config.hash.clone() })
             .collect()
     }
 
@@ -460,59 +352,6 @@ impl BotManager {
         statuses.clear();
         for (id, slot) in slots {
             statuses.insert(id.clone(), StatusEntry::of(slot));
-        }
-    }
-}
-
-/// The parts of a bot's status that change only with manager operations; counters are read live.
-struct StatusEntry {
-    config: Arc<BotConfig>,
-    health: Arc<BotHealth>,
-    started_at: Option<Instant>,
-    plugins: Vec<String>,
-    failure: Option<String>,
-    last_reload: Option<ReloadOutcome>,
-}
-
-impl StatusEntry {
-    fn of(slot: &Slot) -> StatusEntry {
-        StatusEntry {
-            config: slot.config.clone(),
-            health: slot.health.clone(),
-            started_at: slot.running.as_ref().map(|r| r.started_at),
-            plugins: slot.running.as_ref().map(RunningBot::plugin_names).unwrap_or_default(),
-            failure: slot.failure.clone(),
-            last_reload: slot.last_reload,
-        }
-    }
-
-    fn status(&self) -> BotStatus {
-        let health = &self.health;
-        let failure = health.failure.lock().clone().or_else(|| self.failure.clone());
-        let degraded = health.degraded.lock().clone().filter(|_| self.started_at.is_some() && failure.is_none());
-        let state = match (self.started_at, &failure) {
-            (_, Some(_)) => BotState::Failed,
-            (Some(_), None) if degraded.is_some() => BotState::Degraded,
-            (Some(_), None) => BotState::Running,
-            (None, None) if !self.config.enabled => BotState::Disabled,
-            (None, None) => BotState::Stopped,
-        };
-        BotStatus {
-            id: self.config.id.clone(),
-            name: self.config.name.clone(),
-            state,
-            trouble: degraded.as_ref().map(|d| d.trouble),
-            reason: failure.or(degraded.map(|d| d.reason)),
-            mode: self.config.mode,
-            uptime: self.started_at.map(|at| at.elapsed()),
-            plugins: self.plugins.clone(),
-            updates_handled: health.updates_handled.load(Ordering::Relaxed),
-            errors: health.errors.load(Ordering::Relaxed),
-            last_error: health.last_error.lock().clone(),
-            access_denied: health.refusals.access_denied.load(Ordering::Relaxed),
-            rate_limited: health.refusals.rate_limited.load(Ordering::Relaxed),
-            file: self.config.file.clone(),
-            last_reload: self.last_reload,
         }
     }
 }

@@ -18,43 +18,20 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::json;
 use teloxide_core::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup};
-use tokio::sync::broadcast;
 use tracing::{info, warn};
 
+use super::{BotManager, BotState, BotStatus, ReloadHandle, ReloadReport};
 use crate::{
-    app::ReloadHandle,
-    bots::{BotManager, BotState, BotStatus},
     config::{BotConfig, BotId, BotToken, PluginEntry},
     plugins::{
-        CallbackFilter, ConfigProblem, Ctx, Handlers, LoadedPlugin, Plugin, PluginContext, PluginFactory, PluginMeta,
-        Router,
+        CallbackFilter, ConfigProblem, Ctx, Handlers, LoadedPlugin, Notifier, Plugin, PluginContext, PluginFactory,
+        PluginMeta, Router,
     },
     storage::{Storage, events},
 };
 
 /// The admin bot's id in the fleet.
 pub const ADMIN_BOT_ID: &str = "admin";
-
-/// Messages for the admins; the admin bot forwards them, and they are dropped when there is none.
-#[derive(Clone)]
-pub struct Notifier(broadcast::Sender<String>);
-
-impl Default for Notifier {
-    fn default() -> Notifier {
-        Notifier(broadcast::channel(256).0)
-    }
-}
-
-impl Notifier {
-    /// Sends `text` to every admin (if an admin bot runs).
-    pub fn notify(&self, text: impl Into<String>) {
-        let _ = self.0.send(text.into());
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<String> {
-        self.0.subscribe()
-    }
-}
 
 /// What the admin plugin controls; set once the fleet is built.
 #[derive(Clone)]
@@ -211,11 +188,13 @@ impl Plugin for Admin {
                 };
                 let text = match note {
                     Ok(text) => text,
-                    Err(broadcast::error::RecvError::Lagged(n)) => format!("⚠️ {n} notifications were dropped"),
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        format!("⚠️ {n} notifications were dropped")
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 };
                 for admin in admins.iter() {
-                    let options = crate::bots::SendOptions { parse_mode: Some(None), ..Default::default() };
+                    let options = crate::telegram::SendOptions { parse_mode: Some(None), ..Default::default() };
                     if let Err(e) = api.send_message(ChatId(*admin), text.clone(), options).await {
                         warn!(admin, error = %e, "could not notify an admin");
                     }
@@ -466,7 +445,7 @@ impl Admin {
         self.report(&cx, None, report).await
     }
 
-    async fn report(&self, cx: &Ctx, bot: Option<&BotId>, report: crate::app::ReloadReport) -> anyhow::Result<()> {
+    async fn report(&self, cx: &Ctx, bot: Option<&BotId>, report: ReloadReport) -> anyhow::Result<()> {
         let admin = cx.user().map_or(0, |u| u.id.0 as i64);
         let ok = report.errors.is_empty() && report.failed.is_empty();
         let mut text =

@@ -79,6 +79,36 @@ impl ApiCallError {
     }
 }
 
+/// A failed Bot API call, in the words for logs and status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallFailure {
+    /// Telegram answered 401: the token is wrong or revoked.
+    #[error("token rejected by Telegram (401 Unauthorized)")]
+    TokenRejected,
+    /// Telegram answered with another error.
+    #[error("Telegram answered: {0}")]
+    Refused(String),
+    /// The Bot API could not be reached.
+    #[error("cannot reach the Bot API: {0}")]
+    Unreachable(String),
+    /// The Bot API answered something that is not a Bot API answer.
+    #[error("unexpected answer from the Bot API: {0}")]
+    BadAnswer(String),
+}
+
+impl CallFailure {
+    /// Classifies `error`, the bot's `token` removed from what it says.
+    pub fn of(error: &ApiCallError, token: &BotToken) -> CallFailure {
+        let redact = |text: String| token.redact(text);
+        match error {
+            ApiCallError::Api { code: 401, .. } => CallFailure::TokenRejected,
+            ApiCallError::Api { .. } => CallFailure::Refused(redact(error.to_string())),
+            ApiCallError::Network(e) => CallFailure::Unreachable(redact(e.clone())),
+            ApiCallError::Decode(e) => CallFailure::BadAnswer(redact(e.clone())),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Answer<T> {
     ok: bool,

@@ -1,0 +1,102 @@
+//! `DATABASE_URL`: which database ([`Backend`]) and where ([`DatabaseUrl`]), never showing its password.
+
+use std::{fmt, path::PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Which database a [`DatabaseUrl`] points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A PostgreSQL server.
+    Postgres,
+    /// An SQLite file, or an in-memory SQLite database.
+    Sqlite,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Postgres => "PostgreSQL",
+            Backend::Sqlite => "SQLite",
+        })
+    }
+}
+
+/// `DATABASE_URL`: `postgres://` or `postgresql://` (PostgreSQL), `sqlite://PATH` or `sqlite::memory:`, or an
+/// SQLite file path. `Debug` and `Display` never show the password.
+#[derive(Clone)]
+pub struct DatabaseUrl(DatabaseTarget);
+
+/// Where a [`DatabaseUrl`] leads.
+#[derive(Clone)]
+pub enum DatabaseTarget {
+    /// A PostgreSQL URL (it may hold a password).
+    Postgres(SecretString),
+    /// An `sqlite:` URL.
+    SqliteUrl(String),
+    /// An SQLite file path.
+    SqliteFile(PathBuf),
+}
+
+impl DatabaseUrl {
+    /// Checks the scheme; the error never quotes the URL (it may hold a password).
+    pub fn parse(url: &str) -> Result<DatabaseUrl, String> {
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        match scheme.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Ok(DatabaseUrl(DatabaseTarget::Postgres(SecretString::from(url.to_owned())))),
+            "sqlite" => Ok(DatabaseUrl(DatabaseTarget::SqliteUrl(url.to_owned()))),
+            _ => Err(format!(
+                "unsupported scheme {scheme:?}: use postgres://, postgresql://, sqlite://PATH or sqlite::memory: \
+                 (or leave DATABASE_URL unset for an SQLite file in DATA_DIR)"
+            )),
+        }
+    }
+
+    /// A private in-memory SQLite database.
+    pub fn in_memory() -> DatabaseUrl {
+        DatabaseUrl(DatabaseTarget::SqliteUrl("sqlite::memory:".to_owned()))
+    }
+
+    /// An SQLite file at `path`, created (with its directories) when opened.
+    pub fn sqlite_file(path: impl Into<PathBuf>) -> DatabaseUrl {
+        DatabaseUrl(DatabaseTarget::SqliteFile(path.into()))
+    }
+
+    /// Where it leads.
+    pub fn target(&self) -> &DatabaseTarget {
+        &self.0
+    }
+
+    /// The backend it selects.
+    pub fn backend(&self) -> Backend {
+        match self.0 {
+            DatabaseTarget::Postgres(_) => Backend::Postgres,
+            DatabaseTarget::SqliteUrl(_) | DatabaseTarget::SqliteFile(_) => Backend::Sqlite,
+        }
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            DatabaseTarget::Postgres(url) => match reqwest::Url::parse(url.expose_secret()) {
+                Ok(mut url) => {
+                    if url.password().is_some() {
+                        let _ = url.set_password(Some("***"));
+                    }
+                    url.set_query(None);
+                    write!(f, "{url}")
+                }
+                Err(_) => f.write_str("postgres://<unparsable URL>"),
+            },
+            DatabaseTarget::SqliteUrl(url) => f.write_str(url),
+            DatabaseTarget::SqliteFile(path) => write!(f, "sqlite://{}", path.display()),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}

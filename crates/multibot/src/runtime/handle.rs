@@ -1,0 +1,146 @@
+//! One update, handled: [`handle_update`] runs it through the bot's [`Pipeline`] and then the router,
+//! containing errors and panics. [`BotRuntime`] is what the handling needs: the plugins' [`BotHandle`], the
+//! counters ([`BotHealth`]) and the pipeline.
+
+use std::{
+    panic::AssertUnwindSafe,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use futures_util::FutureExt;
+use parking_lot::Mutex;
+use std::time::Instant;
+use teloxide_core::types::{Update, UpdateKind};
+use tracing::{error, warn};
+
+use super::{
+    degraded::Degraded,
+    middleware::{Pipeline, Refusals, Verdict},
+};
+use crate::{
+    plugins::{BotHandle, Ctx, HandlerError},
+    storage::events::{self, PluginFailure},
+    telegram::unreadable_callback,
+    telemetry::metrics::{self, Outcome},
+};
+
+/// Counters and failure of one configured bot, kept across its restarts.
+#[derive(Default)]
+pub struct BotHealth {
+    /// Updates handled (whatever the outcome).
+    pub updates_handled: AtomicU64,
+    /// Handler errors and panics.
+    pub errors: AtomicU64,
+    /// The last error, without secrets.
+    pub last_error: Mutex<Option<String>>,
+    /// Set when the bot failed while running (token revoked): the reason.
+    pub failure: Mutex<Option<String>>,
+    /// Set while the bot runs but cannot do its work through the Bot API.
+    pub degraded: Mutex<Option<Degraded>>,
+    /// Updates the middleware refused (access control, rate limiting).
+    pub refusals: Arc<Refusals>,
+}
+
+/// A running bot, as the handling of its updates needs it.
+pub struct BotRuntime {
+    /// What its plugins see.
+    pub bot: Arc<BotHandle>,
+    /// Counters.
+    pub health: Arc<BotHealth>,
+    /// The middleware every update goes through before the router.
+    pub pipeline: Pipeline,
+}
+
+/// A short id for an error, shown to the user and written in the log line.
+fn error_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    // splitmix64 of time and a counter: unique within the process, unpredictable enough to grep for.
+    let mut x = nanos ^ COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    format!("{:08x}", (x ^ (x >> 31)) as u32)
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_owned()
+    }
+}
+
+/// Runs one update through the bot's middleware ([`Pipeline`]) and, if it passes them, the router. Errors and
+/// panics are contained: logged with an error id, counted and passed to the error hooks (the `error_handler`
+/// plugin); a callback nobody answered is answered.
+pub(crate) async fn handle_update(runtime: Arc<BotRuntime>, update: Update) {
+    let started = Instant::now();
+    let bot = &runtime.bot;
+    if let Some(id) = unreadable_callback(&update)
+        && let Err(e) = bot.api.answer_callback_query(id, None).await
+    {
+        warn!(bot_id = %bot.id, error = %bot.redact(e.to_string()), "answering an unreadable callback failed");
+    }
+    let is_callback = matches!(update.kind, UpdateKind::CallbackQuery(_));
+    let cx = Ctx::new(bot.clone(), update);
+    if runtime.pipeline.run(&cx).await == Verdict::Stop {
+        metrics::update_handled(bot.id.as_str(), "", Outcome::Refused, started.elapsed());
+        return;
+    }
+    let (plugin, outcome) = match bot.router.choose(&cx).await {
+        Ok(Some(chosen)) if chosen.admin_only && !runtime.pipeline.is_admin(cx.user().map(|u| u.id.0 as i64)) => {
+            runtime.pipeline.deny(&cx, "admin_only");
+            let refusal = cx.reply("This command is only for the bot's admins.").plain().await.map(drop);
+            (chosen.plugin.to_owned(), refusal)
+        }
+        Ok(Some(chosen)) => {
+            let run = AssertUnwindSafe((chosen.handler)(cx.clone())).catch_unwind().await;
+            let outcome = match run {
+                Ok(result) => result,
+                Err(panic) => Err(anyhow::anyhow!("handler panicked: {}", panic_message(panic.as_ref()))),
+            };
+            (chosen.plugin.to_owned(), outcome)
+        }
+        Ok(None) => (String::new(), Ok(())),
+        Err(e) => ("fsm".to_owned(), Err(e.context("loading the conversation state"))),
+    };
+    let result = match (&outcome, plugin.is_empty()) {
+        (Err(_), _) => Outcome::Error,
+        (Ok(()), true) => Outcome::Unhandled,
+        (Ok(()), false) => Outcome::Handled,
+    };
+    metrics::update_handled(bot.id.as_str(), &plugin, result, started.elapsed());
+    if let Err(e) = outcome {
+        report_error(&runtime, &cx, plugin, e).await;
+    }
+    if is_callback
+        && !cx.callback_answered()
+        && let Err(e) = cx.answer_callback(None).await
+    {
+        warn!(bot_id = %bot.id, error = %bot.redact(format!("{e:#}")), "answering a callback failed");
+    }
+    runtime.health.updates_handled.fetch_add(1, Ordering::Relaxed);
+}
+
+async fn report_error(runtime: &BotRuntime, cx: &Ctx, plugin: String, error: anyhow::Error) {
+    let bot = &runtime.bot;
+    let error = HandlerError { id: error_id(), plugin, message: bot.redact(format!("{error:#}")) };
+    let failure = PluginFailure { error_id: &error.id, plugin: &error.plugin, message: &error.message };
+    events::plugin_error(&bot.recorder, &bot.id, cx.user().map(|u| u.id.0 as i64), failure);
+    runtime.health.errors.fetch_add(1, Ordering::Relaxed);
+    *runtime.health.last_error.lock() = Some(format!("{} (error id {})", error.message, error.id));
+    for (hook_plugin, hook) in bot.router.error_hooks() {
+        let run = AssertUnwindSafe(hook(cx.clone(), error.clone())).catch_unwind().await;
+        let failure = match run {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(panic) => panic_message(panic.as_ref()),
+        };
+        error!(bot_id = %bot.id, plugin = %hook_plugin, error = %bot.redact(failure), "error hook failed");
+    }
+}

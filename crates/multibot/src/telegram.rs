@@ -1,0 +1,14 @@
+//! The Telegram layer: everything about talking to the Bot API, and nothing about bots, plugins or the fleet.
+//!
+//! - `api`: [`BotApi`], one bot's Bot API client over the process's shared HTTP client; [`ApiCallError`] and
+//!   [`CallFailure`] say how a call failed.
+//! - `decode`: lenient update decoding (`decode_update`).
+//! - `flood`: outgoing flood control within Telegram's limits ([`FloodLimits`]).
+
+mod api;
+mod decode;
+mod flood;
+
+pub use api::{ApiCallError, BotApi, CallFailure, Me, SendOptions};
+pub(crate) use decode::{decode_update, unreadable_callback};
+pub use flood::{FloodLimits, Limit};
