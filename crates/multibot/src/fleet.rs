@@ -49,6 +49,16 @@ impl Slot {
     }
 }
 
+/// A new configuration for a bot, with what it replaces.
+struct Change {
+    id: BotId,
+    config: Arc<BotConfig>,
+    /// The configuration it replaces, if the bot was configured.
+    previous: Option<Arc<BotConfig>>,
+    /// The bot as it runs now, taken out of its slot.
+    running: Option<RunningBot>,
+}
+
 /// Runs the configured bots.
 #[derive(Clone)]
 pub struct BotManager {
@@ -221,11 +231,8 @@ impl BotManager {
             }
             _ => false,
         };
-        let result = if in_place {
-            self.reload_in_place(&id, config.clone(), previous, running).await
-        } else {
-            self.restart_with(&id, config.clone(), previous, running).await
-        };
+        let change = Change { id: id.clone(), config, previous, running };
+        let result = if in_place { self.reload_in_place(change).await } else { self.restart_with(change).await };
         let mut slots = self.slots.lock().await;
         if let (Ok(outcome), Some(slot)) = (&result, slots.get_mut(&id)) {
             slot.last_reload = Some(*outcome);
@@ -234,13 +241,8 @@ impl BotManager {
         result
     }
 
-    async fn reload_in_place(
-        &self,
-        id: &BotId,
-        config: Arc<BotConfig>,
-        previous: Option<Arc<BotConfig>>,
-        running: Option<RunningBot>,
-    ) -> Result<ReloadOutcome, ManagerError> {
+    async fn reload_in_place(&self, change: Change) -> Result<ReloadOutcome, ManagerError> {
+        let Change { ref id, config, previous, running } = change;
         let Some(mut running) = running else { return Err(ManagerError::Unknown(id.clone())) };
         let result = running.reload_in_place(&self.deps, config).await;
         let mut slots = self.slots.lock().await;
@@ -258,13 +260,8 @@ impl BotManager {
         }
     }
 
-    async fn restart_with(
-        &self,
-        id: &BotId,
-        config: Arc<BotConfig>,
-        previous: Option<Arc<BotConfig>>,
-        running: Option<RunningBot>,
-    ) -> Result<ReloadOutcome, ManagerError> {
+    async fn restart_with(&self, change: Change) -> Result<ReloadOutcome, ManagerError> {
+        let Change { ref id, config, previous, running } = change;
         let was_running = running.is_some();
         if let Some(running) = running {
             running.stop().await;

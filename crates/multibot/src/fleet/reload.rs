@@ -69,6 +69,23 @@ pub struct ReloadSetup {
     pub notifier: Notifier,
 }
 
+impl ReloadReport {
+    /// Adds what one bot's change did; `what` names the change in the log line.
+    fn record(&mut self, id: BotId, result: Result<ReloadOutcome, ManagerError>, what: &str) {
+        match result {
+            Ok(ReloadOutcome::Unchanged) => {}
+            Ok(outcome) => {
+                info!(bot_id = %id, ?outcome, "{what} applied");
+                self.applied.push((id, outcome));
+            }
+            Err(e) => {
+                error!(bot_id = %id, error = %e, "{what} failed; the previous one stays");
+                self.failed.push((id, e));
+            }
+        }
+    }
+}
+
 /// Reloads the configuration on demand and tells what the last reload did.
 #[derive(Clone)]
 pub struct ReloadHandle(Arc<Reloader>);
@@ -230,32 +247,14 @@ impl Reloader {
         }
         for config in diff.added.into_iter().chain(diff.changed) {
             let id = config.id.clone();
-            match self.manager.reload(config).await {
-                Ok(ReloadOutcome::Unchanged) => {}
-                Ok(outcome) => {
-                    info!(bot_id = %id, ?outcome, "configuration applied");
-                    report.applied.push((id, outcome));
-                }
-                Err(e) => {
-                    error!(bot_id = %id, error = %e, "reload failed; the previous configuration stays");
-                    report.failed.push((id, e));
-                }
-            }
+            let result = self.manager.reload(config).await;
+            report.record(id, result, "the new configuration");
         }
         if !scan.reloaded.is_empty() {
             let failed = report.failed.iter().map(|(id, _)| id);
             let done: Vec<BotId> = report.applied.iter().map(|(id, _)| id).chain(failed).cloned().collect();
             for (id, result) in self.manager.reload_plugins(&scan.reloaded, &done).await {
-                match result {
-                    Ok(outcome) => {
-                        info!(bot_id = %id, ?outcome, "new script version applied");
-                        report.applied.push((id, outcome));
-                    }
-                    Err(e) => {
-                        error!(bot_id = %id, error = %e, "new script version failed; the previous one stays");
-                        report.failed.push((id, e));
-                    }
-                }
+                report.record(id, result, "the new script version");
             }
         }
         let result = match (&report.failed[..], &report.errors[..], &report.applied[..]) {

@@ -1,6 +1,6 @@
 //! The host API a script sees: the globals ([`install`]) that declare metadata and register handlers at the top
-//! level, read the configuration, send, log and use the plugin's `store`; [`LuaCtx`], the `ctx` a handler
-//! receives; and [`LuaFsm`], its `ctx.fsm`. docs/scripts.md is its reference.
+//! level, read the configuration, send, log and use the plugin's `store`; and (`ctx`) [`LuaCtx`], the `ctx` a
+//! handler receives, with its `ctx.fsm`. docs/scripts.md is its reference.
 //!
 //! Registration calls run only while the top level runs: they collect [`Registrations`] in the VM's app data,
 //! which the instance turns into routes once the top level returns. Host calls that wait (sending, the store, the FSM) run
@@ -8,16 +8,18 @@
 
 use std::{
     collections::BTreeMap,
-    future::Future,
     sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use mlua::{Function, Lua, Table, UserData, UserDataFields, UserDataMethods, Value};
+use mlua::{Function, Lua, Table, Value};
 use regex::Regex;
-use teloxide_core::types::{
-    ChatId, ChatKind, InlineKeyboardButton, InlineKeyboardMarkup, ParseMode, PublicChatKind, ReplyMarkup,
-};
+use teloxide_core::types::ChatId;
+
+mod ctx;
+
+pub(super) use ctx::{LuaCtx, error_table};
+use ctx::{SendOpts, off_vm};
 
 use super::{
     state::ScriptStateStore,
@@ -25,12 +27,12 @@ use super::{
 };
 use crate::{
     config::BotId,
-    plugins::{
-        CallbackFilter, ChatType, ContentType, Ctx, HandlerError, MessageFilter, StateFilter, check_keyboard,
-        router::parse_command,
-    },
-    telegram::{BotApi, SendOptions},
+    plugins::{CallbackFilter, ChatType, ContentType, MessageFilter, StateFilter},
+    telegram::BotApi,
 };
+
+/// Turns the filter table of `message(filter, handler)` (and its kin) into the route it declares.
+type RouteOf = fn(Option<Table>) -> mlua::Result<RouteDecl>;
 
 /// What the host gives one VM: whose it is, the Bot API, its state and its configuration.
 pub(super) struct HostEnv {
@@ -201,38 +203,42 @@ fn message_filter(filter: Option<Table>, what: &str) -> mlua::Result<MessageFilt
         result = result.with_regex(regex);
     }
     if let Some(content) = filter.get::<Option<String>>("content")? {
-        let content = match content.as_str() {
-            "text" => ContentType::Text,
-            "photo" => ContentType::Photo,
-            "document" => ContentType::Document,
-            "sticker" => ContentType::Sticker,
-            "voice" => ContentType::Voice,
-            "video" => ContentType::Video,
-            "location" => ContentType::Location,
-            "contact" => ContentType::Contact,
-            other => {
-                return Err(runtime(format!(
-                    "{what}: unknown content {other:?} (expected text, photo, document, sticker, voice, video, location or contact)"
-                )));
-            }
-        };
-        result = result.content(content);
+        result = result.content(one_of(what, "content", &content, CONTENT_TYPES)?);
     }
     if let Some(chat) = filter.get::<Option<String>>("chat")? {
-        let chat = match chat.as_str() {
-            "private" => ChatType::Private,
-            "group" => ChatType::Group,
-            "supergroup" => ChatType::Supergroup,
-            "channel" => ChatType::Channel,
-            other => {
-                return Err(runtime(format!(
-                    "{what}: unknown chat {other:?} (expected private, group, supergroup or channel)"
-                )));
-            }
-        };
-        result = result.chat(chat);
+        result = result.chat(one_of(what, "chat", &chat, CHAT_TYPES)?);
     }
     Ok(result.with_state(state_filter(filter.get("state")?)?))
+}
+
+/// The `content` names of a message filter.
+const CONTENT_TYPES: &[(&str, ContentType)] = &[
+    ("text", ContentType::Text),
+    ("photo", ContentType::Photo),
+    ("document", ContentType::Document),
+    ("sticker", ContentType::Sticker),
+    ("voice", ContentType::Voice),
+    ("video", ContentType::Video),
+    ("location", ContentType::Location),
+    ("contact", ContentType::Contact),
+];
+
+/// The `chat` names of a message filter.
+const CHAT_TYPES: &[(&str, ChatType)] = &[
+    ("private", ChatType::Private),
+    ("group", ChatType::Group),
+    ("supergroup", ChatType::Supergroup),
+    ("channel", ChatType::Channel),
+];
+
+/// The value `names` gives `name`; an unknown name is an error that lists the known ones.
+fn one_of<T: Copy>(what: &str, key: &str, name: &str, names: &[(&str, T)]) -> mlua::Result<T> {
+    if let Some((_, value)) = names.iter().find(|(known, _)| *known == name) {
+        return Ok(*value);
+    }
+    let known: Vec<&str> = names.iter().map(|(known, _)| *known).collect();
+    let (last, rest) = known.split_last().unwrap_or((&"", &[]));
+    Err(runtime(format!("{what}: unknown {key} {name:?} (expected {} or {last})", rest.join(", "))))
 }
 
 fn callback_filter(filter: Option<Table>) -> mlua::Result<CallbackFilter> {
@@ -337,30 +343,19 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
             },
         )?,
     )?;
-    globals.set(
-        "message",
-        lua.create_function(|lua, (first, second): (Value, Option<Function>)| {
-            let (filter, handler) = filter_and_handler(first, second, "message")?;
-            let filter = message_filter(filter, "message filter")?;
-            registering(lua, "message", |r| r.routes.push((RouteDecl::Message(filter), handler)))
-        })?,
-    )?;
-    globals.set(
-        "edited_message",
-        lua.create_function(|lua, (first, second): (Value, Option<Function>)| {
-            let (filter, handler) = filter_and_handler(first, second, "edited_message")?;
-            let filter = message_filter(filter, "edited_message filter")?;
-            registering(lua, "edited_message", |r| r.routes.push((RouteDecl::EditedMessage(filter), handler)))
-        })?,
-    )?;
-    globals.set(
-        "callback",
-        lua.create_function(|lua, (first, second): (Value, Option<Function>)| {
-            let (filter, handler) = filter_and_handler(first, second, "callback")?;
-            let filter = callback_filter(filter)?;
-            registering(lua, "callback", |r| r.routes.push((RouteDecl::Callback(filter), handler)))
-        })?,
-    )?;
+    let routes: [(&'static str, RouteOf); 3] = [
+        ("message", |filter| Ok(RouteDecl::Message(message_filter(filter, "message filter")?))),
+        ("edited_message", |filter| Ok(RouteDecl::EditedMessage(message_filter(filter, "edited_message filter")?))),
+        ("callback", |filter| Ok(RouteDecl::Callback(callback_filter(filter)?))),
+    ];
+    for (what, route_of) in routes {
+        let register = lua.create_function(move |lua, (first, second): (Value, Option<Function>)| {
+            let (filter, handler) = filter_and_handler(first, second, what)?;
+            let route = route_of(filter)?;
+            registering(lua, what, |r| r.routes.push((route, handler)))
+        })?;
+        globals.set(what, register)?;
+    }
     globals.set(
         "on_error",
         lua.create_function(|lua, hook: Function| registering(lua, "on_error", |r| r.error_hooks.push(hook)))?,
@@ -534,262 +529,4 @@ fn emit(level: &str, bot_id: &str, plugin: &str, message: &str, fields: &str) {
         "error" => tracing::error!(bot_id, plugin, script = true, fields, "{message}"),
         _ => tracing::info!(bot_id, plugin, script = true, fields, "{message}"),
     }
-}
-
-/// `{ keyboard = ..., parse_mode = ..., disable_preview = ... }` of `reply`, `send` and `edit`.
-#[derive(Default)]
-struct SendOpts {
-    keyboard: Option<InlineKeyboardMarkup>,
-    parse_mode: Option<Option<ParseMode>>,
-    disable_preview: Option<bool>,
-}
-
-impl SendOpts {
-    fn parse(options: Option<&Table>) -> mlua::Result<SendOpts> {
-        let Some(options) = options else { return Ok(SendOpts::default()) };
-        only_keys(options, "options", &["keyboard", "parse_mode", "disable_preview"])?;
-        let parse_mode = match options.get::<Option<String>>("parse_mode")? {
-            None => None,
-            Some(mode) if mode == "plain" => Some(None),
-            Some(mode) => Some(Some(ParseMode::try_from(mode.as_str()).map_err(|()| {
-                runtime(format!("options: unknown parse_mode {mode:?} (expected HTML, MarkdownV2, Markdown or plain)"))
-            })?)),
-        };
-        let keyboard = match options.get::<Option<Table>>("keyboard")? {
-            None => None,
-            Some(rows) => Some(keyboard(&rows)?),
-        };
-        Ok(SendOpts { keyboard, parse_mode, disable_preview: options.get("disable_preview")? })
-    }
-
-    fn into_send_options(self) -> SendOptions {
-        SendOptions {
-            parse_mode: self.parse_mode,
-            reply_markup: self.keyboard.map(ReplyMarkup::InlineKeyboard),
-            disable_preview: self.disable_preview,
-        }
-    }
-}
-
-/// `{ { {text = "A", data = "a"}, {text = "Site", url = "https://..."} }, { ... } }`: rows of buttons.
-fn keyboard(rows: &Table) -> mlua::Result<InlineKeyboardMarkup> {
-    let mut result = Vec::new();
-    for row in rows.sequence_values::<Table>() {
-        let mut buttons = Vec::new();
-        for button in row?.sequence_values::<Table>() {
-            let button = button?;
-            only_keys(&button, "keyboard button", &["text", "data", "url"])?;
-            let text: String =
-                button.get::<Option<String>>("text")?.ok_or_else(|| runtime("keyboard button: text is missing"))?;
-            let data: Option<String> = button.get("data")?;
-            let url: Option<String> = button.get("url")?;
-            buttons.push(match (data, url) {
-                (Some(data), None) => InlineKeyboardButton::callback(text, data),
-                (None, Some(url)) => {
-                    let url = url.parse().map_err(|e| runtime(format!("keyboard button: invalid url {url:?}: {e}")))?;
-                    InlineKeyboardButton::url(text, url)
-                }
-                _ => return Err(runtime("keyboard button: give data or url (one of them)")),
-            });
-        }
-        result.push(buttons);
-    }
-    let keyboard = InlineKeyboardMarkup::new(result);
-    check_keyboard(&keyboard).map_err(|e| runtime(e.to_string()))?;
-    Ok(keyboard)
-}
-
-/// The `ctx` a script handler receives: the update and what can be done with it.
-pub(super) struct LuaCtx(pub(super) Ctx);
-
-fn host_error(what: &'static str) -> impl Fn(anyhow::Error) -> mlua::Error {
-    move |e| runtime(format!("{what} failed: {e:#}"))
-}
-
-/// Runs a host call's work (talking to Telegram, the database, Redis) as a task of its own, so that the script's
-/// coroutine only waits for the result: a VM is locked while one of its coroutines is polled, and the other
-/// handlers of the same script in the same bot should not wait for that lock while this one does I/O.
-/// The task lives no longer than the handler waiting for it (which runs in the bot's tracker): dropping the
-/// handler (aborted after the shutdown grace period) aborts it.
-async fn off_vm<T: Send + 'static>(
-    what: &'static str,
-    work: impl Future<Output = anyhow::Result<T>> + Send + 'static,
-) -> mlua::Result<T> {
-    match tokio_util::task::AbortOnDropHandle::new(tokio::spawn(work)).await {
-        Ok(result) => result.map_err(host_error(what)),
-        Err(e) => Err(runtime(format!("{what} failed: {e}"))),
-    }
-}
-
-impl UserData for LuaCtx {
-    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
-        fields.add_field_method_get("bot_id", |_, this| Ok(this.0.bot_id().to_string()));
-        fields.add_field_method_get("kind", |_, this| {
-            let update = this.0.update();
-            Ok(match &update.kind {
-                teloxide_core::types::UpdateKind::Message(_) => "message",
-                teloxide_core::types::UpdateKind::EditedMessage(_) => "edited_message",
-                teloxide_core::types::UpdateKind::CallbackQuery(_) => "callback_query",
-                _ => "other",
-            })
-        });
-        fields.add_field_method_get("text", |_, this| Ok(this.0.text().map(str::to_owned)));
-        fields.add_field_method_get("command", |_, this| {
-            Ok(this.0.text().and_then(|t| parse_command(t, this.0.bot_username())).map(|(name, _)| name.to_owned()))
-        });
-        fields.add_field_method_get("args", |_, this| Ok(this.0.command_args().to_owned()));
-        fields.add_field_method_get("data", |_, this| Ok(this.0.callback_data().map(str::to_owned)));
-        fields.add_field_method_get("chat_id", |_, this| Ok(this.0.chat_id().map(|c| c.0)));
-        fields.add_field_method_get("message_id", |_, this| Ok(this.0.message().map(|m| m.id.0)));
-        fields.add_field_method_get("chat_type", |_, this| {
-            Ok(this.0.message().map(|m| match &m.chat.kind {
-                ChatKind::Private(_) => "private",
-                ChatKind::Public(public) => match public.kind {
-                    PublicChatKind::Group => "group",
-                    PublicChatKind::Supergroup(_) => "supergroup",
-                    PublicChatKind::Channel(_) => "channel",
-                },
-            }))
-        });
-        fields.add_field_method_get("user", |lua, this| {
-            let Some(user) = this.0.user() else { return Ok(Value::Nil) };
-            let table = lua.create_table()?;
-            table.set("id", user.id.0 as i64)?;
-            table.set("is_bot", user.is_bot)?;
-            table.set("first_name", user.first_name.as_str())?;
-            table.set("last_name", user.last_name.as_deref())?;
-            table.set("username", user.username.as_deref())?;
-            table.set("language_code", user.language_code.as_deref())?;
-            Ok(Value::Table(table))
-        });
-        fields.add_field_method_get("fsm", |_, this| Ok(LuaFsm(this.0.clone())));
-    }
-
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_async_method("reply", |_, this, (text, options): (String, Option<Table>)| {
-            let cx = this.0.clone();
-            let options = SendOpts::parse(options.as_ref());
-            async move {
-                let options = options?.into_send_options();
-                let chat = cx.chat_id().ok_or_else(|| runtime("ctx:reply: this update has no chat to reply in"))?;
-                let sent = off_vm("ctx:reply", async move { Ok(cx.api().send_message(chat, text, options).await?) });
-                Ok(sent.await?.id.0)
-            }
-        });
-        methods.add_async_method("send", |_, this, (chat, text, options): (i64, String, Option<Table>)| {
-            let cx = this.0.clone();
-            let options = SendOpts::parse(options.as_ref());
-            async move {
-                let options = options?.into_send_options();
-                let sent =
-                    off_vm("ctx:send", async move { Ok(cx.api().send_message(ChatId(chat), text, options).await?) });
-                Ok(sent.await?.id.0)
-            }
-        });
-        methods.add_async_method("edit", |_, this, (text, options): (String, Option<Table>)| {
-            let cx = this.0.clone();
-            let options = SendOpts::parse(options.as_ref()).and_then(|o| {
-                if o.parse_mode.is_some() || o.disable_preview.is_some() {
-                    return Err(runtime("ctx:edit: only the keyboard option applies to an edit"));
-                }
-                Ok(o.keyboard)
-            });
-            async move {
-                let keyboard = options?;
-                off_vm("ctx:edit", async move { cx.edit_text(text, keyboard).await }).await
-            }
-        });
-        methods.add_async_method("answer", |_, this, text: Option<String>| {
-            let cx = this.0.clone();
-            off_vm("ctx:answer", async move { cx.answer_callback(text.as_deref()).await })
-        });
-        methods.add_async_method("delete", |_, this, ()| {
-            let cx = this.0.clone();
-            off_vm("ctx:delete", async move { cx.delete_message().await })
-        });
-        // The names of the previous release, kept one release: `ctx.fsm:state()` and so on.
-        add_fsm_methods(methods, ["get_state", "set_state", "get_data", "update_data", "clear"]);
-    }
-}
-
-/// `ctx.fsm`: the conversation's FSM, its state and data (the native [`Ctx::fsm`]).
-pub(super) struct LuaFsm(Ctx);
-
-/// The script objects that reach an update's FSM: `ctx.fsm`, and `ctx` through the deprecated names.
-trait FsmOwner: Send + 'static {
-    fn cx(&self) -> Ctx;
-}
-
-impl FsmOwner for LuaCtx {
-    fn cx(&self) -> Ctx {
-        self.0.clone()
-    }
-}
-
-impl FsmOwner for LuaFsm {
-    fn cx(&self) -> Ctx {
-        self.0.clone()
-    }
-}
-
-impl UserData for LuaFsm {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        add_fsm_methods(methods, ["state", "set_state", "data", "update_data", "clear"]);
-    }
-}
-
-/// Registers the FSM methods under `names` (state, set state, data, update data, clear), once for `ctx.fsm` and
-/// once for the deprecated names on `ctx`.
-fn add_fsm_methods<T: FsmOwner, M: UserDataMethods<T>>(methods: &mut M, names: [&'static str; 5]) {
-    let [state, set_state, data, update_data, clear] = names;
-    methods.add_async_method(state, |_, this, ()| {
-        let cx = this.cx();
-        off_vm("ctx.fsm:state", async move { cx.fsm().state().await })
-    });
-    methods.add_async_method(set_state, |_, this, state: Option<String>| {
-        let cx = this.cx();
-        off_vm("ctx.fsm:set_state", async move { cx.fsm().set_state(state.as_deref()).await })
-    });
-    methods.add_async_method(data, |lua, this, ()| {
-        let cx = this.cx();
-        async move {
-            let data = off_vm("ctx.fsm:data", async move { cx.fsm().data().await }).await?;
-            to_lua(&lua, &serde_json::Value::Object(data))
-        }
-    });
-    methods.add_async_method(update_data, |_, this, (first, second): (Value, Value)| {
-        let cx = this.cx();
-        let fields = match (&first, &second) {
-            (Value::String(key), value) => to_json(value).and_then(|v| Ok(vec![(key.to_str()?.to_owned(), v)])),
-            (Value::Table(_), Value::Nil) => match to_json(&first) {
-                Ok(serde_json::Value::Object(map)) => Ok(map.into_iter().collect()),
-                Ok(_) => Err(runtime("ctx.fsm:update_data: expected a table of fields")),
-                Err(e) => Err(e),
-            },
-            _ => Err(runtime("ctx.fsm:update_data expects (key, value) or a table of fields")),
-        };
-        async move {
-            let fields = fields?;
-            off_vm("ctx.fsm:update_data", async move {
-                for (key, value) in fields {
-                    cx.fsm().update_data(&key, value).await?;
-                }
-                Ok(())
-            })
-            .await
-        }
-    });
-    methods.add_async_method(clear, |_, this, ()| {
-        let cx = this.cx();
-        off_vm("ctx.fsm:clear", async move { cx.fsm().clear().await })
-    });
-}
-
-/// The `err` an `on_error` hook receives: `{ id, plugin, message }`.
-pub(super) fn error_table(lua: &Lua, error: &HandlerError) -> mlua::Result<Table> {
-    let table = lua.create_table()?;
-    table.set("id", error.id.as_str())?;
-    table.set("plugin", error.plugin.as_str())?;
-    table.set("message", error.message.as_str())?;
-    Ok(table)
 }
