@@ -1,4 +1,5 @@
-//! The `multibot` command line: `run` (the default), `migrate`, `check-config`, `plugins`, `emulator`, `demo`.
+//! The `multibot` command line: `run` (the default), `migrate`, `check-config`, `plugins`, and with the default
+//! `emulator` feature `emulator` and `demo`.
 
 use std::process::ExitCode;
 
@@ -8,7 +9,6 @@ use clap::{Parser, Subcommand};
 use crate::{
     app::Application,
     config::{self, Settings, WebhookEnv, process_env},
-    demo,
     plugins::{
         PluginRegistry,
         script::{ScanReport, ScriptCatalog, ScriptHost},
@@ -45,9 +45,11 @@ pub enum Command {
         url: Option<String>,
     },
     /// Run the Telegram Bot API emulator.
+    #[cfg(feature = "emulator")]
     Emulator(botapi_emulator::cli::Args),
     /// Start the emulator and the example bots in this process, play a conversation with each, keep running.
-    Demo(demo::Args),
+    #[cfg(feature = "emulator")]
+    Demo(crate::demo::Args),
 }
 
 /// Reads the settings, or prints every problem.
@@ -117,13 +119,15 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "emulator")]
         Command::Emulator(args) => {
             let settings = Settings::from_env(&*process_env()).unwrap_or_else(|_| Settings::defaults());
             telemetry::init(&Settings { log_format: config::LogFormat::Text, ..settings });
             botapi_emulator::cli::run(args, shutdown_on_signals()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo(args) => demo::run(args).await,
+        #[cfg(feature = "emulator")]
+        Command::Demo(args) => crate::demo::run(args).await,
         Command::Healthcheck { url } => {
             let port = Settings::from_env(&*process_env()).map_or(8080, |s| s.health_check_port);
             let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{port}/health/live"));

@@ -14,11 +14,13 @@
 //! - [`runtime`]: one running bot: polling or webhook intake, per-chat ordering, the middleware pipeline.
 //! - [`fleet`]: the [`fleet::BotManager`], hot reload and the admin bot.
 //! - [`http`]: health probes, Prometheus metrics and the webhook endpoint.
-//! - [`app`], [`cli`], [`demo`], [`signals`]: wiring, the command line, the self-contained demo, process signals.
+//! - [`app`], [`cli`], `demo`, [`signals`]: wiring, the command line, the self-contained demo (with the default
+//!   `emulator` feature, as the `emulator` subcommand), process signals.
 
 pub mod app;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "emulator")]
 pub mod demo;
 pub mod fleet;
 pub mod fsm;
