@@ -62,8 +62,39 @@ fn settings() -> Result<Settings, ExitCode> {
     })
 }
 
-/// Runs the command line.
-pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Runs the `multibot` command line with the plugins of `registry` (and the script plugins of `PLUGINS_DIR`):
+/// the whole `main` of a binary. It reads `.env`, lifts the open-file limit, parses the arguments and runs the
+/// subcommand on a multi-threaded runtime. Call it before any other thread starts.
+///
+/// Your own binary, with one more plugin (`Greeter` implements [`Plugin`](crate::plugins::Plugin)):
+///
+/// ```no_run
+/// # use multibot::prelude::*;
+/// # struct Greeter;
+/// # impl Plugin for Greeter {
+/// #     type Config = ();
+/// #     fn meta() -> PluginMeta { PluginMeta::new("greeter") }
+/// #     fn new(_: (), _: &PluginContext) -> anyhow::Result<Greeter> { Ok(Greeter) }
+/// #     fn setup_handlers(&self, _: &mut Handlers<'_, Self>) {}
+/// # }
+/// fn main() -> anyhow::Result<std::process::ExitCode> {
+///     let mut registry = multibot::plugins::PluginRegistry::builtin();
+///     registry.register::<Greeter>();
+///     multibot::cli::run(registry)
+/// }
+/// ```
+pub fn run(registry: PluginRegistry) -> anyhow::Result<ExitCode> {
+    // Before any thread starts: `.env` joins the environment that clap, logging and TLS read.
+    config::load_dotenv()?;
+    // Every polling bot holds a socket open (10,000 bots, 10,000 sockets): lift the soft open-file limit to the
+    // hard one. Failing leaves the limit as it was, which is enough for small fleets.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(main(Cli::parse(), registry))
+}
+
+/// Runs one parsed command line with the plugins of `registry`.
+pub async fn main(cli: Cli, registry: PluginRegistry) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
             let settings = match settings() {
@@ -71,7 +102,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             telemetry::init(&settings);
-            let app = Application::build(settings, PluginRegistry::builtin(), process_env()).await?;
+            let app = Application::build(settings, registry, process_env()).await?;
             let signals = shutdown_on_signals();
             let token = app.shutdown_token();
             // Untracked on purpose: it only passes a signal on to the application's token.
@@ -97,11 +128,11 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(settings) => settings,
                 Err(code) => return Ok(code),
             };
-            Ok(check_config(&settings))
+            Ok(check_config(&settings, registry))
         }
         Command::Plugins => {
             let settings = Settings::from_env(&*process_env()).unwrap_or_else(|_| Settings::defaults());
-            let (registry, catalog, scan) = registry_with_scripts(&settings);
+            let (catalog, scan) = scan_scripts(&settings, &registry);
             for meta in registry.list() {
                 let kind = if meta.script { "script" } else { "native" };
                 println!("{:<16} {:<8} {:<7} {}", meta.name, meta.version, kind, meta.description);
@@ -127,7 +158,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "emulator")]
-        Command::Demo(args) => crate::demo::run(args).await,
+        Command::Demo(args) => crate::demo::run(args, registry).await,
         Command::Healthcheck { url } => {
             let port = Settings::from_env(&*process_env()).map_or(8080, |s| s.health_check_port);
             let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{port}/health/live"));
@@ -164,16 +195,15 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The built-in plugins and the script plugins of `PLUGINS_DIR`, and what scanning the scripts found.
-fn registry_with_scripts(settings: &Settings) -> (PluginRegistry, ScriptCatalog, ScanReport) {
-    let registry = PluginRegistry::builtin();
+/// Adds the script plugins of `PLUGINS_DIR` to `registry`; returns them and what scanning them found.
+fn scan_scripts(settings: &Settings, registry: &PluginRegistry) -> (ScriptCatalog, ScanReport) {
     let mut catalog = ScriptCatalog::new(settings.plugins_dir.clone(), ScriptHost::in_memory(settings));
-    let scan = catalog.scan_into(&registry);
-    (registry, catalog, scan)
+    let scan = catalog.scan_into(registry);
+    (catalog, scan)
 }
 
-fn check_config(settings: &Settings) -> ExitCode {
-    let (registry, catalog, scan) = registry_with_scripts(settings);
+fn check_config(settings: &Settings, registry: PluginRegistry) -> ExitCode {
+    let (catalog, scan) = scan_scripts(settings, &registry);
     let webhooks = WebhookEnv { enabled: settings.webhook_enabled, base_url_set: settings.webhook_base_url.is_some() };
     let env = process_env();
     let loaded = config::load_dir(&settings.config_dir, &*env, &registry, webhooks);

@@ -50,8 +50,8 @@ fn demo_env() -> EnvLookup {
     Arc::new(move |name| env(name).or_else(|| name.ends_with("_TOKEN").then(|| demo_token(name))))
 }
 
-/// Runs the demo.
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+/// Runs the demo with the plugins of `registry`.
+pub async fn run(args: Args, registry: PluginRegistry) -> anyhow::Result<ExitCode> {
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let emulator = Emulator::serve(listener, EmulatorConfig::default(), CancellationToken::new());
     let mut settings =
@@ -84,7 +84,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         settings.health_check_port = 0;
     }
     telemetry::init(&settings);
-    let registry = PluginRegistry::builtin();
     let env = demo_env();
     // Register every configured bot with the emulator before the fleet starts (the bots that use scripts too).
     ScriptCatalog::new(settings.plugins_dir.clone(), ScriptHost::in_memory(&settings)).scan_into(&registry);

@@ -1,15 +1,8 @@
-//! `multibot`: see `multibot --help` and the README.
+//! `multibot`: see `multibot --help` and the README. The whole binary is [`multibot::cli::run`] with the built-in
+//! plugins; a binary of your own adds its plugins to the registry first (README: "Your own binary").
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> anyhow::Result<ExitCode> {
-    // Before any thread starts: `.env` joins the environment that clap, logging and TLS read.
-    multibot::config::load_dotenv()?;
-    // Every polling bot holds a socket open (10,000 bots, 10,000 sockets): lift the soft open-file limit to the
-    // hard one. Failing leaves the limit as it was, which is enough for small fleets.
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(multibot::cli::main(multibot::cli::Cli::parse()))
+    multibot::cli::run(multibot::plugins::PluginRegistry::builtin())
 }
