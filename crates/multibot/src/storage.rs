@@ -122,13 +122,9 @@ pub struct BotRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A user seen by a bot, to add to `bot_users`: one sighting, or several merged.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserSeen {
-    /// The bot's YAML id.
-    pub bot_id: String,
-    /// Telegram user id.
-    pub user_id: i64,
+/// Who a Telegram user is: their names and language, as their latest update showed them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UserProfile {
     /// `@username`, without the `@`.
     pub username: Option<String>,
     /// First name.
@@ -137,6 +133,28 @@ pub struct UserSeen {
     pub last_name: Option<String>,
     /// IETF language tag of the user's client.
     pub language_code: Option<String>,
+}
+
+impl From<&teloxide_core::types::User> for UserProfile {
+    fn from(user: &teloxide_core::types::User) -> UserProfile {
+        UserProfile {
+            username: user.username.clone(),
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+            language_code: user.language_code.clone(),
+        }
+    }
+}
+
+/// A user seen by a bot, to add to `bot_users`: one sighting, or several merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserSeen {
+    /// The bot's YAML id.
+    pub bot_id: String,
+    /// Telegram user id.
+    pub user_id: i64,
+    /// Who the user is, as Telegram last showed them.
+    pub profile: UserProfile,
     /// The earliest sighting.
     pub first_seen: DateTime<Utc>,
     /// The latest sighting.
@@ -151,10 +169,7 @@ impl UserSeen {
         self.first_seen = self.first_seen.min(later.first_seen);
         self.last_seen = self.last_seen.max(later.last_seen);
         self.messages += later.messages;
-        self.username = later.username;
-        self.first_name = later.first_name;
-        self.last_name = later.last_name;
-        self.language_code = later.language_code;
+        self.profile = later.profile;
     }
 }
 
@@ -165,14 +180,8 @@ pub struct BotUser {
     pub bot_id: String,
     /// Telegram user id.
     pub user_id: i64,
-    /// `@username`, without the `@`.
-    pub username: Option<String>,
-    /// First name.
-    pub first_name: String,
-    /// Last name.
-    pub last_name: Option<String>,
-    /// IETF language tag of the user's client.
-    pub language_code: Option<String>,
+    /// Who the user is, as Telegram last showed them.
+    pub profile: UserProfile,
     /// Whether the user blocked the bot.
     pub is_blocked: bool,
     /// First interaction.

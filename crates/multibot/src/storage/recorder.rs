@@ -216,17 +216,14 @@ async fn run(storage: Storage, mut rx: mpsc::Receiver<Op>, stop: CancellationTok
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::now;
+    use crate::storage::{UserProfile, now};
 
     fn seen(user_id: i64, first_name: &str) -> UserSeen {
         let at = now();
         UserSeen {
             bot_id: "bot".into(),
             user_id,
-            username: None,
-            first_name: first_name.into(),
-            last_name: None,
-            language_code: None,
+            profile: UserProfile { first_name: first_name.into(), ..UserProfile::default() },
             first_seen: at,
             last_seen: at,
             messages: 1,
@@ -243,7 +240,7 @@ mod tests {
         recorder.user_seen(seen(2, "Bob"));
         assert!(recorder.flush(Duration::from_secs(5)).await);
         let ann = storage.users().get("bot", 1).await.unwrap().unwrap();
-        assert_eq!((ann.first_name.as_str(), ann.message_count), ("Annie", 3));
+        assert_eq!((ann.profile.first_name.as_str(), ann.message_count), ("Annie", 3));
         assert_eq!(storage.users().get_user_count("bot").await.unwrap(), 2);
     }
 

@@ -17,7 +17,7 @@ use sqlx::{
 
 use super::{
     BotEvent, BotRecord, BotRepository, BotUser, Database, EventRepository, NewEvent, PluginStateRepository, Storage,
-    StorageError, UserRepository, UserSeen,
+    StorageError, UserProfile, UserRepository, UserSeen,
 };
 use crate::config::Backend;
 
@@ -186,10 +186,12 @@ macro_rules! repositories {
                 Ok(BotUser {
                     bot_id: row.try_get("bot_id")?,
                     user_id: row.try_get("user_id")?,
-                    username: row.try_get("username")?,
-                    first_name: row.try_get("first_name")?,
-                    last_name: row.try_get("last_name")?,
-                    language_code: row.try_get("language_code")?,
+                    profile: UserProfile {
+                        username: row.try_get("username")?,
+                        first_name: row.try_get("first_name")?,
+                        last_name: row.try_get("last_name")?,
+                        language_code: row.try_get("language_code")?,
+                    },
                     is_blocked: row.try_get("is_blocked")?,
                     first_seen: row.try_get("first_seen")?,
                     last_seen: row.try_get("last_seen")?,
@@ -249,10 +251,10 @@ macro_rules! repositories {
                     sqlx::query(UPSERT_USER)
                         .bind(&user.bot_id)
                         .bind(user.user_id)
-                        .bind(&user.username)
-                        .bind(&user.first_name)
-                        .bind(&user.last_name)
-                        .bind(&user.language_code)
+                        .bind(&user.profile.username)
+                        .bind(&user.profile.first_name)
+                        .bind(&user.profile.last_name)
+                        .bind(&user.profile.language_code)
                         .bind(user.first_seen)
                         .bind(user.last_seen)
                         .bind(user.messages)

@@ -113,7 +113,7 @@ async fn a_restart_finds_users_events_and_plugin_state_intact(db: &TestDb) {
     let storage = db.storage().await;
     let alice = storage.users().get("counter", 5101).await.unwrap().expect("alice is recorded");
     assert_eq!(
-        (alice.first_name.as_str(), alice.language_code.as_deref(), alice.message_count),
+        (alice.profile.first_name.as_str(), alice.profile.language_code.as_deref(), alice.message_count),
         ("User 5101", Some("en"), 2)
     );
     assert!(alice.first_seen <= alice.last_seen);

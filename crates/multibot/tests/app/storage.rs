@@ -1,7 +1,7 @@
 //! The repositories and migrations, each test on PostgreSQL and on SQLite.
 
 use chrono::Duration as Span;
-use multibot::storage::{BotRecord, EventKind, NewEvent, StorageError, UserSeen, now};
+use multibot::storage::{BotRecord, EventKind, NewEvent, StorageError, UserProfile, UserSeen, now};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -67,10 +67,12 @@ fn seen(bot_id: &str, user_id: i64, name: &str, at: chrono::DateTime<chrono::Utc
     UserSeen {
         bot_id: bot_id.into(),
         user_id,
-        username: Some(name.to_lowercase()),
-        first_name: name.into(),
-        last_name: None,
-        language_code: Some("en".into()),
+        profile: UserProfile {
+            username: Some(name.to_lowercase()),
+            first_name: name.into(),
+            last_name: None,
+            language_code: Some("en".into()),
+        },
         first_seen: at,
         last_seen: at,
         messages,
@@ -90,7 +92,13 @@ async fn users_are_upserted_counted_and_listed_by_recency(db: &TestDb) {
     users.upsert(&[seen("a", 1, "Annie", t(20), 2), seen("a", 2, "Bob", t(-10), 0)]).await.unwrap();
     let ann = users.get("a", 1).await.unwrap().unwrap();
     assert_eq!(
-        (ann.first_name.as_str(), ann.username.as_deref(), ann.message_count, ann.first_seen, ann.last_seen),
+        (
+            ann.profile.first_name.as_str(),
+            ann.profile.username.as_deref(),
+            ann.message_count,
+            ann.first_seen,
+            ann.last_seen
+        ),
         ("Annie", Some("annie"), 3, t(0), t(20))
     );
     let bob = users.get("a", 2).await.unwrap().unwrap();

@@ -18,10 +18,7 @@ pub fn track_user(recorder: &Recorder, bot_id: &BotId, update: &Update) {
     recorder.user_seen(UserSeen {
         bot_id: bot_id.to_string(),
         user_id: user.id.0 as i64,
-        username: user.username.clone(),
-        first_name: user.first_name.clone(),
-        last_name: user.last_name.clone(),
-        language_code: user.language_code.clone(),
+        profile: user.into(),
         first_seen: at,
         last_seen: at,
         messages: i64::from(matches!(update.kind, UpdateKind::Message(_))),
