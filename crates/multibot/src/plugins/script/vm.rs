@@ -428,7 +428,9 @@ mod tests {
         let error = describe(&result.unwrap_err(), "t.luau", &limits());
         assert!(error.starts_with("stopped: the script ran longer"), "{error}");
         let polls = polls.load(std::sync::atomic::Ordering::Relaxed);
-        assert!(polls >= 10, "100 ms in slices of 5 ms: {polls} polls");
+        // 100 ms in slices of 5 ms is 20 polls on an idle machine; a loaded one (the slices are wall-clock time)
+        // gives fewer, and a call that never yields is polled once.
+        assert!(polls >= 4, "100 ms in slices of 5 ms: {polls} polls");
         // A coroutine of the script's own is never interrupted by a slice's yield.
         let function = lua
             .load("local co = coroutine.wrap(function() local n = 0 for i = 1, 2e5 do n += 1 end return n end) return co()")
