@@ -1,3 +1,5 @@
+#![warn(missing_docs)]
+
 //! Multibot runs many Telegram bots in one process. Each bot is described by a YAML file and composed of
 //! plugins; the fleet is controlled at runtime.
 //!
