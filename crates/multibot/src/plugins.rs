@@ -133,6 +133,42 @@ impl PluginContext {
     }
 
     /// This plugin's persistent store in this bot: `cx.store().get::<T>("key")`, `.set("key", &value)`, ...
+    ///
+    /// A plugin keeps it from [`Plugin::new`]; its handlers can also reach it with
+    /// [`Ctx::plugin_store`]. Values are JSON in the database, so they outlive restarts.
+    ///
+    /// ```rust
+    /// # use multibot::{
+    /// #     config::{BotId, BotSettings, BotToken},
+    /// #     prelude::*,
+    /// #     storage::Storage,
+    /// #     telegram::BotApi,
+    /// # };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> anyhow::Result<()> {
+    /// # let token = BotToken::parse("123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ").expect("a well-formed token");
+    /// # let api_url = "http://127.0.0.1:1".parse()?;
+    /// # let cx = PluginContext {
+    /// #     bot_id: BotId::parse("shop").expect("a valid id"),
+    /// #     plugin: "visits".to_owned(),
+    /// #     api: BotApi::new(reqwest::Client::new(), &api_url, &token, &BotSettings::default(), None),
+    /// #     config: serde_json::json!({}),
+    /// #     shutdown: Default::default(),
+    /// #     db: Storage::in_memory().await?,
+    /// #     tasks: Default::default(),
+    /// # };
+    /// // `cx` is the `PluginContext` of the plugin `visits` in the bot `shop`.
+    /// let store = cx.store();
+    /// let visits = store.get::<u64>("visits").await?.unwrap_or(0) + 1;
+    /// store.set("visits", &visits).await?;
+    /// assert_eq!(store.get::<u64>("visits").await?, Some(1));
+    ///
+    /// // A handler's `cx.plugin_store("visits")` is the same store; each bot has its own.
+    /// assert_eq!(cx.db.plugin_store("shop", "visits").list().await?, [("visits".to_owned(), serde_json::json!(1))]);
+    /// assert_eq!(cx.db.plugin_store("other_bot", "visits").get::<u64>("visits").await?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn store(&self) -> PluginStore {
         self.db.plugin_store(self.bot_id.as_str(), &self.plugin)
     }

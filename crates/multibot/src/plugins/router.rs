@@ -560,10 +560,11 @@ impl Router {
 /// # let mut registry = PluginRegistry::default();
 /// # registry.register::<Support>();
 /// # let token = BotToken::parse("123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ").expect("a well-formed token");
+/// # let api_url = "http://127.0.0.1:1".parse()?;
 /// # let cx = PluginContext {
 /// #     bot_id: BotId::parse("helpdesk").expect("a valid id"),
 /// #     plugin: "support".to_owned(),
-/// #     api: BotApi::new(reqwest::Client::new(), &"http://127.0.0.1:1".parse()?, &token, &BotSettings::default(), None),
+/// #     api: BotApi::new(reqwest::Client::new(), &api_url, &token, &BotSettings::default(), None),
 /// #     config: serde_json::json!({}),
 /// #     shutdown: Default::default(),
 /// #     db: Storage::in_memory().await?,
