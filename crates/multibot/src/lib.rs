@@ -79,6 +79,12 @@
 //! let typo = greeter.check_config(&serde_json::json!({ "greting": "Hi" })).unwrap_err();
 //! assert!(typo.message.contains("unknown field `greting`"), "{typo}");
 //! ```
+//!
+//! More examples, each compiled as a doctest: [`plugins::Plugin`] (a command, a callback, and a plugin built in a
+//! test), [`plugins::Handlers`] (every kind of route), [`plugins::Ctx`] (a reply with a keyboard),
+//! [`plugins::Ctx::fsm`] (a conversation), [`plugins::PluginContext::store`] (values that outlive restarts),
+//! [`app::Application::build`] (a program that runs the fleet), [`fleet::BotManager`] (status) and
+//! [`telegram::BotApi`] (the Bot API on its own).
 
 pub mod app;
 pub mod cli;
