@@ -100,6 +100,55 @@ pub struct Application {
 
 impl Application {
     /// Binds the HTTP servers' ports from the settings, then builds as [`Application::build_with`] does.
+    ///
+    /// A program that runs the fleet of `CONFIG_DIR` with the built-in plugins and one of its own, as `multibot
+    /// run` does:
+    ///
+    /// ```rust,no_run
+    /// use multibot::{
+    ///     app::Application,
+    ///     config::{Settings, process_env},
+    ///     plugins::PluginRegistry,
+    ///     signals::{reload_on_sighup, shutdown_on_signals},
+    ///     telemetry,
+    /// };
+    /// # use multibot::prelude::*;
+    /// # #[derive(Deserialize)]
+    /// # struct NoConfig {}
+    /// # struct MyPlugin;
+    /// # impl Plugin for MyPlugin {
+    /// #     type Config = NoConfig;
+    /// #     fn meta() -> PluginMeta {
+    /// #         PluginMeta::new("my_plugin")
+    /// #     }
+    /// #     fn new(_config: NoConfig, _cx: &PluginContext) -> anyhow::Result<MyPlugin> {
+    /// #         Ok(MyPlugin)
+    /// #     }
+    /// #     fn setup_handlers(&self, _handlers: &mut Handlers<'_, Self>) {}
+    /// # }
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> anyhow::Result<()> {
+    ///     let env = process_env();
+    ///     let settings = Settings::from_env(&*env).map_err(|problems| anyhow::anyhow!(problems.join("\n")))?;
+    ///     telemetry::init(&settings);
+    ///     let mut registry = PluginRegistry::builtin();
+    ///     registry.register::<MyPlugin>();
+    ///
+    ///     let app = Application::build(settings, registry, env).await?;
+    ///     for problem in app.config_errors() {
+    ///         eprintln!("not started: {problem}");
+    ///     }
+    ///     let (signals, stop) = (shutdown_on_signals(), app.shutdown_token());
+    ///     // Only passes SIGINT or SIGTERM on to the application: nothing to track.
+    ///     tokio::spawn(async move {
+    ///         signals.cancelled().await;
+    ///         stop.cancel();
+    ///     });
+    ///     reload_on_sighup(app.reload_sender());
+    ///     app.run_until_stopped().await
+    /// }
+    /// ```
     pub async fn build(settings: Settings, registry: PluginRegistry, env: EnvLookup) -> anyhow::Result<Application> {
         let listeners = Listeners::bind(&settings).await?;
         Application::build_with(settings, registry, env, listeners).await

@@ -43,6 +43,18 @@ pub struct BotId(String);
 
 impl BotId {
     /// Checks the shape of an id.
+    ///
+    /// ```rust
+    /// use multibot::config::BotId;
+    ///
+    /// let id = BotId::parse("shop-eu_2").expect("a valid id");
+    /// assert_eq!(id.as_str(), "shop-eu_2");
+    /// // Bad input: an upper-case letter, a leading digit, a space, nothing.
+    /// for bad in ["Shop", "2shop", "my shop", ""] {
+    ///     let error = BotId::parse(bad).unwrap_err();
+    ///     assert!(error.starts_with("invalid bot id"), "{error}");
+    /// }
+    /// ```
     pub fn parse(id: &str) -> Result<BotId, String> {
         let valid = (1..=64).contains(&id.len())
             && id.starts_with(|c: char| c.is_ascii_lowercase())
@@ -73,6 +85,22 @@ impl fmt::Display for BotId {
 }
 
 /// A Telegram bot token, `<digits>:<secret>`; never shown by `Debug` or `Display`.
+///
+/// ```rust
+/// use multibot::config::BotToken;
+///
+/// let token = BotToken::parse("123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw").expect("a well-formed token");
+/// assert_eq!(token.user_id(), 123456789);
+/// assert_eq!(format!("{token:?}"), "BotToken(123456789:***)");
+///
+/// // An error from a library that quotes the request's URL loses the token before it is logged.
+/// let error = format!("error sending request for url (https://api.telegram.org/bot{}/getMe)", token.expose());
+/// assert_eq!(token.redact(error), "error sending request for url (https://api.telegram.org/bot<token>/getMe)");
+///
+/// // Bad input: a secret shorter than 20 characters; the error does not quote it.
+/// let error = BotToken::parse("123456789:tooShort").unwrap_err();
+/// assert!(error.starts_with("malformed token") && !error.contains("tooShort"), "{error}");
+/// ```
 #[derive(Clone)]
 pub struct BotToken {
     secret: SecretString,

@@ -60,6 +60,28 @@ struct Change {
 }
 
 /// Runs the configured bots.
+///
+/// An application's manager is [`Application::manager`](crate::app::Application::manager). Reading the fleet's
+/// status, and restarting a bot that failed:
+///
+/// ```rust,no_run
+/// use multibot::{app::Application, config::BotId, fleet::BotState};
+///
+/// async fn restart_if_failed(app: &Application, id: &str) -> anyhow::Result<()> {
+///     let manager = app.manager();
+///     for bot in manager.status() {
+///         println!("{} ({:?}): {} updates, {} errors", bot.id, bot.state, bot.updates_handled, bot.errors);
+///     }
+///     let id = BotId::parse(id).map_err(anyhow::Error::msg)?;
+///     if let Some(status) = manager.status_of(&id)
+///         && status.state == BotState::Failed
+///     {
+///         eprintln!("{id} failed: {}", status.reason.unwrap_or_default());
+///         manager.restart(&id).await?;
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Clone)]
 pub struct BotManager {
     deps: Deps,

@@ -133,6 +133,42 @@ impl PluginContext {
     }
 
     /// This plugin's persistent store in this bot: `cx.store().get::<T>("key")`, `.set("key", &value)`, ...
+    ///
+    /// A plugin keeps it from [`Plugin::new`]; its handlers can also reach it with
+    /// [`Ctx::plugin_store`]. Values are JSON in the database, so they outlive restarts.
+    ///
+    /// ```rust
+    /// # use multibot::{
+    /// #     config::{BotId, BotSettings, BotToken},
+    /// #     prelude::*,
+    /// #     storage::Storage,
+    /// #     telegram::BotApi,
+    /// # };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> anyhow::Result<()> {
+    /// # let token = BotToken::parse("123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ").expect("a well-formed token");
+    /// # let api_url = "http://127.0.0.1:1".parse()?;
+    /// # let cx = PluginContext {
+    /// #     bot_id: BotId::parse("shop").expect("a valid id"),
+    /// #     plugin: "visits".to_owned(),
+    /// #     api: BotApi::new(reqwest::Client::new(), &api_url, &token, &BotSettings::default(), None),
+    /// #     config: serde_json::json!({}),
+    /// #     shutdown: Default::default(),
+    /// #     db: Storage::in_memory().await?,
+    /// #     tasks: Default::default(),
+    /// # };
+    /// // `cx` is the `PluginContext` of the plugin `visits` in the bot `shop`.
+    /// let store = cx.store();
+    /// let visits = store.get::<u64>("visits").await?.unwrap_or(0) + 1;
+    /// store.set("visits", &visits).await?;
+    /// assert_eq!(store.get::<u64>("visits").await?, Some(1));
+    ///
+    /// // A handler's `cx.plugin_store("visits")` is the same store; each bot has its own.
+    /// assert_eq!(cx.db.plugin_store("shop", "visits").list().await?, [("visits".to_owned(), serde_json::json!(1))]);
+    /// assert_eq!(cx.db.plugin_store("other_bot", "visits").get::<u64>("visits").await?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn store(&self) -> PluginStore {
         self.db.plugin_store(self.bot_id.as_str(), &self.plugin)
     }
@@ -149,6 +185,94 @@ impl PluginContext {
 }
 
 /// A native plugin: a typed configuration, a constructor, handlers and lifecycle hooks.
+///
+/// # Example
+/// `/poll` asks the question of the `config:` block with Yes and No buttons; a press answers it. A test can build
+/// the plugin for a made-up bot, without a network, and see what it registered.
+///
+/// ```rust
+/// use std::sync::Arc;
+///
+/// use multibot::{
+///     config::{BotId, BotSettings, BotToken},
+///     plugins::{PluginRegistry, Router},
+///     prelude::*,
+///     storage::Storage,
+///     telegram::BotApi,
+/// };
+///
+/// /// `config:` of the `poll` plugin.
+/// #[derive(Deserialize)]
+/// #[serde(deny_unknown_fields)]
+/// struct PollConfig {
+///     question: String,
+/// }
+///
+/// /// The `poll` plugin.
+/// struct Poll {
+///     question: String,
+/// }
+///
+/// impl Plugin for Poll {
+///     type Config = PollConfig;
+///
+///     fn meta() -> PluginMeta {
+///         PluginMeta::new("poll").description("Asks a yes/no question").version("0.2.0")
+///     }
+///
+///     fn new(config: PollConfig, _cx: &PluginContext) -> anyhow::Result<Poll> {
+///         Ok(Poll { question: config.question })
+///     }
+///
+///     fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
+///         handlers
+///             .command("poll", "Ask the question", Poll::ask)
+///             .callback_query(CallbackFilter::prefix("vote:"), Poll::vote);
+///     }
+/// }
+///
+/// impl Poll {
+///     async fn ask(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+///         let buttons = [
+///             InlineKeyboardButton::callback("Yes", "vote:yes"),
+///             InlineKeyboardButton::callback("No", "vote:no"),
+///         ];
+///         cx.reply(&self.question).keyboard(InlineKeyboardMarkup::new([buttons])).await?;
+///         Ok(())
+///     }
+///
+///     async fn vote(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+///         let choice = cx.callback_data().and_then(|data| data.strip_prefix("vote:")).unwrap_or_default();
+///         cx.answer_callback(Some("Thanks!")).await?;
+///         cx.edit_text(format!("{} You said {choice}.", self.question), None).await?;
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> anyhow::Result<()> {
+/// let mut registry = PluginRegistry::default();
+/// registry.register::<Poll>();
+///
+/// // The context the runtime gives each plugin of a bot; building the plugin calls no Bot API method.
+/// let token = BotToken::parse("123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ").expect("a well-formed token");
+/// let api_url = "https://api.telegram.org".parse()?;
+/// let cx = PluginContext {
+///     bot_id: BotId::parse("survey").expect("a valid id"),
+///     plugin: "poll".to_owned(),
+///     api: BotApi::new(reqwest::Client::new(), &api_url, &token, &BotSettings::default(), None),
+///     config: serde_json::json!({ "question": "Lunch at noon?" }),
+///     shutdown: Default::default(),
+///     db: Storage::in_memory().await?,
+///     tasks: Default::default(),
+/// };
+/// let mut router = Router::default();
+/// registry.get("poll").expect("registered").build(&cx, &mut router)?;
+/// assert_eq!(router.commands()[0].command, "poll");
+/// assert_eq!(router.update_types(), ["message", "callback_query"]);
+/// # Ok(())
+/// # }
+/// ```
 #[async_trait]
 pub trait Plugin: Send + Sync + Sized + 'static {
     /// The `config:` block, deserialized; an absent block is `{}`. Use `#[serde(deny_unknown_fields)]` so

@@ -24,6 +24,22 @@ impl fmt::Display for Backend {
 
 /// `DATABASE_URL`: `postgres://` or `postgresql://` (PostgreSQL), `sqlite://PATH` or `sqlite::memory:`, or an
 /// SQLite file path. `Debug` and `Display` never show the password.
+///
+/// ```rust
+/// use multibot::config::{Backend, DatabaseUrl};
+///
+/// let url = DatabaseUrl::parse("postgres://multibot:s3cret@db.internal:5432/multibot?sslmode=require")
+///     .expect("a PostgreSQL URL");
+/// assert_eq!(url.backend(), Backend::Postgres);
+/// // What logs and error messages show: no password, no query (it may hold one too).
+/// assert_eq!(url.to_string(), "postgres://multibot:***@db.internal:5432/multibot");
+/// assert!(!format!("{url:?}").contains("s3cret"));
+///
+/// assert_eq!(DatabaseUrl::parse("sqlite://data/multibot.db").expect("an SQLite URL").backend(), Backend::Sqlite);
+/// // Bad input: an unsupported scheme; the error names it and never quotes the URL.
+/// let error = DatabaseUrl::parse("mysql://root:hunter2@localhost/db").unwrap_err();
+/// assert!(error.contains("\"mysql\"") && !error.contains("hunter2"), "{error}");
+/// ```
 #[derive(Clone)]
 pub struct DatabaseUrl(DatabaseTarget);
 

@@ -40,6 +40,41 @@ pub struct HandlerError {
 }
 
 /// One update being handled, and the bot it came to.
+///
+/// Every handler receives one. It reads the update ([`Ctx::text`], [`Ctx::user`], [`Ctx::callback_data`], ...),
+/// answers it ([`Ctx::reply`], [`Ctx::edit_text`], [`Ctx::answer_callback`]), and reaches the conversation's
+/// FSM ([`Ctx::fsm`]), the plugins' stores ([`Ctx::plugin_store`]) and the Bot API ([`Ctx::api`]).
+///
+/// A reply with a keyboard and a parse mode other than the bot's default:
+///
+/// ```rust
+/// use std::sync::Arc;
+///
+/// use multibot::prelude::*;
+///
+/// # struct Shop;
+/// impl Shop {
+///     /// `/menu`: a question in bold, two buttons under it.
+///     async fn menu(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+///         let keyboard = InlineKeyboardMarkup::new([[
+///             InlineKeyboardButton::callback("Prices", "menu:prices"),
+///             InlineKeyboardButton::callback("Opening hours", "menu:hours"),
+///         ]]);
+///         cx.reply("<b>What would you like to know?</b>").parse_mode(ParseMode::Html).keyboard(keyboard).await?;
+///         Ok(())
+///     }
+///
+///     /// A press on either button (`CallbackFilter::prefix("menu:")`): the answer replaces the menu.
+///     async fn menu_choice(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+///         let answer = match cx.callback_data() {
+///             Some("menu:prices") => "Everything is 5 EUR.",
+///             _ => "Open 9:00 to 18:00, Monday to Saturday.",
+///         };
+///         cx.answer_callback(None).await?;
+///         cx.edit_text(answer, None).await
+///     }
+/// }
+/// ```
 #[derive(Clone)]
 pub struct Ctx {
     inner: Arc<Inner>,
@@ -87,7 +122,8 @@ impl Ctx {
         &self.inner.bot.storage
     }
 
-    /// The persistent store of `plugin` in this bot (the same as that plugin's `PluginContext::store()`).
+    /// The persistent store of `plugin` in this bot: the same as that plugin's
+    /// [`PluginContext::store`](crate::plugins::PluginContext::store), which has an example.
     pub fn plugin_store(&self, plugin: &str) -> PluginStore {
         self.db().plugin_store(self.bot_id().as_str(), plugin)
     }
@@ -238,6 +274,66 @@ impl Ctx {
     }
 
     /// The conversation's FSM (state and data), keyed by the bot's `fsm_strategy`: `cx.fsm().state().await?`.
+    ///
+    /// A conversation of two questions: the state says which answer the bot waits for, a route filters on it
+    /// ([`MessageFilter::state`](crate::plugins::MessageFilter::state)), and the data keeps the answers until the
+    /// last one.
+    ///
+    /// ```rust
+    /// use std::sync::Arc;
+    ///
+    /// use multibot::prelude::*;
+    ///
+    /// /// `/signup` asks for a name, then an age.
+    /// struct Signup;
+    /// # #[derive(Deserialize)]
+    /// # struct SignupConfig {}
+    ///
+    /// impl Plugin for Signup {
+    /// #   type Config = SignupConfig;
+    /// #   fn meta() -> PluginMeta {
+    /// #       PluginMeta::new("signup")
+    /// #   }
+    /// #   fn new(_config: SignupConfig, _cx: &PluginContext) -> anyhow::Result<Signup> {
+    /// #       Ok(Signup)
+    /// #   }
+    ///     fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
+    ///         let answer = |state: &str| MessageFilter::text().not_command().state(state);
+    ///         handlers
+    ///             .command("signup", "Sign up", Signup::start)
+    ///             .message(answer("signup:name"), Signup::name)
+    ///             .message(answer("signup:age"), Signup::age);
+    ///     }
+    /// }
+    ///
+    /// impl Signup {
+    ///     async fn start(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+    ///         cx.fsm().set_state(Some("signup:name")).await?;
+    ///         cx.reply("What is your name?").await?;
+    ///         Ok(())
+    ///     }
+    ///
+    ///     async fn name(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+    ///         let fsm = cx.fsm();
+    ///         fsm.update_data("name", cx.text().unwrap_or_default()).await?;
+    ///         fsm.set_state(Some("signup:age")).await?;
+    ///         cx.reply("How old are you?").await?;
+    ///         Ok(())
+    ///     }
+    ///
+    ///     async fn age(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+    ///         let Ok(age) = cx.text().unwrap_or_default().trim().parse::<u8>() else {
+    ///             // The state stays: the next text is taken as the age again.
+    ///             cx.reply("Please send a number.").await?;
+    ///             return Ok(());
+    ///         };
+    ///         let data = cx.fsm().data().await?;
+    ///         let name = data.get("name").and_then(|name| name.as_str()).unwrap_or_default();
+    ///         cx.reply(format!("Welcome, {name} ({age})!")).await?;
+    ///         cx.fsm().clear().await
+    ///     }
+    /// }
+    /// ```
     pub fn fsm(&self) -> Fsm<'_> {
         Fsm { cx: self }
     }

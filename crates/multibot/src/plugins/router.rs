@@ -77,6 +77,20 @@ pub enum ChatType {
 }
 
 /// Which messages a message handler takes. All conditions must hold; the default takes every message.
+///
+/// Give one to [`Handlers::message`] or [`Handlers::edited_message`].
+///
+/// ```rust
+/// use multibot::{plugins::StateFilter, prelude::*};
+///
+/// // A four-digit PIN, in a private chat, while the conversation waits for one (`cx.fsm().set_state(..)`).
+/// let pin = MessageFilter::regex(r"^\d{4}$").chat(ChatType::Private).state("login:pin");
+/// // Any photo, in any chat.
+/// let photos = MessageFilter::any().content(ContentType::Photo);
+/// // Text that is not a command, while no FSM state is set.
+/// let chatter = MessageFilter::text().not_command().with_state(StateFilter::None);
+/// # let _ = (pin, photos, chatter);
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct MessageFilter {
     text: bool,
@@ -168,7 +182,27 @@ impl MessageFilter {
     }
 }
 
-/// Which callback queries a callback handler takes.
+/// Which callback queries a callback handler takes, by the `callback_data` of the pressed button.
+///
+/// Give one to [`Handlers::callback_query`].
+///
+/// ```rust
+/// use multibot::{plugins::check_keyboard, prelude::*};
+///
+/// // Data names what a button does; a prefix groups buttons that one handler takes.
+/// let keyboard = InlineKeyboardMarkup::new([
+///     vec![InlineKeyboardButton::callback("Yes", "vote:yes"), InlineKeyboardButton::callback("No", "vote:no")],
+///     vec![InlineKeyboardButton::callback("Back", "menu:back")],
+/// ]);
+/// let back = CallbackFilter::data("menu:back");
+/// let votes = CallbackFilter::prefix("vote:").state("voting");
+/// # let _ = (back, votes);
+///
+/// // Telegram takes 1-64 bytes of data; a reply with a longer one fails before anything is sent.
+/// assert!(check_keyboard(&keyboard).is_ok());
+/// let long = InlineKeyboardMarkup::new([[InlineKeyboardButton::callback("Long", "x".repeat(65))]]);
+/// assert_eq!(check_keyboard(&long).unwrap_err().bytes, 65);
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct CallbackFilter {
     data: Option<String>,
@@ -442,6 +476,108 @@ impl Router {
 }
 
 /// A plugin's view of the router: its handlers receive the plugin instance and the update's context.
+///
+/// [`Plugin::setup_handlers`] registers on it. A handler is an `async fn(self: Arc<Self>, cx: Ctx) ->
+/// anyhow::Result<()>`; the routes are tried in plugin order, then registration order, and the first whose filter
+/// takes the update handles it.
+///
+/// ```rust
+/// use std::sync::Arc;
+///
+/// use multibot::prelude::*;
+/// # use multibot::{
+/// #     config::{BotId, BotSettings, BotToken},
+/// #     plugins::{PluginRegistry, Router},
+/// #     storage::Storage,
+/// #     telegram::BotApi,
+/// # };
+///
+/// /// `config:` of the `support` plugin.
+/// #[derive(Deserialize)]
+/// #[serde(deny_unknown_fields)]
+/// struct SupportConfig {}
+///
+/// /// `/ticket` asks for a description, which the next text gives.
+/// struct Support;
+///
+/// impl Plugin for Support {
+///     type Config = SupportConfig;
+///
+///     fn meta() -> PluginMeta {
+///         PluginMeta::new("support").description("Support tickets")
+///     }
+///
+///     fn new(_config: SupportConfig, _cx: &PluginContext) -> anyhow::Result<Support> {
+///         Ok(Support)
+///     }
+///
+///     fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
+///         handlers
+///             // Listed in `/help` and in the bot's command menu.
+///             .command("ticket", "Open a support ticket", Support::open)
+///             // The text after `/ticket`: the FSM state says the bot waits for it.
+///             .message(MessageFilter::text().not_command().state("ticket"), Support::describe)
+///             .callback_query(CallbackFilter::data("ticket:cancel"), Support::cancel)
+///             // Only for the bot's `access.admin_users`, and not listed.
+///             .admin_command("reopen", Support::reopen)
+///             // When any handler of the bot fails.
+///             .on_error(Support::failed);
+///     }
+/// }
+///
+/// impl Support {
+///     async fn open(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+///         cx.fsm().set_state(Some("ticket")).await?;
+///         let cancel = InlineKeyboardButton::callback("Cancel", "ticket:cancel");
+///         cx.reply("Describe the problem.").keyboard(InlineKeyboardMarkup::new([[cancel]])).await?;
+///         Ok(())
+///     }
+///
+///     async fn describe(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+///         cx.fsm().clear().await?;
+///         cx.reply("Thank you, we will answer here.").await?;
+///         Ok(())
+///     }
+///
+///     async fn cancel(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+///         cx.fsm().clear().await?;
+///         cx.answer_callback(Some("Cancelled")).await?;
+///         cx.delete_message().await
+///     }
+///
+///     async fn reopen(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+///         cx.reply(format!("Reopening {}", cx.command_args())).await?;
+///         Ok(())
+///     }
+///
+///     async fn failed(self: Arc<Self>, cx: Ctx, error: HandlerError) -> anyhow::Result<()> {
+///         cx.notify_admins(format!("{} failed ({}): {}", error.plugin, error.id, error.message));
+///         Ok(())
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> anyhow::Result<()> {
+/// # let mut registry = PluginRegistry::default();
+/// # registry.register::<Support>();
+/// # let token = BotToken::parse("123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ").expect("a well-formed token");
+/// # let api_url = "http://127.0.0.1:1".parse()?;
+/// # let cx = PluginContext {
+/// #     bot_id: BotId::parse("helpdesk").expect("a valid id"),
+/// #     plugin: "support".to_owned(),
+/// #     api: BotApi::new(reqwest::Client::new(), &api_url, &token, &BotSettings::default(), None),
+/// #     config: serde_json::json!({}),
+/// #     shutdown: Default::default(),
+/// #     db: Storage::in_memory().await?,
+/// #     tasks: Default::default(),
+/// # };
+/// # let mut router = Router::default();
+/// # registry.get("support").expect("registered").build(&cx, &mut router)?;
+/// # let listed: Vec<&str> = router.commands().iter().map(|c| c.command.as_str()).collect();
+/// # assert_eq!(listed, ["ticket"], "admin commands are not listed");
+/// # assert_eq!(router.update_types(), ["message", "callback_query"]);
+/// # Ok(())
+/// # }
+/// ```
 pub struct Handlers<'r, P> {
     plugin: Arc<P>,
     name: String,

@@ -231,6 +231,34 @@ pub struct SendOptions {
 }
 
 /// A bot's Bot API client.
+///
+/// In a handler it is [`Ctx::api`](crate::plugins::Ctx::api); on its own, for a script or a tool:
+///
+/// ```rust,no_run
+/// use multibot::{
+///     config::{BotSettings, BotToken},
+///     prelude::*,
+///     telegram::{BotApi, FloodLimits, SendOptions},
+/// };
+///
+/// #[tokio::main]
+/// async fn main() -> anyhow::Result<()> {
+///     let token = BotToken::parse(&std::env::var("BOT_TOKEN")?).map_err(anyhow::Error::msg)?;
+///     // The defaults of a bot's YAML `settings:` block, applied to every send unless overridden.
+///     let settings = BotSettings { parse_mode: Some("HTML".to_owned()), ..BotSettings::default() };
+///     let api_url = "https://api.telegram.org".parse()?;
+///     let api = BotApi::new(reqwest::Client::new(), &api_url, &token, &settings, Some(FloodLimits::default()));
+///
+///     let me = api.get_me().await?;
+///     let chat = ChatId(123456789);
+///     let sent = api.send_message(chat, "<b>Deploy finished</b>".to_owned(), SendOptions::default()).await?;
+///     println!("@{} sent message {}", me.username.unwrap_or_default(), sent.id.0);
+///     // Without the default parse mode: the text goes out as typed.
+///     let plain = SendOptions { parse_mode: Some(None), ..SendOptions::default() };
+///     api.send_message(chat, "Tags like <b> stay as typed".to_owned(), plain).await?;
+///     Ok(())
+/// }
+/// ```
 #[derive(Clone)]
 pub struct BotApi {
     http: reqwest::Client,
