@@ -114,4 +114,5 @@ pub mod prelude {
         CallbackFilter, ChatType, ContentType, Ctx, HandlerError, Handlers, MessageFilter, Plugin, PluginContext,
         PluginMeta,
     };
+    pub use crate::telegram::{FileKind, FileOptions, InputFile};
 }

@@ -10,6 +10,7 @@ use std::{
     },
 };
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use teloxide_core::types::{
@@ -25,7 +26,7 @@ use crate::{
     config::{BotId, FsmStrategy},
     fsm::{FsmKey, FsmRecord},
     storage::{PluginStore, Storage},
-    telegram::{BotApi, SendOptions},
+    telegram::{ApiCallError, BotApi, DOWNLOAD_LIMIT, FileKind, FileOptions, InputFile, SendOptions},
 };
 
 /// A failed handler, as error hooks see it.
@@ -244,6 +245,47 @@ impl Ctx {
         let message = self.message().ok_or_else(|| anyhow::anyhow!("no message to delete in this update"))?;
         self.api().delete_message(message.chat.id, message.id).await?;
         Ok(())
+    }
+
+    /// Sends a file to the update's chat as `kind` (a photo, a document, ...): bytes made in memory, a local file,
+    /// a `file_id` or a URL ([`InputFile`]); `options` carry the caption and a keyboard.
+    pub async fn reply_file(&self, kind: FileKind, file: InputFile, options: FileOptions) -> anyhow::Result<Message> {
+        let chat = self.chat_id().ok_or_else(|| anyhow::anyhow!("this update has no chat to send a file to"))?;
+        if let Some(ReplyMarkup::InlineKeyboard(keyboard)) = &options.reply_markup {
+            check_keyboard(keyboard)?;
+        }
+        self.deliver(chat, self.api().send_file(chat, kind, file, options)).await
+    }
+
+    /// Downloads a file Telegram has (a user's document or photo, by its `file_id`), refusing one over `limit`
+    /// bytes ([`DOWNLOAD_LIMIT`] is the Bot API's own).
+    pub async fn download(&self, file_id: &str, limit: u64) -> anyhow::Result<Bytes> {
+        let file = self.api().get_file(file_id).await?;
+        let Some(path) = file.file_path else {
+            anyhow::bail!("Telegram does not let bots download this file (over {DOWNLOAD_LIMIT} bytes?)");
+        };
+        Ok(self.api().download(&path, limit).await?)
+    }
+
+    /// Sends to `chat` unless its user blocked the bot during this update; a send Telegram refuses because the
+    /// user blocked the bot marks them blocked in `bot_users`, and nothing more goes there.
+    async fn deliver(
+        &self,
+        chat: ChatId,
+        send: impl Future<Output = Result<Message, ApiCallError>>,
+    ) -> anyhow::Result<Message> {
+        if self.is_blocked(chat) {
+            anyhow::bail!("not sent: the user of chat {chat} blocked the bot");
+        }
+        let sent = send.await;
+        if let Err(e) = &sent
+            && e.is_blocked_by_user()
+        {
+            let bot = &self.inner.bot;
+            bot.recorder.user_blocked(bot.id.as_str(), chat.0, true);
+            self.inner.blocked.lock().push(chat);
+        }
+        Ok(sent?)
     }
 
     /// Answers the callback query, with a notification text or none.
@@ -471,18 +513,7 @@ impl<'a> IntoFuture for Reply<'a> {
             if let Some(ReplyMarkup::InlineKeyboard(keyboard)) = &self.options.reply_markup {
                 check_keyboard(keyboard)?;
             }
-            if self.cx.is_blocked(chat) {
-                anyhow::bail!("not sent: the user of chat {chat} blocked the bot");
-            }
-            let sent = self.cx.api().send_message(chat, self.text, self.options).await;
-            if let Err(e) = &sent
-                && e.is_blocked_by_user()
-            {
-                let bot = &self.cx.inner.bot;
-                bot.recorder.user_blocked(bot.id.as_str(), chat.0, true);
-                self.cx.inner.blocked.lock().push(chat);
-            }
-            Ok(sent?)
+            self.cx.deliver(chat, self.cx.api().send_message(chat, self.text, self.options)).await
         })
     }
 }

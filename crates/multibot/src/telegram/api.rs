@@ -7,9 +7,9 @@
 
 mod split;
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
-use reqwest::Url;
+use reqwest::{RequestBuilder, Url};
 use serde::{
     Deserialize, Serialize,
     de::{DeserializeOwned, IgnoredAny},
@@ -54,6 +54,9 @@ pub enum ApiCallError {
     /// The answer was not the Bot API's JSON.
     #[error("unexpected answer: {0}")]
     Decode(String),
+    /// A file to upload or download could not be read, or is over a size limit; nothing was sent.
+    #[error("{0}")]
+    File(String),
 }
 
 impl ApiCallError {
@@ -105,6 +108,7 @@ impl CallFailure {
             ApiCallError::Api { .. } => CallFailure::Refused(redact(error.to_string())),
             ApiCallError::Network(e) => CallFailure::Unreachable(redact(e.clone())),
             ApiCallError::Decode(e) => CallFailure::BadAnswer(redact(e.clone())),
+            ApiCallError::File(e) => CallFailure::Refused(redact(e.clone())),
         }
     }
 }
@@ -230,6 +234,35 @@ pub struct SendOptions {
     pub disable_preview: Option<bool>,
 }
 
+/// Sends one attempt and reads the Bot API's answer.
+async fn send<T: DeserializeOwned>(request: RequestBuilder) -> Result<T, ApiCallError> {
+    // `without_url`: the URL holds the token.
+    let network = |e: reqwest::Error| ApiCallError::Network(crate::tls::describe(&e.without_url()));
+    let response = request.send().await.map_err(network)?;
+    let status = response.status();
+    let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+    let body = response.bytes().await.map_err(network)?;
+    if !status.is_success() {
+        // The status decides before the body: a proxy's HTML 502 page is retried like Telegram's JSON 502.
+        return Err(match serde_json::from_slice::<Answer<IgnoredAny>>(&body) {
+            Ok(answer) if !answer.ok => api_error(answer, status.as_u16()),
+            _ => ApiCallError::Api {
+                code: status.as_u16(),
+                description: format!(
+                    "HTTP {status} with a {} body instead of a Bot API answer",
+                    content_type.as_ref().and_then(|t| t.to_str().ok()).unwrap_or("non-JSON")
+                ),
+                retry_after: None,
+            },
+        });
+    }
+    let answer: Answer<T> = serde_json::from_slice(&body).map_err(|e| ApiCallError::Decode(e.to_string()))?;
+    if !answer.ok {
+        return Err(api_error(answer, status.as_u16()));
+    }
+    answer.result.ok_or_else(|| ApiCallError::Decode("ok without a result".to_owned()))
+}
+
 /// A bot's Bot API client.
 ///
 /// In a handler it is [`Ctx::api`](crate::plugins::Ctx::api); on its own, for a script or a tool:
@@ -261,13 +294,15 @@ pub struct SendOptions {
 /// ```
 #[derive(Clone)]
 pub struct BotApi {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     /// `<api_url>/bot<token>/`; never logged.
     base: Url,
-    parse_mode: Option<ParseMode>,
+    pub(super) parse_mode: Option<ParseMode>,
     disable_preview: bool,
     /// `None` when flood control is off.
     pacer: Option<Arc<Pacer>>,
+    /// `<api_url>/file/bot<token>/`, where files are downloaded from; never logged.
+    pub(super) files: Url,
 }
 
 /// The teloxide parse mode for a YAML `parse_mode` (validated by the loader).
@@ -290,14 +325,18 @@ impl BotApi {
         settings: &BotSettings,
         flood: Option<FloodLimits>,
     ) -> BotApi {
+        let root = api_url.path().trim_end_matches('/');
         let mut base = api_url.clone();
-        base.set_path(&format!("{}/bot{}/", api_url.path().trim_end_matches('/'), token.expose()));
+        base.set_path(&format!("{root}/bot{}/", token.expose()));
+        let mut files = api_url.clone();
+        files.set_path(&format!("{root}/file/bot{}/", token.expose()));
         BotApi {
             http,
             base,
             parse_mode: settings.parse_mode.as_deref().and_then(parse_mode),
             disable_preview: settings.disable_web_page_preview,
             pacer: flood.map(|limits| Arc::new(Pacer::new(limits))),
+            files,
         }
     }
 
@@ -311,24 +350,50 @@ impl BotApi {
         P::Output: DeserializeOwned,
     {
         let body = serde_json::to_vec(payload).map_err(|e| ApiCallError::Decode(e.to_string()))?;
-        let method = method_name(P::NAME);
+        let json = |request: RequestBuilder| {
+            let request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
+            std::future::ready(Ok(request))
+        };
+        self.request(&method_name(P::NAME), chat_of(&body), payload.timeout_hint(), json).await
+    }
+
+    /// Calls `method` with the body `body` puts on each attempt's request (JSON, or a multipart form made
+    /// afresh), paced for `chat` and retried as [`BotApi::call`] says.
+    pub(super) async fn request<T, F, Fut>(
+        &self,
+        method: &str,
+        chat: Option<i64>,
+        timeout: Option<Duration>,
+        body: F,
+    ) -> Result<T, ApiCallError>
+    where
+        T: DeserializeOwned,
+        F: Fn(RequestBuilder) -> Fut,
+        Fut: Future<Output = Result<RequestBuilder, ApiCallError>>,
+    {
         if let Some(pacer) = &self.pacer
-            && paced(&method)
-            && let Some(chat) = chat_of(&body)
+            && paced(method)
+            && let Some(chat) = chat
         {
             pacer.acquire(chat).await;
         }
+        let url = self.base.join(method).map_err(|e| ApiCallError::Decode(e.to_string()))?;
         let mut attempt: u32 = 0;
         loop {
-            let result = self.send::<P::Output>(&method, body.clone(), payload.timeout_hint()).await;
+            let mut request = body(self.http.post(url.clone())).await?;
+            if let Some(hint) = timeout {
+                request = request.timeout(hint + Duration::from_secs(10));
+            }
+            let result = send::<T>(request).await;
             // Every attempt is counted, so 429s and 5xx show even when a retry then succeeds.
             metrics::api_call(
-                &method,
+                method,
                 &match &result {
                     Ok(_) => "ok".to_owned(),
                     Err(ApiCallError::Api { code, .. }) => code.to_string(),
                     Err(ApiCallError::Network(_)) => "network".to_owned(),
                     Err(ApiCallError::Decode(_)) => "decode".to_owned(),
+                    Err(ApiCallError::File(_)) => "file".to_owned(),
                 },
             );
             let pause = match &result {
@@ -341,44 +406,6 @@ impl BotApi {
             tokio::time::sleep(pause).await;
             attempt += 1;
         }
-    }
-
-    async fn send<T: DeserializeOwned>(
-        &self,
-        method: &str,
-        body: Vec<u8>,
-        timeout: Option<Duration>,
-    ) -> Result<T, ApiCallError> {
-        let url = self.base.join(method).map_err(|e| ApiCallError::Decode(e.to_string()))?;
-        let mut request = self.http.post(url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
-        if let Some(hint) = timeout {
-            request = request.timeout(hint + Duration::from_secs(10));
-        }
-        // `without_url`: the URL holds the token.
-        let network = |e: reqwest::Error| ApiCallError::Network(crate::tls::describe(&e.without_url()));
-        let response = request.send().await.map_err(network)?;
-        let status = response.status();
-        let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).cloned();
-        let body = response.bytes().await.map_err(network)?;
-        if !status.is_success() {
-            // The status decides before the body: a proxy's HTML 502 page is retried like Telegram's JSON 502.
-            return Err(match serde_json::from_slice::<Answer<IgnoredAny>>(&body) {
-                Ok(answer) if !answer.ok => api_error(answer, status.as_u16()),
-                _ => ApiCallError::Api {
-                    code: status.as_u16(),
-                    description: format!(
-                        "HTTP {status} with a {} body instead of a Bot API answer",
-                        content_type.as_ref().and_then(|t| t.to_str().ok()).unwrap_or("non-JSON")
-                    ),
-                    retry_after: None,
-                },
-            });
-        }
-        let answer: Answer<T> = serde_json::from_slice(&body).map_err(|e| ApiCallError::Decode(e.to_string()))?;
-        if !answer.ok {
-            return Err(api_error(answer, status.as_u16()));
-        }
-        answer.result.ok_or_else(|| ApiCallError::Decode("ok without a result".to_owned()))
     }
 
     /// `getMe`.

@@ -1,0 +1,246 @@
+//! Files up and down. [`BotApi::send_file`] sends a photo, document, audio, video, voice note, animation, sticker
+//! or video note ([`FileKind`]) from an [`InputFile`]: a `file_id` Telegram has, a URL it fetches, bytes made in
+//! memory or a local file streamed from disk, as a multipart upload. [`BotApi::get_file`] and
+//! [`BotApi::download`] bring a user's file down through the Bot API's file endpoint, streamed and size-capped.
+//! Neither the token (it is in both URLs) nor a file's bytes reach a log line or an error.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use reqwest::{
+    RequestBuilder, Url,
+    multipart::{Form, Part},
+};
+use serde::Deserialize;
+use teloxide_core::types::{ChatId, Message, ParseMode, ReplyMarkup};
+
+use super::{ApiCallError, BotApi};
+
+/// The largest file a bot may upload (the Bot API's limit for multipart uploads).
+pub const UPLOAD_LIMIT: u64 = 50 * 1024 * 1024;
+
+/// The largest file a bot may download through the Bot API.
+pub const DOWNLOAD_LIMIT: u64 = 20 * 1024 * 1024;
+
+/// A file to send.
+#[derive(Debug, Clone)]
+pub enum InputFile {
+    /// A file Telegram already has: the `file_id` of an earlier message.
+    Id(String),
+    /// A URL Telegram downloads the file from.
+    Url(Url),
+    /// Bytes made in memory, uploaded under `name` (the name decides how Telegram shows a document).
+    Bytes {
+        /// The file name.
+        name: String,
+        /// The content.
+        data: Bytes,
+    },
+    /// A local file, streamed from disk when sent (read again if the send is retried).
+    Path(PathBuf),
+}
+
+impl InputFile {
+    /// Bytes uploaded as `name`.
+    pub fn bytes(name: impl Into<String>, data: impl Into<Bytes>) -> InputFile {
+        InputFile::Bytes { name: name.into(), data: data.into() }
+    }
+
+    /// A local file.
+    pub fn path(path: impl Into<PathBuf>) -> InputFile {
+        InputFile::Path(path.into())
+    }
+
+    /// The form part of an upload, or `None` for an id or a URL (sent as text).
+    async fn part(&self) -> Result<Option<Part>, ApiCallError> {
+        match self {
+            InputFile::Id(_) | InputFile::Url(_) => Ok(None),
+            InputFile::Bytes { name, data } => {
+                if data.len() as u64 > UPLOAD_LIMIT {
+                    return Err(too_big(name, data.len() as u64));
+                }
+                Ok(Some(Part::stream_with_length(data.clone(), data.len() as u64).file_name(name.clone())))
+            }
+            InputFile::Path(path) => {
+                let name = path.file_name().map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned());
+                let unreadable = |e: std::io::Error| ApiCallError::File(format!("cannot read {}: {e}", path.display()));
+                let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+                let size = file.metadata().await.map_err(unreadable)?.len();
+                if size > UPLOAD_LIMIT {
+                    return Err(too_big(&name, size));
+                }
+                Ok(Some(Part::stream_with_length(file, size).file_name(name)))
+            }
+        }
+    }
+
+    /// The text of an id or a URL.
+    fn text(&self) -> Option<String> {
+        match self {
+            InputFile::Id(id) => Some(id.clone()),
+            InputFile::Url(url) => Some(url.to_string()),
+            InputFile::Bytes { .. } | InputFile::Path(_) => None,
+        }
+    }
+}
+
+fn too_big(name: &str, size: u64) -> ApiCallError {
+    ApiCallError::File(format!("{name} is {size} bytes; the Bot API takes uploads of at most {UPLOAD_LIMIT} bytes"))
+}
+
+/// What a file is sent as: the method and its file field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// `sendPhoto`.
+    Photo,
+    /// `sendDocument`.
+    Document,
+    /// `sendAudio`.
+    Audio,
+    /// `sendVideo`.
+    Video,
+    /// `sendVoice`.
+    Voice,
+    /// `sendAnimation`.
+    Animation,
+    /// `sendSticker` (no caption).
+    Sticker,
+    /// `sendVideoNote` (no caption).
+    VideoNote,
+}
+
+impl FileKind {
+    /// The Bot API method and the name of its file field.
+    fn method_and_field(self) -> (&'static str, &'static str) {
+        match self {
+            FileKind::Photo => ("sendPhoto", "photo"),
+            FileKind::Document => ("sendDocument", "document"),
+            FileKind::Audio => ("sendAudio", "audio"),
+            FileKind::Video => ("sendVideo", "video"),
+            FileKind::Voice => ("sendVoice", "voice"),
+            FileKind::Animation => ("sendAnimation", "animation"),
+            FileKind::Sticker => ("sendSticker", "sticker"),
+            FileKind::VideoNote => ("sendVideoNote", "video_note"),
+        }
+    }
+}
+
+/// The rest of a file send.
+#[derive(Debug, Clone, Default)]
+pub struct FileOptions {
+    /// The caption (photos, documents, audio, video, voice notes, animations).
+    pub caption: Option<String>,
+    /// `Some(None)` sends the caption without a parse mode; `None` uses the bot's default.
+    pub parse_mode: Option<Option<ParseMode>>,
+    /// Keyboard to attach.
+    pub reply_markup: Option<ReplyMarkup>,
+}
+
+/// A file as `getFile` describes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RemoteFile {
+    /// The id to send it again or download it.
+    pub file_id: String,
+    /// Its size in bytes, when known.
+    #[serde(default)]
+    pub file_size: Option<u64>,
+    /// Where the file endpoint serves it; `None` when Telegram cannot (too big for bots).
+    #[serde(default)]
+    pub file_path: Option<String>,
+}
+
+impl BotApi {
+    /// Sends a file to `chat` as `kind`. An upload (bytes or a path) goes out as a multipart form, an id or a URL
+    /// as text; either way sends are paced and retried as [`BotApi::call`] says. A file over [`UPLOAD_LIMIT`]
+    /// or a path that cannot be read is refused before anything is sent.
+    pub async fn send_file(
+        &self,
+        chat: ChatId,
+        kind: FileKind,
+        file: InputFile,
+        options: FileOptions,
+    ) -> Result<Message, ApiCallError> {
+        let (method, field) = kind.method_and_field();
+        let mut fields = vec![("chat_id".to_owned(), chat.0.to_string())];
+        if let Some(caption) = options.caption {
+            fields.push(("caption".to_owned(), caption));
+            if let Some(mode) = options.parse_mode.unwrap_or(self.parse_mode) {
+                fields.push(("parse_mode".to_owned(), parse_mode_name(mode).to_owned()));
+            }
+        }
+        if let Some(markup) = &options.reply_markup {
+            let json = serde_json::to_string(markup).map_err(|e| ApiCallError::Decode(e.to_string()))?;
+            fields.push(("reply_markup".to_owned(), json));
+        }
+        if let Some(text) = file.text() {
+            fields.push((field.to_owned(), text));
+        } else {
+            // Checked once before the first attempt, so that a refused file is never half sent.
+            file.part().await?;
+        }
+        let form = |request: RequestBuilder| {
+            let (fields, file) = (fields.clone(), file.clone());
+            async move {
+                let mut form = Form::new();
+                for (name, value) in fields {
+                    form = form.text(name, value);
+                }
+                if let Some(part) = file.part().await? {
+                    form = form.part(field, part);
+                }
+                Ok(request.multipart(form))
+            }
+        };
+        self.request(method, Some(chat.0), None, form).await
+    }
+
+    /// `getFile`: where the file endpoint serves a file.
+    pub async fn get_file(&self, file_id: &str) -> Result<RemoteFile, ApiCallError> {
+        let body = serde_json::to_vec(&serde_json::json!({ "file_id": file_id }))
+            .map_err(|e| ApiCallError::Decode(e.to_string()))?;
+        let json = |request: RequestBuilder| {
+            let request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
+            std::future::ready(Ok(request))
+        };
+        self.request("getFile", None, None, json).await
+    }
+
+    /// Downloads the file at `file_path` (from [`BotApi::get_file`]), refusing one over `limit` bytes before or
+    /// while it streams, so a large file never fills memory.
+    pub async fn download(&self, file_path: &str, limit: u64) -> Result<Bytes, ApiCallError> {
+        let url = self.files.join(file_path).map_err(|e| ApiCallError::Decode(e.to_string()))?;
+        // `without_url`: the URL holds the token.
+        let network = |e: reqwest::Error| ApiCallError::Network(crate::tls::describe(&e.without_url()));
+        let mut response = self.http.get(url).send().await.map_err(network)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(ApiCallError::Api {
+                code: status.as_u16(),
+                description: format!("the file endpoint answered {status}"),
+                retry_after: None,
+            });
+        }
+        let over = |size: u64| ApiCallError::File(format!("the file is over the {limit} bytes allowed ({size} bytes)"));
+        if let Some(size) = response.content_length().filter(|size| *size > limit) {
+            return Err(over(size));
+        }
+        let mut data = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(network)? {
+            if (data.len() + chunk.len()) as u64 > limit {
+                return Err(over((data.len() + chunk.len()) as u64));
+            }
+            data.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(data))
+    }
+}
+
+/// The Bot API's name for a parse mode.
+fn parse_mode_name(mode: ParseMode) -> &'static str {
+    match mode {
+        ParseMode::Html => "HTML",
+        ParseMode::MarkdownV2 => "MarkdownV2",
+        #[allow(deprecated)]
+        ParseMode::Markdown => "Markdown",
+    }
+}
