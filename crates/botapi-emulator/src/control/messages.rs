@@ -1,0 +1,260 @@
+//! Users writing to bots: messages in private chats and groups, edits, button clicks, and raw updates of any
+//! type.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    routing::post,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Answer, ControlError, UserRef, bad, find};
+use crate::{
+    entities,
+    types::{Chat, ChatMessage, Message, MessageEntity, User},
+    world::{CallbackMeta, World, unix_now},
+};
+
+/// The routes of this topic.
+pub(super) fn routes() -> Router<Arc<World>> {
+    Router::new()
+        .route("/bots/{bot}/messages", post(user_message))
+        .route("/bots/{bot}/edits", post(user_edit))
+        .route("/bots/{bot}/callbacks", post(user_click))
+        .route("/bots/{bot}/updates", post(raw_update))
+}
+
+/// A chat as the control API accepts it for group messages.
+#[derive(Deserialize)]
+pub(super) struct ChatSpec {
+    id: i64,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    title: Option<String>,
+    username: Option<String>,
+}
+
+/// What a user action created.
+#[derive(Serialize)]
+struct Sent {
+    /// `None` when the bot's `allowed_updates` excludes the update's type.
+    update_id: Option<i64>,
+    chat_id: i64,
+    message_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    callback_query_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MessageBody {
+    from: UserRef,
+    chat: Option<ChatSpec>,
+    chat_id: Option<i64>,
+    text: String,
+    reply_to_message_id: Option<i64>,
+}
+
+pub(super) fn resolve_chat(
+    world: &World,
+    user: &User,
+    chat: Option<ChatSpec>,
+    chat_id: Option<i64>,
+) -> Result<Chat, ControlError> {
+    if let Some(spec) = chat {
+        if spec.id >= 0 {
+            return Err(bad("a group chat id must be negative"));
+        }
+        let kind = spec
+            .kind
+            .unwrap_or_else(|| if spec.id < -1_000_000_000_000 { "supergroup".into() } else { "group".into() });
+        if !matches!(kind.as_str(), "group" | "supergroup") {
+            return Err(bad("chat type must be group or supergroup"));
+        }
+        let chat = Chat {
+            id: spec.id,
+            title: Some(spec.title.unwrap_or_else(|| format!("Group {}", -spec.id))),
+            kind,
+            username: spec.username,
+            first_name: None,
+            last_name: None,
+        };
+        world.upsert_group(chat.clone());
+        return Ok(chat);
+    }
+    match chat_id {
+        None => Ok(Chat::private(user)),
+        Some(id) if id == user.id => Ok(Chat::private(user)),
+        Some(id) => world.group(id).ok_or_else(|| bad(format!("unknown chat {id}: send with a \"chat\" object first"))),
+    }
+}
+
+fn detected(text: &str) -> Option<Vec<MessageEntity>> {
+    let list: Vec<MessageEntity> = entities::detect(text)
+        .into_iter()
+        .map(|e| MessageEntity {
+            kind: e.kind,
+            offset: e.offset,
+            length: e.length,
+            url: e.url,
+            language: None,
+            user: None,
+            custom_emoji_id: None,
+        })
+        .collect();
+    (!list.is_empty()).then_some(list)
+}
+
+async fn user_message(
+    State(world): State<Arc<World>>,
+    Path(bot): Path<String>,
+    Json(body): Json<MessageBody>,
+) -> Answer {
+    let bot = find(&world, &bot)?;
+    let user = body.from.resolve(&world)?;
+    let chat = resolve_chat(&world, &user, body.chat, body.chat_id)?;
+    if body.text.is_empty() {
+        return Err(bad("text must not be empty"));
+    }
+    let sent = {
+        let mut st = bot.state.lock();
+        st.set_blocked(user.id, false);
+        let reply_to_message = match body.reply_to_message_id {
+            Some(id) => {
+                let log = st.chat_log(&chat);
+                let target = log.get_mut(id).ok_or_else(|| bad(format!("no message {id} in chat {}", chat.id)))?;
+                Some(Box::new(Message { reply_to_message: None, ..target.message.clone() }))
+            }
+            None => None,
+        };
+        let message = Message {
+            message_id: 0,
+            from: Some(user),
+            chat: chat.clone(),
+            date: unix_now(),
+            edit_date: None,
+            reply_to_message,
+            entities: detected(&body.text),
+            text: Some(body.text),
+            photo: None,
+            document: None,
+            caption: None,
+            caption_entities: None,
+            link_preview_options: None,
+            reply_markup: None,
+        };
+        let entry = ChatMessage {
+            message,
+            from_bot: false,
+            parse_mode: None,
+            raw_text: None,
+            options: Default::default(),
+            edits: Vec::new(),
+            deleted: false,
+        };
+        let message_id = st.record(entry, world.config.history_limit);
+        let payload =
+            st.chat_log(&chat).get_mut(message_id).map(|m| serde_json::to_value(&m.message).unwrap_or_default());
+        let update_id = st.push_update("message", payload.unwrap_or_default());
+        Sent { update_id, chat_id: chat.id, message_id, callback_query_id: None }
+    };
+    bot.updates.notify_waiters();
+    Ok(Json(serde_json::to_value(sent).unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+struct EditBody {
+    from: UserRef,
+    chat_id: Option<i64>,
+    message_id: i64,
+    text: String,
+}
+
+async fn user_edit(State(world): State<Arc<World>>, Path(bot): Path<String>, Json(body): Json<EditBody>) -> Answer {
+    let bot = find(&world, &bot)?;
+    let user = body.from.resolve(&world)?;
+    let chat = resolve_chat(&world, &user, None, body.chat_id)?;
+    let sent = {
+        let mut st = bot.state.lock();
+        let log = st.chat_log(&chat);
+        let entry = log
+            .get_mut(body.message_id)
+            .ok_or_else(|| bad(format!("no message {} in chat {}", body.message_id, chat.id)))?;
+        if entry.from_bot || entry.message.from.as_ref().map(|u| u.id) != Some(user.id) {
+            return Err(bad("a user can only edit their own messages"));
+        }
+        let previous = entry.message.clone();
+        entry.edits.push(previous);
+        entry.message.entities = detected(&body.text);
+        entry.message.text = Some(body.text);
+        entry.message.edit_date = Some(unix_now());
+        let payload = serde_json::to_value(&entry.message).unwrap_or_default();
+        let update_id = st.push_update("edited_message", payload);
+        Sent { update_id, chat_id: chat.id, message_id: body.message_id, callback_query_id: None }
+    };
+    bot.updates.notify_waiters();
+    Ok(Json(serde_json::to_value(sent).unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+struct ClickBody {
+    from: UserRef,
+    chat_id: Option<i64>,
+    message_id: i64,
+    data: String,
+    /// Skips the check that the message shows a button with this data.
+    #[serde(default)]
+    unchecked: bool,
+}
+
+async fn user_click(State(world): State<Arc<World>>, Path(bot): Path<String>, Json(body): Json<ClickBody>) -> Answer {
+    let bot = find(&world, &bot)?;
+    let user = body.from.resolve(&world)?;
+    let chat = resolve_chat(&world, &user, None, body.chat_id)?;
+    let sent = {
+        let mut st = bot.state.lock();
+        let log = st.chat_log(&chat);
+        let entry = log
+            .get_mut(body.message_id)
+            .ok_or_else(|| bad(format!("no message {} in chat {}", body.message_id, chat.id)))?;
+        if !entry.from_bot {
+            return Err(bad("callback queries come from the bot's own messages"));
+        }
+        if !body.unchecked && !entry.message.callback_data().contains(&body.data) {
+            return Err(bad(format!("message {} shows no button with callback_data {:?}", body.message_id, body.data)));
+        }
+        let message = serde_json::to_value(&entry.message).unwrap_or_default();
+        let id = format!("{}{:012}", bot.id % 1_000_000, world.unique());
+        let payload = json!({
+            "id": id,
+            "from": user,
+            "message": message,
+            "chat_instance": (chat.id ^ bot.id).to_string(),
+            "data": body.data,
+        });
+        st.callbacks.insert(
+            id.clone(),
+            CallbackMeta { answered: false, chat_id: chat.id, message_id: body.message_id, data: body.data },
+        );
+        let update_id = st.push_update("callback_query", payload);
+        Sent { update_id, chat_id: chat.id, message_id: body.message_id, callback_query_id: Some(id) }
+    };
+    bot.updates.notify_waiters();
+    Ok(Json(serde_json::to_value(sent).unwrap_or_default()))
+}
+
+/// Queues any update given as `{"<type>": {...}}`, e.g. a `chat_member` update.
+async fn raw_update(State(world): State<Arc<World>>, Path(bot): Path<String>, Json(body): Json<Value>) -> Answer {
+    let bot = find(&world, &bot)?;
+    let Some(object) = body.as_object().filter(|o| o.len() == 1) else {
+        return Err(bad("an update is an object with exactly one field naming its type"));
+    };
+    let Some((kind, payload)) = object.iter().next() else {
+        return Err(bad("empty update"));
+    };
+    let update_id = bot.state.lock().push_update(kind, payload.clone());
+    bot.updates.notify_waiters();
+    Ok(Json(json!({ "update_id": update_id })))
+}
