@@ -14,7 +14,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-pub(crate) use bot::{BotState, Fault, FaultAction};
+pub(crate) use bot::{BotState, Fault, FaultAction, UPDATE_TYPES};
 use parking_lot::{Mutex, RwLock};
 use serde_json::value::RawValue;
 use tokio::sync::Notify;

@@ -11,7 +11,7 @@ use crate::{
     error::ApiError,
     params::Params,
     webhook,
-    world::{BotCell, BotState, Webhook, World},
+    world::{BotCell, BotState, UPDATE_TYPES, Webhook, World},
 };
 
 /// `getUpdates`: confirms below `offset`, then answers at once or waits up to `timeout` seconds for updates.
@@ -20,7 +20,7 @@ pub(super) async fn get_updates(world: &World, bot: &BotCell, p: &Params) -> Res
     let offset = p.int("offset")?.unwrap_or(0);
     let limit = p.int("limit")?.map_or(100, |l| l.clamp(1, 100)) as usize;
     let timeout = p.int("timeout")?.unwrap_or(0).clamp(0, 3600) as u64;
-    let allowed = allowed_updates(p)?;
+    let allowed = allowed_updates(p);
     let generation = {
         let mut st = bot.state.lock();
         if st.webhook.is_some() {
@@ -90,19 +90,20 @@ pub(super) fn webhook_conflict() -> ApiError {
     )
 }
 
-pub(super) fn allowed_updates(p: &Params) -> Result<Option<Vec<String>>, ApiError> {
-    let Some(value) = p.json("allowed_updates", "can't parse allowed updates JSON object")? else {
-        return Ok(None);
-    };
-    let list = value.as_array().ok_or_else(|| ApiError::bad_request("allowed_updates must be an Array"))?;
-    list.iter()
-        .map(|v| {
-            v.as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| ApiError::bad_request("allowed_updates must be an Array of String"))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+/// `allowed_updates` as the Bot API server reads it: `None` (keep the previous setting) when the parameter is
+/// absent or is not a JSON list of strings; otherwise the update types it names that Telegram knows, matched
+/// without regard to case, unknown names ignored. An empty list asks for the default.
+pub(super) fn allowed_updates(p: &Params) -> Option<Vec<String>> {
+    let value = p.json("allowed_updates", "").ok()??;
+    let names = value.as_array()?.iter().map(Value::as_str).collect::<Option<Vec<_>>>()?;
+    let mut known: Vec<String> = Vec::new();
+    for name in names {
+        let name = name.to_ascii_lowercase();
+        if UPDATE_TYPES.contains(&name.as_str()) && !known.contains(&name) {
+            known.push(name);
+        }
+    }
+    Some(known)
 }
 
 pub(super) fn set_webhook(world: &Arc<World>, bot: &Arc<BotCell>, p: &Params) -> Result<Answer, ApiError> {
@@ -126,7 +127,7 @@ pub(super) fn set_webhook(world: &Arc<World>, bot: &Arc<BotCell>, p: &Params) ->
         }
     }
     let max_connections = p.int("max_connections")?.unwrap_or(40).clamp(1, 100) as usize;
-    let allowed = allowed_updates(p)?;
+    let allowed = allowed_updates(p);
     let drop_pending = p.bool("drop_pending_updates")?;
     let generation = {
         let mut st = bot.state.lock();
@@ -186,7 +187,7 @@ pub(super) fn webhook_info(st: &BotState) -> Value {
             info["last_error_message"] = message.clone().into();
         }
     }
-    if let Some(allowed) = st.allowed().filter(|a| !a.is_empty()) {
+    if let Some(allowed) = st.allowed() {
         info["allowed_updates"] = json!(allowed);
     }
     info

@@ -14,7 +14,35 @@ use crate::{
     types::{BotCommand, BotStats, Chat, ChatMessage, Event, User},
 };
 
-/// Update types delivered when a bot never chose (`allowed_updates` empty or unset).
+/// Every update type Telegram sends, as `allowed_updates` names them.
+pub(crate) const UPDATE_TYPES: &[&str] = &[
+    "message",
+    "edited_message",
+    "channel_post",
+    "edited_channel_post",
+    "business_connection",
+    "business_message",
+    "edited_business_message",
+    "deleted_business_messages",
+    "message_reaction",
+    "message_reaction_count",
+    "inline_query",
+    "chosen_inline_result",
+    "callback_query",
+    "shipping_query",
+    "pre_checkout_query",
+    "purchased_paid_media",
+    "poll",
+    "poll_answer",
+    "my_chat_member",
+    "chat_member",
+    "chat_join_request",
+    "chat_boost",
+    "removed_chat_boost",
+];
+
+/// Update types not delivered unless asked for by name: the reference (Bot API 6.9) names `chat_member`; the
+/// reactions, added later, joined it.
 const DEFAULT_EXCLUDED: [&str; 3] = ["chat_member", "message_reaction", "message_reaction_count"];
 
 /// A bot's mutable state.
@@ -22,6 +50,7 @@ pub(crate) struct BotState {
     pub(crate) me: User,
     pub(crate) queue: VecDeque<Pending>,
     next_update_id: i64,
+    /// The update types the bot asked for; `None` for the default.
     allowed: Option<Vec<String>>,
     pub(crate) poll_generation: u64,
     /// getUpdates calls waiting for updates now.
@@ -155,8 +184,8 @@ impl BotState {
     /// returns its id; `None` when the bot's `allowed_updates` excludes that type.
     pub(crate) fn push_update(&mut self, kind: &str, payload: Value) -> Option<i64> {
         let allowed = match &self.allowed {
-            Some(list) if !list.is_empty() => list.iter().any(|k| k == kind),
-            _ => !DEFAULT_EXCLUDED.contains(&kind),
+            Some(list) => list.iter().any(|k| k == kind),
+            None => !DEFAULT_EXCLUDED.contains(&kind),
         };
         let id = self.next_update_id;
         self.next_update_id += 1;
@@ -173,14 +202,15 @@ impl BotState {
         Some(id)
     }
 
-    /// Sets the update types to deliver from now on (`None` leaves the setting as it is).
+    /// Sets the update types to deliver from now on: `None` leaves the setting as it is, an empty list restores
+    /// the default.
     pub(crate) fn set_allowed(&mut self, allowed: Option<Vec<String>>) {
-        if allowed.is_some() {
-            self.allowed = allowed;
+        if let Some(list) = allowed {
+            self.allowed = (!list.is_empty()).then_some(list);
         }
     }
 
-    /// The current `allowed_updates` setting, for `getWebhookInfo`.
+    /// The update types the bot chose, `None` for the default, for `getWebhookInfo`.
     pub(crate) fn allowed(&self) -> Option<&[String]> {
         self.allowed.as_deref()
     }
