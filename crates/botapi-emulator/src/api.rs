@@ -45,6 +45,13 @@ pub const METHODS: &[&str] = &[
     "sendChatAction",
     "sendPhoto",
     "sendDocument",
+    "sendAudio",
+    "sendVideo",
+    "sendAnimation",
+    "sendVoice",
+    "sendVideoNote",
+    "sendSticker",
+    "getFile",
     "close",
     "logOut",
 ];
@@ -60,6 +67,8 @@ impl Answer {
         Ok(Answer::Json(Value::Bool(true)))
     }
 }
+
+pub(crate) use media::download;
 
 /// Serves `/bot<TOKEN>/<method>`.
 pub(crate) async fn handle(State(world): State<Arc<World>>, req: Request) -> Response {
@@ -185,7 +194,11 @@ async fn call(world: &Arc<World>, bot: &Arc<BotCell>, method: &str, p: &Params) 
     match method {
         "getUpdates" => updates::get_updates(world, bot, p).await,
         "setWebhook" => updates::set_webhook(world, bot, p),
-        "sendPhoto" | "sendDocument" => media::send_file(world, bot, method, p),
+        "getFile" => media::get_file(world, bot, p),
+        _ if media::kind_of(method).is_some() => {
+            let kind = media::kind_of(method).unwrap_or(crate::world::FileKind::Document);
+            media::send_media(world, bot, kind, p)
+        }
         _ => {
             let mut st = bot.state.lock();
             let result = match method {

@@ -1,9 +1,11 @@
 //! The control API under `/control/`: what a test or the demo does to the emulated Telegram. Register and reset
 //! bots, act as users (messages, commands, callback clicks, edits, group messages, blocking), read what bots
 //! sent, wait for their next event, inject faults, read the call log and counters. Submodules by topic:
-//! `messages` (users writing, editing, clicking), `members` (blocking), `faults`.
+//! `messages` (users writing, editing, clicking), `files` (stored files, users sending files), `members`
+//! (blocking), `faults`.
 
 mod faults;
+mod files;
 mod members;
 mod messages;
 
@@ -44,10 +46,11 @@ pub(crate) fn router() -> Router<Arc<World>> {
         .merge(messages::routes())
         .merge(members::routes())
         .merge(faults::routes())
+        .merge(files::routes())
 }
 
 /// A control API failure: `{"error": "..."}` with a 4xx status.
-pub(super) struct ControlError(StatusCode, String);
+pub(super) struct ControlError(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for ControlError {
     fn into_response(self) -> Response {
@@ -71,6 +74,7 @@ async fn info(State(world): State<Arc<World>>) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "bots": world.all_bots().len(),
         "flood": world.flood(),
+        "files": world.files.usage().files,
         "methods": METHODS,
     }))
 }

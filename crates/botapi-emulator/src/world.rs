@@ -4,6 +4,7 @@
 //! an await. `bot` holds `BotState`.
 
 mod bot;
+mod files;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -15,6 +16,7 @@ use std::{
 };
 
 pub(crate) use bot::{BotState, Fault, FaultAction, UPDATE_TYPES};
+pub(crate) use files::{FileInfo, FileKind, Files, MediaMeta, NewFile, Refusal, StoreError};
 use parking_lot::{Mutex, RwLock};
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
@@ -63,7 +65,7 @@ pub(crate) struct World {
     next_call: AtomicU64,
     next_id: AtomicU64,
     flood: AtomicBool,
-    files: RwLock<HashMap<String, FileInfo>>,
+    pub(crate) files: Files,
     pub(crate) http: reqwest::Client,
     pub(crate) shutdown: CancellationToken,
 }
@@ -85,18 +87,6 @@ pub(crate) struct CallbackMeta {
     pub(crate) chat_id: i64,
     pub(crate) message_id: i64,
     pub(crate) data: String,
-}
-
-/// What the emulator knows of a file it issued an id for.
-#[derive(Debug, Clone)]
-pub(crate) struct FileInfo {
-    pub(crate) unique_id: String,
-    pub(crate) kind: &'static str,
-    pub(crate) name: Option<String>,
-    pub(crate) mime_type: Option<String>,
-    pub(crate) size: Option<u64>,
-    pub(crate) width: u32,
-    pub(crate) height: u32,
 }
 
 /// An update not yet confirmed.
@@ -159,6 +149,7 @@ impl ChatLog {
 impl World {
     pub(crate) fn new(config: EmulatorConfig, shutdown: CancellationToken) -> World {
         let flood = AtomicBool::new(config.flood);
+        let files = Files::new(config.file_limit as u64, config.storage_limit as u64);
         World {
             config,
             bots: RwLock::default(),
@@ -169,7 +160,7 @@ impl World {
             next_call: AtomicU64::new(1),
             next_id: AtomicU64::new(1),
             flood,
-            files: RwLock::default(),
+            files,
             http: reqwest::Client::new(),
             shutdown,
         }
@@ -256,7 +247,7 @@ impl World {
         bot.updates.notify_waiters();
     }
 
-    /// Forgets every bot, user and group, and the call log.
+    /// Forgets every bot, user, group and file, and the call log.
     pub(crate) fn reset(&self) {
         for bot in self.all_bots() {
             self.unregister(&bot);
@@ -264,6 +255,7 @@ impl World {
         self.users.write().clear();
         self.groups.write().clear();
         self.calls.lock().clear();
+        self.files.clear();
     }
 
     /// The user with this id, created with a default name when unknown.
@@ -300,18 +292,6 @@ impl World {
     /// Creates or replaces a group or supergroup.
     pub(crate) fn upsert_group(&self, chat: Chat) {
         self.groups.write().insert(chat.id, chat);
-    }
-
-    /// Issues a file id for a new file.
-    pub(crate) fn add_file(&self, info: FileInfo) -> String {
-        let file_id = format!("EMU{}{:08x}", info.kind, self.unique());
-        self.files.write().insert(file_id.clone(), info);
-        file_id
-    }
-
-    /// The file with this id, if the emulator issued it.
-    pub(crate) fn file(&self, file_id: &str) -> Option<FileInfo> {
-        self.files.read().get(file_id).cloned()
     }
 
     /// Whether flood simulation is on.

@@ -225,20 +225,15 @@ pub(super) fn send_message(world: &World, st: &mut BotState, p: &Params) -> Resu
         st.check_flood(&chat)?;
     }
     let message = Message {
-        message_id: 0,
         from: Some(st.me.clone()),
         chat,
         date: unix_now(),
-        edit_date: None,
         reply_to_message,
         text: Some(text),
         entities,
-        photo: None,
-        document: None,
-        caption: None,
-        caption_entities: None,
         link_preview_options,
         reply_markup: markup,
+        ..Message::default()
     };
     let options = send_options(p, &["text"]);
     Ok(Answer::Json(record_sent(world, st, message, parse_mode, Some(raw), options)))

@@ -15,7 +15,7 @@ use super::{Answer, ControlError, UserRef, bad, find};
 use crate::{
     entities,
     types::{Chat, ChatMessage, Message, MessageEntity, User},
-    world::{CallbackMeta, World, unix_now},
+    world::{BotState, CallbackMeta, World, unix_now},
 };
 
 /// The routes of this topic.
@@ -39,13 +39,42 @@ pub(super) struct ChatSpec {
 
 /// What a user action created.
 #[derive(Serialize)]
-struct Sent {
+pub(super) struct Sent {
     /// `None` when the bot's `allowed_updates` excludes the update's type.
-    update_id: Option<i64>,
-    chat_id: i64,
-    message_id: i64,
+    pub(super) update_id: Option<i64>,
+    pub(super) chat_id: i64,
+    pub(super) message_id: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    callback_query_id: Option<String>,
+    pub(super) callback_query_id: Option<String>,
+    /// The file a user sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) file_id: Option<String>,
+}
+
+impl Sent {
+    /// A message and its update.
+    pub(super) fn message(chat_id: i64, message_id: i64, update_id: Option<i64>) -> Sent {
+        Sent { update_id, chat_id, message_id, callback_query_id: None, file_id: None }
+    }
+}
+
+/// Records a message someone other than the bot sent in its chat, and queues it as an update of `kind`
+/// (`message`, `channel_post`, ...); returns the message's id and the update's.
+pub(super) fn deliver(world: &World, st: &mut BotState, message: Message, kind: &str) -> (i64, Option<i64>) {
+    let chat_id = message.chat.id;
+    let entry = ChatMessage {
+        message,
+        from_bot: false,
+        parse_mode: None,
+        raw_text: None,
+        options: Default::default(),
+        edits: Vec::new(),
+        deleted: false,
+    };
+    let message_id = st.record(entry, world.config.history_limit);
+    let stored = st.chats.get_mut(&chat_id).and_then(|log| log.get_mut(message_id));
+    let payload = stored.map(|m| serde_json::to_value(&m.message).unwrap_or_default()).unwrap_or_default();
+    (message_id, st.push_update(kind, payload))
 }
 
 #[derive(Deserialize)]
@@ -91,7 +120,7 @@ pub(super) fn resolve_chat(
     }
 }
 
-fn detected(text: &str) -> Option<Vec<MessageEntity>> {
+pub(super) fn detected(text: &str) -> Option<Vec<MessageEntity>> {
     let list: Vec<MessageEntity> = entities::detect(text)
         .into_iter()
         .map(|e| MessageEntity {
@@ -130,35 +159,16 @@ async fn user_message(
             None => None,
         };
         let message = Message {
-            message_id: 0,
             from: Some(user),
             chat: chat.clone(),
             date: unix_now(),
-            edit_date: None,
             reply_to_message,
             entities: detected(&body.text),
             text: Some(body.text),
-            photo: None,
-            document: None,
-            caption: None,
-            caption_entities: None,
-            link_preview_options: None,
-            reply_markup: None,
+            ..Message::default()
         };
-        let entry = ChatMessage {
-            message,
-            from_bot: false,
-            parse_mode: None,
-            raw_text: None,
-            options: Default::default(),
-            edits: Vec::new(),
-            deleted: false,
-        };
-        let message_id = st.record(entry, world.config.history_limit);
-        let payload =
-            st.chat_log(&chat).get_mut(message_id).map(|m| serde_json::to_value(&m.message).unwrap_or_default());
-        let update_id = st.push_update("message", payload.unwrap_or_default());
-        Sent { update_id, chat_id: chat.id, message_id, callback_query_id: None }
+        let (message_id, update_id) = deliver(&world, &mut st, message, "message");
+        Sent::message(chat.id, message_id, update_id)
     };
     bot.updates.notify_waiters();
     Ok(Json(serde_json::to_value(sent).unwrap_or_default()))
@@ -192,7 +202,7 @@ async fn user_edit(State(world): State<Arc<World>>, Path(bot): Path<String>, Jso
         entry.message.edit_date = Some(unix_now());
         let payload = serde_json::to_value(&entry.message).unwrap_or_default();
         let update_id = st.push_update("edited_message", payload);
-        Sent { update_id, chat_id: chat.id, message_id: body.message_id, callback_query_id: None }
+        Sent::message(chat.id, body.message_id, update_id)
     };
     bot.updates.notify_waiters();
     Ok(Json(serde_json::to_value(sent).unwrap_or_default()))
@@ -239,7 +249,7 @@ async fn user_click(State(world): State<Arc<World>>, Path(bot): Path<String>, Js
             CallbackMeta { answered: false, chat_id: chat.id, message_id: body.message_id, data: body.data },
         );
         let update_id = st.push_update("callback_query", payload);
-        Sent { update_id, chat_id: chat.id, message_id: body.message_id, callback_query_id: Some(id) }
+        Sent { callback_query_id: Some(id), ..Sent::message(chat.id, body.message_id, update_id) }
     };
     bot.updates.notify_waiters();
     Ok(Json(serde_json::to_value(sent).unwrap_or_default()))

@@ -3,6 +3,7 @@
 
 mod control;
 mod faults;
+mod files;
 mod garbage;
 mod helpers;
 mod polling;
