@@ -1,8 +1,9 @@
 //! The Bot API as a bot sees it: `/bot<TOKEN>/<method>`. `handle` authorizes the token, reads the parameters,
 //! applies injected faults, runs the method and logs the call; `call` hands it to the submodule of its topic:
-//! `updates` (getUpdates, webhooks), `messages` (text messages), `media` (files), `queries` (answers to user
-//! queries), `commands`.
+//! `updates` (getUpdates, webhooks), `messages` (text messages), `media` (files), `album` (`InputMedia`:
+//! albums and media edits), `queries` (answers to user queries), `commands`.
 
+mod album;
 mod commands;
 mod media;
 mod messages;
@@ -52,6 +53,8 @@ pub const METHODS: &[&str] = &[
     "sendVideoNote",
     "sendSticker",
     "getFile",
+    "sendMediaGroup",
+    "editMessageMedia",
     "close",
     "logOut",
 ];
@@ -195,6 +198,8 @@ async fn call(world: &Arc<World>, bot: &Arc<BotCell>, method: &str, p: &Params) 
         "getUpdates" => updates::get_updates(world, bot, p).await,
         "setWebhook" => updates::set_webhook(world, bot, p),
         "getFile" => media::get_file(world, bot, p),
+        "sendMediaGroup" => album::send_media_group(world, bot, p),
+        "editMessageMedia" => album::edit_message_media(world, bot, p),
         _ if media::kind_of(method).is_some() => {
             let kind = media::kind_of(method).unwrap_or(crate::world::FileKind::Document);
             media::send_media(world, bot, kind, p)

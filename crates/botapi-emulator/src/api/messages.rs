@@ -72,7 +72,12 @@ pub(super) struct Styled {
 
 /// Parses `text` with the call's `parse_mode`.
 pub(super) fn format_text(world: &World, text: &str, p: &Params) -> Result<Styled, ApiError> {
-    let mode = p.str("parse_mode")?.filter(|m| !m.trim().is_empty());
+    format_with(world, text, p.str("parse_mode")?)
+}
+
+/// Parses `text` with `mode` (a `parse_mode` value).
+pub(super) fn format_with(world: &World, text: &str, mode: Option<String>) -> Result<Styled, ApiError> {
+    let mode = mode.filter(|m| !m.trim().is_empty());
     let (plain, explicit) = match &mode {
         Some(name) => {
             let mode = ParseMode::parse(name).ok_or_else(|| ApiError::bad_request("unsupported parse_mode"))?;

@@ -1,6 +1,7 @@
 //! Integration tests of the emulator over real HTTP on loopback. One binary; `helpers` starts an emulator per
 //! test and speaks the Bot API in every encoding.
 
+mod albums;
 mod control;
 mod faults;
 mod files;
