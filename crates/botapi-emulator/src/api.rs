@@ -1,12 +1,13 @@
 //! The Bot API as a bot sees it: `/bot<TOKEN>/<method>`. `handle` authorizes the token, reads the parameters,
 //! applies injected faults, runs the method and logs the call; `call` hands it to the submodule of its topic:
 //! `updates` (getUpdates, webhooks), `messages` (text messages), `media` (files), `album` (`InputMedia`:
-//! albums and media edits), `queries` (answers to user queries), `commands`.
+//! albums and media edits), `polls`, `queries` (answers to callback, inline and payment queries), `commands`.
 
 mod album;
 mod commands;
 mod media;
 mod messages;
+mod polls;
 mod queries;
 mod updates;
 
@@ -55,6 +56,11 @@ pub const METHODS: &[&str] = &[
     "getFile",
     "sendMediaGroup",
     "editMessageMedia",
+    "sendPoll",
+    "stopPoll",
+    "answerInlineQuery",
+    "answerShippingQuery",
+    "answerPreCheckoutQuery",
     "close",
     "logOut",
 ];
@@ -215,6 +221,11 @@ async fn call(world: &Arc<World>, bot: &Arc<BotCell>, method: &str, p: &Params) 
                 "editMessageReplyMarkup" => messages::edit_reply_markup(world, &mut st, p),
                 "deleteMessage" => messages::delete_message(world, &mut st, p),
                 "answerCallbackQuery" => queries::answer_callback(world, &mut st, p),
+                "answerInlineQuery" => queries::answer_inline(world, &mut st, p),
+                "answerShippingQuery" => queries::answer_shipping(world, &mut st, p),
+                "answerPreCheckoutQuery" => queries::answer_pre_checkout(world, &mut st, p),
+                "sendPoll" => polls::send_poll(world, &mut st, p),
+                "stopPoll" => polls::stop_poll(world, &mut st, p),
                 "setMyCommands" => commands::set_my_commands(&mut st, p),
                 "getMyCommands" => commands::get_my_commands(&st, p),
                 "deleteMyCommands" => commands::delete_my_commands(&mut st, p),
@@ -226,6 +237,10 @@ async fn call(world: &Arc<World>, bot: &Arc<BotCell>, method: &str, p: &Params) 
                 bot.updates.notify_waiters();
             } else if result.is_ok() {
                 bot.events.notify_waiters();
+                // stopPoll also queues a `poll` update.
+                if method == "stopPoll" {
+                    bot.updates.notify_waiters();
+                }
             }
             result
         }

@@ -10,16 +10,20 @@
 //! # Ok(()) }
 //! ```
 //!
-//! `bot` holds [`TestBot`], `user` [`TestUser`] and [`TestGroup`], `files` [`UserFile`] and the file methods.
+//! `bot` holds [`TestBot`], `user` [`TestUser`] and [`TestGroup`], `files` [`UserFile`] and the file methods,
+//! `queries` inline and payment queries, votes and reactions, `chats` channels, memberships and business accounts.
 
 mod bot;
+mod chats;
 mod files;
+mod queries;
 mod user;
 
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, anyhow, bail};
 pub use bot::TestBot;
+pub use chats::{SharedChat, TestChannel};
 pub use files::{Storage, UserFile};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
@@ -52,6 +56,16 @@ pub struct Sent {
     /// For files a user sent: the file id the bot got.
     #[serde(default)]
     pub file_id: Option<String>,
+}
+
+/// What a control call queued for a bot besides a message.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Queued {
+    /// The update's id, or `None` when the bot's `allowed_updates` filtered it out.
+    pub update_id: Option<i64>,
+    /// The id of what the call created: an inline or payment query, a poll, a boost, a business connection.
+    #[serde(default)]
+    pub id: Option<String>,
 }
 
 /// An injected failure for the next calls of a method.

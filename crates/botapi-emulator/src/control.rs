@@ -2,12 +2,17 @@
 //! bots, act as users (messages, commands, callback clicks, edits, group messages, blocking), read what bots
 //! sent, wait for their next event, inject faults, read the call log and counters. Submodules by topic:
 //! `messages` (users writing, editing, clicking), `files` (stored files, users sending files), `members`
-//! (blocking), `faults`.
+//! (blocking, member changes, join requests), `channels` (posts, boosts), `queries` (inline and payment queries),
+//! `polls` (votes, reactions), `business` (business connections and messages), `faults`.
 
+mod business;
+mod channels;
 mod faults;
 mod files;
 mod members;
 mod messages;
+mod polls;
+mod queries;
 
 use std::{sync::Arc, time::Duration};
 
@@ -24,7 +29,7 @@ use tokio::time::Instant;
 
 use crate::{
     api::METHODS,
-    types::User,
+    types::{Chat, User},
     world::{BotCell, World},
 };
 
@@ -47,6 +52,61 @@ pub(crate) fn router() -> Router<Arc<World>> {
         .merge(members::routes())
         .merge(faults::routes())
         .merge(files::routes())
+        .merge(channels::routes())
+        .merge(queries::routes())
+        .merge(polls::routes())
+        .merge(business::routes())
+}
+
+/// A group, supergroup or channel as the control API accepts it.
+#[derive(Deserialize)]
+pub(super) struct ChatSpec {
+    id: i64,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    title: Option<String>,
+    username: Option<String>,
+}
+
+/// The group, supergroup or channel that `spec` describes (remembered from now on) or `chat_id` names (known from
+/// an earlier call), if its type is one of `kinds`; a `spec` without a type is of the first of `kinds` (a group
+/// with a 13-digit id a supergroup).
+pub(super) fn shared_chat(
+    world: &World,
+    spec: Option<ChatSpec>,
+    chat_id: Option<i64>,
+    kinds: &[&str],
+) -> Result<Chat, ControlError> {
+    let allowed = |kind: &str| {
+        if kinds.contains(&kind) { Ok(()) } else { Err(bad(format!("chat type must be {}", kinds.join(" or ")))) }
+    };
+    if let Some(spec) = spec {
+        if spec.id >= 0 {
+            return Err(bad("a group or channel id must be negative"));
+        }
+        let default = match kinds.first() {
+            Some(&"group") if spec.id < -1_000_000_000_000 => "supergroup",
+            Some(kind) => kind,
+            None => "group",
+        };
+        let kind = spec.kind.unwrap_or_else(|| default.to_owned());
+        allowed(&kind)?;
+        let title = spec.title.unwrap_or_else(|| format!("Chat {}", -spec.id));
+        let chat = Chat { id: spec.id, kind, title: Some(title), username: spec.username, ..Chat::default() };
+        world.upsert_group(chat.clone());
+        return Ok(chat);
+    }
+    let id = chat_id.ok_or_else(|| bad("give \"chat\" (an object) or \"chat_id\""))?;
+    let chat =
+        world.group(id).ok_or_else(|| bad(format!("unknown chat {id}: describe it with a \"chat\" object first")))?;
+    allowed(&chat.kind)?;
+    Ok(chat)
+}
+
+/// What a control call queued for a bot besides a message: the update's id (`None` when the bot's
+/// `allowed_updates` excludes its type) and the id of what it created (a query, poll, boost, connection).
+pub(super) fn queued(update_id: Option<i64>, id: Option<String>) -> Json<Value> {
+    Json(json!({ "update_id": update_id, "id": id }))
 }
 
 /// A control API failure: `{"error": "..."}` with a 4xx status.

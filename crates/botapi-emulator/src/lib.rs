@@ -25,7 +25,7 @@ mod world;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 pub use api::METHODS;
-pub use client::{Control, FaultSpec, TestBot, TestUser, UserFile};
+pub use client::{Control, FaultSpec, Queued, SharedChat, TestBot, TestChannel, TestUser, UserFile};
 pub use error::ApiError;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;

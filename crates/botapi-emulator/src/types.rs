@@ -1,10 +1,12 @@
 //! The Bot API objects the emulator produces (`User`, `Chat`, `Message`, ...) and the records its control API
 //! returns (`ChatMessage`, `Event`, `CallRecord`, `BotStats`). Field names and optionality follow the Bot API
-//! reference so that real clients deserialize them unchanged. `media` holds the file objects.
+//! reference so that real clients deserialize them unchanged. `media` holds the file objects, `poll` the polls.
 
 mod media;
+mod poll;
 
 pub use media::{Animation, Audio, Document, File, PhotoSize, Sticker, StoredFile, Video, VideoNote, Voice};
+pub use poll::{Poll, PollOption};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -154,6 +156,9 @@ pub struct Message {
     /// The voice note, for voice messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voice: Option<Voice>,
+    /// The poll, for polls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<Poll>,
     /// Caption of a photo, video, animation, audio, voice note or document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caption: Option<String>,

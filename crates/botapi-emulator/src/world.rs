@@ -1,10 +1,12 @@
 //! The emulated Telegram: registered bots and their update queues, users, groups, chat transcripts, the call
 //! log, fault injection and flood simulation. `World` is shared by the Bot API routes, the control API and the
 //! webhook pushers; each bot's mutable state sits behind its own short-held lock (`BotCell`), never held across
-//! an await. `bot` holds `BotState`.
+//! an await. `bot` holds `BotState`, `files` the stored files, `records` what a bot's queries, polls, memberships,
+//! business connections and boosts left behind.
 
 mod bot;
 mod files;
+mod records;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -18,6 +20,7 @@ use std::{
 pub(crate) use bot::{BotState, Fault, FaultAction, UPDATE_TYPES};
 pub(crate) use files::{FileInfo, FileKind, Files, MediaMeta, NewFile, Refusal, StoreError};
 use parking_lot::{Mutex, RwLock};
+pub(crate) use records::{Boost, Business, InlineQuery, PaymentQuery, PollRecord, STATUSES, chat_member};
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -164,6 +167,11 @@ impl World {
             http: reqwest::Client::new(),
             shutdown,
         }
+    }
+
+    /// A fresh poll id, numeric as Telegram's are.
+    pub(crate) fn poll_id(&self) -> String {
+        (5_000_000_000_000_000_000u64 + self.unique()).to_string()
     }
 
     /// A fresh number for ids that must be unique across the emulator.

@@ -51,6 +51,18 @@ pub(super) fn target_chat(world: &World, st: &BotState, p: &Params) -> Result<Ch
     if id > 0 && st.is_blocked_by(id) {
         return Err(ApiError::forbidden("bot was blocked by the user"));
     }
+    let shared = || st.chats.get(&id).map(|log| log.chat.clone()).or_else(|| world.group(id));
+    if id < 0
+        && let Some(chat) = shared()
+    {
+        return match st.member_status(id, st.me.id) {
+            Some("left") => Err(ApiError::forbidden(format!("bot is not a member of the {} chat", chat.kind))),
+            Some("kicked") => Err(ApiError::forbidden(format!("bot was kicked from the {} chat", chat.kind))),
+            Some(_) => Ok(chat),
+            None if st.chats.contains_key(&id) => Ok(chat),
+            None => Err(ApiError::bad_request("chat not found")),
+        };
+    }
     if let Some(log) = st.chats.get(&id) {
         return Ok(log.chat.clone());
     }

@@ -11,11 +11,11 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Answer, ControlError, UserRef, bad, find};
+use super::{Answer, ChatSpec, ControlError, UserRef, bad, find, members, shared_chat};
 use crate::{
     entities,
     types::{Chat, ChatMessage, Message, MessageEntity, User},
-    world::{BotState, CallbackMeta, World, unix_now},
+    world::{BotState, CallbackMeta, World, chat_member, unix_now},
 };
 
 /// The routes of this topic.
@@ -25,16 +25,6 @@ pub(super) fn routes() -> Router<Arc<World>> {
         .route("/bots/{bot}/edits", post(user_edit))
         .route("/bots/{bot}/callbacks", post(user_click))
         .route("/bots/{bot}/updates", post(raw_update))
-}
-
-/// A chat as the control API accepts it for group messages.
-#[derive(Deserialize)]
-pub(super) struct ChatSpec {
-    id: i64,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    title: Option<String>,
-    username: Option<String>,
 }
 
 /// What a user action created.
@@ -55,6 +45,15 @@ impl Sent {
     /// A message and its update.
     pub(super) fn message(chat_id: i64, message_id: i64, update_id: Option<i64>) -> Sent {
         Sent { update_id, chat_id, message_id, callback_query_id: None, file_id: None }
+    }
+}
+
+/// Notes that a user who writes in a group, and the bot that reads it, are members there unless known otherwise.
+fn joined(st: &mut BotState, chat: &Chat, user: &User) {
+    let none = serde_json::Map::new();
+    for member in [st.me.clone(), user.clone()] {
+        let status = chat_member(&member, "member", 0, &none).unwrap_or_default();
+        st.members.entry((chat.id, member.id)).or_insert(status);
     }
 }
 
@@ -86,37 +85,17 @@ struct MessageBody {
     reply_to_message_id: Option<i64>,
 }
 
+/// The chat a user writes in: a group `spec` describes, a group `chat_id` names, or the private chat.
 pub(super) fn resolve_chat(
     world: &World,
     user: &User,
     chat: Option<ChatSpec>,
     chat_id: Option<i64>,
 ) -> Result<Chat, ControlError> {
-    if let Some(spec) = chat {
-        if spec.id >= 0 {
-            return Err(bad("a group chat id must be negative"));
-        }
-        let kind = spec
-            .kind
-            .unwrap_or_else(|| if spec.id < -1_000_000_000_000 { "supergroup".into() } else { "group".into() });
-        if !matches!(kind.as_str(), "group" | "supergroup") {
-            return Err(bad("chat type must be group or supergroup"));
-        }
-        let chat = Chat {
-            id: spec.id,
-            title: Some(spec.title.unwrap_or_else(|| format!("Group {}", -spec.id))),
-            kind,
-            username: spec.username,
-            first_name: None,
-            last_name: None,
-        };
-        world.upsert_group(chat.clone());
-        return Ok(chat);
-    }
-    match chat_id {
-        None => Ok(Chat::private(user)),
-        Some(id) if id == user.id => Ok(Chat::private(user)),
-        Some(id) => world.group(id).ok_or_else(|| bad(format!("unknown chat {id}: send with a \"chat\" object first"))),
+    match (chat, chat_id) {
+        (None, None) => Ok(Chat::private(user)),
+        (None, Some(id)) if id == user.id => Ok(Chat::private(user)),
+        (spec, id) => shared_chat(world, spec, id, &["group", "supergroup"]),
     }
 }
 
@@ -149,7 +128,11 @@ async fn user_message(
     }
     let sent = {
         let mut st = bot.state.lock();
-        st.set_blocked(user.id, false);
+        // Writing to a bot the user blocked unblocks it, as the Restart button does.
+        members::set_blocked(&mut st, &user, false);
+        if chat.is_group() {
+            joined(&mut st, &chat, &user);
+        }
         let reply_to_message = match body.reply_to_message_id {
             Some(id) => {
                 let log = st.chat_log(&chat);

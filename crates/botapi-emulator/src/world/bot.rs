@@ -8,7 +8,11 @@ use std::{
 
 use serde_json::{Map, Value};
 
-use super::{CallbackMeta, ChatLog, Pending, Webhook, unix_us};
+use super::{
+    CallbackMeta, ChatLog, Pending, Webhook,
+    records::{Boost, Business, InlineQuery, PaymentQuery, PollRecord},
+    unix_us,
+};
 use crate::{
     error::ApiError,
     types::{BotCommand, BotStats, Chat, ChatMessage, Event, User},
@@ -62,6 +66,15 @@ pub(crate) struct BotState {
     events: VecDeque<Event>,
     next_seq: u64,
     pub(crate) callbacks: HashMap<String, CallbackMeta>,
+    pub(crate) inline_queries: HashMap<String, InlineQuery>,
+    pub(crate) payment_queries: HashMap<String, PaymentQuery>,
+    pub(crate) polls: HashMap<String, PollRecord>,
+    /// `ChatMember` objects by chat and user, for the chats the bot is in (itself included).
+    pub(crate) members: HashMap<(i64, i64), Value>,
+    pub(crate) business: HashMap<String, Business>,
+    pub(crate) boosts: HashMap<String, Boost>,
+    /// Reactions by chat and message, then by user.
+    pub(crate) reactions: HashMap<(i64, i64), BTreeMap<i64, Vec<Value>>>,
     pub(crate) commands: BTreeMap<String, Vec<BotCommand>>,
     faults: Vec<Fault>,
     buckets: HashMap<i64, Bucket>,
@@ -161,6 +174,13 @@ impl BotState {
             events: VecDeque::new(),
             next_seq: 1,
             callbacks: HashMap::new(),
+            inline_queries: HashMap::new(),
+            payment_queries: HashMap::new(),
+            polls: HashMap::new(),
+            members: HashMap::new(),
+            business: HashMap::new(),
+            boosts: HashMap::new(),
+            reactions: HashMap::new(),
             commands: BTreeMap::new(),
             faults: Vec::new(),
             buckets: HashMap::new(),
@@ -284,13 +304,14 @@ impl BotState {
         id
     }
 
-    /// Marks that `user_id` blocked (or unblocked) the bot.
-    pub(crate) fn set_blocked(&mut self, user_id: i64, blocked: bool) {
-        if blocked {
-            self.blocked_by.insert(user_id);
-        } else {
-            self.blocked_by.remove(&user_id);
-        }
+    /// Marks that `user_id` blocked (or unblocked) the bot; true when that changed anything.
+    pub(crate) fn set_blocked(&mut self, user_id: i64, blocked: bool) -> bool {
+        if blocked { self.blocked_by.insert(user_id) } else { self.blocked_by.remove(&user_id) }
+    }
+
+    /// The status of `user_id` in chat `chat_id`, when known.
+    pub(crate) fn member_status(&self, chat_id: i64, user_id: i64) -> Option<&str> {
+        self.members.get(&(chat_id, user_id)).and_then(|m| m["status"].as_str())
     }
 
     /// True when `user_id` blocked the bot.
