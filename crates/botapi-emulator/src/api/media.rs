@@ -186,7 +186,8 @@ pub(super) fn get_file(world: &World, bot: &BotCell, p: &Params) -> Result<Answe
 /// Serves `/file/bot<TOKEN>/<file_path>`: the bytes of a file the bot holds (401 for a bad token, 404 for a path
 /// the bot was not given).
 pub(crate) async fn download(State(world): State<Arc<World>>, req: Request) -> Response {
-    let path = req.uri().path();
+    // Clients may escape the slashes of the path (teloxide does); the server reads it decoded.
+    let path = percent_decode(req.uri().path());
     let Some((token, file_path)) = path.strip_prefix("/file/bot").and_then(|rest| rest.split_once('/')) else {
         return ApiError::new(404, "Not Found").into_response();
     };
@@ -202,4 +203,25 @@ pub(crate) async fn download(State(world): State<Arc<World>>, req: Request) -> R
     let mime_type = mime_type.unwrap_or_else(|| "application/octet-stream".into());
     let headers = [(CONTENT_TYPE, mime_type), (CONTENT_LENGTH, bytes.len().to_string())];
     (StatusCode::OK, headers, Body::from(bytes)).into_response()
+}
+
+/// `path` with its `%XX` escapes decoded (an invalid escape stays as it is).
+fn percent_decode(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

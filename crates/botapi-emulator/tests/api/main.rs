@@ -2,6 +2,7 @@
 //! test and speaks the Bot API in every encoding.
 
 mod albums;
+mod answers;
 mod control;
 mod faults;
 mod files;
