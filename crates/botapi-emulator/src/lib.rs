@@ -4,10 +4,11 @@
 //!
 //! # Layout
 //! - [`Emulator`], [`EmulatorConfig`]: start one in-process on a port of your choice (0 in tests).
-//! - `api`: the Bot API methods; `webhook`: pushing updates to webhooks.
-//! - `control`: the control API routes; [`client`]: a Rust client for them ([`Control`], [`TestBot`],
-//!   [`TestUser`]).
-//! - `world`: the emulated state; `params`: call parameters in every encoding; `entities`: `parse_mode`.
+//! - `api`: the Bot API methods and the file endpoint; `webhook`: pushing updates to webhooks.
+//! - `control`: the control API routes, one submodule per topic (messages, files, members, channels, queries,
+//!   polls, business, faults); [`client`]: a Rust client for them ([`Control`], [`TestBot`], [`TestUser`]).
+//! - `world`: the emulated state (bots, files, what queries and memberships left behind); `params`: call
+//!   parameters in every encoding; `entities`: `parse_mode`.
 //! - [`types`]: the Bot API objects and control API records.
 
 mod api;

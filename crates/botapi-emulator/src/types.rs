@@ -215,8 +215,8 @@ pub struct ChatMessage {
     pub deleted: bool,
 }
 
-/// Something a bot did that tests wait for: sent, edited or deleted a message, answered a callback, showed an
-/// action.
+/// Something a bot did that tests wait for: sent, edited or deleted a message, answered a query, showed an
+/// action, stopped a poll, downloaded a file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Position in the bot's event stream, increasing from 1.
@@ -225,7 +225,8 @@ pub struct Event {
     pub at_ms: u64,
     /// Unix time in microseconds (the same instant as `at_ms`, for latency measurements).
     pub at_us: u64,
-    /// `message`, `edit`, `delete`, `callback_answer` or `chat_action`.
+    /// `message`, `edit`, `delete`, `callback_answer`, `inline_answer`, `shipping_answer`,
+    /// `pre_checkout_answer`, `chat_action`, `poll_stop` or `download`.
     pub kind: String,
     /// Chat concerned, when there is one.
     pub chat_id: Option<i64>,
@@ -235,7 +236,7 @@ pub struct Event {
     pub message: Option<Message>,
     /// `parse_mode` of a send or edit.
     pub parse_mode: Option<String>,
-    /// Answer text, chat action, ... depending on the kind.
+    /// Answer, chat action, downloaded file, ... depending on the kind.
     pub detail: Option<Value>,
 }
 
@@ -273,7 +274,7 @@ pub struct BotStats {
     pub pending: u64,
     /// Highest `update_id` confirmed so far.
     pub last_confirmed_update_id: Option<i64>,
-    /// Messages sent (sendMessage, sendPhoto, sendDocument).
+    /// Messages sent (sendMessage, the file methods, each message of an album, sendPoll).
     pub messages_sent: u64,
     /// Successful edits.
     pub edits: u64,
