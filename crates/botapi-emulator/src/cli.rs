@@ -26,6 +26,12 @@ pub struct Args {
     /// Largest request body in bytes; larger ones get 413.
     #[arg(long, default_value_t = 50 * 1024 * 1024)]
     pub body_limit: usize,
+    /// Largest file one upload may carry, in bytes; larger ones get 413.
+    #[arg(long, default_value_t = 50 * 1024 * 1024)]
+    pub file_limit: usize,
+    /// Largest total of stored file bytes; uploads that would go over it get 413.
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    pub storage_limit: usize,
     /// First pause in milliseconds after a failed webhook delivery (doubles per failure).
     #[arg(long, default_value_t = 1000)]
     pub webhook_retry_ms: u64,
@@ -42,6 +48,8 @@ impl Args {
             accept_any_token: self.accept_any_token,
             flood: self.flood,
             body_limit: self.body_limit,
+            file_limit: self.file_limit,
+            storage_limit: self.storage_limit,
             webhook_retry_base: Duration::from_millis(self.webhook_retry_ms),
             strict_method_names: self.strict_method_names,
             ..EmulatorConfig::default()

@@ -9,15 +9,27 @@
 //! assert_eq!(reply.text.as_deref(), Some("Welcome!"));
 //! # Ok(()) }
 //! ```
+//!
+//! `bot` holds [`TestBot`], `user` [`TestUser`] and [`TestGroup`], `files` [`UserFile`] and the file methods,
+//! `queries` inline and payment queries, votes and reactions, `chats` channels, memberships and business accounts.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+mod bot;
+mod chats;
+mod files;
+mod queries;
+mod user;
+
+use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, anyhow, bail};
-use parking_lot::Mutex;
+pub use bot::TestBot;
+pub use chats::{SharedChat, TestChannel};
+pub use files::{Storage, UserFile};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
+pub use user::{TestGroup, TestUser};
 
-use crate::types::{BotStats, CallRecord, ChatMessage, Event, Message, User};
+use crate::types::{CallRecord, User};
 
 /// How long the `next_*` helpers wait unless told otherwise.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
@@ -27,42 +39,6 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 pub struct Control {
     http: reqwest::Client,
     base: String,
-}
-
-/// A bot registered in the emulator.
-#[derive(Clone)]
-pub struct TestBot {
-    /// The bot's user id (the token's digits).
-    pub id: i64,
-    /// Its username, without `@`.
-    pub username: String,
-    /// Its token, for pointing a client at the emulator.
-    pub token: String,
-    control: Control,
-}
-
-impl std::fmt::Debug for TestBot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestBot").field("id", &self.id).field("username", &self.username).finish_non_exhaustive()
-    }
-}
-
-/// A user who talks to bots; remembers, per bot and chat, which bot messages it has already read.
-#[derive(Clone)]
-pub struct TestUser {
-    /// The user's id, also the id of their private chat with any bot.
-    pub id: i64,
-    control: Control,
-    cursors: Arc<Mutex<HashMap<(i64, i64), u64>>>,
-}
-
-/// A group or supergroup users can write in.
-#[derive(Debug, Clone)]
-pub struct TestGroup {
-    /// Negative chat id.
-    pub id: i64,
-    /// Group title.
-    pub title: String,
 }
 
 /// What a user action created.
@@ -77,6 +53,19 @@ pub struct Sent {
     /// For callback clicks.
     #[serde(default)]
     pub callback_query_id: Option<String>,
+    /// For files a user sent: the file id the bot got.
+    #[serde(default)]
+    pub file_id: Option<String>,
+}
+
+/// What a control call queued for a bot besides a message.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Queued {
+    /// The update's id, or `None` when the bot's `allowed_updates` filtered it out.
+    pub update_id: Option<i64>,
+    /// The id of what the call created: an inline or payment query, a poll, a boost, a business connection.
+    #[serde(default)]
+    pub id: Option<String>,
 }
 
 /// An injected failure for the next calls of a method.
@@ -160,13 +149,20 @@ impl Control {
         if let Some(body) = body {
             request = request.json(&body);
         }
+        let bytes = self.send(request, path).await?;
+        let text = String::from_utf8_lossy(&bytes);
+        serde_json::from_str(&text).with_context(|| format!("control API {path}: unexpected answer {text}"))
+    }
+
+    /// Sends `request` to `path`; the body of a successful answer.
+    async fn send(&self, request: reqwest::RequestBuilder, path: &str) -> anyhow::Result<Vec<u8>> {
         let response = request.send().await.with_context(|| format!("control API {path}"))?;
         let status = response.status();
-        let text = response.text().await.with_context(|| format!("control API {path}"))?;
+        let bytes = response.bytes().await.with_context(|| format!("control API {path}"))?;
         if !status.is_success() {
-            bail!("control API {path}: {status}: {text}");
+            bail!("control API {path}: {status}: {}", String::from_utf8_lossy(&bytes));
         }
-        serde_json::from_str(&text).with_context(|| format!("control API {path}: unexpected answer {text}"))
+        Ok(bytes.to_vec())
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -233,159 +229,5 @@ impl Control {
             query.push(format!("method={method}"));
         }
         self.get(&format!("/calls?{}", query.join("&"))).await
-    }
-}
-
-impl TestBot {
-    fn path(&self, rest: &str) -> String {
-        format!("/bots/{}{rest}", self.id)
-    }
-
-    /// Delivery and sending counters.
-    pub async fn stats(&self) -> anyhow::Result<BotStats> {
-        self.control.get(&self.path("/stats")).await
-    }
-
-    /// Everything in a chat, oldest first, as this bot sees it.
-    pub async fn transcript(&self, chat_id: i64) -> anyhow::Result<Vec<ChatMessage>> {
-        self.control.get(&self.path(&format!("/chats/{chat_id}"))).await
-    }
-
-    /// Events after `after`, optionally of one chat and kind, waiting up to `wait` for the first.
-    pub async fn events(
-        &self,
-        after: u64,
-        chat_id: Option<i64>,
-        kind: Option<&str>,
-        wait: Duration,
-    ) -> anyhow::Result<Vec<Event>> {
-        let mut path = format!("/events?after={after}&wait_ms={}", wait.as_millis());
-        if let Some(chat_id) = chat_id {
-            path.push_str(&format!("&chat_id={chat_id}"));
-        }
-        if let Some(kind) = kind {
-            path.push_str(&format!("&kind={kind}"));
-        }
-        self.control.get(&self.path(&path)).await
-    }
-
-    /// The first event after `after` of this chat and kind, or an error after `wait`.
-    pub async fn next_event(
-        &self,
-        after: u64,
-        chat_id: Option<i64>,
-        kind: Option<&str>,
-        wait: Duration,
-    ) -> anyhow::Result<Event> {
-        let events = self.events(after, chat_id, kind, wait).await?;
-        events
-            .into_iter()
-            .next()
-            .ok_or_else(|| anyhow!("bot {} did nothing ({kind:?} in chat {chat_id:?}) within {wait:?}", self.username))
-    }
-
-    /// Callback query answers the bot gave, oldest first.
-    pub async fn callback_answers(&self) -> anyhow::Result<Vec<Event>> {
-        self.events(0, None, Some("callback_answer"), Duration::ZERO).await
-    }
-
-    /// The bot's command lists, keyed by scope and language.
-    pub async fn commands(&self) -> anyhow::Result<Value> {
-        self.control.get(&self.path("/commands")).await
-    }
-
-    /// The bot's webhook as the emulator holds it, or `Null`.
-    pub async fn webhook(&self) -> anyhow::Result<Value> {
-        let info: Value = self.control.get(&self.path("")).await?;
-        Ok(info["webhook_info"].clone())
-    }
-
-    /// Injects a fault for this bot.
-    pub async fn inject(&self, fault: FaultSpec) -> anyhow::Result<()> {
-        self.control.post::<Value>(&self.path("/faults"), fault.0).await.map(drop)
-    }
-
-    /// Removes this bot's injected faults.
-    pub async fn clear_faults(&self) -> anyhow::Result<()> {
-        self.control.call::<Value>(reqwest::Method::DELETE, &self.path("/faults"), None).await.map(drop)
-    }
-
-    /// Queues any update, given as `{"<type>": {...}}`; returns its id.
-    pub async fn push_update(&self, update: Value) -> anyhow::Result<Option<i64>> {
-        let answer: Value = self.control.post(&self.path("/updates"), update).await?;
-        Ok(answer["update_id"].as_i64())
-    }
-
-    /// Clears the bot's updates, chats, webhook, commands and counters.
-    pub async fn reset(&self) -> anyhow::Result<()> {
-        self.control.post::<Value>(&self.path("/reset"), json!({})).await.map(drop)
-    }
-
-    /// Bot API calls this bot made, oldest first, optionally of one method.
-    pub async fn calls(&self, method: Option<&str>) -> anyhow::Result<Vec<CallRecord>> {
-        self.control.calls(Some(self), method).await
-    }
-}
-
-impl TestUser {
-    /// Sends `text` to the bot in the private chat (a leading `/command` gets its `bot_command` entity).
-    pub async fn send(&self, bot: &TestBot, text: &str) -> anyhow::Result<Sent> {
-        self.control.post(&bot.path("/messages"), json!({ "from": self.id, "text": text })).await
-    }
-
-    /// Sends `text` in a group the bot is in.
-    pub async fn send_in(&self, bot: &TestBot, group: &TestGroup, text: &str) -> anyhow::Result<Sent> {
-        let chat = json!({ "id": group.id, "title": group.title });
-        self.control.post(&bot.path("/messages"), json!({ "from": self.id, "chat": chat, "text": text })).await
-    }
-
-    /// Edits one of the user's own messages in the private chat.
-    pub async fn edit(&self, bot: &TestBot, message_id: i64, text: &str) -> anyhow::Result<Sent> {
-        let body = json!({ "from": self.id, "message_id": message_id, "text": text });
-        self.control.post(&bot.path("/edits"), body).await
-    }
-
-    /// Clicks the inline button with `data` on a message the bot sent.
-    pub async fn click(&self, bot: &TestBot, message: &Message, data: &str) -> anyhow::Result<Sent> {
-        let body =
-            json!({ "from": self.id, "chat_id": message.chat.id, "message_id": message.message_id, "data": data });
-        self.control.post(&bot.path("/callbacks"), body).await
-    }
-
-    /// Clicks a button whether or not the message still shows it: a click on a keyboard the user still sees
-    /// before an edit reached them (a double tap).
-    pub async fn click_stale(&self, bot: &TestBot, message: &Message, data: &str) -> anyhow::Result<Sent> {
-        let body = json!({
-            "from": self.id, "chat_id": message.chat.id, "message_id": message.message_id, "data": data, "unchecked": true,
-        });
-        self.control.post(&bot.path("/callbacks"), body).await
-    }
-
-    /// Blocks the bot: its sends to this user fail with 403.
-    pub async fn block(&self, bot: &TestBot) -> anyhow::Result<()> {
-        self.control.post::<Value>(&bot.path("/block"), json!({ "user_id": self.id })).await.map(drop)
-    }
-
-    /// Unblocks the bot.
-    pub async fn unblock(&self, bot: &TestBot) -> anyhow::Result<()> {
-        self.control.post::<Value>(&bot.path("/unblock"), json!({ "user_id": self.id })).await.map(drop)
-    }
-
-    /// The next message the bot sends in the private chat, waiting up to [`DEFAULT_WAIT`].
-    pub async fn next_message_from(&self, bot: &TestBot) -> anyhow::Result<Message> {
-        self.next_message_in(bot, self.id, DEFAULT_WAIT).await
-    }
-
-    /// The next message the bot sends in `chat_id` that this handle has not returned yet, waiting up to `wait`.
-    pub async fn next_message_in(&self, bot: &TestBot, chat_id: i64, wait: Duration) -> anyhow::Result<Message> {
-        let after = self.cursors.lock().get(&(bot.id, chat_id)).copied().unwrap_or(0);
-        let event = bot.next_event(after, Some(chat_id), Some("message"), wait).await?;
-        self.cursors.lock().insert((bot.id, chat_id), event.seq);
-        event.message.ok_or_else(|| anyhow!("message event without a message"))
-    }
-
-    /// Every message in the private chat with the bot, oldest first.
-    pub async fn transcript(&self, bot: &TestBot) -> anyhow::Result<Vec<ChatMessage>> {
-        bot.transcript(self.id).await
     }
 }

@@ -4,10 +4,11 @@
 //!
 //! # Layout
 //! - [`Emulator`], [`EmulatorConfig`]: start one in-process on a port of your choice (0 in tests).
-//! - `api`: the Bot API methods; `webhook`: pushing updates to webhooks.
-//! - `control`: the control API routes; [`client`]: a Rust client for them ([`Control`], [`TestBot`],
-//!   [`TestUser`]).
-//! - `world`: the emulated state; `params`: call parameters in every encoding; `entities`: `parse_mode`.
+//! - `api`: the Bot API methods and the file endpoint; `webhook`: pushing updates to webhooks.
+//! - `control`: the control API routes, one submodule per topic (messages, files, members, channels, queries,
+//!   polls, business, faults); [`client`]: a Rust client for them ([`Control`], [`TestBot`], [`TestUser`]).
+//! - `world`: the emulated state (bots, files, what queries and memberships left behind); `params`: call
+//!   parameters in every encoding; `entities`: `parse_mode`.
 //! - [`types`]: the Bot API objects and control API records.
 
 mod api;
@@ -25,7 +26,7 @@ mod world;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 pub use api::METHODS;
-pub use client::{Control, FaultSpec, TestBot, TestUser};
+pub use client::{Control, FaultSpec, Queued, SharedChat, TestBot, TestChannel, TestUser, UserFile};
 pub use error::ApiError;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -40,6 +41,12 @@ pub struct EmulatorConfig {
     pub flood: bool,
     /// Largest request body accepted; larger ones get 413.
     pub body_limit: usize,
+    /// Largest file one upload may carry (Telegram's limit for bots is 50 MB); larger ones get 413.
+    pub file_limit: usize,
+    /// Largest total of stored file bytes; an upload that would go over it gets 413.
+    pub storage_limit: usize,
+    /// Largest file `getFile` serves (Telegram's limit for bots is 20 MB); larger ones get 400.
+    pub download_limit: usize,
     /// First pause after a failed webhook delivery; it doubles per failure.
     pub webhook_retry_base: Duration,
     /// Longest pause between webhook delivery attempts.
@@ -63,6 +70,9 @@ impl Default for EmulatorConfig {
             accept_any_token: false,
             flood: false,
             body_limit: 50 * 1024 * 1024,
+            file_limit: 50 * 1024 * 1024,
+            storage_limit: 1024 * 1024 * 1024,
+            download_limit: 20 * 1024 * 1024,
             webhook_retry_base: Duration::from_secs(1),
             webhook_retry_max: Duration::from_secs(60),
             webhook_timeout: Duration::from_secs(30),

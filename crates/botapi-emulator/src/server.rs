@@ -1,6 +1,6 @@
-//! The HTTP server: one axum router for the Bot API (`/bot<TOKEN>/<method>`) and the control API
-//! (`/control/...`), served over HTTP/1.1 by our own accept loop so that a fault can close one connection
-//! without answering (`ConnKill`).
+//! The HTTP server: one axum router for the Bot API (`/bot<TOKEN>/<method>`), its file endpoint
+//! (`/file/bot<TOKEN>/<file_path>`) and the control API (`/control/...`), served over HTTP/1.1 by our own accept
+//! loop so that a fault can close one connection without answering (`ConnKill`).
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use axum::{
     Router,
     body::Body,
     extract::{DefaultBodyLimit, Request},
+    routing::get,
 };
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -26,6 +27,7 @@ pub(crate) fn router(world: Arc<World>) -> Router {
     let limit = world.config.body_limit;
     Router::new()
         .nest("/control", control::router())
+        .route("/file/{*path}", get(api::download))
         .fallback(api::handle)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(world)

@@ -1,6 +1,12 @@
 //! The Bot API objects the emulator produces (`User`, `Chat`, `Message`, ...) and the records its control API
 //! returns (`ChatMessage`, `Event`, `CallRecord`, `BotStats`). Field names and optionality follow the Bot API
-//! reference so that real clients deserialize them unchanged.
+//! reference so that real clients deserialize them unchanged. `media` holds the file objects, `poll` the polls.
+
+mod media;
+mod poll;
+
+pub use media::{Animation, Audio, Document, File, PhotoSize, Sticker, StoredFile, Video, VideoNote, Voice};
+pub use poll::{Poll, PollOption};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -25,8 +31,8 @@ pub struct User {
     pub language_code: Option<String>,
 }
 
-/// A chat (`Chat` in the Bot API): private chats have positive ids, groups and supergroups negative ones.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A chat (`Chat` in the Bot API): private chats have positive ids, groups, supergroups and channels negative ones.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Chat {
     /// Unique identifier.
     pub id: i64,
@@ -90,50 +96,22 @@ pub struct MessageEntity {
     pub custom_emoji_id: Option<String>,
 }
 
-/// One size of a photo (`PhotoSize`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PhotoSize {
-    /// Identifier to send the file again.
-    pub file_id: String,
-    /// Identifier stable across bots.
-    pub file_unique_id: String,
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// Size in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file_size: Option<u64>,
-}
-
-/// A general file (`Document`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Document {
-    /// Identifier to send the file again.
-    pub file_id: String,
-    /// Identifier stable across bots.
-    pub file_unique_id: String,
-    /// Original file name, if known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file_name: Option<String>,
-    /// MIME type, if known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mime_type: Option<String>,
-    /// Size in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file_size: Option<u64>,
-}
-
 /// A message (`Message`), as sent by a user or by a bot.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// Identifier, increasing within the chat.
     pub message_id: i64,
-    /// Sender.
+    /// Sender; absent for channel posts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<User>,
+    /// The chat the message was sent on behalf of: the channel, for channel posts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_chat: Option<Chat>,
     /// Chat the message belongs to.
     pub chat: Chat,
+    /// The business connection the message came through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_connection_id: Option<String>,
     /// Unix time in seconds when it was sent.
     pub date: i64,
     /// Unix time in seconds of the last edit.
@@ -142,6 +120,12 @@ pub struct Message {
     /// The message this one replies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to_message: Option<Box<Message>>,
+    /// The album (`sendMediaGroup`) the message belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_group_id: Option<String>,
+    /// Signature of the post's author, in channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_signature: Option<String>,
     /// Text, for text messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
@@ -151,10 +135,31 @@ pub struct Message {
     /// Photo sizes, for photos.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub photo: Option<Vec<PhotoSize>>,
-    /// The file, for documents.
+    /// The animation, for animations (which also set `document`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub animation: Option<Animation>,
+    /// The music file, for audio messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<Audio>,
+    /// The file, for documents and animations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub document: Option<Document>,
-    /// Caption of a photo or document.
+    /// The sticker, for stickers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticker: Option<Sticker>,
+    /// The video, for videos.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<Video>,
+    /// The round video, for video notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_note: Option<VideoNote>,
+    /// The voice note, for voice messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<Voice>,
+    /// The poll, for polls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<Poll>,
+    /// Caption of a photo, video, animation, audio, voice note or document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caption: Option<String>,
     /// Entities of `caption`.
@@ -210,8 +215,8 @@ pub struct ChatMessage {
     pub deleted: bool,
 }
 
-/// Something a bot did that tests wait for: sent, edited or deleted a message, answered a callback, showed an
-/// action.
+/// Something a bot did that tests wait for: sent, edited or deleted a message, answered a query, showed an
+/// action, stopped a poll, downloaded a file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Position in the bot's event stream, increasing from 1.
@@ -220,7 +225,8 @@ pub struct Event {
     pub at_ms: u64,
     /// Unix time in microseconds (the same instant as `at_ms`, for latency measurements).
     pub at_us: u64,
-    /// `message`, `edit`, `delete`, `callback_answer` or `chat_action`.
+    /// `message`, `edit`, `delete`, `callback_answer`, `inline_answer`, `shipping_answer`,
+    /// `pre_checkout_answer`, `chat_action`, `poll_stop` or `download`.
     pub kind: String,
     /// Chat concerned, when there is one.
     pub chat_id: Option<i64>,
@@ -230,7 +236,7 @@ pub struct Event {
     pub message: Option<Message>,
     /// `parse_mode` of a send or edit.
     pub parse_mode: Option<String>,
-    /// Answer text, chat action, ... depending on the kind.
+    /// Answer, chat action, downloaded file, ... depending on the kind.
     pub detail: Option<Value>,
 }
 
@@ -268,7 +274,7 @@ pub struct BotStats {
     pub pending: u64,
     /// Highest `update_id` confirmed so far.
     pub last_confirmed_update_id: Option<i64>,
-    /// Messages sent (sendMessage, sendPhoto, sendDocument).
+    /// Messages sent (sendMessage, the file methods, each message of an album, sendPoll).
     pub messages_sent: u64,
     /// Successful edits.
     pub edits: u64,

@@ -251,6 +251,43 @@ async fn allowed_updates_filters_new_updates() {
 }
 
 #[tokio::test]
+async fn allowed_updates_is_remembered_and_read_as_the_reference_says() {
+    let emu = spawn().await;
+    let api = Api::new(&emu, 1000).await;
+    let member = || json!({"chat_member": {"chat": {"id": -5, "type": "group", "title": "g"}}});
+    let message = || json!({"message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"}}});
+    let delivered = |update: serde_json::Value| {
+        let bot = api.bot.clone();
+        async move { bot.push_update(update).await.unwrap().is_some() }
+    };
+    let subscribed = || async { api.ok("getWebhookInfo", json!({})).await.get("allowed_updates").cloned() };
+    // Unset: everything but chat_member and the reactions.
+    assert!(delivered(message()).await && !delivered(member()).await);
+    assert_eq!(subscribed().await, None);
+    // Names are matched without regard to case; unknown names are ignored.
+    api.ok("getUpdates", json!({"allowed_updates": ["CHAT_MEMBER", "no_such_update"]})).await;
+    assert!(delivered(member()).await && !delivered(message()).await);
+    assert_eq!(subscribed().await, Some(json!(["chat_member"])));
+    // Not specified, or not a list of strings (bad input: "not json", a number): the previous setting stays.
+    for params in [json!({}), json!({"allowed_updates": "not json"}), json!({"allowed_updates": [1]})] {
+        api.ok("getUpdates", params.clone()).await;
+        assert_eq!(subscribed().await, Some(json!(["chat_member"])), "{params}");
+    }
+    // An empty list, or one naming no known type, is the default again.
+    for list in [json!([]), json!(["no_such_update"])] {
+        api.ok("getUpdates", json!({"allowed_updates": ["chat_member"]})).await;
+        api.ok("getUpdates", json!({"allowed_updates": list})).await;
+        assert_eq!(subscribed().await, None, "{list}");
+        assert!(delivered(message()).await && !delivered(member()).await);
+    }
+    // setWebhook reads it the same way, given as a JSON string in a form.
+    let (status, _) =
+        api.form("setWebhook", &[("url", "http://127.0.0.1:9/x"), ("allowed_updates", r#"["poll"]"#)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(subscribed().await, Some(json!(["poll"])));
+}
+
+#[tokio::test]
 async fn commands_carry_their_entity_and_groups_have_negative_ids() {
     let emu = spawn().await;
     let api = Api::new(&emu, 1000).await;

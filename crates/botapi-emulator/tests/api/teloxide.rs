@@ -55,3 +55,52 @@ async fn teloxide_accepts_the_wire_format() {
     bot.set_my_commands([teloxide_core::types::BotCommand::new("start", "Start")]).await.unwrap();
     assert_eq!(bot.get_my_commands().await.unwrap()[0].command, "start");
 }
+
+#[tokio::test]
+async fn teloxide_uploads_downloads_and_sends_albums_and_polls() {
+    use teloxide_core::{
+        net::Download,
+        types::{InputFile, InputMedia, InputMediaDocument, InputMediaPhoto, InputPollOption},
+    };
+
+    let emu = spawn().await;
+    let test_bot = emu.bot(&token(5006)).await.unwrap();
+    let bot = Bot::new(token(5006)).set_api_url(emu.api_url().parse().unwrap());
+    emu.user(42).send(&test_bot, "hi").await.unwrap();
+    let bytes = b"hello, file".to_vec();
+    let sent = bot.send_document(ChatId(42), InputFile::memory(bytes.clone()).file_name("hello.txt")).await.unwrap();
+    let document = sent.document().unwrap();
+    assert_eq!(document.file_name.as_deref(), Some("hello.txt"));
+    let file = bot.get_file(document.file.id.clone()).await.unwrap();
+    let mut downloaded = Vec::new();
+    bot.download_file(&file.path, &mut downloaded).await.unwrap();
+    assert_eq!(downloaded, bytes);
+    let photo = crate::files::png();
+    let album = bot
+        .send_media_group(
+            ChatId(42),
+            [
+                InputMedia::Photo(InputMediaPhoto::new(InputFile::memory(photo.clone()).file_name("a.png"))),
+                InputMedia::Photo(InputMediaPhoto::new(InputFile::file_id(sent.document().unwrap().file.id.clone()))),
+            ],
+        )
+        .await;
+    // A document's id as a photo: refused as Telegram refuses it.
+    assert!(album.unwrap_err().to_string().contains("can't use file of type Document as Photo"));
+    let album = bot
+        .send_media_group(
+            ChatId(42),
+            [
+                InputMedia::Document(InputMediaDocument::new(InputFile::memory(bytes.clone()).file_name("a.txt"))),
+                InputMedia::Document(InputMediaDocument::new(InputFile::file_id(document.file.id.clone()))),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(album.len(), 2);
+    assert_eq!(album[0].media_group_id(), album[1].media_group_id());
+    let poll =
+        bot.send_poll(ChatId(42), "Tea?", [InputPollOption::new("yes"), InputPollOption::new("no")]).await.unwrap();
+    let stopped = bot.stop_poll(ChatId(42), poll.id).await.unwrap();
+    assert!(stopped.is_closed);
+}

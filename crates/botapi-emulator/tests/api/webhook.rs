@@ -16,12 +16,12 @@ use tokio::sync::Semaphore;
 use crate::helpers::{Api, eventually, spawn};
 
 /// Secret header and body of each request a webhook endpoint accepted.
-type Received = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+pub(crate) type Received = Arc<Mutex<Vec<(Option<String>, Value)>>>;
 
 /// A webhook endpoint that records what it receives.
 #[derive(Clone, Default)]
-struct Receiver {
-    received: Received,
+pub(crate) struct Receiver {
+    pub(crate) received: Received,
     /// Answer 500 to this many requests first.
     fail: Arc<AtomicUsize>,
     /// When set, each request waits for a permit before answering.
@@ -31,7 +31,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn start(self) -> (Receiver, String) {
+    pub(crate) async fn start(self) -> (Receiver, String) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let app = Router::new().route("/hook", post(receive)).with_state(self.clone());
