@@ -10,6 +10,7 @@ mod db;
 mod deploy;
 mod docs;
 mod failures;
+mod files;
 mod fsm;
 mod helpers;
 mod http;
