@@ -23,7 +23,7 @@ use super::{
 use crate::{
     plugins::{BotHandle, Ctx, HandlerError},
     storage::events::{self, PluginFailure},
-    telegram::unreadable_callback,
+    telegram::{unknown_type, unreadable_callback},
     telemetry::metrics::{self, Outcome},
 };
 
@@ -81,6 +81,11 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 pub(crate) async fn handle_update(runtime: Arc<BotRuntime>, update: Update) {
     let started = Instant::now();
     let bot = &runtime.bot;
+    if let Some(kind) = unknown_type(&update) {
+        skip_unknown(bot.id.as_str(), kind);
+        runtime.health.updates_handled.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     if let Some(id) = unreadable_callback(&update)
         && let Err(e) = bot.api.answer_callback_query(id, None).await
     {
@@ -125,6 +130,21 @@ pub(crate) async fn handle_update(runtime: Arc<BotRuntime>, update: Update) {
         warn!(bot_id = %bot.id, error = %bot.redact(format!("{e:#}")), "answering a callback failed");
     }
     runtime.health.updates_handled.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts an update of a type this build does not know; the first of each type is logged. Nothing handles it,
+/// and it is confirmed like any other.
+fn skip_unknown(bot_id: &str, kind: &str) {
+    /// Types logged so far, at most `MAX_LOGGED` (a server inventing types must not grow memory).
+    static LOGGED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    const MAX_LOGGED: usize = 64;
+    metrics::update_unknown(bot_id);
+    let kind: String = kind.chars().take(64).collect();
+    let mut logged = LOGGED.lock();
+    if logged.len() < MAX_LOGGED && !logged.contains(&kind) {
+        warn!(bot_id, update_type = %kind, "skipped an update of a type this version does not know (logged once per type)");
+        logged.push(kind);
+    }
 }
 
 async fn report_error(runtime: &BotRuntime, cx: &Ctx, plugin: String, error: anyhow::Error) {

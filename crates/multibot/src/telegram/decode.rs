@@ -28,7 +28,8 @@ const FILLERS: [fn() -> Value; 5] = [
 /// Decodes an update. A payload of a known type that does not decode is logged (warn, with `update_id`, the
 /// path and the error) and decoded again with its missing fields filled in; when that fails too, or the type is
 /// unknown, the update comes back as `UpdateKind::Error` (holding the id of a callback query, see
-/// [`unreadable_callback`]). Only a body that is not an update at all is an error.
+/// [`unreadable_callback`], or the unknown type's name, see [`unknown_type`]). Only a body that is not an update
+/// at all is an error.
 pub(crate) fn decode_update(raw: &[u8]) -> Result<Update, serde_json::Error> {
     let update: Update = serde_json::from_slice(raw)?;
     if !matches!(update.kind, UpdateKind::Error(_)) {
@@ -40,7 +41,11 @@ pub(crate) fn decode_update(raw: &[u8]) -> Result<Update, serde_json::Error> {
     else {
         return Ok(update);
     };
-    let Some(Err(first)) = check(&kind, &payload) else { return Ok(update) };
+    let first = match check(&kind, &payload) {
+        Some(Err(first)) => first,
+        Some(Ok(())) => return Ok(update),
+        None => return Ok(Update { id: update.id, kind: UpdateKind::Error(json!({ "unknown_type": kind })) }),
+    };
     let callback_id = payload.get("id").and_then(Value::as_str).filter(|_| kind == "callback_query").map(str::to_owned);
     let filled = fill_missing(&kind, &mut payload);
     let repaired = filled.as_ref().and_then(|_| {
@@ -68,6 +73,14 @@ pub(crate) fn decode_update(raw: &[u8]) -> Result<Update, serde_json::Error> {
 pub(crate) fn unreadable_callback(update: &Update) -> Option<CallbackQueryId> {
     match &update.kind {
         UpdateKind::Error(raw) => raw["callback_query"]["id"].as_str().map(|id| CallbackQueryId(id.to_owned())),
+        _ => None,
+    }
+}
+
+/// The type of an update this build does not know (a type the Bot API added after teloxide's release).
+pub(crate) fn unknown_type(update: &Update) -> Option<&str> {
+    match &update.kind {
+        UpdateKind::Error(raw) => raw["unknown_type"].as_str(),
         _ => None,
     }
 }
@@ -217,12 +230,15 @@ mod tests {
     #[test]
     fn unknown_types_and_hopeless_payloads_stay_errors_and_non_updates_fail() {
         let unknown = serde_json::to_vec(&json!({"update_id": 8, "future_kind": {"x": 1}})).unwrap();
-        assert!(matches!(decode_update(&unknown).unwrap().kind, UpdateKind::Error(_)));
+        let update = decode_update(&unknown).unwrap();
+        assert!(matches!(update.kind, UpdateKind::Error(_)));
+        assert_eq!(unknown_type(&update), Some("future_kind"));
         let hopeless = callback(json!("not an object"));
         assert!(matches!(decode_update(&hopeless).unwrap().kind, UpdateKind::Error(_)));
         let wrong_type = callback(json!({"id": "q3", "chat_instance": "c", "from": "someone"}));
         let update = decode_update(&wrong_type).unwrap();
         assert_eq!(unreadable_callback(&update), Some(CallbackQueryId("q3".into())), "{update:?}");
+        assert_eq!(unknown_type(&update), None, "a known type that does not decode is not an unknown type");
         assert!(decode_update(b"[1, 2]").is_err());
     }
 }
