@@ -232,6 +232,9 @@ async fn malformed_oversized_and_unknown_updates() {
     alice.send(&blog_bot, "second").await.unwrap();
     assert_eq!(alice.next_message_from(&blog_bot).await.unwrap().text.as_deref(), Some("You said: second"));
     wait_handled(&app, "blog", 2).await;
+    // The update of an unknown type was counted.
+    let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "multibot_updates_unknown_total{bot_id=\"blog\"} 1"), "{metrics}");
     app.stop().await;
 }
 
