@@ -22,4 +22,5 @@ mod runtime;
 mod scripts;
 mod storage;
 mod tls;
+mod update_types;
 mod webhook;
