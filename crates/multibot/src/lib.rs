@@ -108,11 +108,11 @@ pub mod tls;
 pub mod prelude {
     pub use async_trait::async_trait;
     pub use serde::Deserialize;
-    pub use teloxide_core::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, ParseMode};
+    pub use teloxide_core::types::{ChatId, ChatMemberStatus, InlineKeyboardButton, InlineKeyboardMarkup, ParseMode};
 
     pub use crate::plugins::{
-        CallbackFilter, ChatType, ContentType, Ctx, HandlerError, Handlers, MessageFilter, Plugin, PluginContext,
-        PluginMeta,
+        CallbackFilter, ChatType, ContentType, Ctx, HandlerError, Handlers, MemberFilter, MessageFilter, PayloadFilter,
+        Plugin, PluginContext, PluginMeta, QueryFilter, ReactionFilter, UpdateFilter,
     };
     pub use crate::telegram::{FileKind, FileOptions, InputFile};
 }

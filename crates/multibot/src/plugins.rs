@@ -2,7 +2,8 @@
 //! [`PluginRegistry`] of plugins by name, and the order a bot loads them in (dependencies first, then YAML
 //! order).
 //!
-//! - `router`: the [`Router`] handlers register on, its filters, and [`Handlers`], a plugin's view of it.
+//! - `router`: the [`Router`] handlers register on, the [`UpdateFilter`] of each update type and its filters, and
+//!   [`Handlers`], a plugin's view of it.
 //! - `ctx`: [`Ctx`], what a handler gets for one update; `keyboard`: [`check_keyboard`], Telegram's button limits.
 //! - `handle`: [`BotHandle`], the bot as its plugins see it, and the [`Notifier`] to its admins.
 //! - `builtin`: the plugins compiled in, one file each.
@@ -23,8 +24,8 @@ pub use handle::{BotHandle, Notifier};
 pub use keyboard::{CALLBACK_DATA_LIMIT, KeyboardError, check_keyboard};
 use parking_lot::RwLock;
 pub use router::{
-    CallbackFilter, ChatType, CommandInfo, ContentType, ErrorHookFn, HandlerFn, Handlers, MessageFilter, Router,
-    StateFilter,
+    CallbackFilter, ChatType, CommandInfo, ContentType, ErrorHookFn, HandlerFn, Handlers, MemberFilter, MessageFilter,
+    PayloadFilter, QueryFilter, ReactionFilter, Router, StateFilter, UpdateFilter,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;

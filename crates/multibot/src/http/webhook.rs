@@ -2,9 +2,9 @@
 //!
 //! In order: an unknown path is 404; a missing or wrong `X-Telegram-Bot-Api-Secret-Token` (compared in constant
 //! time with that bot's secret) is 401 and nothing is read; a body over [`MAX_WEBHOOK_BODY`] is 413; a body that
-//! is not an update is 400; an update of a type we do not know, or that does not decode even leniently, is 200 and
-//! ignored (a callback query of that kind still goes on, to be answered); otherwise the update goes to
-//! the bot's inbox and the answer is 200 (also for a re-delivery, which is dropped), or 503 when the inbox is
+//! is not an update is 400; an update that does not decode even leniently is 200 and ignored (a callback query of
+//! that kind still goes on, to be answered); otherwise the update goes to the bot's inbox (one of a type we do not
+//! know too, to be counted and skipped there) and the answer is 200 (also for a re-delivery, which is dropped), or 503 when the inbox is
 //! full or the bot has stopped, so that Telegram retries later.
 
 use axum::{
@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 use super::{HttpState, MAX_WEBHOOK_BODY};
 use crate::{
     runtime::webhook::Offer,
-    telegram::{decode_update, unreadable_callback},
+    telegram::{decode_update, unknown_type, unreadable_callback},
     telemetry::metrics,
 };
 
@@ -57,8 +57,12 @@ pub(super) async fn receive(State(state): State<HttpState>, uri: Uri, headers: H
             return answer(StatusCode::BAD_REQUEST);
         }
     };
-    if matches!(update.kind, UpdateKind::Error(_)) && unreadable_callback(&update).is_none() {
-        debug!(bot_id, update_id = update.id.0, "update of an unknown type ignored");
+    // An update of an unknown type goes on to be counted (`handle_update`); one that did not decode is dropped here.
+    if matches!(update.kind, UpdateKind::Error(_))
+        && unreadable_callback(&update).is_none()
+        && unknown_type(&update).is_none()
+    {
+        debug!(bot_id, update_id = update.id.0, "update that does not decode ignored");
         return answer(StatusCode::OK);
     }
     let update_id = update.id.0;

@@ -1,5 +1,9 @@
 //! [`Ctx`]: what a handler receives for one update. It reads the update, replies with the bot's default
 //! `settings`, edits and answers callbacks, and reaches the conversation's FSM ([`Fsm`], `cx.fsm()`).
+//!
+//! - `updates`: the payload of each other update type (`cx.inline_query()`, ...) and the answers they need.
+
+mod updates;
 
 use std::{
     future::{Future, IntoFuture},
@@ -14,7 +18,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use teloxide_core::types::{
-    CallbackQuery, ChatId, InlineKeyboardMarkup, Message, ParseMode, ReplyMarkup, Update, UpdateKind, User,
+    CallbackQuery, ChatId, InlineKeyboardMarkup, Message, MessageKind, ParseMode, ReplyMarkup, Update, UpdateKind, User,
 };
 
 use super::{
@@ -160,11 +164,24 @@ impl Ctx {
         &self.inner.update
     }
 
-    /// The message of a message or edited-message update, or the message of a callback query's button.
+    /// The message of a message-like update (a message, a channel post, a business message, or a new version of
+    /// one), or the message of a callback query's button.
     pub fn message(&self) -> Option<&Message> {
         match &self.inner.update.kind {
-            UpdateKind::Message(m) | UpdateKind::EditedMessage(m) => Some(m),
             UpdateKind::CallbackQuery(q) => q.message.as_ref().and_then(|m| m.regular_message()),
+            _ => self.posted(),
+        }
+    }
+
+    /// The message of a message-like update.
+    fn posted(&self) -> Option<&Message> {
+        match &self.inner.update.kind {
+            UpdateKind::Message(m)
+            | UpdateKind::EditedMessage(m)
+            | UpdateKind::ChannelPost(m)
+            | UpdateKind::EditedChannelPost(m)
+            | UpdateKind::BusinessMessage(m)
+            | UpdateKind::EditedBusinessMessage(m) => Some(m),
             _ => None,
         }
     }
@@ -182,12 +199,9 @@ impl Ctx {
         self.callback().and_then(|q| q.data.as_deref())
     }
 
-    /// The text of a message update.
+    /// The text of a message-like update.
     pub fn text(&self) -> Option<&str> {
-        match &self.inner.update.kind {
-            UpdateKind::Message(m) | UpdateKind::EditedMessage(m) => m.text(),
-            _ => None,
-        }
+        self.posted().and_then(Message::text)
     }
 
     /// The arguments after a command (`/echo hello` gives `hello`); empty when there are none.
@@ -195,17 +209,21 @@ impl Ctx {
         self.text().and_then(|t| parse_command(t, self.bot_username())).map_or("", |(_, args)| args)
     }
 
-    /// Who sent the update.
+    /// Who caused the update: the sender, the user who pressed, asked, paid, voted, reacted or changed a
+    /// membership; `None` for updates without one (channel posts, polls, anonymous reactions and counts).
     pub fn user(&self) -> Option<&User> {
         self.inner.update.from()
     }
 
-    /// The chat the update belongs to (for callbacks, the chat of the button's message, else the user's).
+    /// The chat the update belongs to: for callbacks, the chat of the button's message, else the user's; for a
+    /// business connection, the private chat with its user; `None` for updates outside any chat (inline queries
+    /// and chosen results, shipping and pre-checkout queries, paid media purchases, polls and poll answers).
     pub fn chat_id(&self) -> Option<ChatId> {
         match &self.inner.update.kind {
             UpdateKind::CallbackQuery(q) => {
                 Some(q.message.as_ref().map_or(ChatId(q.from.id.0 as i64), |m| m.chat().id))
             }
+            UpdateKind::BusinessConnection(c) => Some(ChatId(c.user_chat_id.0 as i64)),
             _ => self.inner.update.chat().map(|c| c.id),
         }
     }
@@ -216,10 +234,15 @@ impl Ctx {
         self.inner.blocked.lock().contains(&chat)
     }
 
-    /// Replies in the update's chat with the bot's default `settings`; `.keyboard(..)`, `.parse_mode(..)`,
-    /// `.plain()` adjust it, `.await` sends it.
+    /// Replies in the update's chat with the bot's default `settings` (to a business message, on behalf of the
+    /// business account); `.keyboard(..)`, `.parse_mode(..)`, `.plain()` adjust it, `.await` sends it.
     pub fn reply(&self, text: impl Into<String>) -> Reply<'_> {
-        Reply { cx: self, chat: self.chat_id(), text: text.into(), options: SendOptions::default() }
+        let business_connection_id = match self.posted().map(|m| &m.kind) {
+            Some(MessageKind::Common(common)) => common.business_connection_id.clone(),
+            _ => None,
+        };
+        let options = SendOptions { business_connection_id, ..SendOptions::default() };
+        Reply { cx: self, chat: self.chat_id(), text: text.into(), options }
     }
 
     /// Sends to any chat with the bot's default `settings`.

@@ -32,7 +32,9 @@ use self::{
     api::{Hooks, HostEnv, LuaCtx, Registrations, RouteDecl, SchemaEntry},
     vm::describe,
 };
-use super::{ConfigProblem, ErrorHookFn, HandlerFn, LoadedPlugin, PluginContext, PluginFactory, PluginMeta, Router};
+use super::{
+    ConfigProblem, ErrorHookFn, HandlerFn, LoadedPlugin, PluginContext, PluginFactory, PluginMeta, Router, UpdateFilter,
+};
 use crate::config::Settings;
 
 /// A handler still running after this long is stopped, whatever it waits on. Its CPU time is bounded by the
@@ -262,9 +264,9 @@ impl PluginFactory for ScriptPlugin {
                 RouteDecl::Command { name: command, state, admin: true, .. } => {
                     router.add_admin_command(name, &command, state, handler);
                 }
-                RouteDecl::Message(filter) => router.add_message(name, filter, handler),
-                RouteDecl::EditedMessage(filter) => router.add_edited_message(name, filter, handler),
-                RouteDecl::Callback(filter) => router.add_callback(name, filter, handler),
+                RouteDecl::Message(filter) => router.add(name, UpdateFilter::Message(filter), handler),
+                RouteDecl::EditedMessage(filter) => router.add(name, UpdateFilter::EditedMessage(filter), handler),
+                RouteDecl::Callback(filter) => router.add(name, UpdateFilter::CallbackQuery(filter), handler),
             }
         }
         for hook in registrations.error_hooks {

@@ -23,7 +23,7 @@ use super::{
 use crate::{
     plugins::{BotHandle, Ctx, HandlerError},
     storage::events::{self, PluginFailure},
-    telegram::unreadable_callback,
+    telegram::{unknown_type, unreadable_callback},
     telemetry::metrics::{self, Outcome},
 };
 
@@ -81,6 +81,10 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 pub(crate) async fn handle_update(runtime: Arc<BotRuntime>, update: Update) {
     let started = Instant::now();
     let bot = &runtime.bot;
+    if let Some(kind) = unknown_type(&update) {
+        skip_unknown(bot.id.as_str(), kind);
+        return;
+    }
     if let Some(id) = unreadable_callback(&update)
         && let Err(e) = bot.api.answer_callback_query(id, None).await
     {
@@ -127,6 +131,21 @@ pub(crate) async fn handle_update(runtime: Arc<BotRuntime>, update: Update) {
     runtime.health.updates_handled.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Counts an update of a type this build does not know; the first of each type is logged. Nothing handles it,
+/// and it is confirmed like any other.
+fn skip_unknown(bot_id: &str, kind: &str) {
+    /// Types logged so far, at most `MAX_LOGGED` (a server inventing types must not grow memory).
+    static LOGGED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    const MAX_LOGGED: usize = 64;
+    metrics::update_unknown(bot_id);
+    let kind: String = kind.chars().take(64).collect();
+    let mut logged = LOGGED.lock();
+    if logged.len() < MAX_LOGGED && !logged.contains(&kind) {
+        warn!(bot_id, update_type = %kind, "skipped an update of a type this version does not know (logged once per type)");
+        logged.push(kind);
+    }
+}
+
 async fn report_error(runtime: &BotRuntime, cx: &Ctx, plugin: String, error: anyhow::Error) {
     let bot = &runtime.bot;
     let error = HandlerError { id: error_id(), plugin, message: bot.redact(format!("{error:#}")) };
@@ -142,5 +161,47 @@ async fn report_error(runtime: &BotRuntime, cx: &Ctx, plugin: String, error: any
             Err(panic) => panic_message(panic.as_ref()),
         };
         error!(bot_id = %bot.id, plugin = %hook_plugin, error = %bot.redact(failure), "error hook failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{io::Write, sync::Arc};
+
+    use parking_lot::Mutex;
+
+    use super::skip_unknown;
+
+    /// Collects log output.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_unknown_type_is_logged_once() {
+        let capture = Capture::default();
+        let writer = {
+            let capture = capture.clone();
+            move || capture.clone()
+        };
+        let subscriber = tracing_subscriber::fmt().with_writer(writer).with_ansi(false).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for kind in ["logged_once_a", "logged_once_a", "logged_once_b", "logged_once_a"] {
+                skip_unknown("bot", kind);
+            }
+        });
+        let logged = String::from_utf8(capture.0.lock().clone()).unwrap();
+        assert_eq!(logged.lines().filter(|l| l.contains("update_type=logged_once_a")).count(), 1, "{logged}");
+        assert_eq!(logged.lines().filter(|l| l.contains("update_type=logged_once_b")).count(), 1, "{logged}");
     }
 }

@@ -27,21 +27,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const MIN_IDLE_WAIT: Duration = Duration::from_millis(5);
 const MAX_IDLE_WAIT: Duration = Duration::from_millis(500);
 
-/// The update types to ask Telegram for: those the bot's plugins handle.
+/// The update types to ask Telegram for: those the bot's plugins handle, and `my_chat_member`, which tells the
+/// runtime that a user blocked or unblocked the bot (see `middleware::track_user`).
 pub(crate) fn allowed_updates(bot: &BotHandle) -> Vec<AllowedUpdate> {
-    let mut allowed: Vec<AllowedUpdate> = bot
-        .router
-        .update_types()
-        .into_iter()
-        .filter_map(|kind| match kind {
-            "message" => Some(AllowedUpdate::Message),
-            "edited_message" => Some(AllowedUpdate::EditedMessage),
-            "callback_query" => Some(AllowedUpdate::CallbackQuery),
-            _ => None,
-        })
-        .collect();
-    if allowed.is_empty() {
-        allowed.push(AllowedUpdate::Message);
+    let mut allowed = bot.router.update_types();
+    if !allowed.contains(&AllowedUpdate::MyChatMember) {
+        allowed.push(AllowedUpdate::MyChatMember);
     }
     allowed
 }

@@ -22,8 +22,8 @@ use teloxide_core::{
     },
     requests::Payload,
     types::{
-        AllowedUpdate, BotCommand, CallbackQueryId, ChatId, InlineKeyboardMarkup, LinkPreviewOptions, Message,
-        MessageId, ParseMode, ReplyMarkup, True,
+        AllowedUpdate, BotCommand, BusinessConnectionId, CallbackQueryId, ChatId, InlineKeyboardMarkup,
+        LinkPreviewOptions, Message, MessageId, ParseMode, ReplyMarkup, True,
     },
 };
 
@@ -232,6 +232,8 @@ pub struct SendOptions {
     pub reply_markup: Option<ReplyMarkup>,
     /// Overrides `disable_web_page_preview`.
     pub disable_preview: Option<bool>,
+    /// Sends on behalf of the business account of this connection (a reply to a business message).
+    pub business_connection_id: Option<BusinessConnectionId>,
 }
 
 /// Sends one attempt and reads the Bot API's answer.
@@ -480,6 +482,9 @@ impl BotApi {
         }
         if let Some(markup) = options.reply_markup {
             payload = payload.reply_markup(markup);
+        }
+        if let Some(connection) = options.business_connection_id {
+            payload = payload.business_connection_id(connection);
         }
         self.call(&payload).await
     }

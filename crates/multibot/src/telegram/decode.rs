@@ -3,9 +3,11 @@
 //! e.g. a callback query without `chat_instance`) would make clicks vanish unanswered. [`decode_update`] logs why,
 //! once per update, fills in the missing fields with empty values and decodes again, so the update is still
 //! routed; a callback query that still does not decode keeps its id, to be answered ([`unreadable_callback`]).
+//! Where teloxide-core reads a field otherwise than the Bot API sends it, the payload is reshaped first, without a
+//! warning: the server did nothing wrong.
 
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use serde_path_to_error::{Error, Segment};
 use teloxide_core::types::{
     BusinessConnection, BusinessMessagesDeleted, CallbackQuery, CallbackQueryId, ChatBoostRemoved, ChatBoostUpdated,
@@ -28,27 +30,29 @@ const FILLERS: [fn() -> Value; 5] = [
 /// Decodes an update. A payload of a known type that does not decode is logged (warn, with `update_id`, the
 /// path and the error) and decoded again with its missing fields filled in; when that fails too, or the type is
 /// unknown, the update comes back as `UpdateKind::Error` (holding the id of a callback query, see
-/// [`unreadable_callback`]). Only a body that is not an update at all is an error.
+/// [`unreadable_callback`], or the unknown type's name, see [`unknown_type`]). Only a body that is not an update
+/// at all is an error.
 pub(crate) fn decode_update(raw: &[u8]) -> Result<Update, serde_json::Error> {
     let update: Update = serde_json::from_slice(raw)?;
     if !matches!(update.kind, UpdateKind::Error(_)) {
         return Ok(update);
     }
-    let Ok(Value::Object(mut fields)) = serde_json::from_slice::<Value>(raw) else { return Ok(update) };
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(raw) else { return Ok(update) };
     let Some((kind, mut payload)) =
         fields.iter().find(|(key, _)| *key != "update_id").map(|(k, v)| (k.clone(), v.clone()))
     else {
         return Ok(update);
     };
-    let Some(Err(first)) = check(&kind, &payload) else { return Ok(update) };
+    let adapted = adapt_to_teloxide(&kind, &mut payload);
+    let first = match check(&kind, &payload) {
+        Some(Err(first)) => first,
+        Some(Ok(())) if adapted => return Ok(reassemble(fields, &kind, payload).unwrap_or(update)),
+        Some(Ok(())) => return Ok(update),
+        None => return Ok(Update { id: update.id, kind: UpdateKind::Error(json!({ "unknown_type": kind })) }),
+    };
     let callback_id = payload.get("id").and_then(Value::as_str).filter(|_| kind == "callback_query").map(str::to_owned);
     let filled = fill_missing(&kind, &mut payload);
-    let repaired = filled.as_ref().and_then(|_| {
-        fields.insert(kind.clone(), payload);
-        // From bytes, not from the `Value`: teloxide reads the update's kind as a borrowed string.
-        let bytes = serde_json::to_vec(&Value::Object(fields)).ok()?;
-        serde_json::from_slice::<Update>(&bytes).ok().filter(|u| !matches!(u.kind, UpdateKind::Error(_)))
-    });
+    let repaired = filled.as_ref().and_then(|_| reassemble(fields, &kind, payload));
     let (path, error) = (first.path().to_string(), first.into_inner());
     match (repaired, filled) {
         (Some(repaired), Some(filled)) => {
@@ -64,10 +68,43 @@ pub(crate) fn decode_update(raw: &[u8]) -> Result<Update, serde_json::Error> {
     }
 }
 
+/// The update with `kind`'s payload replaced, decoded; `None` when it still does not decode.
+fn reassemble(mut fields: Map<String, Value>, kind: &str, payload: Value) -> Option<Update> {
+    fields.insert(kind.to_owned(), payload);
+    // From bytes, not from the `Value`: teloxide reads the update's kind as a borrowed string.
+    let bytes = serde_json::to_vec(&Value::Object(fields)).ok()?;
+    serde_json::from_slice::<Update>(&bytes).ok().filter(|u| !matches!(u.kind, UpdateKind::Error(_)))
+}
+
+/// Reshapes what teloxide-core 0.13 reads otherwise than the Bot API sends it; true when something changed.
+/// `deleted_business_messages.message_ids` is an array of integers, which teloxide reads as
+/// `[{"message_id": n}]`.
+fn adapt_to_teloxide(kind: &str, payload: &mut Value) -> bool {
+    let Some(ids) =
+        payload.get_mut("message_ids").and_then(Value::as_array_mut).filter(|_| kind == "deleted_business_messages")
+    else {
+        return false;
+    };
+    let mut changed = false;
+    for id in ids.iter_mut().filter(|id| id.is_number()) {
+        *id = json!({ "message_id": id.take() });
+        changed = true;
+    }
+    changed
+}
+
 /// The id of a callback query that did not decode: it is still answered, so the user's button stops spinning.
 pub(crate) fn unreadable_callback(update: &Update) -> Option<CallbackQueryId> {
     match &update.kind {
         UpdateKind::Error(raw) => raw["callback_query"]["id"].as_str().map(|id| CallbackQueryId(id.to_owned())),
+        _ => None,
+    }
+}
+
+/// The type of an update this build does not know (a type the Bot API added after teloxide's release).
+pub(crate) fn unknown_type(update: &Update) -> Option<&str> {
+    match &update.kind {
+        UpdateKind::Error(raw) => raw["unknown_type"].as_str(),
         _ => None,
     }
 }
@@ -215,14 +252,29 @@ mod tests {
     }
 
     #[test]
+    fn deleted_business_messages_decode_with_message_ids_as_the_bot_api_sends_them() {
+        let chat = json!({"id": 5, "type": "private", "first_name": "A"});
+        let raw = serde_json::to_vec(&json!({"update_id": 9, "deleted_business_messages":
+            {"business_connection_id": "bc", "chat": chat, "message_ids": [20, 21]}}))
+        .unwrap();
+        let UpdateKind::DeletedBusinessMessages(deleted) = decode_update(&raw).unwrap().kind else {
+            panic!("not routed")
+        };
+        assert_eq!(deleted.message_ids.iter().map(|id| id.0).collect::<Vec<_>>(), [20, 21]);
+    }
+
+    #[test]
     fn unknown_types_and_hopeless_payloads_stay_errors_and_non_updates_fail() {
         let unknown = serde_json::to_vec(&json!({"update_id": 8, "future_kind": {"x": 1}})).unwrap();
-        assert!(matches!(decode_update(&unknown).unwrap().kind, UpdateKind::Error(_)));
+        let update = decode_update(&unknown).unwrap();
+        assert!(matches!(update.kind, UpdateKind::Error(_)));
+        assert_eq!(unknown_type(&update), Some("future_kind"));
         let hopeless = callback(json!("not an object"));
         assert!(matches!(decode_update(&hopeless).unwrap().kind, UpdateKind::Error(_)));
         let wrong_type = callback(json!({"id": "q3", "chat_instance": "c", "from": "someone"}));
         let update = decode_update(&wrong_type).unwrap();
         assert_eq!(unreadable_callback(&update), Some(CallbackQueryId("q3".into())), "{update:?}");
+        assert_eq!(unknown_type(&update), None, "a known type that does not decode is not an unknown type");
         assert!(decode_update(b"[1, 2]").is_err());
     }
 }

@@ -15,6 +15,8 @@ use tracing::warn;
 pub const UPDATES_RECEIVED: &str = "multibot_updates_received_total";
 /// Updates a bot finished (`bot_id`, `plugin`, `outcome`: `handled`, `error`, `unhandled`, `refused`).
 pub const UPDATES_HANDLED: &str = "multibot_updates_handled_total";
+/// Updates of a type this build does not know, confirmed and skipped (`bot_id`).
+pub const UPDATES_UNKNOWN: &str = "multibot_updates_unknown_total";
 /// Time to handle one update, in seconds (`bot_id`).
 pub const HANDLER_DURATION: &str = "multibot_handler_duration_seconds";
 /// Bot API calls (`method`, `result`: `ok`, the Bot API error code such as `429`, `network` or `decode`).
@@ -67,6 +69,7 @@ pub fn install() -> PrometheusHandle {
 fn describe() {
     describe_counter!(UPDATES_RECEIVED, Unit::Count, "Updates a bot took in, from polling or its webhook");
     describe_counter!(UPDATES_HANDLED, Unit::Count, "Updates a bot finished, by the plugin that took it and outcome");
+    describe_counter!(UPDATES_UNKNOWN, Unit::Count, "Updates of a type this build does not know, skipped");
     describe_histogram!(HANDLER_DURATION, Unit::Seconds, "Time to handle one update");
     describe_counter!(API_CALLS, Unit::Count, "Bot API calls by method and result (ok or the error code)");
     describe_counter!(RATE_LIMITED, Unit::Count, "Updates dropped by per-user rate limiting");
@@ -85,11 +88,17 @@ fn describe() {
 pub(crate) fn bot_started(bot_id: &str) {
     counter!(UPDATES_RECEIVED, "bot_id" => bot_id.to_owned()).increment(0);
     counter!(RATE_LIMITED, "bot_id" => bot_id.to_owned()).increment(0);
+    counter!(UPDATES_UNKNOWN, "bot_id" => bot_id.to_owned()).increment(0);
 }
 
 /// A bot took in an update.
 pub(crate) fn update_received(bot_id: &str) {
     counter!(UPDATES_RECEIVED, "bot_id" => bot_id.to_owned()).increment(1);
+}
+
+/// A bot skipped an update of a type this build does not know.
+pub(crate) fn update_unknown(bot_id: &str) {
+    counter!(UPDATES_UNKNOWN, "bot_id" => bot_id.to_owned()).increment(1);
 }
 
 /// How an update ended.

@@ -23,4 +23,5 @@ mod runtime;
 mod scripts;
 mod storage;
 mod tls;
+mod update_types;
 mod webhook;

@@ -130,7 +130,12 @@ async fn a_whole_conversation_in_webhook_mode() {
     assert_eq!(blog_bot.webhook().await.unwrap()["url"], app.webhook_url("/blog"));
     let set = shop_bot.calls(Some("setWebhook")).await.unwrap();
     assert_eq!(set[0].params["secret_token"], secret_of(&app, "shop").await);
-    assert_eq!(set[0].params["allowed_updates"], json!(["message", "callback_query"]), "{:?}", set[0].params);
+    assert_eq!(
+        set[0].params["allowed_updates"],
+        json!(["message", "callback_query", "my_chat_member"]),
+        "{:?}",
+        set[0].params
+    );
     assert!(!set[0].params["url"].as_str().unwrap().contains(&token(1)), "the token is never in the URL");
 
     let alice = emu.user(1001);
@@ -227,6 +232,9 @@ async fn malformed_oversized_and_unknown_updates() {
     alice.send(&blog_bot, "second").await.unwrap();
     assert_eq!(alice.next_message_from(&blog_bot).await.unwrap().text.as_deref(), Some("You said: second"));
     wait_handled(&app, "blog", 2).await;
+    // The update of an unknown type was counted.
+    let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "multibot_updates_unknown_total{bot_id=\"blog\"} 1"), "{metrics}");
     app.stop().await;
 }
 
@@ -508,8 +516,8 @@ async fn a_webhook_bot_reloaded_in_place_keeps_its_webhook_and_updates_its_types
     let set = bot.calls(Some("setWebhook")).await.unwrap();
     assert_eq!(set.len(), 2, "{set:?}");
     assert_eq!(set[0].params["secret_token"], set[1].params["secret_token"]);
-    assert_eq!(set[0].params["allowed_updates"], json!(["message"]));
-    assert_eq!(set[1].params["allowed_updates"], json!(["message", "callback_query"]));
+    assert_eq!(set[0].params["allowed_updates"], json!(["message", "my_chat_member"]));
+    assert_eq!(set[1].params["allowed_updates"], json!(["message", "callback_query", "my_chat_member"]));
     assert!(bot.calls(Some("deleteWebhook")).await.unwrap().is_empty());
     assert!(bot.calls(Some("getUpdates")).await.unwrap().is_empty());
     app.stop().await;

@@ -1,5 +1,6 @@
 //! Access control from the bot's `access:` block: `blocked_users` are dropped without a reply, a non-empty
-//! `allowed_users` admits only those users, `admin_users` may use admin-only commands.
+//! `allowed_users` admits only those users (and no update without a sender), `admin_users` may use admin-only
+//! commands.
 
 use std::{collections::HashSet, sync::atomic::Ordering};
 
@@ -37,11 +38,13 @@ impl AccessList {
         }
     }
 
-    /// The decision for a sender (updates without one are allowed).
+    /// The decision for a sender. An update without one (a channel post, a poll, anonymous reaction counts) is
+    /// allowed only when there is no allow list: the list admits users, and such an update has none to check.
     pub fn check(&self, user: Option<i64>) -> Access {
         match user {
             Some(user) if self.blocked.contains(&user) => Access::Blocked,
             Some(user) if !self.allowed.is_empty() && !self.allowed.contains(&user) => Access::NotAllowed,
+            None if !self.allowed.is_empty() => Access::NotAllowed,
             _ => Access::Allowed,
         }
     }
@@ -86,9 +89,12 @@ mod tests {
         assert_eq!(lists.check(Some(1)), Access::Allowed);
         assert_eq!(lists.check(Some(2)), Access::Blocked);
         assert_eq!(lists.check(Some(3)), Access::NotAllowed);
-        assert_eq!(lists.check(None), Access::Allowed);
+        assert_eq!(lists.check(None), Access::NotAllowed, "an update without a sender passes no allow list");
         assert!(lists.is_admin(Some(1)) && !lists.is_admin(Some(2)) && !lists.is_admin(None));
         let open = AccessList::new(&AccessConfig::default());
         assert_eq!(open.check(Some(42)), Access::Allowed);
+        assert_eq!(open.check(None), Access::Allowed);
+        let blocking = AccessList::new(&AccessConfig { blocked_users: vec![2], ..AccessConfig::default() });
+        assert_eq!(blocking.check(None), Access::Allowed);
     }
 }

@@ -110,8 +110,9 @@ impl RateLimiter {
     }
 }
 
-/// The rate-limit step: stops an update over its sender's rate; the first one over it gets a notice (a reply, or
-/// the answer to a callback query). Updates without a sender pass.
+/// The rate-limit step: stops an update over its sender's rate; the first one over it gets a notice (the answer
+/// to a callback query, a reply to a message; other update types, such as inline queries or membership changes,
+/// get none). Updates without a sender pass.
 pub(crate) async fn admit(limiter: &RateLimiter, refusals: &Refusals, cx: &Ctx, token: &BotToken) -> Verdict {
     let Some(user) = cx.user().map(|u| u.id.0 as i64) else { return Verdict::Pass };
     let RateDecision::Limited { retry_after, notify } = limiter.check(user, Instant::now()) else {
@@ -124,8 +125,10 @@ pub(crate) async fn admit(limiter: &RateLimiter, refusals: &Refusals, cx: &Ctx, 
         let notice = format!("Too many requests, try again in {seconds} s");
         let sent = if cx.callback().is_some() {
             cx.answer_callback(Some(&notice)).await
-        } else {
+        } else if cx.message().is_some() {
             cx.reply(notice).plain().await.map(drop)
+        } else {
+            Ok(())
         };
         if let Err(e) = sent {
             warn!(bot_id = %cx.bot_id(), error = %token.redact(format!("{e:#}")), "rate-limit notice failed");

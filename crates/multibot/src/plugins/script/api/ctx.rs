@@ -48,6 +48,7 @@ impl SendOpts {
             parse_mode: self.parse_mode,
             reply_markup: self.keyboard.map(ReplyMarkup::InlineKeyboard),
             disable_preview: self.disable_preview,
+            ..SendOptions::default()
         }
     }
 }
