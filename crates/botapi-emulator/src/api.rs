@@ -200,16 +200,15 @@ async fn drop_connection(kill: Option<ConnKill>) -> Response {
 }
 
 async fn call(world: &Arc<World>, bot: &Arc<BotCell>, method: &str, p: &Params) -> Result<Answer, ApiError> {
+    if let Some(kind) = media::kind_of(method) {
+        return media::send_media(world, bot, kind, p);
+    }
     match method {
         "getUpdates" => updates::get_updates(world, bot, p).await,
         "setWebhook" => updates::set_webhook(world, bot, p),
         "getFile" => media::get_file(world, bot, p),
         "sendMediaGroup" => album::send_media_group(world, bot, p),
         "editMessageMedia" => album::edit_message_media(world, bot, p),
-        _ if media::kind_of(method).is_some() => {
-            let kind = media::kind_of(method).unwrap_or(crate::world::FileKind::Document);
-            media::send_media(world, bot, kind, p)
-        }
         _ => {
             let mut st = bot.state.lock();
             let result = match method {
