@@ -192,6 +192,7 @@ impl PluginContext {
 /// the plugin for a made-up bot, without a network, and see what it registered.
 ///
 /// ```rust
+/// # use teloxide_core::types::AllowedUpdate;
 /// use std::sync::Arc;
 ///
 /// use multibot::{
@@ -270,7 +271,7 @@ impl PluginContext {
 /// let mut router = Router::default();
 /// registry.get("poll").expect("registered").build(&cx, &mut router)?;
 /// assert_eq!(router.commands()[0].command, "poll");
-/// assert_eq!(router.update_types(), ["message", "callback_query"]);
+/// assert_eq!(router.update_types(), [AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
 /// # Ok(())
 /// # }
 /// ```

@@ -160,8 +160,9 @@ async fn a_user_who_blocked_the_bot_gets_no_error_reply() {
         serde_json::json!({ "message_id": 1000, "date": 1_800_000_000, "from": from, "chat": chat, "text": "bye" });
     bot.push_update(serde_json::json!({ "message": message })).await.unwrap();
     let id = multibot::config::BotId::parse("fragile").unwrap();
-    eventually(Duration::from_secs(10), "the update handled", || async {
-        app.manager.status_of(&id).unwrap().updates_handled == 2
+    // `hello`, the `my_chat_member` update the block queued (the user now `kicked`), and `bye`.
+    eventually(Duration::from_secs(10), "the updates handled", || async {
+        app.manager.status_of(&id).unwrap().updates_handled == 3
     })
     .await;
     let calls = bot.calls(Some("sendMessage")).await.unwrap();

@@ -254,22 +254,15 @@ async fn reactions_route_by_the_emoji_added() {
 async fn inline_queries_route_by_text_and_are_answered() {
     let run = Reporting::start(&["inline"], "").await;
     assert_eq!(run.allowed_updates().await, expected(&["inline"]));
-    let query = |id: &str, q: &str| {
-        json!({"inline_query": {"id": id, "from": user(ALICE), "query": q, "offset": "",
-        "chat_type": "sender"}})
-    };
-    run.push(query("iq1", "gif cats")).await;
+    let alice = run.app.emu.user(ALICE);
+    let first = alice.inline_query(&run.bot, "gif cats").await.unwrap().id.expect("a query id");
     assert_eq!(run.next().await, format!("inline gif from {ALICE}: gif cats"));
-    let answer = run.call("answerInlineQuery").await;
-    if let Some(params) = params_if_known(&answer) {
-        assert_eq!(params["inline_query_id"], "iq1");
-        assert_eq!(params["results"][0]["id"], "cats");
-    }
-    run.push(query("iq2", "gifs")).await;
+    // The emulator checks the answer as Telegram does (a known, fresh query; valid results) and records it.
+    let answer = run.bot.answer_to(&first, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(answer.detail.expect("the answer")["results"][0]["id"], "cats");
+    alice.inline_query(&run.bot, "gifs").await.unwrap();
     assert_eq!(run.next().await, "inline other: \"gifs\"");
-    run.push(json!({"chosen_inline_result": {"result_id": "cats", "from": user(ALICE), "query": "gif cats",
-        "inline_message_id": "im1"}}))
-        .await;
+    alice.choose_inline_result(&run.bot, &first, "cats").await.unwrap();
     assert_eq!(run.next().await, "chosen cats for \"gif cats\"");
     // The user who asked is tracked like a message's sender.
     let users = run.app.storage.users();
@@ -284,34 +277,20 @@ async fn inline_queries_route_by_text_and_are_answered() {
 async fn payments_route_by_payload_and_are_answered() {
     let run = Reporting::start(&["payments"], "").await;
     assert_eq!(run.allowed_updates().await, expected(&["payments"]));
-    let address = json!({"country_code": "NL", "state": "", "city": "Utrecht", "street_line1": "Oudegracht 1",
-        "street_line2": "", "post_code": "3511"});
-    run.push(json!({"shipping_query": {"id": "sq1", "from": user(ALICE), "invoice_payload": "order:42",
-        "shipping_address": address}}))
-        .await;
-    assert_eq!(run.next().await, "shipping order:42 to Utrecht");
-    if let Some(params) = params_if_known(&run.call("answerShippingQuery").await) {
-        assert_eq!((&params["ok"], &params["shipping_options"][0]["id"]), (&json!(true), &json!("post")));
-    }
-    let checkout = |id: &str, payload: &str| {
-        json!({"pre_checkout_query": {"id": id, "from": user(ALICE),
-        "currency": "EUR", "total_amount": 1500, "invoice_payload": payload}})
-    };
+    let alice = run.app.emu.user(ALICE);
+    let shipping = alice.shipping_query(&run.bot, "order:42").await.unwrap().id.expect("a query id");
+    assert!(run.next().await.starts_with("shipping order:42 to "));
+    let answer = run.bot.answer_to(&shipping, Duration::from_secs(10)).await.unwrap().detail.expect("the answer");
+    assert_eq!((&answer["ok"], &answer["shipping_options"][0]["id"]), (&json!(true), &json!("post")));
     // Bad input for the shop: an order it cannot fill.
-    run.push(checkout("pq1", "order:sold-out")).await;
+    let sold_out = alice.pre_checkout_query(&run.bot, "EUR", 1500, "order:sold-out").await.unwrap().id.unwrap();
     assert_eq!(run.next().await, "declined order:sold-out");
-    run.push(checkout("pq2", "order:42")).await;
+    let fine = alice.pre_checkout_query(&run.bot, "EUR", 1500, "order:42").await.unwrap().id.unwrap();
     assert_eq!(run.next().await, "accepted order:42: 1500 EUR");
-    eventually(Duration::from_secs(10), "both checkouts answered", || async {
-        run.bot.calls(Some("answerPreCheckoutQuery")).await.unwrap().len() == 2
-    })
-    .await;
-    for answer in run.bot.calls(Some("answerPreCheckoutQuery")).await.unwrap() {
-        if let Some(params) = params_if_known(&answer) {
-            let ok = params["pre_checkout_query_id"] == "pq2";
-            assert_eq!(params["ok"], json!(ok), "{params}");
-            assert_eq!(params.get("error_message").is_some(), !ok, "{params}");
-        }
+    for (id, ok) in [(sold_out, false), (fine, true)] {
+        let answer = run.bot.answer_to(&id, Duration::from_secs(10)).await.unwrap().detail.expect("the answer");
+        assert_eq!(answer["ok"], json!(ok), "{answer}");
+        assert_eq!(answer.get("error_message").is_some_and(|m| !m.is_null()), !ok, "{answer}");
     }
     run.push(json!({"purchased_paid_media": {"from": user(ALICE), "paid_media_payload": "album:7"}})).await;
     assert_eq!(run.next().await, format!("paid media album:7 bought by {ALICE}"));
