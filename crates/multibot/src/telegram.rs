@@ -3,15 +3,18 @@
 //! - `api`: [`BotApi`], one bot's Bot API client over the process's shared HTTP client; [`ApiCallError`] and
 //!   [`CallFailure`] say how a call failed.
 //! - `decode`: lenient update decoding (`decode_update`), and what an update that did not decode still tells.
-//! - `files`: files up ([`BotApi::send_file`] from an [`InputFile`]) and down ([`BotApi::download`]).
+//! - `files`: files up ([`BotApi::send_file`] from an [`InputFile`]) and down ([`BotApi::download`]); `album`:
+//!   albums ([`BotApi::send_media_group`]) and media edits ([`BotApi::edit_message_media`]).
 //! - `flood`: outgoing flood control within Telegram's limits ([`FloodLimits`]).
 
+mod album;
 mod api;
 mod decode;
 mod files;
 mod flood;
 
+pub use album::MediaItem;
 pub use api::{ApiCallError, BotApi, CallFailure, Me, SendOptions};
 pub(crate) use decode::{decode_update, unknown_type, unreadable_callback};
-pub use files::{DOWNLOAD_LIMIT, FileKind, FileOptions, InputFile, RemoteFile, UPLOAD_LIMIT};
+pub use files::{DOWNLOAD_LIMIT, FileKind, FileOptions, InputFile, OneShot, RemoteFile, UPLOAD_LIMIT};
 pub use flood::{FloodLimits, Limit};

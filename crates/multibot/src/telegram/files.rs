@@ -4,9 +4,11 @@
 //! [`BotApi::download`] bring a user's file down through the Bot API's file endpoint, streamed and size-capped.
 //! Neither the token (it is in both URLs) nor a file's bytes reach a log line or an error.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
 use reqwest::{
     RequestBuilder, Url,
     multipart::{Form, Part},
@@ -38,6 +40,22 @@ pub enum InputFile {
     },
     /// A local file, streamed from disk when sent (read again if the send is retried).
     Path(PathBuf),
+    /// Bytes produced while they are sent (see [`InputFile::stream`]); sent once, so a send that must be retried
+    /// fails instead.
+    Stream(OneShot),
+}
+
+/// The body of an [`InputFile::Stream`]: taken by the first attempt that sends it.
+#[derive(Clone)]
+pub struct OneShot {
+    name: String,
+    body: Arc<Mutex<Option<reqwest::Body>>>,
+}
+
+impl std::fmt::Debug for OneShot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OneShot({:?})", self.name)
+    }
 }
 
 impl InputFile {
@@ -51,8 +69,19 @@ impl InputFile {
         InputFile::Path(path.into())
     }
 
+    /// A stream of chunks uploaded as `name` while it is produced (a file made on the fly, a download passed on).
+    /// It can be sent once: a send whose first attempt fails is not retried.
+    pub fn stream<S, E>(name: impl Into<String>, stream: S) -> InputFile
+    where
+        S: futures_util::Stream<Item = Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        let body = reqwest::Body::wrap_stream(stream);
+        InputFile::Stream(OneShot { name: name.into(), body: Arc::new(Mutex::new(Some(body))) })
+    }
+
     /// The form part of an upload, or `None` for an id or a URL (sent as text).
-    async fn part(&self) -> Result<Option<Part>, ApiCallError> {
+    pub(super) async fn part(&self) -> Result<Option<Part>, ApiCallError> {
         match self {
             InputFile::Id(_) | InputFile::Url(_) => Ok(None),
             InputFile::Bytes { name, data } => {
@@ -71,15 +100,21 @@ impl InputFile {
                 }
                 Ok(Some(Part::stream_with_length(file, size).file_name(name)))
             }
+            InputFile::Stream(OneShot { name, body }) => {
+                let Some(body) = body.lock().take() else {
+                    return Err(ApiCallError::File(format!("{name} was a stream, already sent by a failed attempt")));
+                };
+                Ok(Some(Part::stream(body).file_name(name.clone())))
+            }
         }
     }
 
     /// The text of an id or a URL.
-    fn text(&self) -> Option<String> {
+    pub(super) fn text(&self) -> Option<String> {
         match self {
             InputFile::Id(id) => Some(id.clone()),
             InputFile::Url(url) => Some(url.to_string()),
-            InputFile::Bytes { .. } | InputFile::Path(_) => None,
+            InputFile::Bytes { .. } | InputFile::Path(_) | InputFile::Stream(_) => None,
         }
     }
 }
@@ -172,25 +207,13 @@ impl BotApi {
             let json = serde_json::to_string(markup).map_err(|e| ApiCallError::Decode(e.to_string()))?;
             fields.push(("reply_markup".to_owned(), json));
         }
-        if let Some(text) = file.text() {
-            fields.push((field.to_owned(), text));
-        } else {
-            // Checked once before the first attempt, so that a refused file is never half sent.
-            file.part().await?;
+        let mut files = Vec::new();
+        match file.text() {
+            Some(text) => fields.push((field.to_owned(), text)),
+            None => files.push((field.to_owned(), file)),
         }
-        let form = |request: RequestBuilder| {
-            let (fields, file) = (fields.clone(), file.clone());
-            async move {
-                let mut form = Form::new();
-                for (name, value) in fields {
-                    form = form.text(name, value);
-                }
-                if let Some(part) = file.part().await? {
-                    form = form.part(field, part);
-                }
-                Ok(request.multipart(form))
-            }
-        };
+        check(&files).await?;
+        let form = form(fields, files);
         self.request(method, Some(chat.0), None, form).await
     }
 
@@ -235,8 +258,39 @@ impl BotApi {
     }
 }
 
+/// Checks the uploads once before the first attempt, so that a refused file is never half sent (a stream is
+/// checked as it is sent: it can be read only once).
+pub(super) async fn check(files: &[(String, InputFile)]) -> Result<(), ApiCallError> {
+    for (_, file) in files.iter().filter(|(_, file)| !matches!(file, InputFile::Stream(_))) {
+        file.part().await?;
+    }
+    Ok(())
+}
+
+/// The body of a file send: text fields and file parts, made afresh for each attempt.
+pub(super) fn form(
+    fields: Vec<(String, String)>,
+    files: Vec<(String, InputFile)>,
+) -> impl Fn(RequestBuilder) -> BoxFuture<'static, Result<RequestBuilder, ApiCallError>> {
+    move |request| {
+        let (fields, files) = (fields.clone(), files.clone());
+        Box::pin(async move {
+            let mut form = Form::new();
+            for (name, value) in fields {
+                form = form.text(name, value);
+            }
+            for (name, file) in files {
+                if let Some(part) = file.part().await? {
+                    form = form.part(name, part);
+                }
+            }
+            Ok(request.multipart(form))
+        })
+    }
+}
+
 /// The Bot API's name for a parse mode.
-fn parse_mode_name(mode: ParseMode) -> &'static str {
+pub(super) fn parse_mode_name(mode: ParseMode) -> &'static str {
     match mode {
         ParseMode::Html => "HTML",
         ParseMode::MarkdownV2 => "MarkdownV2",

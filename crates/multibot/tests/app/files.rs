@@ -5,7 +5,8 @@
 use std::{path::PathBuf, sync::Arc};
 
 use botapi_emulator::UserFile;
-use multibot::{plugins::PluginRegistry, prelude::*};
+use bytes::Bytes;
+use multibot::{plugins::PluginRegistry, prelude::*, telegram::MediaItem};
 
 use crate::helpers::{TempDir, spawn_app};
 
@@ -46,6 +47,7 @@ impl Plugin for Files {
         handlers
             .command("png", "A picture", Files::png)
             .command("report", "A file from disk", Files::report)
+            .command("album", "Two pictures as one album", Files::album)
             .message(MessageFilter::any().content(ContentType::Document), Files::fetch);
     }
 }
@@ -62,6 +64,23 @@ impl Files {
         if let Err(e) = sent.await {
             cx.reply(format!("not sent: {e:#}")).plain().await?;
         }
+        Ok(())
+    }
+
+    async fn album(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
+        let chat = cx.chat_id().expect("a chat");
+        // One picture from memory, one made while it is sent: a stream of two chunks.
+        let chunks = [Ok::<_, std::io::Error>(Bytes::from_static(&PNG[..20])), Ok(Bytes::from_static(&PNG[20..]))];
+        let items = vec![
+            MediaItem::new(FileKind::Photo, InputFile::bytes("one.png", PNG)).caption("one"),
+            MediaItem::new(FileKind::Photo, InputFile::stream("two.png", futures_util::stream::iter(chunks))),
+        ];
+        let sent = cx.api().send_media_group(chat, items).await?;
+        // The first picture becomes the second one, by its file id (a photo in an album stays a photo).
+        let second = sent[1].photo().and_then(|sizes| sizes.last()).expect("a photo").file.id.0.clone();
+        let swapped = MediaItem::new(FileKind::Photo, InputFile::Id(second)).caption("swapped");
+        cx.api().edit_message_media(chat, sent[0].id, swapped, None).await?;
+        cx.reply(format!("album of {}, first swapped", sent.len())).plain().await?;
         Ok(())
     }
 
@@ -114,6 +133,20 @@ async fn a_plugin_uploads_bytes_and_a_file_from_disk_and_downloads_a_document() 
     user.send_file(&bot, UserFile::document("note.txt", "hello from a user")).await.unwrap();
     let answer = user.next_message_from(&bot).await.unwrap();
     assert_eq!(answer.text.as_deref(), Some("got 17 bytes: hello from a user"));
+
+    // An album of two pictures (bytes and a stream), then its first picture replaced by the second.
+    user.send(&bot, "/album").await.unwrap();
+    let (one, two) = (user.next_message_from(&bot).await.unwrap(), user.next_message_from(&bot).await.unwrap());
+    assert!(one.media_group_id.is_some() && one.media_group_id == two.media_group_id, "one album");
+    for picture in [&one, &two] {
+        let file_id = &picture.photo.as_ref().and_then(|sizes| sizes.last()).expect("a photo").file_id;
+        assert_eq!(app.emu.control().file_bytes(file_id).await.unwrap(), PNG, "each picture arrived intact");
+    }
+    let done = user.next_message_from(&bot).await;
+    let edits = app.emu.control().calls(Some(&bot), Some("editMessageMedia")).await.unwrap();
+    let error = app.manager.status()[0].last_error.clone();
+    assert_eq!(done.ok().and_then(|m| m.text).as_deref(), Some("album of 2, first swapped"), "{error:?} {edits:?}");
+    assert_eq!(edits.iter().map(|c| c.status).collect::<Vec<_>>(), [200]);
     app.stop().await;
 }
 
