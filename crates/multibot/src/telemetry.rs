@@ -3,6 +3,8 @@
 //!
 //! - [`metrics`]: the Prometheus recorder and every metric's name and labels.
 
+#[cfg(test)]
+pub(crate) mod capture;
 pub mod metrics;
 
 use tracing_subscriber::EnvFilter;

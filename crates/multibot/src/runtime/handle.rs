@@ -166,41 +166,16 @@ async fn report_error(runtime: &BotRuntime, cx: &Ctx, plugin: String, error: any
 
 #[cfg(test)]
 mod tests {
-    use std::{io::Write, sync::Arc};
-
-    use parking_lot::Mutex;
-
     use super::skip_unknown;
-
-    /// Collects log output.
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::telemetry::capture::logged_by;
 
     #[test]
     fn each_unknown_type_is_logged_once() {
-        let capture = Capture::default();
-        let writer = {
-            let capture = capture.clone();
-            move || capture.clone()
-        };
-        let subscriber = tracing_subscriber::fmt().with_writer(writer).with_ansi(false).finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let ((), logged) = logged_by(|| {
             for kind in ["logged_once_a", "logged_once_a", "logged_once_b", "logged_once_a"] {
                 skip_unknown("bot", kind);
             }
         });
-        let logged = String::from_utf8(capture.0.lock().clone()).unwrap();
         assert_eq!(logged.lines().filter(|l| l.contains("update_type=logged_once_a")).count(), 1, "{logged}");
         assert_eq!(logged.lines().filter(|l| l.contains("update_type=logged_once_b")).count(), 1, "{logged}");
     }

@@ -193,9 +193,6 @@ fn missing_field(error: &serde_json::Error) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use parking_lot::Mutex;
     use serde_json::json;
 
     use super::*;
@@ -214,32 +211,11 @@ mod tests {
 
     #[test]
     fn the_repair_is_logged_once_with_the_update_id_path_and_error() {
-        let lines = Arc::new(Mutex::new(Vec::<u8>::new()));
-        let writer = {
-            let lines = lines.clone();
-            move || Capture(lines.clone())
-        };
-        let subscriber = tracing_subscriber::fmt().with_writer(writer).with_ansi(false).finish();
         let raw = callback(json!({"id": "q1", "from": {"id": 5, "is_bot": false, "first_name": "A"}}));
-        tracing::subscriber::with_default(subscriber, || decode_update(&raw).unwrap());
-        let logged = String::from_utf8(lines.lock().clone()).unwrap();
+        let (_, logged) = crate::telemetry::capture::logged_by(|| decode_update(&raw).unwrap());
         assert_eq!(logged.lines().count(), 1, "{logged}");
         for part in ["WARN", "update_id=7", "missing field `chat_instance`", "filled=callback_query.chat_instance"] {
             assert!(logged.contains(part), "{part} not in {logged}");
-        }
-    }
-
-    /// Collects log output.
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
         }
     }
 
