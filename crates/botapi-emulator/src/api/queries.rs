@@ -260,3 +260,25 @@ pub(super) fn answer_pre_checkout(world: &World, st: &mut BotState, p: &Params) 
     st.emit("pre_checkout_answer", None, None, Some(detail), world.config.event_capacity);
     Answer::ok()
 }
+
+/// `approveChatJoinRequest` / `declineChatJoinRequest`: decides a pending request once; an approved user becomes
+/// a member of the chat. A request that is not pending is Telegram's `HIDE_REQUESTER_MISSING`.
+pub(super) fn decide_join_request(
+    world: &World,
+    st: &mut BotState,
+    p: &Params,
+    approve: bool,
+) -> Result<Answer, ApiError> {
+    let chat_id = p.int("chat_id")?.ok_or_else(|| ApiError::bad_request("chat_id is empty"))?;
+    let user_id = p.int("user_id")?.ok_or_else(|| ApiError::bad_request("user_id is empty"))?;
+    if !st.join_requests.remove(&(chat_id, user_id)) {
+        return Err(ApiError::bad_request("HIDE_REQUESTER_MISSING"));
+    }
+    if approve {
+        let user = world.user(user_id);
+        st.members.insert((chat_id, user_id), json!({ "status": "member", "user": user }));
+    }
+    let detail = json!({ "chat_id": chat_id, "user_id": user_id, "approved": approve });
+    st.emit("join_request_answer", Some(chat_id), None, Some(detail), world.config.event_capacity);
+    Answer::ok()
+}

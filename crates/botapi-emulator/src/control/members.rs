@@ -172,6 +172,7 @@ async fn join_request(State(world): State<Arc<World>>, Path(bot): Path<String>, 
         if let Some(link) = &body.invite_link {
             payload["invite_link"] = invite_link(link, &st.me, true);
         }
+        st.join_requests.insert((chat.id, user.id));
         st.push_update("chat_join_request", payload)
     };
     bot.updates.notify_waiters();

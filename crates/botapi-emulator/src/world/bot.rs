@@ -73,6 +73,8 @@ pub(crate) struct BotState {
     pub(crate) members: HashMap<(i64, i64), Value>,
     pub(crate) business: HashMap<String, Business>,
     pub(crate) boosts: HashMap<String, Boost>,
+    /// Join requests not yet approved or declined, by chat and user.
+    pub(crate) join_requests: HashSet<(i64, i64)>,
     /// Reactions by chat and message, then by user.
     pub(crate) reactions: HashMap<(i64, i64), BTreeMap<i64, Vec<Value>>>,
     pub(crate) commands: BTreeMap<String, Vec<BotCommand>>,
@@ -180,6 +182,7 @@ impl BotState {
             members: HashMap::new(),
             business: HashMap::new(),
             boosts: HashMap::new(),
+            join_requests: HashSet::new(),
             reactions: HashMap::new(),
             commands: BTreeMap::new(),
             faults: Vec::new(),

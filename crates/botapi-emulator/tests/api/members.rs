@@ -2,6 +2,8 @@
 //! updates carry the real old one, a bot removed from a group cannot send there, channel posts, boosts and
 //! business accounts.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::helpers::{Api, spawn};
@@ -118,6 +120,14 @@ async fn join_requests_carry_the_user_and_the_link() {
     assert_eq!((request["user_chat_id"].as_i64(), request["bio"].as_str()), (Some(11), Some("hi")));
     assert_eq!(request["invite_link"]["creates_join_request"], true);
     assert_eq!(request["invite_link"]["creator"]["id"], 1000);
+    // The bot approves it once; bad input: deciding it again, or a request nobody made.
+    let club = -1_000_000_000_777i64;
+    assert_eq!(api.ok("approveChatJoinRequest", json!({"chat_id": club, "user_id": 11})).await, json!(true));
+    let missing = "Bad Request: HIDE_REQUESTER_MISSING";
+    assert_eq!(api.err("declineChatJoinRequest", json!({"chat_id": club, "user_id": 11}), 400).await, missing);
+    assert_eq!(api.err("approveChatJoinRequest", json!({"chat_id": club, "user_id": 12}), 400).await, missing);
+    let answer = api.bot.events(0, None, Some("join_request_answer"), Duration::ZERO).await.unwrap();
+    assert_eq!(answer[0].detail.as_ref().unwrap()["approved"], true);
 }
 
 #[tokio::test]

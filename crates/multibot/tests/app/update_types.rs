@@ -144,16 +144,6 @@ fn expected(families: &[&str]) -> Vec<String> {
     types
 }
 
-/// A call's parameters, when the emulator knows the method (it logs no parameters of methods it does not
-/// implement, and answers them 404); checks that nothing else went wrong.
-fn params_if_known(call: &CallRecord) -> Option<&Value> {
-    match call.status {
-        200 => Some(&call.params),
-        404 => None,
-        status => panic!("{} failed with {status}: {:?}", call.method, call.error),
-    }
-}
-
 fn user(id: i64) -> Value {
     json!({"id": id, "is_bot": false, "first_name": format!("User {id}")})
 }
@@ -330,13 +320,13 @@ async fn member_changes_route_by_status_and_join_requests_are_decided() {
     for (who, verdict, method) in
         [(ALICE, "approved", "approveChatJoinRequest"), (BOB, "declined", "declineChatJoinRequest")]
     {
-        run.push(json!({"chat_join_request": {"chat": supergroup(), "from": user(who), "user_chat_id": who,
-            "date": DATE, "bio": "hello"}}))
-            .await;
+        // Through the emulator's control API, so that it knows the request and checks the decision.
+        let team = run.app.emu.control().group(-1_005_678, "Team");
+        run.app.emu.user(who).join_request(&run.bot, &team).await.unwrap();
         assert_eq!(run.next().await, format!("join request from {who} to -1005678: {verdict}"));
-        if let Some(params) = params_if_known(&run.call(method).await) {
-            assert_eq!((&params["chat_id"], &params["user_id"]), (&json!(-1_005_678), &json!(who)));
-        }
+        let call = run.call(method).await;
+        assert_eq!(call.status, 200, "{call:?}");
+        assert_eq!((&call.params["chat_id"], &call.params["user_id"]), (&json!(-1_005_678), &json!(who)));
     }
     run.stop().await;
 }
