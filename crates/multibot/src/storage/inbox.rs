@@ -45,9 +45,9 @@ pub struct InboxDepth {
 /// The `inbox` table.
 #[async_trait]
 pub trait InboxRepository: Send + Sync {
-    /// Stores updates of a bot as pending, in one transaction; an update already stored (pending or done) is left
-    /// as it is. Returns how many were new.
-    async fn insert(&self, bot_id: &str, updates: &[InboxUpdate], at: DateTime<Utc>) -> Result<u64, StorageError>;
+    /// Stores updates of a bot as pending, in one transaction; an update already stored (pending or done, the
+    /// same payload) is left as it is. Returns the ids of those that were new.
+    async fn insert(&self, bot_id: &str, updates: &[InboxUpdate], at: DateTime<Utc>) -> Result<Vec<i64>, StorageError>;
     /// Up to `limit` pending updates of a bot, oldest `update_id` first.
     async fn pending(&self, bot_id: &str, limit: u32) -> Result<Vec<PendingUpdate>, StorageError>;
     /// Marks updates of a bot done, in one transaction.
@@ -58,8 +58,13 @@ pub trait InboxRepository: Send + Sync {
     async fn depth(&self, bot_id: &str) -> Result<InboxDepth, StorageError>;
 }
 
+/// A done row whose payload differs is another update under a reused id (Telegram picks ids at random after a
+/// week without updates; a bot id may get another token): it is stored anew.
 const INSERT: &str = "INSERT INTO inbox (bot_id, update_id, chat_key, payload, state, received_at) \
-     VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (bot_id, update_id) DO NOTHING";
+     VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (bot_id, update_id) DO UPDATE SET \
+     chat_key = excluded.chat_key, payload = excluded.payload, state = 'pending', \
+     received_at = excluded.received_at, done_at = NULL \
+     WHERE inbox.state = 'done' AND inbox.payload <> excluded.payload";
 const PENDING: &str = "SELECT update_id, chat_key, payload, received_at FROM inbox \
      WHERE bot_id = $1 AND state = 'pending' ORDER BY update_id LIMIT $2";
 const MARK_DONE: &str =
@@ -77,11 +82,11 @@ macro_rules! inbox {
                 bot_id: &str,
                 updates: &[InboxUpdate],
                 at: DateTime<Utc>,
-            ) -> Result<u64, StorageError> {
+            ) -> Result<Vec<i64>, StorageError> {
                 let mut tx = self.0.begin().await?;
-                let mut new = 0;
+                let mut new = Vec::new();
                 for update in updates {
-                    new += sqlx::query(INSERT)
+                    let stored = sqlx::query(INSERT)
                         .bind(bot_id)
                         .bind(update.update_id)
                         .bind(update.chat_key)
@@ -90,6 +95,9 @@ macro_rules! inbox {
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
+                    if stored > 0 {
+                        new.push(update.update_id);
+                    }
                 }
                 tx.commit().await?;
                 Ok(new)

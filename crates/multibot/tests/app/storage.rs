@@ -197,10 +197,10 @@ async fn inbox_stores_a_redelivery_once_and_lists_pending_in_update_order(db: &T
     let inbox = storage.inbox();
     let at = now();
     assert_eq!(inbox.depth("shop").await.unwrap().pending, 0);
-    assert_eq!(inbox.insert("shop", &[update(12, 7), update(10, 7), update(11, 8)], at).await.unwrap(), 3);
+    assert_eq!(inbox.insert("shop", &[update(12, 7), update(10, 7), update(11, 8)], at).await.unwrap(), [12, 10, 11]);
     // Bad input: Telegram delivers 11 and 12 again (their confirmation was lost) with one new update.
     let later = at + Span::seconds(1);
-    assert_eq!(inbox.insert("shop", &[update(11, 8), update(12, 7), update(13, 7)], later).await.unwrap(), 1);
+    assert_eq!(inbox.insert("shop", &[update(11, 8), update(12, 7), update(13, 7)], later).await.unwrap(), [13]);
     inbox.insert("cafe", &[update(10, 1)], at).await.unwrap();
     let pending = inbox.pending("shop", 10).await.unwrap();
     let ids: Vec<(i64, i64)> = pending.iter().map(|p| (p.update_id, p.chat_key)).collect();
@@ -215,9 +215,13 @@ async fn inbox_stores_a_redelivery_once_and_lists_pending_in_update_order(db: &T
     let ids: Vec<i64> = inbox.pending("shop", 10).await.unwrap().iter().map(|p| p.update_id).collect();
     assert_eq!(ids, [11, 13]);
     // A done update delivered again stays done: it is never handled twice.
-    assert_eq!(inbox.insert("shop", &[update(10, 7)], later).await.unwrap(), 0);
+    assert!(inbox.insert("shop", &[update(10, 7)], later).await.unwrap().is_empty());
     assert_eq!(inbox.pending("shop", 10).await.unwrap().len(), 2);
     assert_eq!(inbox.pending("cafe", 10).await.unwrap().len(), 1, "another bot's inbox is its own");
+    // Bad input: id 12 reused for another update (ids restart after a week's silence): stored anew.
+    let reused = InboxUpdate { payload: r#"{"update_id":12,"other":1}"#.into(), ..update(12, 9) };
+    assert_eq!(inbox.insert("shop", &[reused], later).await.unwrap(), [12]);
+    inbox.mark_done("shop", &[12], later).await.unwrap();
 
     assert_eq!(inbox.prune(later).await.unwrap(), 0, "only rows done before the limit go");
     assert_eq!(inbox.prune(later + Span::seconds(1)).await.unwrap(), 2);
