@@ -270,7 +270,8 @@ impl PluginContext {
 /// let mut router = Router::default();
 /// registry.get("poll").expect("registered").build(&cx, &mut router)?;
 /// assert_eq!(router.commands()[0].command, "poll");
-/// assert_eq!(router.update_types(), ["message", "callback_query"]);
+/// use teloxide_core::types::AllowedUpdate;
+/// assert_eq!(router.update_types(), [AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
 /// # Ok(())
 /// # }
 /// ```

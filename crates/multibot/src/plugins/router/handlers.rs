@@ -105,7 +105,8 @@ use crate::plugins::{Ctx, HandlerError, Plugin};
 /// # registry.get("support").expect("registered").build(&cx, &mut router)?;
 /// # let listed: Vec<&str> = router.commands().iter().map(|c| c.command.as_str()).collect();
 /// # assert_eq!(listed, ["ticket"], "admin commands are not listed");
-/// # assert_eq!(router.update_types(), ["message", "callback_query"]);
+/// # use teloxide_core::types::AllowedUpdate;
+/// # assert_eq!(router.update_types(), [AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
 /// # Ok(())
 /// # }
 /// ```
