@@ -5,12 +5,14 @@
 //! - `handle`: one update through the bot's [`Pipeline`] and then the router, errors and panics contained.
 //! - [`middleware`]: the update pipeline (user tracking, access control, rate limiting).
 //! - `polling`: the getUpdates source; `sequencer`: per-chat ordering and the low-water-mark offset.
+//! - `inbox`: the durable inbox of a polling bot: updates stored before they are confirmed, marked done after.
 //! - `degraded`: whether a polling bot can reach the Bot API ([`Degraded`]).
 //! - [`webhook`]: the webhook source: routes, inboxes, secrets.
 
 pub(crate) mod degraded;
 mod errors;
 mod handle;
+mod inbox;
 pub mod middleware;
 mod polling;
 mod sequencer;
@@ -35,7 +37,7 @@ use self::{
     sequencer::{Sequencer, Tracker},
 };
 use crate::{
-    config::{BotConfig, Mode, Settings},
+    config::{BotConfig, InboxMode, Mode, Settings},
     fsm::FsmStorage,
     plugins::{BotHandle, LoadedPlugin, Notifier, PluginContext, PluginRegistry, Router},
     storage::{Recorder, Storage, events},
@@ -216,13 +218,20 @@ impl RunningBot {
             None => None,
         };
         instance.started().await;
-        let tracker = Arc::new(Tracker::default());
+        let inbox = (opened.is_none() && deps.settings.inbox == InboxMode::Database)
+            .then(|| Arc::new(inbox::Inbox::start(deps.storage.clone(), config.id.as_str(), &tasks)));
+        let tracker = Arc::new(match inbox.clone() {
+            Some(inbox) => Tracker::reporting_to(move |id| inbox.done(id)),
+            None => Tracker::default(),
+        });
         let sequencer = Sequencer::new(instance.runtime.clone(), tracker, deps.settings.max_concurrent_updates);
         let span = tracing::info_span!("bot", bot_id = %config.id);
         let (timeout, grace) = (deps.settings.polling_timeout, deps.settings.shutdown_timeout);
         let receiver = match opened {
             Some(opened) => tasks.spawn(opened.run(sequencer.clone(), grace, cancel.clone()).instrument(span)),
-            None => tasks.spawn(polling::run(sequencer.clone(), timeout, grace, cancel.clone()).instrument(span)),
+            None => {
+                tasks.spawn(polling::run(sequencer.clone(), inbox, timeout, grace, cancel.clone()).instrument(span))
+            }
         };
         metrics::bot_started(config.id.as_str());
         let names: Vec<String> = instance.plugins.iter().map(|(_, cx)| cx.plugin.clone()).collect();

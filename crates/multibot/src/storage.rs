@@ -1,15 +1,18 @@
 //! Persistence: [`Storage`] opens PostgreSQL (`DATABASE_URL=postgres://...`) or an embedded SQLite file (the
 //! default, `DATA_DIR/multibot.db`), applies the embedded migrations, and hands out the repositories:
 //! [`BotRepository`] (`bots`), [`UserRepository`] (`bot_users`), [`EventRepository`] (`bot_events`) and
-//! [`PluginStateRepository`] (`plugin_state`), plus [`PluginStore`], one plugin's persistent store in one bot.
+//! [`PluginStateRepository`] (`plugin_state`) and [`InboxRepository`] (`inbox`), plus [`PluginStore`], one
+//! plugin's persistent store in one bot.
 //!
 //! - `sql`: one implementation of every repository per backend, sharing their SQL text; the migrations.
+//! - `inbox`: the `inbox` table, updates stored before they are confirmed.
 //! - `recorder`: [`Recorder`], the background writer that batches user sightings, events and bot status off the
 //!   reply path and retries while the database is down.
 //! - `events`: one function per audit event kind (bot started, stopped, failed, reloaded, ...): each logs it,
 //!   counts it and records it.
 
 pub mod events;
+mod inbox;
 mod recorder;
 mod sql;
 
@@ -17,6 +20,7 @@ use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
+pub use inbox::{InboxDepth, InboxRepository, InboxUpdate, PendingUpdate};
 pub use recorder::Recorder;
 use secrecy::ExposeSecret;
 use serde::{Serialize, de::DeserializeOwned};
@@ -347,6 +351,7 @@ pub struct Storage {
     users: Arc<dyn UserRepository>,
     events: Arc<dyn EventRepository>,
     plugin_state: Arc<dyn PluginStateRepository>,
+    inbox: Arc<dyn InboxRepository>,
 }
 
 impl fmt::Debug for Storage {
@@ -453,6 +458,11 @@ impl Storage {
     /// The `plugin_state` table.
     pub fn plugin_states(&self) -> &dyn PluginStateRepository {
         &*self.plugin_state
+    }
+
+    /// The `inbox` table.
+    pub fn inbox(&self) -> &dyn InboxRepository {
+        &*self.inbox
     }
 
     /// The persistent store of one plugin in one bot.

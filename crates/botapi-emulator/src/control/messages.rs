@@ -15,7 +15,7 @@ use super::{Answer, ChatSpec, ControlError, UserRef, bad, find, members, shared_
 use crate::{
     entities,
     types::{Chat, ChatMessage, Message, MessageEntity, User},
-    world::{BotState, CallbackMeta, World, chat_member, unix_now},
+    world::{BotState, CallbackMeta, InlineQuery, PaymentQuery, World, chat_member, unix_now},
 };
 
 /// The routes of this topic.
@@ -247,7 +247,26 @@ async fn raw_update(State(world): State<Arc<World>>, Path(bot): Path<String>, Js
     let Some((kind, payload)) = object.iter().next() else {
         return Err(bad("empty update"));
     };
-    let update_id = bot.state.lock().push_update(kind, payload.clone());
+    let mut st = bot.state.lock();
+    // A query delivered to the bot can be answered, as the Bot API allows for any query it sent.
+    if let Some(id) = payload.get("id").and_then(Value::as_str) {
+        let id = id.to_owned();
+        match kind.as_str() {
+            "inline_query" => {
+                let query = payload.get("query").and_then(Value::as_str).unwrap_or_default().to_owned();
+                st.inline_queries.insert(id, InlineQuery { query, results: None });
+            }
+            "shipping_query" => {
+                st.payment_queries.insert(id, PaymentQuery { kind: "shipping_query", answered: false });
+            }
+            "pre_checkout_query" => {
+                st.payment_queries.insert(id, PaymentQuery { kind: "pre_checkout_query", answered: false });
+            }
+            _ => {}
+        }
+    }
+    let update_id = st.push_update(kind, payload.clone());
+    drop(st);
     bot.updates.notify_waiters();
     Ok(Json(json!({ "update_id": update_id })))
 }

@@ -74,6 +74,17 @@ pub struct Settings {
     pub fsm_storage: FsmBackend,
     /// `FSM_TTL`: seconds after which an idle conversation's state expires in Redis (default: never).
     pub fsm_ttl: Option<Duration>,
+    /// `INBOX`: where a polling bot keeps updates between receiving and handling them (default `database`).
+    pub inbox: InboxMode,
+}
+
+/// Where received updates wait to be handled (`INBOX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxMode {
+    /// The `inbox` table: stored before they are confirmed, so none is lost and a finished one never runs again.
+    Database,
+    /// Process memory, confirmed once handled: at-least-once, and a slow chat holds back what the bot sees.
+    Memory,
 }
 
 /// Where FSM state lives (`FSM_STORAGE`).
@@ -116,6 +127,7 @@ pub const VARIABLES: &[&str] = &[
     "REDIS_URL",
     "FSM_STORAGE",
     "FSM_TTL",
+    "INBOX",
 ];
 
 impl Settings {
@@ -234,6 +246,14 @@ impl Settings {
             0 => None,
             seconds => Some(Duration::from_secs(seconds)),
         };
+        let inbox = match text("INBOX").map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("database") => InboxMode::Database,
+            Some("memory") => InboxMode::Memory,
+            Some(other) => {
+                errors.push(format!("INBOX={other:?} must be database or memory"));
+                InboxMode::Database
+            }
+        };
         let settings = Settings {
             admin_bot_token,
             admin_allowed_users,
@@ -262,6 +282,7 @@ impl Settings {
             redis_url: redis_url.map(secrecy::SecretString::from),
             fsm_storage,
             fsm_ttl,
+            inbox,
         };
         if errors.is_empty() { Ok(settings) } else { Err(errors) }
     }
@@ -296,6 +317,7 @@ impl Settings {
             ("REDIS_URL", exposed(&self.redis_url) != exposed(&other.redis_url)),
             ("FSM_STORAGE", self.fsm_storage != other.fsm_storage),
             ("FSM_TTL", self.fsm_ttl != other.fsm_ttl),
+            ("INBOX", self.inbox != other.inbox),
         ];
         changed.into_iter().filter(|(_, differs)| *differs).map(|(name, _)| name).collect()
     }

@@ -1,6 +1,9 @@
-//! The polling update source. It asks getUpdates for updates from the low-water mark, so Telegram keeps every
-//! update until it has been handled; updates it already has in flight come back and are skipped. On stop it
-//! lets in-flight updates finish, then confirms them with one last getUpdates. Failed polls feed
+//! The polling update source. With a durable [`Inbox`] (the default) each batch is stored before the next poll
+//! confirms it, the offset moves past everything stored, and updates left pending by the last run are handled
+//! first; if the database is down, polling backs off without confirming. Without one (`INBOX=memory`) it asks
+//! getUpdates for updates from the low-water mark, so Telegram keeps every update until it has been handled;
+//! updates it already has in flight come back and are skipped. On stop it lets in-flight updates finish, then
+//! confirms them with one last getUpdates. Failed polls feed
 //! [`PollHealth`]: the bot shows as degraded while the Bot API is unreachable or another poller conflicts.
 
 use std::{sync::Arc, time::Duration};
@@ -12,6 +15,7 @@ use tracing::{debug, info, warn};
 use super::{
     BotRuntime,
     degraded::{Degraded, Poll, PollHealth},
+    inbox::Inbox,
     sequencer::Sequencer,
 };
 use crate::{
@@ -38,20 +42,33 @@ pub(crate) fn allowed_updates(bot: &BotHandle) -> Vec<AllowedUpdate> {
 }
 
 /// Polls until `cancel`, then drains and confirms.
-pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Duration, cancel: CancellationToken) {
+pub(crate) async fn run(
+    sequencer: Arc<Sequencer>,
+    inbox: Option<Arc<Inbox>>,
+    timeout: Duration,
+    grace: Duration,
+    cancel: CancellationToken,
+) {
     let tracker = sequencer.tracker.clone();
+    // With an inbox: one past the newest update stored (none until the first batch).
+    let mut stored_offset = None;
+    if let Some(inbox) = &inbox {
+        resume(&sequencer, inbox, &cancel).await;
+    }
     let mut backoff = MIN_BACKOFF;
     let mut idle_wait = MIN_IDLE_WAIT;
     let mut health = PollHealth::default();
     super::degraded::show_in_metrics(sequencer.runtime().bot.id.as_str(), None);
     while !cancel.is_cancelled() {
-        let idle = tracker.in_flight() == 0;
+        // With an inbox, updates in flight are not asked for again, so the poll may wait for new ones.
+        let idle = inbox.is_some() || tracker.in_flight() == 0;
         let wait = if idle { timeout } else { Duration::ZERO };
+        let offset = if inbox.is_some() { stored_offset } else { tracker.offset() };
         // The instance may change between polls (a reload in place), and with it the update types.
         let runtime = sequencer.runtime();
         let bot = &runtime.bot;
         let allowed = allowed_updates(bot);
-        let request = bot.api.get_updates(tracker.offset(), 100, wait, &allowed);
+        let request = bot.api.get_updates(offset, 100, wait, &allowed);
         let result = tokio::select! {
             result = request => result,
             () = cancel.cancelled() => break,
@@ -72,8 +89,24 @@ pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Dur
         if let Some(state) = health.record(poll, tokio::time::Instant::now()) {
             set_degraded(&runtime, state);
         }
-        let pause = match result {
-            Ok(updates) => {
+        let pause = match (result, &inbox) {
+            (Ok(batch), Some(inbox)) => match inbox.store(batch).await {
+                Ok((fresh, next)) => {
+                    backoff = MIN_BACKOFF;
+                    stored_offset = next.or(stored_offset);
+                    for update in &fresh {
+                        tracker.track(i64::from(update.id.0));
+                    }
+                    dispatch(&sequencer, fresh);
+                    continue;
+                }
+                // Not confirmed: Telegram keeps the batch and sends it again.
+                Err(e) => {
+                    warn!(error = %e, "could not store updates in the inbox; backing off");
+                    next_backoff(&mut backoff)
+                }
+            },
+            (Ok(updates), None) => {
                 backoff = MIN_BACKOFF;
                 let fresh = tracker.admit(updates);
                 if fresh.is_empty() && !idle {
@@ -90,12 +123,12 @@ pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Dur
                 dispatch(&sequencer, fresh);
                 continue;
             }
-            Err(e) if e.code() == Some(429) => {
+            (Err(e), _) if e.code() == Some(429) => {
                 let seconds = e.retry_after().unwrap_or(1);
                 warn!(retry_after = seconds, "getUpdates hit flood control");
                 Duration::from_secs(u64::from(seconds))
             }
-            Err(ApiCallError::Api { code: 401, .. }) => {
+            (Err(ApiCallError::Api { code: 401, .. }), _) => {
                 let reason = "token rejected by Telegram (401 Unauthorized) while polling".to_owned();
                 events::bot_failed(&bot.recorder, &bot.config, &reason);
                 bot.notifier.notify(format!("❌ Bot {} failed: {reason}", bot.id));
@@ -103,7 +136,7 @@ pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Dur
                 break;
             }
             // Logged when the bot's state changes (set_degraded), not at every failed poll.
-            Err(e) => {
+            (Err(e), _) => {
                 debug!(error = %CallFailure::of(&e, &bot.config.token), "getUpdates failed; backing off");
                 next_backoff(&mut backoff)
             }
@@ -117,7 +150,31 @@ pub(crate) async fn run(sequencer: Arc<Sequencer>, timeout: Duration, grace: Dur
     let runtime = sequencer.runtime();
     super::degraded::show_in_metrics(runtime.bot.id.as_str(), None);
     *runtime.health.degraded.lock() = None;
-    finish(&runtime.bot, &sequencer, grace).await;
+    finish(&runtime.bot, &sequencer, inbox.as_deref(), stored_offset, grace).await;
+}
+
+/// Dispatches the updates the last run left pending, retrying while the database is down (until `cancel`).
+async fn resume(sequencer: &Arc<Sequencer>, inbox: &Inbox, cancel: &CancellationToken) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        match inbox.resume().await {
+            Ok(pending) => {
+                if !pending.is_empty() {
+                    info!(pending = pending.len(), "resuming updates left pending by the last run");
+                }
+                for update in &pending {
+                    sequencer.tracker.track(i64::from(update.id.0));
+                }
+                dispatch(sequencer, pending);
+                return;
+            }
+            Err(e) => warn!(error = %e, "could not read the inbox; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(next_backoff(&mut backoff)) => {}
+            () = cancel.cancelled() => return,
+        }
+    }
 }
 
 /// Shows a change of the bot's state: in its status, the `multibot_bot_degraded` gauge and one log line.
@@ -142,14 +199,25 @@ fn dispatch(sequencer: &Arc<Sequencer>, updates: Vec<Update>) {
     }
 }
 
-/// Lets in-flight updates finish within `grace`, then confirms everything handled.
-async fn finish(bot: &BotHandle, sequencer: &Sequencer, grace: Duration) {
+/// Lets in-flight updates finish within `grace`, marks them done in the inbox, then confirms everything handled
+/// (with an inbox: everything stored).
+async fn finish(
+    bot: &BotHandle,
+    sequencer: &Sequencer,
+    inbox: Option<&Inbox>,
+    stored_offset: Option<i64>,
+    grace: Duration,
+) {
     let tracker = &sequencer.tracker;
     if tokio::time::timeout(grace, tracker.drained()).await.is_err() {
         warn!(in_flight = tracker.in_flight(), "updates still in flight after the grace period; they will come again");
         sequencer.abort();
     }
-    let Some(offset) = tracker.offset() else {
+    if let Some(inbox) = inbox {
+        inbox.close().await;
+    }
+    let offset = if inbox.is_some() { stored_offset } else { tracker.offset() };
+    let Some(offset) = offset else {
         return;
     };
     match bot.api.get_updates(Some(offset), 1, Duration::ZERO, &[]).await {

@@ -1,5 +1,6 @@
 //! Ordering and acknowledgement. The [`Tracker`] knows which updates are in flight and gives the offset that is
-//! safe to confirm (the low-water mark: every update below it has been handled). The [`Sequencer`] handles the
+//! safe to confirm without a durable inbox (the low-water mark: every update below it has been handled); with
+//! one, it reports each finished update to the inbox. The [`Sequencer`] handles the
 //! updates of one chat in order and different chats in parallel, at most `max_concurrent_updates` at once.
 
 use std::{
@@ -22,6 +23,8 @@ pub(crate) struct Tracker {
     inner: Mutex<TrackerInner>,
     /// Signalled whenever an update finishes.
     pub(crate) progress: Notify,
+    /// Told each finished update's id (the durable inbox marks it done), if the bot has an inbox.
+    on_done: Option<Box<dyn Fn(i64) + Send + Sync>>,
 }
 
 #[derive(Default)]
@@ -31,6 +34,11 @@ struct TrackerInner {
 }
 
 impl Tracker {
+    /// A tracker that tells `on_done` each finished update's id.
+    pub(crate) fn reporting_to(on_done: impl Fn(i64) + Send + Sync + 'static) -> Tracker {
+        Tracker { on_done: Some(Box::new(on_done)), ..Tracker::default() }
+    }
+
     /// Keeps the updates not seen before (Telegram re-sends unconfirmed ones), parses them and marks them in
     /// flight. Only an update's `update_id` is read before deciding, so re-sent updates cost almost nothing.
     pub(crate) fn admit(&self, updates: Vec<Box<RawValue>>) -> Vec<Update> {
@@ -58,7 +66,8 @@ impl Tracker {
         fresh
     }
 
-    /// Marks an update in flight that arrived out of order by design (a webhook push, already deduplicated).
+    /// Marks an update in flight that arrived out of order by design (a webhook push or a stored update, already
+    /// deduplicated).
     pub(crate) fn track(&self, id: i64) {
         let mut inner = self.inner.lock();
         inner.in_flight.insert(id);
@@ -68,6 +77,9 @@ impl Tracker {
     /// Marks an update handled.
     pub(crate) fn done(&self, id: i64) {
         self.inner.lock().in_flight.remove(&id);
+        if let Some(on_done) = &self.on_done {
+            on_done(id);
+        }
         self.progress.notify_waiters();
     }
 
@@ -112,7 +124,7 @@ pub(crate) struct Sequencer {
 }
 
 /// The key that orders updates: the chat, or the user for updates without one.
-fn order_key(update: &Update) -> i64 {
+pub(crate) fn order_key(update: &Update) -> i64 {
     match &update.kind {
         UpdateKind::CallbackQuery(q) => q.message.as_ref().map_or(q.from.id.0 as i64, |m| m.chat().id.0),
         _ => update.chat().map(|c| c.id.0).or(update.from().map(|u| u.id.0 as i64)).unwrap_or(0),

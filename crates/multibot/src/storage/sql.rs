@@ -16,16 +16,22 @@ use sqlx::{
 };
 
 use super::{
-    BotEvent, BotRecord, BotRepository, BotUser, Database, EventRepository, NewEvent, PluginStateRepository, Storage,
-    StorageError, UserProfile, UserRepository, UserSeen,
+    BotEvent, BotRecord, BotRepository, BotUser, Database, EventRepository, InboxRepository, NewEvent,
+    PluginStateRepository, Storage, StorageError, UserProfile, UserRepository, UserSeen,
 };
 use crate::config::Backend;
 
 /// The embedded migrations of a backend: version, description, SQL. A test checks that the lists match the files.
 pub(super) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'static str)] {
     match backend {
-        Backend::Postgres => &[(1, "initial", include_str!("../../../../migrations/postgres/0001_initial.sql"))],
-        Backend::Sqlite => &[(1, "initial", include_str!("../../../../migrations/sqlite/0001_initial.sql"))],
+        Backend::Postgres => &[
+            (1, "initial", include_str!("../../../../migrations/postgres/0001_initial.sql")),
+            (2, "inbox", include_str!("../../../../migrations/postgres/0002_inbox.sql")),
+        ],
+        Backend::Sqlite => &[
+            (1, "initial", include_str!("../../../../migrations/sqlite/0001_initial.sql")),
+            (2, "inbox", include_str!("../../../../migrations/sqlite/0002_inbox.sql")),
+        ],
     }
 }
 
@@ -81,7 +87,7 @@ pub(super) async fn sqlite(options: SqliteConnectOptions, in_memory: bool) -> Re
 
 fn storage<DB: sqlx::Database>(backend: Backend, sql: Sql<DB>) -> Storage
 where
-    Sql<DB>: Database + BotRepository + UserRepository + EventRepository + PluginStateRepository,
+    Sql<DB>: Database + BotRepository + UserRepository + EventRepository + PluginStateRepository + InboxRepository,
 {
     let sql = std::sync::Arc::new(sql);
     Storage {
@@ -90,12 +96,13 @@ where
         bots: sql.clone(),
         users: sql.clone(),
         events: sql.clone(),
-        plugin_state: sql,
+        plugin_state: sql.clone(),
+        inbox: sql,
     }
 }
 
 /// A pool of one backend; the repositories are implemented on it.
-struct Sql<DB: sqlx::Database>(Pool<DB>);
+pub(super) struct Sql<DB: sqlx::Database>(pub(super) Pool<DB>);
 
 const UPSERT_BOT: &str = "INSERT INTO bots (id, name, description, mode, enabled, config_hash, status, started_at, \
      stopped_at, last_error, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \

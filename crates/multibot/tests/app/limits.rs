@@ -335,6 +335,10 @@ async fn a_user_who_blocked_the_bot_is_marked_blocked() {
         app.storage.users().get("blaster", 5001).await.unwrap().is_some_and(|u| u.is_blocked)
     })
     .await;
-    assert!(!app.storage.users().get("blaster", 5002).await.unwrap().unwrap().is_blocked);
+    // Sightings are written in the background: the sender's row may land after the leaver's.
+    eventually(Duration::from_secs(10), "the sender recorded, not blocked", || async {
+        app.storage.users().get("blaster", 5002).await.unwrap().is_some_and(|u| !u.is_blocked)
+    })
+    .await;
     app.stop().await;
 }

@@ -1,7 +1,7 @@
 //! The repositories and migrations, each test on PostgreSQL and on SQLite.
 
 use chrono::Duration as Span;
-use multibot::storage::{BotRecord, EventKind, NewEvent, StorageError, UserProfile, UserSeen, now};
+use multibot::storage::{BotRecord, EventKind, InboxUpdate, NewEvent, StorageError, UserProfile, UserSeen, now};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -13,6 +13,7 @@ both_backends!(
     events_are_appended_and_listed_by_bot_and_kind,
     plugin_state_is_typed_and_scoped_to_bot_and_plugin,
     migrations_apply_once_and_a_newer_schema_is_refused,
+    inbox_stores_a_redelivery_once_and_lists_pending_in_update_order,
 );
 
 fn bot(id: &str, status: &str) -> BotRecord {
@@ -171,17 +172,60 @@ async fn plugin_state_is_typed_and_scoped_to_bot_and_plugin(db: &TestDb) {
 
 async fn migrations_apply_once_and_a_newer_schema_is_refused(db: &TestDb) {
     let storage = db.open().await;
-    assert!(matches!(storage.check_schema().await, Err(StorageError::Pending(1))));
+    assert!(matches!(storage.check_schema().await, Err(StorageError::Pending(2))));
     let applied = storage.migrate().await.unwrap();
-    assert_eq!(applied.iter().map(|m| (m.version, m.description.as_str())).collect::<Vec<_>>(), [(1, "initial")]);
+    assert_eq!(
+        applied.iter().map(|m| (m.version, m.description.as_str())).collect::<Vec<_>>(),
+        [(1, "initial"), (2, "inbox")]
+    );
     assert!(storage.migrate().await.unwrap().is_empty(), "nothing the second time");
     storage.check_schema().await.unwrap();
     // A newer binary migrated this database: this one must not touch it.
     insert_future_migration(db).await;
     let error = storage.migrate().await.unwrap_err();
-    assert!(matches!(error, StorageError::SchemaTooNew { database: 99, known: 1 }), "{error}");
+    assert!(matches!(error, StorageError::SchemaTooNew { database: 99, known: 2 }), "{error}");
     assert!(error.to_string().contains("newer than this binary knows"), "{error}");
     assert!(matches!(storage.check_schema().await, Err(StorageError::SchemaTooNew { .. })));
+}
+
+fn update(update_id: i64, chat_key: i64) -> InboxUpdate {
+    InboxUpdate { update_id, chat_key, payload: format!(r#"{{"update_id":{update_id}}}"#) }
+}
+
+async fn inbox_stores_a_redelivery_once_and_lists_pending_in_update_order(db: &TestDb) {
+    let storage = db.storage().await;
+    let inbox = storage.inbox();
+    let at = now();
+    assert_eq!(inbox.depth("shop").await.unwrap().pending, 0);
+    assert_eq!(inbox.insert("shop", &[update(12, 7), update(10, 7), update(11, 8)], at).await.unwrap(), [12, 10, 11]);
+    // Bad input: Telegram delivers 11 and 12 again (their confirmation was lost) with one new update.
+    let later = at + Span::seconds(1);
+    assert_eq!(inbox.insert("shop", &[update(11, 8), update(12, 7), update(13, 7)], later).await.unwrap(), [13]);
+    inbox.insert("cafe", &[update(10, 1)], at).await.unwrap();
+    let pending = inbox.pending("shop", 10).await.unwrap();
+    let ids: Vec<(i64, i64)> = pending.iter().map(|p| (p.update_id, p.chat_key)).collect();
+    assert_eq!(ids, [(10, 7), (11, 8), (12, 7), (13, 7)], "in update order, one row per update");
+    assert_eq!(pending[0].payload, r#"{"update_id":10}"#);
+    assert_eq!((pending[0].received_at, pending[3].received_at), (at, later));
+    assert_eq!(inbox.pending("shop", 2).await.unwrap().len(), 2, "the limit holds");
+    let depth = inbox.depth("shop").await.unwrap();
+    assert_eq!((depth.pending, depth.oldest), (4, Some(at)));
+
+    inbox.mark_done("shop", &[10, 12], later).await.unwrap();
+    let ids: Vec<i64> = inbox.pending("shop", 10).await.unwrap().iter().map(|p| p.update_id).collect();
+    assert_eq!(ids, [11, 13]);
+    // A done update delivered again stays done: it is never handled twice.
+    assert!(inbox.insert("shop", &[update(10, 7)], later).await.unwrap().is_empty());
+    assert_eq!(inbox.pending("shop", 10).await.unwrap().len(), 2);
+    assert_eq!(inbox.pending("cafe", 10).await.unwrap().len(), 1, "another bot's inbox is its own");
+    // Bad input: id 12 reused for another update (ids restart after a week's silence): stored anew.
+    let reused = InboxUpdate { payload: r#"{"update_id":12,"other":1}"#.into(), ..update(12, 9) };
+    assert_eq!(inbox.insert("shop", &[reused], later).await.unwrap(), [12]);
+    inbox.mark_done("shop", &[12], later).await.unwrap();
+
+    assert_eq!(inbox.prune(later).await.unwrap(), 0, "only rows done before the limit go");
+    assert_eq!(inbox.prune(later + Span::seconds(1)).await.unwrap(), 2);
+    assert_eq!(inbox.depth("shop").await.unwrap().pending, 2, "pending rows are never pruned");
 }
 
 /// Marks version 99 applied, as a newer Multibot would.

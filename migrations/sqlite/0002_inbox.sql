@@ -1,0 +1,14 @@
+-- The inbox: updates received from Telegram, stored before they are confirmed and marked done once handled.
+-- The same table as migrations/postgres/0002_inbox.sql, in SQLite types.
+
+CREATE TABLE inbox (
+    bot_id      TEXT NOT NULL,
+    update_id   INTEGER NOT NULL,
+    chat_key    INTEGER NOT NULL,
+    payload     TEXT NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'pending',
+    received_at TEXT NOT NULL,
+    done_at     TEXT,
+    PRIMARY KEY (bot_id, update_id)
+);
+CREATE INDEX inbox_by_state ON inbox (bot_id, state, update_id);
