@@ -220,10 +220,17 @@ impl Application {
             metrics: telemetry::metrics::install(),
             webhooks: webhook_routes,
             started_at: Instant::now(),
+            metrics_token: settings.metrics_token.clone(),
+            probes: Arc::default(),
         };
         let (http_stop, http_tasks) = (CancellationToken::new(), TaskTracker::new());
+        let limits = http::ServerLimits {
+            header_timeout: settings.http_header_timeout,
+            body_timeout: settings.http_body_timeout,
+            max_connections: settings.http_max_connections,
+        };
         let (health_addr, webhook_addr) =
-            serve_http(state.clone(), listeners, settings.webhook_enabled, &http_stop, &http_tasks)?;
+            serve_http(state.clone(), listeners, settings.webhook_enabled, limits, &http_stop, &http_tasks)?;
         let upkeep = http_stop.clone();
         http_tasks.spawn(async move {
             let mut tick = tokio::time::interval(METRICS_UPKEEP);
@@ -395,6 +402,7 @@ fn serve_http(
     state: HttpState,
     listeners: Listeners,
     webhooks_enabled: bool,
+    limits: http::ServerLimits,
     stop: &CancellationToken,
     tasks: &TaskTracker,
 ) -> anyhow::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
@@ -406,7 +414,7 @@ fn serve_http(
         let addr = listener.local_addr().with_context(|| format!("the {what} server's address"))?;
         let stop = stop.clone();
         tasks.spawn(async move {
-            if let Err(e) = http::serve(listener, router, stop).await {
+            if let Err(e) = http::serve(listener, router, stop, limits).await {
                 error!(error = %e, server = what, "HTTP server failed");
             }
         });

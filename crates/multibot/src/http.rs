@@ -8,9 +8,11 @@
 //!   database.
 //! - `metrics`: `/metrics`.
 //! - `webhook`: `POST /webhook/<path>`.
+//! - `server`: the accept loop and its limits.
 
 mod health;
 mod metrics;
+mod server;
 mod webhook;
 
 use std::{
@@ -23,12 +25,17 @@ use std::{
 
 use axum::{
     Router,
+    extract::{Request, State},
+    http::{StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
-pub use health::{DatabaseProbe, NoDatabase};
+pub use health::{DatabaseProbe, NoDatabase, ProbeCache};
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use secrecy::{ExposeSecret, SecretString};
+pub use server::{ServerLimits, serve};
+use subtle::ConstantTimeEq;
 
 use crate::{fleet::BotManager, runtime::webhook::Webhooks};
 
@@ -89,6 +96,10 @@ pub struct HttpState {
     pub webhooks: Option<Arc<Webhooks>>,
     /// When the process started serving.
     pub started_at: Instant,
+    /// `METRICS_TOKEN`: the bearer token `/health/full` and `/metrics` ask for, when set.
+    pub metrics_token: Option<SecretString>,
+    /// The last answers of the database and Redis, so that a flood of probes does not mean a query each.
+    pub probes: Arc<ProbeCache>,
 }
 
 /// Every route: health, metrics and webhooks.
@@ -96,24 +107,39 @@ pub fn router(state: HttpState) -> Router {
     health_router(state.clone()).merge(webhook_router(state))
 }
 
-/// `/health/live`, `/health/ready`, `/health/full` and `/metrics`.
+/// `/health/live`, `/health/ready`, `/health/full` and `/metrics` (the last two behind `METRICS_TOKEN`).
 pub fn health_router(state: HttpState) -> Router {
+    let guarded = Router::new()
+        .route("/health/full", get(health::full))
+        .route("/metrics", get(metrics::render))
+        .route_layer(middleware::from_fn_with_state(state.clone(), bearer));
     Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
-        .route("/health/full", get(health::full))
-        .route("/metrics", get(metrics::render))
+        .merge(guarded)
         .with_state(state)
+}
+
+/// Lets a request through when no token is configured or it carries `Authorization: Bearer <token>`; 401
+/// otherwise. The token is compared in constant time.
+async fn bearer(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    let Some(token) = &state.metrics_token else {
+        return next.run(request).await;
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    if bool::from(presented.ct_eq(token.expose_secret().as_bytes())) {
+        return next.run(request).await;
+    }
+    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")]).into_response()
 }
 
 /// `POST /webhook/<path>`.
 pub fn webhook_router(state: HttpState) -> Router {
     Router::new().route("/webhook/{*path}", post(webhook::receive)).with_state(state)
-}
-
-/// Serves `router` on `listener` until `shutdown` is cancelled, then lets requests in progress finish.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 
 #[cfg(test)]
@@ -123,6 +149,7 @@ mod tests {
         http::{Request, StatusCode},
     };
     use serde_json::Value;
+    use tokio_util::sync::CancellationToken;
     use tower::ServiceExt;
 
     use super::*;
@@ -169,6 +196,8 @@ mod tests {
             metrics: crate::telemetry::metrics::install(),
             webhooks: None,
             started_at: Instant::now(),
+            metrics_token: None,
+            probes: Arc::default(),
         }
     }
 
@@ -207,6 +236,59 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!((full["status"].as_str(), full["database"]["status"].as_str()), (Some("degraded"), Some("down")));
         assert!(full["database"]["latency_ms"].is_number());
+    }
+
+    /// A database that counts how often it is asked.
+    #[derive(Default)]
+    struct CountingDatabase(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl DatabaseProbe for CountingDatabase {
+        fn configured(&self) -> bool {
+            true
+        }
+
+        async fn ping(&self) -> anyhow::Result<()> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_probes_asks_the_database_once() {
+        let database = Arc::new(CountingDatabase::default());
+        let state = state(database.clone()).await;
+        state.readiness.set(Phase::Ready);
+        // Bad input: 200 probes at once.
+        let answers = futures_util::future::join_all((0..200).map(|_| call(&state, "GET", "/health/ready"))).await;
+        assert!(answers.iter().all(|(status, _)| *status == StatusCode::OK));
+        assert_eq!(call(&state, "GET", "/health/full").await.0, StatusCode::OK);
+        assert_eq!(database.0.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn metrics_token_guards_full_health_and_metrics_only() {
+        let mut state = state(Arc::new(NoDatabase)).await;
+        state.metrics_token = Some(SecretString::from("s3cret-token"));
+        let with = |uri: &str, authorization: Option<&str>| {
+            let mut request = Request::builder().uri(uri);
+            if let Some(value) = authorization {
+                request = request.header("authorization", value);
+            }
+            router(state.clone()).oneshot(request.body(Body::empty()).unwrap())
+        };
+        for uri in ["/health/full", "/metrics"] {
+            // Bad input: no token, a wrong one, the right one without the scheme.
+            for wrong in [None, Some("Bearer nope"), Some("s3cret-token"), Some("Bearer s3cret-tokenX")] {
+                let response = with(uri, wrong).await.unwrap();
+                assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{uri} {wrong:?}");
+                assert_eq!(response.headers()["www-authenticate"], "Bearer");
+            }
+            assert_eq!(with(uri, Some("Bearer s3cret-token")).await.unwrap().status(), StatusCode::OK, "{uri}");
+        }
+        assert_eq!(call(&state, "GET", "/health/live").await.0, StatusCode::OK);
+        assert_eq!(call(&state, "GET", "/health/ready").await.0, StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[tokio::test]

@@ -32,6 +32,15 @@ pub struct Settings {
     pub health_check_enabled: bool,
     /// `HEALTH_CHECK_PORT` (default 8080).
     pub health_check_port: u16,
+    /// `HTTP_HEADER_TIMEOUT`: seconds a client may take to send a request's headers, and an idle keep-alive
+    /// connection may wait for its next request (default 10).
+    pub http_header_timeout: Duration,
+    /// `HTTP_BODY_TIMEOUT`: seconds a client may take to send a request's body (default 30).
+    pub http_body_timeout: Duration,
+    /// `HTTP_MAX_CONNECTIONS`: connections each HTTP server holds open at once (default 1024).
+    pub http_max_connections: usize,
+    /// `METRICS_TOKEN`: the bearer token `/health/full` and `/metrics` ask for; none leaves them open.
+    pub metrics_token: Option<secrecy::SecretString>,
     /// `WEBHOOK_ENABLED` (default false).
     pub webhook_enabled: bool,
     /// `WEBHOOK_BASE_URL`: public URL of the webhook server.
@@ -107,6 +116,10 @@ pub const VARIABLES: &[&str] = &[
     "LOG_FORMAT",
     "HEALTH_CHECK_ENABLED",
     "HEALTH_CHECK_PORT",
+    "HTTP_HEADER_TIMEOUT",
+    "HTTP_BODY_TIMEOUT",
+    "HTTP_MAX_CONNECTIONS",
+    "METRICS_TOKEN",
     "WEBHOOK_ENABLED",
     "WEBHOOK_BASE_URL",
     "WEBHOOK_PORT",
@@ -262,6 +275,10 @@ impl Settings {
             log_format,
             health_check_enabled,
             health_check_port,
+            http_header_timeout: Duration::from_secs(number("HTTP_HEADER_TIMEOUT", 10, 1, 3600, &mut errors)),
+            http_body_timeout: Duration::from_secs(number("HTTP_BODY_TIMEOUT", 30, 1, 3600, &mut errors)),
+            http_max_connections: number("HTTP_MAX_CONNECTIONS", 1024, 1, 1_000_000, &mut errors) as usize,
+            metrics_token: text("METRICS_TOKEN").map(secrecy::SecretString::from),
             webhook_enabled,
             webhook_base_url,
             webhook_port,
@@ -297,6 +314,10 @@ impl Settings {
             ("LOG_FORMAT", self.log_format != other.log_format),
             ("HEALTH_CHECK_ENABLED", self.health_check_enabled != other.health_check_enabled),
             ("HEALTH_CHECK_PORT", self.health_check_port != other.health_check_port),
+            ("HTTP_HEADER_TIMEOUT", self.http_header_timeout != other.http_header_timeout),
+            ("HTTP_BODY_TIMEOUT", self.http_body_timeout != other.http_body_timeout),
+            ("HTTP_MAX_CONNECTIONS", self.http_max_connections != other.http_max_connections),
+            ("METRICS_TOKEN", exposed(&self.metrics_token) != exposed(&other.metrics_token)),
             ("WEBHOOK_ENABLED", self.webhook_enabled != other.webhook_enabled),
             ("WEBHOOK_BASE_URL", self.webhook_base_url != other.webhook_base_url),
             ("WEBHOOK_PORT", self.webhook_port != other.webhook_port),

@@ -33,7 +33,7 @@ pub(super) fn required(path: &str) -> bool {
 /// The rule of the value at `path`, if it has one beyond its type.
 pub(super) fn rule(path: &str) -> Option<Rule> {
     let rule = match generic(path).as_str() {
-        "id" => Rule::Text { check: |id| BotId::parse(id).map(drop), stand_in: "stand-in" },
+        "id" => Rule::Text { check: bot_id, stand_in: "stand-in" },
         "name" => Rule::Text { check: non_empty, stand_in: "stand-in" },
         "token" => {
             Rule::Text { check: |token| BotToken::parse(token).map(drop), stand_in: "1:stand-in-for-a-malformed-token" }
@@ -63,6 +63,17 @@ fn generic(path: &str) -> String {
         }
     }
     out
+}
+
+/// The id the admin bot runs under (`ADMIN_BOT_ID` in `fleet::admin`, a layer above).
+const ADMIN: &str = "admin";
+
+fn bot_id(id: &str) -> Result<(), String> {
+    BotId::parse(id)?;
+    if id == ADMIN {
+        return Err("the id \"admin\" is reserved for the admin bot (ADMIN_BOT_TOKEN); choose another".to_owned());
+    }
+    Ok(())
 }
 
 fn non_empty(name: &str) -> Result<(), String> {
@@ -144,6 +155,11 @@ fn plugins(config: &BotConfig, reader: &Reader<'_>, catalog: &dyn PluginCatalog)
             continue;
         }
         first.insert(name, index);
+        if name == ADMIN {
+            let message = "the admin plugin runs only in the admin bot (ADMIN_BOT_TOKEN); a bot file may not list it";
+            reader.error(name_node.pos, &name_path, message.to_owned());
+            continue;
+        }
         match catalog.dependencies(name) {
             Some(deps) => {
                 dependencies.insert(name, deps);

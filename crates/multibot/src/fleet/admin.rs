@@ -2,22 +2,23 @@
 //! `ADMIN_ALLOWED_USERS` control every other bot from Telegram: `/status`, `/list`, `/health`, `/start_bot`,
 //! `/stop_bot`, `/restart_bot` (each confirmed with inline buttons), `/reload`, `/reload_all`. It also forwards
 //! [`Notifier`] messages (a bot failed, a reload failed, a plugin error for `notify_admins`) to the admins.
+//!
+//! A confirmation's id is 128 random bits, kept in memory only and bound to the admin who asked, the chat and the
+//! question message: a button from before a restart, from another message or another admin, or pressed a second
+//! time does nothing, and the admin is told why.
 
 use std::{
     collections::{HashMap, HashSet},
     fmt::Write as _,
     path::PathBuf,
-    sync::{
-        Arc, OnceLock,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
 
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::json;
-use teloxide_core::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup};
+use teloxide_core::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, MessageId};
 use tracing::{info, warn};
 
 use super::{BotManager, BotState, BotStatus, ReloadHandle, ReloadReport};
@@ -91,7 +92,7 @@ impl PluginFactory for AdminFactory {
 
     fn build(&self, _cx: &PluginContext, router: &mut Router) -> anyhow::Result<Arc<dyn LoadedPlugin>> {
         let fleet = self.fleet.get().cloned().ok_or_else(|| anyhow::anyhow!("the fleet is not ready"))?;
-        let admin = Arc::new(Admin { fleet, pending: Mutex::default(), next: AtomicU64::new(1) });
+        let admin = Arc::new(Admin { fleet, pending: Mutex::default() });
         let mut handlers = Handlers::new(admin.clone(), "admin", router);
         admin.setup_handlers(&mut handlers);
         Ok(admin)
@@ -103,6 +104,8 @@ struct Pending {
     action: Action,
     bot: BotId,
     asker: i64,
+    /// The chat and the message that asked; the button must come from there.
+    question: (ChatId, MessageId),
     asked: Instant,
     done: bool,
 }
@@ -144,7 +147,6 @@ impl Action {
 pub struct Admin {
     fleet: Fleet,
     pending: Mutex<HashMap<String, Pending>>,
-    next: AtomicU64,
 }
 
 /// `config:` of the `admin` plugin (none).
@@ -363,16 +365,23 @@ impl Admin {
         }
         let Some(bot) = self.target(&cx).await? else { return Ok(()) };
         let asker = cx.user().map_or(0, |u| u.id.0 as i64);
-        let nonce = format!("{:x}", self.next.fetch_add(1, Ordering::Relaxed));
-        self.pending.lock().retain(|_, p| p.asked.elapsed() < self.fleet.confirm_timeout * 2);
-        self.pending
-            .lock()
-            .insert(nonce.clone(), Pending { action, bot: bot.id.clone(), asker, asked: Instant::now(), done: false });
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no random numbers: {e}"))?;
+        let nonce: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let keyboard = InlineKeyboardMarkup::new([[
             InlineKeyboardButton::callback("✅ Confirm", format!("adm:ok:{nonce}")),
             InlineKeyboardButton::callback("❌ Cancel", format!("adm:no:{nonce}")),
         ]]);
-        cx.reply(format!("{} bot {} ({})?", action.verb(), bot.name, bot.id)).plain().keyboard(keyboard).await?;
+        let question =
+            cx.reply(format!("{} bot {} ({})?", action.verb(), bot.name, bot.id)).plain().keyboard(keyboard).await?;
+        // Stored once sent: a click on the question is an update of the same chat, handled after this one.
+        let mut pending = self.pending.lock();
+        pending.retain(|_, p| p.asked.elapsed() < self.fleet.confirm_timeout * 2);
+        let question = (question.chat.id, question.id);
+        pending.insert(
+            nonce,
+            Pending { action, bot: bot.id.clone(), asker, question, asked: Instant::now(), done: false },
+        );
         Ok(())
     }
 
@@ -384,10 +393,14 @@ impl Admin {
         let mut parts = data.splitn(3, ':').skip(1);
         let (choice, nonce) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
         let clicker = cx.user().map_or(0, |u| u.id.0 as i64);
+        let clicked_on = cx.callback().and_then(|q| q.message.as_ref()).map(|m| (m.chat().id, m.id()));
         let taken = {
             let mut pending = self.pending.lock();
             match pending.get_mut(nonce) {
-                None => Err("This confirmation is unknown (or the bot restarted)."),
+                None => Err(
+                    "This button expired (the system restarted since it was asked, or it is not one of ours); ask again.",
+                ),
+                Some(p) if clicked_on != Some(p.question) => Err("This button belongs to another message."),
                 Some(p) if p.asker != clicker => Err("Only the admin who asked can confirm."),
                 Some(p) if p.done => Err("Already done."),
                 Some(p) if p.asked.elapsed() > self.fleet.confirm_timeout => {

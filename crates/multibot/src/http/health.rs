@@ -1,8 +1,8 @@
 //! Health probes: `/health/live` (the process answers), `/health/ready` (start-up done and the database
 //! answers; 503 with a reason otherwise) and `/health/full` (version, uptime, database, Redis, memory and every
 //! bot's status, `degraded` when a bot failed or cannot work through the Bot API). [`DatabaseProbe`] is how they
-//! ask the database and Redis; [`NoDatabase`] when none is
-//! configured.
+//! ask the database and Redis; [`NoDatabase`] when none is configured. [`ProbeCache`] keeps each answer for
+//! a second, and lets one check run at a time, so that a flood of probes asks the database once a second.
 
 use std::time::{Duration, Instant};
 
@@ -14,12 +14,22 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde_json::{Value, json};
+use tokio::sync::Mutex;
 
 use super::{HttpState, Phase};
 use crate::{fleet::BotState, fsm::RedisFsm, storage::Storage, telemetry::metrics::resident_memory_bytes};
 
 /// How long a database check may take before it counts as down.
 const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a check's answer is reused.
+const PROBE_CACHE: Duration = Duration::from_secs(1);
+
+/// The last answers of the database and Redis checks, with when they were asked.
+#[derive(Default)]
+pub struct ProbeCache {
+    database: Mutex<Option<(Instant, Database)>>,
+    redis: Mutex<Option<(Instant, Database)>>,
+}
 
 /// Checks that a backing service (the database, Redis) answers.
 #[async_trait]
@@ -71,6 +81,7 @@ impl DatabaseProbe for RedisFsm {
 }
 
 /// What a database check found.
+#[derive(Clone)]
 enum Database {
     NotConfigured,
     Up { latency: Duration },
@@ -78,7 +89,21 @@ enum Database {
 }
 
 async fn check_database(state: &HttpState) -> Database {
-    check(&*state.database).await
+    cached(&state.probes.database, &*state.database).await
+}
+
+/// The last answer of `probe` when it is recent, else a new one. The lock is held across the check on purpose:
+/// probes that arrive meanwhile wait for its answer instead of asking again.
+async fn cached(last: &Mutex<Option<(Instant, Database)>>, probe: &dyn DatabaseProbe) -> Database {
+    let mut last = last.lock().await;
+    if let Some((asked, answer)) = &*last
+        && asked.elapsed() < PROBE_CACHE
+    {
+        return answer.clone();
+    }
+    let answer = check(probe).await;
+    *last = Some((Instant::now(), answer.clone()));
+    answer
 }
 
 async fn check(probe: &dyn DatabaseProbe) -> Database {
@@ -129,7 +154,7 @@ fn millis(d: Duration) -> f64 {
 pub(super) async fn full(State(state): State<HttpState>) -> Json<Value> {
     let (database, redis) = match &state.redis {
         Some(redis) => {
-            let (database, redis) = tokio::join!(check_database(&state), check(&**redis));
+            let (database, redis) = tokio::join!(check_database(&state), cached(&state.probes.redis, &**redis));
             (database, Some(redis))
         }
         None => (check_database(&state).await, None),

@@ -1,7 +1,7 @@
 //! `POST /webhook/<path>`: one update pushed by Telegram for the bot served at `<path>`.
 //!
 //! In order: an unknown path is 404; a missing or wrong `X-Telegram-Bot-Api-Secret-Token` (compared in constant
-//! time with that bot's secret) is 401 and nothing is read; a body over [`MAX_WEBHOOK_BODY`] is 413; a body that
+//! time with that bot's secret) is 401 and nothing is read (the warning is sampled); a body over [`MAX_WEBHOOK_BODY`] is 413; a body that
 //! is not an update is 400; an update that does not decode even leniently is 200 and ignored (a callback query of
 //! that kind still goes on, to be answered); otherwise the update goes to the bot's inbox (one of a type we do not
 //! know too, to be counted and skipped there) and the answer is 200 (also for a re-delivery, which is dropped), or 503 when the inbox is
@@ -19,7 +19,7 @@ use super::{HttpState, MAX_WEBHOOK_BODY};
 use crate::{
     runtime::webhook::Offer,
     telegram::{decode_update, unknown_type, unreadable_callback},
-    telemetry::metrics,
+    telemetry::{Sampler, metrics},
 };
 
 /// The header Telegram carries the secret in.
@@ -42,7 +42,12 @@ pub(super) async fn receive(State(state): State<HttpState>, uri: Uri, headers: H
     };
     let presented = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
     if !inbox.secret_matches(presented) {
-        warn!(bot_id, with_header = headers.contains_key(SECRET_HEADER), "webhook request with a wrong secret refused");
+        // Anyone can send these: one line per period, not one per request.
+        static WRONG_SECRET: Sampler = Sampler::new(std::time::Duration::from_secs(10));
+        if let Some(suppressed) = WRONG_SECRET.sample() {
+            let with_header = headers.contains_key(SECRET_HEADER);
+            warn!(bot_id, with_header, suppressed, "webhook request with a wrong secret refused");
+        }
         return answer(StatusCode::UNAUTHORIZED);
     }
     let Ok(bytes) = to_bytes(body, MAX_WEBHOOK_BODY).await else {

@@ -2,8 +2,15 @@
 //! (`multibot_bot_events_total{bot_id, kind}`) and records it in `bot_events` through the [`Recorder`], so the log,
 //! the metric and the table never drift apart and a database outage never blocks a bot. Lifecycle events also keep
 //! the bot's row in `bots` current.
+//!
+//! Events a user can cause at will (refused updates, handler errors) are stored at most
+//! [`ROWS_PER_USER_MINUTE`] times a minute per bot, user and kind: beyond that they are counted, not stored.
 
-use std::path::Path;
+use std::{
+    collections::HashMap,
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use serde_json::{Value, json};
 use tracing::{error, info, warn};
@@ -14,6 +21,46 @@ use crate::{
     outcomes::ReloadOutcome,
     telemetry::metrics,
 };
+
+/// Rows one user may add per bot and kind in a minute.
+pub const ROWS_PER_USER_MINUTE: u32 = 5;
+/// Past this many users in the budget table, those whose minute is over are forgotten.
+const BUDGET_USERS: usize = 4096;
+
+/// Per bot, user (0: none) and kind: when the current minute began and how many rows it stored.
+pub(super) type Budgets = HashMap<(String, i64, &'static str), (Instant, u32)>;
+
+/// Whether one more row of `kind` caused by `user` fits in this minute's budget.
+fn within_budget(recorder: &Recorder, bot_id: &str, user: Option<i64>, kind: EventKind) -> bool {
+    const MINUTE: Duration = Duration::from_secs(60);
+    let mut budgets = recorder.budgets.lock();
+    if budgets.len() >= BUDGET_USERS {
+        budgets.retain(|_, (began, _)| began.elapsed() < MINUTE);
+    }
+    let (began, rows) =
+        budgets.entry((bot_id.to_owned(), user.unwrap_or(0), kind.as_str())).or_insert((Instant::now(), 0));
+    if began.elapsed() >= MINUTE {
+        (*began, *rows) = (Instant::now(), 0);
+    }
+    *rows += 1;
+    *rows <= ROWS_PER_USER_MINUTE
+}
+
+/// Counts the event; stores it only when it fits in the user's budget.
+fn record_sampled(
+    recorder: &Recorder,
+    bot_id: &BotId,
+    kind: EventKind,
+    actor_user_id: Option<i64>,
+    detail: Value,
+) -> bool {
+    if within_budget(recorder, bot_id.as_str(), actor_user_id, kind) {
+        record(recorder, Some(bot_id.as_str()), kind, actor_user_id, detail);
+        return true;
+    }
+    metrics::bot_event(bot_id.as_str(), kind.as_str());
+    false
+}
 
 fn record(recorder: &Recorder, bot_id: Option<&str>, kind: EventKind, actor_user_id: Option<i64>, detail: Value) {
     let label = bot_id.unwrap_or("").to_owned();
@@ -106,12 +153,11 @@ pub fn admin_action(recorder: &Recorder, bot_id: &BotId, actor_user_id: i64, act
 }
 
 /// Access control refused an update (`reason`: `blocked`, `not_allowed`, `admin_only`). Callers sample: the
-/// metric counts every refusal, the table gets the first and then every hundredth per bot.
+/// metric counts every refusal, the table gets the ones the caller samples within the user's budget.
 pub fn access_denied(recorder: &Recorder, bot_id: &BotId, actor_user_id: Option<i64>, reason: &str, sampled: bool) {
     metrics::access_denied(bot_id.as_str(), reason);
-    if sampled {
+    if sampled && record_sampled(recorder, bot_id, EventKind::AccessDenied, actor_user_id, json!({"reason": reason})) {
         info!(bot_id = %bot_id, actor_user_id, reason, "access denied");
-        record(recorder, Some(bot_id.as_str()), EventKind::AccessDenied, actor_user_id, json!({"reason": reason}));
     }
 }
 
@@ -136,10 +182,11 @@ pub struct PluginFailure<'a> {
     pub message: &'a str,
 }
 
-/// A plugin's handler failed or panicked while handling an update from `actor_user_id`.
+/// A plugin's handler failed or panicked while handling an update from `actor_user_id`; stored within the
+/// user's budget, logged and counted always.
 pub fn plugin_error(recorder: &Recorder, bot_id: &BotId, actor_user_id: Option<i64>, failure: PluginFailure<'_>) {
     let PluginFailure { error_id, plugin, message } = failure;
     error!(bot_id = %bot_id, error_id = %error_id, plugin = %plugin, error = %message, "handler failed");
     let detail = json!({"error_id": error_id, "plugin": plugin, "message": message});
-    record(recorder, Some(bot_id.as_str()), EventKind::PluginError, actor_user_id, detail);
+    record_sampled(recorder, bot_id, EventKind::PluginError, actor_user_id, detail);
 }

@@ -40,6 +40,8 @@ pub struct Recorder {
     stop: CancellationToken,
     /// The writer task; [`Recorder::close`] waits for it.
     writer: TaskTracker,
+    /// How many rows each user has added this minute, per bot and kind (see [`super::events`]).
+    pub(super) budgets: Arc<parking_lot::Mutex<super::events::Budgets>>,
 }
 
 impl Recorder {
@@ -52,7 +54,7 @@ impl Recorder {
         let (stop, writer) = (CancellationToken::new(), TaskTracker::new());
         writer.spawn(run(storage, rx, stop.clone()));
         writer.close();
-        Recorder { tx, dropped: Arc::default(), stop, writer }
+        Recorder { tx, dropped: Arc::default(), stop, writer, budgets: Arc::default() }
     }
 
     /// Records that a user interacted with a bot.

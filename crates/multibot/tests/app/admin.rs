@@ -107,10 +107,19 @@ async fn anyone_else_is_refused_once_per_command() {
     ] {
         assert_eq!(ask(&stranger, &bot, command).await, "⛔ This bot is for administrators only.", "{command}");
     }
-    eventually(Duration::from_secs(10), "eight access_denied events", || async {
-        app.storage.events().list(Some("admin"), Some("access_denied"), 20).await.unwrap().len() == 8
+    // Eight refusals, of which one user's first five a minute are stored; the metric counts all eight.
+    eventually(Duration::from_secs(10), "five access_denied events", || async {
+        app.storage.events().list(Some("admin"), Some("access_denied"), 20).await.unwrap().len() == 5
     })
     .await;
+    // Bad input: a flood of refused commands from the same user adds no row.
+    for _ in 0..1000 {
+        stranger.send(&bot, "/stop_bot echo_bot").await.unwrap();
+    }
+    for _ in 0..1000 {
+        stranger.next_message_from(&bot).await.unwrap();
+    }
+    assert_eq!(app.storage.events().list(Some("admin"), Some("access_denied"), 100).await.unwrap().len(), 5);
     assert_eq!(app.manager.status_of(&BotId::parse("echo_bot").unwrap()).unwrap().state, BotState::Running);
     app.stop().await;
 }
@@ -184,6 +193,48 @@ async fn an_expired_confirmation_does_nothing() {
         .await;
     assert_eq!(last_answer(&bot).await, "This confirmation expired; ask again.");
     assert_eq!(app.manager.status_of(&id).unwrap().state, BotState::Running);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_button_from_before_a_restart_or_another_question_does_nothing() {
+    let (app, bot, admin) = spawn(&[]).await;
+    let (echo, greeter) = (BotId::parse("echo_bot").unwrap(), BotId::parse("greeter").unwrap());
+    let old = ask_message(&admin, &bot, "/restart_bot greeter").await;
+    // The admin bot restarts (as after a restart of the process), then a new question is asked.
+    app.manager.restart(&BotId::parse("admin").unwrap()).await.unwrap();
+    let new = ask_message(&admin, &bot, "/stop_bot echo_bot").await;
+    let answered = |count: usize| {
+        let bot = &bot;
+        async move {
+            eventually(Duration::from_secs(10), "an answer", || async {
+                bot.callback_answers().await.unwrap().len() > count
+            })
+            .await;
+            last_answer(bot).await
+        }
+    };
+    // Bad input: the old question's Confirm, pressed after the restart.
+    admin.click(&bot, &old, &button(&old, "adm:ok:")).await.unwrap();
+    let answer = answered(0).await;
+    assert!(answer.starts_with("This button expired (the system restarted since it was asked"), "{answer}");
+    // Bad input: the new question's Confirm, replayed on the old message.
+    admin.click_stale(&bot, &old, &button(&new, "adm:ok:")).await.unwrap();
+    assert_eq!(answered(1).await, "This button belongs to another message.");
+    assert_eq!(app.manager.status_of(&echo).unwrap().state, BotState::Running, "nothing stopped");
+    assert_eq!(app.manager.status_of(&greeter).unwrap().state, BotState::Running);
+    // On its own message the new button works once; replayed, it does nothing and says why.
+    let before = last_seq(&bot).await;
+    admin.click(&bot, &new, &button(&new, "adm:ok:")).await.unwrap();
+    assert_eq!(wait_edit(&bot, before, ADMIN).await, "✅ Bot echo_bot stopped successfully");
+    app.manager.start(&echo).await.unwrap();
+    let answers = bot.callback_answers().await.unwrap().len();
+    admin.click_stale(&bot, &new, &button(&new, "adm:ok:")).await.unwrap();
+    assert_eq!(answered(answers).await, "Already done.");
+    assert_eq!(app.manager.status_of(&echo).unwrap().state, BotState::Running, "the replay stopped nothing");
+    // The ids cannot be guessed: 128 random bits each.
+    let id = button(&new, "adm:ok:").trim_start_matches("adm:ok:").to_owned();
+    assert_eq!((id.len(), id.chars().all(|c| c.is_ascii_hexdigit())), (32, true), "{id}");
     app.stop().await;
 }
 

@@ -121,6 +121,30 @@ fn strings(node: &Yaml<'_>, out: &mut Vec<String>) {
     }
 }
 
+/// `node[key]` of a mapping.
+fn get<'a>(node: &'a Yaml<'static>, key: &str) -> &'a Yaml<'static> {
+    let mapping = node.as_mapping().unwrap_or_else(|| panic!("no mapping around {key}"));
+    mapping.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v).unwrap_or_else(|| panic!("no {key}"))
+}
+
+#[test]
+fn compose_prod_hides_the_database_and_takes_its_password_from_the_environment() {
+    let prod = load_yaml(&root().join("docker/docker-compose.prod.yml"));
+    let services = get(&prod[0], "services");
+    // Compose appends port lists: `ports: []` would keep the base file's 5432:5432; `!reset` removes it.
+    match get(get(services, "postgres"), "ports") {
+        Yaml::Tagged(tag, ports) => {
+            assert_eq!(tag.suffix, "reset");
+            assert!(ports.as_sequence().is_some_and(|p| p.is_empty()), "{ports:?}");
+        }
+        other => panic!("postgres ports are not reset: {other:?}"),
+    }
+    let password = get(get(get(services, "postgres"), "environment"), "POSTGRES_PASSWORD").as_str().unwrap();
+    assert!(password.starts_with("${POSTGRES_PASSWORD:?"), "{password}");
+    let url = get(get(get(services, "multibot"), "environment"), "DATABASE_URL").as_str().unwrap();
+    assert!(url.contains(":${POSTGRES_PASSWORD:?") && !url.contains("password@"), "{url}");
+}
+
 #[tokio::test]
 async fn manifests_name_the_ports_and_paths_the_program_serves() {
     let defaults = Settings::from_env(&|_| None).unwrap();

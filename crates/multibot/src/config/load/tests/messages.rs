@@ -184,6 +184,20 @@ fn each_kind_of_problem_has_its_message_and_position() {
             one(5, 18, "access.allowed_users", "expected a sequence of user ids, found an integer"),
         ),
         (format!("{BASE}plugins:\n  - name: echo\n"), one(5, 11, "plugins[0].name", "unknown plugin \"echo\"")),
+        // Bad input: the admin bot's id and its plugin in a bot file.
+        (
+            "id: admin\nname: Shop\ntoken: ${BOT_TOKEN}\n".to_owned(),
+            one(1, 5, "id", "the id \"admin\" is reserved for the admin bot (ADMIN_BOT_TOKEN); choose another"),
+        ),
+        (
+            format!("{BASE}plugins:\n  - name: admin\n"),
+            one(
+                5,
+                11,
+                "plugins[0].name",
+                "the admin plugin runs only in the admin bot (ADMIN_BOT_TOKEN); a bot file may not list it",
+            ),
+        ),
         (
             format!("{BASE}plugins:\n  - name: help\n  - name: start\n  - name: help\n    enabled: false\n"),
             one(7, 11, "plugins[2].name", "plugin \"help\" is listed twice (also at plugins[0])"),
