@@ -30,7 +30,7 @@ pub use client::{Control, FaultSpec, Queued, SharedChat, TestBot, TestChannel, T
 pub use error::ApiError;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-pub use world::parse_token;
+pub use world::{UPDATE_TYPES, parse_token};
 
 /// How an emulator behaves.
 #[derive(Debug, Clone)]

@@ -17,7 +17,8 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-pub(crate) use bot::{BotState, Fault, FaultAction, UPDATE_TYPES};
+pub use bot::UPDATE_TYPES;
+pub(crate) use bot::{BotState, Fault, FaultAction};
 pub(crate) use files::{FileInfo, FileKind, Files, MediaMeta, NewFile, Refusal, StoreError};
 use parking_lot::{Mutex, RwLock};
 pub(crate) use records::{Boost, Business, InlineQuery, PaymentQuery, PollRecord, STATUSES, chat_member};

@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// Every update type Telegram sends, as `allowed_updates` names them.
-pub(crate) const UPDATE_TYPES: &[&str] = &[
+pub const UPDATE_TYPES: &[&str] = &[
     "message",
     "edited_message",
     "channel_post",

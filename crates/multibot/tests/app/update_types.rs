@@ -352,34 +352,7 @@ async fn with_every_family_the_bot_asks_for_every_update_type() {
     let families = ["channel", "business", "reactions", "inline", "payments", "polls", "members", "boosts", "edits"];
     let run = Reporting::start(&families, "").await;
     // The fields of the Bot API's `Update`, but `update_id`.
-    let mut every: Vec<String> = [
-        "message",
-        "edited_message",
-        "channel_post",
-        "edited_channel_post",
-        "business_connection",
-        "business_message",
-        "edited_business_message",
-        "deleted_business_messages",
-        "message_reaction",
-        "message_reaction_count",
-        "inline_query",
-        "chosen_inline_result",
-        "callback_query",
-        "shipping_query",
-        "pre_checkout_query",
-        "purchased_paid_media",
-        "poll",
-        "poll_answer",
-        "my_chat_member",
-        "chat_member",
-        "chat_join_request",
-        "chat_boost",
-        "removed_chat_boost",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect();
+    let mut every: Vec<String> = botapi_emulator::UPDATE_TYPES.iter().map(|t| (*t).to_owned()).collect();
     every.sort();
     assert_eq!(run.allowed_updates().await, every);
     assert_eq!(expected(&families), every);
