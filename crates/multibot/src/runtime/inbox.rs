@@ -140,7 +140,7 @@ async fn write_done(storage: Storage, bot_id: String, mut messages: mpsc::Unboun
         if pruned.elapsed() >= PRUNE_EVERY {
             pruned = tokio::time::Instant::now();
             let before = now() - chrono::Duration::from_std(DONE_KEPT).unwrap_or_default();
-            if let Err(e) = storage.inbox().prune(before).await {
+            if let Err(e) = storage.inbox().prune(&bot_id, before).await {
                 warn!(%bot_id, error = %e, "could not prune the inbox");
             }
         }

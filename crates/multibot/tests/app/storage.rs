@@ -223,8 +223,11 @@ async fn inbox_stores_a_redelivery_once_and_lists_pending_in_update_order(db: &T
     assert_eq!(inbox.insert("shop", &[reused], later).await.unwrap(), [12]);
     inbox.mark_done("shop", &[12], later).await.unwrap();
 
-    assert_eq!(inbox.prune(later).await.unwrap(), 0, "only rows done before the limit go");
-    assert_eq!(inbox.prune(later + Span::seconds(1)).await.unwrap(), 2);
+    assert_eq!(inbox.prune("shop", later).await.unwrap(), 0, "only rows done before the limit go");
+    inbox.mark_done("cafe", &[10], at).await.unwrap();
+    assert_eq!(inbox.prune("shop", later + Span::seconds(1)).await.unwrap(), 2);
+    assert_eq!(inbox.prune("shop", later + Span::seconds(1)).await.unwrap(), 0, "another bot's rows stay");
+    assert_eq!(inbox.prune("cafe", later + Span::seconds(1)).await.unwrap(), 1);
     assert_eq!(inbox.depth("shop").await.unwrap().pending, 2, "pending rows are never pruned");
 }
 
