@@ -340,6 +340,12 @@ impl<P: Plugin> LoadedPlugin for P {
     }
 }
 
+/// The [`Plugin::Config`] of a plugin that takes no settings: an absent or empty `config:` block; any key in it
+/// is a configuration error.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoConfig {}
+
 /// Makes plugin instances of one kind; the registry holds one per plugin name.
 pub trait PluginFactory: Send + Sync {
     /// The plugin's metadata.
@@ -510,9 +516,6 @@ mod tests {
 
     /// A plugin that depends on `start`, to test the load order.
     struct NeedsStart;
-
-    #[derive(serde::Deserialize)]
-    struct NoConfig {}
 
     impl Plugin for NeedsStart {
         type Config = NoConfig;

@@ -16,7 +16,6 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use serde::Deserialize;
 use serde_json::json;
 use teloxide_core::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, MessageId};
 use tracing::{info, warn};
@@ -25,8 +24,8 @@ use super::{BotManager, BotState, BotStatus, ReloadHandle, ReloadReport};
 use crate::{
     config::{BotConfig, BotId, BotToken, PluginEntry},
     plugins::{
-        CallbackFilter, ConfigProblem, Ctx, Handlers, LoadedPlugin, Notifier, Plugin, PluginContext, PluginFactory,
-        PluginMeta, Router,
+        CallbackFilter, ConfigProblem, Ctx, Handlers, LoadedPlugin, NoConfig, Notifier, Plugin, PluginContext,
+        PluginFactory, PluginMeta, Router,
     },
     storage::{Storage, events},
 };
@@ -149,20 +148,15 @@ pub struct Admin {
     pending: Mutex<HashMap<String, Pending>>,
 }
 
-/// `config:` of the `admin` plugin (none).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {}
-
 #[async_trait::async_trait]
 impl Plugin for Admin {
-    type Config = AdminConfig;
+    type Config = NoConfig;
 
     fn meta() -> PluginMeta {
         PluginMeta::new("admin")
     }
 
-    fn new(_config: AdminConfig, _cx: &PluginContext) -> anyhow::Result<Admin> {
+    fn new(_config: NoConfig, _cx: &PluginContext) -> anyhow::Result<Admin> {
         anyhow::bail!("the admin plugin is built by the application, which owns the fleet")
     }
 

@@ -7,7 +7,7 @@
 
 mod split;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, marker::PhantomData, sync::Arc, time::Duration};
 
 use reqwest::{RequestBuilder, Url};
 use serde::{
@@ -178,25 +178,26 @@ pub struct Me {
     pub username: Option<String>,
 }
 
-/// `getMe` answered as our own [`Me`].
+/// A payload whose answer is read as `O` rather than the payload's own output: `getMe` as our own [`Me`], and
+/// `editMessageText` loosely as a [`Value`] (Telegram answers the edited message, or `true` for an inline
+/// message, and some servers always answer `true`).
 #[derive(Serialize)]
 #[serde(transparent)]
-struct LenientGetMe(GetMe);
-
-impl Payload for LenientGetMe {
-    type Output = Me;
-    const NAME: &'static str = GetMe::NAME;
+struct Lenient<P, O> {
+    payload: P,
+    #[serde(skip)]
+    output: PhantomData<fn() -> O>,
 }
 
-/// `editMessageText` with its result read loosely: Telegram answers the edited message, or `true` for an inline
-/// message (and some servers always do).
-#[derive(Serialize)]
-#[serde(transparent)]
-struct LenientEdit(EditMessageText);
+impl<P, O> Lenient<P, O> {
+    fn new(payload: P) -> Self {
+        Lenient { payload, output: PhantomData }
+    }
+}
 
-impl Payload for LenientEdit {
-    type Output = Value;
-    const NAME: &'static str = EditMessageText::NAME;
+impl<P: Payload, O: DeserializeOwned> Payload for Lenient<P, O> {
+    type Output = O;
+    const NAME: &'static str = P::NAME;
 }
 
 /// The numeric `chat_id` of a serialized payload.
@@ -412,7 +413,7 @@ impl BotApi {
 
     /// `getMe`.
     pub async fn get_me(&self) -> Result<Me, ApiCallError> {
-        self.call(&LenientGetMe(GetMe::new())).await
+        self.call(&Lenient::<_, Me>::new(GetMe::new())).await
     }
 
     /// `getUpdates` from `offset`, waiting up to `timeout` for the first.
@@ -506,7 +507,7 @@ impl BotApi {
         if let Some(keyboard) = keyboard {
             payload = payload.reply_markup(keyboard);
         }
-        let result = self.call(&LenientEdit(payload)).await?;
+        let result = self.call(&Lenient::<_, Value>::new(payload)).await?;
         Ok(serde_json::from_value(result).ok())
     }
 

@@ -3,29 +3,22 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-
-use crate::plugins::{Ctx, Handlers, MessageFilter, Plugin, PluginContext, PluginMeta};
+use crate::plugins::{Ctx, Handlers, MessageFilter, NoConfig, Plugin, PluginContext, PluginMeta};
 
 const WAITING_FOR_NAME: &str = "form:waiting_for_name";
 const WAITING_FOR_AGE: &str = "form:waiting_for_age";
-
-/// `config:` of the `form` plugin (none).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FormConfig {}
 
 /// The `form` plugin.
 pub struct Form;
 
 impl Plugin for Form {
-    type Config = FormConfig;
+    type Config = NoConfig;
 
     fn meta() -> PluginMeta {
         PluginMeta::new("form").description("Multi-step form example")
     }
 
-    fn new(_config: FormConfig, _cx: &PluginContext) -> anyhow::Result<Form> {
+    fn new(_config: NoConfig, _cx: &PluginContext) -> anyhow::Result<Form> {
         Ok(Form)
     }
 

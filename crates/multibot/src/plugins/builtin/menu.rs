@@ -2,27 +2,21 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
 use teloxide_core::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 
-use crate::plugins::{CallbackFilter, Ctx, Handlers, Plugin, PluginContext, PluginMeta};
-
-/// `config:` of the `menu` plugin (none).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MenuConfig {}
+use crate::plugins::{CallbackFilter, Ctx, Handlers, NoConfig, Plugin, PluginContext, PluginMeta};
 
 /// The `menu` plugin.
 pub struct Menu;
 
 impl Plugin for Menu {
-    type Config = MenuConfig;
+    type Config = NoConfig;
 
     fn meta() -> PluginMeta {
         PluginMeta::new("menu").description("Interactive menu example")
     }
 
-    fn new(_config: MenuConfig, _cx: &PluginContext) -> anyhow::Result<Menu> {
+    fn new(_config: NoConfig, _cx: &PluginContext) -> anyhow::Result<Menu> {
         Ok(Menu)
     }
 

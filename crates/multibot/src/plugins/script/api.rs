@@ -449,76 +449,75 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
 
     // `store` is the plugin's persistent store; `state` is its name of the previous release, kept one release.
     let table = lua.create_table()?;
-    let store = env.state;
-    {
-        let (store, bot_id, plugin) = (store.clone(), bot_id.clone(), plugin.clone());
-        table.set(
-            "get",
-            lua.create_async_function(move |lua, key: String| {
-                let (store, bot_id, plugin) = (store.clone(), bot_id.clone(), plugin.clone());
-                let ready = not_at_top_level(&lua, "store.get");
-                async move {
-                    ready?;
-                    let value = off_vm("store.get", async move { store.get(&bot_id, &plugin, &key).await }).await?;
-                    value.map_or(Ok(Value::Nil), |v| to_lua(&lua, &v))
+    let scope = StoreScope { store: env.state, bot_id, plugin };
+    table.set(
+        "get",
+        scope.function(lua, "store.get", |lua, scope, key: String| async move {
+            let value = off_vm("store.get", async move { scope.store.get(&scope.bot_id, &scope.plugin, &key).await });
+            value.await?.map_or(Ok(Value::Nil), |v| to_lua(&lua, &v))
+        })?,
+    )?;
+    table.set(
+        "set",
+        scope.function(lua, "store.set", |_, scope, (key, value): (String, Value)| async move {
+            let value = to_json(&value)?;
+            off_vm("store.set", async move {
+                let StoreScope { store, bot_id, plugin } = scope;
+                if value.is_null() {
+                    store.delete(&bot_id, &plugin, &key).await.map(drop)
+                } else {
+                    store.set(&bot_id, &plugin, &key, &value).await
                 }
-            })?,
-        )?;
-    }
-    {
-        let (store, bot_id, plugin) = (store.clone(), bot_id.clone(), plugin.clone());
-        table.set(
-            "set",
-            lua.create_async_function(move |lua, (key, value): (String, Value)| {
-                let (store, bot_id, plugin) = (store.clone(), bot_id.clone(), plugin.clone());
-                let ready = not_at_top_level(&lua, "store.set").and_then(|()| to_json(&value));
-                async move {
-                    let value = ready?;
-                    off_vm("store.set", async move {
-                        if value.is_null() {
-                            store.delete(&bot_id, &plugin, &key).await.map(drop)
-                        } else {
-                            store.set(&bot_id, &plugin, &key, &value).await
-                        }
-                    })
-                    .await
-                }
-            })?,
-        )?;
-    }
-    {
-        let (store, bot_id, plugin) = (store.clone(), bot_id.clone(), plugin.clone());
-        table.set(
-            "delete",
-            lua.create_async_function(move |lua, key: String| {
-                let (store, bot_id, plugin) = (store.clone(), bot_id.clone(), plugin.clone());
-                let ready = not_at_top_level(&lua, "store.delete");
-                async move {
-                    ready?;
-                    off_vm("store.delete", async move { store.delete(&bot_id, &plugin, &key).await }).await
-                }
-            })?,
-        )?;
-    }
+            })
+            .await
+        })?,
+    )?;
+    table.set(
+        "delete",
+        scope.function(lua, "store.delete", |_, scope, key: String| async move {
+            off_vm("store.delete", async move { scope.store.delete(&scope.bot_id, &scope.plugin, &key).await }).await
+        })?,
+    )?;
     table.set(
         "list",
-        lua.create_async_function(move |lua, ()| {
-            let (store, bot_id, plugin) = (store.clone(), bot_id.clone(), plugin.clone());
-            let ready = not_at_top_level(&lua, "store.list");
-            async move {
-                ready?;
-                let entries = off_vm("store.list", async move { store.list(&bot_id, &plugin).await }).await?;
-                let table = lua.create_table()?;
-                for (key, value) in entries {
-                    table.set(key, to_lua(&lua, &value)?)?;
-                }
-                Ok(table)
+        scope.function(lua, "store.list", |lua, scope, ()| async move {
+            let entries = off_vm("store.list", async move { scope.store.list(&scope.bot_id, &scope.plugin).await });
+            let table = lua.create_table()?;
+            for (key, value) in entries.await? {
+                table.set(key, to_lua(&lua, &value)?)?;
             }
+            Ok(table)
         })?,
     )?;
     globals.set("store", table.clone())?;
     globals.set("state", table)?;
     Ok(())
+}
+
+/// Where a script's `store` functions read and write: its bot's and plugin's keys.
+#[derive(Clone)]
+struct StoreScope {
+    store: Arc<dyn ScriptStateStore>,
+    bot_id: Arc<str>,
+    plugin: Arc<str>,
+}
+
+impl StoreScope {
+    /// A `store.*` function: refused at the top level of a script, else `call` with this scope.
+    fn function<A, R, F, Fut>(&self, lua: &Lua, what: &'static str, call: F) -> mlua::Result<Function>
+    where
+        A: mlua::FromLuaMulti + Send + 'static,
+        R: mlua::IntoLuaMulti,
+        F: Fn(Lua, StoreScope, A) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = mlua::Result<R>> + Send + 'static,
+    {
+        let scope = self.clone();
+        lua.create_async_function(move |lua, args: A| {
+            let ready = not_at_top_level(&lua, what);
+            let call = ready.map(|()| call(lua, scope.clone(), args));
+            async move { call?.await }
+        })
+    }
 }
 
 /// A log line from a script, with the bot and plugin it came from.

@@ -78,188 +78,25 @@ fsm_strategy: PER_USER
     assert!(errors.iter().all(|e| e.file == Path::new("bots/shop.yaml")));
 }
 
+/// One case per kind of problem, in `problems.txt` (its first lines say how it is written).
 #[test]
 fn each_kind_of_problem_has_its_message_and_position() {
-    let cases = [
-        (
-            format!("{BASE}extra: 1\n"),
-            one(
-                4,
-                1,
-                "extra",
-                "unknown field \"extra\", expected one of: id, name, description, token, enabled, mode, webhook, \
-                 settings, plugins, access, rate_limiting, fsm_strategy",
-            ),
-        ),
-        (
-            format!("{BASE}webhook:\n  paht: /x\n"),
-            one(5, 3, "webhook.paht", "unknown field \"paht\", expected one of: path, max_connections"),
-        ),
-        (
-            "id: shop\nname: [Shop]\ntoken: ${BOT_TOKEN}\n".to_owned(),
-            one(2, 7, "name", "expected a string, found a sequence"),
-        ),
-        (format!("{BASE}settings: HTML\n"), one(4, 11, "settings", "expected a mapping, found a string")),
-        (format!("{BASE}plugins:\n  help: {{}}\n"), one(5, 3, "plugins", "expected a sequence, found a mapping")),
-        (format!("{BASE}enabled: 1\n"), one(4, 10, "enabled", "expected a boolean, found an integer")),
-        ("\n\nid: shop\nname: Shop\n".to_owned(), one(3, 1, "token", "missing required field \"token\"")),
-        ("id: shop\nname: Shop\ntoken:\n".to_owned(), one(3, 6, "token", "expected a string, found null")),
-        (
-            "id: shop\nname: Shop\ntoken: ${NOPE}\n".to_owned(),
-            one(3, 8, "token", "environment variable NOPE is not set"),
-        ),
-        (
-            "id: shop\nname: Shop\ntoken: ${BOT_TOKEN\n".to_owned(),
-            one(3, 8, "token", "unclosed \"${\": expected ${NAME} or ${NAME:-default}"),
-        ),
-        (
-            "id: shop\nname: Shop\ntoken: ${1BOT}\n".to_owned(),
-            one(
-                3,
-                8,
-                "token",
-                "invalid \"${...}\" reference: expected ${NAME} or ${NAME:-default}, NAME made of A-Z a-z 0-9 \
-                 _ and not starting with a digit",
-            ),
-        ),
-        (
-            "id: shop\nname: Shop\ntoken: ${BAD_TOKEN}\n".to_owned(),
-            one(3, 8, "token", "malformed token: expected <digits>:<at least 20 of A-Z a-z 0-9 _ ->"),
-        ),
-        (
-            "id: Shop\nname: Shop\ntoken: ${BOT_TOKEN}\n".to_owned(),
-            one(
-                1,
-                5,
-                "id",
-                "invalid bot id \"Shop\": use 1-64 characters of a-z, 0-9, _ and -, starting with a letter",
-            ),
-        ),
-        (format!("{BASE}mode: push\n"), one(4, 7, "mode", "unknown mode \"push\", expected polling or webhook")),
-        (
-            format!("{BASE}fsm_strategy: user_in_chat\n"),
-            one(
-                4,
-                15,
-                "fsm_strategy",
-                "unknown fsm_strategy \"user_in_chat\", expected one of: GLOBAL_USER, USER_IN_CHAT, CHAT",
-            ),
-        ),
-        (
-            format!("{BASE}settings:\n  parse_mode: markdown_v2\n"),
-            one(
-                5,
-                15,
-                "settings.parse_mode",
-                "unknown parse_mode \"markdown_v2\", expected one of: HTML, MarkdownV2, Markdown",
-            ),
-        ),
-        (
-            format!("{BASE}webhook:\n  max_connections: 0\n"),
-            one(5, 20, "webhook.max_connections", "expected an integer from 1 to 100, found 0"),
-        ),
-        (
-            format!("{BASE}webhook:\n  max_connections: 101\n"),
-            one(5, 20, "webhook.max_connections", "expected an integer from 1 to 100, found 101"),
-        ),
-        (
-            format!("{BASE}webhook:\n  path: /a?b\n"),
-            one(
-                5,
-                9,
-                "webhook.path",
-                "invalid webhook path \"/a?b\": it must start with / and use only A-Z a-z 0-9 / _ - .",
-            ),
-        ),
-        (
-            format!("{BASE}rate_limiting:\n  burst_size: -1\n"),
-            one(5, 15, "rate_limiting.burst_size", "expected an integer of at least 1, found -1"),
-        ),
-        (
-            format!("{BASE}access:\n  blocked_users:\n    - 1\n    - \"2\"\n"),
-            one(7, 7, "access.blocked_users[1]", "expected an integer, found a string"),
-        ),
-        (
-            format!("{BASE}access:\n  allowed_users: 5\n"),
-            one(5, 18, "access.allowed_users", "expected a sequence of user ids, found an integer"),
-        ),
-        (format!("{BASE}plugins:\n  - name: echo\n"), one(5, 11, "plugins[0].name", "unknown plugin \"echo\"")),
-        // Bad input: the admin bot's id and its plugin in a bot file.
-        (
-            "id: admin\nname: Shop\ntoken: ${BOT_TOKEN}\n".to_owned(),
-            one(1, 5, "id", "the id \"admin\" is reserved for the admin bot (ADMIN_BOT_TOKEN); choose another"),
-        ),
-        (
-            format!("{BASE}plugins:\n  - name: admin\n"),
-            one(
-                5,
-                11,
-                "plugins[0].name",
-                "the admin plugin runs only in the admin bot (ADMIN_BOT_TOKEN); a bot file may not list it",
-            ),
-        ),
-        (
-            format!("{BASE}plugins:\n  - name: help\n  - name: start\n  - name: help\n    enabled: false\n"),
-            one(7, 11, "plugins[2].name", "plugin \"help\" is listed twice (also at plugins[0])"),
-        ),
-        (
-            format!("{BASE}plugins:\n  - enabled: true\n"),
-            one(5, 5, "plugins[0].name", "missing required field \"name\""),
-        ),
-        (format!("{BASE}plugins:\n  - help\n"), one(5, 5, "plugins[0]", "expected a mapping, found a string")),
-        (
-            format!("{BASE}plugins:\n  - name: help\n    config: [1]\n"),
-            one(6, 13, "plugins[0].config", "expected a mapping, found a sequence"),
-        ),
-        (
-            format!("{BASE}plugins:\n  - name: help\n    config:\n      1: x\n"),
-            one(7, 7, "plugins[0].config", "expected a string key, found an integer"),
-        ),
-        (
-            format!("{BASE}plugins:\n  - name: help\n    config:\n      header: .inf\n"),
-            one(7, 15, "plugins[0].config.header", "expected a finite number, found infinity or NaN"),
-        ),
-        (
-            format!("{BASE}plugins:\n  - name: help\n    config:\n      header: ${{NOPE}}\n"),
-            one(7, 15, "plugins[0].config.header", "environment variable NOPE is not set"),
-        ),
-        (
-            format!(
-                "{BASE}plugins:\n  - name: help\n    config:\n      commands:\n        - command: /a\n          \
-                 description: A\n        - command: 3\n          description: B\n"
-            ),
-            one(10, 20, "plugins[0].config.commands[1].command", "expected a string"),
-        ),
-        // The missing field has no node: the error points at the deepest one on its path.
-        (
-            format!(
-                "{BASE}plugins:\n  - name: help\n    config:\n      commands:\n        - command: /a\n          \
-                 description: A\n        - command: /b\n"
-            ),
-            one(10, 11, "plugins[0].config.commands[1].description", "missing field"),
-        ),
-        (
-            format!("{BASE}plugins:\n  - name: help\n    config:\n      headr: x\n"),
-            one(7, 14, "plugins[0].config.headr", "unknown field"),
-        ),
-        (
-            format!("{BASE}plugins:\n  - name: form\n"),
-            one(5, 11, "plugins[0].name", "plugin \"form\" depends on \"start\", which this bot does not load"),
-        ),
-        (
-            format!("{BASE}plugins:\n  - name: start\n    enabled: false\n  - name: form\n"),
-            one(7, 11, "plugins[1].name", "plugin \"form\" depends on \"start\", which this bot does not load"),
-        ),
-        (
-            format!("{BASE}plugins:\n  - name: help\n  - name: b\n  - name: a\n"),
-            one(6, 11, "plugins[1].name", "circular plugin dependency: b -> a -> b"),
-        ),
-        (
-            "id: shop\nname: Shop\n  token: x\n".to_owned(),
-            one(3, 8, "", "invalid YAML: mapping values are not allowed in this context"),
-        ),
-    ];
-    for (text, expected) in cases {
+    let mut cases: Vec<(String, String)> = Vec::new();
+    for line in include_str!("problems.txt").split_inclusive('\n') {
+        if line.starts_with("## ") || (cases.is_empty() && line.trim().is_empty()) {
+            continue;
+        }
+        match line.strip_prefix("--- ") {
+            Some(expected) => cases.push((expected.trim_end().to_owned(), String::new())),
+            None => cases.last_mut().expect("a case starts with ---").1.push_str(line),
+        }
+    }
+    assert_eq!(cases.len(), 39, "cases read");
+    for (expected, text) in cases {
+        let (position, error) = expected.split_once(' ').expect("LINE:COLUMN FIELD | MESSAGE");
+        let (line, column) = position.split_once(':').expect("LINE:COLUMN");
+        let (field, message) = error.split_once('|').expect("FIELD | MESSAGE");
+        let expected = one(line.parse().unwrap(), column.parse().unwrap(), field.trim(), message.trim());
         assert_eq!(single_error(&text), expected, "for:\n{text}");
     }
 }
