@@ -56,7 +56,31 @@ pub(crate) struct Args {
     /// Echo with the `script_echo` Luau example of `plugins/` instead of the native `echo` plugin.
     #[arg(long)]
     script: bool,
+    /// The `INBOX` modes to measure each size with, in this order: `database` (the durable inbox, on SQLite)
+    /// and `memory`; the table compares them.
+    #[arg(long, value_delimiter = ',', default_value = "database,memory")]
+    inbox: Vec<InboxMode>,
 }
+
+/// An `INBOX` setting of the child.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum InboxMode {
+    Database,
+    Memory,
+}
+
+impl InboxMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            InboxMode::Database => "database",
+            InboxMode::Memory => "memory",
+        }
+    }
+}
+
+/// What "bounded" means for the inbox table after the steady load: handled rows are pruned once confirmed, so
+/// what stays is what is in flight, far below the load's 200 messages a second.
+const INBOX_ROWS_BOUND: i64 = 1000;
 
 /// Bots the burst goes to (the first ones of the fleet).
 const BURST_BOTS: usize = 10;
@@ -66,6 +90,9 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// One line of the table.
 struct Row {
     bots: usize,
+    inbox: InboxMode,
+    /// Rows in the inbox table when the steady load began and when it ended.
+    inbox_rows: Option<(i64, i64)>,
     launch: Launch,
     idle_rss_kib: u64,
     idle_cpu_percent: f64,
@@ -102,24 +129,28 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         "{} not found: build it first with `cargo build --release -p multibot -p multibot-bench`",
         exe.display()
     );
+    ensure!(!args.inbox.is_empty(), "--inbox needs at least one of database, memory");
     let mut plan: Vec<(usize, bool)> = args.bots.iter().map(|&n| (n, !args.idle_only)).collect();
     plan.extend(args.idle_bots.iter().map(|&n| (n, false)));
     plan.retain(|&(n, _)| n > 0);
-    if let Some(&(largest, _)) = plan.iter().max_by_key(|(n, _)| *n)
+    let plan: Vec<(usize, bool, InboxMode)> =
+        plan.into_iter().flat_map(|(n, full)| args.inbox.iter().map(move |&inbox| (n, full, inbox))).collect();
+    if let Some(&(largest, _, _)) = plan.iter().max_by_key(|(n, _, _)| *n)
         && (limit as usize) < largest + 1024
     {
         eprintln!("fleet: warning: the open-file limit is {limit}, short of {largest} bots' sockets (+1024)");
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut rows = Vec::new();
-    for (bots, full) in plan {
+    for (bots, full, inbox) in plan {
         let plugin = if args.script { "script_echo" } else { "echo" };
-        eprintln!("fleet: {bots} bot(s) with {plugin}{}", if full { "" } else { ", idle only" });
+        let what = if full { "" } else { ", idle only" };
+        eprintln!("fleet: {bots} bot(s) with {plugin}, INBOX={}{what}", inbox.as_str());
         // On SIGINT or SIGTERM the measurement is dropped, and with it the child (killed) and its directory.
         let row = runtime
             .block_on(async {
                 tokio::select! {
-                    row = measure(&exe, bots, full, &args) => row,
+                    row = measure(&exe, bots, full, inbox, &args) => row,
                     signal = interrupted() => Err(anyhow::anyhow!("interrupted by {signal}")),
                 }
             })
@@ -194,13 +225,13 @@ impl Drop for EmulatorThread {
 }
 
 /// One fleet size in a fresh emulator and a fresh multibot process.
-async fn measure(exe: &Path, bots: usize, full: bool, args: &Args) -> anyhow::Result<Row> {
+async fn measure(exe: &Path, bots: usize, full: bool, inbox: InboxMode, args: &Args) -> anyhow::Result<Row> {
     let emulator = EmulatorThread::start()?;
     let addr = emulator.addr;
     let own_stat = format!("/proc/{}/stat", std::process::id());
     let (machine_before, own_before, measuring_since) =
         (child::machine_busy_seconds()?, child::cpu_seconds(&own_stat)?, Instant::now());
-    let (mut fleet, spawned_at) = Fleet::launch(exe, bots, &format!("http://{addr}"), args.script)?;
+    let (mut fleet, spawned_at) = Fleet::launch(exe, bots, &format!("http://{addr}"), args.script, inbox.as_str())?;
     let mut control = Conn::connect(addr).await?;
     let launch = wait_all_polling(&mut fleet, &mut control, bots, spawned_at).await?;
     eprintln!("fleet:   {} of {bots} polling after {}", launch.polling, duration(launch.elapsed));
@@ -225,7 +256,7 @@ async fn measure(exe: &Path, bots: usize, full: bool, args: &Args) -> anyhow::Re
     }
     eprintln!("fleet:   idle: {} resident, {idle_cpu_percent:.2} % CPU", mib(idle.rss_kib));
 
-    let (mut burst, mut steady, mut after_load, mut burst_cpu) = (None, None, None, None);
+    let (mut burst, mut steady, mut after_load, mut burst_cpu, mut inbox_rows) = (None, None, None, None, None);
     if full {
         let mut observer = Observer::connect(addr).await?;
         let burst_bots: Vec<usize> = (0..bots.min(BURST_BOTS)).collect();
@@ -258,7 +289,11 @@ async fn measure(exe: &Path, bots: usize, full: bool, args: &Args) -> anyhow::Re
         burst = Some(stats);
         fleet.check_alive()?;
 
+        let rows_before = fleet.inbox_rows().await?;
         let stats = load::steady(addr, &mut observer, bots, args.rate, args.seconds).await?;
+        if let (Some(before), Some(after)) = (rows_before, fleet.inbox_rows().await?) {
+            inbox_rows = Some((before, after));
+        }
         eprintln!("fleet:   steady: {} of {} answered, p99 {}", stats.answered, stats.messages, micros(stats.p99_us));
         for (count, what) in [
             (stats.lost, "lost"),
@@ -293,7 +328,19 @@ async fn measure(exe: &Path, bots: usize, full: bool, args: &Args) -> anyhow::Re
     }
     drop(fleet);
     drop(emulator);
-    Ok(Row { bots, launch, idle_rss_kib: idle.rss_kib, idle_cpu_percent, burst, steady, after_load, burst_cpu, notes })
+    Ok(Row {
+        bots,
+        inbox,
+        inbox_rows,
+        launch,
+        idle_rss_kib: idle.rss_kib,
+        idle_cpu_percent,
+        burst,
+        steady,
+        after_load,
+        burst_cpu,
+        notes,
+    })
 }
 
 /// Polls `GET /control/bots` until all `bots` long-poll, the child exits, or a deadline passes.
@@ -349,9 +396,9 @@ fn mib(kib: u64) -> String {
 
 fn print_table(rows: &[Row], args: &Args) {
     println!(
-        "| bots | launch → all polling | burst replies/s | burst p50 | burst p99 | lost | dup | out of order | steady p50 | steady p99 | RSS idle | CPU idle | RSS after load (peak) | notes |"
+        "| bots | inbox | launch → all polling | burst replies/s | burst p50 | burst p99 | lost | dup | out of order | steady p50 | steady p99 | inbox rows (steady start → end) | RSS idle | CPU idle | RSS after load (peak) | notes |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         let launch = if row.launch.complete {
             duration(row.launch.elapsed)
@@ -374,9 +421,11 @@ fn print_table(rows: &[Row], args: &Args) {
             None => Default::default(),
         };
         let after = row.after_load.map(|m| format!("{} ({})", mib(m.rss_kib), mib(m.peak_kib))).unwrap_or_default();
+        let rows = row.inbox_rows.map(|(before, after)| format!("{before} → {after}")).unwrap_or_default();
         println!(
-            "| {} | {launch} | {rate} | {b50} | {b99} | {lost} | {dup} | {ooo} | {s50} | {s99} | {} | {:.2} % | {after} | {} |",
+            "| {} | {} | {launch} | {rate} | {b50} | {b99} | {lost} | {dup} | {ooo} | {s50} | {s99} | {rows} | {} | {:.2} % | {after} | {} |",
             row.bots,
+            row.inbox.as_str(),
             mib(row.idle_rss_kib),
             row.idle_cpu_percent,
             row.notes.join("; "),
@@ -396,15 +445,16 @@ fn print_table(rows: &[Row], args: &Args) {
         println!("Bot API calls and getUpdates hand-outs as the emulator counted them.");
         println!();
         println!(
-            "| bots | injecting | first message → last reply | multibot CPU | emulator thread CPU | load generator CPU | multibot CPU per reply | Bot API calls per reply | hand-outs per update |"
+            "| bots | inbox | injecting | first message → last reply | multibot CPU | emulator thread CPU | load generator CPU | multibot CPU per reply | Bot API calls per reply | hand-outs per update |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
         for row in rows {
             if let (Some(c), Some(b)) = (&row.burst_cpu, &row.burst) {
                 let per_reply = |x: f64| x / b.answered.max(1) as f64;
                 println!(
-                    "| {} | {:.2} s | {:.2} s | {:.2} | {:.2} | {:.2} | {:.0} µs | {:.2} | {:.2} |",
+                    "| {} | {} | {:.2} s | {:.2} s | {:.2} | {:.2} | {:.2} | {:.0} µs | {:.2} | {:.2} |",
                     row.bots,
+                    row.inbox.as_str(),
                     b.injection_seconds,
                     c.wall,
                     c.multibot,
@@ -421,29 +471,63 @@ fn print_table(rows: &[Row], args: &Args) {
 
 /// The targets, each next to what was measured; reported, never enforced.
 fn print_targets(rows: &[Row]) {
-    let full_burst: Vec<(usize, &PhaseStats)> =
-        rows.iter().filter(|r| r.bots >= BURST_BOTS).filter_map(|r| r.burst.as_ref().map(|b| (r.bots, b))).collect();
-    let steady: Vec<(usize, &PhaseStats)> =
-        rows.iter().filter_map(|r| r.steady.as_ref().map(|s| (r.bots, s))).collect();
+    // Each figure is named by its fleet size and inbox mode.
+    let label = |r: &Row| format!("{} bots ({})", r.bots, r.inbox.as_str());
+    let full_burst: Vec<(String, &PhaseStats)> =
+        rows.iter().filter(|r| r.bots >= BURST_BOTS).filter_map(|r| r.burst.as_ref().map(|b| (label(r), b))).collect();
+    let steady: Vec<(String, &PhaseStats)> =
+        rows.iter().filter_map(|r| r.steady.as_ref().map(|s| (label(r), s))).collect();
     let sized = |n: usize| rows.iter().find(|r| r.bots == n);
+    // The durable inbox against the in-memory one, for each size measured both ways.
+    let durable_share: Vec<(usize, f64)> = rows
+        .iter()
+        .filter(|r| r.inbox == InboxMode::Database)
+        .filter_map(|durable| {
+            let memory = rows.iter().find(|m| m.bots == durable.bots && m.inbox == InboxMode::Memory)?;
+            let (d, m) = (durable.burst.as_ref()?.per_second, memory.burst.as_ref()?.per_second);
+            (m > 0.0).then_some((durable.bots, d / m))
+        })
+        .collect();
+    let hand_outs: Vec<(String, f64)> = rows
+        .iter()
+        .filter(|r| r.inbox == InboxMode::Database)
+        .filter_map(|r| {
+            let counters = &r.burst.as_ref()?.counters;
+            Some((label(r), counters.deliveries as f64 / counters.updates_delivered.max(1) as f64))
+        })
+        .collect();
+    let inbox_rows: Vec<(String, i64)> =
+        rows.iter().filter_map(|r| r.inbox_rows.map(|(_, after)| (label(r), after))).collect();
     let mut lines: Vec<(String, Vec<String>, Option<bool>)> = Vec::new();
     lines.push((
         "burst of 10 bots x 100 users x 10 messages: at least 15,000 replies/s".into(),
-        full_burst.iter().map(|(n, b)| format!("{n} bots: {:.0}/s", b.per_second)).collect(),
+        full_burst.iter().map(|(n, b)| format!("{n}: {:.0}/s", b.per_second)).collect(),
         verdict(full_burst.iter().map(|(_, b)| b.per_second >= 15_000.0)),
     ));
     lines.push((
         "burst: zero lost, duplicated, out of order".into(),
-        full_burst
-            .iter()
-            .map(|(n, b)| format!("{n} bots: {} / {} / {}", b.lost, b.duplicated, b.out_of_order))
-            .collect(),
+        full_burst.iter().map(|(n, b)| format!("{n}: {} / {} / {}", b.lost, b.duplicated, b.out_of_order)).collect(),
         verdict(full_burst.iter().map(|(_, b)| b.lost + b.duplicated + b.out_of_order == 0)),
     ));
     lines.push((
         "200 messages/s steady: latency p99 under 10 ms".into(),
-        steady.iter().map(|(n, s)| format!("{n} bots: {}", micros(s.p99_us))).collect(),
+        steady.iter().map(|(n, s)| format!("{n}: {}", micros(s.p99_us))).collect(),
         verdict(steady.iter().map(|(_, s)| s.p99_us < 10_000)),
+    ));
+    lines.push((
+        "durable inbox: burst replies/s at least 90 % of INBOX=memory's, same run".into(),
+        durable_share.iter().map(|(n, share)| format!("{n} bots: {:.0} %", 100.0 * share)).collect(),
+        verdict(durable_share.iter().map(|(_, share)| *share >= 0.9)),
+    ));
+    lines.push((
+        "durable inbox: getUpdates hand-outs per update at most 1.1".into(),
+        hand_outs.iter().map(|(n, h)| format!("{n}: {h:.2}")).collect(),
+        verdict(hand_outs.iter().map(|(_, h)| *h <= 1.1)),
+    ));
+    lines.push((
+        format!("durable inbox: at most {INBOX_ROWS_BOUND} rows at the end of the steady load"),
+        inbox_rows.iter().map(|(n, rows)| format!("{n}: {rows}")).collect(),
+        verdict(inbox_rows.iter().map(|(_, rows)| *rows <= INBOX_ROWS_BOUND)),
     ));
     let thousand = sized(1000);
     lines.push((

@@ -53,7 +53,7 @@ pub(crate) struct Fleet {
     // Declared first so that it is dropped (killed) before the directory is removed.
     child: KillOnDrop,
     log: PathBuf,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 struct KillOnDrop(Child);
@@ -84,9 +84,15 @@ pub(crate) struct Memory {
 
 impl Fleet {
     /// Writes `bots` configurations (the echo plugin, or with `script` the `script_echo` Luau example, with
-    /// `echo_all: true`) and starts `exe run` on them against the Bot API at `api_url`; returns the fleet and the
-    /// instant just before the spawn.
-    pub(crate) fn launch(exe: &Path, bots: usize, api_url: &str, script: bool) -> anyhow::Result<(Fleet, Instant)> {
+    /// `echo_all: true`) and starts `exe run` on them against the Bot API at `api_url`, with `INBOX=inbox`;
+    /// returns the fleet and the instant just before the spawn.
+    pub(crate) fn launch(
+        exe: &Path,
+        bots: usize,
+        api_url: &str,
+        script: bool,
+        inbox: &str,
+    ) -> anyhow::Result<(Fleet, Instant)> {
         let dir = TempDir(std::env::temp_dir().join(format!("multibot-fleet-{}-{bots}", std::process::id())));
         let _ = fs::remove_dir_all(&dir.0);
         let config_dir = dir.0.join("bots");
@@ -119,6 +125,7 @@ impl Fleet {
             // The emulator enforces no flood limits; Telegram's one message per second per chat would pace the
             // burst's ten messages per chat instead of measuring the system.
             .env("FLOOD_CONTROL", "false")
+            .env("INBOX", inbox)
             .envs((0..bots).map(|i| (format!("BENCH_TOKEN_{i}"), token(i))))
             .current_dir(&dir.0)
             .stdin(Stdio::null())
@@ -128,7 +135,20 @@ impl Fleet {
         let child = command.spawn().with_context(|| {
             format!("starting {} (build it first: cargo build --release -p multibot -p multibot-bench)", exe.display())
         })?;
-        Ok((Fleet { child: KillOnDrop(child), log, _dir: dir }, spawned_at))
+        Ok((Fleet { child: KillOnDrop(child), log, dir }, spawned_at))
+    }
+
+    /// Rows in the child's durable inbox (its SQLite file under `data/`), handled ones not yet pruned included;
+    /// `None` without one (`INBOX=memory`, or before the first update).
+    pub(crate) async fn inbox_rows(&self) -> anyhow::Result<Option<i64>> {
+        let file = self.dir.0.join("data").join("multibot.db");
+        if !file.exists() {
+            return Ok(None);
+        }
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&file).read_only(true);
+        let mut conn = sqlx::ConnectOptions::connect(&options).await?;
+        let rows = sqlx::query_scalar("SELECT COUNT(*) FROM inbox").fetch_one(&mut conn).await?;
+        Ok(Some(rows))
     }
 
     /// Fails, with the end of its log, when the child has exited.
