@@ -432,4 +432,24 @@ mod tests {
         plugin.check(&Value::Null).unwrap();
         assert!(plugin.check(&json!([1, 2])).is_err());
     }
+
+    #[test]
+    fn what_a_script_logs_is_bounded_on_the_host() {
+        use crate::telemetry::capture::logged_by;
+        // Bad input: print of many long strings, and a log line whose fields would expand into 2^22 values.
+        let (loaded, logged) = logged_by(|| {
+            load("local s = string.rep('y', 100000) print(s, s, s, s, s, s, s, s, s, s) log.info(s)")
+                .map(drop)
+                .unwrap();
+            load("local t = {} for _ = 1, 22 do t = {a = t, b = t} end log.info('dag', t)").map(drop)
+        });
+        let error = loaded.unwrap_err();
+        assert!(error.message.contains("too large to convert"), "{error}");
+        let lines: Vec<&str> = logged.lines().filter(|l| l.contains("yyyy")).collect();
+        assert_eq!(lines.len(), 2, "{logged:.300}");
+        for line in lines {
+            assert!(line.len() < 9 << 10, "a line of {} bytes", line.len());
+            assert!(line.contains("more bytes cut)"), "{line:.100}");
+        }
+    }
 }

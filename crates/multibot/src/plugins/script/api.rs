@@ -440,8 +440,19 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
         globals.set(
             "print",
             lua.create_function(move |_, values: mlua::MultiValue| {
-                let words: Vec<String> = values.iter().map(|v| v.to_string().unwrap_or_default()).collect();
-                emit("info", &bot_id, &plugin, &words.join("\t"), "");
+                // Words past the line's limit are not even converted: `print(table.unpack(t))` of thousands of
+                // long strings costs the host one bounded line.
+                let mut line = String::new();
+                for (i, value) in values.iter().enumerate() {
+                    if line.len() > MAX_LOG_LINE {
+                        break;
+                    }
+                    if i > 0 {
+                        line.push('\t');
+                    }
+                    line.push_str(&value.to_string().unwrap_or_default());
+                }
+                emit("info", &bot_id, &plugin, &line, "");
                 Ok(())
             })?,
         )?;
@@ -520,8 +531,22 @@ impl StoreScope {
     }
 }
 
-/// A log line from a script, with the bot and plugin it came from.
+/// The most bytes of a script's log message, and of its fields, written to the log; the rest is cut.
+const MAX_LOG_LINE: usize = 8 << 10;
+
+/// `text` cut to [`MAX_LOG_LINE`] bytes (at a character boundary), saying how much was cut.
+fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_LOG_LINE {
+        return text.into();
+    }
+    let cut = text.floor_char_boundary(MAX_LOG_LINE);
+    format!("{}… ({} more bytes cut)", &text[..cut], text.len() - cut).into()
+}
+
+/// A log line from a script, with the bot and plugin it came from; message and fields bounded.
 fn emit(level: &str, bot_id: &str, plugin: &str, message: &str, fields: &str) {
+    let (message, fields) = (bounded(message), bounded(fields));
+    let fields = fields.as_ref();
     match level {
         "debug" => tracing::debug!(bot_id, plugin, script = true, fields, "{message}"),
         "warn" => tracing::warn!(bot_id, plugin, script = true, fields, "{message}"),

@@ -244,14 +244,42 @@ pub(super) fn recover(lua: &Lua, error: &mlua::Error) {
 
 /// Tables nested deeper than this are refused (and a table that contains itself is).
 const MAX_DEPTH: usize = 32;
+/// The most values one conversion may produce. A table referenced twice is converted twice, so without this a
+/// few dozen small tables that each refer twice to the next would expand into millions of values on the host,
+/// outside the script's memory limit.
+pub(super) const MAX_VALUES: usize = 100_000;
+/// The most bytes of strings (keys included) one conversion may copy.
+pub(super) const MAX_BYTES: usize = 4 << 20;
 
-/// A Lua value as JSON: nil is null, whole numbers are integers, a table with keys 1..n is an array, any other
-/// table an object (number keys become strings). Functions, userdata and threads are refused.
-pub(super) fn to_json(value: &Value) -> mlua::Result<serde_json::Value> {
-    to_json_at(value, 0)
+/// What a conversion may still produce.
+struct Budget {
+    values: usize,
+    bytes: usize,
 }
 
-fn to_json_at(value: &Value, depth: usize) -> mlua::Result<serde_json::Value> {
+impl Budget {
+    fn spend(&mut self, bytes: usize) -> mlua::Result<()> {
+        self.values = self.values.checked_sub(1).ok_or_else(|| {
+            mlua::Error::runtime(format!(
+                "the value is too large to convert: more than {MAX_VALUES} values (a table referenced n times \
+                 counts n times)"
+            ))
+        })?;
+        self.bytes = self.bytes.checked_sub(bytes).ok_or_else(|| {
+            mlua::Error::runtime(format!("the value is too large to convert: more than {MAX_BYTES} bytes of text"))
+        })?;
+        Ok(())
+    }
+}
+
+/// A Lua value as JSON: nil is null, whole numbers are integers, a table with keys 1..n is an array, any other
+/// table an object (number keys become strings). Functions, userdata and threads are refused, and so is a value
+/// past [`MAX_DEPTH`], [`MAX_VALUES`] or [`MAX_BYTES`].
+pub(super) fn to_json(value: &Value) -> mlua::Result<serde_json::Value> {
+    to_json_at(value, 0, &mut Budget { values: MAX_VALUES, bytes: MAX_BYTES })
+}
+
+fn to_json_at(value: &Value, depth: usize, budget: &mut Budget) -> mlua::Result<serde_json::Value> {
     if depth > MAX_DEPTH {
         return Err(mlua::Error::runtime(format!(
             "a table nested deeper than {MAX_DEPTH} levels (or containing itself)"
@@ -262,10 +290,15 @@ fn to_json_at(value: &Value, depth: usize) -> mlua::Result<serde_json::Value> {
         Value::Boolean(b) => serde_json::Value::Bool(*b),
         Value::Integer(i) => serde_json::Value::from(*i),
         Value::Number(n) => number_to_json(*n)?,
-        Value::String(s) => serde_json::Value::String(s.to_str()?.to_owned()),
-        Value::Table(table) => table_to_json(table, depth)?,
+        Value::String(s) => {
+            let text = s.to_str()?;
+            budget.spend(text.len())?;
+            return Ok(serde_json::Value::String(text.to_owned()));
+        }
+        Value::Table(table) => table_to_json(table, depth, budget)?,
         other => return Err(mlua::Error::runtime(format!("a {} cannot be converted to JSON", other.type_name()))),
     })
+    .and_then(|json| budget.spend(0).map(|()| json))
 }
 
 fn number_to_json(n: f64) -> mlua::Result<serde_json::Value> {
@@ -277,7 +310,7 @@ fn number_to_json(n: f64) -> mlua::Result<serde_json::Value> {
         .ok_or_else(|| mlua::Error::runtime(format!("{n} cannot be converted to JSON")))
 }
 
-fn table_to_json(table: &Table, depth: usize) -> mlua::Result<serde_json::Value> {
+fn table_to_json(table: &Table, depth: usize, budget: &mut Budget) -> mlua::Result<serde_json::Value> {
     let len = table.raw_len();
     let mut count = 0;
     for pair in table.pairs::<Value, Value>() {
@@ -285,9 +318,9 @@ fn table_to_json(table: &Table, depth: usize) -> mlua::Result<serde_json::Value>
         count += 1;
     }
     if len > 0 && count == len {
-        let mut items = Vec::with_capacity(len);
+        let mut items = Vec::with_capacity(len.min(budget.values));
         for item in table.sequence_values::<Value>() {
-            items.push(to_json_at(&item?, depth + 1)?);
+            items.push(to_json_at(&item?, depth + 1, budget)?);
         }
         return Ok(serde_json::Value::Array(items));
     }
@@ -302,7 +335,8 @@ fn table_to_json(table: &Table, depth: usize) -> mlua::Result<serde_json::Value>
                 return Err(mlua::Error::runtime(format!("a {} key cannot be converted to JSON", other.type_name())));
             }
         };
-        object.insert(key, to_json_at(&value, depth + 1)?);
+        budget.spend(key.len())?;
+        object.insert(key, to_json_at(&value, depth + 1, budget)?);
     }
     Ok(serde_json::Value::Object(object))
 }
@@ -466,5 +500,22 @@ mod tests {
         let cyclic = lua.create_table().unwrap();
         cyclic.set("self", &cyclic).unwrap();
         assert!(to_json(&Value::Table(cyclic)).unwrap_err().to_string().contains("deeper than"));
+    }
+
+    #[test]
+    fn a_small_value_that_would_expand_on_the_host_is_refused_quickly() {
+        let lua = vm();
+        // Bad input: 22 tiny tables, each referring twice to the next: 2^22 values once expanded.
+        let dag: Value = lua.load("local t = {} for _ = 1, 22 do t = {a = t, b = t} end return t").eval().unwrap();
+        let error = to_json(&dag).unwrap_err().to_string();
+        assert!(error.contains(&format!("more than {MAX_VALUES} values")), "{error}");
+        // Bad input: one 1 MiB string listed eight times: 8 MiB of text to copy.
+        let wide: Value =
+            lua.load("local s = string.rep('x', 1048576) return {s, s, s, s, s, s, s, s}").eval().unwrap();
+        let error = to_json(&wide).unwrap_err().to_string();
+        assert!(error.contains(&format!("more than {MAX_BYTES} bytes")), "{error}");
+        // Within the bounds, the same shapes convert.
+        let small: Value = lua.load("local t = {} for _ = 1, 10 do t = {a = t, b = t} end return t").eval().unwrap();
+        assert!(to_json(&small).is_ok());
     }
 }

@@ -54,17 +54,31 @@ impl SendOpts {
 }
 
 /// `{ { {text = "A", data = "a"}, {text = "Site", url = "https://..."} }, { ... } }`: rows of buttons.
+/// A script may ask for a keyboard of at most this many buttons (Telegram refuses more than 100)...
+const MAX_BUTTONS: usize = 100;
+/// ...and this many bytes of text, data and URLs in all: one table repeated cannot make the host copy more.
+const MAX_KEYBOARD_BYTES: usize = 64 << 10;
+
 fn keyboard(rows: &Table) -> mlua::Result<InlineKeyboardMarkup> {
     let mut result = Vec::new();
+    let (mut count, mut bytes) = (0, 0);
     for row in rows.sequence_values::<Table>() {
         let mut buttons = Vec::new();
         for button in row?.sequence_values::<Table>() {
+            count += 1;
+            if count > MAX_BUTTONS {
+                return Err(runtime(format!("keyboard: more than {MAX_BUTTONS} buttons")));
+            }
             let button = button?;
             only_keys(&button, "keyboard button", &["text", "data", "url"])?;
             let text: String =
                 button.get::<Option<String>>("text")?.ok_or_else(|| runtime("keyboard button: text is missing"))?;
             let data: Option<String> = button.get("data")?;
             let url: Option<String> = button.get("url")?;
+            bytes += text.len() + data.as_ref().map_or(0, String::len) + url.as_ref().map_or(0, String::len);
+            if bytes > MAX_KEYBOARD_BYTES {
+                return Err(runtime(format!("keyboard: more than {MAX_KEYBOARD_BYTES} bytes of text, data and urls")));
+            }
             buttons.push(match (data, url) {
                 (Some(data), None) => InlineKeyboardButton::callback(text, data),
                 (None, Some(url)) => {
@@ -274,4 +288,26 @@ pub(crate) fn error_table(lua: &Lua, error: &HandlerError) -> mlua::Result<Table
     table.set("plugin", error.plugin.as_str())?;
     table.set("message", error.message.as_str())?;
     Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keyboard_is_bounded_in_buttons_and_bytes() {
+        let lua = Lua::new();
+        let rows = |source: &str| lua.load(source).eval::<Table>().unwrap();
+        let ok = rows("return { { { text = 'A', data = 'a' }, { text = 'Site', url = 'https://example.com' } } }");
+        assert_eq!(keyboard(&ok).unwrap().inline_keyboard[0].len(), 2);
+        // Bad input: one row table listed a thousand times.
+        let many =
+            rows("local row = { { text = 'A', data = 'a' } } local t = {} for i = 1, 1000 do t[i] = row end return t");
+        assert!(keyboard(&many).unwrap_err().to_string().ends_with("keyboard: more than 100 buttons"));
+        // Bad input: ten buttons sharing one 100 KiB label.
+        let wide = rows(
+            "local b = { text = string.rep('x', 102400), data = 'a' } return { { b, b, b, b, b, b, b, b, b, b } }",
+        );
+        assert!(keyboard(&wide).unwrap_err().to_string().contains("more than 65536 bytes"));
+    }
 }
