@@ -6,10 +6,12 @@
 //! - [`ScriptCatalog`]: every script of the directory, rescanned on reload (`catalog`).
 //! - [`ScriptHost`]: what every script shares: the limits ([`ScriptLimits`]) and the plugin state store
 //!   ([`ScriptStateStore`], the `store` global).
-//! - `vm`: the sandbox, the CPU budget and the memory limit; `api`: the globals and `ctx` a script sees.
+//! - `vm`: the sandbox, the CPU budget and the memory limit; `api`: the globals and `ctx` a script sees;
+//!   `pool`: the threads script calls run on, apart from the runtime's workers.
 
 mod api;
 mod catalog;
+mod pool;
 mod state;
 mod vm;
 
@@ -247,7 +249,8 @@ impl PluginFactory for ScriptPlugin {
             config,
         };
         let (lua, registrations) = self.start(env).map_err(|e| anyhow!("{}", self.located(e)))?;
-        let instance = Arc::new(ScriptInstance {
+        let instance = Arc::new_cyclic(|me| ScriptInstance {
+            me: me.clone(),
             lua,
             coroutines: vm::Coroutines::default(),
             chunk: self.chunk.clone(),
@@ -286,6 +289,8 @@ impl ScriptPlugin {
 /// One bot's instance of a script: its VM and lifecycle hooks. Handlers hold it; it goes when the bot's router
 /// does.
 struct ScriptInstance {
+    /// Itself, for the calls that run on the script threads and must own it.
+    me: std::sync::Weak<ScriptInstance>,
     lua: Lua,
     coroutines: vm::Coroutines,
     chunk: String,
@@ -294,30 +299,45 @@ struct ScriptInstance {
 }
 
 impl ScriptInstance {
-    /// Calls a script function as a coroutine under the CPU budget and the wall-clock limit.
-    async fn call(&self, what: &str, function: &Function, args: impl IntoLuaMulti) -> anyhow::Result<()> {
-        let (thread, call) =
-            self.coroutines.call(&self.lua, function, args, self.limits.cpu).map_err(|e| anyhow!("{what}: {e}"))?;
-        match tokio::time::timeout(WALL_LIMIT, call).await {
-            Ok(Ok(())) => {
-                self.coroutines.give_back(thread);
-                Ok(())
+    /// Calls a script function, with the arguments `args` makes in its VM, on the script threads ([`pool`]):
+    /// as a coroutine, under the CPU budget and the wall-clock limit.
+    async fn call<A>(
+        self: Arc<Self>,
+        what: &'static str,
+        function: Function,
+        args: impl FnOnce(&Lua) -> mlua::Result<A> + Send + 'static,
+    ) -> anyhow::Result<()>
+    where
+        A: IntoLuaMulti + 'static,
+    {
+        pool::run(async move {
+            let args = args(&self.lua).map_err(|e| anyhow!("{what}: {e}"))?;
+            let (thread, call) = self
+                .coroutines
+                .call(&self.lua, &function, args, self.limits.cpu)
+                .map_err(|e| anyhow!("{what}: {e}"))?;
+            match tokio::time::timeout(WALL_LIMIT, call).await {
+                Ok(Ok(())) => {
+                    self.coroutines.give_back(thread);
+                    Ok(())
+                }
+                Ok(Err(error)) => {
+                    vm::recover(&self.lua, &error);
+                    Err(anyhow!("{}", describe(&error, &self.chunk, &self.limits)))
+                }
+                Err(_) => {
+                    Err(anyhow!("{}: {what} was still running after {} s; stopped", self.chunk, WALL_LIMIT.as_secs()))
+                }
             }
-            Ok(Err(error)) => {
-                vm::recover(&self.lua, &error);
-                Err(anyhow!("{}", describe(&error, &self.chunk, &self.limits)))
-            }
-            Err(_) => {
-                Err(anyhow!("{}: {what} was still running after {} s; stopped", self.chunk, WALL_LIMIT.as_secs()))
-            }
-        }
+        })
+        .await?
     }
 
     fn handler(self: &Arc<Self>, function: Function) -> HandlerFn {
         let instance = self.clone();
         Arc::new(move |cx| {
             let (instance, function) = (instance.clone(), function.clone());
-            Box::pin(async move { instance.call("the handler", &function, LuaCtx(cx)).await })
+            Box::pin(instance.call("the handler", function, move |_| Ok(LuaCtx(cx))))
         })
     }
 
@@ -325,17 +345,14 @@ impl ScriptInstance {
         let instance = self.clone();
         Arc::new(move |cx, error| {
             let (instance, function) = (instance.clone(), function.clone());
-            Box::pin(async move {
-                let error = api::error_table(&instance.lua, &error).map_err(|e| anyhow!("{e}"))?;
-                instance.call("on_error", &function, (LuaCtx(cx), error)).await
-            })
+            Box::pin(instance.call("on_error", function, move |lua| Ok((LuaCtx(cx), api::error_table(lua, &error)?))))
         })
     }
 
-    async fn hook(&self, what: &str, hook: &Option<Function>) -> anyhow::Result<()> {
-        match hook {
-            Some(function) => self.call(what, function, ()).await,
-            None => Ok(()),
+    async fn hook(&self, what: &'static str, hook: &Option<Function>) -> anyhow::Result<()> {
+        match (hook, self.me.upgrade()) {
+            (Some(function), Some(me)) => me.call(what, function.clone(), |_| Ok(())).await,
+            _ => Ok(()),
         }
     }
 }

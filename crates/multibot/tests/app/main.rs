@@ -20,6 +20,7 @@ mod persistence;
 mod process;
 mod reload;
 mod runtime;
+mod script_abuse;
 mod scripts;
 mod storage;
 mod tls;

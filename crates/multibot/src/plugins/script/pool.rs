@@ -1,0 +1,44 @@
+//! The threads script calls run on: a small runtime of its own, apart from the workers that serve HTTP, poll
+//! Telegram and run native plugins. Script code that cannot yield to the runtime (a busy `table.sort`
+//! comparator, a `gsub` callback, a metamethod) holds one of these threads for at most its CPU budget, and a
+//! second call waiting for the same VM waits here too: the health probes and the other bots' native handlers
+//! never wait on a script. The threads run at a lower priority (nice 10) than the rest of the process, so that
+//! scripts computing on every core still leave the workers the CPU they need.
+
+use std::{future::Future, sync::LazyLock};
+
+use tokio::runtime::{Builder, Runtime};
+use tokio_util::task::AbortOnDropHandle;
+
+/// Threads for script calls: as many as the machine has cores, at least two.
+static POOL: LazyLock<Result<Runtime, String>> = LazyLock::new(|| {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("multibot-script")
+        .on_thread_start(lower_priority)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("could not start the script threads: {e}"))
+});
+
+/// Runs `work` on the script threads and waits for it; dropping the returned future cancels `work` at its next
+/// await (a handler stopped by its time limit or by the shutdown stops its script call with it).
+pub(super) async fn run<F>(work: F) -> anyhow::Result<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let pool = POOL.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+    AbortOnDropHandle::new(pool.spawn(work)).await.map_err(|e| anyhow::anyhow!("the script call failed: {e}"))
+}
+
+/// Gives the calling thread a lower scheduling priority (nice 10), so that the kernel prefers the runtime's
+/// workers when both want a core. Where the system does not allow it, the thread keeps its priority.
+fn lower_priority() {
+    let thread = rustix::thread::gettid();
+    // On Linux, the nice value of `PRIO_PROCESS` with a thread id is that thread's own.
+    if let Err(e) = rustix::process::setpriority_process(Some(thread), 10) {
+        tracing::debug!(error = %e, "could not lower the priority of a script thread");
+    }
+}

@@ -1,0 +1,80 @@
+//! Script code that cannot yield to the runtime (a busy `table.sort` comparator, a `gsub` callback, a
+//! metamethod) runs on the script threads: while it computes for its whole budget, on a runtime of two workers,
+//! the health probe and another bot keep answering, and a second update to the same VM waits off the workers.
+
+use std::time::{Duration, Instant};
+
+use botapi_emulator::{Emulator, EmulatorConfig};
+use multibot::plugins::PluginRegistry;
+
+use crate::helpers::{TempDir, Web, serve, token};
+
+/// Each command computes inside a call Luau cannot yield from, until the budget stops it.
+const STUCK: &str = r#"
+plugin { name = "stuck" }
+local function busy() local x = 0 while true do x += 1 end end
+command("sort", "", function(ctx) table.sort({3, 2, 1}, function(a, b) busy() return a < b end) end)
+command("gsub", "", function(ctx) string.gsub("abc", "%w", function(c) busy() return c end) end)
+command("meta", "", function(ctx) local t = setmetatable({}, { __index = function() busy() end }) local _ = t.x end)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_that_cannot_yield_holds_neither_the_health_probe_nor_other_bots() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let stuck = emu.control().bot_named(&token(1), "Stuck", "stuck_bot").await.unwrap();
+    let echo = emu.control().bot_named(&token(2), "Echo", "echo_bot").await.unwrap();
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
+    dir.write("plugins/stuck.luau", STUCK);
+    dir.write(
+        "stuck.yaml",
+        "id: stuck\nname: Stuck\ntoken: \"${TOKEN_1}\"\nplugins:\n  - name: stuck\n  - name: error_handler\n",
+    );
+    dir.write(
+        "echo.yaml",
+        "id: echo\nname: Echo\ntoken: \"${TOKEN_2}\"\nplugins:\n  - name: echo\n    config: { echo_all: true }\n",
+    );
+    let extra =
+        [("PLUGINS_DIR", dir.path().join("plugins").display().to_string()), ("SCRIPT_TIMEOUT_MS", "2000".to_owned())];
+    let app = serve(&emu, dir.path(), Web::Off, &extra, PluginRegistry::builtin()).await;
+    let http = reqwest::Client::new();
+    let live = app.url("/health/live");
+    for command in ["/sort", "/gsub", "/meta"] {
+        // Bad input: three updates to one VM at once, each stuck where the script cannot yield.
+        let attackers: Vec<_> = (0..3).map(|i| emu.user(6100 + i)).collect();
+        for attacker in &attackers {
+            attacker.send(&stuck, command).await.unwrap();
+        }
+        let started = Instant::now();
+        let mut slowest_probe = Duration::ZERO;
+        let mut echoes = Vec::new();
+        let bob = emu.user(6200);
+        // For a budget's length: probe the health endpoint and talk to the other bot.
+        let mut round = 0;
+        while started.elapsed() < Duration::from_millis(1800) {
+            let probe = Instant::now();
+            let answer = http.get(&live).send().await.unwrap();
+            assert_eq!(answer.status(), 200);
+            slowest_probe = slowest_probe.max(probe.elapsed());
+            let sent = Instant::now();
+            bob.send(&echo, &format!("ping {round}")).await.unwrap();
+            let reply = bob.next_message_from(&echo).await.unwrap();
+            assert_eq!(reply.text.as_deref(), Some(format!("You said: ping {round}").as_str()));
+            echoes.push(sent.elapsed());
+            round += 1;
+        }
+        echoes.sort();
+        let slowest_echo = *echoes.last().unwrap();
+        println!("{command}: {round} rounds, slowest probe {slowest_probe:?}, slowest echo {slowest_echo:?}");
+        assert!(slowest_probe < Duration::from_millis(100), "{command}: /health/live took {slowest_probe:?}");
+        assert!(slowest_echo < Duration::from_millis(200), "{command}: the other bot took {slowest_echo:?}");
+        // Each stuck update ends with the budget, and the error handler tells its user.
+        for attacker in &attackers {
+            let reply = attacker.next_message_from(&stuck).await.unwrap();
+            assert!(reply.text.unwrap().starts_with("Something went wrong (error id "));
+        }
+    }
+    let status = app.manager.status_of(&multibot::config::BotId::parse("stuck").unwrap()).unwrap();
+    assert!(status.last_error.unwrap().contains("time budget of 2000 ms"));
+    app.stop().await;
+}
