@@ -2,7 +2,8 @@
 //! `inbox` table before the next poll confirms it, so the offset can move past everything stored: a slow chat no
 //! longer limits what the bot sees. [`Inbox::resume`] gives the updates left pending by the last run, to handle
 //! before new ones. A finished update is reported to [`Inbox::done`]; a background writer marks them done in
-//! batches (retrying while the database is down) and prunes old done rows.
+//! batches (retrying while the database is down), tells each reporter once its update is written, and prunes old
+//! done rows.
 
 use std::{collections::HashSet, time::Duration};
 
@@ -30,8 +31,8 @@ const RESUME_LIMIT: u32 = 100_000;
 
 /// What the writer is told.
 enum Message {
-    /// An update was handled.
-    Done(i64),
+    /// An update was handled; the sender is told once it is marked done.
+    Done(i64, oneshot::Sender<()>),
     /// Write what is queued, answer, and stop.
     Close(oneshot::Sender<()>),
 }
@@ -83,9 +84,12 @@ impl Inbox {
         Ok((updates, next))
     }
 
-    /// Reports an update handled; the writer marks it done.
-    pub(crate) fn done(&self, id: i64) {
-        let _ = self.writer.send(Message::Done(id));
+    /// Reports an update handled; the writer marks it done, and the receiver resolves then (or with an error if
+    /// the writer stopped without writing it).
+    pub(crate) fn done(&self, id: i64) -> oneshot::Receiver<()> {
+        let (written, receiver) = oneshot::channel();
+        let _ = self.writer.send(Message::Done(id, written));
+        receiver
     }
 
     /// Writes the updates reported done so far (one try) and stops the writer.
@@ -110,21 +114,21 @@ fn decode(id: i64, payload: &str) -> Option<Update> {
 /// Marks reported updates done, as many per transaction as arrived meanwhile, until told to close.
 async fn write_done(storage: Storage, bot_id: String, mut messages: mpsc::UnboundedReceiver<Message>) {
     let mut pruned = tokio::time::Instant::now();
-    let mut done = Vec::new();
+    let mut done = Done::default();
     loop {
         let mut closing = None;
-        if done.is_empty() {
+        if done.ids.is_empty() {
             match messages.recv().await {
-                Some(message) => take(message, &mut done, &mut closing),
+                Some(message) => done.take(message, &mut closing),
                 None => return,
             }
         }
         while let Ok(message) = messages.try_recv() {
-            take(message, &mut done, &mut closing);
+            done.take(message, &mut closing);
         }
-        if !done.is_empty() {
-            match storage.inbox().mark_done(&bot_id, &done, now()).await {
-                Ok(()) => done.clear(),
+        if !done.ids.is_empty() {
+            match storage.inbox().mark_done(&bot_id, &done.ids, now()).await {
+                Ok(()) => done.written(),
                 // Kept, and written with the next ones; a stop with the database down leaves them pending.
                 Err(e) if closing.is_none() => {
                     warn!(%bot_id, error = %e, "could not mark handled updates done; retrying");
@@ -147,9 +151,28 @@ async fn write_done(storage: Storage, bot_id: String, mut messages: mpsc::Unboun
     }
 }
 
-fn take(message: Message, done: &mut Vec<i64>, closing: &mut Option<oneshot::Sender<()>>) {
-    match message {
-        Message::Done(id) => done.push(id),
-        Message::Close(answer) => *closing = Some(answer),
+/// Updates reported done and not written yet, with whom to tell once they are.
+#[derive(Default)]
+struct Done {
+    ids: Vec<i64>,
+    waiting: Vec<oneshot::Sender<()>>,
+}
+
+impl Done {
+    fn take(&mut self, message: Message, closing: &mut Option<oneshot::Sender<()>>) {
+        match message {
+            Message::Done(id, written) => {
+                self.ids.push(id);
+                self.waiting.push(written);
+            }
+            Message::Close(answer) => *closing = Some(answer),
+        }
+    }
+
+    fn written(&mut self) {
+        self.ids.clear();
+        for written in self.waiting.drain(..) {
+            let _ = written.send(());
+        }
     }
 }

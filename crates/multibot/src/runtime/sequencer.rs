@@ -1,7 +1,9 @@
 //! Ordering and acknowledgement. The [`Tracker`] knows which updates are in flight and gives the offset that is
 //! safe to confirm without a durable inbox (the low-water mark: every update below it has been handled); with
 //! one, it reports each finished update to the inbox. The [`Sequencer`] handles the
-//! updates of one chat in order and different chats in parallel, at most `max_concurrent_updates` at once.
+//! updates of one chat in order and different chats in parallel, at most `max_concurrent_updates` at once; with an
+//! inbox, a chat's next update starts once the previous one is marked done, so that a crash leaves at most one
+//! update per chat handled but not marked done (the only kind that runs again).
 
 use std::{
     collections::{BTreeSet, HashMap, VecDeque},
@@ -11,7 +13,7 @@ use std::{
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use teloxide_core::types::{Update, UpdateKind};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::handle::{BotRuntime, handle_update};
@@ -23,9 +25,12 @@ pub(crate) struct Tracker {
     inner: Mutex<TrackerInner>,
     /// Signalled whenever an update finishes.
     pub(crate) progress: Notify,
-    /// Told each finished update's id (the durable inbox marks it done), if the bot has an inbox.
-    on_done: Option<Box<dyn Fn(i64) + Send + Sync>>,
+    /// Told each finished update's id (the durable inbox marks it done; the receiver resolves then), if the bot
+    /// has an inbox.
+    on_done: Option<Box<OnDone>>,
 }
+
+type OnDone = dyn Fn(i64) -> oneshot::Receiver<()> + Send + Sync;
 
 #[derive(Default)]
 struct TrackerInner {
@@ -35,7 +40,7 @@ struct TrackerInner {
 
 impl Tracker {
     /// A tracker that tells `on_done` each finished update's id.
-    pub(crate) fn reporting_to(on_done: impl Fn(i64) + Send + Sync + 'static) -> Tracker {
+    pub(crate) fn reporting_to(on_done: impl Fn(i64) -> oneshot::Receiver<()> + Send + Sync + 'static) -> Tracker {
         Tracker { on_done: Some(Box::new(on_done)), ..Tracker::default() }
     }
 
@@ -74,13 +79,12 @@ impl Tracker {
         inner.last_seen = inner.last_seen.max(Some(id));
     }
 
-    /// Marks an update handled.
-    pub(crate) fn done(&self, id: i64) {
+    /// Marks an update handled; with an inbox, returns what resolves once the inbox has marked it done.
+    pub(crate) fn done(&self, id: i64) -> Option<oneshot::Receiver<()>> {
         self.inner.lock().in_flight.remove(&id);
-        if let Some(on_done) = &self.on_done {
-            on_done(id);
-        }
+        let written = self.on_done.as_ref().map(|on_done| on_done(id));
         self.progress.notify_waiters();
+        written
     }
 
     /// How many updates are in flight.
@@ -182,7 +186,12 @@ impl Sequencer {
                 () = work => {}
                 () = self.hard_stop.cancelled() => return,
             }
-            self.tracker.done(id);
+            if let Some(written) = self.tracker.done(id) {
+                tokio::select! {
+                    _ = written => {}
+                    () = self.hard_stop.cancelled() => return,
+                }
+            }
             let mut chats = self.chats.lock();
             next = match chats.get_mut(&key).and_then(VecDeque::pop_front) {
                 Some(update) => Some(update),

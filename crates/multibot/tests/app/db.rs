@@ -89,23 +89,30 @@ impl Drop for TestDb {
     }
 }
 
-/// Runs `async fn NAME(db: &TestDb)` against PostgreSQL and SQLite, as tests `NAME::postgres` and `NAME::sqlite`.
+/// Runs `async fn NAME(db: &TestDb)` against PostgreSQL and SQLite, as tests `NAME::postgres` and `NAME::sqlite`;
+/// after `multi_thread:`, on a runtime with two worker threads (for tests that keep the emulator busy).
 macro_rules! both_backends {
-    ($($test:ident),* $(,)?) => {$(
+    (multi_thread: $($test:ident),* $(,)?) => {
+        crate::db::both_backends!(@tests #[tokio::test(flavor = "multi_thread", worker_threads = 2)] $($test),*);
+    };
+    (@tests #[$runtime:meta] $($test:ident),*) => {$(
         mod $test {
-            #[tokio::test]
+            #[$runtime]
             async fn postgres() {
                 if let Some(db) = crate::db::TestDb::postgres().await {
                     super::$test(&db).await;
                 }
             }
 
-            #[tokio::test]
+            #[$runtime]
             async fn sqlite() {
                 super::$test(&crate::db::TestDb::sqlite()).await;
             }
         }
     )*};
+    ($($test:ident),* $(,)?) => {
+        crate::db::both_backends!(@tests #[tokio::test] $($test),*);
+    };
 }
 pub(crate) use both_backends;
 

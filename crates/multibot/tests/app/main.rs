@@ -9,6 +9,7 @@ mod conversation;
 mod db;
 mod deploy;
 mod docs;
+mod durability;
 mod failures;
 mod files;
 mod fsm;

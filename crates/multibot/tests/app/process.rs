@@ -1,6 +1,8 @@
-//! The real binary: SIGTERM mid-stream loses nothing and answers nothing twice, and no token reaches the logs.
+//! The real binary: SIGTERM mid-stream loses nothing and answers nothing twice (on SQLite and PostgreSQL, through
+//! the default durable inbox), and no token reaches the logs. [`Process`] runs `multibot run`.
 
 use std::{
+    collections::HashMap,
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
     sync::Arc,
@@ -10,7 +12,10 @@ use std::{
 use botapi_emulator::{Emulator, EmulatorConfig, FaultSpec, TestBot};
 use parking_lot::Mutex;
 
-use crate::helpers::{TempDir, eventually, token};
+use crate::{
+    db::{TestDb, both_backends},
+    helpers::{TempDir, eventually, token},
+};
 
 const ECHO: &str = r#"
 id: "stream_bot"
@@ -76,8 +81,18 @@ impl Process {
         self.output.lock().clone()
     }
 
+    /// Sends SIGTERM: a graceful stop.
     pub(crate) fn terminate(&self) {
         self.signal("-TERM");
+    }
+
+    /// Kills it with SIGKILL (no chance to finish anything) and waits until it is gone; returns its output.
+    pub(crate) fn kill9(mut self) -> Vec<String> {
+        // `Child::kill` sends SIGKILL on Unix.
+        self.child.kill().expect("SIGKILL");
+        let status = self.child.wait().expect("wait for the killed process");
+        assert!(!status.success(), "killed, not exited: {status}");
+        self.output.lock().clone()
     }
 
     fn signal(&self, signal: &str) {
@@ -112,8 +127,9 @@ pub(crate) async fn wait_polling(emu: &Emulator, bot: &TestBot) {
     .await;
 }
 
-#[tokio::test]
-async fn sigterm_mid_stream_loses_nothing_and_answers_nothing_twice() {
+both_backends!(sigterm_mid_stream_loses_nothing_and_answers_nothing_twice);
+
+async fn sigterm_mid_stream_loses_nothing_and_answers_nothing_twice(db: &TestDb) {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let bot = emu.control().bot_named(&token(50), "Stream Bot", "stream_bot").await.unwrap();
     let dir = TempDir::new();
@@ -121,7 +137,9 @@ async fn sigterm_mid_stream_loses_nothing_and_answers_nothing_twice() {
     dir.write("bots/stream.yaml", ECHO);
     // Each reply takes 100 ms to send, so SIGTERM finds updates in flight.
     bot.inject(FaultSpec::delay("sendMessage", Duration::from_millis(100)).times(1000)).await.unwrap();
-    let process = Process::start(&emu, &dir);
+    // `INBOX` is left unset: the default, the durable inbox.
+    let database = [("DATABASE_URL", db.url.as_str())];
+    let process = Process::start_with(&emu, &dir, &database);
     wait_polling(&emu, &bot).await;
     let users: Vec<_> = (0..5).map(|u| emu.user(8000 + u)).collect();
     let texts = |u: i64, range: std::ops::Range<i64>| range.map(move |i| format!("message {i} from {u}"));
@@ -144,7 +162,7 @@ async fn sigterm_mid_stream_loses_nothing_and_answers_nothing_twice() {
     let between = bot.stats().await.unwrap();
     assert!(between.messages_sent > 0 && between.pending > 0, "the stop fell mid-stream: {between:?}");
     assert_eq!(between.updates_confirmed, between.messages_sent, "what was answered was confirmed, nothing more");
-    let process = Process::start(&emu, &dir);
+    let process = Process::start_with(&emu, &dir, &database);
     eventually(Duration::from_secs(30), "all 50 replies", || async { bot.stats().await.unwrap().messages_sent >= 50 })
         .await;
     eventually(Duration::from_secs(10), "everything confirmed", || async {
@@ -170,6 +188,9 @@ async fn sigterm_mid_stream_loses_nothing_and_answers_nothing_twice() {
     }
     let stats = bot.stats().await.unwrap();
     assert_eq!((stats.messages_sent, stats.updates_confirmed, stats.pending), (50, 50, 0));
+    // They went through the inbox in the database, and all are done.
+    let states = crate::durability::inbox_states(&db.url).await;
+    assert_eq!(states, HashMap::from([("done".to_owned(), 50)]), "the inbox rows by state");
     // No token in any log line, and the lines about the bot carry its id.
     for line in first_run.iter().chain(&second_run) {
         assert!(!line.contains(&token(50)), "token leaked: {line}");
