@@ -154,6 +154,19 @@ fn each_kind_of_problem_has_its_message_and_position() {
                 "unknown parse_mode \"markdown_v2\", expected one of: HTML, MarkdownV2, Markdown",
             ),
         ),
+        // Bad input: a handler time limit past a day, below zero, or not a number.
+        (
+            format!("{BASE}settings:\n  handler_timeout: 86401\n"),
+            one(5, 20, "settings.handler_timeout", "expected an integer from 0 to 86400, found 86401"),
+        ),
+        (
+            format!("{BASE}settings:\n  handler_timeout: -1\n"),
+            one(5, 20, "settings.handler_timeout", "expected an integer from 0 to 86400, found -1"),
+        ),
+        (
+            format!("{BASE}settings:\n  handler_timeout: 1m\n"),
+            one(5, 20, "settings.handler_timeout", "expected an integer, found a string"),
+        ),
         (
             format!("{BASE}webhook:\n  max_connections: 0\n"),
             one(5, 20, "webhook.max_connections", "expected an integer from 1 to 100, found 0"),
