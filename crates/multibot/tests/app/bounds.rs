@@ -163,7 +163,9 @@ async fn a_429_past_the_cap_fails_the_call_and_shorter_ones_are_waited_out() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let bot = emu.control().bot_named(&token(1), "Bounded", "bounded_bot").await.unwrap();
     let dir = TempDir::new();
-    dir.write("bounded.yaml", BOUNDED.replace("handler_timeout: 1", "handler_timeout: 30").as_str());
+    // Its own bot id: the metrics are process-wide, and the tests run at once.
+    let config = BOUNDED.replace("handler_timeout: 1", "handler_timeout: 30").replace("\"bounded\"", "\"capped\"");
+    dir.write("capped.yaml", &config);
     let app = app_on(&emu, &dir, &[("FLOOD_MAX_WAIT", "2".to_owned())]).await;
     let user = emu.user(5002);
     let sends = || async {
@@ -210,12 +212,13 @@ async fn pending_updates_show_while_a_chat_is_busy_and_go_back_to_zero() {
     let bot = emu.control().bot_named(&token(1), "Bounded", "bounded_bot").await.unwrap();
     let admin_bot = emu.control().bot_named(&token(2), "Admin", "admin_bot").await.unwrap();
     let dir = TempDir::new();
-    // The answers are slowed below, not stuck: a limit they stay within.
-    dir.write("bounded.yaml", BOUNDED.replace("handler_timeout: 1", "handler_timeout: 30").as_str());
+    // The answers are slowed below, not stuck: a limit they stay within. Its own bot id, as above.
+    let config = BOUNDED.replace("handler_timeout: 1", "handler_timeout: 30").replace("\"bounded\"", "\"busy\"");
+    dir.write("busy.yaml", &config);
     let extra = [("ADMIN_BOT_TOKEN", token(2)), ("ADMIN_ALLOWED_USERS", "901".to_owned())];
     let app = app_on(&emu, &dir, &extra).await;
-    let pending = |metrics: &str| sample(metrics, "multibot_updates_pending", &[("bot_id", "bounded")]);
-    let oldest = |metrics: &str| sample(metrics, "multibot_oldest_pending_update_seconds", &[("bot_id", "bounded")]);
+    let pending = |metrics: &str| sample(metrics, "multibot_updates_pending", &[("bot_id", "busy")]);
+    let oldest = |metrics: &str| sample(metrics, "multibot_oldest_pending_update_seconds", &[("bot_id", "busy")]);
     eventually(Duration::from_secs(10), "the gauges at zero", || async {
         let metrics = get(&app.url("/metrics")).await;
         pending(&metrics) == Some(0.0) && oldest(&metrics) == Some(0.0)
@@ -232,11 +235,11 @@ async fn pending_updates_show_while_a_chat_is_busy_and_go_back_to_zero() {
         pending(&metrics) == Some(3.0) && oldest(&metrics).is_some_and(|age| age > 0.0)
     })
     .await;
-    let shown = bot_health(&app, "bounded").await;
+    let shown = bot_health(&app, "busy").await;
     assert_eq!(shown["pending_updates"], 3, "{shown}");
     assert!(shown["oldest_pending_seconds"].as_f64().is_some_and(|age| age > 0.0), "{shown}");
     let admin = emu.user(901);
-    admin.send(&admin_bot, "/status bounded").await.unwrap();
+    admin.send(&admin_bot, "/status busy").await.unwrap();
     let status = admin.next_message_from(&admin_bot).await.unwrap().text.unwrap();
     assert!(status.contains("Pending updates: 3 (oldest "), "{status}");
     for text in ["one", "two", "three"] {
@@ -247,8 +250,8 @@ async fn pending_updates_show_while_a_chat_is_busy_and_go_back_to_zero() {
         pending(&metrics) == Some(0.0) && oldest(&metrics) == Some(0.0)
     })
     .await;
-    assert_eq!(bot_health(&app, "bounded").await["pending_updates"], 0);
-    admin.send(&admin_bot, "/status bounded").await.unwrap();
+    assert_eq!(bot_health(&app, "busy").await["pending_updates"], 0);
+    admin.send(&admin_bot, "/status busy").await.unwrap();
     let status = admin.next_message_from(&admin_bot).await.unwrap().text.unwrap();
     assert!(status.contains("Pending updates: 0\n"), "{status}");
     app.stop().await;
