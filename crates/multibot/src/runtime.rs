@@ -71,10 +71,35 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// A Bot API client for a bot, with flood control when `FLOOD_CONTROL` is on.
+    /// A Bot API client for a bot, with flood control when `FLOOD_CONTROL` is on and 429 waits capped by
+    /// `FLOOD_MAX_WAIT`.
     pub fn api(&self, config: &BotConfig) -> BotApi {
         let flood = self.settings.flood_control.then(FloodLimits::default);
         BotApi::new(self.http.clone(), &self.api_url, &config.token, &config.settings, flood)
+            .with_flood_max_wait(self.settings.flood_max_wait)
+    }
+
+    /// How long one handler of this bot may run: its `settings.handler_timeout` (0: no limit), else
+    /// `HANDLER_TIMEOUT`.
+    fn handler_timeout(&self, config: &BotConfig) -> Option<Duration> {
+        match config.settings.handler_timeout {
+            Some(0) => None,
+            Some(seconds) => Some(Duration::from_secs(seconds)),
+            None => self.settings.handler_timeout,
+        }
+    }
+}
+
+/// A running bot's updates taken in and not finished yet (queued behind their chat or being handled), read live
+/// for its status and the metrics.
+#[derive(Clone)]
+pub(crate) struct Backlog(Arc<Tracker>);
+
+impl Backlog {
+    /// How many updates are pending, and how long ago the oldest of them was taken in.
+    pub(crate) fn read(&self) -> (usize, Option<Duration>) {
+        let (count, oldest) = self.0.pending();
+        (count, oldest.map(|at| at.elapsed()))
     }
 }
 
@@ -144,7 +169,8 @@ impl Instance {
         {
             warn!(bot_id = %bot.id, error = %bot.redact(e.to_string()), "setMyCommands failed");
         }
-        let runtime = Arc::new(BotRuntime { bot, health, pipeline });
+        let handler_timeout = deps.handler_timeout(&bot.config);
+        let runtime = Arc::new(BotRuntime { bot, health, pipeline, handler_timeout });
         Ok(Instance { runtime, plugins, cancel })
     }
 
@@ -275,6 +301,11 @@ impl RunningBot {
             warn!(bot_id = %id, tasks = self.tasks.len(), "bot tasks still running after the grace period");
         }
         events::bot_stopped(&runtime.bot.recorder, &runtime.bot.config);
+    }
+
+    /// Its updates taken in and not finished yet.
+    pub(crate) fn backlog(&self) -> Backlog {
+        Backlog(self.sequencer.tracker.clone())
     }
 
     /// The loaded plugins' names, in load order.

@@ -68,6 +68,10 @@ pub struct BotSettings {
     pub parse_mode: Option<String>,
     /// `disable_web_page_preview`.
     pub disable_web_page_preview: bool,
+    /// `handler_timeout`: seconds one handler of this bot may run (0: no limit); unset, `HANDLER_TIMEOUT`.
+    /// Left out of the serialization when unset, so that configs written before it keep their hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handler_timeout: Option<u64>,
 }
 
 /// One entry of `plugins:`.

@@ -68,6 +68,12 @@ pub struct Settings {
     /// `FLOOD_CONTROL`: pace what bots send within Telegram's limits (default true; turn it off only against a
     /// local emulator, e.g. for benchmarks).
     pub flood_control: bool,
+    /// `FLOOD_MAX_WAIT`: seconds one Bot API call may spend waiting out 429 answers in total before it fails
+    /// with the 429 (default 60; 0 retries no 429).
+    pub flood_max_wait: Duration,
+    /// `HANDLER_TIMEOUT`: how long one handler may run before its update is finished as failed (default 60 s;
+    /// `0`, none: no limit). A bot's `settings.handler_timeout` overrides it.
+    pub handler_timeout: Option<Duration>,
     /// `SCRIPT_MEMORY_LIMIT_MB`: memory one script plugin instance may use, in MiB (default 16).
     pub script_memory_limit_mb: usize,
     /// `SCRIPT_TIMEOUT_MS`: CPU time one script handler call may run (default 1000 ms).
@@ -133,6 +139,8 @@ pub const VARIABLES: &[&str] = &[
     "SHUTDOWN_TIMEOUT",
     "MAX_CONCURRENT_UPDATES",
     "FLOOD_CONTROL",
+    "FLOOD_MAX_WAIT",
+    "HANDLER_TIMEOUT",
     "SCRIPT_MEMORY_LIMIT_MB",
     "SCRIPT_TIMEOUT_MS",
     "DATABASE_URL",
@@ -292,6 +300,11 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(number("SHUTDOWN_TIMEOUT", 10, 0, 3600, &mut errors)),
             max_concurrent_updates: number("MAX_CONCURRENT_UPDATES", 64, 1, 100_000, &mut errors) as usize,
             flood_control: flag("FLOOD_CONTROL", true, &mut errors),
+            flood_max_wait: Duration::from_secs(number("FLOOD_MAX_WAIT", 60, 0, 3600, &mut errors)),
+            handler_timeout: match number("HANDLER_TIMEOUT", 60, 0, 86_400, &mut errors) {
+                0 => None,
+                seconds => Some(Duration::from_secs(seconds)),
+            },
             script_memory_limit_mb: number("SCRIPT_MEMORY_LIMIT_MB", 16, 2, 4096, &mut errors) as usize,
             script_timeout: Duration::from_millis(number("SCRIPT_TIMEOUT_MS", 1000, 10, 600_000, &mut errors)),
             database_url,
@@ -331,6 +344,8 @@ impl Settings {
             ("SHUTDOWN_TIMEOUT", self.shutdown_timeout != other.shutdown_timeout),
             ("MAX_CONCURRENT_UPDATES", self.max_concurrent_updates != other.max_concurrent_updates),
             ("FLOOD_CONTROL", self.flood_control != other.flood_control),
+            ("FLOOD_MAX_WAIT", self.flood_max_wait != other.flood_max_wait),
+            ("HANDLER_TIMEOUT", self.handler_timeout != other.handler_timeout),
             ("SCRIPT_MEMORY_LIMIT_MB", self.script_memory_limit_mb != other.script_memory_limit_mb),
             ("SCRIPT_TIMEOUT_MS", self.script_timeout != other.script_timeout),
             ("DATABASE_URL", self.database_url.to_string() != other.database_url.to_string()),

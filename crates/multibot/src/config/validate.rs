@@ -41,6 +41,7 @@ pub(super) fn rule(path: &str) -> Option<Rule> {
         "webhook.path" => Rule::Text { check: webhook_path, stand_in: "/" },
         "webhook.max_connections" => Rule::Int { min: 1, max: 100 },
         "settings.parse_mode" => Rule::Text { check: parse_mode, stand_in: "HTML" },
+        "settings.handler_timeout" => Rule::Int { min: 0, max: 86_400 },
         "rate_limiting.default_rate" | "rate_limiting.burst_size" => Rule::Int { min: 1, max: u32::MAX.into() },
         _ => return None,
     };

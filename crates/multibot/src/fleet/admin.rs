@@ -290,6 +290,11 @@ impl Admin {
             let _ = writeln!(text, "Users: {}", users.map_or_else(|e| format!("unknown ({e})"), |n| n.to_string()));
             let _ = writeln!(text, "Updates handled: {}", bot.updates_handled);
             let _ = writeln!(text, "Errors: {}", bot.errors);
+            let _ = write!(text, "Pending updates: {}", bot.pending_updates);
+            if let Some(age) = bot.oldest_pending {
+                let _ = write!(text, " (oldest {:.1} s)", age.as_secs_f64());
+            }
+            text.push('\n');
             let _ = write!(text, "Last error: {}", bot.last_error.as_deref().unwrap_or("-"));
             return self.say(&cx, text).await;
         }

@@ -13,7 +13,7 @@ use super::Slot;
 use crate::{
     config::{BotConfig, BotId, Mode},
     outcomes::ReloadOutcome,
-    runtime::{BotHealth, RunningBot, Trouble},
+    runtime::{Backlog, BotHealth, RunningBot, Trouble},
 };
 
 /// A bot's lifecycle state (running, stopped, ...), as `/status` and the admin bot show it. Not to be confused
@@ -71,6 +71,10 @@ pub struct BotStatus {
     pub access_denied: u64,
     /// Updates dropped by rate limiting.
     pub rate_limited: u64,
+    /// Updates taken in and not finished yet (queued behind their chat or being handled), while running.
+    pub pending_updates: usize,
+    /// How long the longest-waiting of them has waited.
+    pub oldest_pending: Option<Duration>,
     /// The YAML file.
     pub file: PathBuf,
     /// What the last configuration change did (reloaded in place, restarted, ...).
@@ -85,6 +89,8 @@ pub(super) struct StatusEntry {
     plugins: Vec<String>,
     failure: Option<String>,
     last_reload: Option<ReloadOutcome>,
+    /// The running bot's unfinished updates, read live.
+    backlog: Option<Backlog>,
 }
 
 impl StatusEntry {
@@ -96,6 +102,7 @@ impl StatusEntry {
             plugins: slot.running.as_ref().map(RunningBot::plugin_names).unwrap_or_default(),
             failure: slot.failure.clone(),
             last_reload: slot.last_reload,
+            backlog: slot.running.as_ref().map(RunningBot::backlog),
         }
     }
 
@@ -110,6 +117,7 @@ impl StatusEntry {
             (None, None) if !self.config.enabled => BotState::Disabled,
             (None, None) => BotState::Stopped,
         };
+        let (pending_updates, oldest_pending) = self.backlog.as_ref().map_or((0, None), Backlog::read);
         BotStatus {
             id: self.config.id.clone(),
             name: self.config.name.clone(),
@@ -124,6 +132,8 @@ impl StatusEntry {
             last_error: health.last_error.lock().clone(),
             access_denied: health.refusals.access_denied.load(Ordering::Relaxed),
             rate_limited: health.refusals.rate_limited.load(Ordering::Relaxed),
+            pending_updates,
+            oldest_pending,
             file: self.config.file.clone(),
             last_reload: self.last_reload,
         }

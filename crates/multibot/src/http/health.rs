@@ -192,6 +192,8 @@ pub(super) async fn full(State(state): State<HttpState>) -> Json<Value> {
                 "updates_handled": s.updates_handled,
                 "errors": s.errors,
                 "last_error": s.last_error,
+                "pending_updates": s.pending_updates,
+                "oldest_pending_seconds": s.oldest_pending.map(|age| millis(age) / 1e3),
             })
         })
         .collect();

@@ -1,5 +1,5 @@
 //! `GET /metrics`: the Prometheus text exposition of every metric (see [`crate::telemetry::metrics`]), with the
-//! bots-by-state and memory gauges refreshed at each scrape.
+//! bots-by-state, pending-update and memory gauges refreshed at each scrape.
 
 use axum::{extract::State, http::header, response::IntoResponse};
 
@@ -21,6 +21,7 @@ pub(super) async fn render(State(state): State<HttpState>) -> impl IntoResponse 
             BotState::Degraded => 4,
         };
         counts[index].1 += 1;
+        metrics::updates_pending(status.id.as_str(), status.pending_updates, status.oldest_pending);
     }
     metrics::bots_by_state(&counts);
     if let Some(bytes) = metrics::resident_memory_bytes() {

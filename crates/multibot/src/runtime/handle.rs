@@ -1,13 +1,15 @@
 //! One update, handled: [`handle_update`] runs it through the bot's [`Pipeline`] and then the router,
-//! containing errors and panics. [`BotRuntime`] is what the handling needs: the plugins' [`BotHandle`], the
-//! counters ([`BotHealth`]) and the pipeline.
+//! containing errors, panics and handlers that run past the bot's time limit. [`BotRuntime`] is what the handling
+//! needs: the plugins' [`BotHandle`], the counters ([`BotHealth`]), the pipeline and the time limit.
 
 use std::{
+    future::Future,
     panic::AssertUnwindSafe,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
 use futures_util::FutureExt;
@@ -52,6 +54,17 @@ pub struct BotRuntime {
     pub health: Arc<BotHealth>,
     /// The middleware every update goes through before the router.
     pub pipeline: Pipeline,
+    /// How long one handler (and then each error hook) may run; `None`: no limit.
+    pub handler_timeout: Option<Duration>,
+}
+
+/// Runs `work` within `limit`: `None` when the limit passed first (`work` is then dropped at its current await
+/// point; code that blocks the thread without awaiting cannot be interrupted).
+async fn within<T>(limit: Option<Duration>, work: impl Future<Output = T>) -> Option<T> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, work).await.ok(),
+        None => Some(work.await),
+    }
 }
 
 /// A short id for an error, shown to the user and written in the log line.
@@ -65,6 +78,11 @@ fn error_id() -> String {
     format!("{:08x}", (x ^ (x >> 31)) as u32)
 }
 
+/// A time limit in whole seconds, as messages show it (at least 1 for a limit under a second).
+fn seconds(limit: Duration) -> u64 {
+    limit.as_secs().max(u64::from(limit.subsec_nanos() > 0))
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -75,9 +93,10 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Runs one update through the bot's middleware ([`Pipeline`]) and, if it passes them, the router. Errors and
-/// panics are contained: logged with an error id, counted and passed to the error hooks (the `error_handler`
-/// plugin); a callback nobody answered is answered.
+/// Runs one update through the bot's middleware ([`Pipeline`]) and, if it passes them, the router. Errors,
+/// panics and a handler still running at the bot's time limit (dropped there) are contained: logged with an
+/// error id, counted and passed to the error hooks (the `error_handler` plugin); a callback nobody answered is
+/// answered.
 pub(crate) async fn handle_update(runtime: Arc<BotRuntime>, update: Update) {
     let started = Instant::now();
     let bot = &runtime.bot;
@@ -96,6 +115,7 @@ pub(crate) async fn handle_update(runtime: Arc<BotRuntime>, update: Update) {
         metrics::update_handled(bot.id.as_str(), "", Outcome::Refused, started.elapsed());
         return;
     }
+    let mut timed_out = false;
     let (plugin, outcome) = match bot.router.choose(&cx).await {
         Ok(Some(chosen)) if chosen.admin_only && !runtime.pipeline.is_admin(cx.user().map(|u| u.id.0 as i64)) => {
             runtime.pipeline.deny(&cx, "admin_only");
@@ -103,10 +123,15 @@ pub(crate) async fn handle_update(runtime: Arc<BotRuntime>, update: Update) {
             (chosen.plugin.to_owned(), refusal)
         }
         Ok(Some(chosen)) => {
-            let run = AssertUnwindSafe((chosen.handler)(cx.clone())).catch_unwind().await;
-            let outcome = match run {
-                Ok(result) => result,
-                Err(panic) => Err(anyhow::anyhow!("handler panicked: {}", panic_message(panic.as_ref()))),
+            let run = AssertUnwindSafe((chosen.handler)(cx.clone())).catch_unwind();
+            let outcome = match within(runtime.handler_timeout, run).await {
+                Some(Ok(result)) => result,
+                Some(Err(panic)) => Err(anyhow::anyhow!("handler panicked: {}", panic_message(panic.as_ref()))),
+                None => {
+                    timed_out = true;
+                    let limit = runtime.handler_timeout.unwrap_or_default();
+                    Err(anyhow::anyhow!("handler timed out after {} s", seconds(limit)))
+                }
             };
             (chosen.plugin.to_owned(), outcome)
         }
@@ -114,6 +139,7 @@ pub(crate) async fn handle_update(runtime: Arc<BotRuntime>, update: Update) {
         Err(e) => ("fsm".to_owned(), Err(e.context("loading the conversation state"))),
     };
     let result = match (&outcome, plugin.is_empty()) {
+        (Err(_), _) if timed_out => Outcome::Timeout,
         (Err(_), _) => Outcome::Error,
         (Ok(()), true) => Outcome::Unhandled,
         (Ok(()), false) => Outcome::Handled,
@@ -154,11 +180,12 @@ async fn report_error(runtime: &BotRuntime, cx: &Ctx, plugin: String, error: any
     runtime.health.errors.fetch_add(1, Ordering::Relaxed);
     *runtime.health.last_error.lock() = Some(format!("{} (error id {})", error.message, error.id));
     for (hook_plugin, hook) in bot.router.error_hooks() {
-        let run = AssertUnwindSafe(hook(cx.clone(), error.clone())).catch_unwind().await;
-        let failure = match run {
-            Ok(Ok(())) => continue,
-            Ok(Err(e)) => format!("{e:#}"),
-            Err(panic) => panic_message(panic.as_ref()),
+        let run = AssertUnwindSafe(hook(cx.clone(), error.clone())).catch_unwind();
+        let failure = match within(runtime.handler_timeout, run).await {
+            Some(Ok(Ok(()))) => continue,
+            Some(Ok(Err(e))) => format!("{e:#}"),
+            Some(Err(panic)) => panic_message(panic.as_ref()),
+            None => format!("timed out after {} s", seconds(runtime.handler_timeout.unwrap_or_default())),
         };
         error!(bot_id = %bot.id, plugin = %hook_plugin, error = %bot.redact(failure), "error hook failed");
     }

@@ -6,8 +6,9 @@
 //! update per chat handled but not marked done (the only kind that runs again).
 
 use std::{
-    collections::{BTreeSet, HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     sync::Arc,
+    time::Instant,
 };
 
 use parking_lot::Mutex;
@@ -34,7 +35,8 @@ type OnDone = dyn Fn(i64) -> oneshot::Receiver<()> + Send + Sync;
 
 #[derive(Default)]
 struct TrackerInner {
-    in_flight: BTreeSet<i64>,
+    /// Update ids, with when each was taken in.
+    in_flight: BTreeMap<i64, Instant>,
     last_seen: Option<i64>,
 }
 
@@ -61,7 +63,7 @@ impl Tracker {
             inner.last_seen = Some(id);
             match decode_update(raw.get().as_bytes()) {
                 Ok(update) => {
-                    inner.in_flight.insert(id);
+                    inner.in_flight.insert(id, Instant::now());
                     fresh.push(update);
                 }
                 // Nothing can handle it; it counts as handled and is confirmed with the next poll.
@@ -75,7 +77,7 @@ impl Tracker {
     /// deduplicated).
     pub(crate) fn track(&self, id: i64) {
         let mut inner = self.inner.lock();
-        inner.in_flight.insert(id);
+        inner.in_flight.insert(id, Instant::now());
         inner.last_seen = inner.last_seen.max(Some(id));
     }
 
@@ -92,10 +94,16 @@ impl Tracker {
         self.inner.lock().in_flight.len()
     }
 
+    /// How many updates are in flight, and when the longest-waiting of them was taken in.
+    pub(crate) fn pending(&self) -> (usize, Option<Instant>) {
+        let inner = self.inner.lock();
+        (inner.in_flight.len(), inner.in_flight.values().min().copied())
+    }
+
     /// The offset to poll with: the oldest update in flight, else one past the newest seen.
     pub(crate) fn offset(&self) -> Option<i64> {
         let inner = self.inner.lock();
-        inner.in_flight.first().copied().or(inner.last_seen.map(|id| id + 1))
+        inner.in_flight.first_key_value().map(|(id, _)| *id).or(inner.last_seen.map(|id| id + 1))
     }
 
     /// Waits until nothing is in flight.

@@ -136,16 +136,19 @@ fn api_error<T>(answer: Answer<T>, status: u16) -> ApiCallError {
     }
 }
 
-/// 429s retried before giving up (each waits its `retry_after`).
+/// 429s retried before giving up (each waits its `retry_after`, all of them together at most `FLOOD_MAX_WAIT`).
 const MAX_FLOOD_RETRIES: u32 = 20;
 /// 5xx answers and network errors retried before giving up.
 const MAX_ERROR_RETRIES: u32 = 3;
+/// The default of [`BotApi::with_flood_max_wait`] (`FLOOD_MAX_WAIT`).
+const FLOOD_MAX_WAIT: Duration = Duration::from_secs(60);
 
-/// How long to wait before retrying after `error`, or `None` to give up.
-fn retry_pause(error: &ApiCallError, attempt: u32) -> Option<Duration> {
+/// How long to wait before retrying after `error`, or `None` to give up. A 429 is retried only while its wait
+/// fits in `flood_budget`, what is left of the call's total for 429 waits.
+fn retry_pause(error: &ApiCallError, attempt: u32, flood_budget: Duration) -> Option<Duration> {
     match error {
         ApiCallError::Api { code: 429, retry_after, .. } if attempt < MAX_FLOOD_RETRIES => {
-            Some(Duration::from_secs(u64::from(retry_after.unwrap_or(1).max(1))))
+            Some(Duration::from_secs(u64::from(retry_after.unwrap_or(1).max(1)))).filter(|wait| *wait <= flood_budget)
         }
         ApiCallError::Api { code, .. } if *code >= 500 && attempt < MAX_ERROR_RETRIES => {
             Some(Duration::from_millis(500 << attempt))
@@ -304,6 +307,8 @@ pub struct BotApi {
     disable_preview: bool,
     /// `None` when flood control is off.
     pacer: Option<Arc<Pacer>>,
+    /// The most one call waits out 429 answers in total.
+    flood_max_wait: Duration,
     /// `<api_url>/file/bot<token>/`, where files are downloaded from; never logged.
     pub(super) files: Url,
 }
@@ -339,13 +344,22 @@ impl BotApi {
             parse_mode: settings.parse_mode.as_deref().and_then(parse_mode),
             disable_preview: settings.disable_web_page_preview,
             pacer: flood.map(|limits| Arc::new(Pacer::new(limits))),
+            flood_max_wait: FLOOD_MAX_WAIT,
             files,
         }
     }
 
+    /// The same client, with `cap` as the most one call waits out Telegram's 429 answers in total (default 60 s):
+    /// a 429 whose `retry_after` no longer fits fails the call with that 429.
+    pub fn with_flood_max_wait(mut self, cap: Duration) -> BotApi {
+        self.flood_max_wait = cap;
+        self
+    }
+
     /// Calls any JSON Bot API method with a teloxide payload, e.g. `api.call(&SendDice::new(chat))`. Sends are
-    /// paced within Telegram's limits; a 429 is retried after its `retry_after` (in order: the caller waits),
-    /// 5xx and network errors are retried with a bounded backoff, other errors (400, 403) are returned at once.
+    /// paced within Telegram's limits; a 429 is retried after its `retry_after` (in order: the caller waits) while
+    /// the call's 429 waits stay within [`BotApi::with_flood_max_wait`], then returned; 5xx and network errors
+    /// are retried with a bounded backoff, other errors (400, 403) are returned at once.
     /// `getUpdates` is never retried here: the polling loop has its own policy.
     pub async fn call<P>(&self, payload: &P) -> Result<P::Output, ApiCallError>
     where
@@ -382,6 +396,7 @@ impl BotApi {
         }
         let url = self.base.join(method).map_err(|e| ApiCallError::Decode(e.to_string()))?;
         let mut attempt: u32 = 0;
+        let mut flood_waited = Duration::ZERO;
         loop {
             let mut request = body(self.http.post(url.clone())).await?;
             if let Some(hint) = timeout {
@@ -400,10 +415,26 @@ impl BotApi {
                 },
             );
             let pause = match &result {
-                Err(e) if method != "getUpdates" => retry_pause(e, attempt),
+                Err(e) if method != "getUpdates" => {
+                    let pause = retry_pause(e, attempt, self.flood_max_wait.saturating_sub(flood_waited));
+                    if pause.is_none() && e.code() == Some(429) && attempt < MAX_FLOOD_RETRIES {
+                        let (asked, waited) = (e.retry_after().unwrap_or(1), flood_waited.as_secs());
+                        warn!(
+                            method,
+                            retry_after = asked,
+                            waited_s = waited,
+                            "Bot API call failed with 429: waiting \
+                            again would pass FLOOD_MAX_WAIT"
+                        );
+                    }
+                    pause
+                }
                 _ => None,
             };
             let Some(pause) = pause else { return result };
+            if result.as_ref().err().and_then(ApiCallError::code) == Some(429) {
+                flood_waited += pause;
+            }
             let error = result.err().map(|e| e.to_string()).unwrap_or_default();
             warn!(method, attempt, pause_ms = pause.as_millis() as u64, %error, "Bot API call failed; retrying");
             tokio::time::sleep(pause).await;
@@ -529,6 +560,21 @@ impl BotApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_429_is_retried_only_while_its_wait_fits_in_what_is_left_of_the_cap() {
+        let flood = |retry_after| ApiCallError::Api { code: 429, description: String::new(), retry_after };
+        let secs = Duration::from_secs;
+        assert_eq!(retry_pause(&flood(Some(3)), 0, secs(60)), Some(secs(3)));
+        assert_eq!(retry_pause(&flood(Some(3)), 0, secs(3)), Some(secs(3)), "a wait that exactly fits");
+        // Bad input: Telegram asks for more than is left.
+        assert_eq!(retry_pause(&flood(Some(61)), 0, secs(60)), None);
+        assert_eq!(retry_pause(&flood(None), 0, Duration::ZERO), None, "FLOOD_MAX_WAIT=0 retries no 429");
+        assert_eq!(retry_pause(&flood(Some(1)), MAX_FLOOD_RETRIES, secs(60)), None);
+        // Other errors do not spend the budget and are retried as before.
+        let unavailable = ApiCallError::Api { code: 502, description: String::new(), retry_after: None };
+        assert_eq!(retry_pause(&unavailable, 0, Duration::ZERO), Some(Duration::from_millis(500)));
+    }
 
     #[test]
     fn the_base_url_keeps_a_path_prefix() {

@@ -13,10 +13,14 @@ use tracing::warn;
 
 /// Updates a bot took in (`bot_id`).
 pub const UPDATES_RECEIVED: &str = "multibot_updates_received_total";
-/// Updates a bot finished (`bot_id`, `plugin`, `outcome`: `handled`, `error`, `unhandled`, `refused`).
+/// Updates a bot finished (`bot_id`, `plugin`, `outcome`: `handled`, `error`, `timeout`, `unhandled`, `refused`).
 pub const UPDATES_HANDLED: &str = "multibot_updates_handled_total";
 /// Updates of a type this build does not know, confirmed and skipped (`bot_id`).
 pub const UPDATES_UNKNOWN: &str = "multibot_updates_unknown_total";
+/// Updates a bot took in and has not finished: queued behind their chat or being handled (`bot_id`).
+pub const UPDATES_PENDING: &str = "multibot_updates_pending";
+/// How long the longest-waiting pending update of a bot has waited, in seconds; 0 with none (`bot_id`).
+pub const OLDEST_PENDING: &str = "multibot_oldest_pending_update_seconds";
 /// Time to handle one update, in seconds (`bot_id`).
 pub const HANDLER_DURATION: &str = "multibot_handler_duration_seconds";
 /// Bot API calls (`method`, `result`: `ok`, the Bot API error code such as `429`, `network` or `decode`).
@@ -70,6 +74,8 @@ fn describe() {
     describe_counter!(UPDATES_RECEIVED, Unit::Count, "Updates a bot took in, from polling or its webhook");
     describe_counter!(UPDATES_HANDLED, Unit::Count, "Updates a bot finished, by the plugin that took it and outcome");
     describe_counter!(UPDATES_UNKNOWN, Unit::Count, "Updates of a type this build does not know, skipped");
+    describe_gauge!(UPDATES_PENDING, Unit::Count, "Updates a bot took in and has not finished");
+    describe_gauge!(OLDEST_PENDING, Unit::Seconds, "Age of a bot's longest-waiting unfinished update");
     describe_histogram!(HANDLER_DURATION, Unit::Seconds, "Time to handle one update");
     describe_counter!(API_CALLS, Unit::Count, "Bot API calls by method and result (ok or the error code)");
     describe_counter!(RATE_LIMITED, Unit::Count, "Updates dropped by per-user rate limiting");
@@ -108,6 +114,8 @@ pub(crate) enum Outcome {
     Handled,
     /// A handler (or loading its conversation state) failed or panicked.
     Error,
+    /// A handler ran past the bot's time limit and was dropped.
+    Timeout,
     /// No handler matched.
     Unhandled,
     /// Dropped before the router by access control or rate limiting.
@@ -119,6 +127,7 @@ impl Outcome {
         match self {
             Outcome::Handled => "handled",
             Outcome::Error => "error",
+            Outcome::Timeout => "timeout",
             Outcome::Unhandled => "unhandled",
             Outcome::Refused => "refused",
         }
@@ -188,6 +197,12 @@ pub(crate) fn bot_degraded(bot_id: &str, reason: Option<&'static str>, reasons: 
         let value = if reason == Some(label) { 1.0 } else { 0.0 };
         gauge!(BOT_DEGRADED, "bot_id" => bot_id.to_owned(), "reason" => label).set(value);
     }
+}
+
+/// Sets a bot's pending-update gauges: how many, and the oldest one's age (zero with none).
+pub(crate) fn updates_pending(bot_id: &str, count: usize, oldest: Option<Duration>) {
+    gauge!(UPDATES_PENDING, "bot_id" => bot_id.to_owned()).set(count as f64);
+    gauge!(OLDEST_PENDING, "bot_id" => bot_id.to_owned()).set(oldest.map_or(0.0, |age| age.as_secs_f64()));
 }
 
 /// Sets the resident memory gauge.

@@ -4,6 +4,7 @@
 mod admin;
 mod api_trouble;
 mod botapi;
+mod bounds;
 mod cli;
 mod conversation;
 mod db;

@@ -209,7 +209,7 @@ fn the_spec_example_parses_to_every_field() {
         enabled: true,
         mode: Mode::Polling,
         webhook: WebhookConfig { path: Some("/support".to_owned()), max_connections: 40 },
-        settings: BotSettings { parse_mode: Some("HTML".to_owned()), disable_web_page_preview: false },
+        settings: BotSettings { parse_mode: Some("HTML".to_owned()), ..BotSettings::default() },
         plugins: vec![
             PluginEntry {
                 name: "start".to_owned(),
@@ -360,6 +360,7 @@ fn the_hash_is_pinned_ignores_key_order_and_covers_every_field() {
         ("max_connections: 40", "max_connections: 41"),
         ("parse_mode: \"HTML\"", "parse_mode: MarkdownV2"),
         ("disable_web_page_preview: false", "disable_web_page_preview: true"),
+        ("disable_web_page_preview: false", "disable_web_page_preview: false\n  handler_timeout: 5"),
         ("  - name: \"start\"\n    enabled: true", "  - name: \"start\"\n    enabled: false"),
         ("Welcome to Support!", "Welcome!"),
         ("  - name: \"error_handler\"\n    config:\n      show_error_id: true\n      notify_admins: false\n", ""),

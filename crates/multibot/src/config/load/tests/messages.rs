@@ -91,7 +91,7 @@ fn each_kind_of_problem_has_its_message_and_position() {
             None => cases.last_mut().expect("a case starts with ---").1.push_str(line),
         }
     }
-    assert_eq!(cases.len(), 39, "cases read");
+    assert_eq!(cases.len(), 42, "cases read");
     for (expected, text) in cases {
         let (position, error) = expected.split_once(' ').expect("LINE:COLUMN FIELD | MESSAGE");
         let (line, column) = position.split_once(':').expect("LINE:COLUMN");
