@@ -14,6 +14,7 @@ mod files;
 mod fsm;
 mod helpers;
 mod http;
+mod inbox;
 mod layers;
 mod limits;
 mod persistence;
