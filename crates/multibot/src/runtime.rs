@@ -5,7 +5,8 @@
 //! - `handle`: one update through the bot's [`Pipeline`] and then the router, errors and panics contained.
 //! - [`middleware`]: the update pipeline (user tracking, access control, rate limiting).
 //! - `polling`: the getUpdates source; `sequencer`: per-chat ordering and the low-water-mark offset.
-//! - `inbox`: the durable inbox of a polling bot: updates stored before they are confirmed, marked done after.
+//! - `inbox`: the durable inbox: updates stored before they are confirmed (polling) or answered 200 (webhook),
+//!   marked done after.
 //! - `degraded`: whether a polling bot can reach the Bot API ([`Degraded`]).
 //! - [`webhook`]: the webhook source: routes, inboxes, secrets.
 
@@ -232,8 +233,10 @@ impl RunningBot {
         let (cancel, tasks) = (deps.shutdown.child_token(), TaskTracker::new());
         let username = me.username.unwrap_or_default();
         let instance = Instance::load(deps, config.clone(), health, username, cancel.child_token(), &tasks).await?;
+        let inbox = (deps.settings.inbox == InboxMode::Database)
+            .then(|| Arc::new(inbox::Inbox::start(deps.storage.clone(), config.id.as_str(), &tasks)));
         let opened = match &webhooks {
-            Some(webhooks) => match webhook::open(webhooks, &instance.runtime.bot).await {
+            Some(webhooks) => match webhook::open(webhooks, &instance.runtime.bot, inbox.clone()).await {
                 Ok(opened) => Some(opened),
                 Err(error) => {
                     unload(&instance.plugins).await;
@@ -244,19 +247,21 @@ impl RunningBot {
             None => None,
         };
         instance.started().await;
-        let inbox = (opened.is_none() && deps.settings.inbox == InboxMode::Database)
-            .then(|| Arc::new(inbox::Inbox::start(deps.storage.clone(), config.id.as_str(), &tasks)));
         let tracker = Arc::new(match inbox.clone() {
             Some(inbox) => Tracker::reporting_to(move |id| inbox.done(id)),
             None => Tracker::default(),
         });
-        let sequencer = Sequencer::new(instance.runtime.clone(), tracker, deps.settings.max_concurrent_updates);
+        let settings = &deps.settings;
+        let sequencer =
+            Sequencer::new(instance.runtime.clone(), tracker, settings.max_concurrent_updates, settings.chat_backlog);
         let span = tracing::info_span!("bot", bot_id = %config.id);
-        let (timeout, grace) = (deps.settings.polling_timeout, deps.settings.shutdown_timeout);
+        let grace = settings.shutdown_timeout;
         let receiver = match opened {
             Some(opened) => tasks.spawn(opened.run(sequencer.clone(), grace, cancel.clone()).instrument(span)),
             None => {
-                tasks.spawn(polling::run(sequencer.clone(), inbox, timeout, grace, cancel.clone()).instrument(span))
+                let max_pending = settings.max_pending_updates;
+                let limits = polling::PollLimits { timeout: settings.polling_timeout, grace, max_pending };
+                tasks.spawn(polling::run(sequencer.clone(), inbox, limits, cancel.clone()).instrument(span))
             }
         };
         metrics::bot_started(config.id.as_str());

@@ -219,6 +219,8 @@ pub enum EventKind {
     AccessDenied,
     /// An update was refused by rate limiting.
     RateLimited,
+    /// Updates were dropped unhandled (a chat past its backlog).
+    UpdatesDropped,
 }
 
 impl EventKind {
@@ -235,6 +237,7 @@ impl EventKind {
             EventKind::PluginError => "plugin_error",
             EventKind::AccessDenied => "access_denied",
             EventKind::RateLimited => "rate_limited",
+            EventKind::UpdatesDropped => "updates_dropped",
         }
     }
 }

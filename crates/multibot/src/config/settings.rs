@@ -91,6 +91,11 @@ pub struct Settings {
     pub fsm_ttl: Option<Duration>,
     /// `INBOX`: where a polling bot keeps updates between receiving and handling them (default `database`).
     pub inbox: InboxMode,
+    /// `CHAT_BACKLOG`: updates of one chat a bot keeps waiting; past it the chat's oldest are dropped (default 1000).
+    pub chat_backlog: usize,
+    /// `MAX_PENDING_UPDATES`: updates a polling bot holds received but unfinished before it stops polling until
+    /// some finish (default 10000).
+    pub max_pending_updates: usize,
 }
 
 /// Where received updates wait to be handled (`INBOX`).
@@ -149,6 +154,8 @@ pub const VARIABLES: &[&str] = &[
     "FSM_STORAGE",
     "FSM_TTL",
     "INBOX",
+    "CHAT_BACKLOG",
+    "MAX_PENDING_UPDATES",
 ];
 
 impl Settings {
@@ -313,6 +320,8 @@ impl Settings {
             fsm_storage,
             fsm_ttl,
             inbox,
+            chat_backlog: number("CHAT_BACKLOG", 1000, 1, 1_000_000, &mut errors) as usize,
+            max_pending_updates: number("MAX_PENDING_UPDATES", 10_000, 1, 1_000_000, &mut errors) as usize,
         };
         if errors.is_empty() { Ok(settings) } else { Err(errors) }
     }
@@ -354,6 +363,8 @@ impl Settings {
             ("FSM_STORAGE", self.fsm_storage != other.fsm_storage),
             ("FSM_TTL", self.fsm_ttl != other.fsm_ttl),
             ("INBOX", self.inbox != other.inbox),
+            ("CHAT_BACKLOG", self.chat_backlog != other.chat_backlog),
+            ("MAX_PENDING_UPDATES", self.max_pending_updates != other.max_pending_updates),
         ];
         changed.into_iter().filter(|(_, differs)| *differs).map(|(name, _)| name).collect()
     }

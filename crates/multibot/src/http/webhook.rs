@@ -4,13 +4,15 @@
 //! time with that bot's secret) is 401 and nothing is read (the warning is sampled); a body over [`MAX_WEBHOOK_BODY`] is 413; a body that
 //! is not an update is 400; an update that does not decode even leniently is 200 and ignored (a callback query of
 //! that kind still goes on, to be answered); otherwise the update goes to the bot's inbox (one of a type we do not
-//! know too, to be counted and skipped there) and the answer is 200 (also for a re-delivery, which is dropped), or 503 when the inbox is
-//! full or the bot has stopped, so that Telegram retries later.
+//! know too, to be counted and skipped there) and the answer is 200 (also for a re-delivery, which is dropped), or
+//! 503 with `Retry-After` when the inbox is full, the bot has stopped or is still resuming, or the database could
+//! not store the update (durable inbox), so that Telegram retries later.
 
 use axum::{
     body::{Body, to_bytes},
     extract::State,
-    http::{HeaderMap, StatusCode, Uri},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header::RETRY_AFTER},
+    response::{IntoResponse, Response},
 };
 use teloxide_core::types::UpdateKind;
 use tracing::{debug, warn};
@@ -25,8 +27,19 @@ use crate::{
 /// The header Telegram carries the secret in.
 const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
+/// Seconds a refused delivery should wait before it is sent again (`Retry-After`).
+const RETRY_SECONDS: HeaderValue = HeaderValue::from_static("1");
+
 /// Receives one update.
-pub(super) async fn receive(State(state): State<HttpState>, uri: Uri, headers: HeaderMap, body: Body) -> StatusCode {
+pub(super) async fn receive(State(state): State<HttpState>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let status = take(state, uri, headers, body).await;
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        return (status, [(RETRY_AFTER, RETRY_SECONDS)]).into_response();
+    }
+    status.into_response()
+}
+
+async fn take(state: HttpState, uri: Uri, headers: HeaderMap, body: Body) -> StatusCode {
     let Some(webhooks) = &state.webhooks else {
         return StatusCode::NOT_FOUND;
     };
@@ -71,7 +84,7 @@ pub(super) async fn receive(State(state): State<HttpState>, uri: Uri, headers: H
         return answer(StatusCode::OK);
     }
     let update_id = update.id.0;
-    match inbox.offer(update) {
+    match inbox.offer(update, &bytes).await {
         Offer::Accepted => answer(StatusCode::OK),
         Offer::Duplicate => {
             debug!(bot_id, update_id, "re-delivered update dropped");
@@ -81,9 +94,11 @@ pub(super) async fn receive(State(state): State<HttpState>, uri: Uri, headers: H
             warn!(bot_id, update_id, "webhook inbox full; Telegram will retry");
             answer(StatusCode::SERVICE_UNAVAILABLE)
         }
-        Offer::Stopped => {
-            debug!(bot_id, update_id, "bot stopped; Telegram will retry");
+        Offer::Stopped | Offer::NotReady => {
+            debug!(bot_id, update_id, "bot stopped or starting; Telegram will retry");
             answer(StatusCode::SERVICE_UNAVAILABLE)
         }
+        // Logged (sampled) and counted where it failed.
+        Offer::Unavailable => answer(StatusCode::SERVICE_UNAVAILABLE),
     }
 }

@@ -1,6 +1,7 @@
-//! The durable inbox of a polling bot (`INBOX=database`). [`Inbox::store`] commits a getUpdates batch to the
-//! `inbox` table before the next poll confirms it, so the offset can move past everything stored: a slow chat no
-//! longer limits what the bot sees. [`Inbox::resume`] gives the updates left pending by the last run, to handle
+//! The durable inbox of a bot (`INBOX=database`). [`Inbox::store`] commits a getUpdates batch to the `inbox`
+//! table before the next poll confirms it, so the offset can move past everything stored: a slow chat no longer
+//! limits what the bot sees. [`Inbox::store_one`] commits one webhook delivery before it is answered 200.
+//! [`Inbox::resume`] gives the updates left pending by the last run, to handle
 //! before new ones. A finished update is reported to [`Inbox::done`]; a background writer marks them done in
 //! batches (retrying while the database is down), tells each reporter once its update is written, and prunes old
 //! done rows.
@@ -37,7 +38,7 @@ enum Message {
     Close(oneshot::Sender<()>),
 }
 
-/// One polling bot's inbox in the database.
+/// One bot's inbox in the database.
 pub(crate) struct Inbox {
     storage: Storage,
     bot_id: String,
@@ -82,6 +83,15 @@ impl Inbox {
         let new: HashSet<i64> = self.storage.inbox().insert(&self.bot_id, &rows, now()).await?.into_iter().collect();
         updates.retain(|u| new.contains(&i64::from(u.id.0)));
         Ok((updates, next))
+    }
+
+    /// Stores one webhook delivery (`payload`, the request's body, decoded as `update`); whether it is new (a
+    /// re-delivery of a stored update is not).
+    pub(crate) async fn store_one(&self, update: &Update, payload: &str) -> Result<bool, StorageError> {
+        let id = i64::from(update.id.0);
+        let row = InboxUpdate { update_id: id, chat_key: order_key(update), payload: payload.to_owned() };
+        let new = self.storage.inbox().insert(&self.bot_id, std::slice::from_ref(&row), now()).await?;
+        Ok(new.contains(&id))
     }
 
     /// Reports an update handled; the writer marks it done, and the receiver resolves then (or with an error if

@@ -3,7 +3,8 @@
 //! first; if the database is down, polling backs off without confirming. Without one (`INBOX=memory`) it asks
 //! getUpdates for updates from the low-water mark, so Telegram keeps every update until it has been handled;
 //! updates it already has in flight come back and are skipped. On stop it lets in-flight updates finish, then
-//! confirms them with one last getUpdates. Failed polls feed
+//! confirms them with one last getUpdates. While `MAX_PENDING_UPDATES` are in flight it does not poll (Telegram
+//! keeps the rest), so memory stays bounded although the offset moves on. Failed polls feed
 //! [`PollHealth`]: the bot shows as degraded while the Bot API is unreachable or another poller conflicts.
 
 use std::{sync::Arc, time::Duration};
@@ -16,7 +17,7 @@ use super::{
     BotRuntime,
     degraded::{Degraded, Poll, PollHealth},
     inbox::Inbox,
-    sequencer::Sequencer,
+    sequencer::{Sequencer, Tracker},
 };
 use crate::{
     plugins::BotHandle,
@@ -41,14 +42,22 @@ pub(crate) fn allowed_updates(bot: &BotHandle) -> Vec<AllowedUpdate> {
     allowed
 }
 
+/// How a poller runs: the long-poll timeout, the grace period at stop, and how many updates it may hold
+/// received but unfinished before it waits for some to finish (`MAX_PENDING_UPDATES`).
+pub(crate) struct PollLimits {
+    pub(crate) timeout: Duration,
+    pub(crate) grace: Duration,
+    pub(crate) max_pending: usize,
+}
+
 /// Polls until `cancel`, then drains and confirms.
 pub(crate) async fn run(
     sequencer: Arc<Sequencer>,
     inbox: Option<Arc<Inbox>>,
-    timeout: Duration,
-    grace: Duration,
+    limits: PollLimits,
     cancel: CancellationToken,
 ) {
+    let PollLimits { timeout, grace, max_pending } = limits;
     let tracker = sequencer.tracker.clone();
     // With an inbox: one past the newest update stored (none until the first batch).
     let mut stored_offset = None;
@@ -60,6 +69,10 @@ pub(crate) async fn run(
     let mut health = PollHealth::default();
     super::degraded::show_in_metrics(sequencer.runtime().bot.id.as_str(), None);
     while !cancel.is_cancelled() {
+        // At the bound, Telegram keeps what comes next until some updates finish.
+        if !at_most(&tracker, max_pending, &cancel).await {
+            break;
+        }
         // With an inbox, updates in flight are not asked for again, so the poll may wait for new ones.
         let idle = inbox.is_some() || tracker.in_flight() == 0;
         let wait = if idle { timeout } else { Duration::ZERO };
@@ -154,7 +167,7 @@ pub(crate) async fn run(
 }
 
 /// Dispatches the updates the last run left pending, retrying while the database is down (until `cancel`).
-async fn resume(sequencer: &Arc<Sequencer>, inbox: &Inbox, cancel: &CancellationToken) {
+pub(super) async fn resume(sequencer: &Arc<Sequencer>, inbox: &Inbox, cancel: &CancellationToken) {
     let mut backoff = MIN_BACKOFF;
     loop {
         match inbox.resume().await {
@@ -173,6 +186,22 @@ async fn resume(sequencer: &Arc<Sequencer>, inbox: &Inbox, cancel: &Cancellation
         tokio::select! {
             () = tokio::time::sleep(next_backoff(&mut backoff)) => {}
             () = cancel.cancelled() => return,
+        }
+    }
+}
+
+/// Waits until fewer than `max` updates are in flight; false if `cancel` came first.
+async fn at_most(tracker: &Tracker, max: usize, cancel: &CancellationToken) -> bool {
+    loop {
+        let progress = tracker.progress.notified();
+        tokio::pin!(progress);
+        progress.as_mut().enable();
+        if tracker.in_flight() < max {
+            return true;
+        }
+        tokio::select! {
+            () = progress => {}
+            () = cancel.cancelled() => return false,
         }
     }
 }

@@ -3,7 +3,9 @@
 //! one, it reports each finished update to the inbox. The [`Sequencer`] handles the
 //! updates of one chat in order and different chats in parallel, at most `max_concurrent_updates` at once; with an
 //! inbox, a chat's next update starts once the previous one is marked done, so that a crash leaves at most one
-//! update per chat handled but not marked done (the only kind that runs again).
+//! update per chat handled but not marked done (the only kind that runs again). A chat's queue holds at most
+//! `CHAT_BACKLOG` updates, past which its oldest waiting ones are dropped (finished unhandled, counted, and
+//! recorded as one event per burst), so one flooding chat cannot fill the memory.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
@@ -18,7 +20,7 @@ use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::handle::{BotRuntime, handle_update};
-use crate::{telegram::decode_update, telemetry::metrics};
+use crate::{storage::events, telegram::decode_update, telemetry::metrics};
 
 /// Updates received but not yet handled, and the highest id seen.
 #[derive(Default)]
@@ -128,11 +130,21 @@ pub(crate) struct Sequencer {
     /// first and queued ones wait for the new instance.
     gate: tokio::sync::RwLock<()>,
     pub(crate) tracker: Arc<Tracker>,
-    chats: Mutex<HashMap<i64, VecDeque<Update>>>,
+    chats: Mutex<HashMap<i64, ChatQueue>>,
+    /// Most updates one chat keeps waiting.
+    backlog: usize,
     permits: Arc<Semaphore>,
     tasks: TaskTracker,
     /// Cancels handlers still running after the shutdown grace period.
     hard_stop: CancellationToken,
+}
+
+/// The updates of one chat waiting behind the one being handled.
+#[derive(Default)]
+struct ChatQueue {
+    waiting: VecDeque<Update>,
+    /// Dropped since the chat last had an empty queue (its burst).
+    dropped: u64,
 }
 
 /// The key that orders updates: the chat, or the user for updates without one.
@@ -144,12 +156,19 @@ pub(crate) fn order_key(update: &Update) -> i64 {
 }
 
 impl Sequencer {
-    pub(crate) fn new(bot: Arc<BotRuntime>, tracker: Arc<Tracker>, max_concurrent: usize) -> Arc<Sequencer> {
+    /// Runs `bot`'s updates, at most `max_concurrent` at once and `backlog` waiting per chat.
+    pub(crate) fn new(
+        bot: Arc<BotRuntime>,
+        tracker: Arc<Tracker>,
+        max_concurrent: usize,
+        backlog: usize,
+    ) -> Arc<Sequencer> {
         Arc::new(Sequencer {
             bot: Mutex::new(bot),
             gate: tokio::sync::RwLock::new(()),
             tracker,
             chats: Mutex::default(),
+            backlog: backlog.max(1),
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             tasks: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
@@ -167,18 +186,33 @@ impl Sequencer {
         std::mem::replace(&mut *self.bot.lock(), new)
     }
 
-    /// Queues an update behind the others of its chat (the tracker must have admitted it).
+    /// Queues an update behind the others of its chat (the tracker must have admitted it); past the chat's
+    /// backlog the oldest waiting update is dropped.
     pub(crate) fn dispatch(self: &Arc<Self>, update: Update) {
-        metrics::update_received(self.runtime().bot.id.as_str());
+        let runtime = self.runtime();
+        metrics::update_received(runtime.bot.id.as_str());
         let key = order_key(&update);
         let mut chats = self.chats.lock();
-        if let Some(queue) = chats.get_mut(&key) {
-            queue.push_back(update);
+        let Some(queue) = chats.get_mut(&key) else {
+            chats.insert(key, ChatQueue::default());
+            drop(chats);
+            self.tasks.spawn(self.clone().run_chat(key, update));
+            return;
+        };
+        queue.waiting.push_back(update);
+        if queue.waiting.len() <= self.backlog {
             return;
         }
-        chats.insert(key, VecDeque::new());
+        let Some(oldest) = queue.waiting.pop_front() else { return };
+        queue.dropped += 1;
+        let first_of_burst = queue.dropped == 1;
         drop(chats);
-        self.tasks.spawn(self.clone().run_chat(key, update));
+        let bot = &runtime.bot;
+        metrics::update_dropped(bot.id.as_str(), "chat_backlog");
+        if first_of_burst {
+            events::updates_dropped(&bot.recorder, &bot.id, key, "chat_backlog", self.backlog);
+        }
+        self.tracker.done(i64::from(oldest.id.0));
     }
 
     async fn run_chat(self: Arc<Self>, key: i64, first: Update) {
@@ -201,10 +235,13 @@ impl Sequencer {
                 }
             }
             let mut chats = self.chats.lock();
-            next = match chats.get_mut(&key).and_then(VecDeque::pop_front) {
+            next = match chats.get_mut(&key).and_then(|queue| queue.waiting.pop_front()) {
                 Some(update) => Some(update),
                 None => {
-                    chats.remove(&key);
+                    if let Some(ChatQueue { dropped: dropped @ 1.., .. }) = chats.remove(&key) {
+                        let bot_id = self.runtime().bot.id.clone();
+                        tracing::info!(%bot_id, dropped, "a chat's backlog burst is over");
+                    }
                     None
                 }
             };

@@ -3,11 +3,16 @@
 //!
 //! Starting a webhook bot (`open`) registers a new inbox at its path, then calls setWebhook with its URL,
 //! secret, `max_connections` and the update types its plugins handle. The HTTP side ([`crate::http`]) checks a
-//! request's secret and [`WebhookInbox::offer`]s the update: a bounded channel, and a short window of recent
-//! `update_id`s so a retried update is taken once. The bot's receiving task (`Opened::run`) moves updates from
-//! the inbox into its sequencer while fewer than the inbox's capacity are in flight, so a slow bot fills its inbox
-//! and Telegram is answered 503 (and retries) instead of memory growing. On stop the path answers 503, what the
-//! inbox already holds (each answered 200) is handled, and the webhook stays set so Telegram keeps new updates.
+//! request's secret and [`WebhookInbox::offer`]s the update. With the durable inbox (`INBOX=database`) the
+//! update is committed to the `inbox` table before the answer 200, and the insert tells a re-delivery apart; if
+//! the database cannot store it the answer is 503 (Telegram retries). With `INBOX=memory` it is only queued, and
+//! a short window of recent `update_id`s drops re-deliveries. Either way the queue to the bot is bounded: the
+//! bot's receiving task (`Opened::run`) moves updates into its sequencer while fewer than the inbox's capacity
+//! are in flight, so a slow bot fills its queue and Telegram is answered 503 (before anything is stored) instead
+//! of memory growing. On start a durable bot first resumes what the last run left pending, refusing deliveries
+//! meanwhile. On stop the path answers 503 and in-flight updates finish; what is stored but unfinished stays
+//! pending for the next start (in memory, what the queue holds is handled first), and the webhook stays set so
+//! Telegram keeps new updates.
 //!
 //! - `secrets`: [`WebhookSecret`] and where secrets are kept.
 
@@ -15,7 +20,10 @@ pub mod secrets;
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -30,11 +38,12 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{polling::allowed_updates, sequencer::Sequencer};
+use super::{inbox::Inbox, polling::allowed_updates, sequencer::Sequencer};
 use crate::{
     config::{BotConfig, BotId},
     plugins::BotHandle,
     telegram::CallFailure,
+    telemetry::{Sampler, metrics},
 };
 
 /// How many recent `update_id`s each bot remembers to drop Telegram's re-deliveries.
@@ -103,14 +112,26 @@ pub enum Offer {
     Full,
     /// The bot has stopped: Telegram should retry later.
     Stopped,
+    /// The bot is still resuming what its last run left pending: Telegram should retry later.
+    NotReady,
+    /// The database could not store it: Telegram should retry later.
+    Unavailable,
 }
 
-/// One running (or stopped) webhook bot's entrance: its secret, its bounded queue, its recent update ids.
+/// One running (or stopped) webhook bot's entrance: its secret, its bounded queue, how it keeps deliveries.
 pub struct WebhookInbox {
     bot_id: BotId,
     secret: WebhookSecret,
     sender: mpsc::Sender<Update>,
-    recent: Mutex<RecentIds>,
+    intake: Intake,
+}
+
+/// How a webhook bot keeps a delivery before answering 200.
+enum Intake {
+    /// `INBOX=memory`: queued only; the recent ids drop re-deliveries.
+    Memory(Mutex<RecentIds>),
+    /// `INBOX=database`: stored first; deliveries are refused until the last run's pending rows are resumed.
+    Durable { inbox: Arc<Inbox>, resumed: AtomicBool },
 }
 
 impl WebhookInbox {
@@ -124,11 +145,54 @@ impl WebhookInbox {
         self.secret.matches(presented)
     }
 
-    /// Queues an update for the bot unless it was seen recently, the inbox is full or the bot has stopped.
-    pub fn offer(&self, update: Update) -> Offer {
+    /// Takes an update for the bot (`body`: the request's body it was decoded from) unless it was taken before,
+    /// the queue is full, the bot has stopped or is not ready, or the database cannot store it.
+    pub async fn offer(&self, update: Update, body: &[u8]) -> Offer {
+        let (inbox, resumed) = match &self.intake {
+            Intake::Memory(recent) => return self.queue(update, recent),
+            Intake::Durable { inbox, resumed } => (inbox, resumed),
+        };
+        // A place in the queue first, so that nothing is stored that the bot has no room for.
+        let permit = match self.sender.try_reserve() {
+            Ok(permit) => permit,
+            Err(TrySendError::Full(())) => return Offer::Full,
+            Err(TrySendError::Closed(())) => return Offer::Stopped,
+        };
+        if !resumed.load(Ordering::Acquire) {
+            return Offer::NotReady;
+        }
+        // JSON that decoded is UTF-8, so this borrows.
+        let payload = String::from_utf8_lossy(body);
+        match inbox.store_one(&update, &payload).await {
+            Ok(true) => {
+                permit.send(update);
+                Offer::Accepted
+            }
+            Ok(false) => Offer::Duplicate,
+            Err(e) => {
+                // While the database is away every delivery fails: one line per period, not one per request.
+                static STORE_FAILED: Sampler = Sampler::new(Duration::from_secs(10));
+                metrics::inbox_store_failure(self.bot_id.as_str());
+                if let Some(suppressed) = STORE_FAILED.sample() {
+                    warn!(bot_id = %self.bot_id, error = %e, suppressed, "could not store a webhook delivery; answered 503");
+                }
+                Offer::Unavailable
+            }
+        }
+    }
+
+    /// Lets deliveries in, once the last run's pending updates are dispatched.
+    fn resumed(&self) {
+        if let Intake::Durable { resumed, .. } = &self.intake {
+            resumed.store(true, Ordering::Release);
+        }
+    }
+
+    /// Queues an update in memory unless it was seen recently, the queue is full or the bot has stopped.
+    fn queue(&self, update: Update, recent: &Mutex<RecentIds>) -> Offer {
         let id = update.id.0;
         // Held across the send so that two deliveries of one update cannot both pass the check.
-        let mut recent = self.recent.lock();
+        let mut recent = recent.lock();
         if recent.contains(id) {
             return Offer::Duplicate;
         }
@@ -192,21 +256,31 @@ pub enum WebhookError {
 pub(crate) struct Opened {
     receiver: mpsc::Receiver<Update>,
     capacity: usize,
+    entrance: Arc<WebhookInbox>,
+    durable: Option<Arc<Inbox>>,
 }
 
-/// Registers the bot's inbox at its path and sets its webhook. On failure the path is no longer served.
-pub(crate) async fn open(webhooks: &Webhooks, bot: &BotHandle) -> Result<Opened, WebhookError> {
+/// Registers the bot's inbox at its path (keeping deliveries in `durable` when given) and sets its webhook. On
+/// failure the path is no longer served.
+pub(crate) async fn open(
+    webhooks: &Webhooks,
+    bot: &BotHandle,
+    durable: Option<Arc<Inbox>>,
+) -> Result<Opened, WebhookError> {
     let secret = secret(webhooks, bot).await?;
     let (sender, receiver) = mpsc::channel(webhooks.inbox_capacity);
-    let inbox =
-        Arc::new(WebhookInbox { bot_id: bot.id.clone(), secret: secret.clone(), sender, recent: Mutex::default() });
+    let intake = match &durable {
+        Some(inbox) => Intake::Durable { inbox: inbox.clone(), resumed: AtomicBool::new(false) },
+        None => Intake::Memory(Mutex::default()),
+    };
+    let entrance = Arc::new(WebhookInbox { bot_id: bot.id.clone(), secret: secret.clone(), sender, intake });
     // Served before setWebhook, so Telegram's first push finds the path.
-    webhooks.register(Webhooks::path_of(&bot.config), inbox);
+    webhooks.register(Webhooks::path_of(&bot.config), entrance.clone());
     if let Err(reason) = set_webhook(webhooks, bot, &secret).await {
         webhooks.forget(&bot.id);
         return Err(reason);
     }
-    Ok(Opened { receiver, capacity: webhooks.inbox_capacity })
+    Ok(Opened { receiver, capacity: webhooks.inbox_capacity, entrance, durable })
 }
 
 /// Calls setWebhook again for a bot reloaded in place, whose plugins may handle other update types.
@@ -233,11 +307,16 @@ async fn set_webhook(webhooks: &Webhooks, bot: &BotHandle, secret: &WebhookSecre
 }
 
 impl Opened {
-    /// Moves updates from the inbox into the sequencer until `cancel`; then closes the inbox (its path answers
-    /// 503), handles what it holds, and waits for in-flight updates within `grace`.
+    /// Resumes the durable inbox's pending updates, then moves updates from the queue into the sequencer until
+    /// `cancel`; then closes the queue (its path answers 503), handles what it holds (in memory only), waits for
+    /// in-flight updates within `grace` and writes what finished to the durable inbox.
     pub(crate) async fn run(self, sequencer: Arc<Sequencer>, grace: Duration, cancel: CancellationToken) {
-        let Opened { mut receiver, capacity } = self;
+        let Opened { mut receiver, capacity, entrance, durable } = self;
         let tracker = sequencer.tracker.clone();
+        if let Some(inbox) = &durable {
+            super::polling::resume(&sequencer, inbox, &cancel).await;
+            entrance.resumed();
+        }
         'receiving: loop {
             // Take more only while fewer than `capacity` are in flight: the rest waits in the bounded inbox.
             loop {
@@ -260,16 +339,22 @@ impl Opened {
             tracker.track(i64::from(update.id.0));
             sequencer.dispatch(update);
         }
-        // Every update in the inbox was answered 200, so Telegram will not send it again: handle it.
         receiver.close();
-        while let Some(update) = receiver.recv().await {
-            tracker.track(i64::from(update.id.0));
-            sequencer.dispatch(update);
+        // Every update in the queue was answered 200, so Telegram will not send it again: in memory it is handled
+        // now; in the durable inbox it is stored, and the next start resumes it.
+        if durable.is_none() {
+            while let Some(update) = receiver.recv().await {
+                tracker.track(i64::from(update.id.0));
+                sequencer.dispatch(update);
+            }
         }
         if tokio::time::timeout(grace, tracker.drained()).await.is_err() {
             let bot_id = sequencer.runtime().bot.id.clone();
             warn!(%bot_id, in_flight = tracker.in_flight(), "webhook updates still in flight after the grace period were abandoned");
             sequencer.abort();
+        }
+        if let Some(inbox) = durable {
+            inbox.close().await;
         }
     }
 }
@@ -278,32 +363,36 @@ impl Opened {
 mod tests {
     use super::*;
 
+    fn inbox(sender: mpsc::Sender<Update>) -> WebhookInbox {
+        WebhookInbox {
+            bot_id: BotId::parse("shop").unwrap(),
+            secret: WebhookSecret::parse("s3cret").unwrap(),
+            sender,
+            intake: Intake::Memory(Mutex::default()),
+        }
+    }
+
     fn update(id: u32) -> Update {
         serde_json::from_value(serde_json::json!({"update_id": id, "unknown_kind": {}})).unwrap()
     }
 
-    #[test]
-    fn an_inbox_takes_each_update_once_and_refuses_when_full_or_stopped() {
+    #[tokio::test]
+    async fn an_inbox_in_memory_takes_each_update_once_and_refuses_when_full_or_stopped() {
         let (sender, mut receiver) = mpsc::channel(2);
-        let inbox = WebhookInbox {
-            bot_id: BotId::parse("shop").unwrap(),
-            secret: WebhookSecret::parse("s3cret").unwrap(),
-            sender,
-            recent: Mutex::default(),
-        };
+        let inbox = inbox(sender);
         assert!(inbox.secret_matches(b"s3cret"));
         assert!(!inbox.secret_matches(b"s3cre"));
-        assert_eq!(inbox.offer(update(1)), Offer::Accepted);
+        assert_eq!(inbox.offer(update(1), b"").await, Offer::Accepted);
         // Bad input: the same update again (Telegram retrying).
-        assert_eq!(inbox.offer(update(1)), Offer::Duplicate);
-        assert_eq!(inbox.offer(update(2)), Offer::Accepted);
+        assert_eq!(inbox.offer(update(1), b"").await, Offer::Duplicate);
+        assert_eq!(inbox.offer(update(2), b"").await, Offer::Accepted);
         // Bad input: a third update while two wait.
-        assert_eq!(inbox.offer(update(3)), Offer::Full);
+        assert_eq!(inbox.offer(update(3), b"").await, Offer::Full);
         assert_eq!(receiver.try_recv().unwrap().id.0, 1);
         // Refused while full, so not remembered: its retry is taken.
-        assert_eq!(inbox.offer(update(3)), Offer::Accepted);
+        assert_eq!(inbox.offer(update(3), b"").await, Offer::Accepted);
         receiver.close();
-        assert_eq!(inbox.offer(update(4)), Offer::Stopped);
+        assert_eq!(inbox.offer(update(4), b"").await, Offer::Stopped);
         // What was queued before the close still comes out.
         assert_eq!(receiver.try_recv().unwrap().id.0, 2);
         assert_eq!(receiver.try_recv().unwrap().id.0, 3);

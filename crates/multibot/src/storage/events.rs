@@ -172,6 +172,14 @@ pub fn rate_limited(recorder: &Recorder, bot_id: &BotId, actor_user_id: i64, ret
     }
 }
 
+/// A chat's waiting updates went past `limit`, so its oldest are dropped unhandled (`reason`: `chat_backlog`).
+/// Called once per burst (the first drop); every drop is counted in `multibot_updates_dropped_total`.
+pub fn updates_dropped(recorder: &Recorder, bot_id: &BotId, chat_key: i64, reason: &str, limit: usize) {
+    warn!(bot_id = %bot_id, chat_key, reason, limit, "a chat's backlog is full; its oldest updates are dropped");
+    let detail = json!({"reason": reason, "chat_key": chat_key, "limit": limit});
+    record(recorder, Some(bot_id.as_str()), EventKind::UpdatesDropped, None, detail);
+}
+
 /// What failed in a handler, for [`plugin_error`].
 pub struct PluginFailure<'a> {
     /// The short id shown to the user.

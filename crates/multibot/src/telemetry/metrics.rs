@@ -43,6 +43,10 @@ pub const WEBHOOK_REQUESTS: &str = "multibot_webhook_requests_total";
 pub const STORAGE_DROPPED_WRITES: &str = "multibot_storage_dropped_writes_total";
 /// Batches of database writes that failed and will be retried.
 pub const STORAGE_WRITE_FAILURES: &str = "multibot_storage_write_failures_total";
+/// Updates dropped unhandled (`bot_id`, `reason`: `chat_backlog`).
+pub const UPDATES_DROPPED: &str = "multibot_updates_dropped_total";
+/// Webhook deliveries answered 503 because the durable inbox could not store them (`bot_id`).
+pub const INBOX_STORE_FAILURES: &str = "multibot_inbox_store_failures_total";
 /// Resident memory of the process, in bytes.
 pub const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 
@@ -87,6 +91,12 @@ fn describe() {
     describe_counter!(WEBHOOK_REQUESTS, Unit::Count, "Requests to the webhook server by bot and HTTP status");
     describe_counter!(STORAGE_DROPPED_WRITES, Unit::Count, "Database writes dropped because the buffer was full");
     describe_counter!(STORAGE_WRITE_FAILURES, Unit::Count, "Database write batches that failed (and are retried)");
+    describe_counter!(UPDATES_DROPPED, Unit::Count, "Updates dropped unhandled, by reason");
+    describe_counter!(
+        INBOX_STORE_FAILURES,
+        Unit::Count,
+        "Webhook deliveries refused because the inbox could not store them"
+    );
     describe_gauge!(RESIDENT_MEMORY, Unit::Bytes, "Resident memory of the process");
 }
 
@@ -166,6 +176,16 @@ pub fn bot_event(bot_id: &str, kind: &'static str) {
 /// A configuration reload ended with `result` (`applied`, `unchanged` or `failed`).
 pub fn reload(result: &'static str) {
     counter!(RELOADS, "result" => result).increment(1);
+}
+
+/// An update was dropped unhandled for `reason`.
+pub(crate) fn update_dropped(bot_id: &str, reason: &'static str) {
+    counter!(UPDATES_DROPPED, "bot_id" => bot_id.to_owned(), "reason" => reason).increment(1);
+}
+
+/// The durable inbox could not store a webhook delivery of `bot_id`.
+pub(crate) fn inbox_store_failure(bot_id: &str) {
+    counter!(INBOX_STORE_FAILURES, "bot_id" => bot_id.to_owned()).increment(1);
 }
 
 /// The webhook server answered `status` for `bot_id` (`None` when the path matched no bot).

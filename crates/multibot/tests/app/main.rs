@@ -16,6 +16,7 @@ mod files;
 mod fsm;
 mod helpers;
 mod http;
+mod inbox;
 mod layers;
 mod limits;
 mod persistence;

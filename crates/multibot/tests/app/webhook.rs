@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// An emulator that retries failed pushes quickly, with bots 1..=n registered.
-async fn emulator(n: u32) -> Emulator {
+pub(crate) async fn emulator(n: u32) -> Emulator {
     let config = EmulatorConfig {
         webhook_retry_base: Duration::from_millis(20),
         webhook_retry_max: Duration::from_millis(200),
@@ -68,13 +68,13 @@ plugins:
 "#;
 
 /// The bot's webhook secret, as the application stored it in its database.
-async fn secret_of(app: &Served, bot: &str) -> String {
+pub(crate) async fn secret_of(app: &Served, bot: &str) -> String {
     let state = app.storage.plugin_store(bot, StorageSecrets::PLUGIN);
     state.get::<String>(StorageSecrets::KEY).await.unwrap().expect("a secret for the bot")
 }
 
 /// POSTs `body` to `url` with the secret header when given; returns the status.
-async fn post(url: &str, secret: Option<&str>, body: impl Into<reqwest::Body>) -> u16 {
+pub(crate) async fn post(url: &str, secret: Option<&str>, body: impl Into<reqwest::Body>) -> u16 {
     let mut request = reqwest::Client::new().post(url).header("content-type", "application/json").body(body);
     if let Some(secret) = secret {
         request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
@@ -83,7 +83,7 @@ async fn post(url: &str, secret: Option<&str>, body: impl Into<reqwest::Body>) -
 }
 
 /// A text message update from `user` in their private chat, as Telegram would push it.
-fn message(update_id: u32, user: i64, text: &str) -> String {
+pub(crate) fn message(update_id: u32, user: i64, text: &str) -> String {
     json!({
         "update_id": update_id,
         "message": {
@@ -111,7 +111,7 @@ async fn wait_handled(app: &Served, id: &str, n: u64) {
 }
 
 /// Texts the bot sent to `user`, oldest first.
-async fn replies(bot: &TestBot, user: i64) -> Vec<String> {
+pub(crate) async fn replies(bot: &TestBot, user: i64) -> Vec<String> {
     bot.transcript(user).await.unwrap().into_iter().filter(|m| m.from_bot).filter_map(|m| m.message.text).collect()
 }
 

@@ -115,7 +115,6 @@ async fn kill_nine_under_webhooks(db: &TestDb) {
 
 mod webhook {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "needs webhook intake through the inbox (branch wh/work)"]
     async fn postgres() {
         if let Some(db) = crate::db::TestDb::postgres().await {
             super::kill_nine_under_webhooks(&db).await;
@@ -123,7 +122,6 @@ mod webhook {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "needs webhook intake through the inbox (branch wh/work)"]
     async fn sqlite() {
         super::kill_nine_under_webhooks(&crate::db::TestDb::sqlite()).await;
     }

@@ -120,7 +120,6 @@ async fn a_database_outage_while_polling_confirms_nothing_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs webhook intake through the inbox (branch wh/work)"]
 async fn a_database_outage_under_webhooks_answers_503_and_loses_nothing() {
     database_outage_mid_stream(Intake::Webhook { port: Rig::free_port() }).await;
 }
