@@ -186,8 +186,8 @@ impl Sequencer {
         std::mem::replace(&mut *self.bot.lock(), new)
     }
 
-    /// Queues an update behind the others of its chat (the tracker must have admitted it); past the chat's
-    /// backlog the oldest waiting update is dropped.
+    /// Queues an update with the others of its chat, in update order (the tracker must have admitted it); past
+    /// the chat's backlog the oldest waiting update is dropped.
     pub(crate) fn dispatch(self: &Arc<Self>, update: Update) {
         let runtime = self.runtime();
         metrics::update_received(runtime.bot.id.as_str());
@@ -199,7 +199,10 @@ impl Sequencer {
             self.tasks.spawn(self.clone().run_chat(key, update));
             return;
         };
-        queue.waiting.push_back(update);
+        // In update order: webhook deliveries of one chat may arrive out of order (Telegram pushes over several
+        // connections at once); those still waiting run in the order Telegram numbered them.
+        let at = queue.waiting.partition_point(|waiting| waiting.id.0 <= update.id.0);
+        queue.waiting.insert(at, update);
         if queue.waiting.len() <= self.backlog {
             return;
         }

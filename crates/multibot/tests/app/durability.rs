@@ -63,7 +63,9 @@ impl Rig {
         let bot = emu.control().bot_named(&token(50), "Stream Bot", BOT_ID).await.expect("register the bot");
         let dir = TempDir::new();
         std::fs::create_dir_all(dir.path().join("bots")).expect("bots directory");
-        let mode = if intake == Intake::Polling { "polling" } else { "webhook" };
+        // Telegram pushes a webhook's updates over up to `max_connections` connections at once, so two of one
+        // chat can arrive out of order; one connection keeps each chat's order, as the test asserts it.
+        let mode = if intake == Intake::Polling { "polling" } else { "webhook\nwebhook:\n  max_connections: 1" };
         dir.write(
             "bots/stream.yaml",
             &format!(
