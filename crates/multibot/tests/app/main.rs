@@ -19,6 +19,7 @@ mod limits;
 mod persistence;
 mod process;
 mod reload;
+mod retention;
 mod runtime;
 mod scripts;
 mod storage;
