@@ -197,7 +197,8 @@ impl Application {
             Arc::new(Webhooks::new(settings.webhook_base_url.clone(), settings.webhook_inbox_size, secrets))
         });
         let database: Arc<dyn DatabaseProbe> = Arc::new(storage.clone());
-        let (fsm, redis) = fsm_storage(&settings, &storage)?;
+        let tasks = TaskTracker::new();
+        let (fsm, redis) = fsm_storage(&settings, &storage, &tasks, &shutdown)?;
         let deps = Deps {
             settings: settings.clone(),
             registry: registry.clone(),
@@ -302,8 +303,10 @@ impl Application {
         } else {
             None
         };
-        let tasks = TaskTracker::new();
         tasks.spawn(reload_handle.clone().run(signals, shutdown.clone()));
+        if let Some(retention) = settings.events_retention {
+            tasks.spawn(crate::storage::retention::run(storage.clone(), retention, shutdown.clone()));
+        }
         Ok(Application {
             manager,
             storage,
@@ -437,8 +440,13 @@ fn serve_http(
 /// The FSM store, and the Redis client when it is Redis (for the health routes).
 type FsmChoice = (Arc<dyn FsmStorage>, Option<Arc<RedisFsm>>);
 
-/// The FSM store `FSM_STORAGE` (or `REDIS_URL`) selects.
-fn fsm_storage(settings: &Settings, storage: &Storage) -> anyhow::Result<FsmChoice> {
+/// The FSM store `FSM_STORAGE` (or `REDIS_URL`) selects; in memory, its sweeper of expired records joins `tasks`.
+fn fsm_storage(
+    settings: &Settings,
+    storage: &Storage,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<FsmChoice> {
     use secrecy::ExposeSecret;
     Ok(match (settings.fsm_storage, &settings.redis_url) {
         (FsmBackend::Database, _) => (Arc::new(DatabaseFsm::new(storage.clone())), None),
@@ -446,7 +454,11 @@ fn fsm_storage(settings: &Settings, storage: &Storage) -> anyhow::Result<FsmChoi
             let redis = Arc::new(RedisFsm::new(url.expose_secret(), settings.fsm_ttl)?);
             (redis.clone(), Some(redis))
         }
-        _ => (Arc::new(MemoryFsm::default()), None),
+        _ => {
+            let memory = Arc::new(MemoryFsm::new(settings.fsm_ttl));
+            tasks.spawn(memory.clone().sweep_every(shutdown.clone()));
+            (memory, None)
+        }
     })
 }
 

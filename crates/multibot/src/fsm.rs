@@ -1,10 +1,14 @@
 //! Finite-state-machine storage: a conversation's state and data, keyed by bot and by the bot's
 //! `fsm_strategy` ([`FsmKey`]). Storage sits behind the small [`FsmStorage`] trait: [`MemoryFsm`] (the default,
-//! lost on restart), [`DatabaseFsm`] (`FSM_STORAGE=database`: the `plugin_state` table under the plugin name
+//! lost on restart, expiring after `FSM_TTL` like Redis), [`DatabaseFsm`] (`FSM_STORAGE=database`: the `plugin_state` table under the plugin name
 //! `fsm`) and [`RedisFsm`] (`REDIS_URL`: one key per conversation, prefixed by the bot id, with an optional TTL).
 //! With the database or Redis, a conversation survives a restart.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -50,16 +54,64 @@ pub trait FsmStorage: Send + Sync {
     async fn save(&self, key: &FsmKey, record: &FsmRecord) -> anyhow::Result<()>;
 }
 
-/// FSM records in process memory (lost on restart).
+/// FSM records in process memory (lost on restart). With a TTL, a record not saved for that long is gone: a
+/// load no longer sees it, and [`MemoryFsm::sweep`] (run every [`MemoryFsm::sweep_period`] by
+/// [`MemoryFsm::sweep_every`]) frees those nobody reads again.
 #[derive(Default)]
 pub struct MemoryFsm {
-    records: Mutex<HashMap<FsmKey, FsmRecord>>,
+    records: Mutex<HashMap<FsmKey, (FsmRecord, Instant)>>,
+    ttl: Option<Duration>,
+}
+
+impl MemoryFsm {
+    /// A store whose records expire `ttl` after they were last saved (`None`: never), as in Redis.
+    pub fn new(ttl: Option<Duration>) -> MemoryFsm {
+        MemoryFsm { records: Mutex::default(), ttl }
+    }
+
+    fn expired(&self, saved: Instant) -> bool {
+        self.ttl.is_some_and(|ttl| saved.elapsed() >= ttl)
+    }
+
+    /// Frees the expired records; returns how many are left.
+    pub fn sweep(&self) -> usize {
+        let mut records = self.records.lock();
+        records.retain(|_, (_, saved)| !self.expired(*saved));
+        records.len()
+    }
+
+    /// How often [`MemoryFsm::sweep_every`] sweeps: half the TTL, from 1 s to 1 min; `None` without a TTL.
+    pub fn sweep_period(&self) -> Option<Duration> {
+        self.ttl.map(|ttl| (ttl / 2).clamp(Duration::from_secs(1), Duration::from_secs(60)))
+    }
+
+    /// Sweeps every [`MemoryFsm::sweep_period`] until `stop` is cancelled (at once without a TTL).
+    pub async fn sweep_every(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let Some(period) = self.sweep_period() else { return };
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    self.sweep();
+                }
+                () = stop.cancelled() => return,
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl FsmStorage for MemoryFsm {
     async fn load(&self, key: &FsmKey) -> anyhow::Result<FsmRecord> {
-        Ok(self.records.lock().get(key).cloned().unwrap_or_default())
+        let mut records = self.records.lock();
+        match records.get(key) {
+            Some((_, saved)) if self.expired(*saved) => {
+                records.remove(key);
+                Ok(FsmRecord::default())
+            }
+            Some((record, _)) => Ok(record.clone()),
+            None => Ok(FsmRecord::default()),
+        }
     }
 
     async fn save(&self, key: &FsmKey, record: &FsmRecord) -> anyhow::Result<()> {
@@ -67,7 +119,7 @@ impl FsmStorage for MemoryFsm {
         if record.is_empty() {
             records.remove(key);
         } else {
-            records.insert(key.clone(), record.clone());
+            records.insert(key.clone(), (record.clone(), Instant::now()));
         }
         Ok(())
     }
@@ -193,5 +245,45 @@ mod tests {
         assert_eq!(fsm.load(&b).await.unwrap(), FsmRecord::default());
         fsm.save(&a, &FsmRecord::default()).await.unwrap();
         assert!(fsm.records.lock().is_empty());
+    }
+
+    fn key(user_id: i64) -> FsmKey {
+        FsmKey { bot_id: BotId::parse("a").unwrap(), chat_id: 1, user_id }
+    }
+
+    #[tokio::test]
+    async fn with_a_ttl_an_idle_record_is_forgotten_and_its_memory_swept() {
+        let fsm = Arc::new(MemoryFsm::new(Some(Duration::from_millis(300))));
+        let record = FsmRecord { state: Some("form:age".into()), data: Map::new() };
+        fsm.save(&key(1), &record).await.unwrap();
+        fsm.save(&key(2), &record).await.unwrap();
+        assert_eq!(fsm.load(&key(1)).await.unwrap(), record, "fresh: kept");
+        let saved = Instant::now();
+        // Bad input: a conversation abandoned mid-form (key 1, read again later) and one never read again (key 2).
+        let deadline = saved + Duration::from_secs(5);
+        while fsm.load(&key(1)).await.unwrap() == record {
+            assert!(Instant::now() < deadline, "key 1 never expired");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(saved.elapsed() >= Duration::from_millis(300), "expired only after the TTL");
+        assert_eq!(fsm.records.lock().len(), 1, "the unread record is still held until a sweep");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let sweeper = tokio::spawn(fsm.clone().sweep_every(stop.clone()));
+        while !fsm.records.lock().is_empty() {
+            assert!(Instant::now() < deadline + Duration::from_secs(2), "the sweep never freed key 2");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+        sweeper.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn without_a_ttl_records_stay_and_no_sweeper_runs() {
+        let fsm = Arc::new(MemoryFsm::default());
+        fsm.save(&key(1), &FsmRecord { state: Some("s".into()), data: Map::new() }).await.unwrap();
+        assert_eq!(fsm.sweep_period(), None);
+        // Returns at once: nothing to sweep, ever.
+        fsm.clone().sweep_every(tokio_util::sync::CancellationToken::new()).await;
+        assert_eq!(fsm.sweep(), 1);
     }
 }

@@ -94,6 +94,8 @@ pub mod config;
 pub mod demo;
 pub mod fleet;
 pub mod fsm;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 pub mod outcomes;
 pub mod plugins;

@@ -10,10 +10,12 @@
 //!   reply path and retries while the database is down.
 //! - `events`: one function per audit event kind (bot started, stopped, failed, reloaded, ...): each logs it,
 //!   counts it and records it.
+//! - `retention`: old events pruned in small batches (`EVENTS_RETENTION_DAYS`).
 
 pub mod events;
 mod inbox;
 mod recorder;
+pub mod retention;
 mod sql;
 
 use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
@@ -308,6 +310,8 @@ pub trait EventRepository: Send + Sync {
     async fn append(&self, event: &NewEvent) -> Result<i64, StorageError>;
     /// The newest events first, of one bot (or all) and of one kind (or all).
     async fn list(&self, bot_id: Option<&str>, kind: Option<&str>, limit: u32) -> Result<Vec<BotEvent>, StorageError>;
+    /// Deletes up to `limit` events older than `before`, the oldest first; returns how many.
+    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StorageError>;
 }
 
 /// The `plugin_state` table: JSON values by bot, plugin and key.

@@ -87,7 +87,7 @@ pub struct Settings {
     pub redis_url: Option<secrecy::SecretString>,
     /// `FSM_STORAGE`: `memory`, `database` or `redis` (default: `redis` when `REDIS_URL` is set, else `memory`).
     pub fsm_storage: FsmBackend,
-    /// `FSM_TTL`: seconds after which an idle conversation's state expires in Redis (default: never).
+    /// `FSM_TTL`: seconds after which an idle conversation's state expires, in memory and in Redis (default: never).
     pub fsm_ttl: Option<Duration>,
     /// `INBOX`: where a polling bot keeps updates between receiving and handling them (default `database`).
     pub inbox: InboxMode,
@@ -96,6 +96,8 @@ pub struct Settings {
     /// `MAX_PENDING_UPDATES`: updates a polling bot holds received but unfinished before it stops polling until
     /// some finish (default 10000).
     pub max_pending_updates: usize,
+    /// `EVENTS_RETENTION_DAYS`: days `bot_events` rows are kept (default 30); `None` (`0`) keeps them forever.
+    pub events_retention: Option<Duration>,
 }
 
 /// Where received updates wait to be handled (`INBOX`).
@@ -156,6 +158,7 @@ pub const VARIABLES: &[&str] = &[
     "INBOX",
     "CHAT_BACKLOG",
     "MAX_PENDING_UPDATES",
+    "EVENTS_RETENTION_DAYS",
 ];
 
 impl Settings {
@@ -282,6 +285,10 @@ impl Settings {
                 InboxMode::Database
             }
         };
+        let events_retention = match number("EVENTS_RETENTION_DAYS", 30, 0, 36_500, &mut errors) {
+            0 => None,
+            days => Some(Duration::from_secs(days * 86_400)),
+        };
         let settings = Settings {
             admin_bot_token,
             admin_allowed_users,
@@ -322,6 +329,7 @@ impl Settings {
             inbox,
             chat_backlog: number("CHAT_BACKLOG", 1000, 1, 1_000_000, &mut errors) as usize,
             max_pending_updates: number("MAX_PENDING_UPDATES", 10_000, 1, 1_000_000, &mut errors) as usize,
+            events_retention,
         };
         if errors.is_empty() { Ok(settings) } else { Err(errors) }
     }
@@ -365,6 +373,7 @@ impl Settings {
             ("INBOX", self.inbox != other.inbox),
             ("CHAT_BACKLOG", self.chat_backlog != other.chat_backlog),
             ("MAX_PENDING_UPDATES", self.max_pending_updates != other.max_pending_updates),
+            ("EVENTS_RETENTION_DAYS", self.events_retention != other.events_retention),
         ];
         changed.into_iter().filter(|(_, differs)| *differs).map(|(name, _)| name).collect()
     }
@@ -373,4 +382,25 @@ impl Settings {
 fn exposed(secret: &Option<secrecy::SecretString>) -> Option<&str> {
     use secrecy::ExposeSecret;
     secret.as_ref().map(|s| s.expose_secret())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(name: &'static str, value: &'static str) -> Result<Settings, Vec<String>> {
+        Settings::from_env(&move |asked| (asked == name).then(|| value.to_owned()))
+    }
+
+    #[test]
+    fn events_are_kept_30_days_by_default_and_0_keeps_them_forever() {
+        assert_eq!(Settings::defaults().events_retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(with("EVENTS_RETENTION_DAYS", "7").unwrap().events_retention, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(with("EVENTS_RETENTION_DAYS", "0").unwrap().events_retention, None);
+        // Bad input: a negative number and a unit the variable does not take.
+        for bad in ["-1", "30d"] {
+            let errors = with("EVENTS_RETENTION_DAYS", bad).unwrap_err();
+            assert!(errors[0].starts_with("EVENTS_RETENTION_DAYS="), "{errors:?}");
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! The config watcher: file-system events in `CONFIG_DIR` (and, for script plugins, `PLUGINS_DIR`), debounced,
 //! become [`ReloadSignal`]s. Only content changes count: a reload reads every file, so a reload triggered by
-//! reading would trigger the next one, forever.
+//! reading would trigger the next one, forever. A Kubernetes ConfigMap counts too: the kubelet updates one by
+//! writing a new hidden directory and renaming a `..data` symlink onto it, so that no `*.yaml` path (each a
+//! symlink through `..data`) ever changes; the swap of [`CONFIGMAP_DATA`] is the change.
 
 use std::{path::Path, time::Duration};
 
@@ -30,6 +32,15 @@ pub struct ConfigWatcher {
     _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
 }
 
+/// The symlink through which a mounted ConfigMap's files point at its current version.
+pub const CONFIGMAP_DATA: &str = "..data";
+
+/// Whether an event on `path` may change a bot configuration: a `*.yaml`/`*.yml` file, or the ConfigMap's
+/// `..data` link that every such file goes through.
+fn is_config_change(path: &Path) -> bool {
+    is_config_file(path) || path.file_name().is_some_and(|n| n == CONFIGMAP_DATA)
+}
+
 fn is_config_file(path: &Path) -> bool {
     let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
     !hidden && path.extension().and_then(|e| e.to_str()).is_some_and(|e| e == "yaml" || e == "yml")
@@ -48,9 +59,9 @@ fn is_content_change(event: &Event) -> bool {
 }
 
 /// Watches `dir` (not recursively) and sends [`ReloadSignal::Changed`] after each debounced batch of events that
-/// changes a `*.yaml` or `*.yml` file.
+/// changes a `*.yaml` or `*.yml` file, or swaps a ConfigMap's `..data` link.
 pub fn watch(dir: &Path, signals: mpsc::Sender<ReloadSignal>) -> notify_debouncer_full::notify::Result<ConfigWatcher> {
-    watch_files(dir, is_config_file, signals)
+    watch_files(dir, is_config_change, signals)
 }
 
 /// Watches `dir` (not recursively) and sends [`ReloadSignal::Changed`] after each debounced batch of events that
@@ -84,7 +95,7 @@ mod tests {
         event::{AccessKind, AccessMode, CreateKind, DataChange, MetadataKind, ModifyKind, RemoveKind, RenameMode},
     };
 
-    use super::{is_config_file, is_content_change};
+    use super::{is_config_change, is_config_file, is_content_change};
 
     #[test]
     fn only_content_changes_count() {
@@ -107,5 +118,14 @@ mod tests {
         assert!(!is_config_file(".#a.yaml".as_ref()));
         assert!(!is_config_file("a.yaml~".as_ref()));
         assert!(!is_config_file("notes.txt".as_ref()));
+    }
+
+    #[test]
+    fn the_configmap_data_link_counts_and_its_versions_do_not() {
+        assert!(is_config_change("/etc/multibot/bots/..data".as_ref()));
+        assert!(is_config_change("/etc/multibot/bots/a.yaml".as_ref()));
+        // The kubelet's other steps: the new version's directory, the temporary link renamed onto `..data`.
+        assert!(!is_config_change("/etc/multibot/bots/..2026_11_30_13_00_00.123456789".as_ref()));
+        assert!(!is_config_change("/etc/multibot/bots/..data_tmp".as_ref()));
     }
 }

@@ -444,6 +444,16 @@ impl Admin {
         if !self.allowed(&cx).await? {
             return Ok(());
         }
+        // A bot not in the fleet may have a new file: loading it adds the bot.
+        let wanted = cx.command_args().split_whitespace().next().and_then(|w| BotId::parse(w).ok());
+        if let Some(id) = wanted.filter(|id| id.as_str() != ADMIN_BOT_ID && self.fleet.manager.status_of(id).is_none())
+        {
+            let report = self.fleet.reloads.reload_bot(&id).await;
+            let mut concerned = report.applied.iter().map(|(a, _)| a).chain(report.failed.iter().map(|(f, _)| f));
+            if concerned.any(|c| c == &id) {
+                return self.report(&cx, Some(&id), report).await;
+            }
+        }
         let Some(bot) = self.target(&cx).await? else { return Ok(()) };
         let report = self.fleet.reloads.reload_bot(&bot.id).await;
         self.report(&cx, Some(&bot.id), report).await

@@ -228,7 +228,8 @@ impl Reloader {
             diff.errors.retain(|e| Some(&e.file) == file.as_ref() || e.file == self.config_dir);
             diff.kept.retain(|k| k == id);
             diff.removed.retain(|r| r == id);
-            diff.added.clear();
+            // A file that is new since the last reload adds its bot: `/reload <new_id>` is how an admin adds one.
+            diff.added.retain(|a| &a.id == id);
             diff.changed.retain(|c| &c.id == id);
         }
         config_invalid(&self.recorder, &diff.errors);

@@ -137,6 +137,9 @@ const APPEND_EVENT: &str =
     "INSERT INTO bot_events (bot_id, kind, actor_user_id, detail, at) VALUES ($1, $2, $3, $4, $5) RETURNING id";
 const LIST_EVENTS: &str = "SELECT id, bot_id, kind, actor_user_id, detail, at FROM bot_events \
      WHERE ($1 IS NULL OR bot_id = $1) AND ($2 IS NULL OR kind = $2) ORDER BY id DESC LIMIT $3";
+/// Ids grow with time, so the oldest rows are found from the start of the primary key without an index on `at`.
+const PRUNE_EVENTS: &str =
+    "DELETE FROM bot_events WHERE id IN (SELECT id FROM bot_events WHERE at < $1 ORDER BY id LIMIT $2)";
 
 const GET_STATE: &str = "SELECT value FROM plugin_state WHERE bot_id = $1 AND plugin = $2 AND key = $3";
 const SET_STATE: &str = "INSERT INTO plugin_state (bot_id, plugin, key, value, updated_at) \
@@ -315,6 +318,11 @@ macro_rules! repositories {
                 let rows =
                     sqlx::query(LIST_EVENTS).bind(bot_id).bind(kind).bind(i64::from(limit)).fetch_all(&self.0).await?;
                 Ok(rows.iter().map(Self::event).collect::<Result<_, _>>()?)
+            }
+
+            async fn prune(&self, before: chrono::DateTime<chrono::Utc>, limit: u32) -> Result<u64, StorageError> {
+                let done = sqlx::query(PRUNE_EVENTS).bind(before).bind(i64::from(limit)).execute(&self.0).await?;
+                Ok(done.rows_affected())
             }
         }
 

@@ -248,21 +248,31 @@ async fn send<T: DeserializeOwned>(request: RequestBuilder) -> Result<T, ApiCall
     let status = response.status();
     let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).cloned();
     let body = response.bytes().await.map_err(network)?;
+    read_answer(status, content_type.as_ref().and_then(|t| t.to_str().ok()), &body)
+}
+
+/// Reads a Bot API answer: its result, or how the call failed. Whatever the bytes, an error, never a panic (the
+/// fuzz tests feed it mutated answers).
+pub(crate) fn read_answer<T: DeserializeOwned>(
+    status: reqwest::StatusCode,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<T, ApiCallError> {
     if !status.is_success() {
         // The status decides before the body: a proxy's HTML 502 page is retried like Telegram's JSON 502.
-        return Err(match serde_json::from_slice::<Answer<IgnoredAny>>(&body) {
+        return Err(match serde_json::from_slice::<Answer<IgnoredAny>>(body) {
             Ok(answer) if !answer.ok => api_error(answer, status.as_u16()),
             _ => ApiCallError::Api {
                 code: status.as_u16(),
                 description: format!(
                     "HTTP {status} with a {} body instead of a Bot API answer",
-                    content_type.as_ref().and_then(|t| t.to_str().ok()).unwrap_or("non-JSON")
+                    content_type.unwrap_or("non-JSON")
                 ),
                 retry_after: None,
             },
         });
     }
-    let answer: Answer<T> = serde_json::from_slice(&body).map_err(|e| ApiCallError::Decode(e.to_string()))?;
+    let answer: Answer<T> = serde_json::from_slice(body).map_err(|e| ApiCallError::Decode(e.to_string()))?;
     if !answer.ok {
         return Err(api_error(answer, status.as_u16()));
     }

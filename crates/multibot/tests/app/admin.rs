@@ -258,6 +258,25 @@ async fn reload_shows_errors_and_keeps_the_old_behaviour() {
 }
 
 #[tokio::test]
+async fn reload_of_an_id_whose_file_is_new_adds_that_bot_only() {
+    let (app, bot, admin) = spawn(&[("ENABLE_HOT_RELOAD", "false".to_owned())]).await;
+    app.emu.control().bot_named(&token(4), "Bot 4", "bot4_bot").await.unwrap();
+    let newcomer = GREETER.replace("id: greeter", "id: newcomer").replace("TOKEN_2", "TOKEN_4").replace("v1", "hi");
+    // Bad input: an id with no file yet is unknown, and says so.
+    let reply = ask(&admin, &bot, "/reload newcomer").await;
+    assert!(reply.starts_with("No bot \"newcomer\". Valid ids: "), "{reply}");
+    app.dir.write("newcomer.yaml", &newcomer);
+    app.dir.write("later.yaml", &GREETER.replace("id: greeter", "id: later").replace("TOKEN_2", "TOKEN_5"));
+    let reply = ask(&admin, &bot, "/reload newcomer").await;
+    assert_eq!(reply, "🔄 Reload done\n✅ newcomer: added");
+    let started = app.bot(4).await;
+    assert_eq!(ask(&app.emu.user(907), &started, "/start").await, "hi", "the new bot answers");
+    assert!(app.manager.status_of(&BotId::parse("later").unwrap()).is_none(), "another new file waits its turn");
+    assert!(ask(&admin, &bot, "/list").await.contains("newcomer"));
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn admins_hear_of_failures_and_plugin_errors() {
     let (app, bot, admin) = spawn(&[]).await;
     let echo = app.bot(1).await;

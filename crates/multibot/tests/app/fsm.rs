@@ -1,7 +1,8 @@
 //! FSM storage: conversations survive a restart with the database and with Redis (real servers), never mix
-//! between users or bots, and Redis being down fails only the handlers that need it.
+//! between users or bots, expire in memory after `FSM_TTL`, and Redis being down fails only the handlers that
+//! need it.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use multibot::{plugins::PluginRegistry, prelude::*, storage::PluginStore};
 
@@ -40,6 +41,24 @@ async fn a_form_survives_a_restart_with_the_database(db: &TestDb) {
     let (alice, bob) = (app.emu.user(7001), app.emu.user(7002));
     assert_eq!(ask(&alice, &bot, "30").await, "Hello Alice, you are 30 years old!");
     assert_eq!(ask(&bob, &bot, "Bob").await, "How old are you?", "the other user's step was kept apart");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn in_memory_an_idle_conversation_expires_after_fsm_ttl() {
+    let vars = [("FSM_STORAGE", "memory".to_owned()), ("FSM_TTL", "2".to_owned())];
+    let files = [("form.yaml", form_bot("expiring", "TOKEN_1"))];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let app = spawn_app_with(&files, 1, PluginRegistry::builtin(), &vars).await;
+    let bot = app.bot(1).await;
+    let alice = app.emu.user(7201);
+    assert_eq!(ask(&alice, &bot, "/form").await, "What's your name?");
+    assert_eq!(ask(&alice, &bot, "Alice").await, "How old are you?", "within the TTL the form goes on");
+    // The state was saved before that answer came: from here the TTL has surely run out after 2 s.
+    let saved_before = std::time::Instant::now();
+    // Bad input: Alice answers the form's question after leaving it idle past the TTL; the bot has forgotten it.
+    tokio::time::sleep(Duration::from_millis(2100).saturating_sub(saved_before.elapsed())).await;
+    assert_eq!(ask(&alice, &bot, "30").await, "You said: 30", "the idle conversation expired");
     app.stop().await;
 }
 

@@ -24,6 +24,8 @@ const LAYERS: &[&[&str]] = &[
     &["app", "signals"],
     &["demo"],
     &["cli"],
+    // Tests only: the fuzz targets reach into any layer.
+    &["fuzz"],
 ];
 
 /// The only modules that may use the Bot API emulator: the `emulator` and `demo` subcommands.

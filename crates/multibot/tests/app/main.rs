@@ -22,6 +22,7 @@ mod limits;
 mod persistence;
 mod process;
 mod reload;
+mod retention;
 mod runtime;
 mod script_abuse;
 mod scripts;

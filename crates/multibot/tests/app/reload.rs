@@ -271,3 +271,40 @@ async fn a_reload_under_way_at_shutdown_finishes_and_its_bot_stops_before_the_ap
     let state = app.manager.status_of(&BotId::parse("second").unwrap()).map(|s| s.state);
     assert_eq!(state, Some(BotState::Stopped), "the bot it started was stopped with the others");
 }
+
+/// Publishes `files` as a new version of a mounted ConfigMap in `dir`, step by step as the kubelet does: the
+/// files in a new hidden timestamped directory, a `..data_tmp` link to it renamed over `..data` (atomic), each
+/// `name.yaml` a link to `..data/name.yaml` (made once), the previous version's directory removed.
+fn publish_configmap(dir: &std::path::Path, version: &str, files: &[(&str, &str)]) {
+    use std::os::unix::fs::symlink;
+    let versioned = format!("..2026_11_30_13_00_{version}.000000001");
+    std::fs::create_dir(dir.join(&versioned)).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(&versioned).join(name), text).unwrap();
+    }
+    let previous = std::fs::read_link(dir.join("..data")).ok();
+    symlink(&versioned, dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    for (name, _) in files {
+        if std::fs::symlink_metadata(dir.join(name)).is_err() {
+            symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+        }
+    }
+    if let Some(previous) = previous {
+        std::fs::remove_dir_all(dir.join(previous)).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_configmap_update_swapping_the_data_link_is_applied() {
+    let app = spawn_app(&[], 1, PluginRegistry::builtin()).await;
+    let bot = app.bot(1).await;
+    publish_configmap(app.dir.path(), "00", &[("greeter.yaml", &greeter("greeter", 1, "v1"))]);
+    wait_for_welcome(&app, &bot, 400, "v1").await;
+    // Bad input for a watcher of `*.yaml` paths: the update changes no such path, only where `..data` points.
+    publish_configmap(app.dir.path(), "05", &[("greeter.yaml", &greeter("greeter", 1, "v2"))]);
+    wait_for_welcome(&app, &bot, 400, "v2").await;
+    let status = app.manager.status_of(&BotId::parse("greeter").unwrap()).unwrap();
+    assert_eq!(status.last_reload, Some(ReloadOutcome::Reloaded), "reloaded in place, not restarted");
+    app.stop().await;
+}

@@ -1,8 +1,8 @@
 //! Every update type reaches plugins: the emulator delivers each family (its raw update route), the `reporter`
 //! plugin's handler for it runs and tells a user what it read, answers go out as Bot API calls, and `getUpdates`
 //! asks Telegram for exactly the types the plugins registered (plus `my_chat_member`, which the runtime reads to
-//! learn that a user blocked the bot). Also: `my_chat_member` marks users blocked, an allow list drops updates
-//! without a sender, and an update of a type this build does not know is skipped and counted.
+//! learn that a user blocked the bot). Also: `my_chat_member` marks users blocked, an allow list decides updates
+//! without a sender by their chat, and an update of a type this build does not know is skipped and counted.
 //!
 //! The JSON follows the Bot API reference (`../shared/reference/api.txt`, Bot API 6.9) for the types it has, and
 //! teloxide-core's types (the current Bot API) for the newer ones: business, reactions, boosts, paid media.
@@ -396,21 +396,27 @@ async fn a_user_blocking_and_unblocking_the_bot_is_marked_in_bot_users() {
 }
 
 #[tokio::test]
-async fn an_allow_list_admits_its_users_and_no_update_without_a_sender() {
-    let access = format!("access:\n  allowed_users: [{REPORTER}]\n");
+async fn an_allow_list_admits_its_users_and_decides_updates_without_a_sender_by_chat() {
+    // The list holds the reporter and the News channel (-1001234), not the Team supergroup.
+    let access = format!("access:\n  allowed_users: [{REPORTER}, -1001234]\n");
     let run = Reporting::start(&["channel", "inline"], &access).await;
     let id = BotId::parse("reporting").unwrap();
     let denied = || run.app.manager.status_of(&id).unwrap().access_denied;
-    // Bad input: a channel post has no sender to find on the list, and Alice is not on it.
-    run.push(json!({"channel_post": {"message_id": 1, "sender_chat": channel(), "date": DATE, "chat": channel(),
-        "text": "for everyone"}}))
-        .await;
+    let post = |chat: Value, text: &str| {
+        json!({"channel_post": {"message_id": 1, "sender_chat": chat.clone(), "date": DATE, "chat": chat,
+            "text": text}})
+    };
+    // Bad input: a post without a sender in a chat not on the list, and Alice, who is not on it.
+    run.push(post(json!({"id": -1_005_678, "type": "channel", "title": "Team"}), "/post from an unlisted chat")).await;
     run.push(json!({"inline_query": {"id": "iq1", "from": user(ALICE), "query": "gif dogs", "offset": ""}})).await;
     eventually(Duration::from_secs(10), "two updates refused", || async { denied() == 2 }).await;
+    run.push(post(channel(), "/post Listed news")).await;
+    assert_eq!(run.next().await, "channel_post command in -1001234: Listed news", "the listed channel passes");
     run.push(json!({"inline_query": {"id": "iq2", "from": user(REPORTER), "query": "gif cats", "offset": ""}})).await;
     assert_eq!(run.next().await, format!("inline gif from {REPORTER}: gif cats"));
     let said: Vec<_> = run.reporter.transcript(&run.bot).await.unwrap().into_iter().filter(|m| m.from_bot).collect();
-    assert_eq!(said.len(), 2, "only hi and the allowed user's query: {said:?}");
+    assert_eq!(said.len(), 3, "only hi, the listed channel's post and the allowed user's query: {said:?}");
+    assert_eq!(denied(), 2);
     run.stop().await;
 }
 
