@@ -6,7 +6,14 @@
 //! batches (retrying while the database is down), tells each reporter once its update is written, and prunes old
 //! done rows.
 
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use serde_json::value::RawValue;
 use teloxide_core::types::Update;
@@ -21,10 +28,11 @@ use crate::{
 };
 
 /// Done rows are kept this long, so that an update Telegram delivers again (its confirmation was lost in a
-/// crash) is recognised and not handled twice; the next poll confirms it within seconds.
+/// crash, or a webhook's 200 was lost on the way) is recognised and not handled twice. A polling bot's rows go
+/// sooner: once a poll has confirmed them ([`Inbox::confirmed`]), Telegram never sends them again.
 const DONE_KEPT: Duration = Duration::from_secs(3600);
-/// How often the writer prunes done rows.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often a writer that marked rows done prunes (an idle bot's writer does not).
+const PRUNE_EVERY: Duration = Duration::from_secs(5);
 /// How long the writer waits before writing again after the database failed.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Most pending updates resumed at start.
@@ -43,14 +51,22 @@ pub(crate) struct Inbox {
     storage: Storage,
     bot_id: String,
     writer: mpsc::UnboundedSender<Message>,
+    /// The offset the last successful poll sent: every update below it is confirmed (0 before the first).
+    confirmed: Arc<AtomicI64>,
 }
 
 impl Inbox {
     /// Opens a bot's inbox and starts its writer on `tasks`.
     pub(crate) fn start(storage: Storage, bot_id: &str, tasks: &TaskTracker) -> Inbox {
         let (writer, messages) = mpsc::unbounded_channel();
-        tasks.spawn(write_done(storage.clone(), bot_id.to_owned(), messages));
-        Inbox { storage, bot_id: bot_id.to_owned(), writer }
+        let confirmed = Arc::new(AtomicI64::new(0));
+        tasks.spawn(write_done(storage.clone(), bot_id.to_owned(), messages, confirmed.clone()));
+        Inbox { storage, bot_id: bot_id.to_owned(), writer, confirmed }
+    }
+
+    /// A poll with `offset` succeeded: Telegram forgets every update below it, so their done rows can go.
+    pub(crate) fn confirmed(&self, offset: i64) {
+        self.confirmed.fetch_max(offset, Ordering::Relaxed);
     }
 
     /// The updates the last run left pending, in update order.
@@ -122,7 +138,12 @@ fn decode(id: i64, payload: &str) -> Option<Update> {
 }
 
 /// Marks reported updates done, as many per transaction as arrived meanwhile, until told to close.
-async fn write_done(storage: Storage, bot_id: String, mut messages: mpsc::UnboundedReceiver<Message>) {
+async fn write_done(
+    storage: Storage,
+    bot_id: String,
+    mut messages: mpsc::UnboundedReceiver<Message>,
+    confirmed: Arc<AtomicI64>,
+) {
     let mut pruned = tokio::time::Instant::now();
     let mut done = Done::default();
     loop {
@@ -154,7 +175,8 @@ async fn write_done(storage: Storage, bot_id: String, mut messages: mpsc::Unboun
         if pruned.elapsed() >= PRUNE_EVERY {
             pruned = tokio::time::Instant::now();
             let before = now() - chrono::Duration::from_std(DONE_KEPT).unwrap_or_default();
-            if let Err(e) = storage.inbox().prune(&bot_id, before).await {
+            let below = Some(confirmed.load(Ordering::Relaxed)).filter(|&offset| offset > 0);
+            if let Err(e) = storage.inbox().prune(&bot_id, before, below).await {
                 warn!(%bot_id, error = %e, "could not prune the inbox");
             }
         }

@@ -105,6 +105,10 @@ pub(crate) async fn run(
         let pause = match (result, &inbox) {
             (Ok(batch), Some(inbox)) => match inbox.store(batch).await {
                 Ok((fresh, next)) => {
+                    // The poll's offset confirmed everything below it: their done rows are no longer needed.
+                    if let Some(offset) = offset {
+                        inbox.confirmed(offset);
+                    }
                     backoff = MIN_BACKOFF;
                     stored_offset = next.or(stored_offset);
                     for update in &fresh {

@@ -52,9 +52,10 @@ pub trait InboxRepository: Send + Sync {
     async fn pending(&self, bot_id: &str, limit: u32) -> Result<Vec<PendingUpdate>, StorageError>;
     /// Marks updates of a bot done, in one transaction.
     async fn mark_done(&self, bot_id: &str, update_ids: &[i64], at: DateTime<Utc>) -> Result<(), StorageError>;
-    /// Deletes a bot's rows marked done before `before`; returns how many. (Each bot prunes its own rows, so
-    /// that N bots do not each sweep the whole table.)
-    async fn prune(&self, bot_id: &str, before: DateTime<Utc>) -> Result<u64, StorageError>;
+    /// Deletes a bot's rows marked done before `before`, or whose id is below `confirmed` (Telegram was told it
+    /// has them all, so it never sends them again); returns how many. (Each bot prunes its own rows, so that N
+    /// bots do not each sweep the whole table.)
+    async fn prune(&self, bot_id: &str, before: DateTime<Utc>, confirmed: Option<i64>) -> Result<u64, StorageError>;
     /// How many updates of a bot are pending, and the oldest one's arrival.
     async fn depth(&self, bot_id: &str) -> Result<InboxDepth, StorageError>;
 }
@@ -70,7 +71,7 @@ const PENDING: &str = "SELECT update_id, chat_key, payload, received_at FROM inb
      WHERE bot_id = $1 AND state = 'pending' ORDER BY update_id LIMIT $2";
 const MARK_DONE: &str =
     "UPDATE inbox SET state = 'done', done_at = $3 WHERE bot_id = $1 AND update_id = $2 AND state = 'pending'";
-const PRUNE: &str = "DELETE FROM inbox WHERE bot_id = $1 AND state = 'done' AND done_at < $2";
+const PRUNE: &str = "DELETE FROM inbox WHERE bot_id = $1 AND state = 'done' AND (done_at < $2 OR update_id < $3)";
 const DEPTH: &str = "SELECT COUNT(*), MIN(received_at) FROM inbox WHERE bot_id = $1 AND state = 'pending'";
 
 /// Implements [`InboxRepository`] for `Sql<$db>`.
@@ -128,8 +129,14 @@ macro_rules! inbox {
                 Ok(())
             }
 
-            async fn prune(&self, bot_id: &str, before: DateTime<Utc>) -> Result<u64, StorageError> {
-                Ok(sqlx::query(PRUNE).bind(bot_id).bind(before).execute(&self.0).await?.rows_affected())
+            async fn prune(
+                &self,
+                bot_id: &str,
+                before: DateTime<Utc>,
+                confirmed: Option<i64>,
+            ) -> Result<u64, StorageError> {
+                let query = sqlx::query(PRUNE).bind(bot_id).bind(before).bind(confirmed);
+                Ok(query.execute(&self.0).await?.rows_affected())
             }
 
             async fn depth(&self, bot_id: &str) -> Result<InboxDepth, StorageError> {

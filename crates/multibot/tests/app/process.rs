@@ -2,7 +2,6 @@
 //! the default durable inbox), and no token reaches the logs. [`Process`] runs `multibot run`.
 
 use std::{
-    collections::HashMap,
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
     sync::Arc,
@@ -190,7 +189,9 @@ async fn sigterm_mid_stream_loses_nothing_and_answers_nothing_twice(db: &TestDb)
     assert_eq!((stats.messages_sent, stats.updates_confirmed, stats.pending), (50, 50, 0));
     // They went through the inbox in the database, and all are done.
     let states = crate::durability::inbox_states(&db.url).await;
-    assert_eq!(states, HashMap::from([("done".to_owned(), 50)]), "the inbox rows by state");
+    // (Done rows below a confirmed offset may already be pruned; none is left pending.)
+    assert!(states.keys().all(|state| state == "done"), "the inbox rows by state: {states:?}");
+    assert!(states.get("done").is_none_or(|&done| done <= 50), "the inbox rows by state: {states:?}");
     // No token in any log line, and the lines about the bot carry its id.
     for line in first_run.iter().chain(&second_run) {
         assert!(!line.contains(&token(50)), "token leaked: {line}");

@@ -223,11 +223,14 @@ async fn inbox_stores_a_redelivery_once_and_lists_pending_in_update_order(db: &T
     assert_eq!(inbox.insert("shop", &[reused], later).await.unwrap(), [12]);
     inbox.mark_done("shop", &[12], later).await.unwrap();
 
-    assert_eq!(inbox.prune("shop", later).await.unwrap(), 0, "only rows done before the limit go");
+    assert_eq!(inbox.prune("shop", later, None).await.unwrap(), 0, "only rows done before the limit go");
+    // A poll confirmed everything below 11: done row 10 goes; done row 12 and pending 11 stay.
+    assert_eq!(inbox.prune("shop", later, Some(11)).await.unwrap(), 1);
+    assert_eq!(inbox.pending("shop", 10).await.unwrap().len(), 2, "pending rows below the offset stay");
     inbox.mark_done("cafe", &[10], at).await.unwrap();
-    assert_eq!(inbox.prune("shop", later + Span::seconds(1)).await.unwrap(), 2);
-    assert_eq!(inbox.prune("shop", later + Span::seconds(1)).await.unwrap(), 0, "another bot's rows stay");
-    assert_eq!(inbox.prune("cafe", later + Span::seconds(1)).await.unwrap(), 1);
+    assert_eq!(inbox.prune("shop", later + Span::seconds(1), None).await.unwrap(), 1);
+    assert_eq!(inbox.prune("shop", later + Span::seconds(1), None).await.unwrap(), 0, "another bot's rows stay");
+    assert_eq!(inbox.prune("cafe", later + Span::seconds(1), None).await.unwrap(), 1);
     assert_eq!(inbox.depth("shop").await.unwrap().pending, 2, "pending rows are never pruned");
 }
 
