@@ -79,7 +79,9 @@ pub(super) async fn sqlite(options: SqliteConnectOptions, in_memory: bool) -> Re
         // An in-memory database lives as long as a connection to it: keep exactly one, forever.
         SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
     } else {
-        SqlitePoolOptions::new().max_connections(4)
+        // SQLite has one writer. With several connections the bots' writes meet its lock and sleep in its busy
+        // handler; one connection queues them in the pool instead (docs/BENCHMARKS.md, durable inbox).
+        SqlitePoolOptions::new().max_connections(1)
     };
     let pool = pool.acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options).await?;
     Ok(storage(Backend::Sqlite, Sql(pool)))
