@@ -212,7 +212,7 @@ mod tests {
         while !slow.is_empty() && opened.elapsed() < header_timeout * 2 + all_open {
             let (status, took) = request(addr, LIVE).await;
             assert_eq!(status, "HTTP/1.1 200 OK");
-            assert!(took < Duration::from_millis(250), "/health/live took {took:?} with slow connections open");
+            assert!(took < Duration::from_millis(100), "/health/live took {took:?} with slow connections open");
             probes += 1;
             while slow.try_join_next().is_some() {}
             tokio::time::sleep(Duration::from_millis(20)).await;
