@@ -196,7 +196,9 @@ impl ScriptPlugin {
         let lua = vm::new_vm(limits, &self.chunk).map_err(fail)?;
         api::install(&lua, env).map_err(fail)?;
         vm::seal(&lua, limits).map_err(fail)?;
-        let chunk = lua.load(&*self.source).set_name(format!("={}", self.chunk));
+        // Text only: a file that starts like Luau bytecode would otherwise be loaded as bytecode, which Luau does
+        // not check (the fuzzer's malformed "bytecode" crashed the process).
+        let chunk = lua.load(&*self.source).set_name(format!("={}", self.chunk)).set_mode(mlua::chunk::ChunkMode::Text);
         vm::with_budget(limits.cpu, || chunk.exec()).map_err(fail)?;
         let registrations = lua.remove_app_data::<Registrations>().unwrap_or_default();
         Ok((lua, registrations))
@@ -448,6 +450,13 @@ mod tests {
         plugin.check(&json!({"anything": [1]})).unwrap();
         plugin.check(&Value::Null).unwrap();
         assert!(plugin.check(&json!([1, 2])).is_err());
+    }
+
+    #[test]
+    fn a_file_that_looks_like_bytecode_is_read_as_text() {
+        // Bad input: bytes that start like a Luau bytecode chunk (version 3), which Luau would load unchecked.
+        let error = load("\u{3};\u{e0}\u{1}\u{ff}\u{ff}\u{ff}\u{ff}").err().expect("not a script");
+        assert_eq!(error.file, Path::new("plugins/t.luau"), "{error}");
     }
 
     #[test]
