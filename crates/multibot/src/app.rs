@@ -293,7 +293,7 @@ impl Application {
             None
         };
         let script_watcher = if settings.enable_hot_reload && settings.plugins_dir.is_dir() {
-            match watcher::watch_files(&settings.plugins_dir, is_script_file, reloads.clone()) {
+            match watcher::watch_tree(&settings.plugins_dir, is_script_file, reloads.clone()) {
                 Ok(watcher) => Some(watcher),
                 Err(e) => {
                     warn!(dir = %settings.plugins_dir.display(), error = %e, "script hot reload disabled: cannot watch the directory");

@@ -15,6 +15,7 @@
 mod database;
 pub mod diff;
 mod env;
+mod http_allow;
 mod load;
 mod reader;
 mod schema;
@@ -27,6 +28,7 @@ use std::{fmt, path::PathBuf};
 
 pub use database::{Backend, DatabaseTarget, DatabaseUrl};
 pub use env::{EnvLookup, load_dotenv, process_env};
+pub use http_allow::HttpAllow;
 pub use load::{LoadedConfig, load_dir, parse_bot_file};
 pub use schema::{
     AccessConfig, BotConfig, BotSettings, FsmStrategy, Mode, PluginEntry, RateLimitConfig, WebhookConfig,

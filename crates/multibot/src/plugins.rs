@@ -113,6 +113,8 @@ pub struct PluginContext {
     pub api: BotApi,
     /// The raw `config:` block.
     pub config: Value,
+    /// `http:` of the plugin's entry: the hosts a script plugin may reach (nothing unless listed).
+    pub http_allow: crate::config::HttpAllow,
     /// Cancelled when the bot stops.
     pub shutdown: CancellationToken,
     /// The database (the spec's `db`): bots, users, events and plugin state.
@@ -154,6 +156,7 @@ impl PluginContext {
     /// #     plugin: "visits".to_owned(),
     /// #     api: BotApi::new(reqwest::Client::new(), &api_url, &token, &BotSettings::default(), None),
     /// #     config: serde_json::json!({}),
+    /// #     http_allow: Default::default(),
     /// #     shutdown: Default::default(),
     /// #     db: Storage::in_memory().await?,
     /// #     tasks: Default::default(),
@@ -264,6 +267,7 @@ impl PluginContext {
 ///     plugin: "poll".to_owned(),
 ///     api: BotApi::new(reqwest::Client::new(), &api_url, &token, &BotSettings::default(), None),
 ///     config: serde_json::json!({ "question": "Lunch at noon?" }),
+///     http_allow: Default::default(),
 ///     shutdown: Default::default(),
 ///     db: Storage::in_memory().await?,
 ///     tasks: Default::default(),
@@ -529,7 +533,7 @@ mod tests {
     }
 
     fn entry(name: &str) -> PluginEntry {
-        PluginEntry { name: name.into(), enabled: true, config: json!({}) }
+        PluginEntry::new(name)
     }
 
     #[test]

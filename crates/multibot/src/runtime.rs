@@ -133,6 +133,7 @@ impl Instance {
                     plugin: entry.name.clone(),
                     api: api.clone(),
                     config: entry.config.clone(),
+                    http_allow: entry.http.clone().unwrap_or_default(),
                     shutdown: cancel.clone(),
                     db: deps.storage.clone(),
                     tasks: tasks.clone(),

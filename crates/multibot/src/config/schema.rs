@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize, de};
 
-use super::{BotId, BotToken};
+use super::{BotId, BotToken, HttpAllow};
 
 /// How a bot receives updates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -86,12 +86,15 @@ pub struct PluginEntry {
     /// Its `config:` block (an empty object when absent), after `${VAR}` substitution.
     #[serde(default = "empty_object", deserialize_with = "object")]
     pub config: serde_json::Value,
+    /// `http:`: the hosts a script plugin may reach (`http.allow`). Left out of the serialization when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpAllow>,
 }
 
 impl PluginEntry {
     /// An enabled entry for `name` with an empty `config:`.
     pub fn new(name: &str) -> PluginEntry {
-        PluginEntry { name: name.to_owned(), enabled: yes(), config: empty_object() }
+        PluginEntry { name: name.to_owned(), enabled: yes(), config: empty_object(), http: None }
     }
 }
 

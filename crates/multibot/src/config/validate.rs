@@ -43,6 +43,7 @@ pub(super) fn rule(path: &str) -> Option<Rule> {
         "settings.parse_mode" => Rule::Text { check: parse_mode, stand_in: "HTML" },
         "settings.handler_timeout" => Rule::Int { min: 0, max: 86_400 },
         "rate_limiting.default_rate" | "rate_limiting.burst_size" => Rule::Int { min: 1, max: u32::MAX.into() },
+        "plugins[].http.allow[]" => Rule::Text { check: super::http_allow::check_pattern, stand_in: "example.com" },
         _ => return None,
     };
     Some(rule)

@@ -71,6 +71,24 @@ pub fn watch_files(
     wanted: fn(&Path) -> bool,
     signals: mpsc::Sender<ReloadSignal>,
 ) -> notify_debouncer_full::notify::Result<ConfigWatcher> {
+    watch_in(dir, RecursiveMode::NonRecursive, wanted, signals)
+}
+
+/// [`watch_files`] of `dir` and every directory below it (`PLUGINS_DIR` and its `lib/` of script modules).
+pub fn watch_tree(
+    dir: &Path,
+    wanted: fn(&Path) -> bool,
+    signals: mpsc::Sender<ReloadSignal>,
+) -> notify_debouncer_full::notify::Result<ConfigWatcher> {
+    watch_in(dir, RecursiveMode::Recursive, wanted, signals)
+}
+
+fn watch_in(
+    dir: &Path,
+    mode: RecursiveMode,
+    wanted: fn(&Path) -> bool,
+    signals: mpsc::Sender<ReloadSignal>,
+) -> notify_debouncer_full::notify::Result<ConfigWatcher> {
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| match result {
         Ok(events) => {
             if events.iter().any(|e| is_content_change(e) && e.paths.iter().any(|p| wanted(p))) {
@@ -84,7 +102,7 @@ pub fn watch_files(
             }
         }
     })?;
-    debouncer.watch(dir, RecursiveMode::NonRecursive)?;
+    debouncer.watch(dir, mode)?;
     Ok(ConfigWatcher { _debouncer: debouncer })
 }
 

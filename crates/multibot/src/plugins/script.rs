@@ -11,6 +11,7 @@
 
 mod api;
 mod catalog;
+mod modules;
 mod pool;
 mod state;
 mod vm;
@@ -31,7 +32,8 @@ use serde_json::Value;
 pub use state::{MemoryScriptState, ScriptStateStore};
 
 use self::{
-    api::{Hooks, HostEnv, LuaCtx, Registrations, RouteDecl, SchemaEntry},
+    api::{Hooks, HostEnv, LuaCtx, Registrations, RouteDecl, SchemaEntry, TimerRunner, TimerStart, Timers},
+    modules::Libs,
     vm::describe,
 };
 use super::{
@@ -130,6 +132,8 @@ pub struct ScriptPlugin {
     source: Arc<str>,
     schema: Option<BTreeMap<String, SchemaEntry>>,
     host: ScriptHost,
+    /// The modules (`require`) this version has read.
+    libs: Arc<Libs>,
 }
 
 impl ScriptPlugin {
@@ -152,6 +156,7 @@ impl ScriptPlugin {
             source: source.into(),
             schema: None,
             host: host.clone(),
+            libs: Arc::new(Libs::new(file.parent().unwrap_or(Path::new(".")))),
         };
         let env = HostEnv {
             bot_id: None,
@@ -159,6 +164,7 @@ impl ScriptPlugin {
             api: None,
             state: host.state.clone(),
             config: Value::Object(Default::default()),
+            http_allow: Default::default(),
         };
         let (_lua, registrations) = plugin.start(env).map_err(|e| ScriptError::from_message(file, &plugin.chunk, e))?;
         let declared = registrations.meta.unwrap_or_default();
@@ -195,6 +201,7 @@ impl ScriptPlugin {
         let fail = |e: mlua::Error| describe(&e, &self.chunk, limits);
         let lua = vm::new_vm(limits, &self.chunk).map_err(fail)?;
         api::install(&lua, env).map_err(fail)?;
+        modules::install(&lua, self.libs.clone()).map_err(fail)?;
         vm::seal(&lua, limits).map_err(fail)?;
         // Text only: a file that starts like Luau bytecode would otherwise be loaded as bytecode, which Luau does
         // not check (the fuzzer's malformed "bytecode" crashed the process).
@@ -249,10 +256,13 @@ impl PluginFactory for ScriptPlugin {
             api: Some(cx.api.clone()),
             state: self.host.state.clone(),
             config,
+            http_allow: cx.http_allow.clone(),
         };
         let (lua, registrations) = self.start(env).map_err(|e| anyhow!("{}", self.located(e)))?;
+        let timers = lua.app_data_ref::<Arc<Timers>>().map(|t| t.clone()).unwrap_or_default();
         let instance = Arc::new_cyclic(|me| ScriptInstance {
             me: me.clone(),
+            timers,
             lua,
             coroutines: vm::Coroutines::default(),
             chunk: self.chunk.clone(),
@@ -277,11 +287,19 @@ impl PluginFactory for ScriptPlugin {
         for hook in registrations.error_hooks {
             router.add_error_hook(name, instance.error_hook(hook));
         }
+        let (bot_id, plugin) = (cx.bot_id.to_string(), name.clone());
+        let (shutdown, tasks) = (cx.shutdown.clone(), cx.tasks.clone());
+        instance.timers.start(TimerStart { runner: instance.timer_runner(), shutdown, tasks, bot_id, plugin });
         Ok(instance)
     }
 }
 
 impl ScriptPlugin {
+    /// Whether a module this version required has changed since.
+    fn libs_changed(&self) -> bool {
+        self.libs.changed()
+    }
+
     /// `chunk:line: message` with the script's path instead of its file name.
     fn located(&self, message: String) -> String {
         ScriptError::from_message(&self.file, &self.chunk, message).to_string()
@@ -293,6 +311,8 @@ impl ScriptPlugin {
 struct ScriptInstance {
     /// Itself, for the calls that run on the script threads and must own it.
     me: std::sync::Weak<ScriptInstance>,
+    /// Its `timer`s, stopped on unload.
+    timers: Arc<Timers>,
     lua: Lua,
     coroutines: vm::Coroutines,
     chunk: String,
@@ -335,6 +355,20 @@ impl ScriptInstance {
         .await?
     }
 
+    /// Runs a timer's function as a call of this instance, while the instance lives.
+    fn timer_runner(self: &Arc<Self>) -> TimerRunner {
+        let me = Arc::downgrade(self);
+        Arc::new(move |function| {
+            let me = me.clone();
+            Box::pin(async move {
+                match me.upgrade() {
+                    Some(instance) => instance.call("the timer", function, |_| Ok(())).await,
+                    None => Ok(()),
+                }
+            })
+        })
+    }
+
     fn handler(self: &Arc<Self>, function: Function) -> HandlerFn {
         let instance = self.clone();
         Arc::new(move |cx| {
@@ -366,7 +400,9 @@ impl LoadedPlugin for ScriptInstance {
     }
 
     async fn on_unload(&self, _cx: &PluginContext) -> anyhow::Result<()> {
-        self.hook("on_unload", &self.hooks.on_unload).await
+        let unloaded = self.hook("on_unload", &self.hooks.on_unload).await;
+        self.timers.stop();
+        unloaded
     }
 
     async fn on_bot_start(&self, _cx: &PluginContext) -> anyhow::Result<()> {

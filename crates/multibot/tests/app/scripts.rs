@@ -206,7 +206,7 @@ async fn io_os_require_debug_and_builtins_are_out_of_reach() {
     for (seen, (command, line, error)) in [
         ("/io", 3, "attempt to index nil with 'write'"),
         ("/os", 4, "attempt to index nil with 'execute'"),
-        ("/require", 5, "attempt to call a nil value"),
+        ("/require", 5, "require: invalid module name \"./secrets\""),
         ("/debug", 6, "attempt to index nil with 'traceback'"),
         ("/builtin", 7, "attempt to modify a readonly table"),
     ]

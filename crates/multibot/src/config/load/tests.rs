@@ -215,6 +215,7 @@ fn the_spec_example_parses_to_every_field() {
                 name: "start".to_owned(),
                 enabled: true,
                 config: json!({"welcome_message": "Welcome to Support!"}),
+                http: None,
             },
             PluginEntry {
                 name: "help".to_owned(),
@@ -227,11 +228,13 @@ fn the_spec_example_parses_to_every_field() {
                         {"command": "/ticket", "description": "Create support ticket"},
                     ],
                 }),
+                http: None,
             },
             PluginEntry {
                 name: "error_handler".to_owned(),
                 enabled: true,
                 config: json!({"show_error_id": true, "notify_admins": false}),
+                http: None,
             },
         ],
         access: AccessConfig { allowed_users: vec![], blocked_users: vec![], admin_users: vec![123_456_789] },
@@ -262,7 +265,7 @@ fn defaults_fill_what_is_absent_or_null() {
          enabled: ~\n    config: ~\naccess:\n  admin_users: ~\nrate_limiting:\n  burst_size: ~\nfsm_strategy:\n"
     );
     let config = parse_ok(&nulls);
-    assert_eq!(config.plugins, vec![PluginEntry { name: "help".to_owned(), enabled: true, config: json!({}) }]);
+    assert_eq!(config.plugins, vec![PluginEntry::new("help")]);
     assert_eq!(
         (config.description, config.webhook, config.rate_limiting),
         (None, WebhookConfig::default(), RateLimitConfig::default())

@@ -98,6 +98,7 @@ use crate::plugins::{Ctx, HandlerError, Plugin};
 /// #     plugin: "support".to_owned(),
 /// #     api: BotApi::new(reqwest::Client::new(), &api_url, &token, &BotSettings::default(), None),
 /// #     config: serde_json::json!({}),
+/// #     http_allow: Default::default(),
 /// #     shutdown: Default::default(),
 /// #     db: Storage::in_memory().await?,
 /// #     tasks: Default::default(),

@@ -17,9 +17,12 @@ use regex::Regex;
 use teloxide_core::types::ChatId;
 
 mod ctx;
+mod http;
+mod timers;
 
 pub(super) use ctx::{LuaCtx, error_table};
 use ctx::{SendOpts, off_vm};
+pub(super) use timers::{Runner as TimerRunner, Start as TimerStart, Timers};
 
 use super::{
     state::ScriptStateStore,
@@ -46,6 +49,8 @@ pub(super) struct HostEnv {
     pub(super) state: Arc<dyn ScriptStateStore>,
     /// The `config:` block.
     pub(super) config: serde_json::Value,
+    /// The hosts `http.get`/`http.post` may reach.
+    pub(super) http_allow: crate::config::HttpAllow,
 }
 
 /// A type a `config_schema` entry names.
@@ -309,6 +314,8 @@ fn parse_meta(table: &Table) -> mlua::Result<MetaDecl> {
 pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
     let globals = lua.globals();
     lua.set_app_data(Registrations::default());
+    http::install(lua, env.http_allow.clone())?;
+    lua.set_app_data(timers::install(lua)?);
 
     globals.set(
         "plugin",

@@ -95,8 +95,10 @@ impl ScriptCatalog {
                     continue;
                 }
             };
+            // Unchanged, unless a module (`require`) of the version running has changed.
             if let Some(state) = self.files.get(path)
                 && state.content == content
+                && !state.running.as_ref().is_some_and(|running| running.libs_changed())
             {
                 report.errors.extend(state.load_error.clone());
                 continue;
