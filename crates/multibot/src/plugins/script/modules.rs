@@ -16,6 +16,8 @@ use parking_lot::Mutex;
 
 /// Where modules live, below `PLUGINS_DIR`.
 pub(super) const LIB_DIR: &str = "lib";
+/// Distinct modules one script version may ask for (found or not): the host keeps each one's text.
+const MAX_MODULES: usize = 64;
 
 /// The modules one script version has read, by name: their text, or none when the file was missing.
 pub(super) struct Libs {
@@ -37,6 +39,9 @@ impl Libs {
     /// A module's text, as this version first read it.
     fn source(&self, name: &str) -> Result<Arc<str>, String> {
         let mut read = self.read.lock();
+        if read.len() >= MAX_MODULES && !read.contains_key(name) {
+            return Err(format!("a script may require at most {MAX_MODULES} different modules"));
+        }
         let text = read
             .entry(name.to_owned())
             .or_insert_with(|| std::fs::read_to_string(self.file(name)).ok().map(Arc::from))
@@ -128,4 +133,36 @@ fn located(error: &mlua::Error, chunk: &str, file: &Path) -> Option<String> {
         Some(rest) => format!("{}{rest}", file.display()),
         None => text,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_and_the_modules_a_script_asks_for_are_bounded() {
+        let dir = std::env::temp_dir().join(format!("multibot-modules-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join(LIB_DIR)).unwrap();
+        std::fs::write(dir.join(LIB_DIR).join("one.luau"), "return { n = 1 }").unwrap();
+        let lua = Lua::new();
+        let libs = Arc::new(Libs::new(&dir));
+        install(&lua, libs.clone()).unwrap();
+        assert_eq!(lua.load("return require('one').n").eval::<i64>().unwrap(), 1);
+        for bad in ["'../one'", "'One'", "'a.b'", "''"] {
+            let error = lua.load(format!("require({bad})")).exec().unwrap_err().to_string();
+            assert!(error.contains("invalid module name"), "{bad}: {error}");
+        }
+        // Bad input: a script asking for thousands of names that do not exist.
+        let error = lua
+            .load("for i = 1, 1000 do pcall(require, 'm' .. i) end return require('m2000')")
+            .exec()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("at most 64 different modules"), "{error}");
+        assert_eq!(libs.read.lock().len(), MAX_MODULES);
+        assert!(!libs.changed());
+        std::fs::write(dir.join(LIB_DIR).join("m5.luau"), "return 5").unwrap();
+        assert!(libs.changed(), "a module asked for and created since counts as a change");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
