@@ -7,11 +7,14 @@
 //! - [`ScriptHost`]: what every script shares: the limits ([`ScriptLimits`]) and the plugin state store
 //!   ([`ScriptStateStore`], the `store` global).
 //! - `vm`: the sandbox, the CPU budget and the memory limit; `api`: the globals and `ctx` a script sees;
-//!   `pool`: the threads script calls run on, apart from the runtime's workers.
+//!   `pool`: the threads script calls run on, apart from the runtime's workers; `offload`: loading there;
+//!   `scope`: the host work of one call, cancelled with it.
 
 mod api;
 mod catalog;
+mod offload;
 mod pool;
+mod scope;
 mod state;
 mod vm;
 
@@ -26,16 +29,18 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 pub use catalog::{ScanReport, ScriptCatalog, is_script_file};
 use mlua::{Function, IntoLuaMulti, Lua};
+pub(crate) use offload::{build_off_workers, off_workers};
 use serde::Serialize;
 use serde_json::Value;
 pub use state::{MemoryScriptState, ScriptStateStore};
 
 use self::{
-    api::{Hooks, HostEnv, LuaCtx, Registrations, RouteDecl, SchemaEntry},
+    api::{BotSlot, FleetEnv, Hooks, HostEnv, LuaCtx, Registrations, RouteDecl, SchemaEntry},
     vm::describe,
 };
 use super::{
-    ConfigProblem, ErrorHookFn, HandlerFn, LoadedPlugin, PluginContext, PluginFactory, PluginMeta, Router, UpdateFilter,
+    ConfigProblem, ErrorHookFn, HandlerFn, LoadedPlugin, Notifier, PluginContext, PluginFactory, PluginMeta, Router,
+    UpdateFilter,
 };
 use crate::config::Settings;
 
@@ -66,12 +71,15 @@ pub struct ScriptHost {
     pub limits: ScriptLimits,
     /// Where `store.get/set/delete/list` keep values.
     pub state: Arc<dyn ScriptStateStore>,
+    /// Where `notify_admins` sends (the admin bot forwards it).
+    pub notifier: Notifier,
 }
 
 impl ScriptHost {
     /// The limits of the settings and plugin state in memory.
     pub fn in_memory(settings: &Settings) -> ScriptHost {
-        ScriptHost { limits: ScriptLimits::from_settings(settings), state: Arc::new(MemoryScriptState::default()) }
+        let state = Arc::new(MemoryScriptState::default());
+        ScriptHost { limits: ScriptLimits::from_settings(settings), state, notifier: Notifier::default() }
     }
 }
 
@@ -159,6 +167,7 @@ impl ScriptPlugin {
             api: None,
             state: host.state.clone(),
             config: Value::Object(Default::default()),
+            fleet: None,
         };
         let (_lua, registrations) = plugin.start(env).map_err(|e| ScriptError::from_message(file, &plugin.chunk, e))?;
         let declared = registrations.meta.unwrap_or_default();
@@ -243,12 +252,15 @@ impl PluginFactory for ScriptPlugin {
 
     fn build(&self, cx: &PluginContext, router: &mut Router) -> anyhow::Result<Arc<dyn LoadedPlugin>> {
         let config = if cx.config.is_null() { Value::Object(Default::default()) } else { cx.config.clone() };
+        let slot = BotSlot::default();
+        let fleet = FleetEnv { storage: cx.db.clone(), notifier: self.host.notifier.clone(), slot: slot.clone() };
         let env = HostEnv {
             bot_id: Some(cx.bot_id.clone()),
             plugin: self.meta.name.clone(),
             api: Some(cx.api.clone()),
             state: self.host.state.clone(),
             config,
+            fleet: Some(fleet),
         };
         let (lua, registrations) = self.start(env).map_err(|e| anyhow!("{}", self.located(e)))?;
         let instance = Arc::new_cyclic(|me| ScriptInstance {
@@ -258,6 +270,7 @@ impl PluginFactory for ScriptPlugin {
             chunk: self.chunk.clone(),
             limits: self.host.limits,
             hooks: registrations.hooks,
+            slot,
         });
         let name = &self.meta.name;
         for (route, function) in registrations.routes {
@@ -298,6 +311,8 @@ struct ScriptInstance {
     chunk: String,
     limits: ScriptLimits,
     hooks: Hooks,
+    /// The bot as its first update showed it (`bot.username`, `bot.commands()`).
+    slot: BotSlot,
 }
 
 impl ScriptInstance {
@@ -338,6 +353,7 @@ impl ScriptInstance {
     fn handler(self: &Arc<Self>, function: Function) -> HandlerFn {
         let instance = self.clone();
         Arc::new(move |cx| {
+            api::saw(&instance.slot, &cx);
             let (instance, function) = (instance.clone(), function.clone());
             Box::pin(instance.call("the handler", function, move |_| Ok(LuaCtx(cx))))
         })
@@ -346,6 +362,7 @@ impl ScriptInstance {
     fn error_hook(self: &Arc<Self>, function: Function) -> ErrorHookFn {
         let instance = self.clone();
         Arc::new(move |cx, error| {
+            api::saw(&instance.slot, &cx);
             let (instance, function) = (instance.clone(), function.clone());
             Box::pin(instance.call("on_error", function, move |lua| Ok((LuaCtx(cx), api::error_table(lua, &error)?))))
         })
@@ -388,6 +405,7 @@ mod tests {
         ScriptHost {
             limits: ScriptLimits { memory: 8 << 20, cpu: Duration::from_millis(200) },
             state: Arc::new(MemoryScriptState::default()),
+            notifier: Notifier::default(),
         }
     }
 

@@ -16,10 +16,13 @@ use mlua::{Function, Lua, Table, Value};
 use regex::Regex;
 use teloxide_core::types::ChatId;
 
+mod coroutines;
 mod ctx;
+mod fleet;
 
 pub(super) use ctx::{LuaCtx, error_table};
 use ctx::{SendOpts, off_vm};
+pub(super) use fleet::{BotSlot, FleetEnv, saw};
 
 use super::{
     state::ScriptStateStore,
@@ -46,6 +49,8 @@ pub(super) struct HostEnv {
     pub(super) state: Arc<dyn ScriptStateStore>,
     /// The `config:` block.
     pub(super) config: serde_json::Value,
+    /// The bot's data and the admins' notifier; none while discovering.
+    pub(super) fleet: Option<FleetEnv>,
 }
 
 /// A type a `config_schema` entry names.
@@ -389,6 +394,8 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
 
     let bot_id = env.bot_id.as_ref().map_or("", BotId::as_str);
     globals.set("bot_id", bot_id)?;
+    coroutines::install(lua)?;
+    fleet::install(lua, bot_id, &env.plugin, env.fleet)?;
     globals.set("config", to_lua_frozen(lua, &env.config)?)?;
     let config = env.config.clone();
     globals.set(
