@@ -182,7 +182,8 @@ impl Application {
         let webhooks =
             WebhookEnv { enabled: settings.webhook_enabled, base_url_set: settings.webhook_base_url.is_some() };
         // Scripts join the registry first: bot files are checked against it. Their `state.*` is in the database.
-        let host = ScriptHost { limits: ScriptLimits::from_settings(&settings), state: Arc::new(storage.clone()) };
+        let (limits, state) = (ScriptLimits::from_settings(&settings), Arc::new(storage.clone()));
+        let host = ScriptHost { limits, state, notifier: notifier.clone() };
         let mut scripts = ScriptCatalog::new(settings.plugins_dir.clone(), host);
         let script_errors = scan_scripts(&mut scripts, &registry, &recorder).errors;
         let loaded = config::load_dir(&settings.config_dir, &*env, &registry, webhooks);

@@ -138,7 +138,8 @@ impl Instance {
                     db: deps.storage.clone(),
                     tasks: tasks.clone(),
                 };
-                let plugin = factory.build(&cx, &mut router)?;
+                // A script's top level runs here: off the workers.
+                let plugin = crate::plugins::script::build_off_workers(factory, &cx, &mut router).await?;
                 plugin.on_load(&cx).await?;
                 anyhow::Ok((plugin, cx))
             };

@@ -28,7 +28,7 @@ use crate::{
     outcomes::ReloadOutcome,
     plugins::{
         Notifier, PluginRegistry,
-        script::{ScanReport, ScriptCatalog},
+        script::{ScanReport, ScriptCatalog, off_workers},
     },
     storage::{Recorder, events},
     telemetry,
@@ -97,7 +97,7 @@ impl ReloadHandle {
         ReloadHandle(Arc::new(Reloader {
             manager,
             registry,
-            scripts: parking_lot::Mutex::new(scripts),
+            scripts: Arc::new(parking_lot::Mutex::new(scripts)),
             baseline: Settings::from_env(&*env).ok(),
             env,
             config_dir,
@@ -142,7 +142,7 @@ struct Reloader {
     manager: BotManager,
     registry: Arc<PluginRegistry>,
     /// The script plugins of `PLUGINS_DIR`, rescanned by every reload.
-    scripts: parking_lot::Mutex<ScriptCatalog>,
+    scripts: Arc<parking_lot::Mutex<ScriptCatalog>>,
     env: EnvLookup,
     config_dir: PathBuf,
     webhooks: WebhookEnv,
@@ -208,7 +208,9 @@ impl Reloader {
             }
         }
         // Scripts are shared by every bot: a new version rebuilds all the bots using it, even for a reload of one.
-        let scan = scan_scripts(&mut self.scripts.lock(), &self.registry, &self.recorder);
+        // Each new or changed script's top level runs: off the workers.
+        let (scripts, registry, recorder) = (self.scripts.clone(), self.registry.clone(), self.recorder.clone());
+        let scan = off_workers(move || scan_scripts(&mut scripts.lock(), &registry, &recorder)).await;
         report.errors.extend(scan.errors.iter().map(ToString::to_string));
         let changes = [
             (ReloadOutcome::Added, &scan.added),

@@ -7,12 +7,15 @@
 //! - [`ScriptHost`]: what every script shares: the limits ([`ScriptLimits`]) and the plugin state store
 //!   ([`ScriptStateStore`], the `store` global).
 //! - `vm`: the sandbox, the CPU budget and the memory limit; `api`: the globals and `ctx` a script sees;
-//!   `pool`: the threads script calls run on, apart from the runtime's workers.
+//!   `pool`: the threads script calls run on, apart from the runtime's workers; `offload`: loading there;
+//!   `scope`: the host work of one call, cancelled with it.
 
 mod api;
 mod catalog;
 mod modules;
+mod offload;
 mod pool;
+mod scope;
 mod state;
 mod vm;
 
@@ -27,17 +30,22 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 pub use catalog::{ScanReport, ScriptCatalog, is_script_file};
 use mlua::{Function, IntoLuaMulti, Lua};
+pub(crate) use offload::{build_off_workers, off_workers};
 use serde::Serialize;
 use serde_json::Value;
 pub use state::{MemoryScriptState, ScriptStateStore};
 
 use self::{
-    api::{Hooks, HostEnv, LuaCtx, Registrations, RouteDecl, SchemaEntry, TimerRunner, TimerStart, Timers},
+    api::{
+        BotSlot, FleetEnv, Hooks, HostEnv, LuaCtx, Registrations, RouteDecl, SchemaEntry, TimerRunner, TimerStart,
+        Timers,
+    },
     modules::Libs,
     vm::describe,
 };
 use super::{
-    ConfigProblem, ErrorHookFn, HandlerFn, LoadedPlugin, PluginContext, PluginFactory, PluginMeta, Router, UpdateFilter,
+    ConfigProblem, ErrorHookFn, HandlerFn, LoadedPlugin, Notifier, PluginContext, PluginFactory, PluginMeta, Router,
+    UpdateFilter,
 };
 use crate::config::Settings;
 
@@ -68,12 +76,15 @@ pub struct ScriptHost {
     pub limits: ScriptLimits,
     /// Where `store.get/set/delete/list` keep values.
     pub state: Arc<dyn ScriptStateStore>,
+    /// Where `notify_admins` sends (the admin bot forwards it).
+    pub notifier: Notifier,
 }
 
 impl ScriptHost {
     /// The limits of the settings and plugin state in memory.
     pub fn in_memory(settings: &Settings) -> ScriptHost {
-        ScriptHost { limits: ScriptLimits::from_settings(settings), state: Arc::new(MemoryScriptState::default()) }
+        let state = Arc::new(MemoryScriptState::default());
+        ScriptHost { limits: ScriptLimits::from_settings(settings), state, notifier: Notifier::default() }
     }
 }
 
@@ -165,6 +176,7 @@ impl ScriptPlugin {
             state: host.state.clone(),
             config: Value::Object(Default::default()),
             http_allow: Default::default(),
+            fleet: None,
         };
         let (_lua, registrations) = plugin.start(env).map_err(|e| ScriptError::from_message(file, &plugin.chunk, e))?;
         let declared = registrations.meta.unwrap_or_default();
@@ -250,6 +262,8 @@ impl PluginFactory for ScriptPlugin {
 
     fn build(&self, cx: &PluginContext, router: &mut Router) -> anyhow::Result<Arc<dyn LoadedPlugin>> {
         let config = if cx.config.is_null() { Value::Object(Default::default()) } else { cx.config.clone() };
+        let slot = BotSlot::default();
+        let fleet = FleetEnv { storage: cx.db.clone(), notifier: self.host.notifier.clone(), slot: slot.clone() };
         let env = HostEnv {
             bot_id: Some(cx.bot_id.clone()),
             plugin: self.meta.name.clone(),
@@ -257,6 +271,7 @@ impl PluginFactory for ScriptPlugin {
             state: self.host.state.clone(),
             config,
             http_allow: cx.http_allow.clone(),
+            fleet: Some(fleet),
         };
         let (lua, registrations) = self.start(env).map_err(|e| anyhow!("{}", self.located(e)))?;
         let timers = lua.app_data_ref::<Arc<Timers>>().map(|t| t.clone()).unwrap_or_default();
@@ -268,6 +283,7 @@ impl PluginFactory for ScriptPlugin {
             chunk: self.chunk.clone(),
             limits: self.host.limits,
             hooks: registrations.hooks,
+            slot,
         });
         let name = &self.meta.name;
         for (route, function) in registrations.routes {
@@ -318,6 +334,8 @@ struct ScriptInstance {
     chunk: String,
     limits: ScriptLimits,
     hooks: Hooks,
+    /// The bot as its first update showed it (`bot.username`, `bot.commands()`).
+    slot: BotSlot,
 }
 
 impl ScriptInstance {
@@ -372,6 +390,7 @@ impl ScriptInstance {
     fn handler(self: &Arc<Self>, function: Function) -> HandlerFn {
         let instance = self.clone();
         Arc::new(move |cx| {
+            api::saw(&instance.slot, &cx);
             let (instance, function) = (instance.clone(), function.clone());
             Box::pin(instance.call("the handler", function, move |_| Ok(LuaCtx(cx))))
         })
@@ -380,6 +399,7 @@ impl ScriptInstance {
     fn error_hook(self: &Arc<Self>, function: Function) -> ErrorHookFn {
         let instance = self.clone();
         Arc::new(move |cx, error| {
+            api::saw(&instance.slot, &cx);
             let (instance, function) = (instance.clone(), function.clone());
             Box::pin(instance.call("on_error", function, move |lua| Ok((LuaCtx(cx), api::error_table(lua, &error)?))))
         })
@@ -424,6 +444,7 @@ mod tests {
         ScriptHost {
             limits: ScriptLimits { memory: 8 << 20, cpu: Duration::from_millis(200) },
             state: Arc::new(MemoryScriptState::default()),
+            notifier: Notifier::default(),
         }
     }
 

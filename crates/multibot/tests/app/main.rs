@@ -26,6 +26,7 @@ mod retention;
 mod runtime;
 mod script_abuse;
 mod script_caps_sys;
+mod script_caps_fleet;
 mod scripts;
 mod storage;
 mod tls;

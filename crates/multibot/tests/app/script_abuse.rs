@@ -1,6 +1,7 @@
 //! Script code that cannot yield to the runtime (a busy `table.sort` comparator, a `gsub` callback, a
 //! metamethod) runs on the script threads: while it computes for its whole budget, on a runtime of two workers,
-//! the health probe and another bot keep answering, and a second update to the same VM waits off the workers.
+//! the health probe and another bot keep answering, and a second update to the same VM waits off the workers. So
+//! does a top level that computes for its whole budget, when a reload discovers the script or a bot loads it.
 
 use std::time::{Duration, Instant};
 
@@ -76,5 +77,73 @@ async fn code_that_cannot_yield_holds_neither_the_health_probe_nor_other_bots() 
     }
     let status = app.manager.status_of(&multibot::config::BotId::parse("stuck").unwrap()).unwrap();
     assert!(status.last_error.unwrap().contains("time budget of 2000 ms"));
+    app.stop().await;
+}
+
+/// A top level that computes inside a `table.sort` comparator until the budget stops it: `{when}` says when.
+fn busy_top_level(name: &str, when: &str) -> String {
+    format!(
+        "plugin {{ name = \"{name}\" }}\nlocal function busy() local x = 0 while true do x += 1 end end\n\
+         if {when} then table.sort({{3, 2, 1}}, function(a, b) busy() return a < b end) end\n\
+         command(\"never\", \"\", function(ctx) end)\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_top_level_holds_neither_the_health_probe_nor_other_bots() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emu.control().bot_named(&token(1), "Busy", "busy_bot").await.unwrap();
+    let echo = emu.control().bot_named(&token(2), "Echo", "echo_bot").await.unwrap();
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
+    dir.write(
+        "echo.yaml",
+        "id: echo\nname: Echo\ntoken: \"${TOKEN_2}\"\nplugins:\n  - name: echo\n    config: { echo_all: true }\n",
+    );
+    // No watcher: each reload is the test's own, so that its report is the one that ran the top level.
+    let extra = [
+        ("PLUGINS_DIR", dir.path().join("plugins").display().to_string()),
+        ("SCRIPT_TIMEOUT_MS", "2000".to_owned()),
+        ("ENABLE_HOT_RELOAD", "false".to_owned()),
+    ];
+    let app = serve(&emu, dir.path(), Web::Off, &extra, PluginRegistry::builtin()).await;
+    let http = reqwest::Client::new();
+    let live = app.url("/health/live");
+    let bob = emu.user(6300);
+    // Bad input: a script busy when it is discovered, then one busy only when a bot loads it.
+    let cases = [("discovered", "true"), ("loaded", "bot_id ~= \"\"")];
+    for (round, (case, when)) in cases.into_iter().enumerate() {
+        dir.write(&format!("plugins/busy_{case}.luau"), &busy_top_level(&format!("busy_{case}"), when));
+        if case == "loaded" {
+            dir.write("busy.yaml", "id: busy\nname: Busy\ntoken: \"${TOKEN_1}\"\nplugins:\n  - name: busy_loaded\n");
+        }
+        let reloads = app.reloads.clone();
+        let reload = tokio::spawn(async move { reloads.reload_now().await });
+        let (mut slowest_probe, mut slowest_echo, mut rounds) = (Duration::ZERO, Duration::ZERO, 0);
+        // While the reload runs the top level: probe the health endpoint and talk to the other bot.
+        while !reload.is_finished() {
+            let probe = Instant::now();
+            assert_eq!(http.get(&live).send().await.unwrap().status(), 200);
+            slowest_probe = slowest_probe.max(probe.elapsed());
+            let sent = Instant::now();
+            bob.send(&echo, &format!("ping {round}.{rounds}")).await.unwrap();
+            let reply = bob.next_message_from(&echo).await.unwrap();
+            assert_eq!(reply.text.unwrap(), format!("You said: ping {round}.{rounds}"));
+            slowest_echo = slowest_echo.max(sent.elapsed());
+            rounds += 1;
+        }
+        let report = reload.await.unwrap();
+        println!("{case}: {rounds} rounds, slowest probe {slowest_probe:?}, slowest echo {slowest_echo:?}");
+        // The budget is 2 s: that long, at 100 ms a round at most, is many rounds.
+        assert!(rounds >= 5, "{case}: {rounds} rounds: the reload did not run the top level");
+        assert!(slowest_probe < Duration::from_millis(100), "{case}: /health/live took {slowest_probe:?}");
+        assert!(slowest_echo < Duration::from_millis(200), "{case}: the other bot took {slowest_echo:?}");
+        // The script gets the error that names the limit: as a script that does not load, or as a bot that does
+        // not start.
+        let problems =
+            if case == "discovered" { format!("{:?}", report.errors) } else { format!("{:?}", report.failed) };
+        assert!(problems.contains("time budget of 2000 ms"), "{case}: {problems}");
+        std::fs::remove_file(dir.path().join(format!("plugins/busy_{case}.luau"))).unwrap();
+    }
     app.stop().await;
 }

@@ -16,12 +16,15 @@ use mlua::{Function, Lua, Table, Value};
 use regex::Regex;
 use teloxide_core::types::ChatId;
 
+mod coroutines;
 mod ctx;
+mod fleet;
 mod http;
 mod timers;
 
 pub(super) use ctx::{LuaCtx, error_table};
 use ctx::{SendOpts, off_vm};
+pub(super) use fleet::{BotSlot, FleetEnv, saw};
 pub(super) use timers::{Runner as TimerRunner, Start as TimerStart, Timers};
 
 use super::{
@@ -51,6 +54,8 @@ pub(super) struct HostEnv {
     pub(super) config: serde_json::Value,
     /// The hosts `http.get`/`http.post` may reach.
     pub(super) http_allow: crate::config::HttpAllow,
+    /// The bot's data and the admins' notifier; none while discovering.
+    pub(super) fleet: Option<FleetEnv>,
 }
 
 /// A type a `config_schema` entry names.
@@ -396,6 +401,8 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
 
     let bot_id = env.bot_id.as_ref().map_or("", BotId::as_str);
     globals.set("bot_id", bot_id)?;
+    coroutines::install(lua)?;
+    fleet::install(lua, bot_id, &env.plugin, env.fleet)?;
     globals.set("config", to_lua_frozen(lua, &env.config)?)?;
     let config = env.config.clone();
     globals.set(

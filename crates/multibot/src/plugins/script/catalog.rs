@@ -199,6 +199,7 @@ mod tests {
         let host = ScriptHost {
             limits: ScriptLimits { memory: 8 << 20, cpu: Duration::from_millis(200) },
             state: Arc::new(MemoryScriptState::default()),
+            notifier: Default::default(),
         };
         (Dir(dir.clone()), ScriptCatalog::new(dir, host))
     }

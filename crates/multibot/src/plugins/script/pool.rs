@@ -42,3 +42,22 @@ fn lower_priority() {
         tracing::debug!(error = %e, "could not lower the priority of a script thread");
     }
 }
+
+/// Runs the synchronous `work` (a script's top level: it may compute for the whole CPU budget) on the script
+/// threads and waits for it, so that it holds none of the runtime's workers. What `work` spawns still goes to
+/// the caller's runtime. Where the script threads could not start, `work` runs in place.
+pub(super) async fn run_sync<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
+    let Ok(pool) = POOL.as_ref() else { return work() };
+    let caller = tokio::runtime::Handle::current();
+    let task = pool.spawn(async move {
+        let _entered = caller.enter();
+        work()
+    });
+    match AbortOnDropHandle::new(task).await {
+        Ok(result) => result,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("the script threads stopped: {e}"),
+        },
+    }
+}

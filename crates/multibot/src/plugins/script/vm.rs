@@ -20,7 +20,7 @@ use std::{
 use mlua::{Function, IntoLuaMulti, Lua, LuaOptions, StdLib, Table, Thread, Value, VmState, thread::AsyncThread};
 use serde_json::{Map, Number};
 
-use super::ScriptLimits;
+use super::{ScriptLimits, scope::CallScope};
 
 /// How long a call computes before it yields to the runtime: long enough that a handler normally finishes
 /// within one, short enough that a script computing for its whole budget leaves its worker thread to the other
@@ -124,7 +124,8 @@ pub(super) fn with_budget<R>(budget: Duration, run: impl FnOnce() -> R) -> R {
 /// A call of the coroutine `thread` whose polls, together, may run for at most `budget`.
 fn budgeted(thread: Thread, args: impl IntoLuaMulti, budget: Duration) -> mlua::Result<Budgeted<AsyncThread<()>>> {
     let key = thread.to_pointer() as usize;
-    Ok(Budgeted { inner: Box::pin(thread.into_async(args)?), remaining: budget, thread: key })
+    let inner = Box::pin(thread.into_async(args)?);
+    Ok(Budgeted { inner, remaining: budget, thread: key, scope: CallScope::default() })
 }
 
 /// The finished coroutines of one VM, reset and reused by its next calls: resetting one costs less than creating
@@ -169,6 +170,8 @@ pub(super) struct Budgeted<F> {
     inner: Pin<Box<F>>,
     remaining: Duration,
     thread: usize,
+    /// Cancels what the call's host calls started when the call ends.
+    scope: CallScope,
 }
 
 impl<F: Future> Future for Budgeted<F> {
@@ -179,7 +182,9 @@ impl<F: Future> Future for Budgeted<F> {
         let remaining = self.remaining;
         let running = Running { deadline: started + remaining, slice_end: started + SLICE, thread: self.thread };
         let previous = RUNNING.with(|r| r.replace(Some(running)));
+        let entered = self.scope.enter();
         let result = self.inner.as_mut().poll(cx);
+        drop(entered);
         RUNNING.with(|r| r.set(previous));
         self.remaining = remaining.saturating_sub(started.elapsed());
         result

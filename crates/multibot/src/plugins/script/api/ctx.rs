@@ -9,7 +9,10 @@ use teloxide_core::types::{
 };
 
 use super::{
-    super::vm::{to_json, to_lua},
+    super::{
+        scope,
+        vm::{to_json, to_lua},
+    },
     only_keys, runtime,
 };
 use crate::{
@@ -105,12 +108,16 @@ fn host_error(what: &'static str) -> impl Fn(anyhow::Error) -> mlua::Error {
 /// Runs a host call's work (talking to Telegram, the database, Redis) as a task of its own, so that the script's
 /// coroutine only waits for the result: a VM is locked while one of its coroutines is polled, and the other
 /// handlers of the same script in the same bot should not wait for that lock while this one does I/O.
-/// The task lives no longer than the handler waiting for it (which runs in the bot's tracker): dropping the
-/// handler (aborted after the shutdown grace period) aborts it.
+/// The task lives no longer than the call into the script that started it ([`scope`]), even when the future
+/// waiting for it is left in a coroutine the script abandoned.
 pub(super) async fn off_vm<T: Send + 'static>(
     what: &'static str,
     work: impl Future<Output = anyhow::Result<T>> + Send + 'static,
 ) -> mlua::Result<T> {
+    let scope = scope::current().unwrap_or_default();
+    let work = async move {
+        scope.run_until_cancelled(work).await.unwrap_or_else(|| Err(anyhow::anyhow!("the handler ended first")))
+    };
     match tokio_util::task::AbortOnDropHandle::new(tokio::spawn(work)).await {
         Ok(result) => result.map_err(host_error(what)),
         Err(e) => Err(runtime(format!("{what} failed: {e}"))),
