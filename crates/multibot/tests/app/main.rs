@@ -25,6 +25,7 @@ mod reload;
 mod retention;
 mod runtime;
 mod script_abuse;
+mod script_caps_api;
 mod scripts;
 mod storage;
 mod tls;
