@@ -1,12 +1,14 @@
 //! The Bot API as a bot sees it: `/bot<TOKEN>/<method>`. `handle` authorizes the token, reads the parameters,
 //! applies injected faults, runs the method and logs the call; `call` hands it to the submodule of its topic:
 //! `updates` (getUpdates, webhooks), `messages` (text messages), `media` (files), `album` (`InputMedia`:
-//! albums and media edits), `polls`, `queries` (answers to callback, inline and payment queries), `commands`.
+//! albums and media edits), `polls`, `queries` (answers to callback, inline and payment queries), `commands`,
+//! `moderation` (pins, bans).
 
 mod album;
 mod commands;
 mod media;
 mod messages;
+mod moderation;
 mod polls;
 mod queries;
 mod updates;
@@ -63,6 +65,8 @@ pub const METHODS: &[&str] = &[
     "answerInlineQuery",
     "answerShippingQuery",
     "answerPreCheckoutQuery",
+    "pinChatMessage",
+    "banChatMember",
     "close",
     "logOut",
 ];
@@ -233,6 +237,8 @@ async fn call(world: &Arc<World>, bot: &Arc<BotCell>, method: &str, p: &Params) 
                 "getMyCommands" => commands::get_my_commands(&st, p),
                 "deleteMyCommands" => commands::delete_my_commands(&mut st, p),
                 "sendChatAction" => messages::send_chat_action(world, &mut st, p),
+                "pinChatMessage" => moderation::pin_chat_message(world, &mut st, p),
+                "banChatMember" => moderation::ban_chat_member(world, &mut st, p),
                 _ => Answer::ok(), // close, logOut
             };
             drop(st);

@@ -226,7 +226,7 @@ pub struct Event {
     /// Unix time in microseconds (the same instant as `at_ms`, for latency measurements).
     pub at_us: u64,
     /// `message`, `edit`, `delete`, `callback_answer`, `inline_answer`, `shipping_answer`,
-    /// `pre_checkout_answer`, `chat_action`, `poll_stop` or `download`.
+    /// `pre_checkout_answer`, `chat_action`, `poll_stop`, `pin`, `ban` or `download`.
     pub kind: String,
     /// Chat concerned, when there is one.
     pub chat_id: Option<i64>,

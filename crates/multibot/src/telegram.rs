@@ -6,12 +6,14 @@
 //! - `files`: files up ([`BotApi::send_file`] from an [`InputFile`]) and down ([`BotApi::download`]); `album`:
 //!   albums ([`BotApi::send_media_group`]) and media edits ([`BotApi::edit_message_media`]).
 //! - `flood`: outgoing flood control within Telegram's limits ([`FloodLimits`]).
+//! - `raw`: any method by name with JSON parameters ([`BotApi::call_method`]), for scripts.
 
 mod album;
 mod api;
 mod decode;
 mod files;
 mod flood;
+mod raw;
 
 pub use album::MediaItem;
 #[cfg(test)]
@@ -20,3 +22,4 @@ pub use api::{ApiCallError, BotApi, CallFailure, Me, SendOptions};
 pub(crate) use decode::{decode_update, unknown_type, unreadable_callback};
 pub use files::{DOWNLOAD_LIMIT, FileKind, FileOptions, InputFile, OneShot, RemoteFile, UPLOAD_LIMIT};
 pub use flood::{FloodLimits, Limit};
+pub(crate) use raw::is_method_name;

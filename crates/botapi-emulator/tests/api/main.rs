@@ -9,6 +9,7 @@ mod files;
 mod garbage;
 mod helpers;
 mod members;
+mod moderation;
 mod polling;
 mod sending;
 mod teloxide;

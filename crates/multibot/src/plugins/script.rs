@@ -298,6 +298,7 @@ impl PluginFactory for ScriptPlugin {
                 RouteDecl::Message(filter) => router.add(name, UpdateFilter::Message(filter), handler),
                 RouteDecl::EditedMessage(filter) => router.add(name, UpdateFilter::EditedMessage(filter), handler),
                 RouteDecl::Callback(filter) => router.add(name, UpdateFilter::CallbackQuery(filter), handler),
+                RouteDecl::Update(filter) => router.add(name, filter, handler),
             }
         }
         for hook in registrations.error_hooks {

@@ -1,6 +1,7 @@
 //! The host API a script sees: the globals ([`install`]) that declare metadata and register handlers at the top
 //! level, read the configuration, send, log and use the plugin's `store`; and (`ctx`) [`LuaCtx`], the `ctx` a
-//! handler receives, with its `ctx.fsm`. docs/scripts.md is its reference.
+//! handler receives, with its `ctx.fsm`; `bot_api`: the `api` global (every Bot API method); `update`:
+//! `ctx.update` and `on_update`; `libs`: `json` and `time`. docs/scripts.md is its reference.
 //!
 //! Registration calls run only while the top level runs: they collect [`Registrations`] in the VM's app data,
 //! which the instance turns into routes once the top level returns. Host calls that wait (sending, the store, the FSM) run
@@ -16,11 +17,14 @@ use mlua::{Function, Lua, Table, Value};
 use regex::Regex;
 use teloxide_core::types::ChatId;
 
+mod bot_api;
 mod coroutines;
 mod ctx;
 mod fleet;
 mod http;
+mod libs;
 mod timers;
+mod update;
 
 pub(super) use ctx::{LuaCtx, error_table};
 use ctx::{SendOpts, off_vm};
@@ -130,12 +134,13 @@ pub(super) struct MetaDecl {
     pub(super) config_schema: Option<BTreeMap<String, SchemaEntry>>,
 }
 
-/// A handler's route, as declared.
+/// A handler's route, as declared (`Update`: by `on_update`, any update type).
 pub(super) enum RouteDecl {
     Command { name: String, description: String, state: StateFilter, admin: bool },
     Message(MessageFilter),
     EditedMessage(MessageFilter),
     Callback(CallbackFilter),
+    Update(crate::plugins::UpdateFilter),
 }
 
 /// Lifecycle hooks a script registered.
@@ -449,6 +454,9 @@ pub(super) fn install(lua: &Lua, env: HostEnv) -> mlua::Result<()> {
         )?;
     }
     globals.set("log", log)?;
+    bot_api::install(lua, env.api.clone())?;
+    update::install(lua)?;
+    libs::install(lua)?;
     {
         let (bot_id, plugin) = (bot_id.clone(), plugin.clone());
         globals.set(

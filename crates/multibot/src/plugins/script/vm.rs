@@ -248,7 +248,7 @@ pub(super) fn recover(lua: &Lua, error: &mlua::Error) {
 }
 
 /// Tables nested deeper than this are refused (and a table that contains itself is).
-const MAX_DEPTH: usize = 32;
+pub(super) const MAX_DEPTH: usize = 32;
 /// The most values one conversion may produce. A table referenced twice is converted twice, so without this a
 /// few dozen small tables that each refer twice to the next would expand into millions of values on the host,
 /// outside the script's memory limit.
@@ -281,10 +281,23 @@ impl Budget {
 /// table an object (number keys become strings). Functions, userdata and threads are refused, and so is a value
 /// past [`MAX_DEPTH`], [`MAX_VALUES`] or [`MAX_BYTES`].
 pub(super) fn to_json(value: &Value) -> mlua::Result<serde_json::Value> {
-    to_json_at(value, 0, &mut Budget { values: MAX_VALUES, bytes: MAX_BYTES })
+    to_json_with(value, &mut |_| Err(mlua::Error::runtime("a userdata cannot be converted to JSON")))
 }
 
-fn to_json_at(value: &Value, depth: usize, budget: &mut Budget) -> mlua::Result<serde_json::Value> {
+/// [`to_json`], with `userdata` converting the userdata values it meets (`api.file`'s files).
+pub(super) fn to_json_with(value: &Value, userdata: &mut UserdataToJson<'_>) -> mlua::Result<serde_json::Value> {
+    to_json_at(value, 0, &mut Budget { values: MAX_VALUES, bytes: MAX_BYTES }, userdata)
+}
+
+/// How [`to_json_with`] converts a userdata.
+pub(super) type UserdataToJson<'a> = dyn FnMut(&mlua::AnyUserData) -> mlua::Result<serde_json::Value> + 'a;
+
+fn to_json_at(
+    value: &Value,
+    depth: usize,
+    budget: &mut Budget,
+    userdata: &mut UserdataToJson<'_>,
+) -> mlua::Result<serde_json::Value> {
     if depth > MAX_DEPTH {
         return Err(mlua::Error::runtime(format!(
             "a table nested deeper than {MAX_DEPTH} levels (or containing itself)"
@@ -300,7 +313,8 @@ fn to_json_at(value: &Value, depth: usize, budget: &mut Budget) -> mlua::Result<
             budget.spend(text.len())?;
             return Ok(serde_json::Value::String(text.to_owned()));
         }
-        Value::Table(table) => table_to_json(table, depth, budget)?,
+        Value::Table(table) => table_to_json(table, depth, budget, userdata)?,
+        Value::UserData(data) => userdata(data)?,
         other => return Err(mlua::Error::runtime(format!("a {} cannot be converted to JSON", other.type_name()))),
     })
     .and_then(|json| budget.spend(0).map(|()| json))
@@ -315,7 +329,12 @@ fn number_to_json(n: f64) -> mlua::Result<serde_json::Value> {
         .ok_or_else(|| mlua::Error::runtime(format!("{n} cannot be converted to JSON")))
 }
 
-fn table_to_json(table: &Table, depth: usize, budget: &mut Budget) -> mlua::Result<serde_json::Value> {
+fn table_to_json(
+    table: &Table,
+    depth: usize,
+    budget: &mut Budget,
+    userdata: &mut UserdataToJson<'_>,
+) -> mlua::Result<serde_json::Value> {
     let len = table.raw_len();
     let mut count = 0;
     for pair in table.pairs::<Value, Value>() {
@@ -325,7 +344,7 @@ fn table_to_json(table: &Table, depth: usize, budget: &mut Budget) -> mlua::Resu
     if len > 0 && count == len {
         let mut items = Vec::with_capacity(len.min(budget.values));
         for item in table.sequence_values::<Value>() {
-            items.push(to_json_at(&item?, depth + 1, budget)?);
+            items.push(to_json_at(&item?, depth + 1, budget, userdata)?);
         }
         return Ok(serde_json::Value::Array(items));
     }
@@ -341,7 +360,7 @@ fn table_to_json(table: &Table, depth: usize, budget: &mut Budget) -> mlua::Resu
             }
         };
         budget.spend(key.len())?;
-        object.insert(key, to_json_at(&value, depth + 1, budget)?);
+        object.insert(key, to_json_at(&value, depth + 1, budget, userdata)?);
     }
     Ok(serde_json::Value::Object(object))
 }

@@ -127,15 +127,8 @@ pub(super) async fn off_vm<T: Send + 'static>(
 impl UserData for LuaCtx {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
         fields.add_field_method_get("bot_id", |_, this| Ok(this.0.bot_id().to_string()));
-        fields.add_field_method_get("kind", |_, this| {
-            let update = this.0.update();
-            Ok(match &update.kind {
-                teloxide_core::types::UpdateKind::Message(_) => "message",
-                teloxide_core::types::UpdateKind::EditedMessage(_) => "edited_message",
-                teloxide_core::types::UpdateKind::CallbackQuery(_) => "callback_query",
-                _ => "other",
-            })
-        });
+        fields.add_field_method_get("kind", |_, this| Ok(super::update::kind_name(&this.0.update().kind)));
+        fields.add_field_function_get("update", super::update::field);
         fields.add_field_method_get("text", |_, this| Ok(this.0.text().map(str::to_owned)));
         fields.add_field_method_get("command", |_, this| {
             Ok(this.0.text().and_then(|t| parse_command(t, this.0.bot_username())).map(|(name, _)| name.to_owned()))
