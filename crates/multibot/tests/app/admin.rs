@@ -1,6 +1,6 @@
 //! The admin bot, command by command, through the emulator.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use botapi_emulator::{TestBot, TestUser, types::Message};
 use multibot::{config::BotId, fleet::BotState, plugins::PluginRegistry};
@@ -95,6 +95,7 @@ async fn status_list_health_and_unknown_ids() {
 async fn anyone_else_is_refused_once_per_command() {
     let (app, bot, _admin) = spawn(&[]).await;
     let stranger = app.emu.user(901);
+    let started = Instant::now();
     for command in [
         "/status",
         "/list",
@@ -112,14 +113,17 @@ async fn anyone_else_is_refused_once_per_command() {
         app.storage.events().list(Some("admin"), Some("access_denied"), 20).await.unwrap().len() == 5
     })
     .await;
-    // Bad input: a flood of refused commands from the same user adds no row.
+    // Bad input: a flood of refused commands from the same user adds no row within the minute. On a busy machine
+    // the flood can outlast the minute: each further minute it reaches may store five more, and no more.
     for _ in 0..1000 {
         stranger.send(&bot, "/stop_bot echo_bot").await.unwrap();
     }
     for _ in 0..1000 {
         stranger.next_message_from(&bot).await.unwrap();
     }
-    assert_eq!(app.storage.events().list(Some("admin"), Some("access_denied"), 100).await.unwrap().len(), 5);
+    let minutes = 1 + started.elapsed().as_secs() as usize / 60;
+    let rows = app.storage.events().list(Some("admin"), Some("access_denied"), 100).await.unwrap().len();
+    assert!((5..=5 * minutes).contains(&rows), "{rows} rows after a flood of {minutes} started minute(s)");
     assert_eq!(app.manager.status_of(&BotId::parse("echo_bot").unwrap()).unwrap().state, BotState::Running);
     app.stop().await;
 }
@@ -186,7 +190,7 @@ async fn an_expired_confirmation_does_nothing() {
     let question = ask_message(&admin, &bot, "/stop_bot greeter").await;
     let id = BotId::parse("greeter").unwrap();
     // Wait out the one-second timeout, measured by the clock rather than guessed.
-    let asked = std::time::Instant::now();
+    let asked = Instant::now();
     eventually(Duration::from_secs(5), "the timeout", || async { asked.elapsed() > Duration::from_millis(1100) }).await;
     admin.click(&bot, &question, &button(&question, "adm:ok:")).await.unwrap();
     eventually(Duration::from_secs(10), "the answer", || async { !bot.callback_answers().await.unwrap().is_empty() })
