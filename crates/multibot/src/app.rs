@@ -33,7 +33,7 @@ use crate::{
         script::{ScriptCatalog, ScriptError, ScriptHost, ScriptLimits, is_script_file},
     },
     runtime::{
-        Deps,
+        Deps, InboxWriter,
         webhook::{StorageSecrets, Webhooks},
     },
     storage::{Recorder, Storage},
@@ -80,6 +80,7 @@ pub struct Application {
     manager: BotManager,
     storage: Storage,
     recorder: Recorder,
+    inbox: InboxWriter,
     shutdown_timeout: Duration,
     shutdown: CancellationToken,
     config_errors: Vec<ConfigError>,
@@ -178,6 +179,7 @@ impl Application {
             .context("building the HTTP client")?;
         let storage = open_storage(&settings).await?;
         let recorder = Recorder::spawn(storage.clone(), Recorder::DEFAULT_CAPACITY);
+        let inbox = InboxWriter::spawn(storage.clone());
         let shutdown = CancellationToken::new();
         let webhooks =
             WebhookEnv { enabled: settings.webhook_enabled, base_url_set: settings.webhook_base_url.is_some() };
@@ -210,6 +212,7 @@ impl Application {
             webhooks: webhook_routes.clone(),
             storage: storage.clone(),
             recorder: recorder.clone(),
+            inbox: inbox.clone(),
             notifier: notifier.clone(),
         };
         let manager = BotManager::new(deps);
@@ -312,6 +315,7 @@ impl Application {
             manager,
             storage,
             recorder,
+            inbox,
             shutdown_timeout: settings.shutdown_timeout,
             shutdown,
             config_errors: loaded.errors,
@@ -394,6 +398,7 @@ impl Application {
         if tokio::time::timeout(HTTP_SHUTDOWN_GRACE, self.http_tasks.wait()).await.is_err() {
             warn!("HTTP servers still busy after the grace period; leaving them");
         }
+        self.inbox.close(self.shutdown_timeout).await;
         self.recorder.close(self.shutdown_timeout).await;
         self.storage.close().await;
         Ok(())

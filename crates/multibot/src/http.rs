@@ -185,6 +185,7 @@ mod tests {
             shutdown: CancellationToken::new(),
             webhooks: None,
             recorder: Recorder::spawn(storage.clone(), 16),
+            inbox: crate::runtime::InboxWriter::spawn(storage.clone()),
             storage,
             notifier: crate::plugins::Notifier::default(),
         };

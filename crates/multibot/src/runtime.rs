@@ -6,7 +6,7 @@
 //! - [`middleware`]: the update pipeline (user tracking, access control, rate limiting).
 //! - `polling`: the getUpdates source; `sequencer`: per-chat ordering and the low-water-mark offset.
 //! - `inbox`: the durable inbox: updates stored before they are confirmed (polling) or answered 200 (webhook),
-//!   marked done after.
+//!   marked done after by the process-wide [`InboxWriter`].
 //! - `degraded`: whether a polling bot can reach the Bot API ([`Degraded`]).
 //! - [`webhook`]: the webhook source: routes, inboxes, secrets.
 
@@ -27,6 +27,7 @@ use std::{
 pub use degraded::{Degraded, Trouble};
 pub use errors::StartError;
 pub use handle::{BotHealth, BotRuntime};
+pub use inbox::InboxWriter;
 use reqwest::Url;
 use teloxide_core::{payloads::DeleteWebhook, types::BotCommand};
 use tokio::task::JoinHandle;
@@ -67,6 +68,8 @@ pub struct Deps {
     pub storage: Storage,
     /// Background writes: user tracking, events, bot status.
     pub recorder: Recorder,
+    /// Marks every bot's handled updates done in the durable inbox.
+    pub inbox: InboxWriter,
     /// Messages for the admins (through the admin bot).
     pub notifier: Notifier,
 }
@@ -236,7 +239,7 @@ impl RunningBot {
         let username = me.username.unwrap_or_default();
         let instance = Instance::load(deps, config.clone(), health, username, cancel.child_token(), &tasks).await?;
         let inbox = (deps.settings.inbox == InboxMode::Database)
-            .then(|| Arc::new(inbox::Inbox::start(deps.storage.clone(), config.id.as_str(), &tasks)));
+            .then(|| Arc::new(inbox::Inbox::open(deps.storage.clone(), deps.inbox.clone(), config.id.as_str())));
         let opened = match &webhooks {
             Some(webhooks) => match webhook::open(webhooks, &instance.runtime.bot, inbox.clone()).await {
                 Ok(opened) => Some(opened),

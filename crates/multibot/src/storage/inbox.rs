@@ -1,7 +1,10 @@
 //! The `inbox` table: updates stored before Telegram is told they arrived, so none is lost in a crash.
-//! [`InboxRepository`] inserts a batch in one transaction (a redelivered update is not stored twice), lists a
-//! bot's pending updates in update order, marks handled ones done in batches and prunes old done rows.
+//! [`InboxRepository`] inserts a batch in one statement (a redelivered update is not stored twice), lists a
+//! bot's pending updates in update order, marks handled ones done in batches (many bots' in one statement) and
+//! prunes old done rows.
 //! [`InboxUpdate`] is a row to insert, [`PendingUpdate`] one read back.
+
+use std::collections::HashSet;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -50,8 +53,9 @@ pub trait InboxRepository: Send + Sync {
     async fn insert(&self, bot_id: &str, updates: &[InboxUpdate], at: DateTime<Utc>) -> Result<Vec<i64>, StorageError>;
     /// Up to `limit` pending updates of a bot, oldest `update_id` first.
     async fn pending(&self, bot_id: &str, limit: u32) -> Result<Vec<PendingUpdate>, StorageError>;
-    /// Marks updates of a bot done, in one transaction.
-    async fn mark_done(&self, bot_id: &str, update_ids: &[i64], at: DateTime<Utc>) -> Result<(), StorageError>;
+    /// Marks updates done, each given as its bot's id and its `update_id` (of one bot or many), in one
+    /// transaction.
+    async fn mark_done(&self, updates: &[(&str, i64)], at: DateTime<Utc>) -> Result<(), StorageError>;
     /// Deletes a bot's rows marked done before `before`, or whose id is below `confirmed` (Telegram was told it
     /// has them all, so it never sends them again); returns how many. (Each bot prunes its own rows, so that N
     /// bots do not each sweep the whole table.)
@@ -61,22 +65,63 @@ pub trait InboxRepository: Send + Sync {
 }
 
 /// A done row whose payload differs is another update under a reused id (Telegram picks ids at random after a
-/// week without updates; a bot id may get another token): it is stored anew.
-const INSERT: &str = "INSERT INTO inbox (bot_id, update_id, chat_key, payload, state, received_at) \
-     VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (bot_id, update_id) DO UPDATE SET \
-     chat_key = excluded.chat_key, payload = excluded.payload, state = 'pending', \
-     received_at = excluded.received_at, done_at = NULL \
-     WHERE inbox.state = 'done' AND inbox.payload <> excluded.payload";
+/// week without updates; a bot id may get another token): it is stored anew. The rows come as one JSON array
+/// (`$2`, see [`rows_json`]), so that a batch is one statement of one fixed text (prepared once, cached), whatever its
+/// size; the dialects differ only in how they read the array.
+macro_rules! insert {
+    ($rows:literal) => {
+        concat!(
+            "INSERT INTO inbox (bot_id, update_id, chat_key, payload, state, received_at) ",
+            "SELECT $1, u.update_id, u.chat_key, u.payload, 'pending', $3 FROM ",
+            $rows,
+            // `WHERE true` tells SQLite that `ON CONFLICT` below belongs to the insert, not to a join.
+            " WHERE true ON CONFLICT (bot_id, update_id) DO UPDATE SET ",
+            "chat_key = excluded.chat_key, payload = excluded.payload, state = 'pending', ",
+            "received_at = excluded.received_at, done_at = NULL ",
+            "WHERE inbox.state = 'done' AND inbox.payload <> excluded.payload RETURNING update_id"
+        )
+    };
+}
+const INSERT_POSTGRES: &str =
+    insert!("jsonb_to_recordset($2::jsonb) AS u (update_id BIGINT, chat_key BIGINT, payload TEXT)");
+const INSERT_SQLITE: &str = insert!(
+    "(SELECT json_extract(value, '$.update_id') AS update_id, json_extract(value, '$.chat_key') AS chat_key, \
+     json_extract(value, '$.payload') AS payload FROM json_each($2)) AS u"
+);
 const PENDING: &str = "SELECT update_id, chat_key, payload, received_at FROM inbox \
      WHERE bot_id = $1 AND state = 'pending' ORDER BY update_id LIMIT $2";
-const MARK_DONE: &str =
-    "UPDATE inbox SET state = 'done', done_at = $3 WHERE bot_id = $1 AND update_id = $2 AND state = 'pending'";
+/// The updates come as one JSON array of `[bot_id, update_id]` pairs (`$1`), for the same reason as the insert's
+/// rows; the join looks each up by the primary key.
+const MARK_DONE_POSTGRES: &str = "UPDATE inbox SET state = 'done', done_at = $2 FROM (SELECT e ->> 0 AS bot_id, \
+     (e ->> 1)::BIGINT AS update_id FROM jsonb_array_elements($1::jsonb) AS e) AS d \
+     WHERE inbox.bot_id = d.bot_id AND inbox.update_id = d.update_id AND inbox.state = 'pending'";
+const MARK_DONE_SQLITE: &str = "UPDATE inbox SET state = 'done', done_at = $2 FROM (SELECT json_extract(value, '$[0]') \
+     AS bot_id, json_extract(value, '$[1]') AS update_id FROM json_each($1)) AS d \
+     WHERE inbox.bot_id = d.bot_id AND inbox.update_id = d.update_id AND inbox.state = 'pending'";
 const PRUNE: &str = "DELETE FROM inbox WHERE bot_id = $1 AND state = 'done' AND (done_at < $2 OR update_id < $3)";
 const DEPTH: &str = "SELECT COUNT(*), MIN(received_at) FROM inbox WHERE bot_id = $1 AND state = 'pending'";
 
-/// Implements [`InboxRepository`] for `Sql<$db>`.
+/// The rows of an insert as the JSON array its statement reads: one object per update, the first of each id only
+/// (PostgreSQL refuses to upsert one row twice in a statement).
+fn rows_json(updates: &[InboxUpdate]) -> String {
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        update_id: i64,
+        chat_key: i64,
+        payload: &'a str,
+    }
+    let mut seen = HashSet::with_capacity(updates.len());
+    let rows: Vec<Row<'_>> = updates
+        .iter()
+        .filter(|u| seen.insert(u.update_id))
+        .map(|u| Row { update_id: u.update_id, chat_key: u.chat_key, payload: &u.payload })
+        .collect();
+    serde_json::to_string(&rows).unwrap_or_default()
+}
+
+/// Implements [`InboxRepository`] for `Sql<$db>`, with its dialect's insert and mark-done statements.
 macro_rules! inbox {
-    ($db:ty) => {
+    ($db:ty, $insert:expr, $mark_done:expr) => {
         #[async_trait]
         impl InboxRepository for Sql<$db> {
             async fn insert(
@@ -85,24 +130,15 @@ macro_rules! inbox {
                 updates: &[InboxUpdate],
                 at: DateTime<Utc>,
             ) -> Result<Vec<i64>, StorageError> {
-                let mut tx = self.0.begin().await?;
-                let mut new = Vec::new();
-                for update in updates {
-                    let stored = sqlx::query(INSERT)
-                        .bind(bot_id)
-                        .bind(update.update_id)
-                        .bind(update.chat_key)
-                        .bind(&update.payload)
-                        .bind(at)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    if stored > 0 {
-                        new.push(update.update_id);
-                    }
+                if updates.is_empty() {
+                    return Ok(Vec::new());
                 }
-                tx.commit().await?;
-                Ok(new)
+                // One statement: atomic without a transaction around it.
+                let rows =
+                    sqlx::query($insert).bind(bot_id).bind(rows_json(updates)).bind(at).fetch_all(&self.0).await?;
+                let mut stored = rows.iter().map(|row| row.try_get(0)).collect::<Result<HashSet<i64>, _>>()?;
+                // In the order given (RETURNING promises none), each once.
+                Ok(updates.iter().map(|u| u.update_id).filter(|id| stored.remove(id)).collect())
             }
 
             async fn pending(&self, bot_id: &str, limit: u32) -> Result<Vec<PendingUpdate>, StorageError> {
@@ -120,12 +156,13 @@ macro_rules! inbox {
                     .map_err(StorageError::from)
             }
 
-            async fn mark_done(&self, bot_id: &str, update_ids: &[i64], at: DateTime<Utc>) -> Result<(), StorageError> {
-                let mut tx = self.0.begin().await?;
-                for id in update_ids {
-                    sqlx::query(MARK_DONE).bind(bot_id).bind(id).bind(at).execute(&mut *tx).await?;
+            async fn mark_done(&self, updates: &[(&str, i64)], at: DateTime<Utc>) -> Result<(), StorageError> {
+                if updates.is_empty() {
+                    return Ok(());
                 }
-                tx.commit().await?;
+                let pairs = serde_json::to_string(updates).unwrap_or_default();
+                // One statement: atomic without a transaction around it.
+                sqlx::query($mark_done).bind(pairs).bind(at).execute(&self.0).await?;
                 Ok(())
             }
 
@@ -147,5 +184,5 @@ macro_rules! inbox {
     };
 }
 
-inbox!(Postgres);
-inbox!(Sqlite);
+inbox!(Postgres, INSERT_POSTGRES, MARK_DONE_POSTGRES);
+inbox!(Sqlite, INSERT_SQLITE, MARK_DONE_SQLITE);

@@ -71,7 +71,9 @@ pub(super) async fn sqlite(options: SqliteConnectOptions, in_memory: bool) -> Re
     }
     let options = options
         .create_if_missing(true)
-        // WAL lets readers run beside the one writer; NORMAL is durable with WAL except on power loss.
+        // WAL lets readers run beside the one writer. NORMAL syncs the WAL at checkpoints, not at each commit: a
+        // commit survives a crash of the process (the durable inbox's promise), only a power loss may undo the
+        // last ones; FULL would add an fsync per commit, the inbox's insert and done marks included.
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(ACQUIRE_TIMEOUT);
@@ -83,7 +85,9 @@ pub(super) async fn sqlite(options: SqliteConnectOptions, in_memory: bool) -> Re
         // handler; one connection queues them in the pool instead (docs/BENCHMARKS.md, durable inbox).
         SqlitePoolOptions::new().max_connections(1)
     };
-    let pool = pool.acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options).await?;
+    // A file on this machine does not drop a connection: no `SELECT 1` (a trip to the connection's thread)
+    // before every query.
+    let pool = pool.acquire_timeout(ACQUIRE_TIMEOUT).test_before_acquire(false).connect_with(options).await?;
     Ok(storage(Backend::Sqlite, Sql(pool)))
 }
 

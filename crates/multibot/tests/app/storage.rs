@@ -14,6 +14,7 @@ both_backends!(
     plugin_state_is_typed_and_scoped_to_bot_and_plugin,
     migrations_apply_once_and_a_newer_schema_is_refused,
     inbox_stores_a_redelivery_once_and_lists_pending_in_update_order,
+    inbox_marks_many_bots_done_at_once_and_stores_a_repeated_id_once,
 );
 
 fn bot(id: &str, status: &str) -> BotRecord {
@@ -211,7 +212,7 @@ async fn inbox_stores_a_redelivery_once_and_lists_pending_in_update_order(db: &T
     let depth = inbox.depth("shop").await.unwrap();
     assert_eq!((depth.pending, depth.oldest), (4, Some(at)));
 
-    inbox.mark_done("shop", &[10, 12], later).await.unwrap();
+    inbox.mark_done(&[("shop", 10), ("shop", 12)], later).await.unwrap();
     let ids: Vec<i64> = inbox.pending("shop", 10).await.unwrap().iter().map(|p| p.update_id).collect();
     assert_eq!(ids, [11, 13]);
     // A done update delivered again stays done: it is never handled twice.
@@ -221,17 +222,43 @@ async fn inbox_stores_a_redelivery_once_and_lists_pending_in_update_order(db: &T
     // Bad input: id 12 reused for another update (ids restart after a week's silence): stored anew.
     let reused = InboxUpdate { payload: r#"{"update_id":12,"other":1}"#.into(), ..update(12, 9) };
     assert_eq!(inbox.insert("shop", &[reused], later).await.unwrap(), [12]);
-    inbox.mark_done("shop", &[12], later).await.unwrap();
+    inbox.mark_done(&[("shop", 12)], later).await.unwrap();
 
     assert_eq!(inbox.prune("shop", later, None).await.unwrap(), 0, "only rows done before the limit go");
     // A poll confirmed everything below 11: done row 10 goes; done row 12 and pending 11 stay.
     assert_eq!(inbox.prune("shop", later, Some(11)).await.unwrap(), 1);
     assert_eq!(inbox.pending("shop", 10).await.unwrap().len(), 2, "pending rows below the offset stay");
-    inbox.mark_done("cafe", &[10], at).await.unwrap();
+    inbox.mark_done(&[("cafe", 10)], at).await.unwrap();
     assert_eq!(inbox.prune("shop", later + Span::seconds(1), None).await.unwrap(), 1);
     assert_eq!(inbox.prune("shop", later + Span::seconds(1), None).await.unwrap(), 0, "another bot's rows stay");
     assert_eq!(inbox.prune("cafe", later + Span::seconds(1), None).await.unwrap(), 1);
     assert_eq!(inbox.depth("shop").await.unwrap().pending, 2, "pending rows are never pruned");
+}
+
+async fn inbox_marks_many_bots_done_at_once_and_stores_a_repeated_id_once(db: &TestDb) {
+    let storage = db.storage().await;
+    let inbox = storage.inbox();
+    let at = now();
+    // Bad input: one batch names update 5 twice; it is stored once, the first payload kept.
+    let twice = InboxUpdate { payload: r#"{"update_id":5,"again":1}"#.into(), ..update(5, 1) };
+    assert_eq!(inbox.insert("shop", &[update(5, 1), update(6, 2), twice], at).await.unwrap(), [5, 6]);
+    let shop = inbox.pending("shop", 10).await.unwrap();
+    assert_eq!(
+        shop.iter().map(|p| p.payload.as_str()).collect::<Vec<_>>(),
+        [r#"{"update_id":5}"#, r#"{"update_id":6}"#]
+    );
+    // A payload with quotes, backslashes and non-ASCII text comes back byte for byte.
+    let text = InboxUpdate { payload: r#"{"update_id":7,"text":"a \"b\" \\ é 🙂"}"#.into(), ..update(7, 1) };
+    inbox.insert("cafe", &[update(6, 1), text.clone()], at).await.unwrap();
+    assert_eq!(inbox.pending("cafe", 10).await.unwrap()[1].payload, text.payload);
+
+    // One write for two bots, an unknown id and a repeated one among them.
+    inbox.mark_done(&[("shop", 6), ("cafe", 6), ("cafe", 6), ("shop", 99)], at).await.unwrap();
+    let ids = |rows: Vec<multibot::storage::PendingUpdate>| rows.iter().map(|p| p.update_id).collect::<Vec<_>>();
+    assert_eq!(ids(inbox.pending("shop", 10).await.unwrap()), [5]);
+    assert_eq!(ids(inbox.pending("cafe", 10).await.unwrap()), [7]);
+    inbox.mark_done(&[], at).await.unwrap();
+    assert_eq!(inbox.depth("shop").await.unwrap().pending, 1, "nothing to mark changes nothing");
 }
 
 /// Marks version 99 applied, as a newer Multibot would.
