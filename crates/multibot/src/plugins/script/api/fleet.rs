@@ -136,6 +136,7 @@ pub(super) fn install(lua: &Lua, bot_id: &str, plugin: &str, fleet: Option<Fleet
             Ok(if key == "username" { username } else { None })
         })?,
     )?;
+    meta.set_readonly(true);
     bot.set_metatable(Some(meta))?;
     bot.set_readonly(true);
     globals.raw_set("bot", bot)?;
