@@ -43,7 +43,9 @@ impl Inbox {
 
     /// A poll with `offset` succeeded: Telegram forgets every update below it, so their done rows can go.
     pub(crate) fn confirmed(&self, offset: i64) {
-        self.bot.confirmed.fetch_max(offset, Ordering::Relaxed);
+        if self.bot.confirmed.fetch_max(offset, Ordering::Relaxed) < offset {
+            self.writer.confirmed(&self.bot);
+        }
     }
 
     /// The updates the last run left pending, in update order.

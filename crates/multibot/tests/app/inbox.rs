@@ -2,7 +2,7 @@
 //! re-delivery is handled once; with the database away a delivery gets 503 with `Retry-After` and the emulator's
 //! retry lands after; what a webhook bot left pending is handled at the next start, before new updates; a chat
 //! past `CHAT_BACKLOG` drops its oldest (counted, one event) without holding up another chat; a polling bot at
-//! `MAX_PENDING_UPDATES` does not poll until some finish.
+//! `MAX_PENDING_UPDATES` does not poll until some finish; a burst's done rows are pruned while the bot is idle.
 
 use std::time::Duration;
 
@@ -262,5 +262,30 @@ async fn a_polling_bot_at_its_bound_does_not_poll_until_an_update_finishes() {
     for poll in polls.iter().filter(|c| c.at_ms > at_bound) {
         assert!(poll.at_ms + 50 >= first_done, "polled {} ms before any update finished", first_done - poll.at_ms);
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bursts_done_rows_are_pruned_while_the_bot_stays_idle() {
+    let dir = TempDir::new();
+    let url = format!("sqlite://{}", dir.path().join("idle.db").display());
+    let extra = [("DATABASE_URL", url.clone())];
+    let app = spawn_app_with(&[("idle.yaml", &polling_echo("idle"))], 1, PluginRegistry::builtin(), &extra).await;
+    let bot = app.bot(1).await;
+    let user = app.emu.user(6201);
+    for n in 0..5 {
+        user.send(&bot, &format!("m{n}")).await.unwrap();
+    }
+    for _ in 0..5 {
+        user.next_message_from(&bot).await.unwrap();
+    }
+    // Then nothing more arrives. Bad input would be the burst's done rows kept until the bot's next update: the
+    // writer prunes them on its own, within its period of 5 s once the polls confirmed them.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM inbox WHERE bot_id = 'idle'").fetch_one(&pool).await.unwrap()
+    };
+    eventually(Duration::from_secs(20), "the idle bot's inbox emptied", || async { rows().await == 0 }).await;
+    pool.close().await;
     app.stop().await;
 }

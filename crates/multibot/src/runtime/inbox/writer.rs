@@ -39,6 +39,8 @@ enum Message {
     Done(Arc<BotMarks>, i64, oneshot::Sender<()>),
     /// Answered once what came before was written (or tried once, with the database down).
     Flush(oneshot::Sender<()>),
+    /// A bot's poll confirmed more updates: its done rows below the offset can go at the next prune.
+    Confirmed(Arc<BotMarks>),
 }
 
 /// The handle to the process-wide writer of `done` marks. Cheap to clone.
@@ -69,6 +71,11 @@ impl InboxWriter {
         receiver
     }
 
+    /// Has `bot`'s done rows pruned at the next prune, even if it marks nothing more (an idle bot's last burst).
+    pub(super) fn confirmed(&self, bot: &Arc<BotMarks>) {
+        let _ = self.tx.send(Message::Confirmed(bot.clone()));
+    }
+
     /// Waits until the updates reported so far are written (one try if the database is down).
     pub(super) async fn flush(&self) {
         let (answer, flushed) = oneshot::channel();
@@ -94,11 +101,15 @@ async fn run(storage: Storage, mut rx: mpsc::UnboundedReceiver<Message>, stop: C
     let mut pruned = tokio::time::Instant::now();
     loop {
         if pending.marks.is_empty() {
+            // Idle, yet the bots marked for or confirmed since the last prune still get theirs: the rows of a
+            // burst do not wait for the bot's next update.
+            let prune_due = pruned + PRUNE_EVERY;
             tokio::select! {
                 message = rx.recv() => match message {
                     Some(message) => pending.take(message),
                     None => return,
                 },
+                () = tokio::time::sleep_until(prune_due), if !pending.to_prune.is_empty() => {}
                 () = stop.cancelled() => return,
             }
         }
@@ -158,15 +169,20 @@ impl Pending {
         match message {
             Message::Done(bot, id, written) => self.marks.push((bot, id, written)),
             Message::Flush(answer) => self.flushes.push(answer),
+            Message::Confirmed(bot) => self.prune_later(bot),
         }
     }
 
     fn written(&mut self) {
-        for (bot, _, written) in self.marks.drain(..) {
+        for (bot, _, written) in std::mem::take(&mut self.marks) {
             let _ = written.send(());
-            if !self.to_prune.contains_key(&bot.id) {
-                self.to_prune.insert(bot.id.clone(), bot);
-            }
+            self.prune_later(bot);
+        }
+    }
+
+    fn prune_later(&mut self, bot: Arc<BotMarks>) {
+        if !self.to_prune.contains_key(&bot.id) {
+            self.to_prune.insert(bot.id.clone(), bot);
         }
     }
 }
