@@ -3,10 +3,12 @@
 //! between Lua values and JSON.
 //!
 //! The budget is CPU time spent running the script, not time waiting on host calls: a handler that waits two
-//! seconds for Telegram has used almost none of it. Luau calls the interrupt at every function call and loop
-//! back-edge; the interrupt compares the clock with the deadline of the call being polled on this OS thread
-//! (a thread-local set around each poll), so calls of one VM interleaving at their host calls each keep their
-//! own budget. A call that computes for longer than a [`SLICE`] yields to the runtime and goes on at its next
+//! seconds for Telegram has used almost none of it, and neither does the time its thread waits for a core on a
+//! busy machine. Luau calls the interrupt at every function call and loop back-edge; the interrupt compares the
+//! (cheap) clock with the deadline of the call being polled on this OS thread (a thread-local set around each
+//! poll), so calls of one VM interleaving at their host calls each keep their own budget. Only when that
+//! deadline passes does it read the thread's CPU clock (a system call): if the thread was waiting for a core
+//! meanwhile, the deadline moves by what is left of the budget. A call that computes for longer than a [`SLICE`] yields to the runtime and goes on at its next
 //! poll, so a busy script delays the other bots on its worker thread by a slice at a time, not by its budget.
 
 use std::{
@@ -30,8 +32,11 @@ const SLICE: Duration = Duration::from_millis(5);
 /// The call being polled on this OS thread.
 #[derive(Clone, Copy)]
 struct Running {
-    /// When its budget runs out.
+    /// When its budget runs out if the thread keeps its core.
     deadline: Instant,
+    /// The thread's CPU time when the poll began, and the budget left then.
+    cpu_start: Duration,
+    remaining: Duration,
     /// When it should yield.
     slice_end: Instant,
     /// Its coroutine (as a pointer), which may yield; 0 when it cannot (the top level).
@@ -78,6 +83,12 @@ pub(super) fn new_vm(limits: &ScriptLimits, chunk: &str) -> mlua::Result<Lua> {
         let Some(running) = RUNNING.with(Cell::get) else { return Ok(VmState::Continue) };
         let now = Instant::now();
         if now >= running.deadline {
+            let spent = thread_cpu().saturating_sub(running.cpu_start);
+            if spent < running.remaining {
+                // The thread waited for a core: what it has not run is still the call's.
+                RUNNING.with(|r| r.set(Some(Running { deadline: now + (running.remaining - spent), ..running })));
+                return Ok(VmState::Continue);
+            }
             let place = lua
                 .inspect_stack(0, |d| {
                     let line = d.current_line()?;
@@ -114,7 +125,8 @@ pub(super) fn seal(lua: &Lua, limits: &ScriptLimits) -> mlua::Result<()> {
 /// Runs synchronous script code (the top level of a script) under a CPU budget.
 pub(super) fn with_budget<R>(budget: Duration, run: impl FnOnce() -> R) -> R {
     let now = Instant::now();
-    let running = Running { deadline: now + budget, slice_end: now + budget, thread: 0 };
+    let (cpu_start, remaining) = (thread_cpu(), budget);
+    let running = Running { deadline: now + budget, cpu_start, remaining, slice_end: now + budget, thread: 0 };
     let previous = RUNNING.with(|r| r.replace(Some(running)));
     let result = run();
     RUNNING.with(|r| r.set(previous));
@@ -178,17 +190,23 @@ impl<F: Future> Future for Budgeted<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let started = Instant::now();
-        let remaining = self.remaining;
-        let running = Running { deadline: started + remaining, slice_end: started + SLICE, thread: self.thread };
+        let (started, cpu_start, remaining) = (Instant::now(), thread_cpu(), self.remaining);
+        let deadline = started + remaining;
+        let running = Running { deadline, cpu_start, remaining, slice_end: started + SLICE, thread: self.thread };
         let previous = RUNNING.with(|r| r.replace(Some(running)));
         let entered = self.scope.enter();
         let result = self.inner.as_mut().poll(cx);
         drop(entered);
         RUNNING.with(|r| r.set(previous));
-        self.remaining = remaining.saturating_sub(started.elapsed());
+        self.remaining = remaining.saturating_sub(thread_cpu().saturating_sub(cpu_start));
         result
     }
+}
+
+/// The CPU time the calling thread has used.
+fn thread_cpu() -> Duration {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
 }
 
 /// A script error in one line for logs and users: `file:line: message`, without Lua's stack traceback. `chunk` is
@@ -460,6 +478,23 @@ mod tests {
         assert_eq!(error, "stopped: the script used more than its memory limit of 4 MiB");
         // The VM goes on.
         run(&lua, "local t = {} for i = 1, 1000 do t[i] = i end").unwrap();
+    }
+
+    #[test]
+    fn time_the_thread_does_not_run_is_not_spent() {
+        let lua = vm();
+        // Stands in for a busy machine: for 300 ms, three budgets, the thread runs nothing.
+        let off_core = lua
+            .create_function(|_, ()| {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(())
+            })
+            .unwrap();
+        lua.globals().set("off_core", off_core).unwrap();
+        run(&lua, "off_core() local n = 0 for i = 1, 1000 do n += i end").unwrap();
+        // The CPU the script does use is still counted.
+        let error = run(&lua, "off_core() while true do end").unwrap_err();
+        assert!(error.starts_with("stopped: the script ran longer than its time budget of 100 ms"), "{error}");
     }
 
     fn call(
