@@ -27,10 +27,12 @@ pub(super) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
         Backend::Postgres => &[
             (1, "initial", include_str!("../../../../migrations/postgres/0001_initial.sql")),
             (2, "inbox", include_str!("../../../../migrations/postgres/0002_inbox.sql")),
+            (3, "inbox_lean", include_str!("../../../../migrations/postgres/0003_inbox_lean.sql")),
         ],
         Backend::Sqlite => &[
             (1, "initial", include_str!("../../../../migrations/sqlite/0001_initial.sql")),
             (2, "inbox", include_str!("../../../../migrations/sqlite/0002_inbox.sql")),
+            (3, "inbox_lean", include_str!("../../../../migrations/sqlite/0003_inbox_lean.sql")),
         ],
     }
 }
@@ -386,5 +388,37 @@ mod tests {
             let embedded: Vec<String> = migrations(backend).iter().map(|(v, d, _)| format!("{v:04}_{d}.sql")).collect();
             assert_eq!(files, embedded, "{dir}: add the new file to `migrations()`");
         }
+    }
+
+    #[tokio::test]
+    async fn the_lean_inbox_keeps_the_updates_a_version_2_database_left_pending() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let version_2 = Migrator::with_migrations(migrator(Backend::Sqlite).migrations[..2].to_vec());
+        version_2.run(&pool).await.unwrap();
+        let insert = "INSERT INTO inbox (bot_id, update_id, chat_key, payload, state, received_at, done_at) VALUES \
+             ('shop', 7, 1, '{\"update_id\":7}', 'pending', '2026-11-30T00:00:00Z', NULL), \
+             ('shop', 6, 1, '{\"update_id\":6}', 'done', '2026-11-30T00:00:00Z', '2026-11-30T00:00:01Z')";
+        sqlx::query(insert).execute(&pool).await.unwrap();
+        migrator(Backend::Sqlite).run(&pool).await.unwrap();
+        let rows: Vec<(i64, String, String)> =
+            sqlx::query_as("SELECT update_id, state, payload FROM inbox ORDER BY update_id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            rows,
+            [(6, "done".into(), r#"{"update_id":6}"#.into()), (7, "pending".into(), r#"{"update_id":7}"#.into())]
+        );
+        // The rows live in the primary key's b-tree, and `state` has no index to keep up.
+        let sql: String =
+            sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE name = 'inbox'").fetch_one(&pool).await.unwrap();
+        assert!(sql.ends_with("WITHOUT ROWID"), "{sql}");
+        let indexes: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'inbox' AND sql IS NOT NULL",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(indexes, 0);
     }
 }
