@@ -218,10 +218,18 @@ async fn send_all(
     Ok(sent)
 }
 
-/// The burst: each of `bots` gets [`BURST_USERS`] users writing [`BURST_PER_CHAT`] messages each, all injected
-/// as fast as the emulator takes them; a message's time is when its request is written.
-pub(crate) async fn burst(addr: SocketAddr, observer: &mut Observer, bots: &[usize]) -> anyhow::Result<PhaseStats> {
-    const PHASE: char = 'b';
+/// The letters of the bursts' messages, one per burst (the steady load's is `s`).
+pub(crate) const BURST_PHASES: [char; 5] = ['a', 'b', 'c', 'd', 'e'];
+
+/// A burst: each of `bots` gets [`BURST_USERS`] users writing [`BURST_PER_CHAT`] messages each, all injected
+/// as fast as the emulator takes them; a message's time is when its request is written. `phase` is the letter of
+/// its messages, one of [`BURST_PHASES`].
+pub(crate) async fn burst(
+    addr: SocketAddr,
+    observer: &mut Observer,
+    bots: &[usize],
+    phase: char,
+) -> anyhow::Result<PhaseStats> {
     let baseline = observer.counters(bots).await?;
     let chats: Vec<(usize, i64)> =
         bots.iter().flat_map(|&bot| (1..=BURST_USERS).map(move |user| (bot, user))).collect();
@@ -240,7 +248,7 @@ pub(crate) async fn burst(addr: SocketAddr, observer: &mut Observer, bots: &[usi
     for number in 0..BURST_PER_CHAT {
         for (index, &(bot, user)) in chats.iter().enumerate() {
             let message = Sent { bot, user, number, at_us: 0 };
-            senders[index % connections].send((message, PHASE))?;
+            senders[index % connections].send((message, phase))?;
         }
     }
     drop(senders);
@@ -253,7 +261,7 @@ pub(crate) async fn burst(addr: SocketAddr, observer: &mut Observer, bots: &[usi
     }
     let deadline = tokio::time::Instant::now() + REPLY_DEADLINE;
     observer.wait_for(bots, baseline.messages_sent, sent.len() as u64, deadline).await?;
-    let replies = observer.replies(bots, PHASE).await?;
+    let replies = observer.replies(bots, phase).await?;
     let counters = observer.counters(bots).await?.since(baseline);
     Ok(PhaseStats { counters, ..analyze(&sent, &replies) })
 }
