@@ -36,7 +36,7 @@ use crate::{
         Deps, InboxWriter,
         webhook::{StorageSecrets, Webhooks},
     },
-    storage::{Recorder, Storage},
+    storage::{ProcessLock, Recorder, Storage},
     telemetry,
 };
 
@@ -97,6 +97,8 @@ pub struct Application {
     http_tasks: TaskTracker,
     /// The application's own tasks (the reloader); the shutdown waits for them before it stops the bots.
     tasks: TaskTracker,
+    /// No other process runs a fleet on this SQLite file while this one lives.
+    _process_lock: Option<ProcessLock>,
 }
 
 impl Application {
@@ -177,6 +179,7 @@ impl Application {
             .tcp_nodelay(true)
             .build()
             .context("building the HTTP client")?;
+        let process_lock = ProcessLock::acquire(&settings.database_url)?;
         let storage = open_storage(&settings).await?;
         let recorder = Recorder::spawn(storage.clone(), Recorder::DEFAULT_CAPACITY);
         let inbox = InboxWriter::spawn(storage.clone());
@@ -330,6 +333,7 @@ impl Application {
             http_stop,
             http_tasks,
             tasks,
+            _process_lock: process_lock,
         })
     }
 

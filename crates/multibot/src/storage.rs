@@ -14,6 +14,7 @@
 
 pub mod events;
 mod inbox;
+mod lock;
 mod recorder;
 pub mod retention;
 mod sql;
@@ -23,6 +24,7 @@ use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 pub use inbox::{InboxDepth, InboxRepository, InboxUpdate, PendingUpdate};
+pub use lock::ProcessLock;
 pub use recorder::Recorder;
 use secrecy::ExposeSecret;
 use serde::{Serialize, de::DeserializeOwned};
@@ -59,6 +61,27 @@ pub enum StorageError {
     /// A stored JSON value does not have the requested type, or a value does not serialize.
     #[error("plugin state value: {0}")]
     Json(#[from] serde_json::Error),
+    /// Another process runs a fleet on this SQLite file ([`ProcessLock`]).
+    #[error(
+        "the SQLite database {} is in use by another Multibot process{}: one SQLite file serves one process; stop \
+         that one first, or give this one another DATABASE_URL or DATA_DIR",
+        database.display(),
+        pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    InUse {
+        /// The database file.
+        database: PathBuf,
+        /// The other process, as its lock file says.
+        pid: Option<u32>,
+    },
+    /// The lock file beside an SQLite database could not be opened or written.
+    #[error("cannot lock the database with {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The SQLite file's directory could not be created.
     #[error("cannot create the database directory {path}: {source}")]
     Directory {

@@ -1,5 +1,6 @@
 //! The real binary: SIGTERM mid-stream loses nothing and answers nothing twice (on SQLite and PostgreSQL, through
-//! the default durable inbox), and no token reaches the logs. [`Process`] runs `multibot run`.
+//! the default durable inbox), and no token reaches the logs; a second process on one SQLite file is refused.
+//! [`Process`] runs `multibot run`.
 
 use std::{
     io::{BufRead, BufReader},
@@ -73,6 +74,11 @@ impl Process {
             });
         }
         Process { child, output }
+    }
+
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The output lines so far.
@@ -200,6 +206,41 @@ async fn sigterm_mid_stream_loses_nothing_and_answers_nothing_twice(db: &TestDb)
     let started = first_run.iter().find(|l| l.contains("bot started")).expect("a start line");
     let json: serde_json::Value = serde_json::from_str(started).expect("JSON log lines");
     assert_eq!(json["fields"]["bot_id"], "stream_bot");
+}
+
+#[tokio::test]
+async fn a_second_process_on_one_sqlite_file_is_refused_and_the_first_keeps_its_bots() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let bot = emu.control().bot_named(&token(50), "Stream Bot", "stream_bot").await.unwrap();
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.path().join("bots")).unwrap();
+    dir.write("bots/stream.yaml", ECHO);
+    let first = Process::start(&emu, &dir);
+    wait_polling(&emu, &bot).await;
+    // Bad input: a second `multibot run` with the same data directory, so the same SQLite file.
+    let (status, output) = Process::start(&emu, &dir).wait(Duration::from_secs(30)).await;
+    assert!(!status.success(), "{output:?}");
+    let expected = format!("is in use by another Multibot process (pid {})", first.pid());
+    assert!(output.iter().any(|l| l.contains(&expected)), "{output:?}");
+    // The first one kept its bot: it answers, and no poll of it was cut short by another (409).
+    let user = emu.user(8200);
+    user.send(&bot, "still here").await.unwrap();
+    assert_eq!(user.next_message_from(&bot).await.unwrap().text.as_deref(), Some("You said: still here"));
+    let polls = emu.control().calls(Some(&bot), Some("getUpdates")).await.unwrap();
+    assert!(polls.iter().all(|c| c.status == 200), "{:?}", polls.iter().map(|c| c.status).collect::<Vec<_>>());
+    // A crash leaves nothing locked: the next process takes over at once.
+    first.kill9();
+    let next = Process::start(&emu, &dir);
+    user.send(&bot, "after the crash").await.unwrap();
+    let mut reply = user.next_message_from(&bot).await.unwrap().text;
+    // The kill may come between the answer and its done mark: that one update may run again, once.
+    if reply.as_deref() == Some("You said: still here") {
+        reply = user.next_message_from(&bot).await.unwrap().text;
+    }
+    assert_eq!(reply.as_deref(), Some("You said: after the crash"));
+    next.terminate();
+    let (status, output) = next.wait(Duration::from_secs(30)).await;
+    assert!(status.success(), "{output:?}");
 }
 
 #[tokio::test]
