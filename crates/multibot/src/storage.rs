@@ -14,6 +14,7 @@
 
 pub mod events;
 mod inbox;
+mod leases;
 mod lock;
 mod recorder;
 pub mod retention;
@@ -24,6 +25,7 @@ use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 pub use inbox::{InboxDepth, InboxRepository, InboxUpdate, PendingUpdate};
+pub use leases::{Lease, LeaseRepository, Owner};
 pub use lock::ProcessLock;
 pub use recorder::Recorder;
 use secrecy::ExposeSecret;
@@ -382,6 +384,8 @@ pub struct Storage {
     events: Arc<dyn EventRepository>,
     plugin_state: Arc<dyn PluginStateRepository>,
     inbox: Arc<dyn InboxRepository>,
+    /// PostgreSQL's only: SQLite runs one process.
+    leases: Option<Arc<dyn LeaseRepository>>,
 }
 
 impl fmt::Debug for Storage {
@@ -493,6 +497,11 @@ impl Storage {
     /// The `inbox` table.
     pub fn inbox(&self) -> &dyn InboxRepository {
         &*self.inbox
+    }
+
+    /// The `replicas` and `bot_leases` tables, on PostgreSQL (`None` on SQLite, where one process runs the fleet).
+    pub fn leases(&self) -> Option<&dyn LeaseRepository> {
+        self.leases.as_deref()
     }
 
     /// The persistent store of one plugin in one bot.

@@ -16,7 +16,7 @@ use sqlx::{
 };
 
 use super::{
-    BotEvent, BotRecord, BotRepository, BotUser, Database, EventRepository, InboxRepository, NewEvent,
+    BotEvent, BotRecord, BotRepository, BotUser, Database, EventRepository, InboxRepository, LeaseRepository, NewEvent,
     PluginStateRepository, Storage, StorageError, UserProfile, UserRepository, UserSeen,
 };
 use crate::config::Backend;
@@ -28,11 +28,13 @@ pub(super) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (1, "initial", include_str!("../../../../migrations/postgres/0001_initial.sql")),
             (2, "inbox", include_str!("../../../../migrations/postgres/0002_inbox.sql")),
             (3, "inbox_lean", include_str!("../../../../migrations/postgres/0003_inbox_lean.sql")),
+            (4, "leases", include_str!("../../../../migrations/postgres/0004_leases.sql")),
         ],
         Backend::Sqlite => &[
             (1, "initial", include_str!("../../../../migrations/sqlite/0001_initial.sql")),
             (2, "inbox", include_str!("../../../../migrations/sqlite/0002_inbox.sql")),
             (3, "inbox_lean", include_str!("../../../../migrations/sqlite/0003_inbox_lean.sql")),
+            (4, "leases", include_str!("../../../../migrations/sqlite/0004_leases.sql")),
         ],
     }
 }
@@ -63,7 +65,8 @@ pub(super) async fn postgres(options: PgConnectOptions) -> Result<Storage, Stora
         .connect_with(options)
         .await
         .map_err(|e| StorageError::Connect(crate::tls::describe(&e)))?;
-    Ok(storage(Backend::Postgres, Sql(pool)))
+    let sql = std::sync::Arc::new(Sql(pool));
+    Ok(storage(Backend::Postgres, sql.clone(), Some(sql)))
 }
 
 /// Opens an SQLite pool, creating the file and its directory unless the database is `in_memory`.
@@ -90,15 +93,19 @@ pub(super) async fn sqlite(options: SqliteConnectOptions, in_memory: bool) -> Re
     // A file on this machine does not drop a connection: no `SELECT 1` (a trip to the connection's thread)
     // before every query.
     let pool = pool.acquire_timeout(ACQUIRE_TIMEOUT).test_before_acquire(false).connect_with(options).await?;
-    Ok(storage(Backend::Sqlite, Sql(pool)))
+    Ok(storage(Backend::Sqlite, std::sync::Arc::new(Sql(pool)), None))
 }
 
-fn storage<DB: sqlx::Database>(backend: Backend, sql: Sql<DB>) -> Storage
+fn storage<DB: sqlx::Database>(
+    backend: Backend,
+    sql: std::sync::Arc<Sql<DB>>,
+    leases: Option<std::sync::Arc<dyn LeaseRepository>>,
+) -> Storage
 where
     Sql<DB>: Database + BotRepository + UserRepository + EventRepository + PluginStateRepository + InboxRepository,
 {
-    let sql = std::sync::Arc::new(sql);
     Storage {
+        leases,
         backend,
         database: sql.clone(),
         bots: sql.clone(),

@@ -18,6 +18,7 @@ mod helpers;
 mod http;
 mod inbox;
 mod layers;
+mod leases;
 mod limits;
 mod persistence;
 mod process;
