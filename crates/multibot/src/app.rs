@@ -24,6 +24,7 @@ use crate::{
     fleet::{
         BotManager, ReloadHandle, ReloadSetup,
         admin::{AdminFactory, Fleet, admin_bot_config},
+        leases::Replication,
         reload::{config_invalid, scan_scripts},
     },
     fsm::{DatabaseFsm, FsmStorage, MemoryFsm, RedisFsm},
@@ -99,6 +100,8 @@ pub struct Application {
     tasks: TaskTracker,
     /// No other process runs a fleet on this SQLite file while this one lives.
     _process_lock: Option<ProcessLock>,
+    /// With `REPLICA_ID`: the leases of the bots this replica runs, released once they are stopped.
+    replication: Option<Arc<Replication>>,
 }
 
 impl Application {
@@ -218,7 +221,11 @@ impl Application {
             inbox: inbox.clone(),
             notifier: notifier.clone(),
         };
-        let manager = BotManager::new(deps);
+        let replication = settings.replica_id.clone().map(|id| Replication::new(id, settings.lease_ttl));
+        let manager = match &replication {
+            Some(replication) => BotManager::replicated(deps, replication.clone()),
+            None => BotManager::new(deps),
+        };
         let readiness = Arc::new(Readiness::default());
         let state = HttpState {
             manager: manager.clone(),
@@ -311,6 +318,10 @@ impl Application {
             None
         };
         tasks.spawn(reload_handle.clone().run(signals, shutdown.clone()));
+        if let Some(replication) = &replication {
+            info!(replica = replication.replica(), "running the bots whose leases this replica takes");
+            tasks.spawn(replication.clone().keep(manager.clone(), storage.clone(), shutdown.clone(), tasks.clone()));
+        }
         if let Some(retention) = settings.events_retention {
             tasks.spawn(crate::storage::retention::run(storage.clone(), retention, shutdown.clone()));
         }
@@ -334,6 +345,7 @@ impl Application {
             http_tasks,
             tasks,
             _process_lock: process_lock,
+            replication,
         })
     }
 
@@ -397,6 +409,9 @@ impl Application {
             warn!("a reload still runs after the grace period; stopping the bots anyway");
         }
         self.manager.stop_all().await;
+        if let Some(replication) = &self.replication {
+            replication.leave(&self.storage).await;
+        }
         self.http_stop.cancel();
         self.http_tasks.close();
         if tokio::time::timeout(HTTP_SHUTDOWN_GRACE, self.http_tasks.wait()).await.is_err() {

@@ -4,6 +4,7 @@
 //! - [`admin`]: the admin bot's plugin: the fleet controlled from Telegram.
 
 pub mod admin;
+pub mod leases;
 pub mod reload;
 mod status;
 
@@ -90,12 +91,26 @@ pub struct BotManager {
     statuses: Arc<Mutex<BTreeMap<BotId, StatusEntry>>>,
     /// The manager's own tasks (stopping a bot started twice); [`BotManager::stop_all`] waits for them.
     tasks: TaskTracker,
+    /// With `REPLICA_ID`: only the bots whose leases this replica holds run here.
+    replication: Option<Arc<leases::Replication>>,
 }
 
 impl BotManager {
     /// A manager with no bots yet.
     pub fn new(deps: Deps) -> BotManager {
-        BotManager { deps, slots: Arc::default(), statuses: Arc::default(), tasks: TaskTracker::new() }
+        BotManager {
+            deps,
+            slots: Arc::default(),
+            statuses: Arc::default(),
+            tasks: TaskTracker::new(),
+            replication: None,
+        }
+    }
+
+    /// A manager that runs only the bots whose leases `replication` holds; its keeper starts them as it takes
+    /// them.
+    pub fn replicated(deps: Deps, replication: Arc<leases::Replication>) -> BotManager {
+        BotManager { replication: Some(replication), ..BotManager::new(deps) }
     }
 
     /// Adds these bots and starts the enabled ones, all at once; returns how many run.
@@ -117,8 +132,12 @@ impl BotManager {
         futures_util::future::join_all(starts).await.iter().filter(|r| r.is_ok()).count()
     }
 
-    /// Starts a configured bot (a running one is left alone).
+    /// Starts a configured bot (a running one is left alone). With replicas, a bot whose lease another replica
+    /// holds is left to it.
     pub async fn start(&self, id: &BotId) -> Result<(), ManagerError> {
+        if self.replication.as_ref().is_some_and(|r| !r.holds(id)) {
+            return Ok(());
+        }
         let (config, health) = {
             let slots = self.slots.lock().await;
             let slot = slots.get(id).ok_or_else(|| ManagerError::Unknown(id.clone()))?;
@@ -352,6 +371,11 @@ impl BotManager {
             .values()
             .map(|e| Current { id: e.config.id.clone(), file: e.config.file.clone(), hash: e.config.hash.clone() })
             .collect()
+    }
+
+    /// The configured bot ids of the enabled bots.
+    pub(crate) fn enabled_ids(&self) -> Vec<BotId> {
+        self.statuses.lock().iter().filter(|(_, e)| e.config.enabled).map(|(id, _)| id.clone()).collect()
     }
 
     /// The configured bot ids.

@@ -4,7 +4,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use super::BotToken;
-use super::DatabaseUrl;
+use super::{Backend, DatabaseUrl};
 
 /// Log line format (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +98,11 @@ pub struct Settings {
     pub max_pending_updates: usize,
     /// `EVENTS_RETENTION_DAYS`: days `bot_events` rows are kept (default 30); `None` (`0`) keeps them forever.
     pub events_retention: Option<Duration>,
+    /// `REPLICA_ID`: this process's name among the replicas sharing one PostgreSQL database; set, each bot runs on
+    /// the one replica that holds its lease (unset: this process runs every bot).
+    pub replica_id: Option<String>,
+    /// `LEASE_TTL_SECONDS`: how long a lease on a bot lasts without renewal (default 6).
+    pub lease_ttl: Duration,
 }
 
 /// Where received updates wait to be handled (`INBOX`).
@@ -159,6 +164,8 @@ pub const VARIABLES: &[&str] = &[
     "CHAT_BACKLOG",
     "MAX_PENDING_UPDATES",
     "EVENTS_RETENTION_DAYS",
+    "REPLICA_ID",
+    "LEASE_TTL_SECONDS",
 ];
 
 impl Settings {
@@ -253,6 +260,19 @@ impl Settings {
             }),
         };
         let migrate_on_start = flag("MIGRATE_ON_START", true, &mut errors);
+        let replica_id = text("REPLICA_ID");
+        if let Some(id) = &replica_id {
+            let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+            if id.len() > 64 || !id.chars().all(allowed) {
+                errors.push(format!("REPLICA_ID={id:?} must be at most 64 letters, digits, '.', '_' or '-'"));
+            }
+            if database_url.backend() != Backend::Postgres {
+                errors.push(
+                    "REPLICA_ID needs PostgreSQL (DATABASE_URL=postgres://...): one process runs an SQLite fleet"
+                        .to_owned(),
+                );
+            }
+        }
         let redis_url = text("REDIS_URL");
         if let Some(url) = &redis_url
             && !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://"))
@@ -330,6 +350,8 @@ impl Settings {
             chat_backlog: number("CHAT_BACKLOG", 1000, 1, 1_000_000, &mut errors) as usize,
             max_pending_updates: number("MAX_PENDING_UPDATES", 10_000, 1, 1_000_000, &mut errors) as usize,
             events_retention,
+            replica_id,
+            lease_ttl: Duration::from_secs(number("LEASE_TTL_SECONDS", 6, 1, 300, &mut errors)),
         };
         if errors.is_empty() { Ok(settings) } else { Err(errors) }
     }
@@ -374,6 +396,8 @@ impl Settings {
             ("CHAT_BACKLOG", self.chat_backlog != other.chat_backlog),
             ("MAX_PENDING_UPDATES", self.max_pending_updates != other.max_pending_updates),
             ("EVENTS_RETENTION_DAYS", self.events_retention != other.events_retention),
+            ("REPLICA_ID", self.replica_id != other.replica_id),
+            ("LEASE_TTL_SECONDS", self.lease_ttl != other.lease_ttl),
         ];
         changed.into_iter().filter(|(_, differs)| *differs).map(|(name, _)| name).collect()
     }

@@ -50,6 +50,8 @@ pub trait LeaseRepository: Send + Sync {
     async fn release(&self, replica: &str, bots: &[String]) -> Result<(), StorageError>;
     /// Every lease, by bot id.
     async fn owners(&self) -> Result<Vec<Owner>, StorageError>;
+    /// `replica` stops: its leases end and it no longer counts as alive, so the others take its share at once.
+    async fn leave(&self, replica: &str) -> Result<(), StorageError>;
 }
 
 const HEARTBEAT: &str = "INSERT INTO replicas (id, started_at, alive_until) VALUES ($1, now(), now() + $2) \
@@ -63,6 +65,8 @@ const ACQUIRE: &str = "INSERT INTO bot_leases (bot_id, owner, token, expires_at)
 const RENEW: &str = "UPDATE bot_leases SET expires_at = now() + $3 \
      WHERE owner = $1 AND bot_id = ANY($2) AND expires_at > now() RETURNING bot_id, token";
 const RELEASE: &str = "UPDATE bot_leases SET expires_at = now() WHERE owner = $1 AND bot_id = ANY($2)";
+const LEAVE_LEASES: &str = "UPDATE bot_leases SET expires_at = now() WHERE owner = $1 AND expires_at > now()";
+const LEAVE: &str = "UPDATE replicas SET alive_until = now() WHERE id = $1";
 const OWNERS: &str = "SELECT bot_id, owner, token, expires_at > now() FROM bot_leases ORDER BY bot_id";
 
 fn leases(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<Lease>, StorageError> {
@@ -95,6 +99,13 @@ impl LeaseRepository for Sql<Postgres> {
     async fn release(&self, replica: &str, bots: &[String]) -> Result<(), StorageError> {
         sqlx::query(RELEASE).bind(replica).bind(bots).execute(&self.0).await?;
         Ok(())
+    }
+
+    async fn leave(&self, replica: &str) -> Result<(), StorageError> {
+        let mut tx = self.0.begin().await?;
+        sqlx::query(LEAVE_LEASES).bind(replica).execute(&mut *tx).await?;
+        sqlx::query(LEAVE).bind(replica).execute(&mut *tx).await?;
+        Ok(tx.commit().await?)
     }
 
     async fn owners(&self) -> Result<Vec<Owner>, StorageError> {

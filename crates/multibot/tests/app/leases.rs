@@ -63,6 +63,11 @@ async fn a_replica_is_alive_until_its_heartbeats_stop() {
         leases.heartbeat("a", LONG).await.unwrap() == ["a"]
     })
     .await;
+    // Leaving ends a replica's leases and its life at once.
+    leases.acquire("a", &bots(&["shop"]), LONG).await.unwrap();
+    leases.leave("a").await.unwrap();
+    assert!(leases.owners().await.unwrap().iter().all(|o| !o.live));
+    assert_eq!(leases.heartbeat("b", LONG).await.unwrap(), ["b"]);
 }
 
 #[tokio::test]

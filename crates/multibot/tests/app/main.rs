@@ -23,6 +23,7 @@ mod limits;
 mod persistence;
 mod process;
 mod reload;
+mod replicas;
 mod retention;
 mod runtime;
 mod script_abuse;

@@ -1,0 +1,224 @@
+//! Replicas sharing one fleet through PostgreSQL (`REPLICA_ID`): each bot runs on the one replica that holds its
+//! lease (`storage::LeaseRepository`), so that no two replicas poll one token (Telegram would answer 409
+//! Conflict to one of them) or handle its updates twice.
+//!
+//! Why leases in rows rather than advisory locks on a held connection: a row outlives a connection that breaks
+//! and comes back, carries a fencing token that grows each time the bot changes hands, and can be read by every
+//! replica (who runs what). Every expiry is the database server's clock.
+//!
+//! Every quarter of `LEASE_TTL_SECONDS` the [`Replication`] keeper records the replica as alive, renews its
+//! leases, and moves towards its share: with N enabled bots and R replicas alive (sorted by id), the first
+//! N mod R replicas hold N/R + 1 bots and the others N/R. Over its share it stops bots and releases their leases;
+//! under it, it takes free or expired leases (preferring bots by a hash of bot and replica, so that replicas
+//! starting together reach for different bots) and starts those bots.
+//!
+//! Fencing: a lease renewed with a request sent at `t` expires on the server no sooner than `t + ttl`. A replica
+//! that has not renewed by `t + ttl / 2` (the database is unreachable, the process was paused) stops every bot
+//! it runs, so it has stopped polling before another replica can take them. A stopping replica (SIGTERM) stops its
+//! bots and then releases their leases, so the others take them at their next round.
+
+use std::{
+    collections::{HashMap, HashSet},
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::Arc,
+    time::Duration,
+};
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{info, warn};
+
+use super::BotManager;
+use crate::{
+    config::BotId,
+    storage::{Storage, StorageError},
+};
+
+/// This replica's leases, and the keeper that renews and balances them.
+pub struct Replication {
+    replica: String,
+    ttl: Duration,
+    /// The bots this replica holds leases for, with their fencing tokens: the manager starts only these.
+    held: Mutex<HashMap<BotId, i64>>,
+}
+
+impl Replication {
+    /// A replica named `replica` whose leases last `ttl`.
+    pub fn new(replica: String, ttl: Duration) -> Arc<Replication> {
+        Arc::new(Replication { replica, ttl, held: Mutex::default() })
+    }
+
+    /// Whether this replica holds the lease of `bot`.
+    pub(crate) fn holds(&self, bot: &BotId) -> bool {
+        self.held.lock().contains_key(bot)
+    }
+
+    /// This replica's name.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// Renews and balances the leases every quarter of the ttl until `stop`; then takes no more. Starting and
+    /// stopping bots runs on `work`, so that a slow start never delays a renewal.
+    pub async fn keep(
+        self: Arc<Self>,
+        manager: BotManager,
+        storage: Storage,
+        stop: CancellationToken,
+        work: TaskTracker,
+    ) {
+        let round = self.ttl / 4;
+        // Until the first renewal there is nothing to fence.
+        let mut valid_until = None;
+        loop {
+            let sent = Instant::now();
+            match tokio::time::timeout(round, self.round(&manager, &storage, &stop, &work)).await {
+                Ok(Ok(())) => valid_until = Some(sent + self.ttl / 2),
+                Ok(Err(e)) => warn!(replica = %self.replica, error = %e, "could not renew the bots' leases"),
+                Err(_) => warn!(replica = %self.replica, "renewing the bots' leases took too long"),
+            }
+            if valid_until.is_some_and(|until| Instant::now() >= until) {
+                self.fence(&manager, &work);
+                valid_until = None;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(sent + round) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Leaves the fleet once this replica's bots are stopped: its leases end and it no longer counts as alive,
+    /// so that the others take its bots at their next round.
+    pub async fn leave(&self, storage: &Storage) {
+        self.held.lock().clear();
+        if let Some(leases) = storage.leases()
+            && let Err(e) = leases.leave(&self.replica).await
+        {
+            warn!(replica = %self.replica, error = %e, "could not release the leases; they expire on their own");
+        }
+    }
+
+    async fn round(
+        &self,
+        manager: &BotManager,
+        storage: &Storage,
+        stop: &CancellationToken,
+        work: &TaskTracker,
+    ) -> Result<(), StorageError> {
+        let Some(leases) = storage.leases() else { return Ok(()) };
+        let alive = leases.heartbeat(&self.replica, self.ttl).await?;
+        let held: Vec<String> = self.held.lock().keys().map(ToString::to_string).collect();
+        let renewed: HashSet<String> =
+            leases.renew(&self.replica, &held, self.ttl).await?.into_iter().map(|l| l.bot_id).collect();
+        let lost: Vec<String> = held.into_iter().filter(|id| !renewed.contains(id)).collect();
+        if !lost.is_empty() {
+            warn!(replica = %self.replica, bots = ?lost, "lost the bots' leases; stopping them");
+            work.spawn(self.stop_bots(manager.clone(), lost));
+        }
+        if stop.is_cancelled() {
+            return Ok(());
+        }
+        let bots = manager.enabled_ids();
+        let configured: HashSet<String> = bots.iter().map(ToString::to_string).collect();
+        let mut mine: Vec<String> = self.held.lock().keys().map(ToString::to_string).collect();
+        // A bot no longer configured is no longer this replica's to hold.
+        let (kept, gone): (Vec<String>, Vec<String>) = mine.drain(..).partition(|id| configured.contains(id));
+        let target = share(bots.len(), &alive, &self.replica);
+        let mut surplus = gone;
+        let mut kept = kept;
+        if kept.len() > target {
+            kept.sort_by_key(|id| std::cmp::Reverse(score(id, &self.replica)));
+            surplus.extend(kept.split_off(target));
+        }
+        if !surplus.is_empty() {
+            // Stopped first, then released: the bot has stopped polling before another replica may take it.
+            info!(replica = %self.replica, bots = ?surplus, "handing bots over to other replicas");
+            let (stopped, storage, replica) =
+                (self.stop_bots(manager.clone(), surplus.clone()), storage.clone(), self.replica.clone());
+            work.spawn(async move {
+                stopped.await;
+                if let Some(leases) = storage.leases()
+                    && let Err(e) = leases.release(&replica, &surplus).await
+                {
+                    warn!(%replica, error = %e, "could not release the leases; they expire on their own");
+                }
+            });
+        }
+        if kept.len() >= target {
+            return Ok(());
+        }
+        let taken: HashSet<String> = leases.owners().await?.into_iter().filter(|o| o.live).map(|o| o.bot_id).collect();
+        let mut free: Vec<String> = configured.into_iter().filter(|id| !taken.contains(id)).collect();
+        free.sort_by_key(|id| std::cmp::Reverse(score(id, &self.replica)));
+        free.truncate(target - kept.len());
+        let mut started = Vec::new();
+        for lease in leases.acquire(&self.replica, &free, self.ttl).await? {
+            let Ok(id) = BotId::parse(&lease.bot_id) else { continue };
+            info!(replica = %self.replica, bot_id = %id, token = lease.token, "took the bot's lease");
+            self.held.lock().insert(id.clone(), lease.token);
+            started.push(id);
+        }
+        let manager = manager.clone();
+        work.spawn(async move {
+            // A bot that fails to start says so itself (event, log, admin notice), as at any start.
+            futures_util::future::join_all(started.iter().map(|id| manager.start(id))).await;
+        });
+        Ok(())
+    }
+
+    /// Stops every bot: this replica can no longer be sure it holds their leases.
+    fn fence(&self, manager: &BotManager, work: &TaskTracker) {
+        let held: Vec<String> = self.held.lock().keys().map(ToString::to_string).collect();
+        if !held.is_empty() {
+            warn!(replica = %self.replica, bots = held.len(), "leases not renewed in time; stopping every bot");
+            work.spawn(self.stop_bots(manager.clone(), held));
+        }
+    }
+
+    /// Forgets the leases of `ids` and stops those bots, all at once.
+    fn stop_bots(&self, manager: BotManager, ids: Vec<String>) -> impl std::future::Future<Output = ()> + use<> {
+        let ids: Vec<BotId> = ids.iter().filter_map(|id| BotId::parse(id).ok()).collect();
+        {
+            let mut held = self.held.lock();
+            for id in &ids {
+                held.remove(id);
+            }
+        }
+        async move {
+            futures_util::future::join_all(ids.iter().map(|id| manager.stop(id))).await;
+        }
+    }
+}
+
+/// How many of `bots` the replica `me` should hold among `alive` (sorted): the first `bots mod R` hold one more.
+fn share(bots: usize, alive: &[String], me: &str) -> usize {
+    let replicas = alive.len().max(1);
+    let index = alive.iter().position(|r| r == me).unwrap_or(replicas - 1);
+    bots / replicas + usize::from(index < bots % replicas)
+}
+
+/// How much `replica` prefers `bot`: replicas prefer different bots, each the same ones every round.
+fn score(bot: &str, replica: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (bot, replica).hash(&mut hasher);
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_differ_by_at_most_one_and_add_up_to_the_fleet() {
+        for (bots, replicas) in [(300, 3), (301, 3), (2, 3), (0, 2), (7, 1)] {
+            let alive: Vec<String> = (0..replicas).map(|i| format!("r{i}")).collect();
+            let shares: Vec<usize> = alive.iter().map(|me| share(bots, &alive, me)).collect();
+            assert_eq!(shares.iter().sum::<usize>(), bots, "{bots} bots over {replicas}: {shares:?}");
+            assert!(shares.iter().max().unwrap() - shares.iter().min().unwrap() <= 1, "{shares:?}");
+        }
+        // Not yet seen alive (its first heartbeat is racing): it counts as the last.
+        assert_eq!(share(4, &["a".to_owned()], "b"), 4);
+    }
+}

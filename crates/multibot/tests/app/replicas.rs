@@ -1,0 +1,124 @@
+//! Replicas sharing one fleet through PostgreSQL (`REPLICA_ID`), as real processes against the emulator: each
+//! bot runs on one replica, the bots spread evenly, a killed replica's bots move to the other once its leases
+//! expire, and a stopping replica hands its bots over at once. No two replicas ever poll one bot (the emulator
+//! would answer 409 to one of them).
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use botapi_emulator::{Emulator, EmulatorConfig, TestBot, TestUser};
+
+use crate::{
+    db::TestDb,
+    helpers::{TempDir, eventually, token},
+    process::Process,
+};
+
+const BOTS: u32 = 6;
+
+/// How many live leases each replica holds.
+async fn owners(db: &TestDb) -> BTreeMap<String, usize> {
+    let storage = db.storage().await;
+    let mut count = BTreeMap::new();
+    for owner in storage.leases().expect("PostgreSQL").owners().await.unwrap().into_iter().filter(|o| o.live) {
+        *count.entry(owner.replica).or_default() += 1;
+    }
+    storage.close().await;
+    count
+}
+
+fn spread(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|(replica, n)| ((*replica).to_owned(), *n)).collect()
+}
+
+/// Every bot answers a message of the same user; after a kill, the answer to `may_repeat` (the update whose
+/// done mark the kill may have beaten) may come once more first, from the replica that resumed it.
+async fn all_answer(user: &TestUser, bots: &[TestBot], text: &str, may_repeat: Option<&str>) {
+    for bot in bots {
+        user.send(bot, text).await.unwrap();
+        let mut reply = user.next_message_in(bot, user.id, Duration::from_secs(15)).await.unwrap().text;
+        if let Some(repeated) = may_repeat
+            && reply == Some(format!("You said: {repeated}"))
+        {
+            reply = user.next_message_in(bot, user.id, Duration::from_secs(15)).await.unwrap().text;
+        }
+        assert_eq!(reply.as_deref(), Some(format!("You said: {text}").as_str()), "{}", bot.username);
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_split_the_fleet_and_take_over_each_others_bots() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.path().join("bots")).unwrap();
+    let mut bots = Vec::new();
+    let mut env: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("LEASE_TTL_SECONDS".into(), "2".into()),
+        ("SHUTDOWN_TIMEOUT".into(), "1".into()),
+    ];
+    for i in 1..=BOTS {
+        let name = format!("replicated_{i}");
+        bots.push(emu.control().bot_named(&token(60 + i), &name, &format!("{name}_bot")).await.unwrap());
+        let yaml = format!(
+            "id: {name}\nname: {name}\ntoken: \"${{TOKEN_{i}}}\"\nplugins:\n  - name: echo\n    config: {{ echo_all: true }}\n"
+        );
+        dir.write(&format!("bots/{name}.yaml"), &yaml);
+        env.push((format!("TOKEN_{i}"), token(60 + i)));
+    }
+    let start = |replica: &str| {
+        let mut vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        vars.push(("REPLICA_ID", replica));
+        Process::start_with(&emu, &dir, &vars)
+    };
+
+    let user = emu.user(8300);
+    let a = start("a");
+    let b = start("b");
+    eventually(Duration::from_secs(30), "three bots on each replica", || async {
+        owners(&db).await == spread(&[("a", 3), ("b", 3)])
+    })
+    .await;
+    all_answer(&user, &bots, "split", None).await;
+
+    // kill -9: the other replica takes the bots once their leases expire (2 s), well within 10 s.
+    let killed = Instant::now();
+    a.kill9();
+    eventually(Duration::from_secs(10), "every bot on b", || async { owners(&db).await == spread(&[("b", 6)]) }).await;
+    all_answer(&user, &bots, "after the kill", Some("split")).await;
+    println!("failover after kill -9: every bot answered {:?} after the kill", killed.elapsed());
+
+    // A new replica takes its share; then SIGTERM hands the stopping replica's bots over at once.
+    let a = start("a");
+    eventually(Duration::from_secs(30), "three bots on each again", || async {
+        owners(&db).await == spread(&[("a", 3), ("b", 3)])
+    })
+    .await;
+    let stopped = Instant::now();
+    b.terminate();
+    eventually(Duration::from_secs(10), "every bot on a", || async { owners(&db).await == spread(&[("a", 6)]) }).await;
+    let handover = stopped.elapsed();
+    let (status, output) = b.wait(Duration::from_secs(30)).await;
+    assert!(status.success(), "{output:?}");
+    assert!(handover < Duration::from_secs(2), "handover took {handover:?}");
+    all_answer(&user, &bots, "after the handover", None).await;
+
+    // Never two replicas polling one bot. The emulator answers 409 to a long poll that a newer getUpdates cut
+    // short; the only ones allowed are a stopping replica's own: its long poll, abandoned when it stopped the bot,
+    // ended by its last getUpdates (`timeout` 0, which confirms what it handled). The log is in the order the
+    // calls ended, so that one comes right before.
+    for bot in &bots {
+        let calls = emu.control().calls(Some(bot), Some("getUpdates")).await.unwrap();
+        for (i, call) in calls.iter().enumerate().filter(|(_, c)| c.status == 409) {
+            let ended_by = i.checked_sub(1).map(|i| &calls[i].params);
+            let own = ended_by.is_some_and(|p| p["timeout"] == 0 && p["limit"] == 1);
+            assert!(own, "{}: a poll cut short by another replica's: {:?}", bot.username, call.params);
+        }
+    }
+    a.terminate();
+    let (status, output) = a.wait(Duration::from_secs(30)).await;
+    assert!(status.success(), "{output:?}");
+}
