@@ -208,6 +208,7 @@ impl Application {
         let database: Arc<dyn DatabaseProbe> = Arc::new(storage.clone());
         let tasks = TaskTracker::new();
         let (fsm, redis) = fsm_storage(&settings, &storage, &tasks, &shutdown)?;
+        let replication = settings.replica_id.clone().map(|id| Replication::new(id, settings.lease_ttl));
         let deps = Deps {
             settings: settings.clone(),
             registry: registry.clone(),
@@ -220,8 +221,10 @@ impl Application {
             recorder: recorder.clone(),
             inbox: inbox.clone(),
             notifier: notifier.clone(),
+            poll_gate: replication.clone().map(|replication| {
+                Arc::new(move |bot: &crate::config::BotId| replication.may_poll(bot)) as crate::runtime::PollGate
+            }),
         };
-        let replication = settings.replica_id.clone().map(|id| Replication::new(id, settings.lease_ttl));
         let manager = match &replication {
             Some(replication) => BotManager::replicated(deps, replication.clone()),
             None => BotManager::new(deps),

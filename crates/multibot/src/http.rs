@@ -188,6 +188,7 @@ mod tests {
             inbox: crate::runtime::InboxWriter::spawn(storage.clone()),
             storage,
             notifier: crate::plugins::Notifier::default(),
+            poll_gate: None,
         };
         HttpState {
             manager: BotManager::new(deps),

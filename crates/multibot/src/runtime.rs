@@ -72,7 +72,13 @@ pub struct Deps {
     pub inbox: InboxWriter,
     /// Messages for the admins (through the admin bot).
     pub notifier: Notifier,
+    /// With replicas: whether a bot may poll now (this replica holds its fresh lease); polls wait while it says
+    /// no.
+    pub poll_gate: Option<PollGate>,
 }
+
+/// Says whether a bot may poll Telegram now (see [`Deps::poll_gate`]).
+pub type PollGate = Arc<dyn Fn(&crate::config::BotId) -> bool + Send + Sync>;
 
 impl Deps {
     /// A Bot API client for a bot, with flood control when `FLOOD_CONTROL` is on and 429 waits capped by
@@ -265,7 +271,8 @@ impl RunningBot {
             Some(opened) => tasks.spawn(opened.run(sequencer.clone(), grace, cancel.clone()).instrument(span)),
             None => {
                 let max_pending = settings.max_pending_updates;
-                let limits = polling::PollLimits { timeout: settings.polling_timeout, grace, max_pending };
+                let gate = deps.poll_gate.clone();
+                let limits = polling::PollLimits { timeout: settings.polling_timeout, grace, max_pending, gate };
                 tasks.spawn(polling::run(sequencer.clone(), inbox, limits, cancel.clone()).instrument(span))
             }
         };

@@ -41,12 +41,20 @@ pub struct Replication {
     ttl: Duration,
     /// The bots this replica holds leases for, with their fencing tokens: the manager starts only these.
     held: Mutex<HashMap<BotId, i64>>,
+    /// Until when its leases are surely its own (half a ttl after the last renewal was sent); none before the
+    /// first and after a failed one ran out.
+    fresh_until: Mutex<Option<Instant>>,
 }
 
 impl Replication {
     /// A replica named `replica` whose leases last `ttl`.
     pub fn new(replica: String, ttl: Duration) -> Arc<Replication> {
-        Arc::new(Replication { replica, ttl, held: Mutex::default() })
+        Arc::new(Replication { replica, ttl, held: Mutex::default(), fresh_until: Mutex::default() })
+    }
+
+    /// Whether `bot` may poll: this replica holds its lease, and its leases are fresh (see `Deps::poll_gate`).
+    pub fn may_poll(&self, bot: &BotId) -> bool {
+        self.fresh_until.lock().is_some_and(|until| Instant::now() < until) && self.holds(bot)
     }
 
     /// Whether this replica holds the lease of `bot`.
@@ -69,18 +77,19 @@ impl Replication {
         work: TaskTracker,
     ) {
         let round = self.ttl / 4;
-        // Until the first renewal there is nothing to fence.
-        let mut valid_until = None;
         loop {
             let sent = Instant::now();
-            match tokio::time::timeout(round, self.round(&manager, &storage, &stop, &work)).await {
-                Ok(Ok(())) => valid_until = Some(sent + self.ttl / 2),
+            // Fresh from the moment the renewal was sent: the server's expiry comes no sooner than a ttl later.
+            let renewed = sent + self.ttl / 2;
+            match tokio::time::timeout(round, self.round(&manager, &storage, &stop, &work, renewed)).await {
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => warn!(replica = %self.replica, error = %e, "could not renew the bots' leases"),
                 Err(_) => warn!(replica = %self.replica, "renewing the bots' leases took too long"),
             }
-            if valid_until.is_some_and(|until| Instant::now() >= until) {
+            let stale = self.fresh_until.lock().is_some_and(|until| Instant::now() >= until);
+            if stale {
                 self.fence(&manager, &work);
-                valid_until = None;
+                *self.fresh_until.lock() = None;
             }
             tokio::select! {
                 () = tokio::time::sleep_until(sent + round) => {}
@@ -106,6 +115,7 @@ impl Replication {
         storage: &Storage,
         stop: &CancellationToken,
         work: &TaskTracker,
+        fresh_until: Instant,
     ) -> Result<(), StorageError> {
         let Some(leases) = storage.leases() else { return Ok(()) };
         let alive = leases.heartbeat(&self.replica, self.ttl).await?;
@@ -117,6 +127,8 @@ impl Replication {
             warn!(replica = %self.replica, bots = ?lost, "lost the bots' leases; stopping them");
             work.spawn(self.stop_bots(manager.clone(), lost));
         }
+        // Only now, with the lost ones no longer held: their polls stay shut.
+        *self.fresh_until.lock() = Some(fresh_until);
         if stop.is_cancelled() {
             return Ok(());
         }

@@ -48,7 +48,12 @@ pub(crate) struct PollLimits {
     pub(crate) timeout: Duration,
     pub(crate) grace: Duration,
     pub(crate) max_pending: usize,
+    /// With replicas: no poll (the last confirming one included) while this says no.
+    pub(crate) gate: Option<super::PollGate>,
 }
+
+/// How often a poll held back by the gate looks again.
+const GATE_RECHECK: Duration = Duration::from_millis(50);
 
 /// Polls until `cancel`, then drains and confirms.
 pub(crate) async fn run(
@@ -57,7 +62,9 @@ pub(crate) async fn run(
     limits: PollLimits,
     cancel: CancellationToken,
 ) {
-    let PollLimits { timeout, grace, max_pending } = limits;
+    let PollLimits { timeout, grace, max_pending, gate } = limits;
+    let bot_id = sequencer.runtime().bot.id.clone();
+    let may_poll = || gate.as_ref().is_none_or(|open| open(&bot_id));
     let tracker = sequencer.tracker.clone();
     // With an inbox: one past the newest update stored (none until the first batch).
     let mut stored_offset = None;
@@ -72,6 +79,13 @@ pub(crate) async fn run(
         // At the bound, Telegram keeps what comes next until some updates finish.
         if !at_most(&tracker, max_pending, &cancel).await {
             break;
+        }
+        // A replica whose lease is not fresh must not poll: another may own the bot by now.
+        if !may_poll() {
+            tokio::select! {
+                () = tokio::time::sleep(GATE_RECHECK) => continue,
+                () = cancel.cancelled() => break,
+            }
         }
         // With an inbox, updates in flight are not asked for again, so the poll may wait for new ones.
         let idle = inbox.is_some() || tracker.in_flight() == 0;
@@ -167,7 +181,7 @@ pub(crate) async fn run(
     let runtime = sequencer.runtime();
     super::degraded::show_in_metrics(runtime.bot.id.as_str(), None);
     *runtime.health.degraded.lock() = None;
-    finish(&runtime.bot, &sequencer, inbox.as_deref(), stored_offset, grace).await;
+    finish(&runtime.bot, &sequencer, inbox.as_deref(), stored_offset, grace, &may_poll).await;
 }
 
 /// Dispatches the updates the last run left pending, retrying while the database is down (until `cancel`).
@@ -240,6 +254,7 @@ async fn finish(
     inbox: Option<&Inbox>,
     stored_offset: Option<i64>,
     grace: Duration,
+    may_poll: &(dyn Fn() -> bool + Sync),
 ) {
     let tracker = &sequencer.tracker;
     if tokio::time::timeout(grace, tracker.drained()).await.is_err() {
@@ -253,6 +268,10 @@ async fn finish(
     let Some(offset) = offset else {
         return;
     };
+    if !may_poll() {
+        // Another replica may own the bot by now: it confirms them itself (the inbox keeps them done).
+        return;
+    }
     match bot.api.get_updates(Some(offset), 1, Duration::ZERO, &[]).await {
         Ok(_) => debug!(offset, "confirmed handled updates"),
         Err(e) => {

@@ -48,33 +48,55 @@ async fn all_answer(user: &TestUser, bots: &[TestBot], text: &str, may_repeat: O
     }
 }
 
+/// `n` echo bots in one configuration directory, and the replicas' environment: one PostgreSQL database, a
+/// lease of 2 s, a shutdown grace of 1 s.
+struct Fleet {
+    emu: Emulator,
+    dir: TempDir,
+    bots: Vec<TestBot>,
+    env: Vec<(String, String)>,
+}
+
+impl Fleet {
+    async fn new(db: &TestDb, n: u32) -> Fleet {
+        let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+        let dir = TempDir::new();
+        std::fs::create_dir_all(dir.path().join("bots")).unwrap();
+        let mut bots = Vec::new();
+        let mut env: Vec<(String, String)> = vec![
+            ("DATABASE_URL".into(), db.url.clone()),
+            ("LEASE_TTL_SECONDS".into(), "2".into()),
+            ("SHUTDOWN_TIMEOUT".into(), "1".into()),
+        ];
+        for i in 1..=n {
+            let name = format!("replicated_{i}");
+            bots.push(emu.control().bot_named(&token(60 + i), &name, &format!("{name}_bot")).await.unwrap());
+            let yaml = format!(
+                "id: {name}\nname: {name}\ntoken: \"${{TOKEN_{i}}}\"\nplugins:\n  - name: echo\n    config: {{ echo_all: true }}\n"
+            );
+            dir.write(&format!("bots/{name}.yaml"), &yaml);
+            env.push((format!("TOKEN_{i}"), token(60 + i)));
+        }
+        Fleet { emu, dir, bots, env }
+    }
+
+    /// Starts `multibot run` as the replica `replica`.
+    fn start(&self, replica: &str) -> Process {
+        let mut vars: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        vars.push(("REPLICA_ID", replica));
+        Process::start_with(&self.emu, &self.dir, &vars)
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
 #[tokio::test]
 async fn two_replicas_split_the_fleet_and_take_over_each_others_bots() {
     let Some(db) = TestDb::postgres().await else { return };
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let dir = TempDir::new();
-    std::fs::create_dir_all(dir.path().join("bots")).unwrap();
-    let mut bots = Vec::new();
-    let mut env: Vec<(String, String)> = vec![
-        ("DATABASE_URL".into(), db.url.clone()),
-        ("LEASE_TTL_SECONDS".into(), "2".into()),
-        ("SHUTDOWN_TIMEOUT".into(), "1".into()),
-    ];
-    for i in 1..=BOTS {
-        let name = format!("replicated_{i}");
-        bots.push(emu.control().bot_named(&token(60 + i), &name, &format!("{name}_bot")).await.unwrap());
-        let yaml = format!(
-            "id: {name}\nname: {name}\ntoken: \"${{TOKEN_{i}}}\"\nplugins:\n  - name: echo\n    config: {{ echo_all: true }}\n"
-        );
-        dir.write(&format!("bots/{name}.yaml"), &yaml);
-        env.push((format!("TOKEN_{i}"), token(60 + i)));
-    }
-    let start = |replica: &str| {
-        let mut vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        vars.push(("REPLICA_ID", replica));
-        Process::start_with(&emu, &dir, &vars)
-    };
-
+    let fleet = Fleet::new(&db, BOTS).await;
+    let (emu, bots, start) = (&fleet.emu, &fleet.bots, |replica: &str| fleet.start(replica));
     let user = emu.user(8300);
     let a = start("a");
     let b = start("b");
@@ -82,13 +104,13 @@ async fn two_replicas_split_the_fleet_and_take_over_each_others_bots() {
         owners(&db).await == spread(&[("a", 3), ("b", 3)])
     })
     .await;
-    all_answer(&user, &bots, "split", None).await;
+    all_answer(&user, bots, "split", None).await;
 
     // kill -9: the other replica takes the bots once their leases expire (2 s), well within 10 s.
     let killed = Instant::now();
     a.kill9();
     eventually(Duration::from_secs(10), "every bot on b", || async { owners(&db).await == spread(&[("b", 6)]) }).await;
-    all_answer(&user, &bots, "after the kill", Some("split")).await;
+    all_answer(&user, bots, "after the kill", Some("split")).await;
     println!("failover after kill -9: every bot answered {:?} after the kill", killed.elapsed());
 
     // A new replica takes its share; then SIGTERM hands the stopping replica's bots over at once.
@@ -104,13 +126,13 @@ async fn two_replicas_split_the_fleet_and_take_over_each_others_bots() {
     let (status, output) = b.wait(Duration::from_secs(30)).await;
     assert!(status.success(), "{output:?}");
     assert!(handover < Duration::from_secs(2), "handover took {handover:?}");
-    all_answer(&user, &bots, "after the handover", None).await;
+    all_answer(&user, bots, "after the handover", None).await;
 
     // Never two replicas polling one bot. The emulator answers 409 to a long poll that a newer getUpdates cut
     // short; the only ones allowed are a stopping replica's own: its long poll, abandoned when it stopped the bot,
     // ended by its last getUpdates (`timeout` 0, which confirms what it handled). The log is in the order the
     // calls ended, so that one comes right before.
-    for bot in &bots {
+    for bot in bots {
         let calls = emu.control().calls(Some(bot), Some("getUpdates")).await.unwrap();
         for (i, call) in calls.iter().enumerate().filter(|(_, c)| c.status == 409) {
             let ended_by = i.checked_sub(1).map(|i| &calls[i].params);
@@ -121,4 +143,45 @@ async fn two_replicas_split_the_fleet_and_take_over_each_others_bots() {
     a.terminate();
     let (status, output) = a.wait(Duration::from_secs(30)).await;
     assert!(status.success(), "{output:?}");
+}
+
+#[tokio::test]
+async fn a_paused_replica_does_not_handle_the_bots_it_lost() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let fleet = Fleet::new(&db, 2).await;
+    let (emu, bots) = (&fleet.emu, &fleet.bots);
+    let user = emu.user(8400);
+    let a = fleet.start("a");
+    let b = fleet.start("b");
+    eventually(Duration::from_secs(30), "a bot on each replica", || async {
+        owners(&db).await == spread(&[("a", 1), ("b", 1)])
+    })
+    .await;
+    // Bad input: the process is paused (a long GC, a frozen VM) past its lease.
+    a.signal("-STOP");
+    eventually(Duration::from_secs(10), "both bots on b", || async { owners(&db).await == spread(&[("b", 2)]) }).await;
+    all_answer(&user, bots, "while a sleeps", None).await;
+    a.signal("-CONT");
+    let woke = unix_ms();
+    eventually(Duration::from_secs(10), "a to see its lease gone", || async {
+        a.lines().iter().any(|l| l.contains("lost the bots' leases") || l.contains("leases not renewed in time"))
+    })
+    .await;
+    all_answer(&user, bots, "after a woke", None).await;
+    for bot in bots {
+        let calls = emu.control().calls(Some(bot), None).await.unwrap();
+        // Each message answered once: by b, not again by a.
+        for text in ["You said: while a sleeps", "You said: after a woke"] {
+            let sent = calls.iter().filter(|c| c.method == "sendMessage" && c.params["text"] == text).count();
+            assert_eq!(sent, 1, "{}: {text:?} sent {sent} times", bot.username);
+        }
+        // The poll a had waiting when it was paused was cut short by b's; no poll made after it woke was.
+        let late = calls.iter().filter(|c| c.method == "getUpdates" && c.status == 409 && c.at_ms >= woke).count();
+        assert_eq!(late, 0, "{}: a poll made after a woke was cut short", bot.username);
+    }
+    for replica in [a, b] {
+        replica.terminate();
+        let (status, output) = replica.wait(Duration::from_secs(30)).await;
+        assert!(status.success(), "{output:?}");
+    }
 }
