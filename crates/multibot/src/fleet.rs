@@ -373,6 +373,11 @@ impl BotManager {
             .collect()
     }
 
+    /// With replicas: this replica's name, the replicas alive and its leases.
+    pub fn replica(&self) -> Option<leases::ReplicaStatus> {
+        self.replication.as_ref().map(|r| r.status())
+    }
+
     /// The configured bot ids of the enabled bots.
     pub(crate) fn enabled_ids(&self) -> Vec<BotId> {
         self.statuses.lock().iter().filter(|(_, e)| e.config.enabled).map(|(id, _)| id.clone()).collect()

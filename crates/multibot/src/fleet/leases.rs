@@ -44,12 +44,35 @@ pub struct Replication {
     /// Until when its leases are surely its own (half a ttl after the last renewal was sent); none before the
     /// first and after a failed one ran out.
     fresh_until: Mutex<Option<Instant>>,
+    /// The replicas alive at the last round, by id.
+    alive: Mutex<Vec<String>>,
+}
+
+/// What `/health/full` shows of a replica.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReplicaStatus {
+    /// `REPLICA_ID`.
+    pub id: String,
+    /// The replicas alive at its last round, by id (itself included).
+    pub alive: Vec<String>,
+    /// The bots whose leases it holds, by id, with their fencing tokens.
+    pub leases: std::collections::BTreeMap<String, i64>,
+    /// Whether its leases were renewed recently enough for its bots to poll.
+    pub fresh: bool,
 }
 
 impl Replication {
     /// A replica named `replica` whose leases last `ttl`.
     pub fn new(replica: String, ttl: Duration) -> Arc<Replication> {
-        Arc::new(Replication { replica, ttl, held: Mutex::default(), fresh_until: Mutex::default() })
+        let (held, fresh_until, alive) = (Mutex::default(), Mutex::default(), Mutex::default());
+        Arc::new(Replication { replica, ttl, held, fresh_until, alive })
+    }
+
+    /// Its name, the replicas alive, its leases and whether they are fresh.
+    pub fn status(&self) -> ReplicaStatus {
+        let leases = self.held.lock().iter().map(|(id, token)| (id.to_string(), *token)).collect();
+        let fresh = self.fresh_until.lock().is_some_and(|until| Instant::now() < until);
+        ReplicaStatus { id: self.replica.clone(), alive: self.alive.lock().clone(), leases, fresh }
     }
 
     /// Whether `bot` may poll: this replica holds its lease, and its leases are fresh (see `Deps::poll_gate`).
@@ -119,6 +142,7 @@ impl Replication {
     ) -> Result<(), StorageError> {
         let Some(leases) = storage.leases() else { return Ok(()) };
         let alive = leases.heartbeat(&self.replica, self.ttl).await?;
+        self.alive.lock().clone_from(&alive);
         let held: Vec<String> = self.held.lock().keys().map(ToString::to_string).collect();
         let renewed: HashSet<String> =
             leases.renew(&self.replica, &held, self.ttl).await?.into_iter().map(|l| l.bot_id).collect();

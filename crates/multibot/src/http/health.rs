@@ -205,6 +205,8 @@ pub(super) async fn full(State(state): State<HttpState>) -> Json<Value> {
         // `null` unless FSM state lives in Redis.
         "redis": redis,
         "memory": {"rss_bytes": resident_memory_bytes()},
+        // `null` unless REPLICA_ID is set.
+        "replica": state.manager.replica(),
         "bots": bots,
     }))
 }

@@ -80,12 +80,23 @@ impl Fleet {
         Fleet { emu, dir, bots, env }
     }
 
-    /// Starts `multibot run` as the replica `replica`.
-    fn start(&self, replica: &str) -> Process {
+    /// Starts `multibot run` as the replica `replica`, its health server on `port` (0: any).
+    fn start_on(&self, replica: &str, port: u16) -> Process {
+        let port = port.to_string();
         let mut vars: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        vars.push(("REPLICA_ID", replica));
+        vars.extend([("REPLICA_ID", replica), ("HEALTH_CHECK_PORT", &port)]);
         Process::start_with(&self.emu, &self.dir, &vars)
     }
+
+    fn start(&self, replica: &str) -> Process {
+        self.start_on(replica, 0)
+    }
+}
+
+/// What `/health/full` on `port` says of its replica.
+async fn replica_health(port: u16) -> serde_json::Value {
+    let url = format!("http://127.0.0.1:{port}/health/full");
+    reqwest::get(url).await.unwrap().json::<serde_json::Value>().await.unwrap()["replica"].clone()
 }
 
 fn unix_ms() -> u64 {
@@ -99,17 +110,30 @@ async fn two_replicas_split_the_fleet_and_take_over_each_others_bots() {
     let (emu, bots, start) = (&fleet.emu, &fleet.bots, |replica: &str| fleet.start(replica));
     let user = emu.user(8300);
     let a = start("a");
-    let b = start("b");
+    let b_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let b = fleet.start_on("b", b_port);
     eventually(Duration::from_secs(30), "three bots on each replica", || async {
         owners(&db).await == spread(&[("a", 3), ("b", 3)])
     })
     .await;
     all_answer(&user, bots, "split", None).await;
+    // Each replica's health says who it is, who is alive and which bots it holds.
+    eventually(Duration::from_secs(10), "b's health to show its share", || async {
+        let b = replica_health(b_port).await;
+        b["id"] == "b" && b["alive"] == serde_json::json!(["a", "b"]) && b["leases"].as_object().unwrap().len() == 3
+    })
+    .await;
+    assert_eq!(replica_health(b_port).await["fresh"], true);
 
     // kill -9: the other replica takes the bots once their leases expire (2 s), well within 10 s.
     let killed = Instant::now();
     a.kill9();
     eventually(Duration::from_secs(10), "every bot on b", || async { owners(&db).await == spread(&[("b", 6)]) }).await;
+    eventually(Duration::from_secs(10), "b's health to show every bot and a gone", || async {
+        let b = replica_health(b_port).await;
+        b["alive"] == serde_json::json!(["b"]) && b["leases"].as_object().unwrap().len() == 6
+    })
+    .await;
     all_answer(&user, bots, "after the kill", Some("split")).await;
     println!("failover after kill -9: every bot answered {:?} after the kill", killed.elapsed());
 

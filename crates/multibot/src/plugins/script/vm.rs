@@ -29,6 +29,11 @@ use super::{ScriptLimits, scope::CallScope};
 /// bots' tasks every few milliseconds.
 const SLICE: Duration = Duration::from_millis(5);
 
+/// A poll that cannot yield (a busy `table.sort` comparator, a top level) holds a script thread; on a machine so
+/// busy that it gets a small share of a core, its CPU budget would last many times longer in wall time, and the
+/// other bots' scripts would wait. It stops once this many times its budget has passed, whatever it used.
+const WALL_FACTOR: u32 = 3;
+
 /// The call being polled on this OS thread.
 #[derive(Clone, Copy)]
 struct Running {
@@ -37,6 +42,8 @@ struct Running {
     /// The thread's CPU time when the poll began, and the budget left then.
     cpu_start: Duration,
     remaining: Duration,
+    /// However little CPU it got, the poll stops here: [`WALL_FACTOR`] times the budget left when it began.
+    wall_end: Instant,
     /// When it should yield.
     slice_end: Instant,
     /// Its coroutine (as a pointer), which may yield; 0 when it cannot (the top level).
@@ -84,7 +91,7 @@ pub(super) fn new_vm(limits: &ScriptLimits, chunk: &str) -> mlua::Result<Lua> {
         let now = Instant::now();
         if now >= running.deadline {
             let spent = thread_cpu().saturating_sub(running.cpu_start);
-            if spent < running.remaining {
+            if spent < running.remaining && now < running.wall_end {
                 // The thread waited for a core: what it has not run is still the call's.
                 RUNNING.with(|r| r.set(Some(Running { deadline: now + (running.remaining - spent), ..running })));
                 return Ok(VmState::Continue);
@@ -126,7 +133,9 @@ pub(super) fn seal(lua: &Lua, limits: &ScriptLimits) -> mlua::Result<()> {
 pub(super) fn with_budget<R>(budget: Duration, run: impl FnOnce() -> R) -> R {
     let now = Instant::now();
     let (cpu_start, remaining) = (thread_cpu(), budget);
-    let running = Running { deadline: now + budget, cpu_start, remaining, slice_end: now + budget, thread: 0 };
+    let wall_end = now + budget * WALL_FACTOR;
+    let running =
+        Running { deadline: now + budget, cpu_start, remaining, wall_end, slice_end: now + budget, thread: 0 };
     let previous = RUNNING.with(|r| r.replace(Some(running)));
     let result = run();
     RUNNING.with(|r| r.set(previous));
@@ -191,8 +200,9 @@ impl<F: Future> Future for Budgeted<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let (started, cpu_start, remaining) = (Instant::now(), thread_cpu(), self.remaining);
-        let deadline = started + remaining;
-        let running = Running { deadline, cpu_start, remaining, slice_end: started + SLICE, thread: self.thread };
+        let (deadline, wall_end) = (started + remaining, started + remaining * WALL_FACTOR);
+        let slice_end = started + SLICE;
+        let running = Running { deadline, cpu_start, remaining, wall_end, slice_end, thread: self.thread };
         let previous = RUNNING.with(|r| r.replace(Some(running)));
         let entered = self.scope.enter();
         let result = self.inner.as_mut().poll(cx);
@@ -481,19 +491,22 @@ mod tests {
     }
 
     #[test]
-    fn time_the_thread_does_not_run_is_not_spent() {
+    fn time_the_thread_does_not_run_is_not_spent_up_to_three_budgets() {
         let lua = vm();
-        // Stands in for a busy machine: for 300 ms, three budgets, the thread runs nothing.
+        // Stands in for a busy machine: for `ms`, the thread runs nothing.
         let off_core = lua
-            .create_function(|_, ()| {
-                std::thread::sleep(Duration::from_millis(300));
+            .create_function(|_, ms: u64| {
+                std::thread::sleep(Duration::from_millis(ms));
                 Ok(())
             })
             .unwrap();
         lua.globals().set("off_core", off_core).unwrap();
-        run(&lua, "off_core() local n = 0 for i = 1, 1000 do n += i end").unwrap();
+        run(&lua, "off_core(200) local n = 0 for i = 1, 1000 do n += i end").unwrap();
+        // Past three budgets of wall time, it stops however little CPU it used: the thread is for other scripts.
+        let error = run(&lua, "off_core(320) local n = 0 for i = 1, 1000 do n += i end").unwrap_err();
+        assert!(error.starts_with("stopped: the script ran longer than its time budget of 100 ms"), "{error}");
         // The CPU the script does use is still counted.
-        let error = run(&lua, "off_core() while true do end").unwrap_err();
+        let error = run(&lua, "off_core(50) while true do end").unwrap_err();
         assert!(error.starts_with("stopped: the script ran longer than its time budget of 100 ms"), "{error}");
     }
 
