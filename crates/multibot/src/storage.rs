@@ -402,9 +402,9 @@ impl Storage {
                 let options = sqlx::postgres::PgConnectOptions::from_str(url.expose_secret())?;
                 sql::postgres(options.application_name("multibot")).await
             }
-            DatabaseTarget::SqliteUrl(url) => {
-                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-                sql::sqlite(sqlx::sqlite::SqliteConnectOptions::from_str(url)?, in_memory).await
+            DatabaseTarget::SqliteUrl(text) => {
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(text)?;
+                sql::sqlite(options, url.is_sqlite_in_memory()).await
             }
             DatabaseTarget::SqliteFile(path) => {
                 sql::sqlite(sqlx::sqlite::SqliteConnectOptions::new().filename(path), false).await

@@ -78,6 +78,11 @@ impl DatabaseUrl {
         DatabaseUrl(DatabaseTarget::SqliteFile(path.into()))
     }
 
+    /// Whether it is an SQLite database in memory (`sqlite::memory:`, `mode=memory`): no file, gone at exit.
+    pub fn is_sqlite_in_memory(&self) -> bool {
+        matches!(&self.0, DatabaseTarget::SqliteUrl(url) if url.contains(":memory:") || url.contains("mode=memory"))
+    }
+
     /// Where it leads.
     pub fn target(&self) -> &DatabaseTarget {
         &self.0

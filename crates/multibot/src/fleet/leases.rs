@@ -71,13 +71,17 @@ impl Replication {
     /// Its name, the replicas alive, its leases and whether they are fresh.
     pub fn status(&self) -> ReplicaStatus {
         let leases = self.held.lock().iter().map(|(id, token)| (id.to_string(), *token)).collect();
-        let fresh = self.fresh_until.lock().is_some_and(|until| Instant::now() < until);
-        ReplicaStatus { id: self.replica.clone(), alive: self.alive.lock().clone(), leases, fresh }
+        ReplicaStatus { id: self.replica.clone(), alive: self.alive.lock().clone(), leases, fresh: self.fresh() }
     }
 
     /// Whether `bot` may poll: this replica holds its lease, and its leases are fresh (see `Deps::poll_gate`).
     pub fn may_poll(&self, bot: &BotId) -> bool {
-        self.fresh_until.lock().is_some_and(|until| Instant::now() < until) && self.holds(bot)
+        self.fresh() && self.holds(bot)
+    }
+
+    /// Whether the last renewal was recent enough that its leases are surely still its own.
+    fn fresh(&self) -> bool {
+        self.fresh_until.lock().is_some_and(|until| Instant::now() < until)
     }
 
     /// Whether this replica holds the lease of `bot`.
@@ -109,7 +113,7 @@ impl Replication {
                 Ok(Err(e)) => warn!(replica = %self.replica, error = %e, "could not renew the bots' leases"),
                 Err(_) => warn!(replica = %self.replica, "renewing the bots' leases took too long"),
             }
-            let stale = self.fresh_until.lock().is_some_and(|until| Instant::now() >= until);
+            let stale = self.fresh_until.lock().is_some() && !self.fresh();
             if stale {
                 self.fence(&manager, &work);
                 *self.fresh_until.lock() = None;
@@ -158,12 +162,10 @@ impl Replication {
         }
         let bots = manager.enabled_ids();
         let configured: HashSet<String> = bots.iter().map(ToString::to_string).collect();
-        let mut mine: Vec<String> = self.held.lock().keys().map(ToString::to_string).collect();
         // A bot no longer configured is no longer this replica's to hold.
-        let (kept, gone): (Vec<String>, Vec<String>) = mine.drain(..).partition(|id| configured.contains(id));
+        let (mut kept, mut surplus): (Vec<String>, Vec<String>) =
+            self.held.lock().keys().map(ToString::to_string).partition(|id| configured.contains(id));
         let target = share(bots.len(), &alive, &self.replica);
-        let mut surplus = gone;
-        let mut kept = kept;
         if kept.len() > target {
             kept.sort_by_key(|id| std::cmp::Reverse(score(id, &self.replica)));
             surplus.extend(kept.split_off(target));

@@ -56,8 +56,8 @@ fn sqlite_file(url: &DatabaseUrl) -> Option<PathBuf> {
     match url.target() {
         DatabaseTarget::Postgres(_) => None,
         DatabaseTarget::SqliteFile(path) => Some(path.clone()),
-        DatabaseTarget::SqliteUrl(url) if url.contains(":memory:") || url.contains("mode=memory") => None,
-        DatabaseTarget::SqliteUrl(url) => sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        DatabaseTarget::SqliteUrl(_) if url.is_sqlite_in_memory() => None,
+        DatabaseTarget::SqliteUrl(text) => sqlx::sqlite::SqliteConnectOptions::from_str(text)
             .ok()
             .map(|options| options.get_filename().to_owned())
             .filter(|file| file != Path::new(":memory:") && !file.as_os_str().is_empty()),
