@@ -105,8 +105,15 @@ async fn a_timer_sends_after_its_delay_repeats_through_errors_and_stops_when_can
     }
     assert_eq!(ask(&alice, &ticker, "/stop").await, "cancelled: true");
     let ticks = sent(&alice, &ticker, "tick ").await.len();
-    // Two more periods: at most a run already under way when the timer was cancelled.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Two more periods, marked by two one-shot timers of 1 s each: at most a run already under way when the
+    // timer was cancelled.
+    for _ in 0..2 {
+        assert_eq!(ask(&alice, &ticker, "/after").await, "set");
+        eventually(TIMER_WAIT, "the one-shot timer", || async {
+            alice.next_message_in(&ticker, 7001, TIMER_WAIT).await.unwrap().text.as_deref() == Some("ding")
+        })
+        .await;
+    }
     let after = sent(&alice, &ticker, "tick ").await.len();
     assert!(after <= ticks + 1 && after >= 3, "ticks: {ticks} then {after}");
     assert_eq!(ask(&alice, &ticker, "/stop").await, "cancelled: false");
@@ -139,13 +146,11 @@ async fn no_timer_of_an_old_version_fires_after_a_reload() {
     let report = app.reloads.reload_now().await;
     assert_eq!(report.applied, [(BotId::parse("repeater").unwrap(), ReloadOutcome::Reloaded)]);
     let old = sent(&bob, &repeater_bot, "v1 tick").await.len();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(sent(&bob, &repeater_bot, "v1 tick").await.len(), old, "v1's timer fired after the reload");
-    // The new version runs, its own timer included.
+    // The new version runs, its own timer included; its ticks mark the time (two periods of v1's timer).
     bob.send(&repeater_bot, "/go").await.unwrap();
     eventually(WAIT, "v2's answer", || async { !sent(&bob, &repeater_bot, "v2 going").await.is_empty() }).await;
-    eventually(TIMER_WAIT, "a tick of v2", || async { !sent(&bob, &repeater_bot, "v2 tick").await.is_empty() }).await;
-    assert_eq!(sent(&bob, &repeater_bot, "v1 tick").await.len(), old);
+    eventually(TIMER_WAIT, "two ticks of v2", || async { sent(&bob, &repeater_bot, "v2 tick").await.len() >= 2 }).await;
+    assert_eq!(sent(&bob, &repeater_bot, "v1 tick").await.len(), old, "v1's timer fired after the reload");
     app.stop().await;
 }
 
