@@ -98,8 +98,8 @@ pub struct Settings {
     pub max_pending_updates: usize,
     /// `EVENTS_RETENTION_DAYS`: days `bot_events` rows are kept (default 30); `None` (`0`) keeps them forever.
     pub events_retention: Option<Duration>,
-    /// `REPLICA_ID`: this process's name among the replicas sharing one PostgreSQL database; set, each bot runs on
-    /// the one replica that holds its lease (unset: this process runs every bot).
+    /// `REPLICA_ID`: this process's name among the replicas sharing one PostgreSQL database (`auto`: the host
+    /// name); set, each bot runs on the one replica that holds its lease (unset: this process runs every bot).
     pub replica_id: Option<String>,
     /// `LEASE_TTL_SECONDS`: how long a lease on a bot lasts without renewal (default 6).
     pub lease_ttl: Duration,
@@ -260,10 +260,14 @@ impl Settings {
             }),
         };
         let migrate_on_start = flag("MIGRATE_ON_START", true, &mut errors);
-        let replica_id = text("REPLICA_ID");
+        // `auto`: the host name, which is the pod's name in Kubernetes and the container's id under Compose.
+        let replica_id = text("REPLICA_ID").map(|id| match id.as_str() {
+            "auto" => std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_owned(),
+            _ => id,
+        });
         if let Some(id) = &replica_id {
             let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-            if id.len() > 64 || !id.chars().all(allowed) {
+            if id.is_empty() || id.len() > 64 || !id.chars().all(allowed) {
                 errors.push(format!("REPLICA_ID={id:?} must be at most 64 letters, digits, '.', '_' or '-'"));
             }
             if database_url.backend() != Backend::Postgres {
@@ -426,5 +430,25 @@ mod tests {
             let errors = with("EVENTS_RETENTION_DAYS", bad).unwrap_err();
             assert!(errors[0].starts_with("EVENTS_RETENTION_DAYS="), "{errors:?}");
         }
+    }
+
+    #[test]
+    fn replica_id_auto_is_the_host_name_and_needs_postgresql() {
+        let env = |id: &'static str, url: &'static str| {
+            Settings::from_env(&move |asked| match asked {
+                "REPLICA_ID" => Some(id.to_owned()),
+                "DATABASE_URL" => Some(url.to_owned()),
+                _ => None,
+            })
+        };
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
+        let auto = env("auto", "postgresql://u@db/fleet").unwrap();
+        assert_eq!(auto.replica_id.as_deref(), Some(host.as_str()));
+        assert_eq!(env("pod-7", "postgresql://u@db/fleet").unwrap().replica_id.as_deref(), Some("pod-7"));
+        // Bad input: a name with a space, and a replica on SQLite.
+        let errors = env("pod 7", "postgresql://u@db/fleet").unwrap_err();
+        assert!(errors[0].starts_with("REPLICA_ID=\"pod 7\" must be"), "{errors:?}");
+        let errors = env("auto", "sqlite:///tmp/fleet.db").unwrap_err();
+        assert!(errors[0].contains("REPLICA_ID needs PostgreSQL"), "{errors:?}");
     }
 }
