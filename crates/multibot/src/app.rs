@@ -24,6 +24,7 @@ use crate::{
     fleet::{
         BotManager, ReloadHandle, ReloadSetup,
         admin::{AdminFactory, Fleet, admin_bot_config},
+        control::Control,
         leases::Replication,
         reload::{config_invalid, scan_scripts},
     },
@@ -270,9 +271,10 @@ impl Application {
             recorder: recorder.clone(),
             notifier: notifier.clone(),
         });
+        let control = Control::new(manager.clone(), reload_handle.clone(), storage.clone());
         let _ = fleet.set(Fleet {
             manager: manager.clone(),
-            reloads: reload_handle.clone(),
+            control: control.clone(),
             storage: storage.clone(),
             allowed: Arc::new(settings.admin_allowed_users.iter().copied().collect()),
             confirm_timeout: settings.admin_confirm_timeout,
@@ -324,6 +326,7 @@ impl Application {
         if let Some(replication) = &replication {
             info!(replica = replication.replica(), "running the bots whose leases this replica takes");
             tasks.spawn(replication.clone().keep(manager.clone(), storage.clone(), shutdown.clone(), tasks.clone()));
+            tasks.spawn(control.serve(shutdown.clone()));
         }
         if let Some(retention) = settings.events_retention {
             tasks.spawn(crate::storage::retention::run(storage.clone(), retention, shutdown.clone()));

@@ -4,6 +4,7 @@
 //! - [`admin`]: the admin bot's plugin: the fleet controlled from Telegram.
 
 pub mod admin;
+pub mod control;
 pub mod leases;
 pub mod reload;
 mod status;
@@ -133,9 +134,9 @@ impl BotManager {
     }
 
     /// Starts a configured bot (a running one is left alone). With replicas, a bot whose lease another replica
-    /// holds is left to it.
+    /// holds is left to it, and one an admin stopped stays stopped.
     pub async fn start(&self, id: &BotId) -> Result<(), ManagerError> {
-        if self.replication.as_ref().is_some_and(|r| !r.holds(id)) {
+        if self.replication.as_ref().is_some_and(|r| !r.runs(id)) {
             return Ok(());
         }
         let (config, health) = {

@@ -12,6 +12,7 @@
 //!   counts it and records it.
 //! - `retention`: old events pruned in small batches (`EVENTS_RETENTION_DAYS`).
 
+mod commands;
 pub mod events;
 mod inbox;
 mod leases;
@@ -24,6 +25,7 @@ use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
+pub use commands::{CHANNEL, Command, CommandRepository};
 pub use inbox::{InboxDepth, InboxRepository, InboxUpdate, PendingUpdate};
 pub use leases::{Lease, LeaseRepository, Owner};
 pub use lock::ProcessLock;
@@ -386,6 +388,8 @@ pub struct Storage {
     inbox: Arc<dyn InboxRepository>,
     /// PostgreSQL's only: SQLite runs one process.
     leases: Option<Arc<dyn LeaseRepository>>,
+    /// PostgreSQL's only, like the leases.
+    commands: Option<Arc<dyn CommandRepository>>,
 }
 
 impl fmt::Debug for Storage {
@@ -502,6 +506,11 @@ impl Storage {
     /// The `replicas` and `bot_leases` tables, on PostgreSQL (`None` on SQLite, where one process runs the fleet).
     pub fn leases(&self) -> Option<&dyn LeaseRepository> {
         self.leases.as_deref()
+    }
+
+    /// The `fleet_commands` and `fleet_replies` tables, on PostgreSQL (`None` on SQLite).
+    pub fn commands(&self) -> Option<&dyn CommandRepository> {
+        self.commands.as_deref()
     }
 
     /// The persistent store of one plugin in one bot.

@@ -20,7 +20,10 @@ use serde_json::json;
 use teloxide_core::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, MessageId};
 use tracing::{info, warn};
 
-use super::{BotManager, BotState, BotStatus, ReloadHandle, ReloadReport};
+use super::{
+    BotManager, BotState, BotStatus,
+    control::{Control, Done, FleetReport, FleetView, Order},
+};
 use crate::{
     config::{BotConfig, BotId, BotToken, PluginEntry},
     plugins::{
@@ -38,8 +41,8 @@ pub const ADMIN_BOT_ID: &str = "admin";
 pub struct Fleet {
     /// The bots.
     pub manager: BotManager,
-    /// Configuration reloads.
-    pub reloads: ReloadHandle,
+    /// Orders carried out wherever the bot runs.
+    pub control: Control,
     /// The database.
     pub storage: Storage,
     /// Who may use the admin bot.
@@ -138,6 +141,14 @@ impl Action {
             Action::Start => "start_bot",
             Action::Stop => "stop_bot",
             Action::Restart => "restart_bot",
+        }
+    }
+
+    fn order(self) -> Order {
+        match self {
+            Action::Start => Order::Start,
+            Action::Stop => Order::Stop,
+            Action::Restart => Order::Restart,
         }
     }
 }
@@ -271,12 +282,22 @@ impl Admin {
         self.fleet.manager.status().into_iter().filter(|s| s.id.as_str() != ADMIN_BOT_ID).collect()
     }
 
+    /// Every bot but the admin bot itself as the fleet sees it, with the replica running each (with replicas).
+    async fn view(&self) -> FleetView {
+        let mut view = self.fleet.control.view().await;
+        view.bots.retain(|(s, _)| s.id.as_str() != ADMIN_BOT_ID);
+        view
+    }
+
     async fn status(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
         if !self.allowed(&cx).await? {
             return Ok(());
         }
         if !cx.command_args().is_empty() {
             let Some(bot) = self.target(&cx).await? else { return Ok(()) };
+            let view = self.view().await;
+            let (bot, owner) = view.bots.into_iter().find(|(s, _)| s.id == bot.id).unwrap_or((bot, None));
+            let elsewhere = owner.clone().filter(|o| view.replicas.as_ref().is_some_and(|(me, _)| me != o));
             let users = self.fleet.storage.users().get_user_count(bot.id.as_str()).await;
             let mut text = format!("{} {} ({})\n", icon(&bot.state), bot.id, bot.name);
             let _ = writeln!(text, "State: {:?}", bot.state);
@@ -288,6 +309,13 @@ impl Admin {
             let plugins = if bot.plugins.is_empty() { "-".to_owned() } else { bot.plugins.join(", ") };
             let _ = writeln!(text, "Plugins: {plugins}");
             let _ = writeln!(text, "Users: {}", users.map_or_else(|e| format!("unknown ({e})"), |n| n.to_string()));
+            if view.replicas.is_some() {
+                let _ = writeln!(text, "Replica: {}", owner.as_deref().unwrap_or("none"));
+            }
+            if let Some(replica) = elsewhere {
+                let _ = write!(text, "Counters: on replica {replica} (its /health/full)");
+                return self.say(&cx, text).await;
+            }
             let _ = writeln!(text, "Updates handled: {}", bot.updates_handled);
             let _ = writeln!(text, "Errors: {}", bot.errors);
             let _ = write!(text, "Pending updates: {}", bot.pending_updates);
@@ -298,23 +326,30 @@ impl Admin {
             let _ = write!(text, "Last error: {}", bot.last_error.as_deref().unwrap_or("-"));
             return self.say(&cx, text).await;
         }
-        let bots = self.bots();
+        let view = self.view().await;
         let mut text = "📊 Bot Status Overview\n\n".to_owned();
-        for bot in &bots {
+        for (bot, owner) in &view.bots {
             let _ = write!(text, "{} {} ({})", icon(&bot.state), bot.id, bot.name);
             if let Some(uptime) = bot.uptime {
                 let _ = write!(text, " - {}", format_uptime(uptime));
             }
-            if let (BotState::Degraded, Some(reason)) = (&bot.state, &bot.reason) {
+            if let (BotState::Degraded | BotState::Failed, Some(reason)) = (&bot.state, &bot.reason) {
                 let _ = write!(text, " - {reason}");
+            }
+            if let (Some(owner), Some(_)) = (owner, &view.replicas) {
+                let _ = write!(text, " - on {owner}");
             }
             text.push('\n');
         }
+        let bots: Vec<BotStatus> = view.bots.into_iter().map(|(bot, _)| bot).collect();
         let running = bots.iter().filter(|b| b.state.is_running()).count();
         let _ = write!(text, "\nSummary: {running}/{} running", bots.len());
         let degraded = bots.iter().filter(|b| b.state == BotState::Degraded).count();
         if degraded > 0 {
             let _ = write!(text, ", {degraded} degraded");
+        }
+        if let Some((me, alive)) = &view.replicas {
+            let _ = write!(text, "\nReplicas alive: {} (this one: {me})", alive.join(", "));
         }
         self.say(&cx, text).await
     }
@@ -324,8 +359,12 @@ impl Admin {
             return Ok(());
         }
         let mut text = "📋 Configured bots\n".to_owned();
-        for bot in self.bots() {
+        let view = self.view().await;
+        for (bot, owner) in view.bots {
             let _ = write!(text, "\n{} {} ({}) - {:?}, {}", icon(&bot.state), bot.id, bot.name, bot.state, bot.mode);
+            if let (Some(owner), Some(_)) = (owner, &view.replicas) {
+                let _ = write!(text, ", on {owner}");
+            }
             let _ = write!(text, "\n   {}", bot.file.display());
         }
         self.say(&cx, text).await
@@ -335,7 +374,8 @@ impl Admin {
         if !self.allowed(&cx).await? {
             return Ok(());
         }
-        let bots = self.bots();
+        let view = self.view().await;
+        let bots: Vec<BotStatus> = view.bots.into_iter().map(|(bot, _)| bot).collect();
         let running = bots.iter().filter(|b| b.state.is_running()).count();
         let failed = bots.iter().filter(|b| b.state == BotState::Failed).count();
         let degraded: Vec<&BotStatus> = bots.iter().filter(|b| b.state == BotState::Degraded).collect();
@@ -351,6 +391,9 @@ impl Admin {
         );
         if !degraded.is_empty() {
             let _ = write!(text, ", {} degraded", degraded.len());
+        }
+        if let Some((me, alive)) = &view.replicas {
+            let _ = write!(text, "\nReplicas alive: {} (this one: {me})", alive.join(", "));
         }
         for bot in degraded {
             let _ = write!(text, "\n{} {}: {}", icon(&bot.state), bot.id, bot.reason.as_deref().unwrap_or("-"));
@@ -424,14 +467,15 @@ impl Admin {
             return Ok(());
         }
         cx.answer_callback(Some("Working on it…")).await?;
-        let manager = &self.fleet.manager;
-        let result = match action {
-            Action::Start => manager.start(&bot).await,
-            Action::Stop => manager.stop(&bot).await,
-            Action::Restart => manager.restart(&bot).await,
-        };
-        let (outcome, text) = match &result {
-            Ok(()) => ("ok", format!("✅ Bot {bot} {} successfully", action.done())),
+        let (outcome, text) = match self.fleet.control.order(action.order(), &bot).await {
+            Ok(Done::Here) => ("ok", format!("✅ Bot {bot} {} successfully", action.done())),
+            Ok(Done::On(replica)) => {
+                ("ok", format!("✅ Bot {bot} {} successfully on replica {replica}", action.done()))
+            }
+            Ok(Done::Later) => {
+                let follows = if action == Action::Stop { "keeps it stopped" } else { "starts it" };
+                ("ok", format!("✅ No replica runs {bot} right now; the one that takes it {follows}"))
+            }
             Err(e) => ("failed", format!("❌ Could not {} {bot}: {e}", action.verb().to_lowercase())),
         };
         info!(bot_id = %bot, admin = clicker, action = action.name(), outcome, "admin action");
@@ -448,14 +492,14 @@ impl Admin {
         let wanted = cx.command_args().split_whitespace().next().and_then(|w| BotId::parse(w).ok());
         if let Some(id) = wanted.filter(|id| id.as_str() != ADMIN_BOT_ID && self.fleet.manager.status_of(id).is_none())
         {
-            let report = self.fleet.reloads.reload_bot(&id).await;
+            let report = self.fleet.control.reload(Some(&id)).await;
             let mut concerned = report.applied.iter().map(|(a, _)| a).chain(report.failed.iter().map(|(f, _)| f));
-            if concerned.any(|c| c == &id) {
+            if concerned.any(|c| c == id.as_str()) {
                 return self.report(&cx, Some(&id), report).await;
             }
         }
         let Some(bot) = self.target(&cx).await? else { return Ok(()) };
-        let report = self.fleet.reloads.reload_bot(&bot.id).await;
+        let report = self.fleet.control.reload(Some(&bot.id)).await;
         self.report(&cx, Some(&bot.id), report).await
     }
 
@@ -463,13 +507,13 @@ impl Admin {
         if !self.allowed(&cx).await? {
             return Ok(());
         }
-        let report = self.fleet.reloads.reload_now().await;
+        let report = self.fleet.control.reload(None).await;
         self.report(&cx, None, report).await
     }
 
-    async fn report(&self, cx: &Ctx, bot: Option<&BotId>, report: ReloadReport) -> anyhow::Result<()> {
+    async fn report(&self, cx: &Ctx, bot: Option<&BotId>, report: FleetReport) -> anyhow::Result<()> {
         let admin = cx.user().map_or(0, |u| u.id.0 as i64);
-        let ok = report.errors.is_empty() && report.failed.is_empty();
+        let ok = report.errors.is_empty() && report.failed.is_empty() && report.silent.is_empty();
         let mut text =
             if ok { "🔄 Reload done".to_owned() } else { "⚠️ Reload finished with problems".to_owned() };
         if report.applied.is_empty() && ok {
@@ -486,6 +530,9 @@ impl Admin {
         }
         if !report.errors.is_empty() {
             text.push_str("\nBots of invalid files keep their running configuration.");
+        }
+        if !report.silent.is_empty() {
+            let _ = write!(text, "\n⏳ No answer yet from replica(s) {}", report.silent.join(", "));
         }
         let target = bot.cloned().unwrap_or_else(admin_id);
         let action = if bot.is_some() { "reload" } else { "reload_all" };

@@ -32,15 +32,25 @@ use tracing::{info, warn};
 use super::BotManager;
 use crate::{
     config::BotId,
-    storage::{Storage, StorageError},
+    storage::{Lease, Storage, StorageError},
 };
+
+/// A lease this replica holds.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    token: i64,
+    /// Stopped by an admin: held but not run.
+    stopped: bool,
+    /// When this replica last set `stopped` itself: a renewal sent before then read the flag as it was.
+    set_at: Option<Instant>,
+}
 
 /// This replica's leases, and the keeper that renews and balances them.
 pub struct Replication {
     replica: String,
     ttl: Duration,
-    /// The bots this replica holds leases for, with their fencing tokens: the manager starts only these.
-    held: Mutex<HashMap<BotId, i64>>,
+    /// The bots this replica holds leases for: the manager runs only these, unless an admin stopped them.
+    held: Mutex<HashMap<BotId, Held>>,
     /// Until when its leases are surely its own (half a ttl after the last renewal was sent); none before the
     /// first and after a failed one ran out.
     fresh_until: Mutex<Option<Instant>>,
@@ -57,6 +67,8 @@ pub struct ReplicaStatus {
     pub alive: Vec<String>,
     /// The bots whose leases it holds, by id, with their fencing tokens.
     pub leases: std::collections::BTreeMap<String, i64>,
+    /// The held bots an admin stopped, by id.
+    pub stopped: Vec<String>,
     /// Whether its leases were renewed recently enough for its bots to poll.
     pub fresh: bool,
 }
@@ -70,8 +82,11 @@ impl Replication {
 
     /// Its name, the replicas alive, its leases and whether they are fresh.
     pub fn status(&self) -> ReplicaStatus {
-        let leases = self.held.lock().iter().map(|(id, token)| (id.to_string(), *token)).collect();
-        ReplicaStatus { id: self.replica.clone(), alive: self.alive.lock().clone(), leases, fresh: self.fresh() }
+        let held = self.held.lock();
+        let leases = held.iter().map(|(id, held)| (id.to_string(), held.token)).collect();
+        let stopped = held.iter().filter(|(_, held)| held.stopped).map(|(id, _)| id.to_string()).collect();
+        let alive = self.alive.lock().clone();
+        ReplicaStatus { id: self.replica.clone(), alive, leases, stopped, fresh: self.fresh() }
     }
 
     /// Whether `bot` may poll: this replica holds its lease, and its leases are fresh (see `Deps::poll_gate`).
@@ -89,6 +104,29 @@ impl Replication {
         self.held.lock().contains_key(bot)
     }
 
+    /// Whether `bot` is to run here: this replica holds it and no admin stopped it.
+    pub(crate) fn runs(&self, bot: &BotId) -> bool {
+        self.held.lock().get(bot).is_some_and(|held| !held.stopped)
+    }
+
+    /// Records an admin's stop (or start) of a bot this replica holds; false when it holds none.
+    pub(crate) fn set_stopped(&self, bot: &BotId, stopped: bool) -> bool {
+        let mut held = self.held.lock();
+        let Some(held) = held.get_mut(bot) else { return false };
+        *held = Held { stopped, set_at: Some(Instant::now()), ..*held };
+        true
+    }
+
+    /// The replicas alive at the last round, by id.
+    pub(crate) fn alive(&self) -> Vec<String> {
+        self.alive.lock().clone()
+    }
+
+    /// How often the keeper runs a round.
+    pub(crate) fn round_every(&self) -> Duration {
+        self.ttl / 4
+    }
+
     /// This replica's name.
     pub fn replica(&self) -> &str {
         &self.replica
@@ -103,12 +141,10 @@ impl Replication {
         stop: CancellationToken,
         work: TaskTracker,
     ) {
-        let round = self.ttl / 4;
+        let round = self.round_every();
         loop {
             let sent = Instant::now();
-            // Fresh from the moment the renewal was sent: the server's expiry comes no sooner than a ttl later.
-            let renewed = sent + self.ttl / 2;
-            match tokio::time::timeout(round, self.round(&manager, &storage, &stop, &work, renewed)).await {
+            match tokio::time::timeout(round, self.round(&manager, &storage, &stop, &work, sent)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => warn!(replica = %self.replica, error = %e, "could not renew the bots' leases"),
                 Err(_) => warn!(replica = %self.replica, "renewing the bots' leases took too long"),
@@ -142,21 +178,23 @@ impl Replication {
         storage: &Storage,
         stop: &CancellationToken,
         work: &TaskTracker,
-        fresh_until: Instant,
+        sent: Instant,
     ) -> Result<(), StorageError> {
         let Some(leases) = storage.leases() else { return Ok(()) };
         let alive = leases.heartbeat(&self.replica, self.ttl).await?;
         self.alive.lock().clone_from(&alive);
         let held: Vec<String> = self.held.lock().keys().map(ToString::to_string).collect();
-        let renewed: HashSet<String> =
-            leases.renew(&self.replica, &held, self.ttl).await?.into_iter().map(|l| l.bot_id).collect();
+        let renewed = leases.renew(&self.replica, &held, self.ttl).await?;
+        self.follow_stops(manager, work, &renewed, sent);
+        let renewed: HashSet<String> = renewed.into_iter().map(|l| l.bot_id).collect();
         let lost: Vec<String> = held.into_iter().filter(|id| !renewed.contains(id)).collect();
         if !lost.is_empty() {
             warn!(replica = %self.replica, bots = ?lost, "lost the bots' leases; stopping them");
             work.spawn(self.stop_bots(manager.clone(), lost));
         }
-        // Only now, with the lost ones no longer held: their polls stay shut.
-        *self.fresh_until.lock() = Some(fresh_until);
+        // Only now, with the lost ones no longer held: their polls stay shut. Fresh from the moment the renewal
+        // was sent: the server's expiry comes no sooner than a ttl later.
+        *self.fresh_until.lock() = Some(sent + self.ttl / 2);
         if stop.is_cancelled() {
             return Ok(());
         }
@@ -194,9 +232,11 @@ impl Replication {
         let mut started = Vec::new();
         for lease in leases.acquire(&self.replica, &free, self.ttl).await? {
             let Ok(id) = BotId::parse(&lease.bot_id) else { continue };
-            info!(replica = %self.replica, bot_id = %id, token = lease.token, "took the bot's lease");
-            self.held.lock().insert(id.clone(), lease.token);
-            started.push(id);
+            info!(replica = %self.replica, bot_id = %id, token = lease.token, stopped = lease.stopped, "took the bot's lease");
+            self.held.lock().insert(id.clone(), Held { token: lease.token, stopped: lease.stopped, set_at: None });
+            if !lease.stopped {
+                started.push(id);
+            }
         }
         let manager = manager.clone();
         work.spawn(async move {
@@ -204,6 +244,32 @@ impl Replication {
             futures_util::future::join_all(started.iter().map(|id| manager.start(id))).await;
         });
         Ok(())
+    }
+
+    /// Follows an admin's stop or start made through another replica (or while no replica held the bot), as
+    /// read by a renewal sent at `sent`; a flag this replica set itself after that is newer.
+    fn follow_stops(&self, manager: &BotManager, work: &TaskTracker, renewed: &[Lease], sent: Instant) {
+        let (mut stop, mut start) = (Vec::new(), Vec::new());
+        {
+            let mut held = self.held.lock();
+            for lease in renewed {
+                let Ok(id) = BotId::parse(&lease.bot_id) else { continue };
+                let Some(held) = held.get_mut(&id) else { continue };
+                if held.stopped == lease.stopped || held.set_at.is_some_and(|at| at > sent) {
+                    continue;
+                }
+                held.stopped = lease.stopped;
+                if lease.stopped { stop.push(id) } else { start.push(id) }
+            }
+        }
+        if !stop.is_empty() || !start.is_empty() {
+            info!(replica = %self.replica, stopped = ?stop, started = ?start, "following an admin's order");
+            let manager = manager.clone();
+            work.spawn(async move {
+                futures_util::future::join_all(stop.iter().map(|id| manager.stop(id))).await;
+                futures_util::future::join_all(start.iter().map(|id| manager.start(id))).await;
+            });
+        }
     }
 
     /// Stops every bot: this replica can no longer be sure it holds their leases.

@@ -20,6 +20,8 @@ pub struct Lease {
     pub bot_id: String,
     /// Grows by one each time the bot changes hands.
     pub token: i64,
+    /// Stopped by an admin: held, but not run, wherever it moves.
+    pub stopped: bool,
 }
 
 /// Who owns a bot now.
@@ -33,6 +35,8 @@ pub struct Owner {
     pub token: i64,
     /// Whether the lease is still valid.
     pub live: bool,
+    /// Stopped by an admin.
+    pub stopped: bool,
 }
 
 /// The lease tables.
@@ -50,6 +54,8 @@ pub trait LeaseRepository: Send + Sync {
     async fn release(&self, replica: &str, bots: &[String]) -> Result<(), StorageError>;
     /// Every lease, by bot id.
     async fn owners(&self) -> Result<Vec<Owner>, StorageError>;
+    /// Marks `bot` as stopped by an admin (or no longer): whichever replica holds it, now or later, follows.
+    async fn set_stopped(&self, bot: &str, stopped: bool) -> Result<(), StorageError>;
     /// `replica` stops: its leases end and it no longer counts as alive, so the others take its share at once.
     async fn leave(&self, replica: &str) -> Result<(), StorageError>;
 }
@@ -57,20 +63,25 @@ pub trait LeaseRepository: Send + Sync {
 const HEARTBEAT: &str = "INSERT INTO replicas (id, started_at, alive_until) VALUES ($1, now(), now() + $2) \
      ON CONFLICT (id) DO UPDATE SET alive_until = excluded.alive_until";
 const FORGET: &str = "DELETE FROM replicas WHERE alive_until < now() - interval '1 hour'";
+const FORGET_COMMANDS: &str = "DELETE FROM fleet_commands WHERE issued_at < now() - interval '1 hour'";
 const ALIVE: &str = "SELECT id FROM replicas WHERE alive_until > now() ORDER BY id";
 const ACQUIRE: &str = "INSERT INTO bot_leases (bot_id, owner, token, expires_at) \
      SELECT b, $1, 1, now() + $3 FROM unnest($2::text[]) AS b \
      ON CONFLICT (bot_id) DO UPDATE SET owner = excluded.owner, token = bot_leases.token + 1, \
-     expires_at = excluded.expires_at WHERE bot_leases.expires_at <= now() RETURNING bot_id, token";
+     expires_at = excluded.expires_at WHERE bot_leases.expires_at <= now() RETURNING bot_id, token, stopped";
 const RENEW: &str = "UPDATE bot_leases SET expires_at = now() + $3 \
-     WHERE owner = $1 AND bot_id = ANY($2) AND expires_at > now() RETURNING bot_id, token";
+     WHERE owner = $1 AND bot_id = ANY($2) AND expires_at > now() RETURNING bot_id, token, stopped";
 const RELEASE: &str = "UPDATE bot_leases SET expires_at = now() WHERE owner = $1 AND bot_id = ANY($2)";
 const LEAVE_LEASES: &str = "UPDATE bot_leases SET expires_at = now() WHERE owner = $1 AND expires_at > now()";
 const LEAVE: &str = "UPDATE replicas SET alive_until = now() WHERE id = $1";
-const OWNERS: &str = "SELECT bot_id, owner, token, expires_at > now() FROM bot_leases ORDER BY bot_id";
+const OWNERS: &str = "SELECT bot_id, owner, token, expires_at > now(), stopped FROM bot_leases ORDER BY bot_id";
+// A bot no replica has held yet gets an expired row, free to take, that remembers the stop.
+const SET_STOPPED: &str = "INSERT INTO bot_leases (bot_id, owner, token, expires_at, stopped) \
+     VALUES ($1, '', 0, now(), $2) ON CONFLICT (bot_id) DO UPDATE SET stopped = excluded.stopped";
 
 fn leases(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<Lease>, StorageError> {
-    let leases = rows.iter().map(|row| Ok(Lease { bot_id: row.try_get(0)?, token: row.try_get(1)? }));
+    let leases =
+        rows.iter().map(|row| Ok(Lease { bot_id: row.try_get(0)?, token: row.try_get(1)?, stopped: row.try_get(2)? }));
     leases.collect::<Result<Vec<_>, sqlx::Error>>().map_err(StorageError::from)
 }
 
@@ -79,6 +90,7 @@ impl LeaseRepository for Sql<Postgres> {
     async fn heartbeat(&self, replica: &str, ttl: Duration) -> Result<Vec<String>, StorageError> {
         sqlx::query(HEARTBEAT).bind(replica).bind(ttl).execute(&self.0).await?;
         sqlx::query(FORGET).execute(&self.0).await?;
+        sqlx::query(FORGET_COMMANDS).execute(&self.0).await?;
         Ok(sqlx::query_scalar(ALIVE).fetch_all(&self.0).await?)
     }
 
@@ -101,6 +113,11 @@ impl LeaseRepository for Sql<Postgres> {
         Ok(())
     }
 
+    async fn set_stopped(&self, bot: &str, stopped: bool) -> Result<(), StorageError> {
+        sqlx::query(SET_STOPPED).bind(bot).bind(stopped).execute(&self.0).await?;
+        Ok(())
+    }
+
     async fn leave(&self, replica: &str) -> Result<(), StorageError> {
         let mut tx = self.0.begin().await?;
         sqlx::query(LEAVE_LEASES).bind(replica).execute(&mut *tx).await?;
@@ -116,6 +133,7 @@ impl LeaseRepository for Sql<Postgres> {
                 replica: row.try_get(1)?,
                 token: row.try_get(2)?,
                 live: row.try_get(3)?,
+                stopped: row.try_get(4)?,
             })
         });
         owners.collect::<Result<Vec<_>, sqlx::Error>>().map_err(StorageError::from)

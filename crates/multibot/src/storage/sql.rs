@@ -16,8 +16,8 @@ use sqlx::{
 };
 
 use super::{
-    BotEvent, BotRecord, BotRepository, BotUser, Database, EventRepository, InboxRepository, LeaseRepository, NewEvent,
-    PluginStateRepository, Storage, StorageError, UserProfile, UserRepository, UserSeen,
+    BotEvent, BotRecord, BotRepository, BotUser, CommandRepository, Database, EventRepository, InboxRepository,
+    LeaseRepository, NewEvent, PluginStateRepository, Storage, StorageError, UserProfile, UserRepository, UserSeen,
 };
 use crate::config::Backend;
 
@@ -29,12 +29,14 @@ pub(super) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (2, "inbox", include_str!("../../../../migrations/postgres/0002_inbox.sql")),
             (3, "inbox_lean", include_str!("../../../../migrations/postgres/0003_inbox_lean.sql")),
             (4, "leases", include_str!("../../../../migrations/postgres/0004_leases.sql")),
+            (5, "fleet_commands", include_str!("../../../../migrations/postgres/0005_fleet_commands.sql")),
         ],
         Backend::Sqlite => &[
             (1, "initial", include_str!("../../../../migrations/sqlite/0001_initial.sql")),
             (2, "inbox", include_str!("../../../../migrations/sqlite/0002_inbox.sql")),
             (3, "inbox_lean", include_str!("../../../../migrations/sqlite/0003_inbox_lean.sql")),
             (4, "leases", include_str!("../../../../migrations/sqlite/0004_leases.sql")),
+            (5, "fleet_commands", include_str!("../../../../migrations/sqlite/0005_fleet_commands.sql")),
         ],
     }
 }
@@ -99,13 +101,14 @@ pub(super) async fn sqlite(options: SqliteConnectOptions, in_memory: bool) -> Re
 fn storage<DB: sqlx::Database>(
     backend: Backend,
     sql: std::sync::Arc<Sql<DB>>,
-    leases: Option<std::sync::Arc<dyn LeaseRepository>>,
+    postgres: Option<std::sync::Arc<Sql<Postgres>>>,
 ) -> Storage
 where
     Sql<DB>: Database + BotRepository + UserRepository + EventRepository + PluginStateRepository + InboxRepository,
 {
     Storage {
-        leases,
+        leases: postgres.clone().map(|sql| sql as std::sync::Arc<dyn LeaseRepository>),
+        commands: postgres.map(|sql| sql as std::sync::Arc<dyn CommandRepository>),
         backend,
         database: sql.clone(),
         bots: sql.clone(),

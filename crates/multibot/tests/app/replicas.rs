@@ -209,3 +209,112 @@ async fn a_paused_replica_does_not_handle_the_bots_it_lost() {
         assert!(status.success(), "{output:?}");
     }
 }
+
+/// Which replica holds each bot's live lease, and whether an admin stopped it.
+async fn leases(db: &TestDb) -> BTreeMap<String, (String, bool)> {
+    let storage = db.storage().await;
+    let owners = storage.leases().expect("PostgreSQL").owners().await.unwrap();
+    storage.close().await;
+    owners.into_iter().filter(|o| o.live).map(|o| (o.bot_id, (o.replica, o.stopped))).collect()
+}
+
+/// The admin sends `command`, presses Confirm, and reads the edited answer.
+async fn confirmed(admin: &TestUser, bot: &TestBot, command: &str) -> String {
+    admin.send(bot, command).await.unwrap();
+    let question = admin.next_message_in(bot, admin.id, Duration::from_secs(15)).await.unwrap();
+    let after = bot.events(0, None, None, Duration::ZERO).await.unwrap().last().map_or(0, |e| e.seq);
+    let ok = question.callback_data().into_iter().find(|d| d.starts_with("adm:ok:")).expect("a Confirm button");
+    admin.click(bot, &question, &ok).await.unwrap();
+    let edit = bot.next_event(after, Some(admin.id), Some("edit"), Duration::from_secs(15)).await.unwrap();
+    edit.message.unwrap().text.unwrap()
+}
+
+async fn ask(admin: &TestUser, bot: &TestBot, command: &str) -> String {
+    admin.send(bot, command).await.unwrap();
+    admin.next_message_in(bot, admin.id, Duration::from_secs(15)).await.unwrap().text.unwrap()
+}
+
+/// What `/health/full` on `port` says of `bot`.
+async fn bot_health(port: u16, bot: &str) -> serde_json::Value {
+    let url = format!("http://127.0.0.1:{port}/health/full");
+    let full = reqwest::get(url).await.unwrap().json::<serde_json::Value>().await.unwrap();
+    full["bots"].as_array().unwrap().iter().find(|b| b["id"] == bot).cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_admin_bot_controls_bots_on_every_replica() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let mut fleet = Fleet::new(&db, 2).await;
+    let admin_bot = fleet.emu.control().bot_named(&token(59), "Admin", "fleet_admin_bot").await.unwrap();
+    fleet.env.extend([("ADMIN_BOT_TOKEN".into(), token(59)), ("ADMIN_ALLOWED_USERS".into(), "8500".into())]);
+    let admin = fleet.emu.user(8500);
+    let ports: BTreeMap<&str, u16> = ["a", "b"]
+        .into_iter()
+        .map(|r| (r, std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()))
+        .collect();
+    let mut replicas: BTreeMap<&str, Process> = ports.iter().map(|(r, port)| (*r, fleet.start_on(r, *port))).collect();
+    // Three bots (the admin bot is one) over two replicas: two on a, one on b.
+    eventually(Duration::from_secs(30), "two bots on a, one on b", || async {
+        owners(&db).await == spread(&[("a", 2), ("b", 1)])
+    })
+    .await;
+    let held = leases(&db).await;
+    let here = held["admin"].0.clone();
+    let (far, there) =
+        held.iter().find(|(_, (replica, _))| *replica != here).map(|(b, (r, _))| (b.clone(), r.clone())).unwrap();
+    let far_bot = fleet.bots.iter().find(|b| b.username == format!("{far}_bot")).unwrap().clone();
+
+    // `/status` names the replica of every bot and the replicas alive.
+    let status = ask(&admin, &admin_bot, "/status").await;
+    assert!(
+        status.contains(&format!("✅ {far} ({far}) - ")) && status.contains(&format!(" - on {there}\n")),
+        "{status}"
+    );
+    assert!(status.contains(&format!("Replicas alive: a, b (this one: {here})")), "{status}");
+
+    // A reload asked of the admin bot's replica reaches the replica that runs the bot: it reloads there.
+    let file = format!("bots/{far}.yaml");
+    let yaml = std::fs::read_to_string(fleet.dir.path().join(&file)).unwrap();
+    fleet.dir.write(&file, &yaml.replace(&format!("name: {far}\n"), "name: Renamed\n"));
+    let report = ask(&admin, &admin_bot, &format!("/reload {far}")).await;
+    assert_eq!(report, format!("🔄 Reload done\n✅ {far}: reloaded"));
+    assert_eq!(bot_health(ports[there.as_str()], &far).await["name"], "Renamed");
+
+    // `/stop_bot` stops it on its replica, which stops polling it: a user's message waits in Telegram.
+    let answer = confirmed(&admin, &admin_bot, &format!("/stop_bot {far}")).await;
+    assert_eq!(answer, format!("✅ Bot {far} stopped successfully on replica {there}"));
+    assert_eq!(bot_health(ports[there.as_str()], &far).await["state"], "stopped");
+    let user = fleet.emu.user(8501);
+    user.send(&far_bot, "are you there?").await.unwrap();
+    let delivered = far_bot.stats().await.unwrap().updates_delivered;
+    let detail = ask(&admin, &admin_bot, &format!("/status {far}")).await;
+    for part in ["State: Stopped", "Reason: stopped by an admin", &format!("Replica: {there}")] {
+        assert!(detail.contains(part), "{part:?} missing from {detail}");
+    }
+
+    // Its replica stops: the other takes the bot over and keeps it stopped.
+    let leaving = replicas.remove(there.as_str()).unwrap();
+    leaving.terminate();
+    assert!(leaving.wait(Duration::from_secs(30)).await.0.success());
+    eventually(Duration::from_secs(10), "the stopped bot held by the other replica", || async {
+        leases(&db).await.get(&far) == Some(&(here.clone(), true))
+    })
+    .await;
+    let detail = ask(&admin, &admin_bot, &format!("/status {far}")).await;
+    assert!(detail.contains("State: Stopped") && detail.contains(&format!("Replica: {here}")), "{detail}");
+    assert_eq!(bot_health(ports[here.as_str()], &far).await["state"], "stopped");
+    let stats = far_bot.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.updates_delivered), (1, delivered), "the stopped bot polled");
+
+    // `/start_bot` starts it where it now runs, and the waiting message is answered.
+    let answer = confirmed(&admin, &admin_bot, &format!("/start_bot {far}")).await;
+    assert_eq!(answer, format!("✅ Bot {far} started successfully"));
+    let reply = user.next_message_in(&far_bot, user.id, Duration::from_secs(15)).await.unwrap().text;
+    assert_eq!(reply.as_deref(), Some("You said: are you there?"));
+    assert_eq!(leases(&db).await[&far], (here.clone(), false));
+    for (_, replica) in replicas {
+        replica.terminate();
+        let (status, output) = replica.wait(Duration::from_secs(30)).await;
+        assert!(status.success(), "{output:?}");
+    }
+}
