@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod control;
 pub mod leases;
+mod relay;
 pub mod reload;
 mod status;
 

@@ -29,6 +29,7 @@ pub use errors::StartError;
 pub use handle::{BotHealth, BotRuntime};
 pub use inbox::InboxWriter;
 use reqwest::Url;
+pub(crate) use sequencer::order_key;
 use teloxide_core::{payloads::DeleteWebhook, types::BotCommand};
 use tokio::task::JoinHandle;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};

@@ -16,7 +16,7 @@ use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{BotManager, BotState, BotStatus, ReloadHandle, ReloadReport, leases::Replication};
+use super::{BotManager, BotState, BotStatus, ReloadHandle, ReloadReport, leases::Replication, relay};
 use crate::{
     config::BotId,
     storage::{BotRecord, Command, Storage},
@@ -240,21 +240,31 @@ impl Control {
             }
         };
         let mut listener = None;
+        // Notices may have been lost before this replica listened, or while it reconnected.
+        let mut deaf = true;
         loop {
             if listener.is_none() {
                 listener = commands.listen().await.inspect_err(|e| warn!(replica = %me, error = %e, "cannot listen for the fleet's commands; reading them every round")).ok();
             }
             let notice = async {
                 match listener.as_mut() {
-                    Some(listener) => listener.recv().await.map(drop),
+                    Some(listener) => listener.recv().await.map(|n| n.payload().to_owned()),
                     None => std::future::pending().await,
                 }
             };
             // A lost notice is made up for by the round timer.
-            tokio::select! {
-                received = notice => if received.is_err() { listener = None },
-                () = tokio::time::sleep(replication.round_every()) => {}
+            let notice = tokio::select! {
+                received = notice => received.inspect_err(|_| listener = None).ok(),
+                () = tokio::time::sleep(replication.round_every()) => None,
                 () = stop.cancelled() => return,
+            };
+            if let Some(relayed) = notice.as_deref().and_then(|n| n.strip_prefix(relay::NOTICE)) {
+                self.manager.pick_up(relayed).await;
+                continue;
+            }
+            if notice.is_none() {
+                self.manager.sweep_relayed(std::mem::take(&mut deaf)).await;
+                deaf = listener.is_none();
             }
             self.answers.notify_waiters();
             let pending = match commands.after(&me, seen).await {

@@ -8,6 +8,8 @@
 //! 503 with `Retry-After` when the inbox is full, the bot has stopped or is still resuming, or the database could
 //! not store the update (durable inbox), so that Telegram retries later.
 
+use std::sync::Arc;
+
 use axum::{
     body::{Body, to_bytes},
     extract::State,
@@ -19,7 +21,8 @@ use tracing::{debug, warn};
 
 use super::{HttpState, MAX_WEBHOOK_BODY};
 use crate::{
-    runtime::webhook::Offer,
+    config::BotId,
+    runtime::webhook::{Offer, WebhookInbox, WebhookSecret},
     telegram::{decode_update, unknown_type, unreadable_callback},
     telemetry::{Sampler, metrics},
 };
@@ -29,6 +32,28 @@ const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
 /// Seconds a refused delivery should wait before it is sent again (`Retry-After`).
 const RETRY_SECONDS: HeaderValue = HeaderValue::from_static("1");
+
+/// Where a delivery goes: the bot's inbox in this process, or the shared inbox for the replica running it.
+enum Entrance {
+    Here(Arc<WebhookInbox>),
+    Relay(BotId, WebhookSecret),
+}
+
+impl Entrance {
+    fn bot_id(&self) -> &BotId {
+        match self {
+            Entrance::Here(inbox) => inbox.bot_id(),
+            Entrance::Relay(bot, _) => bot,
+        }
+    }
+
+    fn secret_matches(&self, presented: &[u8]) -> bool {
+        match self {
+            Entrance::Here(inbox) => inbox.secret_matches(presented),
+            Entrance::Relay(_, secret) => secret.matches(presented),
+        }
+    }
+}
 
 /// Receives one update.
 pub(super) async fn receive(State(state): State<HttpState>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
@@ -44,17 +69,35 @@ async fn take(state: HttpState, uri: Uri, headers: HeaderMap, body: Body) -> Sta
         return StatusCode::NOT_FOUND;
     };
     let path = uri.path().strip_prefix("/webhook").unwrap_or_default();
-    let Some(inbox) = webhooks.inbox(path) else {
-        metrics::webhook_request(None, 404);
-        return StatusCode::NOT_FOUND;
+    // With replicas, a bot that does not run here (any more) may run on another replica: relay its deliveries.
+    let here = webhooks.inbox(path);
+    let relay = || state.manager.relay_target(path);
+    let entrance = match here.filter(|inbox| !inbox.is_closed()).ok_or_else(relay) {
+        Ok(inbox) => Entrance::Here(inbox),
+        Err(Some(bot)) => match webhooks.secret_of(&bot).await {
+            Ok(secret) => Entrance::Relay(bot, secret),
+            Err(e) => {
+                warn!(bot_id = %bot, error = %e, "cannot read the webhook secret to relay a delivery; answered 503");
+                metrics::webhook_request(Some(bot.as_str()), 503);
+                return StatusCode::SERVICE_UNAVAILABLE;
+            }
+        },
+        // A bot that stopped here answers 503 (Telegram retries) as before, an unknown path 404.
+        Err(None) => match webhooks.inbox(path) {
+            Some(stopped) => Entrance::Here(stopped),
+            None => {
+                metrics::webhook_request(None, 404);
+                return StatusCode::NOT_FOUND;
+            }
+        },
     };
-    let bot_id = inbox.bot_id().as_str();
+    let bot_id = entrance.bot_id().as_str();
     let answer = |status: StatusCode| {
         metrics::webhook_request(Some(bot_id), status.as_u16());
         status
     };
     let presented = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
-    if !inbox.secret_matches(presented) {
+    if !entrance.secret_matches(presented) {
         // Anyone can send these: one line per period, not one per request.
         static WRONG_SECRET: Sampler = Sampler::new(std::time::Duration::from_secs(10));
         if let Some(suppressed) = WRONG_SECRET.sample() {
@@ -84,7 +127,11 @@ async fn take(state: HttpState, uri: Uri, headers: HeaderMap, body: Body) -> Sta
         return answer(StatusCode::OK);
     }
     let update_id = update.id.0;
-    match inbox.offer(update, &bytes).await {
+    let offered = match &entrance {
+        Entrance::Here(inbox) => inbox.offer(update, &bytes).await,
+        Entrance::Relay(bot, _) => state.manager.relay(bot, &update, &bytes).await,
+    };
+    match offered {
         Offer::Accepted => answer(StatusCode::OK),
         Offer::Duplicate => {
             debug!(bot_id, update_id, "re-delivered update dropped");

@@ -12,6 +12,7 @@ use std::{
     sync::{Arc, atomic::Ordering},
 };
 
+use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use teloxide_core::types::Update;
 use tokio::sync::oneshot;
@@ -26,6 +27,8 @@ use crate::{
 
 /// Most pending updates resumed at start.
 const RESUME_LIMIT: u32 = 100_000;
+/// Most pending updates one sweep for relayed updates reads.
+const SWEEP_LIMIT: u32 = 1_000;
 
 /// One bot's inbox in the database.
 pub(crate) struct Inbox {
@@ -52,6 +55,19 @@ impl Inbox {
     pub(crate) async fn resume(&self) -> Result<Vec<Update>, StorageError> {
         let pending = self.storage.inbox().pending(&self.bot.id, RESUME_LIMIT).await?;
         Ok(pending.into_iter().filter_map(|row| decode(row.update_id, &row.payload)).collect())
+    }
+
+    /// One update, if it is pending (another replica stored it).
+    pub(crate) async fn pending_one(&self, id: i64) -> Result<Option<Update>, StorageError> {
+        let row = self.storage.inbox().pending_one(&self.bot.id, id).await?;
+        Ok(row.and_then(|row| decode(row.update_id, &row.payload)))
+    }
+
+    /// The pending updates stored before `before`, in update order (at most [`SWEEP_LIMIT`]).
+    pub(crate) async fn pending_before(&self, before: DateTime<Utc>) -> Result<Vec<Update>, StorageError> {
+        let pending = self.storage.inbox().pending(&self.bot.id, SWEEP_LIMIT).await?;
+        let old = pending.into_iter().filter(|row| row.received_at < before);
+        Ok(old.filter_map(|row| decode(row.update_id, &row.payload)).collect())
     }
 
     /// Stores a getUpdates batch; returns the updates not stored before (to handle) and the offset that confirms

@@ -185,7 +185,8 @@ pub(crate) async fn run(
 }
 
 /// Dispatches the updates the last run left pending, retrying while the database is down (until `cancel`).
-pub(super) async fn resume(sequencer: &Arc<Sequencer>, inbox: &Inbox, cancel: &CancellationToken) {
+/// Returns their ids.
+pub(super) async fn resume(sequencer: &Arc<Sequencer>, inbox: &Inbox, cancel: &CancellationToken) -> Vec<u32> {
     let mut backoff = MIN_BACKOFF;
     loop {
         match inbox.resume().await {
@@ -193,17 +194,18 @@ pub(super) async fn resume(sequencer: &Arc<Sequencer>, inbox: &Inbox, cancel: &C
                 if !pending.is_empty() {
                     info!(pending = pending.len(), "resuming updates left pending by the last run");
                 }
-                for update in &pending {
-                    sequencer.tracker.track(i64::from(update.id.0));
+                let ids: Vec<u32> = pending.iter().map(|update| update.id.0).collect();
+                for id in &ids {
+                    sequencer.tracker.track(i64::from(*id));
                 }
                 dispatch(sequencer, pending);
-                return;
+                return ids;
             }
             Err(e) => warn!(error = %e, "could not read the inbox; retrying"),
         }
         tokio::select! {
             () = tokio::time::sleep(next_backoff(&mut backoff)) => {}
-            () = cancel.cancelled() => return,
+            () = cancel.cancelled() => return Vec::new(),
         }
     }
 }

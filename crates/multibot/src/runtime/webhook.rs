@@ -55,13 +55,16 @@ pub struct Webhooks {
     inbox_capacity: usize,
     secrets: Arc<dyn WebhookSecrets>,
     routes: RwLock<HashMap<String, Arc<WebhookInbox>>>,
+    /// The secrets of bots other replicas run, read once each (a bot's secret never changes).
+    relayed: tokio::sync::Mutex<HashMap<BotId, WebhookSecret>>,
 }
 
 impl Webhooks {
     /// Routing for webhook bots reachable at `base_url` (`WEBHOOK_BASE_URL`), each with an inbox of
     /// `inbox_capacity` updates, their secrets kept in `secrets`.
     pub fn new(base_url: Option<String>, inbox_capacity: usize, secrets: Arc<dyn WebhookSecrets>) -> Webhooks {
-        Webhooks { base_url, inbox_capacity: inbox_capacity.max(1), secrets, routes: RwLock::default() }
+        let (routes, relayed) = (RwLock::default(), tokio::sync::Mutex::default());
+        Webhooks { base_url, inbox_capacity: inbox_capacity.max(1), secrets, routes, relayed }
     }
 
     /// The path a bot is served at, after `/webhook`: its `webhook.path`, or `/<bot_id>`.
@@ -79,6 +82,17 @@ impl Webhooks {
     /// The inbox served at `path` (the request path after `/webhook`), running or stopped.
     pub fn inbox(&self, path: &str) -> Option<Arc<WebhookInbox>> {
         self.routes.read().get(path).cloned()
+    }
+
+    /// The secret of a bot another replica runs (the same for every replica: it is kept in the database).
+    pub async fn secret_of(&self, bot: &BotId) -> anyhow::Result<WebhookSecret> {
+        let mut relayed = self.relayed.lock().await;
+        if let Some(secret) = relayed.get(bot) {
+            return Ok(secret.clone());
+        }
+        let secret = self.secrets.get_or_create(bot).await?;
+        relayed.insert(bot.clone(), secret.clone());
+        Ok(secret)
     }
 
     /// The paths served, with their bots.
@@ -124,14 +138,18 @@ pub struct WebhookInbox {
     secret: WebhookSecret,
     sender: mpsc::Sender<Update>,
     intake: Intake,
+    /// A relayed update could not be picked up at once: the next sweep looks for it.
+    missed: AtomicBool,
 }
 
 /// How a webhook bot keeps a delivery before answering 200.
 enum Intake {
     /// `INBOX=memory`: queued only; the recent ids drop re-deliveries.
     Memory(Mutex<RecentIds>),
-    /// `INBOX=database`: stored first; deliveries are refused until the last run's pending rows are resumed.
-    Durable { inbox: Arc<Inbox>, resumed: AtomicBool },
+    /// `INBOX=database`: stored first; deliveries are refused until the last run's pending updates are resumed.
+    /// `taken`: the ids queued lately (stored here, resumed, or picked up after another replica stored them), so
+    /// that a pick-up never queues one twice.
+    Durable { inbox: Arc<Inbox>, resumed: AtomicBool, taken: Mutex<RecentIds> },
 }
 
 impl WebhookInbox {
@@ -148,9 +166,9 @@ impl WebhookInbox {
     /// Takes an update for the bot (`body`: the request's body it was decoded from) unless it was taken before,
     /// the queue is full, the bot has stopped or is not ready, or the database cannot store it.
     pub async fn offer(&self, update: Update, body: &[u8]) -> Offer {
-        let (inbox, resumed) = match &self.intake {
+        let (inbox, resumed, taken) = match &self.intake {
             Intake::Memory(recent) => return self.queue(update, recent),
-            Intake::Durable { inbox, resumed } => (inbox, resumed),
+            Intake::Durable { inbox, resumed, taken } => (inbox, resumed, taken),
         };
         // A place in the queue first, so that nothing is stored that the bot has no room for.
         let permit = match self.sender.try_reserve() {
@@ -165,6 +183,7 @@ impl WebhookInbox {
         let payload = String::from_utf8_lossy(body);
         match inbox.store_one(&update, &payload).await {
             Ok(true) => {
+                taken.lock().insert(update.id.0);
                 permit.send(update);
                 Offer::Accepted
             }
@@ -181,9 +200,80 @@ impl WebhookInbox {
         }
     }
 
-    /// Lets deliveries in, once the last run's pending updates are dispatched.
-    fn resumed(&self) {
-        if let Intake::Durable { resumed, .. } = &self.intake {
+    /// Whether the bot stopped here: its queue takes nothing more.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
+    /// Queues the update `id` that another replica stored in the shared inbox for this bot (a delivery that the
+    /// load balancer sent there), unless it was taken already or is no longer pending. Left pending when the
+    /// queue is full or the database cannot be read: [`WebhookInbox::sweep`] or the next start takes it.
+    pub async fn pick_up(&self, id: i64) {
+        let Intake::Durable { inbox, resumed, taken } = &self.intake else { return };
+        let Ok(short) = u32::try_from(id) else { return };
+        if taken.lock().contains(short) {
+            return;
+        }
+        // Before the last run's updates are resumed, the sweep after it takes this one.
+        let taken = resumed.load(Ordering::Acquire)
+            && match inbox.pending_one(id).await {
+                Ok(Some(update)) => self.take(update, taken),
+                Ok(None) => true,
+                Err(e) => {
+                    warn!(bot_id = %self.bot_id, update_id = id, error = %e, "could not read a relayed update");
+                    false
+                }
+            };
+        if !taken {
+            self.missed.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether a sweep should look for relayed updates: one was missed since the last sweep, or `all`.
+    pub fn missed(&self, all: bool) -> bool {
+        self.missed.swap(false, Ordering::AcqRel) || all
+    }
+
+    /// Queues the pending updates stored `before` that nothing took: those whose notice was lost while this
+    /// replica was not listening.
+    pub async fn sweep(&self, before: chrono::DateTime<chrono::Utc>) {
+        let Intake::Durable { inbox, resumed, taken } = &self.intake else { return };
+        if !resumed.load(Ordering::Acquire) {
+            return;
+        }
+        let all_taken = match inbox.pending_before(before).await {
+            // Every one is offered, even after one found no room.
+            Ok(updates) => updates.into_iter().map(|update| self.take(update, taken)).filter(|t| !t).count() == 0,
+            Err(e) => {
+                warn!(bot_id = %self.bot_id, error = %e, "could not read the inbox for relayed updates");
+                false
+            }
+        };
+        if !all_taken {
+            self.missed.store(true, Ordering::Release);
+        }
+    }
+
+    /// Queues an update unless it was taken already; false if the queue had no room.
+    fn take(&self, update: Update, taken: &Mutex<RecentIds>) -> bool {
+        // Held across the send so that a pick-up and a sweep cannot both queue it.
+        let mut taken = taken.lock();
+        let id = update.id.0;
+        if taken.contains(id) {
+            return true;
+        }
+        let sent = self.sender.try_send(update).is_ok();
+        if sent {
+            taken.insert(id);
+        }
+        sent
+    }
+
+    /// Lets deliveries in, once the last run's pending updates (`ids`) are dispatched.
+    fn resumed(&self, ids: &[u32]) {
+        if let Intake::Durable { resumed, taken, .. } = &self.intake {
+            let mut taken = taken.lock();
+            ids.iter().for_each(|id| taken.insert(*id));
             resumed.store(true, Ordering::Release);
         }
     }
@@ -270,10 +360,13 @@ pub(crate) async fn open(
     let secret = secret(webhooks, bot).await?;
     let (sender, receiver) = mpsc::channel(webhooks.inbox_capacity);
     let intake = match &durable {
-        Some(inbox) => Intake::Durable { inbox: inbox.clone(), resumed: AtomicBool::new(false) },
+        Some(inbox) => {
+            Intake::Durable { inbox: inbox.clone(), resumed: AtomicBool::new(false), taken: Mutex::default() }
+        }
         None => Intake::Memory(Mutex::default()),
     };
-    let entrance = Arc::new(WebhookInbox { bot_id: bot.id.clone(), secret: secret.clone(), sender, intake });
+    let missed = AtomicBool::new(false);
+    let entrance = Arc::new(WebhookInbox { bot_id: bot.id.clone(), secret: secret.clone(), sender, intake, missed });
     // Served before setWebhook, so Telegram's first push finds the path.
     webhooks.register(Webhooks::path_of(&bot.config), entrance.clone());
     if let Err(reason) = set_webhook(webhooks, bot, &secret).await {
@@ -314,8 +407,8 @@ impl Opened {
         let Opened { mut receiver, capacity, entrance, durable } = self;
         let tracker = sequencer.tracker.clone();
         if let Some(inbox) = &durable {
-            super::polling::resume(&sequencer, inbox, &cancel).await;
-            entrance.resumed();
+            let ids = super::polling::resume(&sequencer, inbox, &cancel).await;
+            entrance.resumed(&ids);
         }
         'receiving: loop {
             // Take more only while fewer than `capacity` are in flight: the rest waits in the bounded inbox.
@@ -369,6 +462,7 @@ mod tests {
             secret: WebhookSecret::parse("s3cret").unwrap(),
             sender,
             intake: Intake::Memory(Mutex::default()),
+            missed: AtomicBool::new(false),
         }
     }
 

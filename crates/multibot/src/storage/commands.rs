@@ -36,6 +36,8 @@ pub trait CommandRepository: Send + Sync {
     async fn reply(&self, command: i64, replica: &str, body: &str) -> Result<(), StorageError>;
     /// The answers to a command so far, as (replica, body).
     async fn replies(&self, command: i64) -> Result<Vec<(String, String)>, StorageError>;
+    /// Sends `payload` to every replica listening on [`CHANNEL`], with no row.
+    async fn announce(&self, payload: &str) -> Result<(), StorageError>;
     /// A connection listening on [`CHANNEL`].
     async fn listen(&self) -> Result<PgListener, StorageError>;
 }
@@ -79,6 +81,11 @@ impl CommandRepository for Sql<Postgres> {
         let rows = sqlx::query(REPLIES).bind(command).fetch_all(&self.0).await?;
         let replies = rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?)));
         replies.collect::<Result<Vec<_>, sqlx::Error>>().map_err(StorageError::from)
+    }
+
+    async fn announce(&self, payload: &str) -> Result<(), StorageError> {
+        sqlx::query(NOTIFY).bind(CHANNEL).bind(payload).execute(&self.0).await?;
+        Ok(())
     }
 
     async fn listen(&self) -> Result<PgListener, StorageError> {

@@ -53,6 +53,8 @@ pub trait InboxRepository: Send + Sync {
     async fn insert(&self, bot_id: &str, updates: &[InboxUpdate], at: DateTime<Utc>) -> Result<Vec<i64>, StorageError>;
     /// Up to `limit` pending updates of a bot, oldest `update_id` first.
     async fn pending(&self, bot_id: &str, limit: u32) -> Result<Vec<PendingUpdate>, StorageError>;
+    /// One update of a bot, if it is pending.
+    async fn pending_one(&self, bot_id: &str, update_id: i64) -> Result<Option<PendingUpdate>, StorageError>;
     /// Marks updates done, each given as its bot's id and its `update_id` (of one bot or many), in one
     /// transaction.
     async fn mark_done(&self, updates: &[(&str, i64)], at: DateTime<Utc>) -> Result<(), StorageError>;
@@ -90,6 +92,8 @@ const INSERT_SQLITE: &str = insert!(
 );
 const PENDING: &str = "SELECT update_id, chat_key, payload, received_at FROM inbox \
      WHERE bot_id = $1 AND state = 'pending' ORDER BY update_id LIMIT $2";
+const PENDING_ONE: &str = "SELECT update_id, chat_key, payload, received_at FROM inbox \
+     WHERE bot_id = $1 AND update_id = $2 AND state = 'pending'";
 /// The updates come as one JSON array of `[bot_id, update_id]` pairs (`$1`), for the same reason as the insert's
 /// rows; the join looks each up by the primary key.
 const MARK_DONE_POSTGRES: &str = "UPDATE inbox SET state = 'done', done_at = $2 FROM (SELECT e ->> 0 AS bot_id, \
@@ -119,6 +123,21 @@ fn rows_json(updates: &[InboxUpdate]) -> String {
     serde_json::to_string(&rows).unwrap_or_default()
 }
 
+fn pending_row<R: Row>(row: &R) -> Result<PendingUpdate, sqlx::Error>
+where
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    Ok(PendingUpdate {
+        update_id: row.try_get(0)?,
+        chat_key: row.try_get(1)?,
+        payload: row.try_get(2)?,
+        received_at: row.try_get(3)?,
+    })
+}
+
 /// Implements [`InboxRepository`] for `Sql<$db>`, with its dialect's insert and mark-done statements.
 macro_rules! inbox {
     ($db:ty, $insert:expr, $mark_done:expr) => {
@@ -143,17 +162,12 @@ macro_rules! inbox {
 
             async fn pending(&self, bot_id: &str, limit: u32) -> Result<Vec<PendingUpdate>, StorageError> {
                 let rows = sqlx::query(PENDING).bind(bot_id).bind(i64::from(limit)).fetch_all(&self.0).await?;
-                rows.iter()
-                    .map(|row| {
-                        Ok(PendingUpdate {
-                            update_id: row.try_get(0)?,
-                            chat_key: row.try_get(1)?,
-                            payload: row.try_get(2)?,
-                            received_at: row.try_get(3)?,
-                        })
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(StorageError::from)
+                rows.iter().map(pending_row).collect::<Result<_, sqlx::Error>>().map_err(StorageError::from)
+            }
+
+            async fn pending_one(&self, bot_id: &str, update_id: i64) -> Result<Option<PendingUpdate>, StorageError> {
+                let row = sqlx::query(PENDING_ONE).bind(bot_id).bind(update_id).fetch_optional(&self.0).await?;
+                Ok(row.as_ref().map(pending_row).transpose()?)
             }
 
             async fn mark_done(&self, updates: &[(&str, i64)], at: DateTime<Utc>) -> Result<(), StorageError> {

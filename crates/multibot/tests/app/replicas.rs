@@ -318,3 +318,71 @@ async fn the_admin_bot_controls_bots_on_every_replica() {
         assert!(status.success(), "{output:?}");
     }
 }
+
+#[tokio::test]
+async fn webhook_deliveries_to_a_replica_that_does_not_run_the_bot_reach_the_one_that_does() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let mut fleet = Fleet::new(&db, 0).await;
+    let mut bots = Vec::new();
+    for i in 1..=2 {
+        let name = format!("hooked_{i}");
+        bots.push(fleet.emu.control().bot_named(&token(70 + i), &name, &format!("{name}_bot")).await.unwrap());
+        // One connection keeps each chat's order, as the test asserts it.
+        let yaml = format!(
+            "id: {name}\nname: {name}\ntoken: \"${{HOOK_{i}}}\"\nmode: webhook\nwebhook:\n  max_connections: 1\nplugins:\n  - name: echo\n    config: {{ echo_all: true }}\n"
+        );
+        fleet.dir.write(&format!("bots/{name}.yaml"), &yaml);
+        fleet.env.push((format!("HOOK_{i}"), token(70 + i)));
+    }
+    fleet.env.push(("WEBHOOK_ENABLED".into(), "true".into()));
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let ports: BTreeMap<&str, u16> = [("a", free()), ("b", free())].into();
+    // Each replica gives Telegram the other's address: every delivery lands on the replica that does not run
+    // the bot, as a load balancer could send it.
+    let start = |me: &str, other: &str| {
+        let base = format!("http://127.0.0.1:{}", ports[other]);
+        let (port, mut env) = (ports[me].to_string(), fleet.env.clone());
+        env.extend([("WEBHOOK_BASE_URL".into(), base), ("WEBHOOK_PORT".into(), port.clone())]);
+        env.extend([("REPLICA_ID".into(), me.to_owned()), ("HEALTH_CHECK_PORT".into(), port)]);
+        let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Process::start_with(&fleet.emu, &fleet.dir, &vars)
+    };
+    let replicas = [start("a", "b"), start("b", "a")];
+    eventually(Duration::from_secs(30), "a bot on each replica", || async {
+        owners(&db).await == spread(&[("a", 1), ("b", 1)])
+    })
+    .await;
+    let held = leases(&db).await;
+    for bot in &bots {
+        let id = bot.username.trim_end_matches("_bot");
+        let other = if held[id].0 == "a" { "b" } else { "a" };
+        eventually(Duration::from_secs(10), "the webhook set by the bot's replica", || async {
+            bot.webhook().await.unwrap()["url"] == format!("http://127.0.0.1:{}/webhook/{id}", ports[other])
+        })
+        .await;
+    }
+    // Two users write ten messages each to both bots; every one is answered once, in order.
+    let users = [fleet.emu.user(8600), fleet.emu.user(8601)];
+    for n in 0..10 {
+        for (user, bot) in users.iter().flat_map(|u| bots.iter().map(move |b| (u, b))) {
+            user.send(bot, &format!("m{n}")).await.unwrap();
+        }
+    }
+    for (user, bot) in users.iter().flat_map(|u| bots.iter().map(move |b| (u, b))) {
+        for n in 0..10 {
+            let reply = user.next_message_in(bot, user.id, Duration::from_secs(15)).await.unwrap().text;
+            assert_eq!(reply.as_deref(), Some(format!("You said: m{n}").as_str()), "{}", bot.username);
+        }
+    }
+    for bot in &bots {
+        let sent = bot.calls(Some("sendMessage")).await.unwrap().len();
+        assert_eq!(sent, 20, "{}: each message answered once", bot.username);
+        let hook = bot.webhook().await.unwrap();
+        assert!(hook["last_error_message"].is_null(), "{}: a delivery failed: {hook}", bot.username);
+    }
+    for replica in replicas {
+        replica.terminate();
+        let (status, output) = replica.wait(Duration::from_secs(30)).await;
+        assert!(status.success(), "{output:?}");
+    }
+}
