@@ -85,7 +85,8 @@ pub struct Settings {
     /// `REDIS_URL`: Redis for FSM storage; set, it selects Redis unless `FSM_STORAGE` says otherwise. Secret: it
     /// may hold a password.
     pub redis_url: Option<secrecy::SecretString>,
-    /// `FSM_STORAGE`: `memory`, `database` or `redis` (default: `redis` when `REDIS_URL` is set, else `memory`).
+    /// `FSM_STORAGE`: `memory`, `database` or `redis` (default: `redis` when `REDIS_URL` is set, else `database`
+    /// with `REPLICA_ID`, else `memory`).
     pub fsm_storage: FsmBackend,
     /// `FSM_TTL`: seconds after which an idle conversation's state expires, in memory and in Redis (default: never).
     pub fsm_ttl: Option<Duration>,
@@ -285,6 +286,8 @@ impl Settings {
         }
         let fsm_storage = match text("FSM_STORAGE").map(|v| v.to_ascii_lowercase()).as_deref() {
             None if redis_url.is_some() => FsmBackend::Redis,
+            // A bot moves between replicas: its conversations move with it.
+            None if replica_id.is_some() => FsmBackend::Database,
             None | Some("memory") => FsmBackend::Memory,
             Some("database") => FsmBackend::Database,
             Some("redis") if redis_url.is_some() => FsmBackend::Redis,
@@ -444,6 +447,8 @@ mod tests {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
         let auto = env("auto", "postgresql://u@db/fleet").unwrap();
         assert_eq!(auto.replica_id.as_deref(), Some(host.as_str()));
+        // Conversations move with their bot from replica to replica.
+        assert_eq!(auto.fsm_storage, FsmBackend::Database);
         assert_eq!(env("pod-7", "postgresql://u@db/fleet").unwrap().replica_id.as_deref(), Some("pod-7"));
         // Bad input: a name with a space, and a replica on SQLite.
         let errors = env("pod 7", "postgresql://u@db/fleet").unwrap_err();

@@ -33,6 +33,7 @@ use super::BotManager;
 use crate::{
     config::BotId,
     storage::{Lease, Storage, StorageError},
+    telemetry::metrics,
 };
 
 /// A lease this replica holds.
@@ -189,6 +190,7 @@ impl Replication {
         let renewed: HashSet<String> = renewed.into_iter().map(|l| l.bot_id).collect();
         let lost: Vec<String> = held.into_iter().filter(|id| !renewed.contains(id)).collect();
         if !lost.is_empty() {
+            metrics::lease_changes("lost", lost.len());
             warn!(replica = %self.replica, bots = ?lost, "lost the bots' leases; stopping them");
             work.spawn(self.stop_bots(manager.clone(), lost));
         }
@@ -210,6 +212,7 @@ impl Replication {
         }
         if !surplus.is_empty() {
             // Stopped first, then released: the bot has stopped polling before another replica may take it.
+            metrics::lease_changes("released", surplus.len());
             info!(replica = %self.replica, bots = ?surplus, "handing bots over to other replicas");
             let (stopped, storage, replica) =
                 (self.stop_bots(manager.clone(), surplus.clone()), storage.clone(), self.replica.clone());
@@ -230,7 +233,9 @@ impl Replication {
         free.sort_by_key(|id| std::cmp::Reverse(score(id, &self.replica)));
         free.truncate(target - kept.len());
         let mut started = Vec::new();
-        for lease in leases.acquire(&self.replica, &free, self.ttl).await? {
+        let taken = leases.acquire(&self.replica, &free, self.ttl).await?;
+        metrics::lease_changes("taken", taken.len());
+        for lease in taken {
             let Ok(id) = BotId::parse(&lease.bot_id) else { continue };
             info!(replica = %self.replica, bot_id = %id, token = lease.token, stopped = lease.stopped, "took the bot's lease");
             self.held.lock().insert(id.clone(), Held { token: lease.token, stopped: lease.stopped, set_at: None });
@@ -276,6 +281,7 @@ impl Replication {
     fn fence(&self, manager: &BotManager, work: &TaskTracker) {
         let held: Vec<String> = self.held.lock().keys().map(ToString::to_string).collect();
         if !held.is_empty() {
+            metrics::lease_changes("fenced", held.len());
             warn!(replica = %self.replica, bots = held.len(), "leases not renewed in time; stopping every bot");
             work.spawn(self.stop_bots(manager.clone(), held));
         }

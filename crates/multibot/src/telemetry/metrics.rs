@@ -49,6 +49,15 @@ pub const UPDATES_DROPPED: &str = "multibot_updates_dropped_total";
 pub const INBOX_STORE_FAILURES: &str = "multibot_inbox_store_failures_total";
 /// Resident memory of the process, in bytes.
 pub const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
+/// With replicas: the bots whose leases this replica holds.
+pub const REPLICA_LEASES: &str = "multibot_replica_leases";
+/// With replicas: the replicas alive, as this one saw them at its last lease round.
+pub const REPLICAS_ALIVE: &str = "multibot_replicas_alive";
+/// With replicas: 1 while this replica's leases were renewed recently enough for its bots to poll, else 0.
+pub const REPLICA_FRESH: &str = "multibot_replica_leases_fresh";
+/// With replicas: leases this replica took, lost, or handed over (`change`: `taken`, `lost`, `released`,
+/// `fenced`: stopped because they were not renewed in time).
+pub const LEASE_CHANGES: &str = "multibot_lease_changes_total";
 
 /// Upper bounds of the handler latency histogram's buckets, in seconds.
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -98,6 +107,10 @@ fn describe() {
         "Webhook deliveries refused because the inbox could not store them"
     );
     describe_gauge!(RESIDENT_MEMORY, Unit::Bytes, "Resident memory of the process");
+    describe_gauge!(REPLICA_LEASES, Unit::Count, "Bots whose leases this replica holds");
+    describe_gauge!(REPLICAS_ALIVE, Unit::Count, "Replicas alive at this replica's last lease round");
+    describe_gauge!(REPLICA_FRESH, Unit::Count, "1 while this replica's leases are fresh enough to poll");
+    describe_counter!(LEASE_CHANGES, Unit::Count, "Leases this replica took, lost, released or fenced");
 }
 
 /// Makes a bot's counters visible at zero as soon as it starts, so rates and alerts work from the first scrape.
@@ -223,6 +236,18 @@ pub(crate) fn bot_degraded(bot_id: &str, reason: Option<&'static str>, reasons: 
 pub(crate) fn updates_pending(bot_id: &str, count: usize, oldest: Option<Duration>) {
     gauge!(UPDATES_PENDING, "bot_id" => bot_id.to_owned()).set(count as f64);
     gauge!(OLDEST_PENDING, "bot_id" => bot_id.to_owned()).set(oldest.map_or(0.0, |age| age.as_secs_f64()));
+}
+
+/// Sets the replica gauges: leases held, replicas alive, whether the leases are fresh.
+pub(crate) fn replica(leases: usize, alive: usize, fresh: bool) {
+    gauge!(REPLICA_LEASES).set(leases as f64);
+    gauge!(REPLICAS_ALIVE).set(alive as f64);
+    gauge!(REPLICA_FRESH).set(if fresh { 1.0 } else { 0.0 });
+}
+
+/// Counts leases that changed hands (`change`: `taken`, `lost`, `released`, `fenced`).
+pub(crate) fn lease_changes(change: &'static str, count: usize) {
+    counter!(LEASE_CHANGES, "change" => change).increment(count as u64);
 }
 
 /// Sets the resident memory gauge.

@@ -124,6 +124,17 @@ async fn two_replicas_split_the_fleet_and_take_over_each_others_bots() {
     })
     .await;
     assert_eq!(replica_health(b_port).await["fresh"], true);
+    // Its metrics count the bots it holds, once over both replicas.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{b_port}/metrics")).await.unwrap().text().await.unwrap();
+    for line in [
+        "multibot_replica_leases 3",
+        "multibot_replicas_alive 2",
+        "multibot_replica_leases_fresh 1",
+        "multibot_bots{state=\"running\"} 3",
+        "multibot_bots{state=\"stopped\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line:?} missing from b's metrics:\n{metrics}");
+    }
 
     // kill -9: the other replica takes the bots once their leases expire (2 s), well within 10 s.
     let killed = Instant::now();
