@@ -173,7 +173,11 @@ impl Control {
                 return report;
             }
         };
-        let alive = replication.alive();
+        let mut alive = replication.alive();
+        // Before its first lease round a replica has seen no one alive, itself included.
+        if !alive.iter().any(|r| r == replication.replica()) {
+            alive.push(replication.replica().to_owned());
+        }
         let answers = self.answers(id, &alive).await;
         let owners: HashMap<String, String> = match leases.owners().await {
             Ok(owners) => owners.into_iter().filter(|o| o.live).map(|o| (o.bot_id, o.replica)).collect(),
