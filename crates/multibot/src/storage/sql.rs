@@ -173,7 +173,12 @@ macro_rules! repositories {
         impl Database for Sql<$db> {
             async fn applied_versions(&self) -> Result<Vec<i64>, StorageError> {
                 let mut conn = self.0.acquire().await?;
-                conn.ensure_migrations_table(MIGRATIONS_TABLE).await?;
+                // Under the migrator's lock: replicas starting together on an empty database would otherwise race
+                // to create the table, and all but one fail.
+                conn.lock().await?;
+                let ensured = conn.ensure_migrations_table(MIGRATIONS_TABLE).await;
+                conn.unlock().await?;
+                ensured?;
                 let applied = conn.list_applied_migrations(MIGRATIONS_TABLE).await?;
                 Ok(applied.into_iter().map(|m| m.version).collect())
             }

@@ -11,7 +11,7 @@ use std::{
 use botapi_emulator::{Emulator, EmulatorConfig, TestBot, TestUser};
 
 use crate::{
-    db::TestDb,
+    db::{Proxy, TestDb},
     helpers::{TempDir, eventually, token},
     process::Process,
 };
@@ -392,6 +392,65 @@ async fn webhook_deliveries_to_a_replica_that_does_not_run_the_bot_reach_the_one
         assert!(hook["last_error_message"].is_null(), "{}: a delivery failed: {hook}", bot.username);
     }
     for replica in replicas {
+        replica.terminate();
+        let (status, output) = replica.wait(Duration::from_secs(30)).await;
+        assert!(status.success(), "{output:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_replica_cut_off_from_the_database_stops_its_bots_before_another_takes_them() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let fleet = Fleet::new(&db, 2).await;
+    let (emu, bots) = (&fleet.emu, &fleet.bots);
+    let user = emu.user(8700);
+    // Bad input: the network between replica a and PostgreSQL fails, through a proxy the test owns.
+    let proxy = Proxy::start().await;
+    let through_proxy = db.url_via(proxy.port());
+    let a = {
+        let mut env = fleet.env.clone();
+        env.retain(|(k, _)| k != "DATABASE_URL");
+        env.extend([("DATABASE_URL".into(), through_proxy), ("REPLICA_ID".into(), "a".into())]);
+        let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Process::start_with(emu, &fleet.dir, &vars)
+    };
+    let b = fleet.start("b");
+    eventually(Duration::from_secs(30), "a bot on each replica", || async {
+        owners(&db).await == spread(&[("a", 1), ("b", 1)])
+    })
+    .await;
+    all_answer(&user, bots, "before the cut", None).await;
+    let cut = unix_ms();
+    proxy.down();
+    eventually(Duration::from_secs(10), "both bots on b", || async { owners(&db).await == spread(&[("b", 2)]) }).await;
+    assert!(a.lines().iter().any(|l| l.contains("leases not renewed in time")), "a did not fence");
+    // As after a crash, the last update a handled may run again on b: a could not mark it done.
+    all_answer(&user, bots, "while a is cut off", Some("before the cut")).await;
+    // a stopped polling before b took its bot: no poll of either replica was cut short by the other's after the
+    // cut (the one allowed: a's own last poll, ended by its confirming call when it stopped the bot).
+    for bot in bots {
+        let calls = emu.control().calls(Some(bot), Some("getUpdates")).await.unwrap();
+        for (i, call) in calls.iter().enumerate().filter(|(_, c)| c.status == 409 && c.at_ms >= cut) {
+            let own = i.checked_sub(1).is_some_and(|i| calls[i].params["timeout"] == 0);
+            assert!(own, "{}: a poll cut short by another replica's: {:?}", bot.username, call.params);
+        }
+    }
+    // The network comes back: a takes its share again, and every bot answers once.
+    proxy.up();
+    eventually(Duration::from_secs(30), "a bot on each replica again", || async {
+        owners(&db).await == spread(&[("a", 1), ("b", 1)])
+    })
+    .await;
+    all_answer(&user, bots, "after the cut", None).await;
+    for bot in bots {
+        let sent = emu.control().calls(Some(bot), Some("sendMessage")).await.unwrap();
+        let texts: Vec<&str> = sent.iter().filter_map(|c| c.params["text"].as_str()).collect();
+        for (text, most) in [("before the cut", 2), ("while a is cut off", 1), ("after the cut", 1)] {
+            let n = texts.iter().filter(|t| **t == format!("You said: {text}")).count();
+            assert!((1..=most).contains(&n), "{}: {text:?} answered {n} times: {texts:?}", bot.username);
+        }
+    }
+    for replica in [a, b] {
         replica.terminate();
         let (status, output) = replica.wait(Duration::from_secs(30)).await;
         assert!(status.success(), "{output:?}");
