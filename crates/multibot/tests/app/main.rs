@@ -24,6 +24,7 @@ mod persistence;
 mod process;
 mod reload;
 mod replicas;
+mod replicas_load;
 mod retention;
 mod runtime;
 mod script_abuse;

@@ -122,6 +122,17 @@ impl Process {
     }
 }
 
+/// A process still running when its handle goes (a test failed before stopping it) is killed, so that it does not
+/// outlive the test, polling and holding database connections.
+impl Drop for Process {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Waits until `bot` is polling the emulator.
 pub(crate) async fn wait_polling(emu: &Emulator, bot: &TestBot) {
     let url = format!("{}/control/bots/{}", emu.api_url(), bot.id);

@@ -1,14 +1,16 @@
 //! Replicas sharing one fleet through PostgreSQL (`REPLICA_ID`), as real processes against the emulator: each
 //! bot runs on one replica, the bots spread evenly, a killed replica's bots move to the other once its leases
 //! expire, and a stopping replica hands its bots over at once. No two replicas ever poll one bot (the emulator
-//! would answer 409 to one of them).
+//! would answer 409 to one of them). `replicas_load` runs more bots and replicas under a stream of messages with
+//! the helpers here.
 
 use std::{
     collections::BTreeMap,
     time::{Duration, Instant},
 };
 
-use botapi_emulator::{Emulator, EmulatorConfig, TestBot, TestUser};
+use botapi_emulator::{Emulator, EmulatorConfig, TestBot, TestUser, types::CallRecord};
+use multibot::storage::{Owner, Storage};
 
 use crate::{
     db::{Proxy, TestDb},
@@ -18,18 +20,29 @@ use crate::{
 
 const BOTS: u32 = 6;
 
+/// The live leases in the `bot_leases` table: who runs each bot now.
+pub(crate) async fn live_leases(storage: &Storage) -> Vec<Owner> {
+    storage.leases().expect("PostgreSQL").owners().await.unwrap().into_iter().filter(|o| o.live).collect()
+}
+
+/// How many of `leases` each replica holds.
+pub(crate) fn by_replica(leases: &[Owner]) -> BTreeMap<String, usize> {
+    let mut count = BTreeMap::new();
+    for owner in leases {
+        *count.entry(owner.replica.clone()).or_default() += 1;
+    }
+    count
+}
+
 /// How many live leases each replica holds.
 async fn owners(db: &TestDb) -> BTreeMap<String, usize> {
     let storage = db.storage().await;
-    let mut count = BTreeMap::new();
-    for owner in storage.leases().expect("PostgreSQL").owners().await.unwrap().into_iter().filter(|o| o.live) {
-        *count.entry(owner.replica).or_default() += 1;
-    }
+    let count = by_replica(&live_leases(&storage).await);
     storage.close().await;
     count
 }
 
-fn spread(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+pub(crate) fn spread(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
     pairs.iter().map(|(replica, n)| ((*replica).to_owned(), *n)).collect()
 }
 
@@ -48,21 +61,33 @@ async fn all_answer(user: &TestUser, bots: &[TestBot], text: &str, may_repeat: O
     }
 }
 
+/// One fleet at a time: with a lease of 2 s a replica has 0.5 s to renew (a quarter of it), and on a 2-core machine
+/// two fleets of debug builds side by side starve each other's lease keepers, which then fence their bots.
+static ONE_FLEET_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `n` echo bots in one configuration directory, and the replicas' environment: one PostgreSQL database, a
-/// lease of 2 s, a shutdown grace of 1 s.
-struct Fleet {
-    emu: Emulator,
+/// lease of 2 s, a shutdown grace of 1 s. Bot `i` (from 1) is `replicated_<i>`, with `token(60 + i)`. While it
+/// lives, no other test's fleet runs.
+pub(crate) struct Fleet {
+    pub(crate) emu: Emulator,
     dir: TempDir,
-    bots: Vec<TestBot>,
+    /// The bots in the emulator, in order.
+    pub(crate) bots: Vec<TestBot>,
+    /// Their ids in the YAML files (and in `bot_leases`), in the same order.
+    pub(crate) ids: Vec<String>,
     env: Vec<(String, String)>,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Fleet {
-    async fn new(db: &TestDb, n: u32) -> Fleet {
+    pub(crate) async fn new(db: &TestDb, n: u32) -> Fleet {
+        let turn = ONE_FLEET_AT_A_TIME.lock().await;
+        // Migrated before any replica starts, so that the test's own reads never race the replicas' migrations.
+        db.storage().await.close().await;
         let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
         let dir = TempDir::new();
         std::fs::create_dir_all(dir.path().join("bots")).unwrap();
-        let mut bots = Vec::new();
+        let (mut bots, mut ids) = (Vec::new(), Vec::new());
         let mut env: Vec<(String, String)> = vec![
             ("DATABASE_URL".into(), db.url.clone()),
             ("LEASE_TTL_SECONDS".into(), "2".into()),
@@ -76,21 +101,27 @@ impl Fleet {
             );
             dir.write(&format!("bots/{name}.yaml"), &yaml);
             env.push((format!("TOKEN_{i}"), token(60 + i)));
+            ids.push(name);
         }
-        Fleet { emu, dir, bots, env }
+        Fleet { emu, dir, bots, ids, env, _turn: turn }
     }
 
     /// Starts `multibot run` as the replica `replica`, its health server on `port` (0: any).
-    fn start_on(&self, replica: &str, port: u16) -> Process {
+    pub(crate) fn start_on(&self, replica: &str, port: u16) -> Process {
         let port = port.to_string();
         let mut vars: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         vars.extend([("REPLICA_ID", replica), ("HEALTH_CHECK_PORT", &port)]);
         Process::start_with(&self.emu, &self.dir, &vars)
     }
 
-    fn start(&self, replica: &str) -> Process {
+    pub(crate) fn start(&self, replica: &str) -> Process {
         self.start_on(replica, 0)
     }
+}
+
+/// A loopback port free now, for a replica's health server.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// What `/health/full` on `port` says of its replica.
@@ -99,8 +130,49 @@ async fn replica_health(port: u16) -> serde_json::Value {
     reqwest::get(url).await.unwrap().json::<serde_json::Value>().await.unwrap()["replica"].clone()
 }
 
-fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// The getUpdates calls of `bots` answered 409, which a newer getUpdates cut short: how many were a stopping
+/// replica's own, and, for every other one, the bot's index in `bots` and the calls around it. The only 409s
+/// allowed are a stopping replica's own: its long poll, abandoned when it stopped the bot, ended by its last
+/// getUpdates (`timeout` 0, which confirms what it handled). The log is in the order the calls ended, so that one
+/// comes right before.
+pub(crate) async fn polls_cut_short(emu: &Emulator, bots: &[TestBot]) -> (usize, Vec<(usize, String)>) {
+    let all = emu.control().calls(None, Some("getUpdates")).await.unwrap();
+    let (mut own, mut by_another) = (0, Vec::new());
+    for (b, bot) in bots.iter().enumerate() {
+        let calls: Vec<&CallRecord> = all.iter().filter(|c| c.bot_id == Some(bot.id)).collect();
+        for (i, _) in calls.iter().enumerate().filter(|(_, c)| c.status == 409) {
+            let ended_by = i.checked_sub(1).map(|i| &calls[i].params);
+            if ended_by.is_some_and(|p| p["timeout"] == 0 && p["limit"] == 1) {
+                own += 1;
+                continue;
+            }
+            let around: Vec<String> = calls[i.saturating_sub(4)..(i + 3).min(calls.len())]
+                .iter()
+                .map(|c| {
+                    let p = &c.params;
+                    let (offset, limit, timeout) = (&p["offset"], &p["limit"], &p["timeout"]);
+                    let this = if std::ptr::eq(*c, calls[i]) { "  <- cut short" } else { "" };
+                    format!(
+                        "  seq {} at_ms {} status {} offset {offset} limit {limit} timeout {timeout}{this}",
+                        c.seq, c.at_ms, c.status
+                    )
+                })
+                .collect();
+            by_another
+                .push((b, format!("{}: a poll cut short by another replica's:\n{}", bot.username, around.join("\n"))));
+        }
+    }
+    (own, by_another)
+}
+
+/// Never two replicas polling one bot: no 409 but a stopping replica's own ([`polls_cut_short`]).
+async fn polls_never_cut_short_by_another(emu: &Emulator, bots: &[TestBot]) {
+    let (_, by_another) = polls_cut_short(emu, bots).await;
+    assert!(by_another.is_empty(), "{}", by_another.into_iter().map(|(_, s)| s).collect::<Vec<_>>().join("\n"));
 }
 
 #[tokio::test]
@@ -110,7 +182,7 @@ async fn two_replicas_split_the_fleet_and_take_over_each_others_bots() {
     let (emu, bots, start) = (&fleet.emu, &fleet.bots, |replica: &str| fleet.start(replica));
     let user = emu.user(8300);
     let a = start("a");
-    let b_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let b_port = free_port();
     let b = fleet.start_on("b", b_port);
     eventually(Duration::from_secs(30), "three bots on each replica", || async {
         owners(&db).await == spread(&[("a", 3), ("b", 3)])
@@ -162,19 +234,7 @@ async fn two_replicas_split_the_fleet_and_take_over_each_others_bots() {
     assert!(status.success(), "{output:?}");
     assert!(handover < Duration::from_secs(2), "handover took {handover:?}");
     all_answer(&user, bots, "after the handover", None).await;
-
-    // Never two replicas polling one bot. The emulator answers 409 to a long poll that a newer getUpdates cut
-    // short; the only ones allowed are a stopping replica's own: its long poll, abandoned when it stopped the bot,
-    // ended by its last getUpdates (`timeout` 0, which confirms what it handled). The log is in the order the
-    // calls ended, so that one comes right before.
-    for bot in bots {
-        let calls = emu.control().calls(Some(bot), Some("getUpdates")).await.unwrap();
-        for (i, call) in calls.iter().enumerate().filter(|(_, c)| c.status == 409) {
-            let ended_by = i.checked_sub(1).map(|i| &calls[i].params);
-            let own = ended_by.is_some_and(|p| p["timeout"] == 0 && p["limit"] == 1);
-            assert!(own, "{}: a poll cut short by another replica's: {:?}", bot.username, call.params);
-        }
-    }
+    polls_never_cut_short_by_another(emu, bots).await;
     a.terminate();
     let (status, output) = a.wait(Duration::from_secs(30)).await;
     assert!(status.success(), "{output:?}");
