@@ -10,7 +10,7 @@ mod relay;
 pub mod reload;
 mod status;
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use parking_lot::Mutex;
 pub use reload::{ReloadHandle, ReloadReport, ReloadSetup};
@@ -154,6 +154,12 @@ impl BotManager {
         let mut slots = self.slots.lock().await;
         let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.clone()))?;
         let result = match started {
+            // With replicas the lease may have gone while the bot started (a handover, a fence): a stop that came
+            // meanwhile found nothing to stop, so this instance must not run.
+            Ok(running) if self.replication.as_ref().is_some_and(|r| !r.runs(id)) => {
+                self.tasks.spawn(running.stop_within(Duration::ZERO));
+                Ok(())
+            }
             Ok(running) => {
                 if let Some(previous) = slot.running.replace(running) {
                     // Started twice concurrently: keep one.
@@ -176,13 +182,20 @@ impl BotManager {
 
     /// Stops a bot, letting in-flight updates finish.
     pub async fn stop(&self, id: &BotId) -> Result<(), ManagerError> {
+        self.stop_within(id, None).await
+    }
+
+    /// Stops a bot, abandoning the updates still in flight after `limit` (none: `SHUTDOWN_TIMEOUT`).
+    pub(crate) async fn stop_within(&self, id: &BotId, limit: Option<Duration>) -> Result<(), ManagerError> {
         let running = {
             let mut slots = self.slots.lock().await;
             let slot = slots.get_mut(id).ok_or_else(|| ManagerError::Unknown(id.clone()))?;
             slot.running.take()
         };
-        if let Some(running) = running {
-            running.stop().await;
+        match (running, limit) {
+            (Some(running), Some(limit)) => running.stop_within(limit).await,
+            (Some(running), None) => running.stop().await,
+            (None, _) => {}
         }
         self.refresh(&*self.slots.lock().await);
         Ok(())

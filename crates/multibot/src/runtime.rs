@@ -306,6 +306,19 @@ impl RunningBot {
 
     /// Stops receiving, lets in-flight updates finish (within the shutdown grace period), confirms them,
     /// unloads the plugins and waits (within the grace period too) for the bot's other tasks.
+    /// [`RunningBot::stop`] within `limit`: handlers still running then are abandoned (with replicas, the bot's
+    /// lease is about to be, or already is, another replica's).
+    pub(crate) async fn stop_within(mut self, limit: Duration) {
+        self.grace = self.grace.min(limit);
+        let sequencer = self.sequencer.clone();
+        let abandon = tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            sequencer.abort();
+        });
+        self.stop().await;
+        abandon.abort();
+    }
+
     pub(crate) async fn stop(self) {
         self.cancel.cancel();
         let id = self.instance.runtime.bot.id.clone();

@@ -386,10 +386,8 @@ pub struct Storage {
     events: Arc<dyn EventRepository>,
     plugin_state: Arc<dyn PluginStateRepository>,
     inbox: Arc<dyn InboxRepository>,
-    /// PostgreSQL's only: SQLite runs one process.
-    leases: Option<Arc<dyn LeaseRepository>>,
-    /// PostgreSQL's only, like the leases.
-    commands: Option<Arc<dyn CommandRepository>>,
+    /// The replicas' leases and commands, on a pool of their own: PostgreSQL's only (SQLite runs one process).
+    control: Option<Arc<sql::Sql<sqlx::Postgres>>>,
 }
 
 impl fmt::Debug for Storage {
@@ -476,6 +474,9 @@ impl Storage {
     /// Closes the connections; later calls fail.
     pub async fn close(&self) {
         self.database.close().await;
+        if let Some(control) = &self.control {
+            control.0.close().await;
+        }
     }
 
     /// The `bots` table.
@@ -505,12 +506,12 @@ impl Storage {
 
     /// The `replicas` and `bot_leases` tables, on PostgreSQL (`None` on SQLite, where one process runs the fleet).
     pub fn leases(&self) -> Option<&dyn LeaseRepository> {
-        self.leases.as_deref()
+        self.control.as_deref().map(|sql| sql as &dyn LeaseRepository)
     }
 
     /// The `fleet_commands` and `fleet_replies` tables, on PostgreSQL (`None` on SQLite).
     pub fn commands(&self) -> Option<&dyn CommandRepository> {
-        self.commands.as_deref()
+        self.control.as_deref().map(|sql| sql as &dyn CommandRepository)
     }
 
     /// The persistent store of one plugin in one bot.

@@ -13,9 +13,14 @@
 //! starting together reach for different bots) and starts those bots.
 //!
 //! Fencing: a lease renewed with a request sent at `t` expires on the server no sooner than `t + ttl`. A replica
-//! that has not renewed by `t + ttl / 2` (the database is unreachable, the process was paused) stops every bot
-//! it runs, so it has stopped polling before another replica can take them. A stopping replica (SIGTERM) stops its
-//! bots and then releases their leases, so the others take them at their next round.
+//! that has not renewed by `t + ttl / 2` (the database is unreachable, the process was paused) stops polling at
+//! once and stops every bot it runs, abandoning the handlers still running at `t + 3 ttl / 4`, so it has stopped
+//! before another replica can take them. A lease found lost (it expired and another replica may run the bot) is
+//! stopped at once. A stopping replica (SIGTERM) stops its bots and then releases their leases, so the others take
+//! them at their next round.
+//!
+//! The leases and the fleet's commands use a pool of their own (`storage::sql`), so that the bots' queries never
+//! hold up a renewal.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -145,7 +150,10 @@ impl Replication {
         let round = self.round_every();
         loop {
             let sent = Instant::now();
-            match tokio::time::timeout(round, self.round(&manager, &storage, &stop, &work, sent)).await {
+            // A slow round is given until the leases may be gone (half a ttl after the last renewal was sent), not
+            // only until the next round: one slow query does not stop every bot.
+            let deadline = (*self.fresh_until.lock()).map_or(sent + self.ttl / 2, |until| until.max(sent + round));
+            match tokio::time::timeout_at(deadline, self.round(&manager, &storage, &stop, &work, sent)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => warn!(replica = %self.replica, error = %e, "could not renew the bots' leases"),
                 Err(_) => warn!(replica = %self.replica, "renewing the bots' leases took too long"),
@@ -182,8 +190,7 @@ impl Replication {
         sent: Instant,
     ) -> Result<(), StorageError> {
         let Some(leases) = storage.leases() else { return Ok(()) };
-        let alive = leases.heartbeat(&self.replica, self.ttl).await?;
-        self.alive.lock().clone_from(&alive);
+        // The renewal first: it keeps the bots running.
         let held: Vec<String> = self.held.lock().keys().map(ToString::to_string).collect();
         let renewed = leases.renew(&self.replica, &held, self.ttl).await?;
         self.follow_stops(manager, work, &renewed, sent);
@@ -192,11 +199,14 @@ impl Replication {
         if !lost.is_empty() {
             metrics::lease_changes("lost", lost.len());
             warn!(replica = %self.replica, bots = ?lost, "lost the bots' leases; stopping them");
-            work.spawn(self.stop_bots(manager.clone(), lost));
+            // Another replica may run them already: what still runs here is abandoned at once.
+            work.spawn(self.stop_bots(manager.clone(), lost, Some(Duration::ZERO)));
         }
         // Only now, with the lost ones no longer held: their polls stay shut. Fresh from the moment the renewal
         // was sent: the server's expiry comes no sooner than a ttl later.
         *self.fresh_until.lock() = Some(sent + self.ttl / 2);
+        let alive = leases.heartbeat(&self.replica, self.ttl).await?;
+        self.alive.lock().clone_from(&alive);
         if stop.is_cancelled() {
             return Ok(());
         }
@@ -214,8 +224,8 @@ impl Replication {
             // Stopped first, then released: the bot has stopped polling before another replica may take it.
             metrics::lease_changes("released", surplus.len());
             info!(replica = %self.replica, bots = ?surplus, "handing bots over to other replicas");
-            let (stopped, storage, replica) =
-                (self.stop_bots(manager.clone(), surplus.clone()), storage.clone(), self.replica.clone());
+            let stopped = self.stop_bots(manager.clone(), surplus.clone(), None);
+            let (storage, replica) = (storage.clone(), self.replica.clone());
             work.spawn(async move {
                 stopped.await;
                 if let Some(leases) = storage.leases()
@@ -283,12 +293,18 @@ impl Replication {
         if !held.is_empty() {
             metrics::lease_changes("fenced", held.len());
             warn!(replica = %self.replica, bots = held.len(), "leases not renewed in time; stopping every bot");
-            work.spawn(self.stop_bots(manager.clone(), held));
+            // The leases expire on the server no sooner than half a ttl from now: stop before.
+            work.spawn(self.stop_bots(manager.clone(), held, Some(self.ttl / 4)));
         }
     }
 
-    /// Forgets the leases of `ids` and stops those bots, all at once.
-    fn stop_bots(&self, manager: BotManager, ids: Vec<String>) -> impl std::future::Future<Output = ()> + use<> {
+    /// Forgets the leases of `ids` and stops those bots, all at once, abandoning what still runs after `limit`.
+    fn stop_bots(
+        &self,
+        manager: BotManager,
+        ids: Vec<String>,
+        limit: Option<Duration>,
+    ) -> impl std::future::Future<Output = ()> + use<> {
         let ids: Vec<BotId> = ids.iter().filter_map(|id| BotId::parse(id).ok()).collect();
         {
             let mut held = self.held.lock();
@@ -297,7 +313,7 @@ impl Replication {
             }
         }
         async move {
-            futures_util::future::join_all(ids.iter().map(|id| manager.stop(id))).await;
+            futures_util::future::join_all(ids.iter().map(|id| manager.stop_within(id, limit))).await;
         }
     }
 }

@@ -259,7 +259,7 @@ async fn finish(
     may_poll: &(dyn Fn() -> bool + Sync),
 ) {
     let tracker = &sequencer.tracker;
-    if tokio::time::timeout(grace, tracker.drained()).await.is_err() {
+    if !sequencer.drained_within(grace).await {
         warn!(in_flight = tracker.in_flight(), "updates still in flight after the grace period; they will come again");
         sequencer.abort();
     }

@@ -251,6 +251,16 @@ impl Sequencer {
         }
     }
 
+    /// Waits until nothing is in flight, at most `grace` and no longer than until [`Sequencer::abort`]; whether
+    /// everything finished.
+    pub(crate) async fn drained_within(&self, grace: std::time::Duration) -> bool {
+        tokio::select! {
+            () = self.tracker.drained() => true,
+            () = tokio::time::sleep(grace) => false,
+            () = self.hard_stop.cancelled() => false,
+        }
+    }
+
     /// Abandons handlers still running (their updates stay unconfirmed and come again after a restart).
     pub(crate) fn abort(&self) {
         self.hard_stop.cancel();

@@ -441,7 +441,7 @@ impl Opened {
                 sequencer.dispatch(update);
             }
         }
-        if tokio::time::timeout(grace, tracker.drained()).await.is_err() {
+        if !sequencer.drained_within(grace).await {
             let bot_id = sequencer.runtime().bot.id.clone();
             warn!(%bot_id, in_flight = tracker.in_flight(), "webhook updates still in flight after the grace period were abandoned");
             sequencer.abort();

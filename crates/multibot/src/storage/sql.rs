@@ -16,8 +16,8 @@ use sqlx::{
 };
 
 use super::{
-    BotEvent, BotRecord, BotRepository, BotUser, CommandRepository, Database, EventRepository, InboxRepository,
-    LeaseRepository, NewEvent, PluginStateRepository, Storage, StorageError, UserProfile, UserRepository, UserSeen,
+    BotEvent, BotRecord, BotRepository, BotUser, Database, EventRepository, InboxRepository, NewEvent,
+    PluginStateRepository, Storage, StorageError, UserProfile, UserRepository, UserSeen,
 };
 use crate::config::Backend;
 
@@ -64,11 +64,13 @@ pub(super) async fn postgres(options: PgConnectOptions) -> Result<Storage, Stora
     let pool = PgPoolOptions::new()
         .max_connections(10)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_with(options)
+        .connect_with(options.clone())
         .await
         .map_err(|e| StorageError::Connect(crate::tls::describe(&e)))?;
-    let sql = std::sync::Arc::new(Sql(pool));
-    Ok(storage(Backend::Postgres, sql.clone(), Some(sql)))
+    // The replicas' leases and commands get connections of their own, opened only when used (with REPLICA_ID):
+    // a renewal must not wait behind the bots' queries. One of the three listens for the commands.
+    let control = PgPoolOptions::new().max_connections(3).acquire_timeout(ACQUIRE_TIMEOUT).connect_lazy_with(options);
+    Ok(storage(Backend::Postgres, std::sync::Arc::new(Sql(pool)), Some(std::sync::Arc::new(Sql(control)))))
 }
 
 /// Opens an SQLite pool, creating the file and its directory unless the database is `in_memory`.
@@ -107,8 +109,7 @@ where
     Sql<DB>: Database + BotRepository + UserRepository + EventRepository + PluginStateRepository + InboxRepository,
 {
     Storage {
-        leases: postgres.clone().map(|sql| sql as std::sync::Arc<dyn LeaseRepository>),
-        commands: postgres.map(|sql| sql as std::sync::Arc<dyn CommandRepository>),
+        control: postgres,
         backend,
         database: sql.clone(),
         bots: sql.clone(),

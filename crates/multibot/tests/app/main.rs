@@ -25,6 +25,7 @@ mod process;
 mod reload;
 mod replicas;
 mod replicas_load;
+mod replicas_races;
 mod retention;
 mod runtime;
 mod script_abuse;
