@@ -516,3 +516,55 @@ async fn a_replica_cut_off_from_the_database_stops_its_bots_before_another_takes
         assert!(status.success(), "{output:?}");
     }
 }
+
+#[tokio::test]
+async fn sigterm_under_a_steady_stream_hands_over_within_2_s_and_answers_everything_once() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let fleet = Fleet::new(&db, 4).await;
+    let (emu, bots) = (&fleet.emu, &fleet.bots);
+    let a = fleet.start("a");
+    let b = fleet.start("b");
+    eventually(Duration::from_secs(30), "two bots on each replica", || async {
+        owners(&db).await == spread(&[("a", 2), ("b", 2)])
+    })
+    .await;
+    // Every 100 ms each bot gets a numbered message; half way through, b is told to stop.
+    let user = emu.user(8900);
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    let (mut handover, mut b) = (None, Some(b));
+    for n in 0..30 {
+        ticker.tick().await;
+        for bot in bots {
+            user.send(bot, &format!("#{n}")).await.unwrap();
+        }
+        if n == 15 {
+            b.as_ref().unwrap().terminate();
+            handover = Some(Instant::now());
+        }
+        if let Some(at) = handover
+            && owners(&db).await == spread(&[("a", 4)])
+        {
+            println!("every bot on a {:?} after SIGTERM", at.elapsed());
+            assert!(at.elapsed() < Duration::from_secs(2), "handover took {:?}", at.elapsed());
+            handover = None;
+            let (status, output) = b.take().unwrap().wait(Duration::from_secs(30)).await;
+            assert!(status.success(), "{output:?}");
+        }
+    }
+    assert!(b.is_none(), "b's bots were not all on a by the end of the stream");
+    // Every message answered exactly once, in order.
+    for bot in bots {
+        let expected: Vec<String> = (0..30).map(|n| format!("You said: #{n}")).collect();
+        eventually(Duration::from_secs(15), "every message answered", || async {
+            emu.control().calls(Some(bot), Some("sendMessage")).await.unwrap().len() >= expected.len()
+        })
+        .await;
+        let sent = emu.control().calls(Some(bot), Some("sendMessage")).await.unwrap();
+        let texts: Vec<String> = sent.iter().filter_map(|c| c.params["text"].as_str().map(str::to_owned)).collect();
+        assert_eq!(texts, expected, "{}", bot.username);
+    }
+    polls_never_cut_short_by_another(emu, bots).await;
+    a.terminate();
+    let (status, output) = a.wait(Duration::from_secs(30)).await;
+    assert!(status.success(), "{output:?}");
+}
