@@ -17,8 +17,8 @@
 //! - `child`: [`child::Fleet`], the child process, its temporary directory and `/proc` readings.
 //! - `load`: the burst, the steady load and the matching of replies to messages.
 
-mod child;
-mod load;
+pub(crate) mod child;
+pub(crate) mod load;
 
 use std::{
     net::SocketAddr,
@@ -167,7 +167,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Waits for SIGINT or SIGTERM; returns its name.
-async fn interrupted() -> &'static str {
+pub(crate) async fn interrupted() -> &'static str {
     let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
         let _ = tokio::signal::ctrl_c().await;
         return "SIGINT";
@@ -179,16 +179,22 @@ async fn interrupted() -> &'static str {
 }
 
 /// The emulator on a thread of its own with a current-thread runtime (one core); stopped when dropped.
-struct EmulatorThread {
-    addr: SocketAddr,
+pub(crate) struct EmulatorThread {
+    pub(crate) addr: SocketAddr,
     /// `/proc/<pid>/task/<tid>/stat` of the thread, for its CPU time.
-    stat: String,
+    pub(crate) stat: String,
     shutdown: CancellationToken,
     thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl EmulatorThread {
+    /// With the call log off: the fleet bench reads events, never the call log.
     fn start() -> anyhow::Result<EmulatorThread> {
+        EmulatorThread::start_with(0)
+    }
+
+    /// With a call log of `call_log_capacity` calls (0: none).
+    pub(crate) fn start_with(call_log_capacity: usize) -> anyhow::Result<EmulatorThread> {
         let shutdown = CancellationToken::new();
         let server_shutdown = shutdown.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -202,8 +208,7 @@ impl EmulatorThread {
                 let listener = socket.listen(4096)?;
                 let config = EmulatorConfig {
                     accept_any_token: true,
-                    // The bench reads events, never the call log: spare the emulator the bookkeeping.
-                    call_log_capacity: 0,
+                    call_log_capacity,
                     event_capacity: 100_000,
                     ..EmulatorConfig::default()
                 };
@@ -275,7 +280,7 @@ async fn measure(exe: &Path, bots: usize, full: bool, inbox: InboxMode, args: &A
         let mut bursts = Vec::with_capacity(usize::from(args.bursts));
         for &phase in &load::BURST_PHASES[..usize::from(args.bursts)] {
             let before = cpu(&fleet)?;
-            let stats = load::burst(addr, &mut observer, &burst_bots, phase).await?;
+            let stats = load::burst(addr, &mut observer, &burst_bots, phase, BURST_USERS).await?;
             let after = cpu(&fleet)?;
             let used = BurstCpu {
                 wall: if stats.per_second > 0.0 { stats.answered as f64 / stats.per_second } else { 0.0 },
@@ -392,14 +397,14 @@ async fn wait_all_polling(
 }
 
 /// How many bots wait in getUpdates now.
-async fn count_polling(control: &mut Conn) -> anyhow::Result<usize> {
+pub(crate) async fn count_polling(control: &mut Conn) -> anyhow::Result<usize> {
     let answer = control.get("/control/bots").await?;
     ensure!(answer.status == 200, "GET /control/bots: {}", answer.status);
     let needle = br#""polling":true"#;
     Ok(answer.body.windows(needle.len()).filter(|w| w == needle).count())
 }
 
-fn micros(us: u64) -> String {
+pub(crate) fn micros(us: u64) -> String {
     if us < 1_000 {
         format!("{us} µs")
     } else if us < 1_000_000 {
@@ -409,11 +414,11 @@ fn micros(us: u64) -> String {
     }
 }
 
-fn duration(d: Duration) -> String {
+pub(crate) fn duration(d: Duration) -> String {
     micros(d.as_micros() as u64)
 }
 
-fn mib(kib: u64) -> String {
+pub(crate) fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
@@ -595,6 +600,6 @@ fn verdict(results: impl Iterator<Item = bool>) -> Option<bool> {
 }
 
 /// Where the `multibot` binary is expected: next to this executable (both built by one `cargo build`).
-fn multibot_path() -> anyhow::Result<PathBuf> {
+pub(crate) fn multibot_path() -> anyhow::Result<PathBuf> {
     Ok(std::env::current_exe()?.with_file_name("multibot"))
 }

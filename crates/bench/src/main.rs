@@ -1,12 +1,13 @@
 //! `multibot-bench`: measures the system and its Bot API emulator and prints Markdown tables for
-//! `docs/BENCHMARKS.md`. Run with `cargo run --release -p multibot-bench -- <benchmark>`; `fleet` also needs the
-//! `multibot` binary next to it: `cargo build --release -p multibot -p multibot-bench` first.
+//! `docs/BENCHMARKS.md`. Run with `cargo run --release -p multibot-bench -- <benchmark>`; `fleet` and `replicas`
+//! also need the `multibot` binary next to it: `cargo build --release -p multibot -p multibot-bench` first.
 
 mod emulator;
 mod fleet;
 mod http;
 mod limiter;
 mod reload;
+mod replicas;
 mod script_echo;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,9 @@ enum Bench {
     /// The real `multibot` binary with 1 to 10,000 echo bots: launch time, replies/s, latency, loss, memory, idle
     /// CPU (build it first: `cargo build --release -p multibot -p multibot-bench`).
     Fleet(fleet::Args),
+    /// Several replicas sharing one fleet through PostgreSQL leases: spread, memory per replica, failover after
+    /// `kill -9`, and a burst with R replicas against one (build first, as for `fleet`; needs PostgreSQL).
+    Replicas(replicas::Args),
     /// Hot reload: from a YAML file's write to the bot's new behaviour.
     Reload(reload::Args),
     /// The per-user rate limiter's memory with a million distinct users, before and after idle eviction.
@@ -38,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Emulator(args) => emulator::run(args),
         Bench::Fleet(args) => fleet::run(args),
         Bench::Reload(args) => reload::run(args),
+        Bench::Replicas(args) => replicas::run(args),
         Bench::Limiter(args) => limiter::run(args),
         Bench::ScriptEcho(args) => script_echo::run(args),
     }

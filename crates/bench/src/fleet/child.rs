@@ -48,6 +48,17 @@ pub(crate) fn machine_busy_seconds() -> anyhow::Result<f64> {
     Ok(busy as f64 / USER_HZ)
 }
 
+/// Resident memory of process `pid` now and at its peak, from `/proc/<pid>/status`.
+pub(crate) fn memory(pid: u32) -> anyhow::Result<Memory> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        let line =
+            status.lines().find(|l| l.starts_with(name)).with_context(|| format!("no {name} in /proc/<pid>/status"))?;
+        Ok(line.trim_start_matches(name).trim().trim_end_matches("kB").trim().parse()?)
+    };
+    Ok(Memory { rss_kib: field("VmRSS:")?, peak_kib: field("VmHWM:")? })
+}
+
 /// A running `multibot run` with its temporary directory.
 pub(crate) struct Fleet {
     // Declared first so that it is dropped (killed) before the directory is removed.
@@ -169,15 +180,7 @@ impl Fleet {
 
     /// Resident memory now and at its peak.
     pub(crate) fn memory(&self) -> anyhow::Result<Memory> {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.child.0.id()))?;
-        let field = |name: &str| -> anyhow::Result<u64> {
-            let line = status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .with_context(|| format!("no {name} in /proc/<pid>/status"))?;
-            Ok(line.trim_start_matches(name).trim().trim_end_matches("kB").trim().parse()?)
-        };
-        Ok(Memory { rss_kib: field("VmRSS:")?, peak_kib: field("VmHWM:")? })
+        memory(self.child.0.id())
     }
 
     /// The lines the child logged (warnings and errors only, at `LOG_LEVEL=WARNING`).

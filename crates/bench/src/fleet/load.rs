@@ -221,7 +221,8 @@ async fn send_all(
 /// The letters of the bursts' messages, one per burst (the steady load's is `s`).
 pub(crate) const BURST_PHASES: [char; 5] = ['a', 'b', 'c', 'd', 'e'];
 
-/// A burst: each of `bots` gets [`BURST_USERS`] users writing [`BURST_PER_CHAT`] messages each, all injected
+/// A burst: each of `bots` gets `users` users ([`BURST_USERS`] in the fleet bench) writing [`BURST_PER_CHAT`]
+/// messages each, all injected
 /// as fast as the emulator takes them; a message's time is when its request is written. `phase` is the letter of
 /// its messages, one of [`BURST_PHASES`].
 pub(crate) async fn burst(
@@ -229,10 +230,10 @@ pub(crate) async fn burst(
     observer: &mut Observer,
     bots: &[usize],
     phase: char,
+    users: i64,
 ) -> anyhow::Result<PhaseStats> {
     let baseline = observer.counters(bots).await?;
-    let chats: Vec<(usize, i64)> =
-        bots.iter().flat_map(|&bot| (1..=BURST_USERS).map(move |user| (bot, user))).collect();
+    let chats: Vec<(usize, i64)> = bots.iter().flat_map(|&bot| (1..=users).map(move |user| (bot, user))).collect();
     let connections = BURST_CONNECTIONS.min(chats.len());
     // Connect and queue everything first, so that the injection itself is only requests.
     let mut senders = Vec::with_capacity(connections);
