@@ -12,17 +12,18 @@
 //!
 //! 1. **spread**: from the spawns until every bot has a live lease, until the leases are spread evenly (N/R each,
 //!    one more for the first N mod R), and until the emulator sees every bot long-polling;
-//! 2. **idle**: each replica's CPU over an idle window and its resident memory at the end;
+//! 2. **idle**: once every replica's CPU has settled, each one's CPU over an idle window and its resident memory;
 //! 3. **burst** with R replicas: a burst to bots spread evenly over the replicas;
 //! 4. **failover**, `--kills` times: `kill -9` of one replica (in turn), then from the kill until every bot it held
-//!    has polled again from another replica (the emulator's call log), split into lease expiry (the `bot_leases`
-//!    rows' `expires_at`), the taking replicas' rounds (when the new owners' leases were taken) and the bots'
-//!    start; then a replica with a new `REPLICA_ID` is started in its place and the time until the fleet is even
+//!    has polled again from another replica (the emulator's listing of waiting polls, or its call log), split into
+//!    lease expiry (the `bot_leases` rows' `expires_at`), the taking replicas' rounds (when the new owners' leases
+//!    were taken) and the bots' start; then a replica with a new `REPLICA_ID` is started in its place and the time until the fleet is even
 //!    again and every bot polls;
 //! 5. **one replica**: SIGTERM to every replica, one fresh replica started alone, its idle memory, and the same
 //!    burst to the same bots.
 //!
 //! The 409s the emulator answered to getUpdates over the whole run are sorted by cause (see [`watch::Conflicts`]).
+//! `--stall-leases-ms` locks the `bot_leases` table during the bursts, as a slow database would stall the rounds.
 //!
 //! - `process`: the bot files, the database and the replica processes;
 //! - `watch`: the `bot_leases` table and the emulator's call log.
