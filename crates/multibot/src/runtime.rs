@@ -304,8 +304,6 @@ impl RunningBot {
         Ok(())
     }
 
-    /// Stops receiving, lets in-flight updates finish (within the shutdown grace period), confirms them,
-    /// unloads the plugins and waits (within the grace period too) for the bot's other tasks.
     /// [`RunningBot::stop`] within `limit`: handlers still running then are abandoned (with replicas, the bot's
     /// lease is about to be, or already is, another replica's).
     pub(crate) async fn stop_within(mut self, limit: Duration) {
@@ -319,6 +317,8 @@ impl RunningBot {
         abandon.abort();
     }
 
+    /// Stops receiving, lets in-flight updates finish (within the shutdown grace period), confirms them,
+    /// unloads the plugins and waits (within the grace period too) for the bot's other tasks.
     pub(crate) async fn stop(self) {
         self.cancel.cancel();
         let id = self.instance.runtime.bot.id.clone();

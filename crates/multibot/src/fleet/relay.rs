@@ -79,12 +79,10 @@ impl BotManager {
     /// Sweeps the inbox of every webhook bot running here that missed a relayed update (`all`: every one, after
     /// notices may have been lost).
     pub(crate) async fn sweep_relayed(&self, all: bool) {
+        let Some(webhooks) = &self.deps.webhooks else { return };
         let before = now() - chrono::Duration::from_std(SWEEP_AGE).unwrap_or_default();
-        let ids: Vec<BotId> = self.statuses.lock().values().map(|e| e.config.id.clone()).collect();
-        for id in ids {
-            if let Some(entrance) = self.entrance(&id)
-                && entrance.missed(all)
-            {
+        for entrance in webhooks.open_entrances() {
+            if entrance.missed(all) {
                 entrance.sweep(before).await;
             }
         }

@@ -70,22 +70,20 @@ async fn take(state: HttpState, uri: Uri, headers: HeaderMap, body: Body) -> Sta
     };
     let path = uri.path().strip_prefix("/webhook").unwrap_or_default();
     // With replicas, a bot that does not run here (any more) may run on another replica: relay its deliveries.
-    let here = webhooks.inbox(path);
-    let relay = || state.manager.relay_target(path);
-    let entrance = match here.filter(|inbox| !inbox.is_closed()).ok_or_else(relay) {
-        Ok(inbox) => Entrance::Here(inbox),
-        Err(Some(bot)) => match webhooks.secret_of(&bot).await {
-            Ok(secret) => Entrance::Relay(bot, secret),
-            Err(e) => {
-                warn!(bot_id = %bot, error = %e, "cannot read the webhook secret to relay a delivery; answered 503");
-                metrics::webhook_request(Some(bot.as_str()), 503);
-                return StatusCode::SERVICE_UNAVAILABLE;
-            }
-        },
-        // A bot that stopped here answers 503 (Telegram retries) as before, an unknown path 404.
-        Err(None) => match webhooks.inbox(path) {
-            Some(stopped) => Entrance::Here(stopped),
-            None => {
+    let entrance = match webhooks.inbox(path) {
+        Some(inbox) if !inbox.is_closed() => Entrance::Here(inbox),
+        here => match (state.manager.relay_target(path), here) {
+            (Some(bot), _) => match webhooks.secret_of(&bot).await {
+                Ok(secret) => Entrance::Relay(bot, secret),
+                Err(e) => {
+                    warn!(bot_id = %bot, error = %e, "cannot read the webhook secret to relay a delivery; answered 503");
+                    metrics::webhook_request(Some(bot.as_str()), 503);
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+            },
+            // A bot that stopped here answers 503 (Telegram retries) as before, an unknown path 404.
+            (None, Some(stopped)) => Entrance::Here(stopped),
+            (None, None) => {
                 metrics::webhook_request(None, 404);
                 return StatusCode::NOT_FOUND;
             }

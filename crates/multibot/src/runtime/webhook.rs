@@ -95,6 +95,11 @@ impl Webhooks {
         Ok(secret)
     }
 
+    /// The entrances of the webhook bots running here.
+    pub fn open_entrances(&self) -> Vec<Arc<WebhookInbox>> {
+        self.routes.read().values().filter(|inbox| !inbox.is_closed()).cloned().collect()
+    }
+
     /// The paths served, with their bots.
     pub fn routes(&self) -> Vec<(String, BotId)> {
         let mut routes: Vec<_> = self.routes.read().iter().map(|(p, i)| (p.clone(), i.bot_id.clone())).collect();

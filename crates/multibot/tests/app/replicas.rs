@@ -378,10 +378,16 @@ async fn the_admin_bot_controls_bots_on_every_replica() {
     assert_eq!((stats.pending, stats.updates_delivered), (1, delivered), "the stopped bot polled");
 
     // `/start_bot` starts it where it now runs, and the waiting message is answered.
+    let asked_to_start = unix_ms();
     let answer = confirmed(&admin, &admin_bot, &format!("/start_bot {far}")).await;
     assert_eq!(answer, format!("✅ Bot {far} started successfully"));
     let reply = user.next_message_in(&far_bot, user.id, Duration::from_secs(15)).await.unwrap().text;
     assert_eq!(reply.as_deref(), Some("You said: are you there?"));
+    // Answered once, and only after /start_bot: the replica that took the bot over kept it stopped.
+    let sent = far_bot.calls(Some("sendMessage")).await.unwrap();
+    let answers: Vec<u64> =
+        sent.iter().filter(|c| c.params["text"] == "You said: are you there?").map(|c| c.at_ms).collect();
+    assert!(answers.len() == 1 && answers[0] >= asked_to_start, "answered at {answers:?}, started at {asked_to_start}");
     assert_eq!(leases(&db).await[&far], (here.clone(), false));
     for (_, replica) in replicas {
         replica.terminate();
