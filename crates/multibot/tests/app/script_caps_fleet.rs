@@ -85,7 +85,15 @@ async fn the_stats_script_reads_its_own_bots_users_and_events_and_tells_the_admi
     let lines: Vec<&str> = stats.lines().collect();
     assert_eq!(lines[0], "Total users: 3", "{stats}");
     assert_eq!(lines.len(), 4, "{stats}");
-    // The most recent first: Alice, who just asked; never bot B's user.
+    assert!(!stats.contains("user2001"), "{stats}");
+    // The most recent first: once Alice's /stats is stored (sightings are written off the reply path), she leads.
+    eventually(WAIT, "Alice's /stats stored", || async {
+        users.list_recent("stats_a", 1).await.unwrap().first().is_some_and(|u| u.user_id == 1001)
+    })
+    .await;
+    alice.send(&a, "/stats").await.unwrap();
+    let stats = alice.next_message_in(&a, alice.id, WAIT).await.unwrap().text.unwrap();
+    let lines: Vec<&str> = stats.lines().collect();
     assert!(lines[1].starts_with("- user1001 ("), "{stats}");
     assert!(!stats.contains("user2001"), "{stats}");
     other.send(&b, "/stats").await.unwrap();
