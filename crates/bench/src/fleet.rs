@@ -14,9 +14,14 @@
 //! (10 bots x 100 users x 10 messages at once) and a steady load (200 messages/s), and prints one Markdown table
 //! with the targets next to it. Targets are reported, never enforced.
 //!
+//! Every fully measured size is also run, in the same run and on the same load, by a bare echo loop with no
+//! framework (`bare`), the baseline that multibot's replies/s are quoted against (`--no-baseline` skips it).
+//!
+//! - `bare`: the baseline, started as a child process of this executable (`multibot-bench bare-echo`).
 //! - `child`: [`child::Fleet`], the child process, its temporary directory and `/proc` readings.
 //! - `load`: the burst, the steady load and the matching of replies to messages.
 
+pub(crate) mod bare;
 pub(crate) mod child;
 pub(crate) mod load;
 
@@ -39,7 +44,7 @@ use crate::http::Conn;
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Fleet sizes to measure fully (launch, idle, burst, steady), each in a fresh multibot process.
-    #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
     bots: Vec<usize>,
     /// Fleet sizes to measure idle only (launch, memory, CPU); `--idle-bots` alone for none.
     #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "10000")]
@@ -65,6 +70,9 @@ pub(crate) struct Args {
     /// and `memory`; the table compares them.
     #[arg(long, value_delimiter = ',', default_value = "database,memory")]
     inbox: Vec<InboxMode>,
+    /// Leave out the baseline (the bare echo loop run before multibot on every fully measured size).
+    #[arg(long)]
+    no_baseline: bool,
 }
 
 /// An `INBOX` setting of the child.
@@ -83,6 +91,23 @@ impl InboxMode {
     }
 }
 
+/// What runs the bots: multibot with an inbox mode, or the baseline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    Multibot(InboxMode),
+    Bare,
+}
+
+impl Subject {
+    /// How the tables name it.
+    fn as_str(self) -> &'static str {
+        match self {
+            Subject::Multibot(inbox) => inbox.as_str(),
+            Subject::Bare => "bare loop",
+        }
+    }
+}
+
 /// What "bounded" means for the inbox table after the steady load: handled rows are pruned once confirmed, so
 /// what stays is what is in flight, far below the load's 200 messages a second.
 const INBOX_ROWS_BOUND: i64 = 1000;
@@ -95,7 +120,7 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// One line of the table.
 struct Row {
     bots: usize,
-    inbox: InboxMode,
+    subject: Subject,
     /// Rows in the inbox table when the steady load began and when it ended.
     inbox_rows: Option<(i64, i64)>,
     launch: Launch,
@@ -138,8 +163,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let mut plan: Vec<(usize, bool)> = args.bots.iter().map(|&n| (n, !args.idle_only)).collect();
     plan.extend(args.idle_bots.iter().map(|&n| (n, false)));
     plan.retain(|&(n, _)| n > 0);
-    let plan: Vec<(usize, bool, InboxMode)> =
-        plan.into_iter().flat_map(|(n, full)| args.inbox.iter().map(move |&inbox| (n, full, inbox))).collect();
+    let plan: Vec<(usize, bool, Subject)> = plan
+        .into_iter()
+        .flat_map(|(n, full)| {
+            let baseline = (full && !args.no_baseline).then_some(Subject::Bare);
+            baseline
+                .into_iter()
+                .chain(args.inbox.iter().map(|&inbox| Subject::Multibot(inbox)))
+                .map(move |s| (n, full, s))
+        })
+        .collect();
     if let Some(&(largest, _, _)) = plan.iter().max_by_key(|(n, _, _)| *n)
         && (limit as usize) < largest + 1024
     {
@@ -147,15 +180,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut rows = Vec::new();
-    for (bots, full, inbox) in plan {
+    for (bots, full, subject) in plan {
         let plugin = if args.script { "script_echo" } else { "echo" };
         let what = if full { "" } else { ", idle only" };
-        eprintln!("fleet: {bots} bot(s) with {plugin}, INBOX={}{what}", inbox.as_str());
+        match subject {
+            Subject::Multibot(inbox) => eprintln!("fleet: {bots} bot(s) with {plugin}, INBOX={}{what}", inbox.as_str()),
+            Subject::Bare => eprintln!("fleet: {bots} bot(s) in the bare echo loop{what}"),
+        }
         // On SIGINT or SIGTERM the measurement is dropped, and with it the child (killed) and its directory.
         let row = runtime
             .block_on(async {
                 tokio::select! {
-                    row = measure(&exe, bots, full, inbox, &args) => row,
+                    row = measure(&exe, bots, full, subject, &args) => row,
                     signal = interrupted() => Err(anyhow::anyhow!("interrupted by {signal}")),
                 }
             })
@@ -235,13 +271,17 @@ impl Drop for EmulatorThread {
 }
 
 /// One fleet size in a fresh emulator and a fresh multibot process.
-async fn measure(exe: &Path, bots: usize, full: bool, inbox: InboxMode, args: &Args) -> anyhow::Result<Row> {
+async fn measure(exe: &Path, bots: usize, full: bool, subject: Subject, args: &Args) -> anyhow::Result<Row> {
     let emulator = EmulatorThread::start()?;
     let addr = emulator.addr;
     let own_stat = format!("/proc/{}/stat", std::process::id());
     let (machine_before, own_before, measuring_since) =
         (child::machine_busy_seconds()?, child::cpu_seconds(&own_stat)?, Instant::now());
-    let (mut fleet, spawned_at) = Fleet::launch(exe, bots, &format!("http://{addr}"), args.script, inbox.as_str())?;
+    let api_url = format!("http://{addr}");
+    let (mut fleet, spawned_at) = match subject {
+        Subject::Multibot(inbox) => Fleet::launch(exe, bots, &api_url, args.script, inbox.as_str())?,
+        Subject::Bare => Fleet::launch_bare(bots, &api_url)?,
+    };
     let mut control = Conn::connect(addr).await?;
     let launch = wait_all_polling(&mut fleet, &mut control, bots, spawned_at).await?;
     eprintln!("fleet:   {} of {bots} polling after {}", launch.polling, duration(launch.elapsed));
@@ -358,7 +398,7 @@ async fn measure(exe: &Path, bots: usize, full: bool, inbox: InboxMode, args: &A
     drop(emulator);
     Ok(Row {
         bots,
-        inbox,
+        subject,
         inbox_rows,
         launch,
         idle_rss_kib: idle.rss_kib,
@@ -424,7 +464,7 @@ pub(crate) fn mib(kib: u64) -> String {
 
 fn print_table(rows: &[Row], args: &Args) {
     println!(
-        "| bots | inbox | launch → all polling | burst replies/s | burst p50 | burst p99 | lost | dup | out of order | steady p50 | steady p99 | inbox rows (steady start → end) | RSS idle | CPU idle | RSS after load (peak) | notes |"
+        "| bots | run | launch → all polling | burst replies/s | burst p50 | burst p99 | lost | dup | out of order | steady p50 | steady p99 | inbox rows (steady start → end) | RSS idle | CPU idle | RSS after load (peak) | notes |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
@@ -453,7 +493,7 @@ fn print_table(rows: &[Row], args: &Args) {
         println!(
             "| {} | {} | {launch} | {rate} | {b50} | {b99} | {lost} | {dup} | {ooo} | {s50} | {s99} | {rows} | {} | {:.2} % | {after} | {} |",
             row.bots,
-            row.inbox.as_str(),
+            row.subject.as_str(),
             mib(row.idle_rss_kib),
             row.idle_cpu_percent,
             row.notes.join("; "),
@@ -474,7 +514,7 @@ fn print_table(rows: &[Row], args: &Args) {
         println!("Bot API calls and getUpdates hand-outs as the emulator counted them.");
         println!();
         println!(
-            "| bots | inbox | injecting | first message → last reply | multibot CPU | emulator thread CPU | load generator CPU | multibot CPU per reply | Bot API calls per reply | hand-outs per update |"
+            "| bots | run | injecting | first message → last reply | multibot CPU | emulator thread CPU | load generator CPU | multibot CPU per reply | Bot API calls per reply | hand-outs per update |"
         );
         println!("|---|---|---|---|---|---|---|---|---|---|");
         for row in rows {
@@ -483,7 +523,7 @@ fn print_table(rows: &[Row], args: &Args) {
                 println!(
                     "| {} | {} | {:.2} s | {:.2} s | {:.2} | {:.2} | {:.2} | {:.0} µs | {:.2} | {:.2} |",
                     row.bots,
-                    row.inbox.as_str(),
+                    row.subject.as_str(),
                     b.injection_seconds,
                     c.wall,
                     c.multibot,
@@ -500,26 +540,40 @@ fn print_table(rows: &[Row], args: &Args) {
 
 /// The targets, each next to what was measured; reported, never enforced.
 fn print_targets(rows: &[Row]) {
-    // Each figure is named by its fleet size and inbox mode.
-    let label = |r: &Row| format!("{} bots ({})", r.bots, r.inbox.as_str());
-    let full_burst: Vec<(String, &PhaseStats)> =
-        rows.iter().filter(|r| r.bots >= BURST_BOTS).filter_map(|r| r.burst.as_ref().map(|b| (label(r), b))).collect();
-    let steady: Vec<(String, &PhaseStats)> =
-        rows.iter().filter_map(|r| r.steady.as_ref().map(|s| (label(r), s))).collect();
-    let sized = |n: usize| rows.iter().find(|r| r.bots == n);
-    // The durable inbox against the in-memory one, for each size measured both ways.
-    let durable_share: Vec<(usize, f64)> = rows
+    const DATABASE: Subject = Subject::Multibot(InboxMode::Database);
+    // Each figure is named by its fleet size and what ran it.
+    let label = |r: &Row| format!("{} bots ({})", r.bots, r.subject.as_str());
+    let durable: Vec<&Row> = rows.iter().filter(|r| r.subject == DATABASE).collect();
+    let multibot: Vec<&Row> = rows.iter().filter(|r| r.subject != Subject::Bare).collect();
+    let burst_of = |r: &Row, subject: Subject| {
+        rows.iter().find(|o| o.bots == r.bots && o.subject == subject).and_then(|o| o.burst.as_ref())
+    };
+    // multibot's burst against the bare loop's, and the durable inbox's against the in-memory one's, per size
+    // whose burst is full (10 bots).
+    let share = |of: Subject| -> Vec<(usize, f64)> {
+        durable
+            .iter()
+            .filter(|r| r.bots >= BURST_BOTS)
+            .filter_map(|r| {
+                let (mine, theirs) = (r.burst.as_ref()?.per_second, burst_of(r, of)?.per_second);
+                (theirs > 0.0).then_some((r.bots, mine / theirs))
+            })
+            .collect()
+    };
+    let (of_bare, of_memory) = (share(Subject::Bare), share(Subject::Multibot(InboxMode::Memory)));
+    let all_bursts: Vec<(String, &PhaseStats)> =
+        rows.iter().filter_map(|r| r.burst.as_ref().map(|b| (label(r), b))).collect();
+    let cpu_per_reply: Vec<(String, f64)> = durable
         .iter()
-        .filter(|r| r.inbox == InboxMode::Database)
-        .filter_map(|durable| {
-            let memory = rows.iter().find(|m| m.bots == durable.bots && m.inbox == InboxMode::Memory)?;
-            let (d, m) = (durable.burst.as_ref()?.per_second, memory.burst.as_ref()?.per_second);
-            (m > 0.0).then_some((durable.bots, d / m))
+        .filter_map(|r| {
+            let (cpu, burst) = (r.burst_cpu.as_ref()?, r.burst.as_ref()?);
+            Some((label(r), 1e6 * cpu.multibot / burst.answered.max(1) as f64))
         })
         .collect();
-    let hand_outs: Vec<(String, f64)> = rows
+    let steady: Vec<(String, &PhaseStats)> =
+        multibot.iter().filter_map(|r| r.steady.as_ref().map(|s| (label(r), s))).collect();
+    let hand_outs: Vec<(String, f64)> = durable
         .iter()
-        .filter(|r| r.inbox == InboxMode::Database)
         .filter_map(|r| {
             let counters = &r.burst.as_ref()?.counters;
             Some((label(r), counters.deliveries as f64 / counters.updates_delivered.max(1) as f64))
@@ -527,26 +581,35 @@ fn print_targets(rows: &[Row]) {
         .collect();
     let inbox_rows: Vec<(String, i64)> =
         rows.iter().filter_map(|r| r.inbox_rows.map(|(_, after)| (label(r), after))).collect();
+    let sized = |n: usize| -> Vec<&Row> { multibot.iter().copied().filter(|r| r.bots == n).collect() };
+    let percent = |shares: &[(usize, f64)]| -> Vec<String> {
+        shares.iter().map(|(n, share)| format!("{n} bots: {:.0} %", 100.0 * share)).collect()
+    };
     let mut lines: Vec<(String, Vec<String>, Option<bool>)> = Vec::new();
     lines.push((
-        "burst of 10 bots x 100 users x 10 messages: at least 15,000 replies/s".into(),
-        full_burst.iter().map(|(n, b)| format!("{n}: {:.0}/s", b.per_second)).collect(),
-        verdict(full_burst.iter().map(|(_, b)| b.per_second >= 15_000.0)),
+        "burst of 10 bots, durable inbox: replies/s at least 80 % of the bare loop's, same run".into(),
+        percent(&of_bare),
+        verdict(of_bare.iter().map(|(_, share)| *share >= 0.8)),
     ));
     lines.push((
         "burst: zero lost, duplicated, out of order".into(),
-        full_burst.iter().map(|(n, b)| format!("{n}: {} / {} / {}", b.lost, b.duplicated, b.out_of_order)).collect(),
-        verdict(full_burst.iter().map(|(_, b)| b.lost + b.duplicated + b.out_of_order == 0)),
+        all_bursts.iter().map(|(n, b)| format!("{n}: {} / {} / {}", b.lost, b.duplicated, b.out_of_order)).collect(),
+        verdict(all_bursts.iter().map(|(_, b)| b.lost + b.duplicated + b.out_of_order == 0)),
     ));
     lines.push((
-        "200 messages/s steady: latency p99 under 10 ms".into(),
+        "burst, durable inbox: multibot CPU per reply at most 40 µs".into(),
+        cpu_per_reply.iter().map(|(n, us)| format!("{n}: {us:.0} µs")).collect(),
+        verdict(cpu_per_reply.iter().map(|(_, us)| *us <= 40.0)),
+    ));
+    lines.push((
+        "steady load: latency p99 under 5 ms".into(),
         steady.iter().map(|(n, s)| format!("{n}: {}", micros(s.p99_us))).collect(),
-        verdict(steady.iter().map(|(_, s)| s.p99_us < 10_000)),
+        verdict(steady.iter().map(|(_, s)| s.p99_us < 5_000)),
     ));
     lines.push((
         "durable inbox: burst replies/s at least 90 % of INBOX=memory's, same run".into(),
-        durable_share.iter().map(|(n, share)| format!("{n} bots: {:.0} %", 100.0 * share)).collect(),
-        verdict(durable_share.iter().map(|(_, share)| *share >= 0.9)),
+        percent(&of_memory),
+        verdict(of_memory.iter().map(|(_, share)| *share >= 0.9)),
     ));
     lines.push((
         "durable inbox: getUpdates hand-outs per update at most 1.1".into(),
@@ -559,26 +622,27 @@ fn print_targets(rows: &[Row]) {
         verdict(inbox_rows.iter().map(|(_, rows)| *rows <= INBOX_ROWS_BOUND)),
     ));
     let thousand = sized(1000);
+    let loaded: Vec<(String, Memory)> = thousand.iter().filter_map(|r| Some((label(r), r.after_load?))).collect();
     lines.push((
-        "1,000 idle polling bots: under 60 MiB resident".into(),
-        thousand.iter().map(|r| mib(r.idle_rss_kib)).collect(),
-        thousand.map(|r| r.idle_rss_kib < 60 * 1024),
-    ));
-    lines.push((
-        "1,000 bots: all polling within 1 s of launch".into(),
-        thousand.iter().map(|r| duration(r.launch.elapsed)).collect(),
-        thousand.map(|r| r.launch.complete && r.launch.elapsed < Duration::from_secs(1)),
-    ));
-    lines.push((
-        "1,000 idle polling bots: idle CPU under 1 %".into(),
-        thousand.iter().map(|r| format!("{:.2} %", r.idle_cpu_percent)).collect(),
-        thousand.map(|r| r.idle_cpu_percent < 1.0),
+        "1,000 bots after the burst and the steady load: under 65 MiB resident".into(),
+        loaded.iter().map(|(n, m)| format!("{n}: {}", mib(m.rss_kib))).collect(),
+        verdict(loaded.iter().map(|(_, m)| m.rss_kib < 65 * 1024)),
     ));
     let ten_thousand = sized(10_000);
     lines.push((
-        "10,000 bots: under 300 MiB resident".into(),
-        ten_thousand.iter().map(|r| mib(r.idle_rss_kib)).collect(),
-        ten_thousand.map(|r| r.idle_rss_kib < 300 * 1024),
+        "10,000 idle polling bots: under 300 MiB resident".into(),
+        ten_thousand.iter().map(|r| format!("{}: {}", label(r), mib(r.idle_rss_kib))).collect(),
+        verdict(ten_thousand.iter().map(|r| r.idle_rss_kib < 300 * 1024)),
+    ));
+    lines.push((
+        "10,000 idle polling bots: idle CPU under 2 %".into(),
+        ten_thousand.iter().map(|r| format!("{}: {:.2} %", label(r), r.idle_cpu_percent)).collect(),
+        verdict(ten_thousand.iter().map(|r| r.idle_cpu_percent < 2.0)),
+    ));
+    lines.push((
+        "10,000 bots: all polling within 3 s of launch".into(),
+        ten_thousand.iter().map(|r| format!("{}: {}", label(r), duration(r.launch.elapsed))).collect(),
+        verdict(ten_thousand.iter().map(|r| r.launch.complete && r.launch.elapsed < Duration::from_secs(3))),
     ));
     println!("| target | measured | |");
     println!("|---|---|---|");
@@ -590,8 +654,6 @@ fn print_targets(rows: &[Row]) {
         };
         println!("| {target} | {} | {met} |", measured.join("; "));
     }
-    println!();
-    println!("For reference, the spec's Python stack on the same burst: 504 replies/s, p99 19.6 s.");
 }
 
 /// Met when every measurement meets the target; `None` when nothing was measured.

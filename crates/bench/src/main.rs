@@ -35,6 +35,9 @@ enum Bench {
     Limiter(limiter::Args),
     /// Replies per second of a script echo plugin against the native echo, through the whole application.
     ScriptEcho(script_echo::Args),
+    /// The fleet bench's baseline, started by it as a child: a bare echo loop with no framework.
+    #[command(hide = true)]
+    BareEcho(fleet::bare::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,5 +48,6 @@ fn main() -> anyhow::Result<()> {
         Bench::Replicas(args) => replicas::run(args),
         Bench::Limiter(args) => limiter::run(args),
         Bench::ScriptEcho(args) => script_echo::run(args),
+        Bench::BareEcho(args) => fleet::bare::run(args),
     }
 }

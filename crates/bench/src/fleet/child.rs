@@ -149,6 +149,25 @@ impl Fleet {
         Ok((Fleet { child: KillOnDrop(child), log, dir }, spawned_at))
     }
 
+    /// Starts the baseline instead: this executable's `bare-echo` with `bots` bots against `api_url` (see
+    /// [`super::bare`]); returns it and the instant just before the spawn.
+    pub(crate) fn launch_bare(bots: usize, api_url: &str) -> anyhow::Result<(Fleet, Instant)> {
+        let dir = TempDir(std::env::temp_dir().join(format!("multibot-bare-{}-{bots}", std::process::id())));
+        let _ = fs::remove_dir_all(&dir.0);
+        fs::create_dir_all(&dir.0).with_context(|| format!("creating {}", dir.0.display()))?;
+        let log = dir.0.join("bare.log");
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .args(["bare-echo", "--api-url", api_url, "--bots", &bots.to_string()])
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log)?);
+        let spawned_at = Instant::now();
+        let child = command.spawn().context("starting the bare echo loop")?;
+        Ok((Fleet { child: KillOnDrop(child), log, dir }, spawned_at))
+    }
+
     /// Rows in the child's durable inbox (its SQLite file under `data/`), handled ones not yet pruned included;
     /// `None` without one (`INBOX=memory`, or before the first update).
     pub(crate) async fn inbox_rows(&self) -> anyhow::Result<Option<i64>> {
