@@ -18,7 +18,7 @@ mod raw;
 pub use album::MediaItem;
 #[cfg(test)]
 pub(crate) use api::read_answer;
-pub use api::{ApiCallError, BotApi, CallFailure, Me, SendOptions};
+pub use api::{ApiCallError, BotApi, CallFailure, Me, SendOptions, Sent};
 pub(crate) use decode::{decode_update, unknown_type, unreadable_callback};
 pub use files::{DOWNLOAD_LIMIT, FileKind, FileOptions, InputFile, OneShot, RemoteFile, UPLOAD_LIMIT};
 pub use flood::{FloodLimits, Limit};

@@ -419,7 +419,7 @@ impl Admin {
         // Stored once sent: a click on the question is an update of the same chat, handled after this one.
         let mut pending = self.pending.lock();
         pending.retain(|_, p| p.asked.elapsed() < self.fleet.confirm_timeout * 2);
-        let question = (question.chat.id, question.id);
+        let question = (question.chat, question.id);
         pending.insert(
             nonce,
             Pending { action, bot: bot.id.clone(), asker, question, asked: Instant::now(), done: false },

@@ -30,7 +30,7 @@ use crate::{
     config::{BotId, FsmStrategy},
     fsm::{FsmKey, FsmRecord},
     storage::{PluginStore, Storage},
-    telegram::{ApiCallError, BotApi, DOWNLOAD_LIMIT, FileKind, FileOptions, InputFile, SendOptions},
+    telegram::{ApiCallError, BotApi, DOWNLOAD_LIMIT, FileKind, FileOptions, InputFile, SendOptions, Sent},
 };
 
 /// A failed handler, as error hooks see it.
@@ -292,11 +292,7 @@ impl Ctx {
 
     /// Sends to `chat` unless its user blocked the bot during this update; a send Telegram refuses because the
     /// user blocked the bot marks them blocked in `bot_users`, and nothing more goes there.
-    async fn deliver(
-        &self,
-        chat: ChatId,
-        send: impl Future<Output = Result<Message, ApiCallError>>,
-    ) -> anyhow::Result<Message> {
+    async fn deliver<T>(&self, chat: ChatId, send: impl Future<Output = Result<T, ApiCallError>>) -> anyhow::Result<T> {
         if self.is_blocked(chat) {
             anyhow::bail!("not sent: the user of chat {chat} blocked the bot");
         }
@@ -491,7 +487,8 @@ impl Fsm<'_> {
     }
 }
 
-/// A message about to be sent; `.await` sends it and gives the sent message.
+/// A message about to be sent; `.await` sends it and gives the sent message ([`Sent`]: its id and chat, the rest
+/// parsed on demand).
 pub struct Reply<'a> {
     cx: &'a Ctx,
     chat: Option<ChatId>,
@@ -527,8 +524,8 @@ impl Reply<'_> {
 }
 
 impl<'a> IntoFuture for Reply<'a> {
-    type Output = anyhow::Result<Message>;
-    type IntoFuture = Pin<Box<dyn Future<Output = anyhow::Result<Message>> + Send + 'a>>;
+    type Output = anyhow::Result<Sent>;
+    type IntoFuture = Pin<Box<dyn Future<Output = anyhow::Result<Sent>> + Send + 'a>>;
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {

@@ -135,15 +135,72 @@ const GET_BOT: &str = "SELECT id, name, description, mode, enabled, config_hash,
 const LIST_BOTS: &str = "SELECT id, name, description, mode, enabled, config_hash, status, started_at, stopped_at, \
      last_error, created_at, updated_at FROM bots ORDER BY id";
 
-const UPSERT_USER: &str = "INSERT INTO bot_users (bot_id, user_id, username, first_name, last_name, language_code, \
-     first_seen, last_seen, message_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-     ON CONFLICT (bot_id, user_id) DO UPDATE SET username = excluded.username, first_name = excluded.first_name, \
-     last_name = excluded.last_name, language_code = excluded.language_code, \
+/// The users upsert, rows by rows: `INSERT ... VALUES` + one `(...)` of 9 parameters per user + this.
+const UPSERT_USERS_HEAD: &str = "INSERT INTO bot_users (bot_id, user_id, username, first_name, last_name, \
+     language_code, first_seen, last_seen, message_count) VALUES ";
+const UPSERT_USERS_TAIL: &str = " ON CONFLICT (bot_id, user_id) DO UPDATE SET username = excluded.username, \
+     first_name = excluded.first_name, last_name = excluded.last_name, language_code = excluded.language_code, \
      first_seen = CASE WHEN excluded.first_seen < bot_users.first_seen \
          THEN excluded.first_seen ELSE bot_users.first_seen END, \
      last_seen = CASE WHEN excluded.last_seen > bot_users.last_seen \
          THEN excluded.last_seen ELSE bot_users.last_seen END, \
      message_count = bot_users.message_count + excluded.message_count";
+/// Most users one upsert statement writes. Batches are cut into powers of two up to this, so that a handful of
+/// statements (each prepared once per connection) write any batch, in one round trip per statement rather than
+/// one per user.
+const UPSERT_USERS_MAX: usize = 64;
+
+/// The upsert of `rows` users, a power of two up to [`UPSERT_USERS_MAX`] (distinct by bot and user: a statement
+/// cannot update one row twice). SQLite's parameters are anonymous (`?`): it looks a numbered one up by walking
+/// a list, which would make binding hundreds of them quadratic.
+fn upsert_users_statement(rows: usize, backend: Backend) -> &'static str {
+    type Statements = std::sync::LazyLock<[String; 7]>;
+    static POSTGRES: Statements = Statements::new(|| std::array::from_fn(|i| upsert_users_sql(1 << i, true)));
+    static SQLITE: Statements = Statements::new(|| std::array::from_fn(|i| upsert_users_sql(1 << i, false)));
+    debug_assert!(rows.is_power_of_two() && rows <= UPSERT_USERS_MAX);
+    let statements = if backend == Backend::Postgres { &POSTGRES } else { &SQLITE };
+    &statements[rows.ilog2() as usize]
+}
+
+fn upsert_users_sql(rows: usize, numbered: bool) -> String {
+    let mut sql = String::with_capacity(UPSERT_USERS_HEAD.len() + UPSERT_USERS_TAIL.len() + rows * 48);
+    sql.push_str(UPSERT_USERS_HEAD);
+    for row in 0..rows {
+        let first = row * 9 + 1;
+        let params: Vec<String> =
+            (first..first + 9).map(|n| if numbered { format!("${n}") } else { "?".to_owned() }).collect();
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        sql.push_str(&params.join(", "));
+        sql.push(')');
+    }
+    sql.push_str(UPSERT_USERS_TAIL);
+    sql
+}
+
+/// The sightings with those of one user folded into one, in order of first sighting.
+fn distinct(users: &[UserSeen]) -> std::borrow::Cow<'_, [UserSeen]> {
+    let mut seen = std::collections::HashMap::with_capacity(users.len());
+    if users.iter().all(|u| seen.insert((u.bot_id.as_str(), u.user_id), ()).is_none()) {
+        return std::borrow::Cow::Borrowed(users);
+    }
+    let (mut merged, mut at): (Vec<UserSeen>, std::collections::HashMap<(&str, i64), usize>) = Default::default();
+    for user in users {
+        match at.get(&(user.bot_id.as_str(), user.user_id)) {
+            Some(&i) => merged[i].merge(user.clone()),
+            None => {
+                at.insert((user.bot_id.as_str(), user.user_id), merged.len());
+                merged.push(user.clone());
+            }
+        }
+    }
+    std::borrow::Cow::Owned(merged)
+}
+
+/// How many users the next statement of a batch with `left` users writes: the largest power of two that fits,
+/// at most [`UPSERT_USERS_MAX`].
+fn upsert_chunk(left: usize) -> usize {
+    if left >= UPSERT_USERS_MAX { UPSERT_USERS_MAX } else { 1 << left.ilog2() }
+}
 const GET_USER: &str = "SELECT bot_id, user_id, username, first_name, last_name, language_code, is_blocked, \
      first_seen, last_seen, message_count FROM bot_users WHERE bot_id = $1 AND user_id = $2";
 const COUNT_USERS: &str = "SELECT COUNT(*) FROM bot_users WHERE bot_id = $1";
@@ -280,20 +337,26 @@ macro_rules! repositories {
         #[async_trait]
         impl UserRepository for Sql<$db> {
             async fn upsert(&self, users: &[UserSeen]) -> Result<(), StorageError> {
+                let users = distinct(users);
                 let mut tx = self.0.begin().await?;
-                for user in users {
-                    sqlx::query(UPSERT_USER)
-                        .bind(&user.bot_id)
-                        .bind(user.user_id)
-                        .bind(&user.profile.username)
-                        .bind(&user.profile.first_name)
-                        .bind(&user.profile.last_name)
-                        .bind(&user.profile.language_code)
-                        .bind(user.first_seen)
-                        .bind(user.last_seen)
-                        .bind(user.messages)
-                        .execute(&mut *tx)
-                        .await?;
+                let mut left = &users[..];
+                while !left.is_empty() {
+                    let (chunk, rest) = left.split_at(upsert_chunk(left.len()));
+                    let mut query = sqlx::query(upsert_users_statement(chunk.len(), $backend));
+                    for user in chunk {
+                        query = query
+                            .bind(&user.bot_id)
+                            .bind(user.user_id)
+                            .bind(&user.profile.username)
+                            .bind(&user.profile.first_name)
+                            .bind(&user.profile.last_name)
+                            .bind(&user.profile.language_code)
+                            .bind(user.first_seen)
+                            .bind(user.last_seen)
+                            .bind(user.messages);
+                    }
+                    query.execute(&mut *tx).await?;
+                    left = rest;
                 }
                 tx.commit().await?;
                 Ok(())

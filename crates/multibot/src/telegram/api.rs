@@ -158,6 +158,9 @@ fn retry_pause(error: &ApiCallError, attempt: u32, flood_budget: Duration) -> Op
     }
 }
 
+/// The methods whose URL each bot builds once.
+const HOT_METHODS: [&str; 2] = ["getUpdates", "sendMessage"];
+
 /// Methods that post into a chat and count against Telegram's flood limits.
 fn paced(method: &str) -> bool {
     ["send", "editMessage", "copyMessage", "forwardMessage"].iter().any(|p| method.starts_with(p))
@@ -168,6 +171,41 @@ fn paced(method: &str) -> bool {
 fn method_name(payload_name: &str) -> String {
     let mut chars = payload_name.chars();
     chars.next().map(|c| c.to_ascii_lowercase()).into_iter().chain(chars).collect()
+}
+
+/// A message the bot sent, as Telegram answered: its id and chat are read at once; the rest of the message is
+/// parsed only when asked for ([`Sent::message`]), since most senders never look at it.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The message's id.
+    pub id: MessageId,
+    /// The chat it went to.
+    pub chat: ChatId,
+    raw: Box<RawValue>,
+}
+
+impl Sent {
+    /// The whole message, as Telegram answered it.
+    pub fn message(&self) -> Result<Message, ApiCallError> {
+        serde_json::from_str(self.raw.get()).map_err(|e| ApiCallError::Decode(e.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Sent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Sent, D::Error> {
+        #[derive(Deserialize)]
+        struct Chat {
+            id: i64,
+        }
+        #[derive(Deserialize)]
+        struct Head {
+            message_id: i32,
+            chat: Chat,
+        }
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        let head: Head = serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)?;
+        Ok(Sent { id: MessageId(head.message_id), chat: ChatId(head.chat.id), raw })
+    }
 }
 
 /// The bot's own account, from `getMe`: only the fields we use, so that a server older or newer than teloxide's
@@ -313,6 +351,8 @@ pub struct BotApi {
     pub(super) http: reqwest::Client,
     /// `<api_url>/bot<token>/`; never logged.
     base: Url,
+    /// `base` joined with each of [`HOT_METHODS`], built once: every poll and every reply needs one.
+    hot: Arc<[Url]>,
     pub(super) parse_mode: Option<ParseMode>,
     disable_preview: bool,
     /// `None` when flood control is off.
@@ -348,8 +388,10 @@ impl BotApi {
         base.set_path(&format!("{root}/bot{}/", token.expose()));
         let mut files = api_url.clone();
         files.set_path(&format!("{root}/file/bot{}/", token.expose()));
+        let hot = HOT_METHODS.iter().filter_map(|method| base.join(method).ok()).collect();
         BotApi {
             http,
+            hot,
             base,
             parse_mode: settings.parse_mode.as_deref().and_then(parse_mode),
             disable_preview: settings.disable_web_page_preview,
@@ -376,12 +418,15 @@ impl BotApi {
         P: Payload + Serialize,
         P::Output: DeserializeOwned,
     {
-        let body = serde_json::to_vec(payload).map_err(|e| ApiCallError::Decode(e.to_string()))?;
+        let body = bytes::Bytes::from(serde_json::to_vec(payload).map_err(|e| ApiCallError::Decode(e.to_string()))?);
         let json = |request: RequestBuilder| {
             let request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
             std::future::ready(Ok(request))
         };
-        self.request(&method_name(P::NAME), chat_of(&body), payload.timeout_hint(), json).await
+        let method = method_name(P::NAME);
+        // Only a paced send needs its chat, read back from the body.
+        let chat = if self.pacer.is_some() && paced(&method) { chat_of(&body) } else { None };
+        self.request(&method, chat, payload.timeout_hint(), json).await
     }
 
     /// Calls `method` with the body `body` puts on each attempt's request (JSON, or a multipart form made
@@ -404,7 +449,10 @@ impl BotApi {
         {
             pacer.acquire(chat).await;
         }
-        let url = self.base.join(method).map_err(|e| ApiCallError::Decode(e.to_string()))?;
+        let url = match HOT_METHODS.iter().position(|hot| *hot == method).and_then(|i| self.hot.get(i)) {
+            Some(url) => url.clone(),
+            None => self.base.join(method).map_err(|e| ApiCallError::Decode(e.to_string()))?,
+        };
         let mut attempt: u32 = 0;
         let mut flood_waited = Duration::ZERO;
         loop {
@@ -479,13 +527,9 @@ impl BotApi {
     }
 
     /// Sends a text message with the bot's defaults. A text over Telegram's 4096 characters goes out as several
-    /// messages, in order, cut at line ends (else spaces), with the keyboard on the last; gives the last one.
-    pub async fn send_message(
-        &self,
-        chat: ChatId,
-        text: String,
-        options: SendOptions,
-    ) -> Result<Message, ApiCallError> {
+    /// messages, in order, cut at line ends (else spaces), with the keyboard on the last; gives the last one
+    /// ([`Sent::message`] parses it in full).
+    pub async fn send_message(&self, chat: ChatId, text: String, options: SendOptions) -> Result<Sent, ApiCallError> {
         let mode = options.parse_mode.unwrap_or(self.parse_mode);
         // A UTF-16 unit takes at least one UTF-8 byte, so a short text needs no measuring.
         if text.len() > split::MESSAGE_LIMIT {
@@ -508,7 +552,7 @@ impl BotApi {
         text: String,
         mode: Option<ParseMode>,
         options: SendOptions,
-    ) -> Result<Message, ApiCallError> {
+    ) -> Result<Sent, ApiCallError> {
         let mut payload = SendMessage::new(chat, text);
         if let Some(mode) = mode {
             payload = payload.parse_mode(mode);
@@ -528,7 +572,7 @@ impl BotApi {
         if let Some(connection) = options.business_connection_id {
             payload = payload.business_connection_id(connection);
         }
-        self.call(&payload).await
+        self.call(&Lenient::<_, Sent>::new(payload)).await
     }
 
     /// Replaces a message's text (and keyboard; `None` removes it) with the bot's default parse mode. Gives the

@@ -115,6 +115,16 @@ async fn users_are_upserted_counted_and_listed_by_recency(db: &TestDb) {
     assert!(users.get("a", 2).await.unwrap().unwrap().is_blocked);
     assert!(!users.set_blocked("a", 99, true).await.unwrap(), "an unknown user");
     assert_eq!(users.get("b", 2).await.unwrap(), None);
+
+    // A batch larger than one statement (150 users: 64 + 64 + 16 + 4 + 2 per statement), one of them twice.
+    let many: Vec<UserSeen> =
+        (100..250).map(|id| seen("c", id, "Many", t(id), 1)).chain([seen("c", 100, "Again", t(300), 1)]).collect();
+    users.upsert(&many).await.unwrap();
+    assert_eq!(users.get_user_count("c").await.unwrap(), 150);
+    let twice = users.get("c", 100).await.unwrap().unwrap();
+    assert_eq!((twice.profile.first_name.as_str(), twice.message_count, twice.last_seen), ("Again", 2, t(300)));
+    let last = users.get("c", 249).await.unwrap().unwrap();
+    assert_eq!((last.profile.first_name.as_str(), last.message_count, last.first_seen), ("Many", 1, t(249)));
 }
 
 async fn events_are_appended_and_listed_by_bot_and_kind(db: &TestDb) {
