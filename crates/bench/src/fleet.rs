@@ -14,8 +14,8 @@
 //! (10 bots x 100 users x 10 messages at once) and a steady load (200 messages/s), and prints one Markdown table
 //! with the targets next to it. Targets are reported, never enforced.
 //!
-//! Every fully measured size is also run, in the same run and on the same load, by a bare echo loop with no
-//! framework (`bare`), the baseline that multibot's replies/s are quoted against (`--no-baseline` skips it).
+//! Every size is also run first, in the same run and on the same load, by a bare echo loop with no framework
+//! (`bare`): the baseline that multibot's replies/s and memory are quoted against (`--no-baseline` skips it).
 //!
 //! - `bare`: the baseline, started as a child process of this executable (`multibot-bench bare-echo`).
 //! - `child`: [`child::Fleet`], the child process, its temporary directory and `/proc` readings.
@@ -70,7 +70,7 @@ pub(crate) struct Args {
     /// and `memory`; the table compares them.
     #[arg(long, value_delimiter = ',', default_value = "database,memory")]
     inbox: Vec<InboxMode>,
-    /// Leave out the baseline (the bare echo loop run before multibot on every fully measured size).
+    /// Leave out the baseline (the bare echo loop run before multibot on every size).
     #[arg(long)]
     no_baseline: bool,
 }
@@ -166,7 +166,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let plan: Vec<(usize, bool, Subject)> = plan
         .into_iter()
         .flat_map(|(n, full)| {
-            let baseline = (full && !args.no_baseline).then_some(Subject::Bare);
+            let baseline = (!args.no_baseline).then_some(Subject::Bare);
             baseline
                 .into_iter()
                 .chain(args.inbox.iter().map(|&inbox| Subject::Multibot(inbox)))
