@@ -1,10 +1,11 @@
 //! [`Recorder`]: writes user sightings, audit events and bot status in the background, so that no update waits for
 //! the database. Writes go through a bounded channel to one task that batches them (sightings of one user merge
 //! into one upsert) and retries with backoff while the database is down. A full channel drops the write, counts it
-//! (`multibot_storage_dropped_writes_total`) and logs it; memory stays bounded whatever the outage.
+//! (`multibot_storage_dropped_writes_total`) and logs it; memory stays bounded whatever the outage. A bot's row is
+//! never dropped: only its latest state waits (one per configured bot), beside the channel.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -27,8 +28,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 enum Op {
     User(UserSeen),
     Event(NewEvent),
-    Bot(BotRecord),
-    Blocked { bot_id: String, user_id: i64, blocked: bool },
+    /// A bot's row changed: the writer takes the waiting rows.
+    Bot,
+    Blocked {
+        bot_id: String,
+        user_id: i64,
+        blocked: bool,
+    },
     Flush(oneshot::Sender<()>),
 }
 
@@ -42,6 +48,8 @@ pub struct Recorder {
     writer: TaskTracker,
     /// How many rows each user has added this minute, per bot and kind (see [`super::events`]).
     pub(super) budgets: Arc<parking_lot::Mutex<super::events::Budgets>>,
+    /// The latest row of each bot not written yet.
+    bots: Arc<parking_lot::Mutex<BTreeMap<String, BotRecord>>>,
 }
 
 impl Recorder {
@@ -52,9 +60,10 @@ impl Recorder {
     pub fn spawn(storage: Storage, capacity: usize) -> Recorder {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let (stop, writer) = (CancellationToken::new(), TaskTracker::new());
-        writer.spawn(run(storage, rx, stop.clone()));
+        let bots = Arc::<parking_lot::Mutex<BTreeMap<String, BotRecord>>>::default();
+        writer.spawn(run(storage, rx, bots.clone(), stop.clone()));
         writer.close();
-        Recorder { tx, dropped: Arc::default(), stop, writer, budgets: Arc::default() }
+        Recorder { tx, dropped: Arc::default(), stop, writer, budgets: Arc::default(), bots }
     }
 
     /// Records that a user interacted with a bot.
@@ -67,9 +76,11 @@ impl Recorder {
         self.send(Op::Event(event), "event");
     }
 
-    /// Inserts or updates a bot's row.
+    /// Inserts or updates a bot's row. Never dropped: a newer row of the same bot replaces one not written yet.
     pub fn bot(&self, bot: BotRecord) {
-        self.send(Op::Bot(bot), "bot");
+        self.bots.lock().insert(bot.id.clone(), bot);
+        // A full channel means the writer is busy: it takes the rows at its next round anyway.
+        let _ = self.tx.try_send(Op::Bot);
     }
 
     /// Marks whether a user blocked the bot (Telegram answered 403 "bot was blocked by the user").
@@ -116,7 +127,7 @@ impl Recorder {
 /// What the writer took from the channel and has not written yet.
 #[derive(Default)]
 struct Batch {
-    bots: VecDeque<BotRecord>,
+    bots: BTreeMap<String, BotRecord>,
     users: HashMap<(String, i64), UserSeen>,
     blocked: VecDeque<(String, i64, bool)>,
     events: VecDeque<NewEvent>,
@@ -141,7 +152,7 @@ impl Batch {
                 }
             },
             Op::Event(event) => self.events.push_back(event),
-            Op::Bot(bot) => self.bots.push_back(bot),
+            Op::Bot => {}
             Op::Blocked { bot_id, user_id, blocked } => self.blocked.push_back((bot_id, user_id, blocked)),
             Op::Flush(done) => self.flushes.push(done),
         }
@@ -150,9 +161,9 @@ impl Batch {
     /// Writes in order (bots, users, blocked flags, events), forgetting each part once it is stored, so a retry after a failure
     /// never writes anything twice.
     async fn write(&mut self, storage: &Storage) -> Result<(), StorageError> {
-        while let Some(bot) = self.bots.front() {
-            storage.bots().upsert(bot).await?;
-            self.bots.pop_front();
+        while let Some(entry) = self.bots.first_entry() {
+            storage.bots().upsert(entry.get()).await?;
+            entry.remove();
         }
         if !self.users.is_empty() {
             let users: Vec<UserSeen> = self.users.values().cloned().collect();
@@ -171,7 +182,12 @@ impl Batch {
     }
 }
 
-async fn run(storage: Storage, mut rx: mpsc::Receiver<Op>, stop: CancellationToken) {
+async fn run(
+    storage: Storage,
+    mut rx: mpsc::Receiver<Op>,
+    bots: Arc<parking_lot::Mutex<BTreeMap<String, BotRecord>>>,
+    stop: CancellationToken,
+) {
     let mut batch = Batch::default();
     loop {
         if batch.is_empty() {
@@ -189,6 +205,9 @@ async fn run(storage: Storage, mut rx: mpsc::Receiver<Op>, stop: CancellationTok
                 Err(_) => break,
             }
         }
+        // After the channel: a flush taken above covers every row recorded before it. Newer rows replace those
+        // a failed round kept.
+        batch.bots.append(&mut bots.lock());
         let mut backoff = FIRST_BACKOFF;
         let mut failures = 0u64;
         while let Err(error) = batch.write(&storage).await {
@@ -218,7 +237,7 @@ async fn run(storage: Storage, mut rx: mpsc::Receiver<Op>, stop: CancellationTok
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{UserProfile, now};
+    use crate::storage::{BotRecord, UserProfile, now};
 
     fn seen(user_id: i64, first_name: &str) -> UserSeen {
         let at = now();
@@ -244,6 +263,41 @@ mod tests {
         let ann = storage.users().get("bot", 1).await.unwrap().unwrap();
         assert_eq!((ann.profile.first_name.as_str(), ann.message_count), ("Annie", 3));
         assert_eq!(storage.users().get_user_count("bot").await.unwrap(), 2);
+    }
+
+    fn bot_row(id: usize, status: &str) -> BotRecord {
+        let at = now();
+        BotRecord {
+            id: format!("bot_{id}"),
+            name: format!("Bot {id}"),
+            description: String::new(),
+            mode: "polling".into(),
+            enabled: true,
+            config_hash: String::new(),
+            status: status.into(),
+            started_at: None,
+            stopped_at: None,
+            last_error: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    #[tokio::test]
+    async fn bot_rows_are_never_dropped_and_the_latest_wins() {
+        let storage = Storage::in_memory().await.unwrap();
+        // Bad input: a buffer of 1 flooded with sightings while 300 bots start (10,000 bots once overflowed it).
+        let recorder = Recorder::spawn(storage.clone(), 1);
+        for n in 0..300 {
+            recorder.user_seen(seen(n, "U"));
+            recorder.bot(bot_row(n as usize, "starting"));
+            recorder.bot(bot_row(n as usize, "running"));
+        }
+        assert!(recorder.dropped() > 0, "the sightings overflowed the buffer");
+        assert!(recorder.flush(Duration::from_secs(5)).await);
+        let rows = storage.bots().list().await.unwrap();
+        assert_eq!(rows.len(), 300);
+        assert!(rows.iter().all(|row| row.status == "running"), "{:?}", rows.iter().find(|r| r.status != "running"));
     }
 
     #[tokio::test]
