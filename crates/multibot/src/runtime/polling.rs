@@ -95,6 +95,11 @@ pub(crate) async fn run(
         let runtime = sequencer.runtime();
         let bot = &runtime.bot;
         let allowed = allowed_updates(bot);
+        // Listening before the poll: an update that finishes while it is on the way is not missed (without an
+        // inbox, the loop then waits for progress, and would sleep its whole pause instead).
+        let progress = tracker.progress.notified();
+        tokio::pin!(progress);
+        progress.as_mut().enable();
         let request = bot.api.get_updates(offset, 100, wait, &allowed);
         let result = tokio::select! {
             result = request => result,
@@ -144,7 +149,7 @@ pub(crate) async fn run(
                     let pause = idle_wait;
                     idle_wait = (idle_wait * 2).min(MAX_IDLE_WAIT);
                     tokio::select! {
-                        () = tracker.progress.notified() => {}
+                        () = progress.as_mut() => {}
                         () = tokio::time::sleep(pause) => {}
                         () = cancel.cancelled() => break,
                     }
