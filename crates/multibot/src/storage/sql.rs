@@ -135,47 +135,76 @@ const GET_BOT: &str = "SELECT id, name, description, mode, enabled, config_hash,
 const LIST_BOTS: &str = "SELECT id, name, description, mode, enabled, config_hash, status, started_at, stopped_at, \
      last_error, created_at, updated_at FROM bots ORDER BY id";
 
-/// The users upsert, rows by rows: `INSERT ... VALUES` + one `(...)` of 9 parameters per user + this.
-const UPSERT_USERS_HEAD: &str = "INSERT INTO bot_users (bot_id, user_id, username, first_name, last_name, \
-     language_code, first_seen, last_seen, message_count) VALUES ";
-const UPSERT_USERS_TAIL: &str = " ON CONFLICT (bot_id, user_id) DO UPDATE SET username = excluded.username, \
+/// A statement that writes many rows at once: `head`, then `row` once per row, then `tail`. Built once per row
+/// count, a power of two up to [`BATCH_MAX`] ([`batch_len`] cuts a batch so), so that a handful of statements, each
+/// prepared once per connection, write any batch in one round trip per statement rather than one per row.
+/// PostgreSQL gets `row`'s `?` numbered (`$1`, `$2`, ...); SQLite keeps them anonymous, because it looks a numbered
+/// parameter up by walking a list, which makes binding hundreds of them quadratic.
+struct Batched {
+    head: &'static str,
+    row: &'static str,
+    tail: &'static str,
+    /// For PostgreSQL, for SQLite; per power of two.
+    built: [std::sync::OnceLock<[String; 7]>; 2],
+}
+
+/// Most rows one [`Batched`] statement writes.
+const BATCH_MAX: usize = 64;
+
+impl Batched {
+    const fn new(head: &'static str, row: &'static str, tail: &'static str) -> Batched {
+        Batched { head, row, tail, built: [std::sync::OnceLock::new(), std::sync::OnceLock::new()] }
+    }
+
+    /// The statement for `rows` rows, a power of two up to [`BATCH_MAX`].
+    fn statement(&'static self, rows: usize, backend: Backend) -> &'static str {
+        debug_assert!(rows.is_power_of_two() && rows <= BATCH_MAX);
+        let numbered = backend == Backend::Postgres;
+        let built =
+            self.built[usize::from(!numbered)].get_or_init(|| std::array::from_fn(|i| self.build(1 << i, numbered)));
+        &built[rows.ilog2() as usize]
+    }
+
+    fn build(&self, rows: usize, numbered: bool) -> String {
+        let mut sql = String::from(self.head);
+        let mut param = 0;
+        for row in 0..rows {
+            if row > 0 {
+                sql.push_str(", ");
+            }
+            for c in self.row.chars() {
+                match c {
+                    '?' if numbered => {
+                        param += 1;
+                        sql.push_str(&format!("${param}"));
+                    }
+                    c => sql.push(c),
+                }
+            }
+        }
+        sql.push_str(self.tail);
+        sql
+    }
+}
+
+/// How many rows the next statement of a batch with `left` rows writes: the largest power of two that fits, at most
+/// [`BATCH_MAX`].
+fn batch_len(left: usize) -> usize {
+    if left >= BATCH_MAX { BATCH_MAX } else { 1 << left.ilog2() }
+}
+
+static UPSERT_USERS: Batched = Batched::new(
+    "INSERT INTO bot_users (bot_id, user_id, username, first_name, last_name, language_code, first_seen, \
+     last_seen, message_count) VALUES ",
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    " ON CONFLICT (bot_id, user_id) DO UPDATE SET username = excluded.username, \
      first_name = excluded.first_name, last_name = excluded.last_name, language_code = excluded.language_code, \
      first_seen = CASE WHEN excluded.first_seen < bot_users.first_seen \
          THEN excluded.first_seen ELSE bot_users.first_seen END, \
      last_seen = CASE WHEN excluded.last_seen > bot_users.last_seen \
          THEN excluded.last_seen ELSE bot_users.last_seen END, \
-     message_count = bot_users.message_count + excluded.message_count";
-/// Most users one upsert statement writes. Batches are cut into powers of two up to this, so that a handful of
-/// statements (each prepared once per connection) write any batch, in one round trip per statement rather than
-/// one per user.
-const UPSERT_USERS_MAX: usize = 64;
-
-/// The upsert of `rows` users, a power of two up to [`UPSERT_USERS_MAX`] (distinct by bot and user: a statement
-/// cannot update one row twice). SQLite's parameters are anonymous (`?`): it looks a numbered one up by walking
-/// a list, which would make binding hundreds of them quadratic.
-fn upsert_users_statement(rows: usize, backend: Backend) -> &'static str {
-    type Statements = std::sync::LazyLock<[String; 7]>;
-    static POSTGRES: Statements = Statements::new(|| std::array::from_fn(|i| upsert_users_sql(1 << i, true)));
-    static SQLITE: Statements = Statements::new(|| std::array::from_fn(|i| upsert_users_sql(1 << i, false)));
-    debug_assert!(rows.is_power_of_two() && rows <= UPSERT_USERS_MAX);
-    let statements = if backend == Backend::Postgres { &POSTGRES } else { &SQLITE };
-    &statements[rows.ilog2() as usize]
-}
-
-fn upsert_users_sql(rows: usize, numbered: bool) -> String {
-    let mut sql = String::with_capacity(UPSERT_USERS_HEAD.len() + UPSERT_USERS_TAIL.len() + rows * 48);
-    sql.push_str(UPSERT_USERS_HEAD);
-    for row in 0..rows {
-        let first = row * 9 + 1;
-        let params: Vec<String> =
-            (first..first + 9).map(|n| if numbered { format!("${n}") } else { "?".to_owned() }).collect();
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        sql.push_str(&params.join(", "));
-        sql.push(')');
-    }
-    sql.push_str(UPSERT_USERS_TAIL);
-    sql
-}
+     message_count = bot_users.message_count + excluded.message_count",
+);
 
 /// The sightings with those of one user folded into one, in order of first sighting.
 fn distinct(users: &[UserSeen]) -> std::borrow::Cow<'_, [UserSeen]> {
@@ -196,11 +225,6 @@ fn distinct(users: &[UserSeen]) -> std::borrow::Cow<'_, [UserSeen]> {
     std::borrow::Cow::Owned(merged)
 }
 
-/// How many users the next statement of a batch with `left` users writes: the largest power of two that fits,
-/// at most [`UPSERT_USERS_MAX`].
-fn upsert_chunk(left: usize) -> usize {
-    if left >= UPSERT_USERS_MAX { UPSERT_USERS_MAX } else { 1 << left.ilog2() }
-}
 const GET_USER: &str = "SELECT bot_id, user_id, username, first_name, last_name, language_code, is_blocked, \
      first_seen, last_seen, message_count FROM bot_users WHERE bot_id = $1 AND user_id = $2";
 const COUNT_USERS: &str = "SELECT COUNT(*) FROM bot_users WHERE bot_id = $1";
@@ -341,8 +365,8 @@ macro_rules! repositories {
                 let mut tx = self.0.begin().await?;
                 let mut left = &users[..];
                 while !left.is_empty() {
-                    let (chunk, rest) = left.split_at(upsert_chunk(left.len()));
-                    let mut query = sqlx::query(upsert_users_statement(chunk.len(), $backend));
+                    let (chunk, rest) = left.split_at(batch_len(left.len()));
+                    let mut query = sqlx::query(UPSERT_USERS.statement(chunk.len(), $backend));
                     for user in chunk {
                         query = query
                             .bind(&user.bot_id)

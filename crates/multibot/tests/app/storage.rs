@@ -269,6 +269,12 @@ async fn inbox_marks_many_bots_done_at_once_and_stores_a_repeated_id_once(db: &T
     assert_eq!(ids(inbox.pending("cafe", 10).await.unwrap()), [7]);
     inbox.mark_done(&[], at).await.unwrap();
     assert_eq!(inbox.depth("shop").await.unwrap().pending, 1, "nothing to mark changes nothing");
+
+    // A batch larger than one statement (100 updates: 64 + 32 + 4), stored whole, each id given back once.
+    let big: Vec<InboxUpdate> = (1000..1100).map(|id| update(id, id % 7)).collect();
+    assert_eq!(inbox.insert("big", &big, at).await.unwrap(), (1000..1100).collect::<Vec<i64>>());
+    assert_eq!(ids(inbox.pending("big", 200).await.unwrap()), (1000..1100).collect::<Vec<i64>>());
+    assert!(inbox.insert("big", &big, at).await.unwrap().is_empty(), "a redelivered batch is not new");
 }
 
 /// Marks version 99 applied, as a newer Multibot would.
