@@ -95,11 +95,14 @@ pub(crate) async fn run(
         let runtime = sequencer.runtime();
         let bot = &runtime.bot;
         let allowed = allowed_updates(bot);
-        // Listening before the poll: an update that finishes while it is on the way is not missed (without an
-        // inbox, the loop then waits for progress, and would sleep its whole pause instead).
+        // Without an inbox and with updates in flight, the loop may wait for one to finish after the poll: it listens
+        // before polling, so that one finishing while the poll is on the way is not missed (it would sleep its whole
+        // pause instead).
         let progress = tracker.progress.notified();
         tokio::pin!(progress);
-        progress.as_mut().enable();
+        if !idle {
+            progress.as_mut().enable();
+        }
         let request = bot.api.get_updates(offset, 100, wait, &allowed);
         let result = tokio::select! {
             result = request => result,

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
@@ -28,13 +28,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 enum Op {
     User(UserSeen),
     Event(NewEvent),
-    /// A bot's row changed: the writer takes the waiting rows.
-    Bot,
-    Blocked {
-        bot_id: String,
-        user_id: i64,
-        blocked: bool,
-    },
+    Blocked { bot_id: String, user_id: i64, blocked: bool },
     Flush(oneshot::Sender<()>),
 }
 
@@ -49,7 +43,15 @@ pub struct Recorder {
     /// How many rows each user has added this minute, per bot and kind (see [`super::events`]).
     pub(super) budgets: Arc<parking_lot::Mutex<super::events::Budgets>>,
     /// The latest row of each bot not written yet.
-    bots: Arc<parking_lot::Mutex<BTreeMap<String, BotRecord>>>,
+    bots: Arc<PendingBots>,
+}
+
+/// Bots' rows waiting for the writer, beside the channel: at most one per bot, so they need no bound.
+#[derive(Default)]
+struct PendingBots {
+    rows: parking_lot::Mutex<BTreeMap<String, BotRecord>>,
+    /// Wakes the writer; a permit is kept when it is busy, so none is lost.
+    changed: Notify,
 }
 
 impl Recorder {
@@ -60,7 +62,7 @@ impl Recorder {
     pub fn spawn(storage: Storage, capacity: usize) -> Recorder {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let (stop, writer) = (CancellationToken::new(), TaskTracker::new());
-        let bots = Arc::<parking_lot::Mutex<BTreeMap<String, BotRecord>>>::default();
+        let bots = Arc::<PendingBots>::default();
         writer.spawn(run(storage, rx, bots.clone(), stop.clone()));
         writer.close();
         Recorder { tx, dropped: Arc::default(), stop, writer, budgets: Arc::default(), bots }
@@ -78,9 +80,8 @@ impl Recorder {
 
     /// Inserts or updates a bot's row. Never dropped: a newer row of the same bot replaces one not written yet.
     pub fn bot(&self, bot: BotRecord) {
-        self.bots.lock().insert(bot.id.clone(), bot);
-        // A full channel means the writer is busy: it takes the rows at its next round anyway.
-        let _ = self.tx.try_send(Op::Bot);
+        self.bots.rows.lock().insert(bot.id.clone(), bot);
+        self.bots.changed.notify_one();
     }
 
     /// Marks whether a user blocked the bot (Telegram answered 403 "bot was blocked by the user").
@@ -152,7 +153,6 @@ impl Batch {
                 }
             },
             Op::Event(event) => self.events.push_back(event),
-            Op::Bot => {}
             Op::Blocked { bot_id, user_id, blocked } => self.blocked.push_back((bot_id, user_id, blocked)),
             Op::Flush(done) => self.flushes.push(done),
         }
@@ -182,12 +182,7 @@ impl Batch {
     }
 }
 
-async fn run(
-    storage: Storage,
-    mut rx: mpsc::Receiver<Op>,
-    bots: Arc<parking_lot::Mutex<BTreeMap<String, BotRecord>>>,
-    stop: CancellationToken,
-) {
+async fn run(storage: Storage, mut rx: mpsc::Receiver<Op>, bots: Arc<PendingBots>, stop: CancellationToken) {
     let mut batch = Batch::default();
     loop {
         if batch.is_empty() {
@@ -196,6 +191,7 @@ async fn run(
                     Some(op) => batch.add(op),
                     None => return,
                 },
+                () = bots.changed.notified() => {}
                 () = stop.cancelled() => return,
             }
         }
@@ -207,7 +203,7 @@ async fn run(
         }
         // After the channel: a flush taken above covers every row recorded before it. Newer rows replace those
         // a failed round kept.
-        batch.bots.append(&mut bots.lock());
+        batch.bots.append(&mut bots.rows.lock());
         let mut backoff = FIRST_BACKOFF;
         let mut failures = 0u64;
         while let Err(error) = batch.write(&storage).await {

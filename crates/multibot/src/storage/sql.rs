@@ -208,8 +208,8 @@ static UPSERT_USERS: Batched = Batched::new(
 
 /// The sightings with those of one user folded into one, in order of first sighting.
 fn distinct(users: &[UserSeen]) -> std::borrow::Cow<'_, [UserSeen]> {
-    let mut seen = std::collections::HashMap::with_capacity(users.len());
-    if users.iter().all(|u| seen.insert((u.bot_id.as_str(), u.user_id), ()).is_none()) {
+    let mut seen = std::collections::HashSet::with_capacity(users.len());
+    if users.iter().all(|u| seen.insert((u.bot_id.as_str(), u.user_id))) {
         return std::borrow::Cow::Borrowed(users);
     }
     let (mut merged, mut at): (Vec<UserSeen>, std::collections::HashMap<(&str, i64), usize>) = Default::default();

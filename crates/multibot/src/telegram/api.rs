@@ -351,8 +351,8 @@ pub struct BotApi {
     pub(super) http: reqwest::Client,
     /// `<api_url>/bot<token>/`; never logged.
     base: Url,
-    /// `base` joined with each of [`HOT_METHODS`], built once: every poll and every reply needs one.
-    hot: Arc<[Url]>,
+    /// `base` joined with each of [`HOT_METHODS`], in that order, built once: every poll and every reply needs one.
+    hot: Arc<[Option<Url>]>,
     pub(super) parse_mode: Option<ParseMode>,
     disable_preview: bool,
     /// `None` when flood control is off.
@@ -388,7 +388,7 @@ impl BotApi {
         base.set_path(&format!("{root}/bot{}/", token.expose()));
         let mut files = api_url.clone();
         files.set_path(&format!("{root}/file/bot{}/", token.expose()));
-        let hot = HOT_METHODS.iter().filter_map(|method| base.join(method).ok()).collect();
+        let hot = HOT_METHODS.iter().map(|method| base.join(method).ok()).collect();
         BotApi {
             http,
             hot,
@@ -449,7 +449,7 @@ impl BotApi {
         {
             pacer.acquire(chat).await;
         }
-        let url = match HOT_METHODS.iter().position(|hot| *hot == method).and_then(|i| self.hot.get(i)) {
+        let url = match HOT_METHODS.iter().position(|hot| *hot == method).and_then(|i| self.hot[i].as_ref()) {
             Some(url) => url.clone(),
             None => self.base.join(method).map_err(|e| ApiCallError::Decode(e.to_string()))?,
         };
