@@ -306,8 +306,9 @@ pub struct BotEvent {
 /// The `bots` table.
 #[async_trait]
 pub trait BotRepository: Send + Sync {
-    /// Inserts a bot or updates it (keeping `created_at`, and the timestamps given as `None`).
-    async fn upsert(&self, bot: &BotRecord) -> Result<(), StorageError>;
+    /// Inserts bots or updates them (keeping `created_at`, and the timestamps given as `None`), in one
+    /// transaction.
+    async fn upsert(&self, bots: &[BotRecord]) -> Result<(), StorageError>;
     /// One bot.
     async fn get(&self, id: &str) -> Result<Option<BotRecord>, StorageError>;
     /// Every bot, by id.
@@ -335,6 +336,8 @@ pub trait UserRepository: Send + Sync {
 pub trait EventRepository: Send + Sync {
     /// Appends an event; returns its id.
     async fn append(&self, event: &NewEvent) -> Result<i64, StorageError>;
+    /// Appends events in one transaction, in order.
+    async fn append_all(&self, events: &[NewEvent]) -> Result<(), StorageError>;
     /// The newest events first, of one bot (or all) and of one kind (or all).
     async fn list(&self, bot_id: Option<&str>, kind: Option<&str>, limit: u32) -> Result<Vec<BotEvent>, StorageError>;
     /// Deletes up to `limit` events older than `before`, the oldest first; returns how many.

@@ -22,6 +22,8 @@ use crate::telemetry::metrics;
 
 /// Writes taken into one batch, at most.
 const MAX_BATCH: usize = 1_000;
+/// Bot rows or events written in one transaction.
+const ROWS_PER_TRANSACTION: usize = 500;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -161,9 +163,13 @@ impl Batch {
     /// Writes in order (bots, users, blocked flags, events), forgetting each part once it is stored, so a retry after a failure
     /// never writes anything twice.
     async fn write(&mut self, storage: &Storage) -> Result<(), StorageError> {
-        while let Some(entry) = self.bots.first_entry() {
-            storage.bots().upsert(entry.get()).await?;
-            entry.remove();
+        // A few hundred rows to a transaction: one commit each instead of one per row (10,000 bots start at once).
+        while !self.bots.is_empty() {
+            let rows: Vec<BotRecord> = self.bots.values().take(ROWS_PER_TRANSACTION).cloned().collect();
+            storage.bots().upsert(&rows).await?;
+            for row in &rows {
+                self.bots.remove(&row.id);
+            }
         }
         if !self.users.is_empty() {
             let users: Vec<UserSeen> = self.users.values().cloned().collect();
@@ -174,9 +180,12 @@ impl Batch {
             storage.users().set_blocked(bot_id, *user_id, *blocked).await?;
             self.blocked.pop_front();
         }
-        while let Some(event) = self.events.front() {
-            storage.events().append(event).await?;
-            self.events.pop_front();
+        while !self.events.is_empty() {
+            let events = self.events.make_contiguous();
+            let events = &events[..events.len().min(ROWS_PER_TRANSACTION)];
+            storage.events().append_all(events).await?;
+            let written = events.len();
+            self.events.drain(..written);
         }
         Ok(())
     }

@@ -328,22 +328,26 @@ macro_rules! repositories {
 
         #[async_trait]
         impl BotRepository for Sql<$db> {
-            async fn upsert(&self, bot: &BotRecord) -> Result<(), StorageError> {
-                sqlx::query(UPSERT_BOT)
-                    .bind(&bot.id)
-                    .bind(&bot.name)
-                    .bind(&bot.description)
-                    .bind(&bot.mode)
-                    .bind(bot.enabled)
-                    .bind(&bot.config_hash)
-                    .bind(&bot.status)
-                    .bind(bot.started_at)
-                    .bind(bot.stopped_at)
-                    .bind(&bot.last_error)
-                    .bind(bot.created_at)
-                    .bind(bot.updated_at)
-                    .execute(&self.0)
-                    .await?;
+            async fn upsert(&self, bots: &[BotRecord]) -> Result<(), StorageError> {
+                let mut tx = self.0.begin().await?;
+                for bot in bots {
+                    sqlx::query(UPSERT_BOT)
+                        .bind(&bot.id)
+                        .bind(&bot.name)
+                        .bind(&bot.description)
+                        .bind(&bot.mode)
+                        .bind(bot.enabled)
+                        .bind(&bot.config_hash)
+                        .bind(&bot.status)
+                        .bind(bot.started_at)
+                        .bind(bot.stopped_at)
+                        .bind(&bot.last_error)
+                        .bind(bot.created_at)
+                        .bind(bot.updated_at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -418,6 +422,22 @@ macro_rules! repositories {
                     .fetch_one(&self.0)
                     .await?;
                 Ok(row.try_get(0)?)
+            }
+
+            async fn append_all(&self, events: &[NewEvent]) -> Result<(), StorageError> {
+                let mut tx = self.0.begin().await?;
+                for event in events {
+                    sqlx::query(APPEND_EVENT)
+                        .bind(&event.bot_id)
+                        .bind(event.kind.as_str())
+                        .bind(event.actor_user_id)
+                        .bind(Json(&event.detail))
+                        .bind(event.at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn list(

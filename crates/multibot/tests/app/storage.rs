@@ -39,7 +39,7 @@ async fn bots_are_upserted_keeping_created_at_and_unset_timestamps(db: &TestDb) 
     let storage = db.storage().await;
     let bots = storage.bots();
     let started = bot("shop", "running");
-    bots.upsert(&started).await.unwrap();
+    bots.upsert(std::slice::from_ref(&started)).await.unwrap();
     assert_eq!(bots.get("shop").await.unwrap().as_ref(), Some(&started));
     let later = started.updated_at + Span::seconds(5);
     let failed = BotRecord {
@@ -52,14 +52,14 @@ async fn bots_are_upserted_keeping_created_at_and_unset_timestamps(db: &TestDb) 
         updated_at: later,
         ..started.clone()
     };
-    bots.upsert(&failed).await.unwrap();
+    bots.upsert(std::slice::from_ref(&failed)).await.unwrap();
     let stored = bots.get("shop").await.unwrap().unwrap();
     assert_eq!(
         stored,
         BotRecord { started_at: started.started_at, created_at: started.created_at, ..failed },
         "created_at and the unset started_at are kept"
     );
-    bots.upsert(&bot("cafe", "stopped")).await.unwrap();
+    bots.upsert(&[bot("cafe", "stopped")]).await.unwrap();
     let ids: Vec<String> = bots.list().await.unwrap().into_iter().map(|b| b.id).collect();
     assert_eq!(ids, ["cafe", "shop"]);
     assert_eq!(bots.get("nope").await.unwrap(), None);
@@ -139,13 +139,18 @@ async fn events_are_appended_and_listed_by_bot_and_kind(db: &TestDb) {
     };
     let first = events.append(&event(Some("a"), EventKind::Started, None)).await.unwrap();
     let second = events.append(&event(Some("a"), EventKind::AdminAction, Some(42))).await.unwrap();
-    events.append(&event(Some("b"), EventKind::Started, None)).await.unwrap();
-    events.append(&event(None, EventKind::ConfigInvalid, None)).await.unwrap();
+    // Several in one transaction, in order.
+    events
+        .append_all(&[event(Some("b"), EventKind::Started, None), event(None, EventKind::ConfigInvalid, None)])
+        .await
+        .unwrap();
     assert!(second > first);
     let of_a = events.list(Some("a"), None, 10).await.unwrap();
     assert_eq!(of_a.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["admin_action", "started"], "newest first");
     assert_eq!(of_a[0].actor_user_id, Some(42));
     assert_eq!(of_a[0].detail, json!({"n": 1, "text": "ünïcode ✓"}));
+    let newest = events.list(None, None, 2).await.unwrap();
+    assert_eq!(newest.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["config_invalid", "started"]);
     let started = events.list(None, Some("started"), 10).await.unwrap();
     assert_eq!(started.iter().map(|e| e.bot_id.as_deref()).collect::<Vec<_>>(), [Some("b"), Some("a")]);
     assert_eq!(events.list(None, None, 2).await.unwrap().len(), 2);
