@@ -73,6 +73,10 @@ pub(crate) struct Args {
     /// Leave out the baseline (the bare echo loop run before multibot on every size).
     #[arg(long)]
     no_baseline: bool,
+    /// Speak HTTP/2 to the emulator (multibot with `TELEGRAM_API_HTTP=2`, the bare loop with prior knowledge;
+    /// both put 50 bots on one connection) instead of HTTP/1.1.
+    #[arg(long)]
+    http2: bool,
 }
 
 /// An `INBOX` setting of the child.
@@ -279,8 +283,8 @@ async fn measure(exe: &Path, bots: usize, full: bool, subject: Subject, args: &A
         (child::machine_busy_seconds()?, child::cpu_seconds(&own_stat)?, Instant::now());
     let api_url = format!("http://{addr}");
     let (mut fleet, spawned_at) = match subject {
-        Subject::Multibot(inbox) => Fleet::launch(exe, bots, &api_url, args.script, inbox.as_str())?,
-        Subject::Bare => Fleet::launch_bare(bots, &api_url)?,
+        Subject::Multibot(inbox) => Fleet::launch(exe, bots, &api_url, args.script, inbox.as_str(), args.http2)?,
+        Subject::Bare => Fleet::launch_bare(bots, &api_url, args.http2)?,
     };
     let mut control = Conn::connect(addr).await?;
     let launch = wait_all_polling(&mut fleet, &mut control, bots, spawned_at).await?;
@@ -501,10 +505,14 @@ fn print_table(rows: &[Row], args: &Args) {
     }
     println!();
     println!(
-        "Burst: {BURST_BOTS} bots x {BURST_USERS} users x {BURST_PER_CHAT} messages at once over 64 connections, \
-         {} time(s), the median shown. Steady: {} messages/s for {} s over every bot, 100 users each. Idle: {} s \
-         with no traffic.",
-        args.bursts, args.rate, args.seconds, args.seconds
+        "Bots speak {} to the emulator. Burst: {BURST_BOTS} bots x {BURST_USERS} users x {BURST_PER_CHAT} \
+         messages at once over 64 connections, {} time(s), the median shown. Steady: {} messages/s for {} s over \
+         every bot, 100 users each. Idle: {} s with no traffic.",
+        if args.http2 { "HTTP/2 (50 bots to a connection)" } else { "HTTP/1.1" },
+        args.bursts,
+        args.rate,
+        args.seconds,
+        args.seconds
     );
     println!();
     print_targets(rows);

@@ -28,6 +28,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 pub use api::METHODS;
 pub use client::{Control, FaultSpec, Queued, SharedChat, TestBot, TestChannel, TestUser, UserFile};
 pub use error::ApiError;
+pub use server::MAX_STREAMS;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 pub use world::{UPDATE_TYPES, parse_token};

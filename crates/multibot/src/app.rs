@@ -39,6 +39,7 @@ use crate::{
         webhook::{StorageSecrets, Webhooks},
     },
     storage::{ProcessLock, Recorder, Storage},
+    telegram::ApiClients,
     telemetry,
 };
 
@@ -177,12 +178,8 @@ impl Application {
         let api_url = reqwest::Url::parse(&settings.telegram_api_url).context("TELEGRAM_API_URL")?;
         crate::tls::install_provider();
         crate::tls::check_trust_settings(|name| std::env::var(name).ok())?;
-        let http = reqwest::Client::builder()
-            .timeout(settings.polling_timeout + Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_nodelay(true)
-            .build()
-            .context("building the HTTP client")?;
+        let timeout = settings.polling_timeout + Duration::from_secs(15);
+        let http = ApiClients::new(&api_url, settings.telegram_api_http, timeout)?;
         let process_lock = ProcessLock::acquire(&settings.database_url)?;
         let storage = open_storage(&settings).await?;
         let recorder = Recorder::spawn(storage.clone(), Recorder::DEFAULT_CAPACITY);

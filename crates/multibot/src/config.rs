@@ -35,7 +35,7 @@ pub use schema::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
-pub use settings::{FsmBackend, InboxMode, LogFormat, Settings, VARIABLES};
+pub use settings::{FsmBackend, HttpVersion, InboxMode, LogFormat, Settings, VARIABLES};
 pub use validate::WebhookEnv;
 
 /// A bot's identifier from its YAML `id`: 1-64 characters of `a-z`, `0-9`, `_` and `-`, starting with a letter.

@@ -179,7 +179,7 @@ mod tests {
         let deps = Deps {
             settings: Arc::new(crate::config::Settings::defaults()),
             registry: Arc::new(PluginRegistry::builtin()),
-            http: reqwest::Client::new(),
+            http: crate::telegram::ApiClients::single(reqwest::Client::new()),
             api_url: "http://127.0.0.1:9".parse().unwrap(),
             fsm: Arc::new(MemoryFsm::default()),
             shutdown: CancellationToken::new(),

@@ -11,5 +11,12 @@ use std::process::ExitCode;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<ExitCode> {
+    // A background thread gives memory freed by jemalloc back to the system over the next seconds. Without it
+    // jemalloc does so only while the process allocates, so an idle fleet kept what starting it had used and
+    // freed (10,000 bots: 365 MiB resident instead of 300 MiB).
+    #[cfg(unix)]
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        eprintln!("jemalloc: no background thread ({e}); freed memory is returned less promptly");
+    }
     multibot::cli::run(multibot::plugins::PluginRegistry::builtin())
 }

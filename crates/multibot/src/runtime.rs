@@ -44,7 +44,7 @@ use crate::{
     fsm::FsmStorage,
     plugins::{BotHandle, LoadedPlugin, Notifier, PluginContext, PluginRegistry, Router},
     storage::{Recorder, Storage, events},
-    telegram::{ApiCallError, BotApi, CallFailure, FloodLimits},
+    telegram::{ApiCallError, ApiClients, BotApi, CallFailure, FloodLimits},
     telemetry::metrics,
 };
 
@@ -55,8 +55,8 @@ pub struct Deps {
     pub settings: Arc<Settings>,
     /// Plugins by name.
     pub registry: Arc<PluginRegistry>,
-    /// The HTTP client every bot shares.
-    pub http: reqwest::Client,
+    /// The HTTP clients bots share.
+    pub http: ApiClients,
     /// The Bot API base URL (`TELEGRAM_API_URL`).
     pub api_url: Url,
     /// FSM storage.
@@ -86,8 +86,10 @@ impl Deps {
     /// `FLOOD_MAX_WAIT`.
     pub fn api(&self, config: &BotConfig) -> BotApi {
         let flood = self.settings.flood_control.then(FloodLimits::default);
-        BotApi::new(self.http.clone(), &self.api_url, &config.token, &config.settings, flood)
+        let client = self.http.client();
+        BotApi::new(client.http, &self.api_url, &config.token, &config.settings, flood)
             .with_flood_max_wait(self.settings.flood_max_wait)
+            .with_polls(client.polls)
     }
 
     /// How long one handler of this bot may run: its `settings.handler_timeout` (0: no limit), else

@@ -2,23 +2,28 @@
 //!
 //! - `api`: [`BotApi`], one bot's Bot API client over the process's shared HTTP client; [`ApiCallError`] and
 //!   [`CallFailure`] say how a call failed.
+//! - `clients`: the HTTP clients bots share ([`ApiClients`]), over HTTP/1.1 or HTTP/2.
 //! - `decode`: lenient update decoding (`decode_update`), and what an update that did not decode still tells.
 //! - `files`: files up ([`BotApi::send_file`] from an [`InputFile`]) and down ([`BotApi::download`]); `album`:
 //!   albums ([`BotApi::send_media_group`]) and media edits ([`BotApi::edit_message_media`]).
+//! - `polls`: long polls as streams of a bare HTTP/2 connection ([`polls::PollLine`]), where HTTP/2 is spoken.
 //! - `flood`: outgoing flood control within Telegram's limits ([`FloodLimits`]).
 //! - `raw`: any method by name with JSON parameters ([`BotApi::call_method`]), for scripts.
 
 mod album;
 mod api;
+mod clients;
 mod decode;
 mod files;
 mod flood;
+mod polls;
 mod raw;
 
 pub use album::MediaItem;
 #[cfg(test)]
 pub(crate) use api::read_answer;
 pub use api::{ApiCallError, BotApi, CallFailure, Me, SendOptions, Sent};
+pub use clients::{ApiClient, ApiClients, BOTS_PER_CONNECTION};
 pub(crate) use decode::{decode_update, unknown_type, unreadable_callback};
 pub use files::{DOWNLOAD_LIMIT, FileKind, FileOptions, InputFile, OneShot, RemoteFile, UPLOAD_LIMIT};
 pub use flood::{FloodLimits, Limit};

@@ -12,6 +12,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::Context;
 use futures_util::future::join_all;
+use multibot::telegram::BOTS_PER_CONNECTION;
 use serde::Deserialize;
 
 use super::child::token;
@@ -25,6 +26,9 @@ pub(crate) struct Args {
     /// How many bots: the bench's tokens `0..bots`.
     #[arg(long)]
     bots: usize,
+    /// Speak HTTP/2 (prior knowledge), 50 bots to a connection, as multibot with `TELEGRAM_API_HTTP=2`.
+    #[arg(long)]
+    http2: bool,
 }
 
 /// The long-poll timeout, as multibot's default `POLLING_TIMEOUT`.
@@ -55,15 +59,25 @@ struct Chat {
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(POLL_SECONDS + 15))
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_nodelay(true)
-            .build()
-            .context("building the HTTP client")?;
-        let loops: Vec<_> = (0..args.bots)
-            .map(|i| tokio::spawn(bot_loop(http.clone(), format!("{}/bot{}/", args.api_url, token(i)))))
-            .collect();
+        let client = || {
+            let builder = reqwest::Client::builder()
+                .timeout(Duration::from_secs(POLL_SECONDS + 15))
+                .connect_timeout(Duration::from_secs(10))
+                .tcp_nodelay(true);
+            if args.http2 { builder.http2_prior_knowledge() } else { builder }
+                .build()
+                .context("building the HTTP client")
+        };
+        // One client holds one HTTP/2 connection: a client per group of bots, as multibot; over HTTP/1.1 one.
+        let group = if args.http2 { BOTS_PER_CONNECTION } else { usize::MAX };
+        let mut http = client()?;
+        let mut loops = Vec::with_capacity(args.bots);
+        for i in 0..args.bots {
+            if i > 0 && i % group == 0 {
+                http = client()?;
+            }
+            loops.push(tokio::spawn(bot_loop(http.clone(), format!("{}/bot{}/", args.api_url, token(i)))));
+        }
         for task in loops {
             task.await?;
         }

@@ -95,14 +95,15 @@ pub(crate) struct Memory {
 
 impl Fleet {
     /// Writes `bots` configurations (the echo plugin, or with `script` the `script_echo` Luau example, with
-    /// `echo_all: true`) and starts `exe run` on them against the Bot API at `api_url`, with `INBOX=inbox`;
-    /// returns the fleet and the instant just before the spawn.
+    /// `echo_all: true`) and starts `exe run` on them against the Bot API at `api_url`, with `INBOX=inbox` (and
+    /// `TELEGRAM_API_HTTP=2` with `http2`); returns the fleet and the instant just before the spawn.
     pub(crate) fn launch(
         exe: &Path,
         bots: usize,
         api_url: &str,
         script: bool,
         inbox: &str,
+        http2: bool,
     ) -> anyhow::Result<(Fleet, Instant)> {
         let dir = TempDir(std::env::temp_dir().join(format!("multibot-fleet-{}-{bots}", std::process::id())));
         let _ = fs::remove_dir_all(&dir.0);
@@ -137,6 +138,9 @@ impl Fleet {
             // burst's ten messages per chat instead of measuring the system.
             .env("FLOOD_CONTROL", "false")
             .env("INBOX", inbox)
+            .env("TELEGRAM_API_HTTP", if http2 { "2" } else { "1.1" })
+            // jemalloc's settings, for experiments.
+            .envs(std::env::var_os("_RJEM_MALLOC_CONF").map(|conf| ("_RJEM_MALLOC_CONF", conf)))
             .envs((0..bots).map(|i| (format!("BENCH_TOKEN_{i}"), token(i))))
             .current_dir(&dir.0)
             .stdin(Stdio::null())
@@ -150,8 +154,8 @@ impl Fleet {
     }
 
     /// Starts the baseline instead: this executable's `bare-echo` with `bots` bots against `api_url` (see
-    /// [`super::bare`]); returns it and the instant just before the spawn.
-    pub(crate) fn launch_bare(bots: usize, api_url: &str) -> anyhow::Result<(Fleet, Instant)> {
+    /// [`super::bare`]), over HTTP/2 with `http2`; returns it and the instant just before the spawn.
+    pub(crate) fn launch_bare(bots: usize, api_url: &str, http2: bool) -> anyhow::Result<(Fleet, Instant)> {
         let dir = TempDir(std::env::temp_dir().join(format!("multibot-bare-{}-{bots}", std::process::id())));
         let _ = fs::remove_dir_all(&dir.0);
         fs::create_dir_all(&dir.0).with_context(|| format!("creating {}", dir.0.display()))?;
@@ -159,6 +163,7 @@ impl Fleet {
         let mut command = Command::new(std::env::current_exe()?);
         command
             .args(["bare-echo", "--api-url", api_url, "--bots", &bots.to_string()])
+            .args(http2.then_some("--http2"))
             .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -22,6 +22,33 @@ async fn get_me_is_a_distinct_bot_user_per_token() {
 }
 
 #[tokio::test]
+async fn an_http2_client_multiplexes_long_polls_over_one_connection() {
+    let emu = spawn().await;
+    let http = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let mut polls = Vec::new();
+    for id in 3001..3004 {
+        let bot = emu.bot(&token(id)).await.unwrap();
+        let url = format!("{}/bot{}/getUpdates?timeout=2", emu.api_url(), bot.token);
+        polls.push(tokio::spawn(http.get(url).send()));
+    }
+    // While the three polls wait, a fourth request on the same client (the same connection) is answered.
+    eventually(Duration::from_secs(5), "three long polls", || async {
+        let bots = reqwest::get(format!("{}/control/bots", emu.api_url())).await.unwrap();
+        let bots: serde_json::Value = bots.json().await.unwrap();
+        bots.as_array().is_some_and(|bots| bots.iter().filter(|b| b["polling"] == true).count() == 3)
+    })
+    .await;
+    let bot = emu.bot(&token(3004)).await.unwrap();
+    let me = http.get(format!("{}/bot{}/getMe", emu.api_url(), bot.token)).send().await.unwrap();
+    assert_eq!(me.version(), reqwest::Version::HTTP_2);
+    assert_eq!(me.status(), 200);
+    for poll in polls {
+        let answer = poll.await.unwrap().unwrap();
+        assert_eq!((answer.version(), answer.status().as_u16()), (reqwest::Version::HTTP_2, 200));
+    }
+}
+
+#[tokio::test]
 async fn unknown_and_malformed_tokens_are_unauthorized() {
     let emu = spawn().await;
     let http = reqwest::Client::new();

@@ -57,6 +57,9 @@ pub struct Settings {
     pub plugins_dir: PathBuf,
     /// `TELEGRAM_API_URL` (default `https://api.telegram.org`).
     pub telegram_api_url: String,
+    /// `TELEGRAM_API_HTTP`: the HTTP version spoken to the Bot API, `auto`, `1.1` or `2` (default `auto`: HTTP/2
+    /// when an `https://` server offers it, as `api.telegram.org` does).
+    pub telegram_api_http: HttpVersion,
     /// `DATA_DIR` (default `./data`).
     pub data_dir: PathBuf,
     /// `POLLING_TIMEOUT`: getUpdates long-poll timeout in seconds (default 25).
@@ -106,6 +109,30 @@ pub struct Settings {
     pub lease_ttl: Duration,
 }
 
+/// The HTTP version the Bot API client speaks (`TELEGRAM_API_HTTP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// HTTP/2 when the server offers it in the TLS handshake (ALPN), as `api.telegram.org` does; HTTP/1.1
+    /// otherwise, and always over plain `http://` (a self-hosted Bot API server speaks only HTTP/1.1).
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only, also over plain `http://` (prior knowledge): for a server or proxy known to speak it.
+    Http2,
+}
+
+impl HttpVersion {
+    /// Parses `auto`, `1.1` or `2`.
+    pub fn parse(text: &str) -> Option<HttpVersion> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(HttpVersion::Auto),
+            "1.1" | "1" | "http1" => Some(HttpVersion::Http1),
+            "2" | "http2" => Some(HttpVersion::Http2),
+            _ => None,
+        }
+    }
+}
+
 /// Where received updates wait to be handled (`INBOX`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InboxMode {
@@ -147,6 +174,7 @@ pub const VARIABLES: &[&str] = &[
     "CONFIG_DIR",
     "PLUGINS_DIR",
     "TELEGRAM_API_URL",
+    "TELEGRAM_API_HTTP",
     "DATA_DIR",
     "POLLING_TIMEOUT",
     "SHUTDOWN_TIMEOUT",
@@ -304,6 +332,13 @@ impl Settings {
             0 => None,
             seconds => Some(Duration::from_secs(seconds)),
         };
+        let telegram_api_http = match text("TELEGRAM_API_HTTP") {
+            None => HttpVersion::Auto,
+            Some(value) => HttpVersion::parse(&value).unwrap_or_else(|| {
+                errors.push(format!("TELEGRAM_API_HTTP={value:?} must be auto, 1.1 or 2"));
+                HttpVersion::Auto
+            }),
+        };
         let inbox = match text("INBOX").map(|v| v.to_ascii_lowercase()).as_deref() {
             None | Some("database") => InboxMode::Database,
             Some("memory") => InboxMode::Memory,
@@ -336,6 +371,7 @@ impl Settings {
             config_dir: text("CONFIG_DIR").unwrap_or_else(|| "./config/bots".into()).into(),
             plugins_dir: text("PLUGINS_DIR").unwrap_or_else(|| "./plugins".into()).into(),
             telegram_api_url: telegram_api_url.trim_end_matches('/').to_owned(),
+            telegram_api_http,
             data_dir,
             polling_timeout: Duration::from_secs(number("POLLING_TIMEOUT", 25, 0, 600, &mut errors)),
             shutdown_timeout: Duration::from_secs(number("SHUTDOWN_TIMEOUT", 10, 0, 3600, &mut errors)),
@@ -385,6 +421,7 @@ impl Settings {
             ("CONFIG_DIR", self.config_dir != other.config_dir),
             ("PLUGINS_DIR", self.plugins_dir != other.plugins_dir),
             ("TELEGRAM_API_URL", self.telegram_api_url != other.telegram_api_url),
+            ("TELEGRAM_API_HTTP", self.telegram_api_http != other.telegram_api_http),
             ("DATA_DIR", self.data_dir != other.data_dir),
             ("POLLING_TIMEOUT", self.polling_timeout != other.polling_timeout),
             ("SHUTDOWN_TIMEOUT", self.shutdown_timeout != other.shutdown_timeout),

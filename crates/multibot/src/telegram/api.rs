@@ -18,7 +18,7 @@ use serde_json::{Value, value::RawValue};
 use teloxide_core::{
     payloads::{
         AnswerCallbackQuery, AnswerCallbackQuerySetters, DeleteMessage, EditMessageText, EditMessageTextSetters, GetMe,
-        GetUpdates, GetUpdatesSetters, SendMessage, SendMessageSetters, SetMyCommands,
+        SendMessage, SendMessageSetters, SetMyCommands,
     },
     requests::Payload,
     types::{
@@ -29,7 +29,10 @@ use teloxide_core::{
 
 use tracing::warn;
 
-use super::flood::{FloodLimits, Pacer};
+use super::{
+    flood::{FloodLimits, Pacer},
+    polls::{LineError, PollLine},
+};
 use crate::{
     config::{BotSettings, BotToken},
     telemetry::metrics,
@@ -250,21 +253,6 @@ fn chat_of(body: &[u8]) -> Option<i64> {
     serde_json::from_slice::<Target>(body).ok()?.chat_id?.as_i64()
 }
 
-/// `getUpdates` answered as raw JSON: the poller re-receives updates it already has in flight (it polls from the
-/// low-water mark) and parses only the new ones, reading just their `update_id` first.
-#[derive(Serialize)]
-#[serde(transparent)]
-struct RawUpdates(GetUpdates);
-
-impl Payload for RawUpdates {
-    type Output = Vec<Box<RawValue>>;
-    const NAME: &'static str = GetUpdates::NAME;
-
-    fn timeout_hint(&self) -> Option<Duration> {
-        self.0.timeout_hint()
-    }
-}
-
 /// Per-call overrides of the bot's defaults.
 #[derive(Debug, Clone, Default)]
 pub struct SendOptions {
@@ -276,6 +264,18 @@ pub struct SendOptions {
     pub disable_preview: Option<bool>,
     /// Sends on behalf of the business account of this connection (a reply to a business message).
     pub business_connection_id: Option<BusinessConnectionId>,
+}
+
+/// Counts one attempt at `method` by its outcome.
+fn count<T>(method: &str, result: &Result<T, ApiCallError>) {
+    let outcome = match result {
+        Ok(_) => "ok".to_owned(),
+        Err(ApiCallError::Api { code, .. }) => code.to_string(),
+        Err(ApiCallError::Network(_)) => "network".to_owned(),
+        Err(ApiCallError::Decode(_)) => "decode".to_owned(),
+        Err(ApiCallError::File(_)) => "file".to_owned(),
+    };
+    metrics::api_call(method, &outcome);
 }
 
 /// Sends one attempt and reads the Bot API's answer.
@@ -361,6 +361,8 @@ pub struct BotApi {
     flood_max_wait: Duration,
     /// `<api_url>/file/bot<token>/`, where files are downloaded from; never logged.
     pub(super) files: Url,
+    /// The long-poll connection of the bot's group, where HTTP/2 may be spoken ([`super::polls`]).
+    polls: Option<Arc<PollLine>>,
 }
 
 /// The teloxide parse mode for a YAML `parse_mode` (validated by the loader).
@@ -398,7 +400,14 @@ impl BotApi {
             pacer: flood.map(|limits| Arc::new(Pacer::new(limits))),
             flood_max_wait: FLOOD_MAX_WAIT,
             files,
+            polls: None,
         }
+    }
+
+    /// The same client, long-polling over `polls` (its group's HTTP/2 line) while the server speaks HTTP/2 there.
+    pub(crate) fn with_polls(mut self, polls: Option<Arc<PollLine>>) -> BotApi {
+        self.polls = polls;
+        self
     }
 
     /// The same client, with `cap` as the most one call waits out Telegram's 429 answers in total (default 60 s):
@@ -462,16 +471,7 @@ impl BotApi {
             }
             let result = send::<T>(request).await;
             // Every attempt is counted, so 429s and 5xx show even when a retry then succeeds.
-            metrics::api_call(
-                method,
-                &match &result {
-                    Ok(_) => "ok".to_owned(),
-                    Err(ApiCallError::Api { code, .. }) => code.to_string(),
-                    Err(ApiCallError::Network(_)) => "network".to_owned(),
-                    Err(ApiCallError::Decode(_)) => "decode".to_owned(),
-                    Err(ApiCallError::File(_)) => "file".to_owned(),
-                },
-            );
+            count(method, &result);
             let pause = match &result {
                 Err(e) if method != "getUpdates" => {
                     let pause = retry_pause(e, attempt, self.flood_max_wait.saturating_sub(flood_waited));
@@ -505,7 +505,9 @@ impl BotApi {
         self.call(&Lenient::<_, Me>::new(GetMe::new())).await
     }
 
-    /// `getUpdates` from `offset`, waiting up to `timeout` for the first.
+    /// `getUpdates` from `offset`, waiting up to `timeout` for the first; never retried (the polling loop has its
+    /// own policy). A GET with the parameters in the query: without a body the client keeps no body stream for
+    /// the long poll, which is most of what an idle bot holds.
     pub async fn get_updates(
         &self,
         offset: Option<i64>,
@@ -513,12 +515,33 @@ impl BotApi {
         timeout: Duration,
         allowed: &[AllowedUpdate],
     ) -> Result<Vec<Box<RawValue>>, ApiCallError> {
-        let mut payload =
-            GetUpdates::new().limit(limit).timeout(timeout.as_secs() as u32).allowed_updates(allowed.to_vec());
-        if let Some(offset) = offset {
-            payload = payload.offset(offset as i32);
+        let mut url = match &self.hot[0] {
+            Some(url) => url.clone(),
+            None => self.base.join("getUpdates").map_err(|e| ApiCallError::Decode(e.to_string()))?,
+        };
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(offset) = offset {
+                query.append_pair("offset", &offset.to_string());
+            }
+            query.append_pair("limit", &limit.to_string()).append_pair("timeout", &timeout.as_secs().to_string());
+            if !allowed.is_empty() {
+                let allowed = serde_json::to_string(allowed).map_err(|e| ApiCallError::Decode(e.to_string()))?;
+                query.append_pair("allowed_updates", &allowed);
+            }
         }
-        self.call(&RawUpdates(payload)).await
+        let deadline = timeout + Duration::from_secs(10);
+        let result = match self.polls.as_ref().filter(|line| line.speaks_http2()) {
+            Some(line) => match line.get(&url, deadline).await {
+                Ok(answer) => read_answer(answer.status, answer.content_type.as_deref(), &answer.body),
+                Err(LineError::Network(e)) => Err(ApiCallError::Network(e)),
+                // Found out now: this and every later poll of the group go through reqwest.
+                Err(LineError::NotHttp2) => send(self.http.get(url).timeout(deadline)).await,
+            },
+            None => send(self.http.get(url).timeout(deadline)).await,
+        };
+        count("getUpdates", &result);
+        result
     }
 
     /// `setMyCommands`.

@@ -24,6 +24,18 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// A well-formed token for bot number `n`.
+/// A call's parameter as a number, however it was sent: a JSON number, or a string in a query or form (the call
+/// log keeps values as given; `getUpdates` goes as a GET with its parameters in the query).
+pub(crate) fn param_i64(value: &serde_json::Value) -> Option<i64> {
+    value.as_i64().or_else(|| value.as_str()?.parse().ok())
+}
+
+/// A call's parameter holding JSON (a list, an object), however it was sent: as JSON, or serialized into a
+/// query or form string.
+pub(crate) fn param_json(value: &serde_json::Value) -> serde_json::Value {
+    value.as_str().and_then(|text| serde_json::from_str(text).ok()).unwrap_or_else(|| value.clone())
+}
+
 pub(crate) fn token(n: u32) -> String {
     format!("{}:TestTokenForMultibot_{n:04}_secret", 700_000 + n)
 }

@@ -14,7 +14,7 @@ use multibot::storage::{Owner, Storage};
 
 use crate::{
     db::{Proxy, TestDb},
-    helpers::{TempDir, eventually, token},
+    helpers::{TempDir, eventually, param_i64, token},
     process::Process,
 };
 
@@ -146,7 +146,7 @@ pub(crate) async fn polls_cut_short(emu: &Emulator, bots: &[TestBot]) -> (usize,
         let calls: Vec<&CallRecord> = all.iter().filter(|c| c.bot_id == Some(bot.id)).collect();
         for (i, _) in calls.iter().enumerate().filter(|(_, c)| c.status == 409) {
             let ended_by = i.checked_sub(1).map(|i| &calls[i].params);
-            if ended_by.is_some_and(|p| p["timeout"] == 0 && p["limit"] == 1) {
+            if ended_by.is_some_and(|p| param_i64(&p["timeout"]) == Some(0) && param_i64(&p["limit"]) == Some(1)) {
                 own += 1;
                 continue;
             }
@@ -500,7 +500,7 @@ async fn a_replica_cut_off_from_the_database_stops_its_bots_before_another_takes
     for bot in bots {
         let calls = emu.control().calls(Some(bot), Some("getUpdates")).await.unwrap();
         for (i, call) in calls.iter().enumerate().filter(|(_, c)| c.status == 409 && c.at_ms >= cut) {
-            let own = i.checked_sub(1).is_some_and(|i| calls[i].params["timeout"] == 0);
+            let own = i.checked_sub(1).is_some_and(|i| param_i64(&calls[i].params["timeout"]) == Some(0));
             assert!(own, "{}: a poll cut short by another replica's: {:?}", bot.username, call.params);
         }
     }

@@ -1,6 +1,7 @@
 //! TLS as users meet it: the real binary talks to a Bot API served over HTTPS with a certificate from a private CA
 //! (trusted through `SSL_CERT_FILE`), keeps its FSM in Redis over `rediss://` and its data in PostgreSQL with
 //! `sslmode=verify-full`; an untrusted or mismatched certificate fails the bot with a message naming the cause.
+//! Where the server offers HTTP/2 by ALPN, as `api.telegram.org` does, the bots share its connections.
 
 use std::{
     net::SocketAddr,
@@ -60,10 +61,20 @@ impl TestCa {
 struct TlsFront {
     port: u16,
     accept: AbortHandle,
+    /// The protocol chosen by ALPN on each connection accepted, in order ("none" where none was), and whether
+    /// the connection is still open.
+    protocols: Arc<parking_lot::Mutex<Vec<(String, bool)>>>,
 }
 
 impl TlsFront {
+    /// A front that offers no protocol by ALPN (HTTP/1.1 then), as a self-hosted Bot API behind a plain proxy.
     async fn start(backend: SocketAddr, server: &ServerCert) -> TlsFront {
+        TlsFront::offering(backend, server, &[]).await
+    }
+
+    /// A front that offers `alpn` (e.g. `h2`, `http/1.1`), as `api.telegram.org` does; the emulator behind it
+    /// speaks what the client opens with.
+    async fn offering(backend: SocketAddr, server: &ServerCert, alpn: &[&str]) -> TlsFront {
         let certs = CertificateDer::pem_slice_iter(server.cert.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
         let key = PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap();
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -72,22 +83,39 @@ impl TlsFront {
             .with_no_client_auth()
             .with_single_cert(certs, key)
             .unwrap();
+        let mut config = config;
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         let acceptor = TlsAcceptor::from(Arc::new(config));
+        let protocols = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let chosen = protocols.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let accept = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
+                let (acceptor, chosen) = (acceptor.clone(), chosen.clone());
                 tokio::spawn(async move {
                     // A client that rejects the certificate ends the handshake: nothing to forward.
                     let Ok(mut tls) = acceptor.accept(tcp).await else { return };
-                    let Ok(mut upstream) = tokio::net::TcpStream::connect(backend).await else { return };
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+                    let protocol = tls.get_ref().1.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
+                    let index = {
+                        let mut chosen = chosen.lock();
+                        chosen.push((protocol.unwrap_or_else(|| "none".to_owned()), true));
+                        chosen.len() - 1
+                    };
+                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(backend).await {
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+                    }
+                    chosen.lock()[index].1 = false;
                 });
             }
         })
         .abort_handle();
-        TlsFront { port, accept }
+        TlsFront { port, accept, protocols }
+    }
+
+    /// The protocols chosen on the connections open now.
+    fn open(&self) -> Vec<String> {
+        self.protocols.lock().iter().filter(|(_, open)| *open).map(|(protocol, _)| protocol.clone()).collect()
     }
 
     /// `TELEGRAM_API_URL` for this front, by host name (the certificate names `localhost`).
@@ -263,7 +291,7 @@ async fn an_untrusted_or_mismatched_certificate_fails_the_bot_and_says_why() {
 
     // Nothing listens.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let front = TlsFront { port: closed, accept: tokio::spawn(async {}).abort_handle() };
+    let front = TlsFront { port: closed, accept: tokio::spawn(async {}).abort_handle(), protocols: Arc::default() };
     let line = failure_line(&emu, &dir, &front, Some(&ca_file)).await;
     assert!(line.contains("connection refused"), "{line}");
 }
@@ -294,4 +322,66 @@ async fn postgres_verify_full_refuses_an_untrusted_server_and_names_the_cause() 
     // `require` encrypts without checking the certificate, as libpq does.
     let (ok, stderr) = migrate(format!("{url}?sslmode=require"));
     assert!(ok, "{stderr}");
+}
+
+/// Starts three echo bots against a front offering `front_alpn`, with `TELEGRAM_API_HTTP=http`, has each answer a
+/// message, and returns the protocols of the connections open while all three poll. (At start several
+/// connections may race; where HTTP/2 is chosen, the client closes all but one.)
+async fn echo_through(front_alpn: &[&str], http: &str) -> Vec<String> {
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.path().join("bots")).unwrap();
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let mut bots = Vec::new();
+    for n in 0..3 {
+        let id = format!("echo_{n}");
+        bots.push(emu.control().bot_named(&token(60 + n), "Echo", &id).await.unwrap());
+        let yaml =
+            format!("id: \"{id}\"\nname: \"Echo\"\ntoken: \"{}\"\nplugins:\n  - name: \"echo\"\n", token(60 + n));
+        dir.write(&format!("bots/{id}.yaml"), &yaml);
+    }
+    let ca = TestCa::new(&dir, "private-ca");
+    let front = TlsFront::offering(emu.addr(), &ca.server("localhost"), front_alpn).await;
+    let ca_file = ca.pem.display().to_string();
+    let process = Process::start_with(
+        &emu,
+        &dir,
+        &[("TELEGRAM_API_URL", &front.url()), ("SSL_CERT_FILE", &ca_file), ("TELEGRAM_API_HTTP", http)],
+    );
+    for bot in &bots {
+        wait_polling(&emu, bot).await;
+    }
+    let user = emu.user(8300);
+    for bot in &bots {
+        user.send(bot, "/echo over TLS").await.unwrap();
+    }
+    for bot in &bots {
+        let reply = user.next_message_from(bot).await.unwrap();
+        assert_eq!(reply.text.as_deref(), Some("over TLS"), "output:\n{}", process.lines().join("\n"));
+    }
+    // Each bot is back in its long poll once its reply is sent: wait for the three polls to be open again.
+    eventually(Duration::from_secs(10), "three long polls", || async {
+        let polling = reqwest::get(format!("{}/control/bots", emu.api_url())).await.unwrap();
+        let polling: serde_json::Value = polling.json().await.unwrap();
+        polling.as_array().is_some_and(|bots| bots.iter().filter(|b| b["polling"] == true).count() == 3)
+    })
+    .await;
+    let open = front.open();
+    process.terminate();
+    let (status, output) = process.wait(Duration::from_secs(30)).await;
+    assert!(status.success(), "{}", output.join("\n"));
+    open
+}
+
+#[tokio::test]
+async fn where_the_server_offers_http2_the_bots_share_its_connections() {
+    // Offered h2 and HTTP/1.1 (as api.telegram.org): two HTTP/2 connections serve the three bots, one for their
+    // long polls and one for the rest.
+    let protocols = echo_through(&["h2", "http/1.1"], "auto").await;
+    assert_eq!(protocols, ["h2", "h2"], "open connections and their protocols");
+    // Told to speak HTTP/1.1, the client does not offer h2: each long poll holds a connection of its own.
+    let protocols = echo_through(&["h2", "http/1.1"], "1.1").await;
+    assert!(protocols.len() >= 3 && protocols.iter().all(|p| p == "http/1.1"), "{protocols:?}");
+    // A server that offers nothing (a self-hosted Bot API behind a plain TLS proxy) gets HTTP/1.1 from `auto`.
+    let protocols = echo_through(&[], "auto").await;
+    assert!(protocols.len() >= 3 && protocols.iter().all(|p| p == "none"), "{protocols:?}");
 }

@@ -63,7 +63,7 @@ async fn database_outage_mid_stream(intake: Intake) {
             .await;
             // Each poll asks from an offset at or below the first update of the outage: nothing is confirmed.
             for call in rig.bot.calls(Some("getUpdates")).await.unwrap().iter().filter(|c| c.seq > before) {
-                let offset = call.params["offset"].as_i64().unwrap_or(0);
+                let offset = crate::helpers::param_i64(&call.params["offset"]).unwrap_or(0);
                 assert!(offset <= first_outage_id, "a poll confirmed an update it could not store: {call:?}");
             }
         }

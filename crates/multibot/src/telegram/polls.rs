@@ -1,0 +1,166 @@
+//! Long polls on a bare HTTP/2 connection ([`PollLine`]): `getUpdates` of a group of bots, as streams of one
+//! connection driven by hyper's connection API directly.
+//!
+//! Through reqwest a waiting request holds about 12 KiB (its request machinery, the connection pool's checkout,
+//! the header map, a timer); here a waiting poll is an HTTP/2 stream and a future of a few hundred bytes, which is
+//! most of what an idle bot costs. Only `getUpdates` takes this path: everything else (sends, uploads, retries)
+//! stays on reqwest. Used where HTTP/2 is known or offered (see [`super::clients`]): over TLS the server must
+//! choose `h2` by ALPN, else the line reports [`LineError::NotHttp2`] once and the bots poll through reqwest.
+//! Not used behind a proxy (`HTTPS_PROXY` and the like): reqwest honours those.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::{Request, StatusCode, Uri, client::conn::http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+
+/// The largest `getUpdates` answer read (100 updates are far below it).
+const ANSWER_LIMIT: usize = 64 << 20;
+/// How long connecting (TCP, TLS, HTTP/2's handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An answer: its status, `Content-Type` and body.
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) content_type: Option<String>,
+    pub(crate) body: Bytes,
+}
+
+/// Why a poll did not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LineError {
+    /// The server chose HTTP/1.1 in the TLS handshake: poll through reqwest instead.
+    #[error("the server does not speak HTTP/2")]
+    NotHttp2,
+    /// Connecting, sending or reading failed; the message names the cause and never the URL.
+    #[error("{0}")]
+    Network(String),
+}
+
+/// One HTTP/2 connection (made on first use, remade after it closes) for the long polls of a group of bots.
+pub(crate) struct PollLine {
+    host: String,
+    port: u16,
+    /// `None`: plain `http://` with HTTP/2 by prior knowledge.
+    tls: Option<tokio_rustls::TlsConnector>,
+    /// The connection's sender; connecting holds the lock, so a group's bots wait for one connection together.
+    sender: tokio::sync::Mutex<Option<http2::SendRequest<Empty<Bytes>>>>,
+    /// Cleared when the server chose HTTP/1.1: the group's polls go through reqwest from then on.
+    http2: AtomicBool,
+}
+
+impl PollLine {
+    /// A line to `api_url`'s host; over `https://` with `tls` (which must offer `h2` by ALPN).
+    pub(crate) fn new(api_url: &reqwest::Url, tls: Option<Arc<rustls::ClientConfig>>) -> Option<PollLine> {
+        let host = api_url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let port = api_url.port_or_known_default()?;
+        let tls = match api_url.scheme() {
+            "https" => Some(tokio_rustls::TlsConnector::from(tls?)),
+            _ => None,
+        };
+        Some(PollLine { host, port, tls, sender: tokio::sync::Mutex::new(None), http2: AtomicBool::new(true) })
+    }
+
+    /// False once the server chose HTTP/1.1 (then [`PollLine::get`] is not worth calling).
+    pub(crate) fn speaks_http2(&self) -> bool {
+        self.http2.load(Ordering::Relaxed)
+    }
+
+    /// GETs `url` on the connection, waiting at most `timeout` for the whole answer.
+    pub(crate) async fn get(&self, url: &reqwest::Url, timeout: Duration) -> Result<Answer, LineError> {
+        let uri: Uri = url.as_str().parse().map_err(|_| LineError::Network("not a valid URI".to_owned()))?;
+        let mut sender = match self.sender().await {
+            Err(LineError::NotHttp2) => {
+                self.http2.store(false, Ordering::Relaxed);
+                return Err(LineError::NotHttp2);
+            }
+            other => other?,
+        };
+        let request = Request::get(uri).body(Empty::new()).map_err(|e| LineError::Network(e.to_string()))?;
+        let exchange = async {
+            let response = sender.send_request(request).await.map_err(network)?;
+            let status = response.status();
+            let content_type =
+                response.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let body = Limited::new(response.into_body(), ANSWER_LIMIT)
+                .collect()
+                .await
+                .map_err(|e| LineError::Network(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok(Answer { status, content_type, body })
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| LineError::Network("operation timed out: no answer in time".to_owned()))?
+    }
+
+    /// The open connection's sender, connecting first when there is none or it closed.
+    async fn sender(&self) -> Result<http2::SendRequest<Empty<Bytes>>, LineError> {
+        let mut slot = self.sender.lock().await;
+        if let Some(sender) = slot.as_ref().filter(|s| !s.is_closed()) {
+            return Ok(sender.clone());
+        }
+        *slot = None;
+        // Boxed: connecting (TLS included) takes several KiB of state, which would otherwise be part of every
+        // waiting poll's future.
+        let sender = Box::pin(tokio::time::timeout(CONNECT_TIMEOUT, self.connect()))
+            .await
+            .map_err(|_| LineError::Network("connecting timed out".to_owned()))??;
+        *slot = Some(sender.clone());
+        Ok(sender)
+    }
+
+    async fn connect(&self) -> Result<http2::SendRequest<Empty<Bytes>>, LineError> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port)).await.map_err(network)?;
+        let _ = tcp.set_nodelay(true);
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        // A dead connection stalls every poll on it: ping it, and give it up when no answer comes.
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        match &self.tls {
+            None => handshake(&builder, tcp).await,
+            Some(tls) => {
+                let name = ServerName::try_from(self.host.clone()).map_err(|e| LineError::Network(format!("{e}")))?;
+                let stream = tls.connect(name, tcp).await.map_err(network)?;
+                if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+                    return Err(LineError::NotHttp2);
+                }
+                handshake(&builder, stream).await
+            }
+        }
+    }
+}
+
+/// HTTP/2's handshake on `io`; the connection is then driven by a task of its own until it closes.
+async fn handshake<T>(
+    builder: &http2::Builder<TokioExecutor>,
+    io: T,
+) -> Result<http2::SendRequest<Empty<Bytes>>, LineError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = builder.handshake(TokioIo::new(io)).await.map_err(network)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %crate::tls::describe(&e), "a long-poll connection closed");
+        }
+    });
+    Ok(sender)
+}
+
+/// A network error, described by its cause (`crate::tls::describe`); hyper's and io's errors carry no URL.
+fn network<E: std::error::Error + 'static>(e: E) -> LineError {
+    LineError::Network(crate::tls::describe(&e))
+}
