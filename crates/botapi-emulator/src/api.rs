@@ -105,6 +105,7 @@ pub(crate) async fn handle(State(world): State<Arc<World>>, req: Request) -> Res
         params: Value::Null,
         status: 0,
         error: None,
+        http: format!("{:?}", req.version()),
     };
     let Some(bot) = bot else {
         return finish(&world, record, None, Err(ApiError::unauthorized()));

@@ -257,6 +257,9 @@ pub struct CallRecord {
     pub status: u16,
     /// Error description, for failed calls.
     pub error: Option<String>,
+    /// The HTTP version the call came over: `HTTP/1.1` or `HTTP/2.0`.
+    #[serde(default)]
+    pub http: String,
 }
 
 /// Per-bot counters for assertions on delivery, loss and duplicates.

@@ -46,6 +46,9 @@ async fn an_http2_client_multiplexes_long_polls_over_one_connection() {
         let answer = poll.await.unwrap().unwrap();
         assert_eq!((answer.version(), answer.status().as_u16()), (reqwest::Version::HTTP_2, 200));
     }
+    // The call log says which version each call came over.
+    let calls = emu.control().calls(None, Some("getUpdates")).await.unwrap();
+    assert_eq!(calls.iter().map(|c| c.http.as_str()).collect::<Vec<_>>(), ["HTTP/2.0"; 3]);
 }
 
 #[tokio::test]

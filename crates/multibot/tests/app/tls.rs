@@ -385,3 +385,32 @@ async fn where_the_server_offers_http2_the_bots_share_its_connections() {
     let protocols = echo_through(&[], "auto").await;
     assert!(protocols.len() >= 3 && protocols.iter().all(|p| p == "none"), "{protocols:?}");
 }
+
+#[tokio::test]
+async fn over_plain_http_the_bots_speak_http2_when_told_and_http1_by_default() {
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.path().join("bots")).unwrap();
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let bot = emu.control().bot_named(&token(70), "Echo", "echo_70").await.unwrap();
+    dir.write(
+        "bots/echo.yaml",
+        &format!("id: \"echo_70\"\nname: \"Echo\"\ntoken: \"{}\"\nplugins:\n  - name: \"echo\"\n", token(70)),
+    );
+    for (user, setting, version) in [(8400, "2", "HTTP/2.0"), (8401, "auto", "HTTP/1.1")] {
+        let process = Process::start_with(&emu, &dir, &[("TELEGRAM_API_HTTP", setting)]);
+        wait_polling(&emu, &bot).await;
+        let user = emu.user(user);
+        user.send(&bot, &format!("/echo over {setting}")).await.unwrap();
+        let reply = user.next_message_from(&bot).await.unwrap();
+        assert_eq!(reply.text, Some(format!("over {setting}")), "output:\n{}", process.lines().join("\n"));
+        process.terminate();
+        let (status, output) = process.wait(Duration::from_secs(30)).await;
+        assert!(status.success(), "{}", output.join("\n"));
+        // Every call of this run, polls and the reply alike, came over `version`.
+        let calls = emu.control().calls(Some(&bot), None).await.unwrap();
+        let sent = calls.iter().rev().find(|c| c.method == "sendMessage").unwrap();
+        assert_eq!(sent.http, version, "{sent:?}");
+        let last_poll = calls.iter().rev().find(|c| c.method == "getUpdates").unwrap();
+        assert_eq!(last_poll.http, version, "{last_poll:?}");
+    }
+}
