@@ -13,7 +13,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -25,8 +25,8 @@ use tokio::net::TcpStream;
 
 /// The largest `getUpdates` answer read (100 updates are far below it).
 const ANSWER_LIMIT: usize = 64 << 20;
-/// How long connecting (TCP, TLS, HTTP/2's handshake) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting (TCP, TLS, HTTP/2's handshake) may take (a second in unit tests).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(if cfg!(test) { 1 } else { 10 });
 
 /// An answer: its status, `Content-Type` and body.
 pub(crate) struct Answer {
@@ -46,14 +46,25 @@ pub(crate) enum LineError {
     Network(String),
 }
 
+/// The connection's sender, and the last failure to connect.
+#[derive(Default)]
+struct Slot {
+    sender: Option<http2::SendRequest<Empty<Bytes>>>,
+    failed: Option<(Instant, String)>,
+}
+
+/// How long a failure to connect answers the polls that come after it, instead of each of them trying (and
+/// waiting up to `CONNECT_TIMEOUT`) in turn while the server is down.
+const FAILURE_HOLDS: Duration = Duration::from_secs(1);
+
 /// One HTTP/2 connection (made on first use, remade after it closes) for the long polls of a group of bots.
 pub(crate) struct PollLine {
     host: String,
     port: u16,
     /// `None`: plain `http://` with HTTP/2 by prior knowledge.
     tls: Option<tokio_rustls::TlsConnector>,
-    /// The connection's sender; connecting holds the lock, so a group's bots wait for one connection together.
-    sender: tokio::sync::Mutex<Option<http2::SendRequest<Empty<Bytes>>>>,
+    /// The connection; connecting holds the lock, so a group's bots wait for one connection together.
+    slot: tokio::sync::Mutex<Slot>,
     /// Cleared when the server chose HTTP/1.1: the group's polls go through reqwest from then on.
     http2: AtomicBool,
 }
@@ -67,7 +78,7 @@ impl PollLine {
             "https" => Some(tokio_rustls::TlsConnector::from(tls?)),
             _ => None,
         };
-        Some(PollLine { host, port, tls, sender: tokio::sync::Mutex::new(None), http2: AtomicBool::new(true) })
+        Some(PollLine { host, port, tls, slot: tokio::sync::Mutex::default(), http2: AtomicBool::new(true) })
     }
 
     /// False once the server chose HTTP/1.1 (then [`PollLine::get`] is not worth calling).
@@ -105,18 +116,28 @@ impl PollLine {
 
     /// The open connection's sender, connecting first when there is none or it closed.
     async fn sender(&self) -> Result<http2::SendRequest<Empty<Bytes>>, LineError> {
-        let mut slot = self.sender.lock().await;
-        if let Some(sender) = slot.as_ref().filter(|s| !s.is_closed()) {
+        let mut slot = self.slot.lock().await;
+        if let Some(sender) = slot.sender.as_ref().filter(|s| !s.is_closed()) {
             return Ok(sender.clone());
         }
-        *slot = None;
+        if let Some((at, error)) = &slot.failed
+            && at.elapsed() < FAILURE_HOLDS
+        {
+            return Err(LineError::Network(error.clone()));
+        }
         // Boxed: connecting (TLS included) takes several KiB of state, which would otherwise be part of every
         // waiting poll's future.
-        let sender = Box::pin(tokio::time::timeout(CONNECT_TIMEOUT, self.connect()))
+        let connected = Box::pin(tokio::time::timeout(CONNECT_TIMEOUT, self.connect()))
             .await
-            .map_err(|_| LineError::Network("connecting timed out".to_owned()))??;
-        *slot = Some(sender.clone());
-        Ok(sender)
+            .unwrap_or_else(|_| Err(LineError::Network("connecting timed out".to_owned())));
+        match &connected {
+            Ok(sender) => *slot = Slot { sender: Some(sender.clone()), failed: None },
+            Err(LineError::Network(error)) => {
+                *slot = Slot { sender: None, failed: Some((Instant::now(), error.clone())) }
+            }
+            Err(LineError::NotHttp2) => slot.sender = None,
+        }
+        connected
     }
 
     async fn connect(&self) -> Result<http2::SendRequest<Empty<Bytes>>, LineError> {
@@ -163,4 +184,42 @@ where
 /// A network error, described by its cause (`crate::tls::describe`); hyper's and io's errors carry no URL.
 fn network<E: std::error::Error + 'static>(e: E) -> LineError {
     LineError::Network(crate::tls::describe(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_server_that_never_finishes_the_handshake_fails_a_groups_polls_within_one_connect_timeout() {
+        crate::tls::install_provider();
+        // Bad input: a server that accepts TCP and then says nothing, so the TLS handshake never ends.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let url: reqwest::Url = format!("https://localhost:{}/bot1:x/getUpdates", addr.port()).parse().unwrap();
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let line = Arc::new(PollLine::new(&url, Some(Arc::new(config))).unwrap());
+        let started = Instant::now();
+        let polls: Vec<_> = (0..20)
+            .map(|_| {
+                let (line, url) = (line.clone(), url.clone());
+                tokio::spawn(async move { line.get(&url, Duration::from_secs(60)).await })
+            })
+            .collect();
+        for poll in polls {
+            let failed = poll.await.unwrap();
+            assert!(matches!(&failed, Err(LineError::Network(e)) if e.contains("timed out")), "{:?}", failed.err());
+        }
+        // One attempt for the group, not one after another: 20 polls would otherwise take 20 timeouts.
+        assert!(started.elapsed() < CONNECT_TIMEOUT + FAILURE_HOLDS, "{:?}", started.elapsed());
+        silent.abort();
+    }
 }
