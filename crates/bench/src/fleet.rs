@@ -74,7 +74,7 @@ pub(crate) struct Args {
     #[arg(long)]
     no_baseline: bool,
     /// Speak HTTP/2 to the emulator (multibot with `TELEGRAM_API_HTTP=2`, the bare loop with prior knowledge;
-    /// both put 50 bots on one connection) instead of HTTP/1.1.
+    /// both in groups of 50 bots) instead of HTTP/1.1.
     #[arg(long)]
     http2: bool,
 }
@@ -508,7 +508,7 @@ fn print_table(rows: &[Row], args: &Args) {
         "Bots speak {} to the emulator. Burst: {BURST_BOTS} bots x {BURST_USERS} users x {BURST_PER_CHAT} \
          messages at once over 64 connections, {} time(s), the median shown. Steady: {} messages/s for {} s over \
          every bot, 100 users each. Idle: {} s with no traffic.",
-        if args.http2 { "HTTP/2 (50 bots to a connection)" } else { "HTTP/1.1" },
+        if args.http2 { "HTTP/2 (in groups of 50 bots)" } else { "HTTP/1.1" },
         args.bursts,
         args.rate,
         args.seconds,
