@@ -39,11 +39,25 @@ async fn degraded_gauge(app: &Served, id: &str, reason: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn an_unreachable_bot_api_degrades_the_bot_until_it_answers_again() {
+    unreachable_then_back("1.1").await;
+}
+
+/// Over HTTP/2 each dropped poll takes the connection its group's polls share: the line connects again for the
+/// next poll, and the bot degrades and recovers as over HTTP/1.1.
+#[tokio::test]
+async fn over_http2_an_unreachable_bot_api_degrades_the_bot_until_it_answers_again() {
+    unreachable_then_back("2").await;
+}
+
+/// An echo bot speaking `http` (`TELEGRAM_API_HTTP`) loses every poll's connection, shows as degraded, and
+/// recovers when the Bot API answers again, with nothing written meanwhile lost.
+async fn unreachable_then_back(http: &str) {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let bot = emu.control().bot_named(&token(1), "Unreachable", "unreachable_bot").await.unwrap();
     let dir = TempDir::new();
     dir.write("unreachable.yaml", UNREACHABLE);
-    let app = serve(&emu, dir.path(), Web::Off, &[], PluginRegistry::builtin()).await;
+    let vars = [("TELEGRAM_API_HTTP", http.to_owned())];
+    let app = serve(&emu, dir.path(), Web::Off, &vars, PluginRegistry::builtin()).await;
     eventually(Duration::from_secs(10), "the bot running", || async {
         bot_health(&app, "unreachable").await["state"] == "running"
     })
@@ -78,6 +92,10 @@ async fn an_unreachable_bot_api_degrades_the_bot_until_it_answers_again() {
     assert_eq!(bot_health(&app, "unreachable").await["reason"], Value::Null);
     assert_eq!(degraded_gauge(&app, "unreachable", "api_unreachable").await, Some(0.0));
     assert_eq!(user.next_message_from(&bot).await.unwrap().text.as_deref(), Some("You said: during the outage"));
+    // Every poll came over `http`.
+    let polls = bot.calls(Some("getUpdates")).await.unwrap();
+    let version = if http == "2" { "HTTP/2.0" } else { "HTTP/1.1" };
+    assert!(polls.iter().all(|c| c.http == version), "{:?}", polls.iter().map(|c| &c.http).collect::<Vec<_>>());
     app.stop().await;
 }
 
