@@ -6,7 +6,7 @@
 //! - `decode`: lenient update decoding (`decode_update`), and what an update that did not decode still tells.
 //! - `files`: files up ([`BotApi::send_file`] from an [`InputFile`]) and down ([`BotApi::download`]); `album`:
 //!   albums ([`BotApi::send_media_group`]) and media edits ([`BotApi::edit_message_media`]).
-//! - `polls`: long polls as streams of a bare HTTP/2 connection ([`polls::PollLine`]), where HTTP/2 is spoken.
+//! - `polls`: long polls as streams of a bare HTTP/2 connection (`PollLine`), where HTTP/2 is spoken.
 //! - `flood`: outgoing flood control within Telegram's limits ([`FloodLimits`]).
 //! - `raw`: any method by name with JSON parameters ([`BotApi::call_method`]), for scripts.
 

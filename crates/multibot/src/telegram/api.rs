@@ -507,7 +507,9 @@ impl BotApi {
 
     /// `getUpdates` from `offset`, waiting up to `timeout` for the first; never retried (the polling loop has its
     /// own policy). A GET with the parameters in the query: without a body the client keeps no body stream for
-    /// the long poll, which is most of what an idle bot holds.
+    /// the long poll, which is most of what an idle bot holds. An empty `allowed` is left out, so Telegram keeps
+    /// the types asked for before (the reference: an empty list would ask for the default types instead), as the
+    /// poll that only confirms wants.
     pub async fn get_updates(
         &self,
         offset: Option<i64>,

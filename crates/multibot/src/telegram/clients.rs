@@ -48,8 +48,15 @@ struct Inner {
     grouped: bool,
     /// The long-poll line of a group, made for each new one; `None` where polls stay on reqwest.
     line: Box<dyn Fn() -> Option<Arc<PollLine>> + Send + Sync>,
-    /// The group new bots join, and how many have joined it.
-    filling: Mutex<(reqwest::Client, Option<Arc<PollLine>>, usize)>,
+    /// The group new bots join.
+    filling: Mutex<Group>,
+}
+
+/// A group of bots: its client, its long-poll line, and how many bots have joined it.
+struct Group {
+    http: reqwest::Client,
+    polls: Option<Arc<PollLine>>,
+    bots: usize,
 }
 
 impl ApiClients {
@@ -85,7 +92,7 @@ impl ApiClients {
             }
             .build()
         };
-        let first = (build().context("building the HTTP client")?, line(), 0);
+        let first = Group { http: build().context("building the HTTP client")?, polls: line(), bots: 0 };
         let (build, line) = (Box::new(build), Box::new(line));
         Ok(ApiClients { inner: Arc::new(Inner { build, grouped, line, filling: Mutex::new(first) }) })
     }
@@ -93,21 +100,22 @@ impl ApiClients {
     /// One client for every bot, as given (tests).
     pub fn single(client: reqwest::Client) -> ApiClients {
         let (build, line) = (Box::new(|| Ok(reqwest::Client::new())), Box::new(|| None));
-        ApiClients { inner: Arc::new(Inner { build, grouped: false, line, filling: Mutex::new((client, None, 0)) }) }
+        let filling = Mutex::new(Group { http: client, polls: None, bots: 0 });
+        ApiClients { inner: Arc::new(Inner { build, grouped: false, line, filling }) }
     }
 
     /// The client for one more bot.
     pub fn client(&self) -> ApiClient {
         let mut filling = self.inner.filling.lock();
-        if self.inner.grouped && filling.2 == BOTS_PER_CONNECTION {
+        if self.inner.grouped && filling.bots == BOTS_PER_CONNECTION {
             match (self.inner.build)() {
-                Ok(client) => *filling = (client, (self.inner.line)(), 0),
+                Ok(http) => *filling = Group { http, polls: (self.inner.line)(), bots: 0 },
                 // Built once at start with the same settings; should it fail now, the bot joins a full group.
                 Err(e) => tracing::warn!(error = %e, "could not build one more HTTP client"),
             }
         }
-        filling.2 += 1;
-        ApiClient { http: filling.0.clone(), polls: filling.1.clone() }
+        filling.bots += 1;
+        ApiClient { http: filling.http.clone(), polls: filling.polls.clone() }
     }
 }
 
@@ -160,8 +168,8 @@ mod tests {
             }
             let filling = clients.inner.filling.lock();
             // A long-poll line exactly where bots are grouped.
-            assert_eq!(filling.1.is_some(), filling.2 < 2 * BOTS_PER_CONNECTION);
-            filling.2
+            assert_eq!(filling.polls.is_some(), filling.bots < 2 * BOTS_PER_CONNECTION);
+            filling.bots
         };
         // Grouped: after 2 x BOTS_PER_CONNECTION bots the second group is full.
         assert_eq!(last_group(&https, HttpVersion::Auto), BOTS_PER_CONNECTION);
