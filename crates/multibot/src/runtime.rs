@@ -44,7 +44,7 @@ use crate::{
     fsm::FsmStorage,
     plugins::{BotHandle, LoadedPlugin, Notifier, PluginContext, PluginRegistry, Router},
     storage::{Recorder, Storage, events},
-    telegram::{ApiCallError, ApiClients, BotApi, CallFailure, FloodLimits},
+    telegram::{ApiCallError, ApiClient, ApiClients, BotApi, CallFailure, FloodLimits},
     telemetry::metrics,
 };
 
@@ -84,9 +84,14 @@ pub type PollGate = Arc<dyn Fn(&crate::config::BotId) -> bool + Send + Sync>;
 impl Deps {
     /// A Bot API client for a bot, with flood control when `FLOOD_CONTROL` is on and 429 waits capped by
     /// `FLOOD_MAX_WAIT`.
+    /// Each call takes a place in a connection group: call it once per bot start.
     pub fn api(&self, config: &BotConfig) -> BotApi {
+        self.api_over(config, self.http.client())
+    }
+
+    /// [`Deps::api`] over a client the bot already has (a reload keeps its place in its connection group).
+    fn api_over(&self, config: &BotConfig, client: ApiClient) -> BotApi {
         let flood = self.settings.flood_control.then(FloodLimits::default);
-        let client = self.http.client();
         BotApi::new(client.http, &self.api_url, &config.token, &config.settings, flood)
             .with_flood_max_wait(self.settings.flood_max_wait)
             .with_polls(client.polls)
@@ -129,12 +134,12 @@ impl Instance {
     async fn load(
         deps: &Deps,
         config: Arc<BotConfig>,
+        api: BotApi,
         health: Arc<BotHealth>,
         username: String,
         cancel: CancellationToken,
         tasks: &TaskTracker,
     ) -> Result<Instance, StartError> {
-        let api = deps.api(&config);
         let mut router = Router::default();
         let mut plugins: Vec<(Arc<dyn LoadedPlugin>, PluginContext)> = Vec::new();
         for entry in deps.registry.load_order(&config.plugins) {
@@ -246,7 +251,8 @@ impl RunningBot {
         }
         let (cancel, tasks) = (deps.shutdown.child_token(), TaskTracker::new());
         let username = me.username.unwrap_or_default();
-        let instance = Instance::load(deps, config.clone(), health, username, cancel.child_token(), &tasks).await?;
+        let instance =
+            Instance::load(deps, config.clone(), api, health, username, cancel.child_token(), &tasks).await?;
         let inbox = (deps.settings.inbox == InboxMode::Database)
             .then(|| Arc::new(inbox::Inbox::open(deps.storage.clone(), deps.inbox.clone(), config.id.as_str())));
         let opened = match &webhooks {
@@ -291,7 +297,9 @@ impl RunningBot {
     pub(crate) async fn reload_in_place(&mut self, deps: &Deps, config: Arc<BotConfig>) -> Result<(), StartError> {
         let old = &self.instance.runtime;
         let (health, username) = (old.health.clone(), old.bot.username.clone());
-        let instance = Instance::load(deps, config, health, username, self.cancel.child_token(), &self.tasks).await?;
+        let api = deps.api_over(&config, old.bot.api.client());
+        let cancel = self.cancel.child_token();
+        let instance = Instance::load(deps, config, api, health, username, cancel, &self.tasks).await?;
         self.sequencer.swap(instance.runtime.clone()).await;
         instance.started().await;
         let old = std::mem::replace(&mut self.instance, instance);

@@ -126,8 +126,8 @@ impl HttpVersion {
     pub fn parse(text: &str) -> Option<HttpVersion> {
         match text.trim().to_ascii_lowercase().as_str() {
             "auto" => Some(HttpVersion::Auto),
-            "1.1" | "1" | "http1" => Some(HttpVersion::Http1),
-            "2" | "http2" => Some(HttpVersion::Http2),
+            "1.1" => Some(HttpVersion::Http1),
+            "2" => Some(HttpVersion::Http2),
             _ => None,
         }
     }
@@ -458,6 +458,16 @@ mod tests {
 
     fn with(name: &'static str, value: &'static str) -> Result<Settings, Vec<String>> {
         Settings::from_env(&move |asked| (asked == name).then(|| value.to_owned()))
+    }
+
+    #[test]
+    fn telegram_api_http_is_auto_by_default_and_refuses_what_it_does_not_know() {
+        assert_eq!(with("TELEGRAM_API_HTTP", " AUTO ").unwrap().telegram_api_http, HttpVersion::Auto);
+        assert_eq!(with("TELEGRAM_API_HTTP", "1.1").unwrap().telegram_api_http, HttpVersion::Http1);
+        assert_eq!(with("TELEGRAM_API_HTTP", "2").unwrap().telegram_api_http, HttpVersion::Http2);
+        // Bad input: a version this client does not speak.
+        let errors = with("TELEGRAM_API_HTTP", "3").unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("TELEGRAM_API_HTTP=\"3\" must be auto, 1.1 or 2")), "{errors:?}");
     }
 
     #[test]

@@ -30,6 +30,7 @@ use teloxide_core::{
 use tracing::warn;
 
 use super::{
+    clients::ApiClient,
     flood::{FloodLimits, Pacer},
     polls::{LineError, PollLine},
 };
@@ -402,6 +403,11 @@ impl BotApi {
             files,
             polls: None,
         }
+    }
+
+    /// The connections this client uses, for another client of the same bot.
+    pub(crate) fn client(&self) -> ApiClient {
+        ApiClient { http: self.http.clone(), polls: self.polls.clone() }
     }
 
     /// The same client, long-polling over `polls` (its group's HTTP/2 line) while the server speaks HTTP/2 there.

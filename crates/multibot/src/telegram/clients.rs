@@ -104,6 +104,11 @@ impl ApiClients {
         ApiClients { inner: Arc::new(Inner { build, grouped: false, line, filling }) }
     }
 
+    /// How many bots have joined the group new bots join (each started bot takes one place; a reload keeps it).
+    pub fn joined(&self) -> usize {
+        self.inner.filling.lock().bots
+    }
+
     /// The client for one more bot.
     pub fn client(&self) -> ApiClient {
         let mut filling = self.inner.filling.lock();
@@ -146,14 +151,6 @@ fn tls_config(version: HttpVersion) -> rustls::ClientConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions_parse_and_unknown_ones_do_not() {
-        assert_eq!(HttpVersion::parse("auto"), Some(HttpVersion::Auto));
-        assert_eq!(HttpVersion::parse(" 1.1 "), Some(HttpVersion::Http1));
-        assert_eq!(HttpVersion::parse("HTTP2"), Some(HttpVersion::Http2));
-        assert_eq!(HttpVersion::parse("3"), None);
-    }
 
     #[test]
     fn bots_are_grouped_only_where_http2_may_be_spoken() {

@@ -186,3 +186,54 @@ async fn stopping_a_bot_waits_for_its_tasks() {
     assert_eq!(sent.last().map(String::as_str), Some("bye"), "{sent:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_bot_takes_one_place_in_its_connection_group_at_start_and_keeps_it_at_a_reload() {
+    use std::sync::Arc;
+
+    use multibot::{
+        config::{BotConfig, BotToken, HttpVersion, Settings},
+        fleet::BotManager,
+        fsm::MemoryFsm,
+        plugins::Notifier,
+        runtime::{Deps, InboxWriter},
+        storage::{Recorder, Storage},
+        telegram::ApiClients,
+    };
+    use tokio_util::sync::CancellationToken;
+
+    let emu = botapi_emulator::Emulator::start(botapi_emulator::EmulatorConfig::default()).await.unwrap();
+    let token = crate::helpers::token(5001);
+    emu.bot(&token).await.unwrap();
+    let api_url: reqwest::Url = emu.api_url().parse().unwrap();
+    // HTTP/2: bots are grouped, 50 to a group.
+    let http = ApiClients::new(&api_url, HttpVersion::Http2, Duration::from_secs(40)).unwrap();
+    let storage = Storage::in_memory().await.unwrap();
+    let deps = Deps {
+        settings: Arc::new(Settings::defaults()),
+        registry: Arc::new(PluginRegistry::builtin()),
+        http: http.clone(),
+        api_url,
+        fsm: Arc::new(MemoryFsm::default()),
+        shutdown: CancellationToken::new(),
+        webhooks: None,
+        recorder: Recorder::spawn(storage.clone(), 16),
+        inbox: InboxWriter::spawn(storage.clone()),
+        storage,
+        notifier: Notifier::default(),
+        poll_gate: None,
+    };
+    let manager = BotManager::new(deps);
+    let config = |welcome: &str| {
+        let mut config =
+            BotConfig::new(BotId::parse("placed").unwrap(), "Placed".into(), BotToken::parse(&token).unwrap());
+        config.plugins = vec![multibot::config::PluginEntry::new("start")];
+        config.plugins[0].config = serde_json::json!({ "welcome_message": welcome });
+        config.hashed()
+    };
+    assert_eq!(manager.start_all(vec![config("v1")]).await, 1);
+    assert_eq!(http.joined(), 1, "one place for one started bot");
+    assert_eq!(manager.reload(config("v2")).await, Ok(ReloadOutcome::Reloaded));
+    assert_eq!(http.joined(), 1, "a reload in place keeps the bot's place");
+    manager.stop_all().await;
+}

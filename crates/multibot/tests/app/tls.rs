@@ -12,6 +12,7 @@ use std::{
 };
 
 use botapi_emulator::{Emulator, EmulatorConfig};
+use multibot::telegram::BOTS_PER_CONNECTION;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::{net::TcpListener, task::AbortHandle};
@@ -324,15 +325,15 @@ async fn postgres_verify_full_refuses_an_untrusted_server_and_names_the_cause() 
     assert!(ok, "{stderr}");
 }
 
-/// Starts three echo bots against a front offering `front_alpn`, with `TELEGRAM_API_HTTP=http`, has each answer a
-/// message, and returns the protocols of the connections open while all three poll. (At start several
+/// Starts `count` echo bots against a front offering `front_alpn`, with `TELEGRAM_API_HTTP=http`, has each answer
+/// a message, and returns the protocols of the connections open while all of them poll. (At start several
 /// connections may race; where HTTP/2 is chosen, the client closes all but one.)
-async fn echo_through(front_alpn: &[&str], http: &str) -> Vec<String> {
+async fn echo_through(front_alpn: &[&str], http: &str, count: u32) -> Vec<String> {
     let dir = TempDir::new();
     std::fs::create_dir_all(dir.path().join("bots")).unwrap();
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let mut bots = Vec::new();
-    for n in 0..3 {
+    for n in 0..count {
         let id = format!("echo_{n}");
         bots.push(emu.control().bot_named(&token(60 + n), "Echo", &id).await.unwrap());
         let yaml =
@@ -358,11 +359,11 @@ async fn echo_through(front_alpn: &[&str], http: &str) -> Vec<String> {
         let reply = user.next_message_from(bot).await.unwrap();
         assert_eq!(reply.text.as_deref(), Some("over TLS"), "output:\n{}", process.lines().join("\n"));
     }
-    // Each bot is back in its long poll once its reply is sent: wait for the three polls to be open again.
-    eventually(Duration::from_secs(10), "three long polls", || async {
+    // Each bot is back in its long poll once its reply is sent: wait for every poll to be open again.
+    eventually(Duration::from_secs(10), "every bot's long poll", || async {
         let polling = reqwest::get(format!("{}/control/bots", emu.api_url())).await.unwrap();
         let polling: serde_json::Value = polling.json().await.unwrap();
-        polling.as_array().is_some_and(|bots| bots.iter().filter(|b| b["polling"] == true).count() == 3)
+        polling.as_array().is_some_and(|bots| bots.iter().filter(|b| b["polling"] == true).count() == count as usize)
     })
     .await;
     let open = front.open();
@@ -374,15 +375,16 @@ async fn echo_through(front_alpn: &[&str], http: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn where_the_server_offers_http2_the_bots_share_its_connections() {
-    // Offered h2 and HTTP/1.1 (as api.telegram.org): two HTTP/2 connections serve the three bots, one for their
-    // long polls and one for the rest.
-    let protocols = echo_through(&["h2", "http/1.1"], "auto").await;
+    // Offered h2 and HTTP/1.1 (as api.telegram.org): a full group of bots is served by two HTTP/2 connections, one
+    // for their long polls and one for the rest.
+    let group = BOTS_PER_CONNECTION as u32;
+    let protocols = echo_through(&["h2", "http/1.1"], "auto", group).await;
     assert_eq!(protocols, ["h2", "h2"], "open connections and their protocols");
     // Told to speak HTTP/1.1, the client does not offer h2: each long poll holds a connection of its own.
-    let protocols = echo_through(&["h2", "http/1.1"], "1.1").await;
+    let protocols = echo_through(&["h2", "http/1.1"], "1.1", 3).await;
     assert!(protocols.len() >= 3 && protocols.iter().all(|p| p == "http/1.1"), "{protocols:?}");
     // A server that offers nothing (a self-hosted Bot API behind a plain TLS proxy) gets HTTP/1.1 from `auto`.
-    let protocols = echo_through(&[], "auto").await;
+    let protocols = echo_through(&[], "auto", 3).await;
     assert!(protocols.len() >= 3 && protocols.iter().all(|p| p == "none"), "{protocols:?}");
 }
 
