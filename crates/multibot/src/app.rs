@@ -29,7 +29,7 @@ use crate::{
         reload::{config_invalid, scan_scripts},
     },
     fsm::{DatabaseFsm, FsmStorage, MemoryFsm, RedisFsm},
-    http::{self, DatabaseProbe, HttpState, Phase, Readiness},
+    http::{self, DatabaseProbe, HttpState, Phase, Readiness, console::Console},
     plugins::{
         Notifier, PluginRegistry,
         script::{ScriptCatalog, ScriptError, ScriptHost, ScriptLimits, is_script_file},
@@ -227,6 +227,25 @@ impl Application {
             Some(replication) => BotManager::replicated(deps, replication.clone()),
             None => BotManager::new(deps),
         };
+        let reload_handle = ReloadHandle::new(ReloadSetup {
+            manager: manager.clone(),
+            registry,
+            scripts,
+            env,
+            config_dir: settings.config_dir.clone(),
+            webhooks,
+            recorder: recorder.clone(),
+            notifier: notifier.clone(),
+        });
+        let control = Control::new(manager.clone(), reload_handle.clone(), storage.clone());
+        let (http_stop, http_tasks) = (CancellationToken::new(), TaskTracker::new());
+        let console = settings.console_token.as_ref().map(|token| {
+            let (control, storage, recorder) = (control.clone(), storage.clone(), recorder.clone());
+            Console::new(token, control, manager.clone(), storage, recorder, http_stop.clone())
+        });
+        if let Some(console) = &console {
+            http_tasks.spawn(console.clone().sample());
+        }
         let readiness = Arc::new(Readiness::default());
         let state = HttpState {
             manager: manager.clone(),
@@ -238,8 +257,8 @@ impl Application {
             started_at: Instant::now(),
             metrics_token: settings.metrics_token.clone(),
             probes: Arc::default(),
+            console,
         };
-        let (http_stop, http_tasks) = (CancellationToken::new(), TaskTracker::new());
         let limits = http::ServerLimits {
             header_timeout: settings.http_header_timeout,
             body_timeout: settings.http_body_timeout,
@@ -258,17 +277,6 @@ impl Application {
             }
         });
 
-        let reload_handle = ReloadHandle::new(ReloadSetup {
-            manager: manager.clone(),
-            registry,
-            scripts,
-            env,
-            config_dir: settings.config_dir.clone(),
-            webhooks,
-            recorder: recorder.clone(),
-            notifier: notifier.clone(),
-        });
-        let control = Control::new(manager.clone(), reload_handle.clone(), storage.clone());
         let _ = fleet.set(Fleet {
             manager: manager.clone(),
             control: control.clone(),

@@ -35,6 +35,13 @@ pub struct Args {
     pub once: bool,
 }
 
+/// A console token for this run only: 24 random hexadecimal digits.
+fn random_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no random numbers: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// A stable emulator token for an unset `*_TOKEN` variable.
 fn demo_token(variable: &str) -> String {
     let hash =
@@ -79,6 +86,11 @@ pub async fn run(args: Args, registry: PluginRegistry) -> anyhow::Result<ExitCod
     if settings.admin_allowed_users.is_empty() {
         settings.admin_allowed_users = vec![ALICE];
     }
+    // The web console, with a token made for this run (printed below) unless the environment sets one.
+    let demo_console_token = settings.console_token.is_none().then(random_token).transpose()?;
+    if let Some(token) = &demo_console_token {
+        settings.console_token = Some(token.clone().into());
+    }
     // Any free port unless one is asked for: the demo must not fail because 8080 is taken.
     if std::env::var("HEALTH_CHECK_PORT").is_err() {
         settings.health_check_port = 0;
@@ -107,6 +119,12 @@ pub async fn run(args: Args, registry: PluginRegistry) -> anyhow::Result<ExitCod
     println!("Multibot demo: Bot API emulator at {}", emulator.api_url());
     if let Some(addr) = app.health_addr() {
         println!("Health and metrics: http://127.0.0.1:{}/health/full and /metrics", addr.port());
+        match &demo_console_token {
+            Some(token) => {
+                println!("Web console: http://127.0.0.1:{}/console (token for this run: {token})", addr.port())
+            }
+            None => println!("Web console: http://127.0.0.1:{}/console (log in with CONSOLE_TOKEN)", addr.port()),
+        }
     }
     let alice = emulator.user(ALICE);
     for status in app.manager().status() {

@@ -9,7 +9,9 @@
 //! - `metrics`: `/metrics`.
 //! - `webhook`: `POST /webhook/<path>`.
 //! - `server`: the accept loop and its limits.
+//! - `console`: the web console at `/console`, when `CONSOLE_TOKEN` is set.
 
+pub mod console;
 mod health;
 mod metrics;
 mod server;
@@ -100,6 +102,8 @@ pub struct HttpState {
     pub metrics_token: Option<SecretString>,
     /// The last answers of the database and Redis, so that a flood of probes does not mean a query each.
     pub probes: Arc<ProbeCache>,
+    /// The web console, when `CONSOLE_TOKEN` is set.
+    pub console: Option<Arc<console::Console>>,
 }
 
 /// Every route: health, metrics and webhooks.
@@ -107,8 +111,10 @@ pub fn router(state: HttpState) -> Router {
     health_router(state.clone()).merge(webhook_router(state))
 }
 
-/// `/health/live`, `/health/ready`, `/health/full` and `/metrics` (the last two behind `METRICS_TOKEN`).
+/// `/health/live`, `/health/ready`, `/health/full` and `/metrics` (the last two behind `METRICS_TOKEN`), and the
+/// console under `/console` when there is one.
 pub fn health_router(state: HttpState) -> Router {
+    let console = state.console.clone().map(console::router).unwrap_or_default();
     let guarded = Router::new()
         .route("/health/full", get(health::full))
         .route("/metrics", get(metrics::render))
@@ -118,6 +124,7 @@ pub fn health_router(state: HttpState) -> Router {
         .route("/health/ready", get(health::ready))
         .merge(guarded)
         .with_state(state)
+        .merge(console)
 }
 
 /// Lets a request through when no token is configured or it carries `Authorization: Bearer <token>`; 401
@@ -200,6 +207,7 @@ mod tests {
             started_at: Instant::now(),
             metrics_token: None,
             probes: Arc::default(),
+            console: None,
         }
     }
 

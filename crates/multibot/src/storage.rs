@@ -253,6 +253,21 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 11] = [
+        EventKind::Started,
+        EventKind::Stopped,
+        EventKind::Failed,
+        EventKind::Reloaded,
+        EventKind::ReloadFailed,
+        EventKind::ConfigInvalid,
+        EventKind::AdminAction,
+        EventKind::PluginError,
+        EventKind::AccessDenied,
+        EventKind::RateLimited,
+        EventKind::UpdatesDropped,
+    ];
+
     /// The name stored in `bot_events.kind` and used as the metric label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -325,6 +340,8 @@ pub trait UserRepository: Send + Sync {
     async fn get(&self, bot_id: &str, user_id: i64) -> Result<Option<BotUser>, StorageError>;
     /// How many users a bot has seen.
     async fn get_user_count(&self, bot_id: &str) -> Result<i64, StorageError>;
+    /// Users per bot, for every bot that has any.
+    async fn counts(&self) -> Result<Vec<(String, i64)>, StorageError>;
     /// A bot's users, the most recently seen first.
     async fn list_recent(&self, bot_id: &str, limit: u32) -> Result<Vec<BotUser>, StorageError>;
     /// Marks a user as having blocked (or unblocked) the bot; false when the user is unknown.
@@ -339,7 +356,18 @@ pub trait EventRepository: Send + Sync {
     /// Appends events in one transaction, in order.
     async fn append_all(&self, events: &[NewEvent]) -> Result<(), StorageError>;
     /// The newest events first, of one bot (or all) and of one kind (or all).
-    async fn list(&self, bot_id: Option<&str>, kind: Option<&str>, limit: u32) -> Result<Vec<BotEvent>, StorageError>;
+    async fn list(&self, bot_id: Option<&str>, kind: Option<&str>, limit: u32) -> Result<Vec<BotEvent>, StorageError> {
+        self.page(bot_id, kind, None, limit).await
+    }
+    /// Like [`EventRepository::list`], only events older than the one with id `before`, when given: the next
+    /// page of the audit log.
+    async fn page(
+        &self,
+        bot_id: Option<&str>,
+        kind: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<BotEvent>, StorageError>;
     /// Deletes up to `limit` events older than `before`, the oldest first; returns how many.
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StorageError>;
 }

@@ -41,6 +41,9 @@ pub struct Settings {
     pub http_max_connections: usize,
     /// `METRICS_TOKEN`: the bearer token `/health/full` and `/metrics` ask for; none leaves them open.
     pub metrics_token: Option<secrecy::SecretString>,
+    /// `CONSOLE_TOKEN`: set (16 characters or more), the web console is served at `/console` on the health
+    /// listener and logs in with it; unset, there is no console.
+    pub console_token: Option<secrecy::SecretString>,
     /// `WEBHOOK_ENABLED` (default false).
     pub webhook_enabled: bool,
     /// `WEBHOOK_BASE_URL`: public URL of the webhook server.
@@ -109,6 +112,17 @@ pub struct Settings {
     pub lease_ttl: Duration,
 }
 
+/// `CONSOLE_TOKEN`, refused when it is short enough to guess (the error does not show it).
+fn console_token(token: Option<String>, errors: &mut Vec<String>) -> Option<secrecy::SecretString> {
+    const SHORTEST: usize = 16;
+    let token = token?;
+    if token.chars().count() < SHORTEST {
+        errors.push(format!("CONSOLE_TOKEN must be at least {SHORTEST} characters long (its value is not shown)"));
+        return None;
+    }
+    Some(secrecy::SecretString::from(token))
+}
+
 /// The HTTP version the Bot API client speaks (`TELEGRAM_API_HTTP`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpVersion {
@@ -166,6 +180,7 @@ pub const VARIABLES: &[&str] = &[
     "HTTP_BODY_TIMEOUT",
     "HTTP_MAX_CONNECTIONS",
     "METRICS_TOKEN",
+    "CONSOLE_TOKEN",
     "WEBHOOK_ENABLED",
     "WEBHOOK_BASE_URL",
     "WEBHOOK_PORT",
@@ -363,6 +378,7 @@ impl Settings {
             http_body_timeout: Duration::from_secs(number("HTTP_BODY_TIMEOUT", 30, 1, 3600, &mut errors)),
             http_max_connections: number("HTTP_MAX_CONNECTIONS", 1024, 1, 1_000_000, &mut errors) as usize,
             metrics_token: text("METRICS_TOKEN").map(secrecy::SecretString::from),
+            console_token: console_token(text("CONSOLE_TOKEN"), &mut errors),
             webhook_enabled,
             webhook_base_url,
             webhook_port,
@@ -413,6 +429,7 @@ impl Settings {
             ("HTTP_BODY_TIMEOUT", self.http_body_timeout != other.http_body_timeout),
             ("HTTP_MAX_CONNECTIONS", self.http_max_connections != other.http_max_connections),
             ("METRICS_TOKEN", exposed(&self.metrics_token) != exposed(&other.metrics_token)),
+            ("CONSOLE_TOKEN", exposed(&self.console_token) != exposed(&other.console_token)),
             ("WEBHOOK_ENABLED", self.webhook_enabled != other.webhook_enabled),
             ("WEBHOOK_BASE_URL", self.webhook_base_url != other.webhook_base_url),
             ("WEBHOOK_PORT", self.webhook_port != other.webhook_port),

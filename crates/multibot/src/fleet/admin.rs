@@ -479,7 +479,7 @@ impl Admin {
             Err(e) => ("failed", format!("❌ Could not {} {bot}: {e}", action.verb().to_lowercase())),
         };
         info!(bot_id = %bot, admin = clicker, action = action.name(), outcome, "admin action");
-        events::admin_action(cx_recorder(&cx), &bot, clicker, action.name(), json!({ "outcome": outcome }));
+        events::admin_action(cx_recorder(&cx), Some(&bot), Some(clicker), action.name(), json!({ "outcome": outcome }));
         cx.edit_text(text, None).await?;
         Ok(())
     }
@@ -537,7 +537,7 @@ impl Admin {
         let target = bot.cloned().unwrap_or_else(admin_id);
         let action = if bot.is_some() { "reload" } else { "reload_all" };
         let detail = json!({ "outcome": if ok { "ok" } else { "failed" }, "applied": report.applied.len() });
-        events::admin_action(cx_recorder(cx), &target, admin, action, detail);
+        events::admin_action(cx_recorder(cx), Some(&target), Some(admin), action, detail);
         self.say(cx, text).await
     }
 }

@@ -65,9 +65,9 @@ pub async fn serve(
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
     let service = TowerToHyperService::new(router);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     if let Some(suppressed) = ACCEPT_FAILED.sample() {
                         warn!(error = %e, suppressed, "HTTP server cannot accept a connection");
@@ -90,7 +90,10 @@ pub async fn serve(
         let service = service.clone();
         let body_timeout = limits.body_timeout;
         let requests = hyper::service::service_fn(move |request: Request<Incoming>| {
-            service.call(request.map(|body| timed(Body::new(body), body_timeout)))
+            let mut request = request.map(|body| timed(Body::new(body), body_timeout));
+            // The client's address, for the console's login throttling.
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            service.call(request)
         });
         let connection = builder.serve_connection(TokioIo::new(stream), requests);
         let stop = shutdown.clone();

@@ -145,11 +145,18 @@ pub fn script_invalid(recorder: &Recorder, file: &Path, line: usize, problem: &s
     record(recorder, None, EventKind::ConfigInvalid, None, detail);
 }
 
-/// An administrator acted on a bot through the admin bot: `action` names it (`stop`, `restart`, ...).
-pub fn admin_action(recorder: &Recorder, bot_id: &BotId, actor_user_id: i64, action: &str, detail: Value) {
-    info!(bot_id = %bot_id, actor_user_id, action, "admin action");
+/// An administrator acted on a bot (`None`: on the whole fleet) through the admin bot (`actor_user_id`, the
+/// admin's Telegram id) or the web console (`None`): `action` names it (`stop`, `restart`, ...).
+pub fn admin_action(
+    recorder: &Recorder,
+    bot_id: Option<&BotId>,
+    actor_user_id: Option<i64>,
+    action: &str,
+    detail: Value,
+) {
+    info!(bot_id = bot_id.map(BotId::as_str), actor_user_id, action, "admin action");
     let detail = json!({"action": action, "detail": detail});
-    record(recorder, Some(bot_id.as_str()), EventKind::AdminAction, Some(actor_user_id), detail);
+    record(recorder, bot_id.map(BotId::as_str), EventKind::AdminAction, actor_user_id, detail);
 }
 
 /// Access control refused an update (`reason`: `blocked`, `not_allowed`, `admin_only`). Callers sample: the

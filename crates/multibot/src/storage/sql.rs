@@ -228,6 +228,7 @@ fn distinct(users: &[UserSeen]) -> std::borrow::Cow<'_, [UserSeen]> {
 const GET_USER: &str = "SELECT bot_id, user_id, username, first_name, last_name, language_code, is_blocked, \
      first_seen, last_seen, message_count FROM bot_users WHERE bot_id = $1 AND user_id = $2";
 const COUNT_USERS: &str = "SELECT COUNT(*) FROM bot_users WHERE bot_id = $1";
+const COUNT_USERS_PER_BOT: &str = "SELECT bot_id, COUNT(*) FROM bot_users GROUP BY bot_id";
 const RECENT_USERS: &str = "SELECT bot_id, user_id, username, first_name, last_name, language_code, is_blocked, \
      first_seen, last_seen, message_count FROM bot_users WHERE bot_id = $1 \
      ORDER BY last_seen DESC, user_id LIMIT $2";
@@ -236,7 +237,8 @@ const BLOCK_USER: &str = "UPDATE bot_users SET is_blocked = $3 WHERE bot_id = $1
 const APPEND_EVENT: &str =
     "INSERT INTO bot_events (bot_id, kind, actor_user_id, detail, at) VALUES ($1, $2, $3, $4, $5) RETURNING id";
 const LIST_EVENTS: &str = "SELECT id, bot_id, kind, actor_user_id, detail, at FROM bot_events \
-     WHERE ($1 IS NULL OR bot_id = $1) AND ($2 IS NULL OR kind = $2) ORDER BY id DESC LIMIT $3";
+     WHERE ($1 IS NULL OR bot_id = $1) AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR id < $3) \
+     ORDER BY id DESC LIMIT $4";
 /// Ids grow with time, so the oldest rows are found from the start of the primary key without an index on `at`.
 const PRUNE_EVENTS: &str =
     "DELETE FROM bot_events WHERE id IN (SELECT id FROM bot_events WHERE at < $1 ORDER BY id LIMIT $2)";
@@ -399,6 +401,11 @@ macro_rules! repositories {
                 Ok(sqlx::query(COUNT_USERS).bind(bot_id).fetch_one(&self.0).await?.try_get(0)?)
             }
 
+            async fn counts(&self) -> Result<Vec<(String, i64)>, StorageError> {
+                let rows = sqlx::query(COUNT_USERS_PER_BOT).fetch_all(&self.0).await?;
+                Ok(rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect::<Result<_, sqlx::Error>>()?)
+            }
+
             async fn list_recent(&self, bot_id: &str, limit: u32) -> Result<Vec<BotUser>, StorageError> {
                 let rows = sqlx::query(RECENT_USERS).bind(bot_id).bind(i64::from(limit)).fetch_all(&self.0).await?;
                 Ok(rows.iter().map(Self::user).collect::<Result<_, _>>()?)
@@ -440,14 +447,15 @@ macro_rules! repositories {
                 Ok(())
             }
 
-            async fn list(
+            async fn page(
                 &self,
                 bot_id: Option<&str>,
                 kind: Option<&str>,
+                before: Option<i64>,
                 limit: u32,
             ) -> Result<Vec<BotEvent>, StorageError> {
-                let rows =
-                    sqlx::query(LIST_EVENTS).bind(bot_id).bind(kind).bind(i64::from(limit)).fetch_all(&self.0).await?;
+                let query = sqlx::query(LIST_EVENTS).bind(bot_id).bind(kind).bind(before).bind(i64::from(limit));
+                let rows = query.fetch_all(&self.0).await?;
                 Ok(rows.iter().map(Self::event).collect::<Result<_, _>>()?)
             }
 

@@ -6,6 +6,7 @@ mod api_trouble;
 mod botapi;
 mod bounds;
 mod cli;
+mod console;
 mod conversation;
 mod db;
 mod deploy;
