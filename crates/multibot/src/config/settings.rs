@@ -488,6 +488,17 @@ mod tests {
     }
 
     #[test]
+    fn a_console_token_must_be_long_and_is_never_shown() {
+        use secrecy::ExposeSecret;
+        assert!(Settings::defaults().console_token.is_none());
+        let set = with("CONSOLE_TOKEN", " a-long-enough-console-token ").unwrap();
+        assert_eq!(set.console_token.unwrap().expose_secret(), "a-long-enough-console-token");
+        // Bad input: a token short enough to guess.
+        let errors = with("CONSOLE_TOKEN", "hunter2").unwrap_err();
+        assert_eq!(errors, ["CONSOLE_TOKEN must be at least 16 characters long (its value is not shown)"]);
+    }
+
+    #[test]
     fn events_are_kept_30_days_by_default_and_0_keeps_them_forever() {
         assert_eq!(Settings::defaults().events_retention, Some(Duration::from_secs(30 * 86_400)));
         assert_eq!(with("EVENTS_RETENTION_DAYS", "7").unwrap().events_retention, Some(Duration::from_secs(7 * 86_400)));

@@ -62,6 +62,8 @@ pub struct Console {
     rates: rates::Rates,
     outcomes: Mutex<VecDeque<(u64, Outcome)>>,
     next_outcome: AtomicU64,
+    /// The fleet table's rows, with when they were built.
+    rows: Mutex<Option<(Instant, Arc<Vec<pages::Row>>)>>,
     /// Users per bot, with when they were counted.
     users: Mutex<Option<(Instant, UserCounts)>>,
     /// Ends the live streams when the server stops.
@@ -104,6 +106,7 @@ impl Console {
             rates: rates::Rates::default(),
             outcomes: Mutex::default(),
             next_outcome: AtomicU64::new(1),
+            rows: Mutex::default(),
             users: Mutex::default(),
             stop,
         })

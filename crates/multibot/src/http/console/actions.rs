@@ -112,6 +112,8 @@ fn done(console: &Console, session: &auth::Session, bot: Option<&BotId>, action:
     info!(bot_id = bot.map(BotId::as_str), action, outcome = result, "console action");
     let detail = json!({"via": "console", "session": &session.nonce[..8], "outcome": result});
     events::admin_action(&console.recorder, bot, None, action, detail);
+    // The table the browser is sent to shows the fleet as it is now.
+    *console.rows.lock() = None;
     let n = console.remember(outcome);
     Redirect::to(&format!("/console?outcome={n}#outcome")).into_response()
 }

@@ -34,6 +34,8 @@ use crate::fleet::{
 const PAGE: usize = 100;
 /// How often a live fleet table is brought up to date.
 const LIVE_EVERY: Duration = Duration::from_secs(2);
+/// How long the fleet's rows are reused.
+const ROWS_FRESH: Duration = Duration::from_secs(1);
 /// How long a count of users per bot is reused.
 const USERS_FRESH: Duration = Duration::from_secs(15);
 
@@ -98,8 +100,9 @@ impl FleetQuery {
         if query.is_empty() { "/console".to_owned() } else { format!("/console?{}", query.trim_start_matches('&')) }
     }
 
-    /// Keeps the rows that match; sorts them.
-    fn apply(&self, mut rows: Vec<Row>) -> Vec<Row> {
+    /// The rows that match, sorted.
+    fn apply<'a>(&self, rows: &'a [Row]) -> Vec<&'a Row> {
+        let mut rows: Vec<&Row> = rows.iter().collect();
         let needle = self.q.trim().to_lowercase();
         rows.retain(|row| {
             let text = || {
@@ -143,8 +146,20 @@ impl Console {
         counts
     }
 
+    /// Every bot's row, built at most every [`ROWS_FRESH`] whatever the number of open pages and streams.
+    pub(super) async fn rows(&self) -> Arc<Vec<Row>> {
+        if let Some((at, rows)) = &*self.rows.lock()
+            && at.elapsed() < ROWS_FRESH
+        {
+            return rows.clone();
+        }
+        let rows = Arc::new(self.build_rows().await);
+        *self.rows.lock() = Some((Instant::now(), rows.clone()));
+        rows
+    }
+
     /// Every bot's row, with the replica that runs it.
-    pub(super) async fn rows(&self) -> Vec<Row> {
+    async fn build_rows(&self) -> Vec<Row> {
         let view = self.control.view().await;
         let users = self.user_counts().await;
         view.bots
@@ -187,12 +202,11 @@ impl Console {
     /// The rows `query` shows on its page, the number that match, and the number of pages.
     async fn page(&self, query: &FleetQuery) -> (Vec<Row>, usize, usize, usize) {
         let all = self.rows().await;
-        let total = all.len();
-        let matching = query.apply(all);
+        let matching = query.apply(&all);
         let pages = matching.len().div_ceil(PAGE).max(1);
         let page = query.page.clamp(1, pages);
         let shown = matching.len();
-        (matching.into_iter().skip((page - 1) * PAGE).take(PAGE).collect(), shown, total, pages)
+        (matching.into_iter().skip((page - 1) * PAGE).take(PAGE).cloned().collect(), shown, all.len(), pages)
     }
 }
 
@@ -332,7 +346,7 @@ pub(super) async fn fleet(
     let (rows, shown, total, pages) = console.page(&query).await;
     let page = query.page.clamp(1, pages);
     let mut counts: Vec<(&'static str, usize)> = Vec::new();
-    for row in console.rows().await {
+    for row in console.rows().await.iter() {
         match counts.iter_mut().find(|(state, _)| *state == row.state) {
             Some((_, n)) => *n += 1,
             None => counts.push((row.state, 1)),

@@ -119,7 +119,7 @@ pub(super) async fn bot(
 ) -> Response {
     let Ok(id) = BotId::parse(&id) else { return not_found("That bot") };
     let (Some(status), Some(row)) =
-        (console.manager.status_of(&id), console.rows().await.into_iter().find(|row| row.id == id.as_str()))
+        (console.manager.status_of(&id), console.rows().await.iter().find(|row| row.id == id.as_str()).cloned())
     else {
         return not_found("That bot");
     };
