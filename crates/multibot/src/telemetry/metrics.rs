@@ -23,7 +23,7 @@ pub const UPDATES_PENDING: &str = "multibot_updates_pending";
 pub const OLDEST_PENDING: &str = "multibot_oldest_pending_update_seconds";
 /// Time to handle one update, in seconds (`bot_id`).
 pub const HANDLER_DURATION: &str = "multibot_handler_duration_seconds";
-/// Bot API calls (`method`, `result`: `ok`, the Bot API error code such as `429`, `network` or `decode`).
+/// Bot API calls (`method`, `result`: `ok`, the Bot API error code such as `429`, `network`, `decode` or `file`).
 pub const API_CALLS: &str = "multibot_bot_api_calls_total";
 /// Updates dropped by per-user rate limiting (`bot_id`).
 pub const RATE_LIMITED: &str = "multibot_rate_limited_total";
@@ -166,7 +166,7 @@ pub(crate) fn update_handled(bot_id: &str, plugin: &str, outcome: Outcome, took:
 }
 
 /// A Bot API call ended: `method` as the Bot API spells it (`sendMessage`); `result` is `ok`, the error code,
-/// `network` or `decode`.
+/// `network`, `decode` or `file` (a file to upload could not be read or was too large).
 pub(crate) fn api_call(method: &str, result: &str) {
     counter!(API_CALLS, "method" => method.to_owned(), "result" => result.to_owned()).increment(1);
 }
