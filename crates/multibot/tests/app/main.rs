@@ -14,6 +14,7 @@ mod durability;
 mod failures;
 mod files;
 mod fsm;
+mod grafana;
 mod helpers;
 mod http;
 mod inbox;
