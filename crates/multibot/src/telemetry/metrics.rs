@@ -1,5 +1,6 @@
 //! Prometheus metrics: [`install`] sets up the process-wide recorder once and returns the handle `/metrics`
-//! renders from; the functions below record each event, so every metric's name and labels live in this file.
+//! renders from; the functions below record each event, so every metric's name and labels live in this file, and
+//! [`ALL`] lists them for what reads `/metrics` from outside (the Grafana dashboard's test).
 //!
 //! Labels stay bounded: `bot_id` (configured bots), `plugin` (registered plugins), `method` (Bot API method
 //! names), `outcome` / `result` / `status` / `state` (small fixed sets or HTTP and Bot API error codes). Never a
@@ -23,7 +24,7 @@ pub const UPDATES_PENDING: &str = "multibot_updates_pending";
 pub const OLDEST_PENDING: &str = "multibot_oldest_pending_update_seconds";
 /// Time to handle one update, in seconds (`bot_id`).
 pub const HANDLER_DURATION: &str = "multibot_handler_duration_seconds";
-/// Bot API calls (`method`, `result`: `ok`, the Bot API error code such as `429`, `network` or `decode`).
+/// Bot API calls (`method`, `result`: `ok`, the Bot API error code such as `429`, `network`, `decode` or `file`).
 pub const API_CALLS: &str = "multibot_bot_api_calls_total";
 /// Updates dropped by per-user rate limiting (`bot_id`).
 pub const RATE_LIMITED: &str = "multibot_rate_limited_total";
@@ -58,6 +59,43 @@ pub const REPLICA_FRESH: &str = "multibot_replica_leases_fresh";
 /// With replicas: leases this replica took, lost, or handed over (`change`: `taken`, `lost`, `released`,
 /// `fenced`: stopped because they were not renewed in time).
 pub const LEASE_CHANGES: &str = "multibot_lease_changes_total";
+
+/// A metric this process exports: its name and the labels its series carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    /// The name `/metrics` shows (a histogram's series add `_bucket`, `_sum` and `_count`).
+    pub name: &'static str,
+    /// The labels of its series (a histogram's buckets add `le`; Prometheus adds `job` and `instance`).
+    pub labels: &'static [&'static str],
+}
+
+/// Every metric above with its labels, for what reads `/metrics` from outside: the Grafana dashboard in
+/// `deploy/grafana/` is tested against this list.
+pub const ALL: &[Metric] = &[
+    Metric { name: UPDATES_RECEIVED, labels: &["bot_id"] },
+    Metric { name: UPDATES_HANDLED, labels: &["bot_id", "plugin", "outcome"] },
+    Metric { name: UPDATES_UNKNOWN, labels: &["bot_id"] },
+    Metric { name: UPDATES_PENDING, labels: &["bot_id"] },
+    Metric { name: OLDEST_PENDING, labels: &["bot_id"] },
+    Metric { name: HANDLER_DURATION, labels: &["bot_id"] },
+    Metric { name: API_CALLS, labels: &["method", "result"] },
+    Metric { name: RATE_LIMITED, labels: &["bot_id"] },
+    Metric { name: ACCESS_DENIED, labels: &["bot_id", "reason"] },
+    Metric { name: BOT_EVENTS, labels: &["bot_id", "kind"] },
+    Metric { name: BOTS, labels: &["state"] },
+    Metric { name: BOT_DEGRADED, labels: &["bot_id", "reason"] },
+    Metric { name: RELOADS, labels: &["result"] },
+    Metric { name: WEBHOOK_REQUESTS, labels: &["bot_id", "status"] },
+    Metric { name: STORAGE_DROPPED_WRITES, labels: &["kind"] },
+    Metric { name: STORAGE_WRITE_FAILURES, labels: &[] },
+    Metric { name: UPDATES_DROPPED, labels: &["bot_id", "reason"] },
+    Metric { name: INBOX_STORE_FAILURES, labels: &["bot_id"] },
+    Metric { name: RESIDENT_MEMORY, labels: &[] },
+    Metric { name: REPLICA_LEASES, labels: &[] },
+    Metric { name: REPLICAS_ALIVE, labels: &[] },
+    Metric { name: REPLICA_FRESH, labels: &[] },
+    Metric { name: LEASE_CHANGES, labels: &["change"] },
+];
 
 /// Upper bounds of the handler latency histogram's buckets, in seconds.
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -166,7 +204,7 @@ pub(crate) fn update_handled(bot_id: &str, plugin: &str, outcome: Outcome, took:
 }
 
 /// A Bot API call ended: `method` as the Bot API spells it (`sendMessage`); `result` is `ok`, the error code,
-/// `network` or `decode`.
+/// `network`, `decode` or `file` (a file to upload could not be read or was too large).
 pub(crate) fn api_call(method: &str, result: &str) {
     counter!(API_CALLS, "method" => method.to_owned(), "result" => result.to_owned()).increment(1);
 }
@@ -261,4 +299,96 @@ pub fn resident_memory_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The label names of a sample line from just after its `{`, read past quoted values.
+    fn label_names(line: &str) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        let mut rest = line;
+        while let Some((name, after)) = rest.split_once("=\"") {
+            names.insert(name.trim_start_matches(',').to_owned());
+            let mut chars = after.char_indices();
+            let mut end = after.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            rest = &after[end..];
+            if rest.starts_with('}') {
+                break;
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn all_lists_every_exported_metric_with_its_labels() {
+        let handle = install();
+        // Every recording function once, so that every metric shows in the rendered text.
+        let bot = "metrics_all_test";
+        bot_started(bot);
+        update_received(bot);
+        update_unknown(bot);
+        update_handled(bot, "echo", Outcome::Handled, Duration::from_millis(3));
+        api_call("getMe", "ok");
+        rate_limited(bot);
+        access_denied(bot, "blocked");
+        bot_event(bot, "bot_started");
+        reload("applied");
+        update_dropped(bot, "chat_backlog");
+        inbox_store_failure(bot);
+        webhook_request(Some(bot), 200);
+        storage_dropped_write("event");
+        storage_write_failure();
+        bots_by_state(&[("running", 1)]);
+        bot_degraded(bot, Some("conflict"), &["api_unreachable", "conflict"]);
+        updates_pending(bot, 1, Some(Duration::from_secs(1)));
+        replica(1, 1, true);
+        lease_changes("taken", 1);
+        resident_memory(1024);
+
+        let text = handle.render();
+        let mut seen = BTreeSet::new();
+        for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let end = line.find(['{', ' ']).unwrap_or_else(|| panic!("not a sample: {line}"));
+            let name = &line[..end];
+            let mut labels = if line[end..].starts_with('{') { label_names(&line[end + 1..]) } else { BTreeSet::new() };
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix).filter(|base| *base == HANDLER_DURATION))
+                .unwrap_or(name);
+            let metric = ALL.iter().find(|m| m.name == base).unwrap_or_else(|| panic!("{name} is not in ALL"));
+            if name.ends_with("_bucket") {
+                labels.remove("le");
+            }
+            let declared: BTreeSet<String> = metric.labels.iter().map(|l| (*l).to_owned()).collect();
+            assert_eq!(labels, declared, "{line}");
+            seen.insert(metric.name);
+        }
+        for metric in ALL {
+            assert!(seen.contains(metric.name), "{} is in ALL but was not rendered", metric.name);
+        }
+        // A name defined above but left out of ALL (and of this test's calls).
+        for piece in include_str!("metrics.rs").split("\npub const ").skip(1) {
+            let first_line = piece.lines().next().unwrap_or_default();
+            if let Some((_, rest)) = first_line.split_once(": &str = \"") {
+                let name = rest.split('"').next().unwrap_or_default();
+                assert!(ALL.iter().any(|m| m.name == name), "{name} is missing from ALL");
+            }
+        }
+    }
 }

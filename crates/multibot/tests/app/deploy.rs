@@ -15,11 +15,11 @@ use saphyr::{LoadableYamlNode, Yaml};
 
 use crate::helpers::{TempDir, Web, serve};
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn read(path: &str) -> String {
+pub(crate) fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -123,13 +123,13 @@ fn strings(node: &Yaml<'_>, out: &mut Vec<String>) {
 }
 
 /// `node[key]` of a mapping.
-fn get<'a>(node: &'a Yaml<'static>, key: &str) -> &'a Yaml<'static> {
+pub(crate) fn get<'a>(node: &'a Yaml<'static>, key: &str) -> &'a Yaml<'static> {
     let mapping = node.as_mapping().unwrap_or_else(|| panic!("no mapping around {key}"));
     mapping.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v).unwrap_or_else(|| panic!("no {key}"))
 }
 
 /// `node[key]` of a mapping, when it has that key.
-fn lookup<'a>(node: &'a Yaml<'static>, key: &str) -> Option<&'a Yaml<'static>> {
+pub(crate) fn lookup<'a>(node: &'a Yaml<'static>, key: &str) -> Option<&'a Yaml<'static>> {
     node.as_mapping()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
 }
 
@@ -150,7 +150,7 @@ fn env_value<'a>(container: &'a Yaml<'static>, name: &str) -> &'a str {
 }
 
 /// The only document of a manifest.
-fn manifest(path: &str) -> Yaml<'static> {
+pub(crate) fn manifest(path: &str) -> Yaml<'static> {
     let mut documents = load_yaml(&root().join(path));
     assert_eq!(documents.len(), 1, "{path}");
     documents.pop().expect("a document")

@@ -15,6 +15,7 @@ mod durability;
 mod failures;
 mod files;
 mod fsm;
+mod grafana;
 mod helpers;
 mod http;
 mod inbox;
