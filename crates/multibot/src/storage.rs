@@ -6,12 +6,14 @@
 //!
 //! - `sql`: one implementation of every repository per backend, sharing their SQL text; the migrations.
 //! - `inbox`: the `inbox` table, updates stored before they are confirmed.
+//! - `broadcasts`: [`BroadcastRepository`], broadcast jobs and their deliveries, one per user.
 //! - `recorder`: [`Recorder`], the background writer that batches user sightings, events and bot status off the
 //!   reply path and retries while the database is down.
 //! - `events`: one function per audit event kind (bot started, stopped, failed, reloaded, ...): each logs it,
 //!   counts it and records it.
 //! - `retention`: old events pruned in small batches (`EVENTS_RETENTION_DAYS`).
 
+mod broadcasts;
 mod commands;
 pub mod events;
 mod inbox;
@@ -24,6 +26,10 @@ mod sql;
 use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
+pub use broadcasts::{
+    Broadcast, BroadcastMessage, BroadcastRepository, BroadcastState, Delivery, DeliveryOutcome, INTERRUPTED,
+    NewBroadcast,
+};
 use chrono::{DateTime, SubsecRound, Utc};
 pub use commands::{CHANNEL, Command, CommandRepository};
 pub use inbox::{InboxDepth, InboxRepository, InboxUpdate, PendingUpdate};
@@ -250,11 +256,13 @@ pub enum EventKind {
     RateLimited,
     /// Updates were dropped unhandled (a chat past its backlog).
     UpdatesDropped,
+    /// A broadcast started, was paused, resumed or cancelled, or finished.
+    Broadcast,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::Started,
         EventKind::Stopped,
         EventKind::Failed,
@@ -266,6 +274,7 @@ impl EventKind {
         EventKind::AccessDenied,
         EventKind::RateLimited,
         EventKind::UpdatesDropped,
+        EventKind::Broadcast,
     ];
 
     /// The name stored in `bot_events.kind` and used as the metric label.
@@ -282,6 +291,7 @@ impl EventKind {
             EventKind::AccessDenied => "access_denied",
             EventKind::RateLimited => "rate_limited",
             EventKind::UpdatesDropped => "updates_dropped",
+            EventKind::Broadcast => "broadcast",
         }
     }
 }
@@ -417,6 +427,7 @@ pub struct Storage {
     events: Arc<dyn EventRepository>,
     plugin_state: Arc<dyn PluginStateRepository>,
     inbox: Arc<dyn InboxRepository>,
+    broadcasts: Arc<dyn BroadcastRepository>,
     /// The replicas' leases and commands, on a pool of their own: PostgreSQL's only (SQLite runs one process).
     control: Option<Arc<sql::Sql<sqlx::Postgres>>>,
 }
@@ -533,6 +544,11 @@ impl Storage {
     /// The `inbox` table.
     pub fn inbox(&self) -> &dyn InboxRepository {
         &*self.inbox
+    }
+
+    /// The `broadcasts` and `broadcast_deliveries` tables.
+    pub fn broadcasts(&self) -> &dyn BroadcastRepository {
+        &*self.broadcasts
     }
 
     /// The `replicas` and `bot_leases` tables, on PostgreSQL (`None` on SQLite, where one process runs the fleet).

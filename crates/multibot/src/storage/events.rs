@@ -159,6 +159,21 @@ pub fn admin_action(
     record(recorder, bot_id.map(BotId::as_str), EventKind::AdminAction, actor_user_id, detail);
 }
 
+/// A broadcast of `bot_id` changed: `action` is `start`, `pause`, `resume`, `cancel` or `done`; `actor_user_id` the
+/// admin who did it (none from the CLI or for `done`).
+pub fn broadcast(
+    recorder: &Recorder,
+    bot_id: &str,
+    broadcast_id: i64,
+    actor_user_id: Option<i64>,
+    action: &str,
+    detail: Value,
+) {
+    info!(bot_id, broadcast_id, actor_user_id, action, "broadcast");
+    let detail = json!({"action": action, "broadcast_id": broadcast_id, "detail": detail});
+    record(recorder, Some(bot_id), EventKind::Broadcast, actor_user_id, detail);
+}
+
 /// Access control refused an update (`reason`: `blocked`, `not_allowed`, `admin_only`). Callers sample: the
 /// metric counts every refusal, the table gets the ones the caller samples within the user's budget.
 pub fn access_denied(recorder: &Recorder, bot_id: &BotId, actor_user_id: Option<i64>, reason: &str, sampled: bool) {

@@ -16,8 +16,8 @@ use sqlx::{
 };
 
 use super::{
-    BotEvent, BotRecord, BotRepository, BotUser, Database, EventRepository, InboxRepository, NewEvent,
-    PluginStateRepository, Storage, StorageError, UserProfile, UserRepository, UserSeen,
+    BotEvent, BotRecord, BotRepository, BotUser, BroadcastRepository, Database, EventRepository, InboxRepository,
+    NewEvent, PluginStateRepository, Storage, StorageError, UserProfile, UserRepository, UserSeen,
 };
 use crate::config::Backend;
 
@@ -30,6 +30,7 @@ pub(super) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (3, "inbox_lean", include_str!("../../../../migrations/postgres/0003_inbox_lean.sql")),
             (4, "leases", include_str!("../../../../migrations/postgres/0004_leases.sql")),
             (5, "fleet_commands", include_str!("../../../../migrations/postgres/0005_fleet_commands.sql")),
+            (6, "broadcasts", include_str!("../../../../migrations/postgres/0006_broadcasts.sql")),
         ],
         Backend::Sqlite => &[
             (1, "initial", include_str!("../../../../migrations/sqlite/0001_initial.sql")),
@@ -37,6 +38,7 @@ pub(super) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (3, "inbox_lean", include_str!("../../../../migrations/sqlite/0003_inbox_lean.sql")),
             (4, "leases", include_str!("../../../../migrations/sqlite/0004_leases.sql")),
             (5, "fleet_commands", include_str!("../../../../migrations/sqlite/0005_fleet_commands.sql")),
+            (6, "broadcasts", include_str!("../../../../migrations/sqlite/0006_broadcasts.sql")),
         ],
     }
 }
@@ -106,7 +108,13 @@ fn storage<DB: sqlx::Database>(
     postgres: Option<std::sync::Arc<Sql<Postgres>>>,
 ) -> Storage
 where
-    Sql<DB>: Database + BotRepository + UserRepository + EventRepository + PluginStateRepository + InboxRepository,
+    Sql<DB>: Database
+        + BotRepository
+        + UserRepository
+        + EventRepository
+        + PluginStateRepository
+        + InboxRepository
+        + BroadcastRepository,
 {
     Storage {
         control: postgres,
@@ -116,7 +124,8 @@ where
         users: sql.clone(),
         events: sql.clone(),
         plugin_state: sql.clone(),
-        inbox: sql,
+        inbox: sql.clone(),
+        broadcasts: sql,
     }
 }
 
