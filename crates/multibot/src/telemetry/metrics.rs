@@ -59,6 +59,10 @@ pub const REPLICA_FRESH: &str = "multibot_replica_leases_fresh";
 /// With replicas: leases this replica took, lost, or handed over (`change`: `taken`, `lost`, `released`,
 /// `fenced`: stopped because they were not renewed in time).
 pub const LEASE_CHANGES: &str = "multibot_lease_changes_total";
+/// Broadcast deliveries with an outcome (`bot_id`, `outcome`: `sent`, `failed`, `blocked`).
+pub const BROADCAST_DELIVERIES: &str = "multibot_broadcast_deliveries_total";
+/// Deliveries still to make of the broadcasts this process runs (`bot_id`).
+pub const BROADCAST_REMAINING: &str = "multibot_broadcast_remaining";
 
 /// A metric this process exports: its name and the labels its series carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +99,8 @@ pub const ALL: &[Metric] = &[
     Metric { name: REPLICAS_ALIVE, labels: &[] },
     Metric { name: REPLICA_FRESH, labels: &[] },
     Metric { name: LEASE_CHANGES, labels: &["change"] },
+    Metric { name: BROADCAST_DELIVERIES, labels: &["bot_id", "outcome"] },
+    Metric { name: BROADCAST_REMAINING, labels: &["bot_id"] },
 ];
 
 /// Upper bounds of the handler latency histogram's buckets, in seconds.
@@ -149,6 +155,8 @@ fn describe() {
     describe_gauge!(REPLICAS_ALIVE, Unit::Count, "Replicas alive at this replica's last lease round");
     describe_gauge!(REPLICA_FRESH, Unit::Count, "1 while this replica's leases are fresh enough to poll");
     describe_counter!(LEASE_CHANGES, Unit::Count, "Leases this replica took, lost, released or fenced");
+    describe_counter!(BROADCAST_DELIVERIES, Unit::Count, "Broadcast deliveries by outcome (sent, failed, blocked)");
+    describe_gauge!(BROADCAST_REMAINING, Unit::Count, "Deliveries left of the broadcasts this process runs");
 }
 
 /// Makes a bot's counters visible at zero as soon as it starts, so rates and alerts work from the first scrape.
@@ -207,6 +215,16 @@ pub(crate) fn update_handled(bot_id: &str, plugin: &str, outcome: Outcome, took:
 /// `network`, `decode` or `file` (a file to upload could not be read or was too large).
 pub(crate) fn api_call(method: &str, result: &str) {
     counter!(API_CALLS, "method" => method.to_owned(), "result" => result.to_owned()).increment(1);
+}
+
+/// Broadcast deliveries of `bot_id` ended with `outcome` (`sent`, `failed`, `blocked`).
+pub(crate) fn broadcast_deliveries(bot_id: &str, outcome: &'static str, n: u64) {
+    counter!(BROADCAST_DELIVERIES, "bot_id" => bot_id.to_owned(), "outcome" => outcome).increment(n);
+}
+
+/// Deliveries left of the broadcast of `bot_id` this process runs (0 once it ends).
+pub(crate) fn broadcast_remaining(bot_id: &str, remaining: i64) {
+    gauge!(BROADCAST_REMAINING, "bot_id" => bot_id.to_owned()).set(remaining as f64);
 }
 
 /// Rate limiting dropped an update of this bot.
@@ -360,6 +378,8 @@ mod tests {
         replica(1, 1, true);
         lease_changes("taken", 1);
         resident_memory(1024);
+        broadcast_deliveries(bot, "sent", 1);
+        broadcast_remaining(bot, 1);
 
         let text = handle.render();
         let mut seen = BTreeSet::new();
