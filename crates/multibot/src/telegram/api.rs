@@ -31,7 +31,7 @@ use tracing::warn;
 
 use super::{
     clients::ApiClient,
-    flood::{FloodLimits, Pacer},
+    flood::{FloodLimits, Lane, Pacer},
     polls::{LineError, PollLine},
 };
 use crate::{
@@ -358,6 +358,10 @@ pub struct BotApi {
     disable_preview: bool,
     /// `None` when flood control is off.
     pacer: Option<Arc<Pacer>>,
+    /// Which lane of the pacer this client's sends take.
+    lane: Lane,
+    /// Whether a network error (which may have reached Telegram) is retried.
+    retry_network: bool,
     /// The most one call waits out 429 answers in total.
     flood_max_wait: Duration,
     /// `<api_url>/file/bot<token>/`, where files are downloaded from; never logged.
@@ -399,6 +403,8 @@ impl BotApi {
             parse_mode: settings.parse_mode.as_deref().and_then(parse_mode),
             disable_preview: settings.disable_web_page_preview,
             pacer: flood.map(|limits| Arc::new(Pacer::new(limits))),
+            lane: Lane::Reply,
+            retry_network: true,
             flood_max_wait: FLOOD_MAX_WAIT,
             files,
             polls: None,
@@ -421,6 +427,23 @@ impl BotApi {
     pub fn with_flood_max_wait(mut self, cap: Duration) -> BotApi {
         self.flood_max_wait = cap;
         self
+    }
+
+    /// The same client for bulk sends (a broadcast): they share the bot's flood control with its replies but may
+    /// fill only part of its window ([`Lane::Bulk`]), and the caller waits for each send's turn with
+    /// [`BotApi::pace`] before the call (so that it can give up waiting); a 429 is returned at once, for the caller to wait out, and a
+    /// network error is returned without a retry (the request may have arrived: a retry could deliver it twice).
+    pub fn bulk(&self) -> BotApi {
+        BotApi { lane: Lane::Bulk, flood_max_wait: Duration::ZERO, retry_network: false, ..self.clone() }
+    }
+
+    /// Waits until a message to `chat` fits in the bot's flood control, in this client's lane, and counts it: a
+    /// [`BotApi::bulk`] client's sends are paced here by the caller, not in the call. No wait when flood control
+    /// is off.
+    pub async fn pace(&self, chat: i64) {
+        if let Some(pacer) = &self.pacer {
+            pacer.acquire_in(chat, self.lane).await;
+        }
     }
 
     /// Calls any JSON Bot API method with a teloxide payload, e.g. `api.call(&SendDice::new(chat))`. Sends are
@@ -459,10 +482,11 @@ impl BotApi {
         Fut: Future<Output = Result<RequestBuilder, ApiCallError>>,
     {
         if let Some(pacer) = &self.pacer
+            && self.lane == Lane::Reply
             && paced(method)
             && let Some(chat) = chat
         {
-            pacer.acquire(chat).await;
+            pacer.acquire_in(chat, Lane::Reply).await;
         }
         let url = match HOT_METHODS.iter().position(|hot| *hot == method).and_then(|i| self.hot[i].as_ref()) {
             Some(url) => url.clone(),
@@ -479,6 +503,7 @@ impl BotApi {
             // Every attempt is counted, so 429s and 5xx show even when a retry then succeeds.
             count(method, &result);
             let pause = match &result {
+                Err(ApiCallError::Network(_)) if !self.retry_network => None,
                 Err(e) if method != "getUpdates" => {
                     let pause = retry_pause(e, attempt, self.flood_max_wait.saturating_sub(flood_waited));
                     if pause.is_none() && e.code() == Some(429) && attempt < MAX_FLOOD_RETRIES {

@@ -2,6 +2,8 @@
 //! messages per second per bot, about 1 per second per private chat and 20 per minute per group, so that
 //! Telegram never has to answer 429. Each limit is a sliding window: a send waits until both its bot's and its
 //! chat's last windows hold fewer than their maximum. [`Pacer`] keeps the send times; [`FloodLimits`] the windows.
+//! A [`Lane::Bulk`] send (a broadcast) may use only [`BULK_SHARE`] of the bot's window, so the bot's replies, in
+//! [`Lane::Reply`], always find room beside it.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -46,6 +48,20 @@ impl Default for FloodLimits {
     }
 }
 
+/// Which of a bot's sends a call is: a reply to a user, or one of many (a broadcast) that leaves room for replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lane {
+    /// A reply or any other send: the whole window.
+    #[default]
+    Reply,
+    /// A broadcast's send: at most [`BULK_SHARE`] of the bot's window.
+    Bulk,
+}
+
+/// The share of a bot's window bulk sends may fill, in fifths: 4 of 5 (24 of 30 a second), leaving at least 6 a
+/// second to replies however long a broadcast runs.
+pub const BULK_SHARE: usize = 4;
+
 /// The times of the sends still inside a limit's window, oldest first.
 #[derive(Default)]
 struct Sends(VecDeque<Instant>);
@@ -85,14 +101,24 @@ impl Pacer {
     }
 
     /// Waits until a message to `chat` is within the limits, and counts it.
+    #[cfg(test)]
     pub(crate) async fn acquire(&self, chat: i64) {
+        self.acquire_in(chat, Lane::Reply).await;
+    }
+
+    /// Waits until a message to `chat` in `lane` is within the limits, and counts it.
+    pub(crate) async fn acquire_in(&self, chat: i64, lane: Lane) {
         let limit = self.chat_limit(chat);
+        let bot = match lane {
+            Lane::Reply => self.limits.bot,
+            Lane::Bulk => Limit { max: (self.limits.bot.max * BULK_SHARE / 5).max(1), ..self.limits.bot },
+        };
         loop {
             let at = {
                 let now = Instant::now();
                 let mut state = self.state.lock();
                 let chat_free = state.chats.entry(chat).or_default().next_free(limit, now);
-                let at = chat_free.max(state.bot.next_free(self.limits.bot, now));
+                let at = chat_free.max(state.bot.next_free(bot, now));
                 if at <= now {
                     state.chats.entry(chat).or_default().0.push_back(now);
                     state.bot.0.push_back(now);
@@ -200,6 +226,30 @@ mod tests {
         for chat in 1..=3 {
             assert_eq!(most_in_any_window(&of(chat), Duration::from_secs(1)), 1);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bulk_sends_leave_room_for_replies() {
+        let pacer = Arc::new(Pacer::new(FloodLimits::default()));
+        // A broadcast to 300 users keeps the bulk lane full for seconds.
+        let bulk = {
+            let pacer = pacer.clone();
+            tokio::spawn(async move {
+                let mut times = Vec::new();
+                for chat in 1..=300 {
+                    pacer.acquire_in(chat, Lane::Bulk).await;
+                    times.push(Instant::now());
+                }
+                times
+            })
+        };
+        tokio::time::advance(Duration::from_secs(3)).await;
+        // Meanwhile six users get replies, at once.
+        let started = Instant::now();
+        let replies = send_all(pacer.clone(), (1001..=1006).collect()).await;
+        assert!(replies.iter().all(|t| *t == started), "replies waited behind the broadcast");
+        let bulk = bulk.await.unwrap();
+        assert_eq!(most_in_any_window(&bulk, Duration::from_secs(1)), 24);
     }
 
     #[tokio::test(start_paused = true)]
