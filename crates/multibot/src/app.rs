@@ -24,6 +24,7 @@ use crate::{
     fleet::{
         BotManager, ReloadHandle, ReloadSetup,
         admin::{AdminFactory, Fleet, admin_bot_config},
+        broadcasts::Broadcasts,
         control::Control,
         leases::Replication,
         reload::{config_invalid, scan_scripts},
@@ -238,6 +239,7 @@ impl Application {
             notifier: notifier.clone(),
         });
         let control = Control::new(manager.clone(), reload_handle.clone(), storage.clone());
+        let broadcasts = Broadcasts::new(storage.clone(), manager.clone(), recorder.clone(), notifier.clone());
         let (http_stop, http_tasks) = (CancellationToken::new(), TaskTracker::new());
         let console = settings.console_token.as_ref().map(|token| {
             let (control, storage, recorder) = (control.clone(), storage.clone(), recorder.clone());
@@ -280,6 +282,7 @@ impl Application {
         let _ = fleet.set(Fleet {
             manager: manager.clone(),
             control: control.clone(),
+            broadcasts: broadcasts.clone(),
             storage: storage.clone(),
             allowed: Arc::new(settings.admin_allowed_users.iter().copied().collect()),
             confirm_timeout: settings.admin_confirm_timeout,
@@ -328,6 +331,7 @@ impl Application {
             None
         };
         tasks.spawn(reload_handle.clone().run(signals, shutdown.clone()));
+        tasks.spawn(broadcasts.run(shutdown.clone()));
         if let Some(replication) = &replication {
             info!(replica = replication.replica(), "running the bots whose leases this replica takes");
             tasks.spawn(replication.clone().keep(manager.clone(), storage.clone(), shutdown.clone(), tasks.clone()));

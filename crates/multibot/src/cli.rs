@@ -1,4 +1,4 @@
-//! The `multibot` command line: `run` (the default), `migrate`, `check-config`, `plugins`, and with the default
+//! The `multibot` command line: `run` (the default), `migrate`, `check-config`, `plugins`, `broadcast`, and with the default
 //! `emulator` feature `emulator` and `demo`.
 
 use std::process::ExitCode;
@@ -44,12 +44,40 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Broadcast a message to every user of a bot (`broadcast <bot_id> --text ...`), or list, pause, resume or
+    /// cancel broadcasts (`broadcast list`, `broadcast pause <id>`, ...). The running fleet picks new broadcasts
+    /// up from the database within seconds.
+    Broadcast(BroadcastArgs),
     /// Run the Telegram Bot API emulator.
     #[cfg(feature = "emulator")]
     Emulator(botapi_emulator::cli::Args),
     /// Start the emulator and the example bots in this process, play a conversation with each, keep running.
     #[cfg(feature = "emulator")]
     Demo(crate::demo::Args),
+}
+
+/// `multibot broadcast`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct BroadcastArgs {
+    /// The bot to broadcast from, or `list`, `pause`, `resume`, `cancel`.
+    pub target: String,
+    /// The broadcast's id, for `pause`, `resume` and `cancel`.
+    pub id: Option<i64>,
+    /// The text to send.
+    #[arg(long, conflicts_with = "copy_from")]
+    pub text: Option<String>,
+    /// The text's parse mode (`HTML`, `MarkdownV2`); default: the bot's `settings.parse_mode`.
+    #[arg(long, requires = "text")]
+    pub parse_mode: Option<String>,
+    /// Copy a message (copyMessage: media and formatting survive) from this chat, which the bot can read.
+    #[arg(long, requires = "message_id")]
+    pub copy_from: Option<i64>,
+    /// The message to copy, in `--copy-from`.
+    #[arg(long, requires = "copy_from")]
+    pub message_id: Option<i64>,
+    /// Only users seen in the last N days.
+    #[arg(long)]
+    pub active_days: Option<u32>,
 }
 
 /// Reads the settings, or prints every problem.
@@ -159,6 +187,13 @@ pub async fn main(cli: Cli, registry: PluginRegistry) -> anyhow::Result<ExitCode
         }
         #[cfg(feature = "emulator")]
         Command::Demo(args) => crate::demo::run(args, registry).await,
+        Command::Broadcast(args) => {
+            let settings = match settings() {
+                Ok(settings) => settings,
+                Err(code) => return Ok(code),
+            };
+            broadcast(&settings, args).await
+        }
         Command::Healthcheck { url } => {
             let port = Settings::from_env(&*process_env()).map_or(8080, |s| s.health_check_port);
             let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{port}/health/live"));
@@ -193,6 +228,67 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     }
     storage.close().await;
     Ok(())
+}
+
+/// `multibot broadcast`: starts a broadcast in the database, or lists or controls them.
+async fn broadcast(settings: &Settings, args: BroadcastArgs) -> anyhow::Result<ExitCode> {
+    use crate::{
+        fleet::broadcasts::{self, BroadcastAction},
+        storage::{BroadcastMessage, NewBroadcast},
+    };
+    let url = &settings.database_url;
+    let storage = Storage::open(url).await.with_context(|| format!("opening the database {url}"))?;
+    storage.check_schema().await.with_context(|| format!("checking the schema of {url}"))?;
+    let action = match args.target.as_str() {
+        "list" => {
+            for b in storage.broadcasts().list(None, 20).await? {
+                println!("{}\n", broadcasts::describe(&b, broadcasts::average_rate(&b)));
+            }
+            storage.close().await;
+            return Ok(ExitCode::SUCCESS);
+        }
+        "pause" => Some(BroadcastAction::Pause),
+        "resume" => Some(BroadcastAction::Resume),
+        "cancel" => Some(BroadcastAction::Cancel),
+        _ => None,
+    };
+    let result = match action {
+        Some(action) => {
+            let Some(id) = args.id else {
+                eprintln!("which broadcast? multibot broadcast {} <id>", action.as_str());
+                return Ok(ExitCode::from(2));
+            };
+            broadcasts::control(&storage, None, id, action, None).await
+        }
+        None => {
+            let message = match (args.text, args.copy_from, args.message_id) {
+                (Some(text), _, _) => BroadcastMessage::Text { text, parse_mode: args.parse_mode, entities: None },
+                (None, Some(from_chat_id), Some(message_id)) => BroadcastMessage::Copy { from_chat_id, message_id },
+                _ => {
+                    eprintln!("what to send? --text TEXT, or --copy-from CHAT_ID --message-id ID");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let known = storage.bots().get(&args.target).await?.is_some();
+            if !known {
+                eprintln!("no bot {:?} in the database (a bot is recorded once the fleet has run it)", args.target);
+                return Ok(ExitCode::FAILURE);
+            }
+            let new = NewBroadcast { bot_id: args.target, message, active_days: args.active_days, created_by: None };
+            broadcasts::start(&storage, None, new).await
+        }
+    };
+    storage.close().await;
+    match result {
+        Ok(b) => {
+            println!("{}", broadcasts::describe(&b, None));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// Adds the script plugins of `PLUGINS_DIR` to `registry`; returns them and what scanning them found.

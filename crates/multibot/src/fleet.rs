@@ -2,8 +2,10 @@
 //!
 //! - [`reload`]: hot reload of the configuration directory and the script plugins ([`ReloadHandle`]).
 //! - [`admin`]: the admin bot's plugin: the fleet controlled from Telegram.
+//! - [`broadcasts`]: one message to every user of a bot, run as a job in the database.
 
 pub mod admin;
+pub mod broadcasts;
 pub mod control;
 pub mod leases;
 mod relay;
@@ -354,6 +356,12 @@ impl BotManager {
     /// The configuration a bot runs with (or would run with).
     pub async fn config_of(&self, id: &BotId) -> Option<Arc<BotConfig>> {
         self.slots.lock().await.get(id).map(|s| s.config.clone())
+    }
+
+    /// The Bot API client of a bot running in this process (with replicas: on this replica), with its flood
+    /// control; `None` when it does not run here.
+    pub async fn api_of(&self, id: &BotId) -> Option<crate::telegram::BotApi> {
+        self.slots.lock().await.get(id).and_then(|s| s.running.as_ref()).map(RunningBot::api)
     }
 
     /// Stops every bot and waits for the manager's own tasks.

@@ -291,6 +291,11 @@ impl RunningBot {
         Ok(RunningBot { instance, sequencer, cancel, receiver, tasks, grace, started_at: Instant::now() })
     }
 
+    /// The bot's Bot API client (its flood control shared with every send of the bot).
+    pub(crate) fn api(&self) -> BotApi {
+        self.instance.runtime.bot.api.clone()
+    }
+
     /// Replaces the plugins and router with ones built from `config` while polling goes on: the old instance's
     /// in-flight updates finish first, queued ones wait for the new instance, and the offset is untouched. On
     /// failure the old instance keeps running.

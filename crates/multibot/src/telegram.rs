@@ -20,11 +20,12 @@ mod polls;
 mod raw;
 
 pub use album::MediaItem;
+pub(crate) use api::parse_mode;
 #[cfg(test)]
 pub(crate) use api::read_answer;
 pub use api::{ApiCallError, BotApi, CallFailure, Me, SendOptions, Sent};
 pub use clients::{ApiClient, ApiClients, BOTS_PER_CONNECTION};
 pub(crate) use decode::{decode_update, unknown_type, unreadable_callback};
 pub use files::{DOWNLOAD_LIMIT, FileKind, FileOptions, InputFile, OneShot, RemoteFile, UPLOAD_LIMIT};
-pub use flood::{FloodLimits, Limit};
+pub use flood::{BULK_SHARE, FloodLimits, Lane, Limit};
 pub(crate) use raw::is_method_name;

@@ -1,11 +1,14 @@
 //! The admin bot: a bot of the fleet (token `ADMIN_BOT_TOKEN`) running the built-in `admin` plugin, through which
 //! `ADMIN_ALLOWED_USERS` control every other bot from Telegram: `/status`, `/list`, `/health`, `/start_bot`,
-//! `/stop_bot`, `/restart_bot` (each confirmed with inline buttons), `/reload`, `/reload_all`. It also forwards
+//! `/stop_bot`, `/restart_bot` (each confirmed with inline buttons), `/reload`, `/reload_all`, and broadcasts
+//! (`/broadcast`, `/broadcasts`, `/broadcast_pause|resume|cancel`, in `broadcast`). It also forwards
 //! [`Notifier`] messages (a bot failed, a reload failed, a plugin error for `notify_admins`) to the admins.
 //!
 //! A confirmation's id is 128 random bits, kept in memory only and bound to the admin who asked, the chat and the
 //! question message: a button from before a restart, from another message or another admin, or pressed a second
 //! time does nothing, and the admin is told why.
+
+mod broadcast;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -26,9 +29,10 @@ use super::{
 };
 use crate::{
     config::{BotConfig, BotId, BotToken, PluginEntry},
+    fleet::broadcasts::BroadcastAction,
     plugins::{
-        CallbackFilter, ConfigProblem, Ctx, Handlers, LoadedPlugin, NoConfig, Notifier, Plugin, PluginContext,
-        PluginFactory, PluginMeta, Router,
+        CallbackFilter, ConfigProblem, Ctx, Handlers, LoadedPlugin, MessageFilter, NoConfig, Notifier, Plugin,
+        PluginContext, PluginFactory, PluginMeta, Router,
     },
     storage::{Storage, events},
 };
@@ -43,6 +47,8 @@ pub struct Fleet {
     pub manager: BotManager,
     /// Orders carried out wherever the bot runs.
     pub control: Control,
+    /// The broadcasts.
+    pub broadcasts: super::broadcasts::Broadcasts,
     /// The database.
     pub storage: Storage,
     /// Who may use the admin bot.
@@ -92,9 +98,15 @@ impl PluginFactory for AdminFactory {
         }
     }
 
-    fn build(&self, _cx: &PluginContext, router: &mut Router) -> anyhow::Result<Arc<dyn LoadedPlugin>> {
+    fn build(&self, cx: &PluginContext, router: &mut Router) -> anyhow::Result<Arc<dyn LoadedPlugin>> {
         let fleet = self.fleet.get().cloned().ok_or_else(|| anyhow::anyhow!("the fleet is not ready"))?;
-        let admin = Arc::new(Admin { fleet, pending: Mutex::default() });
+        let admin = Arc::new(Admin {
+            fleet,
+            pending: Mutex::default(),
+            drafts: Mutex::default(),
+            tasks: cx.tasks.clone(),
+            shutdown: cx.shutdown.clone(),
+        });
         let mut handlers = Handlers::new(admin.clone(), "admin", router);
         admin.setup_handlers(&mut handlers);
         Ok(admin)
@@ -157,6 +169,11 @@ impl Action {
 pub struct Admin {
     fleet: Fleet,
     pending: Mutex<HashMap<String, Pending>>,
+    /// Broadcasts being composed, by admin.
+    drafts: Mutex<HashMap<i64, broadcast::Draft>>,
+    /// The admin bot's tasks (progress messages), and its shutdown.
+    tasks: tokio_util::task::TaskTracker,
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 #[async_trait::async_trait]
@@ -181,7 +198,21 @@ impl Plugin for Admin {
             .command("restart_bot", "Restart a bot: /restart_bot <bot_id>", |a, cx| a.ask(cx, Action::Restart))
             .command("reload", "Reload a bot's configuration: /reload <bot_id>", Admin::reload)
             .command("reload_all", "Reload all bot configurations", Admin::reload_all)
-            .callback_query(CallbackFilter::prefix("adm:"), Admin::confirm);
+            .command("broadcast", "Send a message to every user of a bot: /broadcast <bot_id> [days]", Admin::broadcast)
+            .command("broadcasts", "List the latest broadcasts and their progress", Admin::broadcasts)
+            .command("broadcast_pause", "Pause a broadcast: /broadcast_pause <id>", |a, cx| {
+                a.broadcast_control(cx, BroadcastAction::Pause)
+            })
+            .command("broadcast_resume", "Resume a broadcast: /broadcast_resume <id>", |a, cx| {
+                a.broadcast_control(cx, BroadcastAction::Resume)
+            })
+            .command("broadcast_cancel", "Cancel a broadcast: /broadcast_cancel <id>", |a, cx| {
+                a.broadcast_control(cx, BroadcastAction::Cancel)
+            })
+            .command("cancel", "Drop the broadcast being composed", Admin::cancel_draft)
+            .callback_query(CallbackFilter::prefix("adm:"), Admin::confirm)
+            .callback_query(CallbackFilter::prefix("bc:"), Admin::broadcast_confirm)
+            .message(MessageFilter::any(), Admin::broadcast_message);
     }
 
     async fn on_bot_start(&self, cx: &PluginContext) -> anyhow::Result<()> {
@@ -324,6 +355,9 @@ impl Admin {
             }
             text.push('\n');
             let _ = write!(text, "Last error: {}", bot.last_error.as_deref().unwrap_or("-"));
+            if let Some(broadcasts) = self.broadcast_status(bot.id.as_str()).await {
+                let _ = write!(text, "\n{broadcasts}");
+            }
             return self.say(&cx, text).await;
         }
         let view = self.view().await;

@@ -5,6 +5,7 @@ mod admin;
 mod api_trouble;
 mod botapi;
 mod bounds;
+mod broadcasts;
 mod cli;
 mod console;
 mod conversation;

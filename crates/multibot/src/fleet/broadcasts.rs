@@ -1,0 +1,484 @@
+//! Broadcasts: one message to every user of a bot, paced, resumable and observable. The job and its deliveries
+//! live in the database ([`crate::storage::BroadcastRepository`]); [`Broadcasts`] runs the running ones whose bot
+//! runs in this process (with replicas: the bots whose leases this replica holds), one runner task each, and
+//! carries out the admin's start, pause, resume and cancel.
+//!
+//! A runner claims [`IN_FLIGHT`] pending deliveries at a time (the claim marks them `sending`), sends them through
+//! the bot's own client in its bulk lane ([`BotApi::bulk`]: flood control shared with the bot's replies, which keep
+//! a fifth of the window), and records each outcome with the counters in one transaction: sent, blocked (403; the
+//! user is marked blocked in `bot_users`) or failed (any other error). A 429 puts the deliveries it refused back to
+//! pending and the runner waits its `retry_after`. A send is never retried after its request may have reached
+//! Telegram (a timeout, a lost answer), and a delivery a crash left `sending` is marked failed (interrupted) when the
+//! broadcast resumes: no user ever gets the message twice, and a crash leaves at most [`IN_FLIGHT`] users uncertain
+//! (each got the message once or not at all).
+//!
+//! The service reads the table every [`POLL`] (and at once when this process starts or resumes a broadcast), so a
+//! broadcast started from the CLI, or moved to this replica with its bot, is picked up within seconds; a runner
+//! reads its row every [`RECHECK`] and stops when it is no longer running (a pause or cancel from the CLI): the
+//! sends still waiting for their turn in flood control are dropped (back to pending), the ones on the way finish.
+
+use std::{collections::HashMap, fmt::Write as _, sync::Arc, time::Duration};
+
+use parking_lot::Mutex;
+use serde_json::json;
+use teloxide_core::{
+    payloads::{CopyMessage, SendMessage, SendMessageSetters},
+    types::{ChatId, MessageEntity, MessageId},
+};
+use tokio::sync::Notify;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{info, warn};
+
+use super::BotManager;
+use crate::{
+    config::BotId,
+    plugins::Notifier,
+    storage::{
+        Broadcast, BroadcastMessage, BroadcastState, DeliveryOutcome, NewBroadcast, Recorder, Storage, StorageError,
+        events, now,
+    },
+    telegram::{ApiCallError, BotApi, SendOptions},
+    telemetry::metrics,
+};
+
+/// Deliveries a runner claims and sends at once: enough to keep 30 a second going over a link with 100 ms of
+/// latency, and the most users a crash can leave uncertain.
+pub const IN_FLIGHT: usize = 8;
+/// How often the service looks for running broadcasts it does not run yet.
+pub const POLL: Duration = Duration::from_secs(2);
+/// How often a runner reads its broadcast's row, to see a pause or cancel made elsewhere (the CLI).
+pub const RECHECK: Duration = Duration::from_millis(250);
+/// A database error's pause before trying again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// What an admin does to a broadcast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastAction {
+    /// Stop sending until resumed.
+    Pause,
+    /// Go on sending.
+    Resume,
+    /// Stop for good.
+    Cancel,
+}
+
+impl BroadcastAction {
+    /// `pause`, `resume` or `cancel`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BroadcastAction::Pause => "pause",
+            BroadcastAction::Resume => "resume",
+            BroadcastAction::Cancel => "cancel",
+        }
+    }
+
+    /// The states it moves a broadcast from, and the one it moves it to.
+    fn transition(self) -> (&'static [BroadcastState], BroadcastState) {
+        match self {
+            BroadcastAction::Pause => (&[BroadcastState::Running], BroadcastState::Paused),
+            BroadcastAction::Resume => (&[BroadcastState::Paused], BroadcastState::Running),
+            BroadcastAction::Cancel => (&[BroadcastState::Running, BroadcastState::Paused], BroadcastState::Cancelled),
+        }
+    }
+}
+
+/// Why a broadcast could not be started or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum BroadcastError {
+    /// No broadcast with this id.
+    #[error("no broadcast #{0}")]
+    Unknown(i64),
+    /// It is not in a state the action applies to.
+    #[error("broadcast #{0} is {1}: cannot {2} it")]
+    Refused(i64, &'static str, &'static str),
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Starts a broadcast in the database (the running fleet picks it up) and records the event.
+pub async fn start(
+    storage: &Storage,
+    recorder: Option<&Recorder>,
+    new: NewBroadcast,
+) -> Result<Broadcast, BroadcastError> {
+    let broadcast = storage.broadcasts().create(&new, now()).await?;
+    let detail = json!({ "audience": broadcast.total, "active_days": broadcast.active_days });
+    audit(storage, recorder, &broadcast.bot_id, broadcast.id, new.created_by, "start", detail).await;
+    Ok(broadcast)
+}
+
+/// Pauses, resumes or cancels a broadcast in the database and records the event; the runner sees it within
+/// [`RECHECK`].
+pub async fn control(
+    storage: &Storage,
+    recorder: Option<&Recorder>,
+    id: i64,
+    action: BroadcastAction,
+    actor: Option<i64>,
+) -> Result<Broadcast, BroadcastError> {
+    let (from, to) = action.transition();
+    let repo = storage.broadcasts();
+    if !repo.transition(id, from, to, now()).await? {
+        let current = repo.get(id).await?.ok_or(BroadcastError::Unknown(id))?;
+        return Err(BroadcastError::Refused(id, current.state.as_str(), action.as_str()));
+    }
+    let broadcast = repo.get(id).await?.ok_or(BroadcastError::Unknown(id))?;
+    let detail = json!({ "sent": broadcast.sent, "remaining": broadcast.remaining() });
+    audit(storage, recorder, &broadcast.bot_id, id, actor, action.as_str(), detail).await;
+    Ok(broadcast)
+}
+
+/// Records a broadcast event: through the recorder in a running fleet, straight to the table from the CLI.
+async fn audit(
+    storage: &Storage,
+    recorder: Option<&Recorder>,
+    bot_id: &str,
+    id: i64,
+    actor: Option<i64>,
+    action: &str,
+    detail: serde_json::Value,
+) {
+    match recorder {
+        Some(recorder) => events::broadcast(recorder, bot_id, id, actor, action, detail),
+        None => {
+            let event = crate::storage::NewEvent {
+                bot_id: Some(bot_id.to_owned()),
+                kind: crate::storage::EventKind::Broadcast,
+                actor_user_id: actor,
+                detail: json!({"action": action, "broadcast_id": id, "detail": detail}),
+                at: now(),
+            };
+            if let Err(e) = storage.events().append(&event).await {
+                warn!(broadcast_id = id, error = %e, "could not record the broadcast event");
+            }
+        }
+    }
+}
+
+/// A broadcast's progress in a few lines: counters, remaining, and with `rate` (deliveries a second) the ETA.
+pub fn describe(b: &Broadcast, rate: Option<f64>) -> String {
+    let mut text = format!("📣 Broadcast #{} of {} ({})\n", b.id, b.bot_id, b.state.as_str());
+    let _ = writeln!(text, "Sent: {}  Failed: {}  Blocked: {}", b.sent, b.failed, b.blocked);
+    let _ = write!(text, "Remaining: {} of {}", b.remaining(), b.total);
+    if let Some(rate) = rate.filter(|r| *r > 0.0 && b.state == BroadcastState::Running) {
+        let eta = Duration::from_secs_f64(b.remaining() as f64 / rate);
+        let _ = write!(text, "\nRate: {rate:.1}/s  ETA: {}", span(eta));
+    }
+    text
+}
+
+/// `2h 34m`, `5m 3s`, `42s`.
+fn span(time: Duration) -> String {
+    let secs = time.as_secs();
+    match (secs / 3600, secs / 60 % 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m {s}s"),
+        (h, m, _) => format!("{h}h {m}m"),
+    }
+}
+
+/// The average rate of a broadcast since it was created, deliveries a second.
+pub fn average_rate(b: &Broadcast) -> Option<f64> {
+    let elapsed = (now() - b.created_at).to_std().ok()?.as_secs_f64();
+    let done = (b.sent + b.failed + b.blocked) as f64;
+    (elapsed > 0.5 && done > 0.0).then(|| done / elapsed)
+}
+
+/// Runs this process's share of the running broadcasts. Cheap to clone.
+#[derive(Clone)]
+pub struct Broadcasts {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    storage: Storage,
+    manager: BotManager,
+    recorder: Recorder,
+    notifier: Notifier,
+    /// The runner of each broadcast running here, by id.
+    runners: Mutex<HashMap<i64, CancellationToken>>,
+    wake: Notify,
+    tasks: TaskTracker,
+    in_flight: usize,
+}
+
+impl Broadcasts {
+    /// A service for the bots `manager` runs.
+    pub fn new(storage: Storage, manager: BotManager, recorder: Recorder, notifier: Notifier) -> Broadcasts {
+        Broadcasts::with_in_flight(storage, manager, recorder, notifier, IN_FLIGHT)
+    }
+
+    /// [`Broadcasts::new`] sending `in_flight` deliveries at once (a benchmark without flood control wants more).
+    pub fn with_in_flight(
+        storage: Storage,
+        manager: BotManager,
+        recorder: Recorder,
+        notifier: Notifier,
+        in_flight: usize,
+    ) -> Broadcasts {
+        let inner = Inner {
+            storage,
+            manager,
+            recorder,
+            notifier,
+            runners: Mutex::default(),
+            wake: Notify::new(),
+            tasks: TaskTracker::new(),
+            in_flight: in_flight.max(1),
+        };
+        Broadcasts { inner: Arc::new(inner) }
+    }
+
+    /// The database the broadcasts live in.
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
+    /// Starts a broadcast; it begins sending at once if its bot runs here.
+    pub async fn start(&self, new: NewBroadcast) -> Result<Broadcast, BroadcastError> {
+        let broadcast = start(&self.inner.storage, Some(&self.inner.recorder), new).await?;
+        self.inner.wake.notify_one();
+        Ok(broadcast)
+    }
+
+    /// Pauses, resumes or cancels a broadcast; a runner here stops at once (after the sends under way).
+    pub async fn control(
+        &self,
+        id: i64,
+        action: BroadcastAction,
+        actor: Option<i64>,
+    ) -> Result<Broadcast, BroadcastError> {
+        let broadcast = control(&self.inner.storage, Some(&self.inner.recorder), id, action, actor).await?;
+        match action {
+            BroadcastAction::Resume => self.inner.wake.notify_one(),
+            BroadcastAction::Pause | BroadcastAction::Cancel => {
+                if let Some(token) = self.inner.runners.lock().get(&id) {
+                    token.cancel();
+                }
+            }
+        }
+        Ok(broadcast)
+    }
+
+    /// Runs the broadcasts of the bots running here until `shutdown`, then stops their runners (each finishes the
+    /// sends under way and records them) and waits for them.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let inner = &self.inner;
+        loop {
+            if let Err(e) = self.spawn_runners(&shutdown).await {
+                warn!(error = %e, "cannot read the running broadcasts");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = inner.wake.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+        for token in inner.runners.lock().values() {
+            token.cancel();
+        }
+        inner.tasks.close();
+        inner.tasks.wait().await;
+    }
+
+    /// Starts a runner for each running broadcast whose bot runs here and that has none.
+    async fn spawn_runners(&self, shutdown: &CancellationToken) -> Result<(), StorageError> {
+        for broadcast in self.inner.storage.broadcasts().running().await? {
+            let Ok(bot) = BotId::parse(&broadcast.bot_id) else { continue };
+            if self.inner.runners.lock().contains_key(&broadcast.id) || self.inner.manager.api_of(&bot).await.is_none()
+            {
+                continue;
+            }
+            let token = shutdown.child_token();
+            self.inner.runners.lock().insert(broadcast.id, token.clone());
+            let inner = self.inner.clone();
+            self.inner.tasks.spawn(async move {
+                let id = broadcast.id;
+                run_one(&inner, broadcast, bot, &token).await;
+                inner.runners.lock().remove(&id);
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Sends a broadcast until it is done, paused, cancelled, its bot stops running here, or `stop`.
+async fn run_one(inner: &Inner, broadcast: Broadcast, bot: BotId, stop: &CancellationToken) {
+    let (id, repo) = (broadcast.id, inner.storage.broadcasts());
+    info!(bot_id = %bot, broadcast_id = id, remaining = broadcast.remaining(), "broadcast running");
+    loop {
+        match repo.recover(id, now()).await {
+            Ok(0) => break,
+            Ok(n) => {
+                warn!(bot_id = %bot, broadcast_id = id, deliveries = n, "deliveries cut off by a crash marked failed (interrupted), not resent");
+                metrics::broadcast_deliveries(bot.as_str(), "failed", n);
+                break;
+            }
+            Err(e) => {
+                warn!(broadcast_id = id, error = %e, "cannot recover the broadcast's deliveries");
+                if pause(stop, RETRY).await {
+                    return;
+                }
+            }
+        }
+    }
+    // Stops the sends not under way yet when the broadcast is paused or cancelled (here or from the CLI).
+    let halt = stop.child_token();
+    let watcher = tokio::spawn(watch(inner.storage.clone(), id, bot.clone(), halt.clone()));
+    let mut remaining = broadcast.remaining();
+    metrics::broadcast_remaining(bot.as_str(), remaining);
+    while !halt.is_cancelled() {
+        let Some(api) = inner.manager.api_of(&bot).await else { break };
+        let api = api.bulk();
+        let users = match repo.claim(id, inner.in_flight as u32).await {
+            Ok(users) => users,
+            Err(e) => {
+                warn!(broadcast_id = id, error = %e, "cannot claim deliveries");
+                pause(&halt, RETRY).await;
+                continue;
+            }
+        };
+        if users.is_empty() {
+            finish(inner, id, &bot).await;
+            break;
+        }
+        // Each send waits for its turn in the bot's flood control, where a pause or cancel may still stop it; once
+        // its request is on the way it is let finish, so that its outcome is known.
+        let sends = users.iter().map(|user| {
+            let (api, halt, message) = (&api, &halt, &broadcast.message);
+            async move {
+                tokio::select! {
+                    biased;
+                    () = halt.cancelled() => None,
+                    () = api.pace(*user) => Some(send(api, message, *user).await),
+                }
+            }
+        });
+        let results = futures_util::future::join_all(sends).await;
+        let (mut outcomes, mut refused, mut wait) = (Vec::new(), Vec::new(), None::<u32>);
+        for (user, result) in users.iter().zip(results) {
+            match result {
+                None => refused.push(*user),
+                Some(Ok(())) => outcomes.push((*user, DeliveryOutcome::Sent)),
+                Some(Err(e)) if e.code() == Some(429) => {
+                    refused.push(*user);
+                    wait = wait.max(Some(e.retry_after().unwrap_or(1).max(1)));
+                }
+                Some(Err(e)) if e.code() == Some(403) => {
+                    outcomes.push((*user, DeliveryOutcome::Blocked(e.to_string())));
+                }
+                Some(Err(e)) => outcomes.push((*user, DeliveryOutcome::Failed(e.to_string()))),
+            }
+        }
+        // The outcomes must be written, or a restart would count these users as interrupted: retry until written.
+        while let Err(e) = repo.record(id, &outcomes, now()).await {
+            warn!(broadcast_id = id, error = %e, "cannot record deliveries; retrying");
+            tokio::time::sleep(RETRY).await;
+        }
+        while let Err(e) = repo.release(id, &refused).await {
+            warn!(broadcast_id = id, error = %e, "cannot release deliveries; retrying");
+            tokio::time::sleep(RETRY).await;
+        }
+        for (label, pick) in [("sent", 0), ("blocked", 1), ("failed", 2)] {
+            let n = outcomes.iter().filter(|(_, o)| outcome_index(o) == pick).count() as u64;
+            if n > 0 {
+                metrics::broadcast_deliveries(bot.as_str(), label, n);
+            }
+        }
+        remaining -= outcomes.len() as i64;
+        metrics::broadcast_remaining(bot.as_str(), remaining.max(0));
+        if let Some(seconds) = wait {
+            warn!(bot_id = %bot, broadcast_id = id, retry_after = seconds, "Telegram answered 429: waiting");
+            if pause(&halt, Duration::from_secs(u64::from(seconds))).await {
+                break;
+            }
+        }
+    }
+    halt.cancel();
+    let _ = watcher.await;
+    info!(bot_id = %bot, broadcast_id = id, "broadcast runner stopped");
+}
+
+/// Reads a broadcast's row every [`RECHECK`] and cancels `halt` once it is no longer running; sets its remaining
+/// gauge. Ends with `halt`.
+async fn watch(storage: Storage, id: i64, bot: BotId, halt: CancellationToken) {
+    loop {
+        if pause(&halt, RECHECK).await {
+            return;
+        }
+        match storage.broadcasts().get(id).await {
+            Ok(Some(row)) if row.state == BroadcastState::Running => {
+                metrics::broadcast_remaining(bot.as_str(), row.remaining());
+            }
+            Ok(_) => {
+                halt.cancel();
+                return;
+            }
+            Err(e) => warn!(broadcast_id = id, error = %e, "cannot read the broadcast"),
+        }
+    }
+}
+
+fn outcome_index(outcome: &DeliveryOutcome) -> u8 {
+    match outcome {
+        DeliveryOutcome::Sent => 0,
+        DeliveryOutcome::Blocked(_) => 1,
+        DeliveryOutcome::Failed(_) => 2,
+    }
+}
+
+/// Sleeps `for_`; true when `stop` came first.
+async fn pause(stop: &CancellationToken, for_: Duration) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => true,
+        () = tokio::time::sleep(for_) => false,
+    }
+}
+
+/// Marks a broadcast whose deliveries all have an outcome done; tells the admins.
+async fn finish(inner: &Inner, id: i64, bot: &BotId) {
+    let repo = inner.storage.broadcasts();
+    match repo.transition(id, &[BroadcastState::Running], BroadcastState::Done, now()).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            warn!(broadcast_id = id, error = %e, "cannot mark the broadcast done");
+            return;
+        }
+    }
+    metrics::broadcast_remaining(bot.as_str(), 0);
+    if let Ok(Some(b)) = repo.get(id).await {
+        let took = b.finished_at.and_then(|f| (f - b.created_at).to_std().ok()).unwrap_or_default();
+        let detail = json!({ "sent": b.sent, "failed": b.failed, "blocked": b.blocked, "seconds": took.as_secs() });
+        events::broadcast(&inner.recorder, bot.as_str(), id, None, "done", detail);
+        inner.notifier.notify(format!(
+            "✅ Broadcast #{id} of {bot} done in {}: {} sent, {} failed, {} blocked",
+            span(took),
+            b.sent,
+            b.failed,
+            b.blocked
+        ));
+    }
+}
+
+/// Sends the broadcast's message to one user.
+async fn send(api: &BotApi, message: &BroadcastMessage, user: i64) -> Result<(), ApiCallError> {
+    match message {
+        BroadcastMessage::Text { text, entities: Some(entities), .. } => {
+            let entities: Vec<MessageEntity> =
+                serde_json::from_str(entities).map_err(|e| ApiCallError::Decode(e.to_string()))?;
+            api.call(&SendMessage::new(ChatId(user), text.clone()).entities(entities)).await.map(|_| ())
+        }
+        BroadcastMessage::Text { text, parse_mode, entities: None } => {
+            let mode = parse_mode.as_deref().map(crate::telegram::parse_mode);
+            let options = SendOptions { parse_mode: mode, ..SendOptions::default() };
+            api.send_message(ChatId(user), text.clone(), options).await.map(|_| ())
+        }
+        BroadcastMessage::Copy { from_chat_id, message_id } => {
+            let message = MessageId(i32::try_from(*message_id).unwrap_or_default());
+            let payload = CopyMessage::new(ChatId(user), ChatId(*from_chat_id), message);
+            api.call(&payload).await.map(|_| ())
+        }
+    }
+}
