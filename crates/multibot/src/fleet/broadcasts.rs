@@ -91,6 +91,9 @@ pub enum BroadcastError {
     /// It is not in a state the action applies to.
     #[error("broadcast #{0} is {1}: cannot {2} it")]
     Refused(i64, &'static str, &'static str),
+    /// The text is longer than one Telegram message (4096 characters).
+    #[error("the text has {0} characters; a broadcast sends one message, at most 4096")]
+    TooLong(usize),
     /// The database failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -102,6 +105,11 @@ pub async fn start(
     recorder: Option<&Recorder>,
     new: NewBroadcast,
 ) -> Result<Broadcast, BroadcastError> {
+    if let BroadcastMessage::Text { text, .. } = &new.message
+        && text.encode_utf16().count() > 4096
+    {
+        return Err(BroadcastError::TooLong(text.encode_utf16().count()));
+    }
     let broadcast = storage.broadcasts().create(&new, now()).await?;
     let detail = json!({ "audience": broadcast.total, "active_days": broadcast.active_days });
     audit(storage, recorder, &broadcast.bot_id, broadcast.id, new.created_by, "start", detail).await;

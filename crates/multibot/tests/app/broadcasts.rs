@@ -341,3 +341,78 @@ async fn kill_9_mid_broadcast_then_restart_sends_each_user_at_most_one_copy() {
     restarted.terminate();
     storage.close().await;
 }
+
+/// Waits for an edit of a message in `chat` whose text contains `part`; returns the text.
+async fn edited_to(bot: &TestBot, chat: i64, part: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut after = 0;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no edit with {part:?}");
+        if let Ok(event) = bot.next_event(after, Some(chat), Some("edit"), left).await {
+            after = event.seq;
+            let text = event.message.and_then(|m| m.text).unwrap_or_default();
+            if text.contains(part) {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_bot_previews_confirms_reports_and_controls_broadcasts() {
+    const ADMIN: i64 = 900;
+    let vars = [("ADMIN_BOT_TOKEN", token(3)), ("ADMIN_ALLOWED_USERS", ADMIN.to_string())];
+    let app = spawn_app_with(&[("news.yaml", ECHO)], 3, PluginRegistry::builtin(), &vars).await;
+    let (news, admin_bot, admin) = (app.bot(1).await, app.bot(3).await, app.emu.user(ADMIN));
+    for id in 2_000..2_020 {
+        app.emu.user(id).send(&news, "hi").await.unwrap();
+    }
+    eventually(Duration::from_secs(20), "20 users known", || async {
+        app.storage.users().get_user_count("news").await.unwrap() == 20
+    })
+    .await;
+    admin.send(&admin_bot, "/broadcast news").await.unwrap();
+    let asked = admin.next_message_from(&admin_bot).await.unwrap().text.unwrap();
+    assert!(asked.contains("20 known") && asked.contains("Send the message now"), "{asked}");
+    admin.send(&admin_bot, "Hello from the news desk").await.unwrap();
+    let preview = admin.next_message_from(&admin_bot).await.unwrap();
+    assert_eq!(preview.text.as_deref(), Some("Hello from the news desk"));
+    let question = admin.next_message_from(&admin_bot).await.unwrap();
+    assert_eq!(question.text.as_deref(), Some("Send this to the users of news?"));
+    let confirm = question.callback_data().into_iter().find(|d| d.starts_with("bc:ok:")).unwrap();
+    admin.click(&admin_bot, &question, &confirm).await.unwrap();
+    // The question becomes the progress message, edited until the broadcast is done.
+    let done = edited_to(&admin_bot, ADMIN, "(done)").await;
+    assert!(done.contains("Sent: 20  Failed: 0  Blocked: 0") && done.contains("Remaining: 0 of 20"), "{done}");
+    let summary = admin.next_message_from(&admin_bot).await.unwrap().text.unwrap();
+    assert!(summary.starts_with("✅ Broadcast #1 of news done in") && summary.contains("20 sent"), "{summary}");
+    for id in 2_000..2_020 {
+        let got = app.emu.user(id).transcript(&news).await.unwrap();
+        let copies = got.iter().filter(|m| m.message.text.as_deref() == Some("Hello from the news desk")).count();
+        assert_eq!(copies, 1, "user {id}");
+    }
+
+    // A broadcast of a bot that runs nowhere stays running, to be paused, resumed and cancelled.
+    let ghost = broadcasts::start(&app.storage, None, text("ghost", "boo")).await.unwrap();
+    let ask = |command: String| {
+        let (admin, admin_bot) = (&admin, &admin_bot);
+        async move {
+            admin.send(admin_bot, &command).await.unwrap();
+            admin.next_message_from(admin_bot).await.unwrap().text.unwrap()
+        }
+    };
+    let id = ghost.id;
+    assert!(ask(format!("/broadcast_pause {id}")).await.contains("(paused)"));
+    assert!(ask(format!("/broadcast_pause {id}")).await.contains("is paused: cannot pause it"));
+    assert!(ask(format!("/broadcast_resume {id}")).await.contains("(running)"));
+    let list = ask("/broadcasts".to_owned()).await;
+    assert!(list.contains(&format!("#{id} of ghost (running)")) && list.contains("#1 of news (done)"), "{list}");
+    let status = ask("/status news".to_owned()).await;
+    assert!(!status.contains("Broadcast #"), "{status}");
+    assert!(ask(format!("/broadcast_cancel {id}")).await.contains("(cancelled)"));
+    let events = app.storage.events().list(Some("ghost"), Some("broadcast"), 10).await.unwrap();
+    let actions: Vec<&str> = events.iter().rev().filter_map(|e| e.detail["action"].as_str()).collect();
+    assert_eq!(actions, ["start", "pause", "resume", "cancel"]);
+    app.stop().await;
+}
