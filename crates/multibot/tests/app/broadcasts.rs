@@ -81,6 +81,26 @@ async fn deliveries_are_made_in_one_statement_and_claimed_once(db: &TestDb) {
     let interrupted = repo.deliveries(b.id, Some("failed"), 1000).await.unwrap();
     assert!(interrupted.iter().all(|d| d.error.as_deref() == Some(INTERRUPTED) && second.contains(&d.user_id)));
     assert_eq!(repo.claim(b.id, 1).await.unwrap().len(), 1);
+    assert_eq!(repo.running().await.unwrap().len(), 1);
+    let (running, paused) = (BroadcastState::Running, BroadcastState::Paused);
+    assert!(repo.transition(b.id, &[running], paused, now()).await.unwrap());
+    assert!(!repo.transition(b.id, &[running], BroadcastState::Done, now()).await.unwrap());
+    let stopped = broadcasts::control(&storage, None, b.id, BroadcastAction::Cancel, Some(1)).await.unwrap();
+    assert_eq!(stopped.state, BroadcastState::Cancelled);
+    assert!(stopped.finished_at.is_some());
+    assert!(broadcasts::control(&storage, None, b.id, BroadcastAction::Resume, None).await.is_err());
+    assert_eq!(repo.list(Some("news"), 5).await.unwrap().len(), 1);
+    assert_eq!(repo.list(None, 5).await.unwrap()[0].id, b.id);
+    let copy = NewBroadcast {
+        message: BroadcastMessage::Copy { from_chat_id: -100_123, message_id: 42 },
+        active_days: Some(3),
+        ..text("news", "")
+    };
+    let copy = repo.create(&copy, now()).await.unwrap();
+    assert_eq!(copy.message, BroadcastMessage::Copy { from_chat_id: -100_123, message_id: 42 });
+    assert_eq!((copy.total, copy.active_days), (9_997, Some(3)));
+    let events = storage.events().list(Some("news"), Some("broadcast"), 5).await.unwrap();
+    assert_eq!(events[0].detail["action"], "cancel");
     storage.close().await;
 }
 
@@ -410,6 +430,12 @@ async fn the_admin_bot_previews_confirms_reports_and_controls_broadcasts() {
     assert!(list.contains(&format!("#{id} of ghost (running)")) && list.contains("#1 of news (done)"), "{list}");
     let status = ask("/status news".to_owned()).await;
     assert!(!status.contains("Broadcast #"), "{status}");
+    // A paused broadcast of the bot shows in its status (paused at once: whatever the runner sent meanwhile).
+    let later = app.storage.broadcasts().create(&text("news", "Later"), now()).await.unwrap();
+    let paused = [BroadcastState::Running];
+    assert!(app.storage.broadcasts().transition(later.id, &paused, BroadcastState::Paused, now()).await.unwrap());
+    let status = ask("/status news".to_owned()).await;
+    assert!(status.contains(&format!("📣 Broadcast #{} of news (paused)", later.id)), "{status}");
     assert!(ask(format!("/broadcast_cancel {id}")).await.contains("(cancelled)"));
     let events = app.storage.events().list(Some("ghost"), Some("broadcast"), 10).await.unwrap();
     let actions: Vec<&str> = events.iter().rev().filter_map(|e| e.detail["action"].as_str()).collect();
