@@ -2,6 +2,7 @@
 //! `docs/BENCHMARKS.md`. Run with `cargo run --release -p multibot-bench -- <benchmark>`; `fleet` and `replicas`
 //! also need the `multibot` binary next to it: `cargo build --release -p multibot -p multibot-bench` first.
 
+mod broadcast;
 mod emulator;
 mod fleet;
 mod http;
@@ -21,6 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// One broadcast to 100,000 users through the real `multibot` binary, flood control off: messages/s and
+    /// resident memory over the job (build first, as for `fleet`).
+    Broadcast(broadcast::Args),
     /// The emulator's own ceiling: Bot API requests per second on one core (getUpdates + sendMessage mix).
     Emulator(emulator::Args),
     /// The real `multibot` binary with 1 to 10,000 echo bots: launch time, replies/s, latency, loss, memory, idle
@@ -42,6 +46,7 @@ enum Bench {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
+        Bench::Broadcast(args) => broadcast::run(args),
         Bench::Emulator(args) => emulator::run(args),
         Bench::Fleet(args) => fleet::run(args),
         Bench::Reload(args) => reload::run(args),

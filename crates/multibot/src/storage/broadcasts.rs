@@ -346,6 +346,9 @@ macro_rules! broadcasts {
             }
 
             async fn release(&self, id: i64, users: &[i64]) -> Result<(), StorageError> {
+                if users.is_empty() {
+                    return Ok(());
+                }
                 let mut tx = self.0.begin().await?;
                 for user in users {
                     sqlx::query(RELEASE).bind(id).bind(user).execute(&mut *tx).await?;
