@@ -14,7 +14,7 @@
 //! - [`plugins`]: the [`plugins::Plugin`] contract, the router, [`plugins::Ctx`] over a narrow
 //!   [`plugins::BotHandle`], the registry, the built-in plugins and sandboxed Luau scripts.
 //! - [`runtime`]: one running bot: polling or webhook intake, per-chat ordering, the middleware pipeline.
-//! - [`fleet`]: the [`fleet::BotManager`], hot reload and the admin bot.
+//! - [`fleet`]: the [`fleet::BotManager`], hot reload, the admin bot and broadcasts.
 //! - [`http`]: health probes, Prometheus metrics and the webhook endpoint.
 //! - [`app`], [`cli`], `demo`, [`signals`]: wiring, the command line, the self-contained demo (with the default
 //!   `emulator` feature, as the `emulator` subcommand), process signals.
