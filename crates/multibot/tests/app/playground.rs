@@ -1,6 +1,7 @@
 //! The emulator's playground in a real headless Chromium, talking to a fleet bot made of the built-in plugins: pick
 //! the bot, write as a user, see formatting, click an inline button and see the message edited in place, see a
-//! deletion, send a document, see a photo the bot sent; bot text that looks like HTML stays text.
+//! deletion, send a document and a photo, see a photo the bot sent, press a reply keyboard's button; bot text that
+//! looks like HTML stays text.
 //! `PLAYGROUND_SCREENSHOT=<file.png>` saves the page as it shows the edited menu (for the docs or a review).
 
 use std::time::Duration;
@@ -132,6 +133,29 @@ async fn the_playground_shows_a_menu_edited_in_place_and_formatting_safely() {
                  return !!img && img.complete && img.naturalWidth === 4;";
     browser.wait_until("the bot's photo to show", shown, vec![]).await;
     browser.find_text(".from-bot .text strong", "red").await;
+
+    // A photo from the page goes as a photo, and shows as one.
+    let red = dir.path().join("red.png");
+    std::fs::write(&red, PNG).expect("a PNG file");
+    browser.find("#file").await.type_text(&red.display().to_string()).await;
+    browser.find_text("#attachment", "red.png").await;
+    text.type_text(ENTER).await;
+    let mine = "const img = document.querySelector('.from-user .media img');\
+                return !!img && img.complete && img.naturalWidth === 4;";
+    browser.wait_until("the user's photo to show", mine, vec![]).await;
+    let last = bot.transcript(1001).await.unwrap().pop().expect("the photo");
+    assert_eq!(last.message.photo.map(|sizes| sizes[0].width), Some(4));
+
+    // A reply keyboard: its buttons send their text; a one-time keyboard goes once used.
+    let keyboard = json!({ "keyboard": [["Yes", "No"]], "one_time_keyboard": true });
+    let url = format!("{}/bot{}/sendMessage", app.emu.api_url(), token(2));
+    let question = json!({ "chat_id": 1001, "text": "Sure?", "reply_markup": keyboard });
+    let sent = reqwest::Client::new().post(url).json(&question).send().await.unwrap();
+    assert!(sent.status().is_success(), "{}", sent.text().await.unwrap());
+    browser.find_text("#reply-keyboard button", "Yes").await.click().await;
+    browser.find_text(".from-bot .text", "You said: Yes").await;
+    let gone = "return document.getElementById('reply-keyboard').hidden;";
+    browser.wait_until("the one-time keyboard to go", gone, vec![]).await;
 
     // The page keeps its choices in its address, and no cookies.
     let address = browser.current_url().await;
