@@ -6,6 +6,7 @@ mod api_trouble;
 mod botapi;
 mod bounds;
 mod browser;
+mod browser_console;
 mod cli;
 mod console;
 mod conversation;
