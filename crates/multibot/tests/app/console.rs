@@ -191,6 +191,10 @@ async fn an_action_needs_the_csrf_token_and_the_consoles_origin_and_is_audited()
         let (status, _, _) = client.post("/console/bots/echo/stop", form, headers).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{form:?} {headers:?}");
     }
+    // Bad input: a form far larger than a CSRF token.
+    let padding = "x".repeat(20 * 1024);
+    let (status, _, _) = client.post("/console/bots/echo/stop", &[("csrf", &csrf), ("padding", &padding)], &[]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     let echo = app.emu.bot(&token(1)).await.unwrap();
     assert_eq!(app.served.manager.status_of(&id("echo")).unwrap().state, BotState::Running);
 
