@@ -45,8 +45,8 @@ use crate::{
     storage::{Recorder, Storage},
 };
 
-/// The largest form a console action takes (its fields are a CSRF token, at most).
-const MAX_FORM: usize = 16 * 1024;
+/// The largest form a console action takes: a message of 4096 characters, percent-encoded, fits.
+const MAX_FORM: usize = 64 * 1024;
 /// Outcomes of actions kept for the page the browser is sent to after one.
 const OUTCOMES: usize = 64;
 
