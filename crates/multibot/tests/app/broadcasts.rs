@@ -269,11 +269,13 @@ async fn a_paced_broadcast_keeps_the_limits_and_the_replies_fast() {
     let third = app.storage.broadcasts().get(third.id).await.unwrap().unwrap();
     assert_eq!(third.state, BroadcastState::Cancelled);
     assert!(third.remaining() > 0);
-    let events = app.storage.events().list(Some("news"), Some("broadcast"), 20).await.unwrap();
-    let actions: Vec<&str> = events.iter().filter_map(|e| e.detail["action"].as_str()).collect();
-    for action in ["start", "done", "cancel"] {
-        assert!(actions.contains(&action), "no {action} event in {actions:?}");
-    }
+    // Events are written by the background recorder.
+    eventually(Duration::from_secs(10), "start, done and cancel events", || async {
+        let events = app.storage.events().list(Some("news"), Some("broadcast"), 20).await.unwrap();
+        let actions: Vec<&str> = events.iter().filter_map(|e| e.detail["action"].as_str()).collect();
+        ["start", "done", "cancel"].iter().all(|a| actions.contains(a))
+    })
+    .await;
     app.stop().await;
 }
 
@@ -441,8 +443,12 @@ async fn the_admin_bot_previews_confirms_reports_and_controls_broadcasts() {
     let status = ask("/status news".to_owned()).await;
     assert!(status.contains(&format!("📣 Broadcast #{} of news (paused)", later.id)), "{status}");
     assert!(ask(format!("/broadcast_cancel {id}")).await.contains("(cancelled)"));
-    let events = app.storage.events().list(Some("ghost"), Some("broadcast"), 10).await.unwrap();
-    let actions: Vec<&str> = events.iter().rev().filter_map(|e| e.detail["action"].as_str()).collect();
-    assert_eq!(actions, ["start", "pause", "resume", "cancel"]);
+    // Events are written by the background recorder.
+    eventually(Duration::from_secs(10), "the broadcast's events", || async {
+        let events = app.storage.events().list(Some("ghost"), Some("broadcast"), 10).await.unwrap();
+        let actions: Vec<&str> = events.iter().rev().filter_map(|e| e.detail["action"].as_str()).collect();
+        actions == ["start", "pause", "resume", "cancel"]
+    })
+    .await;
     app.stop().await;
 }
