@@ -67,6 +67,8 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
     }
     let url = emulator.api_url();
     tracing::info!(%url, "Bot API emulator listening: bots call {url}/bot<TOKEN>/<method>, tests use {url}/control/");
+    // On stdout whatever the log level: the address a person opens.
+    println!("Playground: {}", emulator.playground_url());
     shutdown.cancelled().await;
     emulator.stop().await;
     Ok(())

@@ -3,10 +3,12 @@
 //! sent, wait for their next event, inject faults, read the call log and counters. Submodules by topic:
 //! `messages` (users writing, editing, clicking), `files` (stored files, users sending files), `members`
 //! (blocking, member changes, join requests), `channels` (posts, boosts), `queries` (inline and payment queries),
-//! `polls` (votes, reactions), `business` (business connections and messages), `faults`.
+//! `polls` (votes, reactions), `business` (business connections and messages), `faults`, `chat_view` (a chat as a
+//! person sees it, for the playground).
 
 mod business;
 mod channels;
+mod chat_view;
 mod faults;
 mod files;
 mod members;
@@ -56,6 +58,7 @@ pub(crate) fn router() -> Router<Arc<World>> {
         .merge(queries::routes())
         .merge(polls::routes())
         .merge(business::routes())
+        .merge(chat_view::routes())
 }
 
 /// A group, supergroup or channel as the control API accepts it.

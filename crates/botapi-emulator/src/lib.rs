@@ -10,6 +10,7 @@
 //! - `world`: the emulated state (bots, files, what queries and memberships left behind); `params`: call
 //!   parameters in every encoding; `entities`: `parse_mode`.
 //! - [`types`]: the Bot API objects and control API records.
+//! - `playground`: a chat view in the browser at `/playground`, a client of the control API.
 
 mod api;
 pub mod cli;
@@ -18,12 +19,17 @@ mod control;
 mod entities;
 mod error;
 mod params;
+mod playground;
 mod server;
 pub mod types;
 mod webhook;
 mod world;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
 
 pub use api::METHODS;
 pub use client::{Control, FaultSpec, Queued, SharedChat, TestBot, TestChannel, TestUser, UserFile};
@@ -118,6 +124,16 @@ impl Emulator {
     /// The base URL bots use instead of `https://api.telegram.org`.
     pub fn api_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The playground's address: a chat view in the browser for talking to the emulator's bots as any user.
+    pub fn playground_url(&self) -> String {
+        let mut addr = self.addr;
+        // A server on every interface is reached on loopback.
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() { Ipv4Addr::LOCALHOST.into() } else { Ipv6Addr::LOCALHOST.into() });
+        }
+        format!("http://{addr}/playground")
     }
 
     /// The control API client.

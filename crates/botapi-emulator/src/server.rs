@@ -1,8 +1,9 @@
 //! The HTTP server: one axum router for the Bot API (`/bot<TOKEN>/<method>`), its file endpoint
-//! (`/file/bot<TOKEN>/<file_path>`) and the control API (`/control/...`), served by our own accept loop so that a
-//! fault can close one connection without answering (`ConnKill`). Each connection speaks HTTP/1.1, or HTTP/2
-//! when the client opens with HTTP/2's preface (prior knowledge, or `h2` chosen by ALPN at a TLS front), as
-//! `api.telegram.org` does; at most [`MAX_STREAMS`] requests run at once on one HTTP/2 connection.
+//! (`/file/bot<TOKEN>/<file_path>`), the control API (`/control/...`) and the playground (`/playground`), served
+//! by our own accept loop so that a fault can close one connection without answering (`ConnKill`). Each
+//! connection speaks HTTP/1.1, or HTTP/2 when the client opens with HTTP/2's preface (prior knowledge, or `h2`
+//! chosen by ALPN at a TLS front), as `api.telegram.org` does; at most [`MAX_STREAMS`] requests run at once on one
+//! HTTP/2 connection.
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::{api, control, world::World};
+use crate::{api, control, playground, world::World};
 
 /// Closes the connection a request came on; inserted into every request's extensions.
 #[derive(Clone)]
@@ -32,6 +33,7 @@ pub(crate) fn router(world: Arc<World>) -> Router {
     let limit = world.config.body_limit;
     Router::new()
         .nest("/control", control::router())
+        .merge(playground::router())
         .route("/file/{*path}", get(api::download))
         .fallback(api::handle)
         .layer(DefaultBodyLimit::max(limit))

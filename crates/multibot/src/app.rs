@@ -241,7 +241,12 @@ impl Application {
         let control = Control::new(manager.clone(), reload_handle.clone(), storage.clone());
         let broadcasts = Broadcasts::new(storage.clone(), manager.clone(), recorder.clone(), notifier.clone());
         let (http_stop, http_tasks) = (CancellationToken::new(), TaskTracker::new());
-        let console = settings.console_token.as_ref().map(|token| {
+        if settings.console_token.is_some() && !settings.health_check_enabled {
+            warn!(
+                "CONSOLE_TOKEN is set but HEALTH_CHECK_ENABLED=false: the console is served on the health port, so there is none"
+            );
+        }
+        let console = settings.console_token.as_ref().filter(|_| settings.health_check_enabled).map(|token| {
             let (control, storage, recorder) = (control.clone(), storage.clone(), recorder.clone());
             Console::new(token, control, manager.clone(), storage, recorder, http_stop.clone())
         });

@@ -117,6 +117,7 @@ pub async fn run(args: Args, registry: PluginRegistry) -> anyhow::Result<ExitCod
         println!("script problem: {problem}");
     }
     println!("Multibot demo: Bot API emulator at {}", emulator.api_url());
+    println!("Playground: {}", emulator.playground_url());
     if let Some(addr) = app.health_addr() {
         println!("Health and metrics: http://127.0.0.1:{}/health/full and /metrics", addr.port());
         match &demo_console_token {
@@ -149,7 +150,9 @@ pub async fn run(args: Args, registry: PluginRegistry) -> anyhow::Result<ExitCod
     }
     println!();
     if let Some((_, _, bot)) = bots.first() {
-        println!("The bots keep running. Talk to them as user 1001, then read the answers:");
+        println!("The bots keep running. Talk to them in a browser, as any user:");
+        println!("Playground: {}", emulator.playground_url());
+        println!("Or with curl, as user 1001, then read the answers:");
         println!(
             "  curl -s {}/control/bots/{}/messages -H 'content-type: application/json' -d '{{\"from\": 1001, \"text\": \"/help\"}}'",
             emulator.api_url(),

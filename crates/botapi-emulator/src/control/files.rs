@@ -7,7 +7,10 @@ use axum::{
     Json, Router,
     body::{Body, Bytes},
     extract::{Path, Query, State},
-    http::{StatusCode, header::CONTENT_TYPE},
+    http::{
+        StatusCode,
+        header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS},
+    },
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -51,14 +54,20 @@ async fn record(State(world): State<Arc<World>>, Path(file_id): Path<String>) ->
     Ok(Json(serde_json::to_value(info.stored()).unwrap_or_default()))
 }
 
-/// The file's bytes as they were uploaded.
+/// The file's bytes as they were uploaded. A page the playground links to must not run in the emulator's origin: a
+/// user's `.html` document is served sandboxed, with its type as given and never sniffed.
 async fn content(State(world): State<Arc<World>>, Path(file_id): Path<String>) -> Result<Response, ControlError> {
     let (info, bytes) = world.files.inspect(&file_id).ok_or_else(|| not_found(&file_id))?;
     let bytes = bytes.ok_or_else(|| {
         ControlError(StatusCode::NOT_FOUND, format!("file {file_id} was sent by URL: the emulator has no bytes for it"))
     })?;
     let mime_type = info.mime_type.unwrap_or_else(|| "application/octet-stream".into());
-    Ok((StatusCode::OK, [(CONTENT_TYPE, mime_type)], Body::from(bytes)).into_response())
+    let headers = [
+        (CONTENT_TYPE, mime_type.as_str()),
+        (CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'; img-src 'self'; media-src 'self'"),
+        (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ];
+    Ok((StatusCode::OK, headers, Body::from(bytes)).into_response())
 }
 
 /// Who sends which file where: the query string of `POST /control/bots/{bot}/files`.

@@ -350,6 +350,11 @@ impl BotState {
         self.events.push_back(event);
     }
 
+    /// The position of the latest event (0 before the first).
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
     /// Events after `after`, optionally of one chat and kind.
     pub(crate) fn events(&self, after: u64, chat_id: Option<i64>, kind: Option<&str>, limit: usize) -> Vec<Event> {
         let start = self.events.partition_point(|e| e.seq <= after);

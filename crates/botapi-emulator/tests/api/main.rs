@@ -10,6 +10,7 @@ mod garbage;
 mod helpers;
 mod members;
 mod moderation;
+mod playground;
 mod polling;
 mod sending;
 mod teloxide;

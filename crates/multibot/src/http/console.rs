@@ -45,6 +45,8 @@ use crate::{
     storage::{Recorder, Storage},
 };
 
+/// The largest form a console action takes (its fields are a CSRF token, at most).
+const MAX_FORM: usize = 16 * 1024;
 /// Outcomes of actions kept for the page the browser is sent to after one.
 const OUTCOMES: usize = 64;
 
@@ -186,7 +188,8 @@ fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 /// Lets a request with a valid session through, with the [`auth::Session`] in its extensions. Without one, a
-/// page is sent to the login form and anything else gets 401; a cross-site request that changes something gets 403.
+/// page is sent to the login form and anything else gets 401. A request that changes something gets 403 when it
+/// comes from another site or its form lacks the session's CSRF token: every action is guarded here, in one place.
 async fn require_session(State(console): State<Arc<Console>>, mut request: Request, next: Next) -> Response {
     let changes = request.method() != Method::GET && request.method() != Method::HEAD;
     if changes && !same_origin(request.headers()) {
@@ -199,8 +202,33 @@ async fn require_session(State(console): State<Arc<Console>>, mut request: Reque
         }
         return (StatusCode::UNAUTHORIZED, "Log in first.").into_response();
     };
+    if changes {
+        request = match with_csrf_checked(&console, &session, request).await {
+            Ok(request) => request,
+            Err(refused) => return refused,
+        };
+    }
     request.extensions_mut().insert(session);
     next.run(request).await
+}
+
+/// `request`, read whole, if its form carries `session`'s CSRF token; an answer that refuses it otherwise.
+async fn with_csrf_checked(console: &Console, session: &auth::Session, request: Request) -> Result<Request, Response> {
+    #[derive(serde::Deserialize)]
+    struct CsrfField {
+        #[serde(default)]
+        csrf: String,
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
+        return Err((StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.").into_response());
+    };
+    let presented = serde_urlencoded::from_bytes::<CsrfField>(&bytes).map(|form| form.csrf).unwrap_or_default();
+    if !console.keys.csrf_matches(session, &presented) {
+        let text = "This form expired or came from another page; go back, reload it and try again.";
+        return Err((StatusCode::FORBIDDEN, text).into_response());
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
 /// Headers on every answer of the console: no framing, no script or style from elsewhere, nothing cached.

@@ -96,6 +96,11 @@ fn the_demo_plays_a_conversation_with_each_example_bot() {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
     assert!(!text.contains("config problem") && !text.contains("script problem"), "{text}");
+    let playground = text.lines().find(|l| l.starts_with("Playground: ")).expect("the playground's address");
+    assert!(
+        playground.starts_with("Playground: http://127.0.0.1:") && playground.ends_with("/playground"),
+        "{playground}"
+    );
 }
 
 #[tokio::test]
@@ -124,4 +129,6 @@ async fn the_env_file_sets_what_the_process_reads_itself() {
     let output = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
     assert!(!text.contains("listening"), "RUST_LOG from .env was ignored:\n{text}");
+    // The playground's address is printed whatever the log level.
+    assert!(text.contains(&format!("Playground: http://127.0.0.1:{port}/playground")), "{text}");
 }

@@ -13,7 +13,11 @@ use multibot::{
 };
 use reqwest::{StatusCode, header};
 
-use crate::helpers::{Served, TempDir, Web, emulator, eventually, serve, token};
+use crate::{
+    db::TestDb,
+    helpers::{Served, TempDir, Web, emulator, eventually, serve, token},
+    replicas::{Fleet, free_port, leases},
+};
 
 /// The console token of these tests.
 pub(crate) const CONSOLE_TOKEN: &str = "console-test-token-0123456789";
@@ -48,8 +52,13 @@ struct Client {
 
 impl Client {
     fn new(app: &ConsoleApp) -> Client {
+        Client::at(app.served.url(""))
+    }
+
+    /// A client of the console at `base` (`http://host:port`).
+    fn at(base: String) -> Client {
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Client { http, base: app.served.url(""), cookie: None }
+        Client { http, base, cookie: None }
     }
 
     async fn get(&self, path: &str) -> (StatusCode, String, header::HeaderMap) {
@@ -191,6 +200,10 @@ async fn an_action_needs_the_csrf_token_and_the_consoles_origin_and_is_audited()
         let (status, _, _) = client.post("/console/bots/echo/stop", form, headers).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{form:?} {headers:?}");
     }
+    // Bad input: a form far larger than a CSRF token.
+    let padding = "x".repeat(20 * 1024);
+    let (status, _, _) = client.post("/console/bots/echo/stop", &[("csrf", &csrf), ("padding", &padding)], &[]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     let echo = app.emu.bot(&token(1)).await.unwrap();
     assert_eq!(app.served.manager.status_of(&id("echo")).unwrap().state, BotState::Running);
 
@@ -250,7 +263,9 @@ async fn a_broken_file_reload_shows_where_the_problem_is_and_the_bot_keeps_runni
     let answer = client.post("/console/reload", &[("csrf", &csrf)], &[]).await;
     let page = client.outcome(&answer).await;
     assert!(page.contains("Reload finished with problems"), "{page}");
-    assert!(page.contains("echo.yaml:5:"), "the file, line and column are shown: {page}");
+    let at = page.find("echo.yaml:5:").expect("the file and line are shown") + "echo.yaml:5:".len();
+    let column: String = page[at..].chars().take_while(char::is_ascii_digit).collect();
+    assert!(!column.is_empty() && page[at + column.len()..].starts_with(':'), "and the column: {page}");
     assert_eq!(app.served.manager.status_of(&id("echo")).unwrap().state, BotState::Running);
     // Mended, the reload of that one bot applies it.
     app.dir.write("echo.yaml", &ECHO.replace("Echo Bot", "Echo Bot Two"));
@@ -367,4 +382,61 @@ async fn without_console_token_there_is_no_console() {
         assert_eq!(client.get(served.url(path)).send().await.unwrap().status(), StatusCode::NOT_FOUND, "{path}");
     }
     served.stop().await;
+}
+
+#[tokio::test]
+async fn with_replicas_one_console_acts_on_a_bot_another_replica_runs() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let mut fleet = Fleet::new(&db, 2).await;
+    fleet.env.extend([("CONSOLE_TOKEN".into(), CONSOLE_TOKEN.into()), ("ENABLE_HOT_RELOAD".into(), "false".into())]);
+    let ports = [("a", free_port()), ("b", free_port())];
+    let replicas: Vec<_> = ports.iter().map(|(replica, port)| fleet.start_on(replica, *port)).collect();
+    eventually(Duration::from_secs(30), "one bot on each replica", || async {
+        let held = leases(&db).await;
+        held.len() == 2 && held.values().any(|(r, _)| r == "a") && held.values().any(|(r, _)| r == "b")
+    })
+    .await;
+    let held = leases(&db).await;
+    let (far, _) = held.iter().find(|(_, (replica, _))| replica == "b").unwrap();
+    let far_bot = fleet.bots.iter().find(|b| b.username == format!("{far}_bot")).unwrap().clone();
+
+    // Logged in on replica a; the same session holds on b (one key, from the one token).
+    let mut here = Client::at(format!("http://127.0.0.1:{}", ports[0].1));
+    assert_eq!(here.login(CONSOLE_TOKEN).await.0, StatusCode::SEE_OTHER);
+    let mut there = Client::at(format!("http://127.0.0.1:{}", ports[1].1));
+    there.cookie = here.cookie.clone();
+    assert_eq!(there.get("/console").await.0, StatusCode::OK);
+    let (_, page, _) = here.get("/console").await;
+    assert!(page.contains(&format!("data-bot=\"{far}\"")) && page.contains("on b"), "{page}");
+
+    // Stopped from a's console, the bot stops on b, which runs it: its polling ends.
+    let csrf = here.csrf().await;
+    let answer = here.post(&format!("/console/bots/{far}/stop"), &[("csrf", &csrf)], &[]).await;
+    let page = here.outcome(&answer).await;
+    assert!(page.contains(&format!("Bot {far} stopped on replica b")), "{page}");
+    let user = fleet.emu.user(8601);
+    user.send(&far_bot, "anyone?").await.unwrap();
+    let delivered = far_bot.stats().await.unwrap().updates_delivered;
+    let quiet_until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while tokio::time::Instant::now() < quiet_until {
+        let stats = far_bot.stats().await.unwrap();
+        assert_eq!((stats.pending, stats.updates_delivered), (1, delivered), "the stopped bot polled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // a's fleet page shows it stopped, from what b recorded.
+    eventually(Duration::from_secs(10), "the bot shown stopped on a", || async {
+        let (_, page, _) = here.get(&format!("/console?q={far}")).await;
+        page.contains("badge stopped")
+    })
+    .await;
+    // Started again from a's console, b answers the waiting message.
+    let answer = here.post(&format!("/console/bots/{far}/start"), &[("csrf", &csrf)], &[]).await;
+    assert!(here.outcome(&answer).await.contains(&format!("Bot {far} started on replica b")));
+    let reply = user.next_message_in(&far_bot, user.id, Duration::from_secs(15)).await.unwrap().text;
+    assert_eq!(reply.as_deref(), Some("You said: anyone?"));
+    for replica in replicas {
+        replica.terminate();
+        let (status, output) = replica.wait(Duration::from_secs(30)).await;
+        assert!(status.success(), "{output:?}");
+    }
 }

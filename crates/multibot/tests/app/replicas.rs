@@ -75,7 +75,7 @@ pub(crate) struct Fleet {
     pub(crate) bots: Vec<TestBot>,
     /// Their ids in the YAML files (and in `bot_leases`), in the same order.
     pub(crate) ids: Vec<String>,
-    env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
@@ -282,7 +282,7 @@ async fn a_paused_replica_does_not_handle_the_bots_it_lost() {
 }
 
 /// Which replica holds each bot's live lease, and whether an admin stopped it.
-async fn leases(db: &TestDb) -> BTreeMap<String, (String, bool)> {
+pub(crate) async fn leases(db: &TestDb) -> BTreeMap<String, (String, bool)> {
     let storage = db.storage().await;
     let owners = storage.leases().expect("PostgreSQL").owners().await.unwrap();
     storage.close().await;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::{
-    Extension, Form,
+    Extension,
     extract::{Path, State},
     response::{IntoResponse, Redirect, Response},
 };
@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::{
     Console, Outcome, auth,
-    pages::{CsrfForm, not_found, render, stale_form},
+    pages::{not_found, render},
 };
 use crate::{
     config::BotId,
@@ -123,11 +123,7 @@ pub(super) async fn act(
     State(console): State<Arc<Console>>,
     Extension(session): Extension<auth::Session>,
     Path((id, action)): Path<(String, String)>,
-    Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !console.keys.csrf_matches(&session, &form.csrf) {
-        return stale_form();
-    }
     let Ok(id) = BotId::parse(&id) else { return not_found("That bot") };
     if action == "reload" {
         let outcome = reported(&console.control.reload(Some(&id)).await);
@@ -164,11 +160,7 @@ pub(super) async fn act(
 pub(super) async fn reload_all(
     State(console): State<Arc<Console>>,
     Extension(session): Extension<auth::Session>,
-    Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !console.keys.csrf_matches(&session, &form.csrf) {
-        return stale_form();
-    }
     let outcome = reported(&console.control.reload(None).await);
     done(&console, &session, None, "reload_all", outcome)
 }

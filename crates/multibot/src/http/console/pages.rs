@@ -277,26 +277,11 @@ pub(super) async fn login(State(console): State<Arc<Console>>, request: Request)
     ([(header::SET_COOKIE, set)], Redirect::to("/console")).into_response()
 }
 
-#[derive(Deserialize)]
-pub(super) struct CsrfForm {
-    #[serde(default)]
-    pub(super) csrf: String,
-}
-
-pub(super) fn stale_form() -> Response {
-    let text = "This form expired or came from another page; go back, reload it and try again.";
-    (StatusCode::FORBIDDEN, text).into_response()
-}
-
 /// `POST /console/logout`.
 pub(super) async fn logout(
     State(console): State<Arc<Console>>,
     Extension(session): Extension<auth::Session>,
-    Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !console.keys.csrf_matches(&session, &form.csrf) {
-        return stale_form();
-    }
     console.keys.revoke(&session);
     let clear = format!("{}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0", auth::COOKIE);
     ([(header::SET_COOKIE, clear)], Redirect::to("/console/login")).into_response()

@@ -25,21 +25,6 @@ pub(in crate::plugins::script) const MAX_NOTE_BYTES: usize = 2048;
 pub(in crate::plugins::script) const MAX_NOTES: u32 = 10;
 const NOTE_WINDOW: Duration = Duration::from_secs(60);
 
-/// The event kinds `bot.events.recent` accepts.
-const EVENT_KINDS: [EventKind; 11] = [
-    EventKind::Started,
-    EventKind::Stopped,
-    EventKind::Failed,
-    EventKind::Reloaded,
-    EventKind::ReloadFailed,
-    EventKind::ConfigInvalid,
-    EventKind::AdminAction,
-    EventKind::PluginError,
-    EventKind::AccessDenied,
-    EventKind::RateLimited,
-    EventKind::UpdatesDropped,
-];
-
 /// What the bot's router knows once it is complete: learnt from the first update a handler receives.
 pub(in crate::plugins::script) struct SeenBot {
     username: String,
@@ -197,8 +182,8 @@ fn limit(what: &str, n: Option<i64>) -> mlua::Result<u32> {
 }
 
 fn event_kind(name: &str) -> mlua::Result<&'static str> {
-    EVENT_KINDS.iter().map(|k| k.as_str()).find(|k| *k == name).ok_or_else(|| {
-        let known: Vec<&str> = EVENT_KINDS.iter().map(|k| k.as_str()).collect();
+    EventKind::ALL.iter().map(|k| k.as_str()).find(|k| *k == name).ok_or_else(|| {
+        let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
         runtime(format!("bot.events.recent: unknown kind {name:?} (expected one of: {})", known.join(", ")))
     })
 }
