@@ -155,7 +155,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/console/bots/{id}/{action}", get(actions::confirm).post(actions::act))
         .route("/console/bots/{id}/broadcast/preview", post(broadcasts::preview))
         .route("/console/bots/{id}/broadcast", post(broadcasts::start))
-        .route("/console/broadcasts/{n}/cancel", get(broadcasts::confirm_cancel).post(broadcasts::act))
+        .route("/console/broadcasts/{n}/cancel", get(broadcasts::confirm_cancel).post(broadcasts::cancel))
         .route("/console/broadcasts/{n}/{action}", post(broadcasts::act))
         .route("/console/logout", post(pages::logout))
         .route_layer(middleware::from_fn_with_state(console.clone(), require_session));

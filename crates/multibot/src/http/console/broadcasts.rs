@@ -196,3 +196,8 @@ pub(super) async fn act(State(console): State<Arc<Console>>, Path((n, action)): 
     };
     shown(&console, &bot, outcome)
 }
+
+/// `POST /console/broadcasts/<n>/cancel`, the form of the confirmation page.
+pub(super) async fn cancel(console: State<Arc<Console>>, Path(n): Path<i64>) -> Response {
+    act(console, Path((n, "cancel".to_owned()))).await
+}
