@@ -248,7 +248,7 @@ impl Application {
         }
         let console = settings.console_token.as_ref().filter(|_| settings.health_check_enabled).map(|token| {
             let (control, storage, recorder) = (control.clone(), storage.clone(), recorder.clone());
-            Console::new(token, control, manager.clone(), storage, recorder, http_stop.clone())
+            Console::new(token, control, broadcasts.clone(), manager.clone(), storage, recorder, http_stop.clone())
         });
         if let Some(console) = &console {
             http_tasks.spawn(console.clone().sample());

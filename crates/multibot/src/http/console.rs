@@ -5,7 +5,7 @@
 //!
 //! - `auth`: session cookies and CSRF tokens, signed with a key derived from the token; failed-login throttling.
 //! - `pages`: logging in and out, the fleet page and its live stream; `records`: a bot's page and the audit log;
-//!   `actions`: confirmations and actions. Pages are askama templates of `templates/console/`.
+//!   `actions`: confirmations and actions; `broadcasts`: a bot's broadcasts, started, paused, resumed, cancelled. Pages are askama templates of `templates/console/`.
 //! - `rates`: updates per second over the last minutes, drawn as sparklines.
 //!
 //! Pages are rendered on the server and work without JavaScript; `assets/console.js` only keeps the fleet table
@@ -15,6 +15,7 @@
 
 mod actions;
 mod auth;
+mod broadcasts;
 mod pages;
 mod rates;
 mod records;
@@ -41,11 +42,11 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    fleet::{BotManager, control::Control},
+    fleet::{BotManager, broadcasts::Broadcasts, control::Control},
     storage::{Recorder, Storage},
 };
 
-/// The largest form a console action takes: a message of 4096 characters, percent-encoded, fits.
+/// The largest form a console action takes: a broadcast's text of 4096 characters, percent-encoded, fits.
 const MAX_FORM: usize = 64 * 1024;
 /// Outcomes of actions kept for the page the browser is sent to after one.
 const OUTCOMES: usize = 64;
@@ -58,6 +59,7 @@ pub struct Console {
     keys: auth::Keys,
     logins: auth::Logins,
     control: Control,
+    broadcasts: Broadcasts,
     manager: BotManager,
     storage: Storage,
     recorder: Recorder,
@@ -88,11 +90,12 @@ impl Outcome {
 }
 
 impl Console {
-    /// A console for `manager`'s fleet, acting through `control`, logged in with `token`; its live streams end
-    /// when `stop` is cancelled.
+    /// A console for `manager`'s fleet, acting through `control` and `broadcasts`, logged in with `token`; its live
+    /// streams end when `stop` is cancelled.
     pub fn new(
         token: &SecretString,
         control: Control,
+        broadcasts: Broadcasts,
         manager: BotManager,
         storage: Storage,
         recorder: Recorder,
@@ -102,6 +105,7 @@ impl Console {
             keys: auth::Keys::new(token.expose_secret()),
             logins: auth::Logins::default(),
             control,
+            broadcasts,
             manager,
             storage,
             recorder,
@@ -149,6 +153,10 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/console/reload", get(actions::confirm_reload).post(actions::reload_all))
         .route("/console/bots/{id}", get(records::bot))
         .route("/console/bots/{id}/{action}", get(actions::confirm).post(actions::act))
+        .route("/console/bots/{id}/broadcast/preview", post(broadcasts::preview))
+        .route("/console/bots/{id}/broadcast", post(broadcasts::start))
+        .route("/console/broadcasts/{n}/cancel", get(broadcasts::confirm_cancel).post(broadcasts::cancel))
+        .route("/console/broadcasts/{n}/{action}", post(broadcasts::act))
         .route("/console/logout", post(pages::logout))
         .route_layer(middleware::from_fn_with_state(console.clone(), require_session));
     Router::new()

@@ -446,3 +446,68 @@ async fn with_replicas_one_console_acts_on_a_bot_another_replica_runs() {
         assert!(status.success(), "{output:?}");
     }
 }
+
+#[tokio::test]
+async fn a_broadcast_is_previewed_started_and_reaches_every_user_once() {
+    let app = console_app().await;
+    let mut client = Client::new(&app);
+    client.login(CONSOLE_TOKEN).await;
+    let csrf = client.csrf().await;
+    let echo = app.emu.bot(&token(1)).await.unwrap();
+    let users: Vec<_> = (801..804).map(|id| app.emu.user(id)).collect();
+    for user in &users {
+        user.send(&echo, "hi").await.unwrap();
+        user.next_message_from(&echo).await.unwrap();
+    }
+    let storage = &app.served.storage;
+    eventually(Duration::from_secs(10), "three users recorded", || async {
+        storage.users().get_user_count("echo").await.unwrap() == 3
+    })
+    .await;
+    assert!(client.get("/console/bots/echo").await.1.contains("A message to every user of echo"));
+
+    // Bad input: no text, a text over Telegram's limit, a format Telegram does not know, days that are not a number.
+    let long = "x".repeat(4097);
+    for (text, mode, days, why) in [
+        ("  ", "", "", "The message is empty."),
+        (long.as_str(), "", "", "4096 characters"),
+        ("News", "Bogus", "", "plain text, HTML or MarkdownV2"),
+        ("News", "", "abc", "Active days must be a whole number"),
+    ] {
+        let form = [("csrf", csrf.as_str()), ("text", text), ("parse_mode", mode), ("active_days", days)];
+        let (status, page, _) = client.post("/console/bots/echo/broadcast/preview", &form, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains(why) && !page.contains("Send to every user</button>"), "{why}: {page}");
+        // Sent anyway, past the preview: refused the same way, and nothing goes out.
+        let answer = client.post("/console/bots/echo/broadcast", &form, &[]).await;
+        assert!(client.outcome(&answer).await.contains("The broadcast was not started"), "{why}");
+    }
+    let form = [("csrf", csrf.as_str()), ("text", "<b>News</b> for all"), ("parse_mode", "HTML"), ("active_days", "")];
+    let (_, page, _) = client.post("/console/bots/echo/broadcast/preview", &form, &[]).await;
+    assert!(page.contains("Send this to every user of echo?") && page.contains("3 users of echo"), "{page}");
+    assert!(!page.contains("<b>News</b>"), "the text is shown escaped");
+    let answer = client.post("/console/bots/echo/broadcast", &form, &[]).await;
+    let page = client.outcome(&answer).await;
+    assert!(page.contains("Broadcast #1 of echo started to 3 users"), "{page}");
+    for user in &users {
+        let got = user.next_message_from(&echo).await.unwrap();
+        assert_eq!(got.text.as_deref(), Some("News for all"), "formatted as HTML");
+    }
+    eventually(Duration::from_secs(10), "the broadcast done", || async {
+        client.get("/console/bots/echo").await.1.contains("badge done")
+    })
+    .await;
+    for user in &users {
+        let transcript = echo.transcript(user.id).await.unwrap();
+        let copies =
+            transcript.iter().filter(|m| m.from_bot && m.message.text.as_deref() == Some("News for all")).count();
+        assert_eq!(copies, 1, "user {}", user.id);
+    }
+    // A finished broadcast cannot be cancelled: the page says why.
+    assert!(client.get("/console/broadcasts/1/cancel").await.1.contains("Cancel broadcast #1 of echo?"));
+    let answer = client.post("/console/broadcasts/1/cancel", &[("csrf", &csrf)], &[]).await;
+    let page = client.outcome(&answer).await;
+    assert!(page.contains("Could not cancel broadcast #1") && page.contains("is done"), "{page}");
+    assert_eq!(client.post("/console/broadcasts/99/pause", &[("csrf", &csrf)], &[]).await.0, StatusCode::NOT_FOUND);
+    app.served.stop().await;
+}

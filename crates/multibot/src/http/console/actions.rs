@@ -24,13 +24,13 @@ use crate::{
 
 #[derive(Template)]
 #[template(path = "console/confirm.html")]
-struct ConfirmPage {
-    csrf: Option<String>,
-    question: String,
-    explanation: &'static str,
-    action: String,
-    button: String,
-    back: String,
+pub(super) struct ConfirmPage {
+    pub(super) csrf: Option<String>,
+    pub(super) question: String,
+    pub(super) explanation: &'static str,
+    pub(super) action: String,
+    pub(super) button: String,
+    pub(super) back: String,
 }
 
 fn order_of(action: &str) -> Option<Order> {

@@ -98,10 +98,19 @@ struct UserLine {
     blocked: bool,
 }
 
+/// A bot page's query: the outcome of the action just done.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct BotQuery {
+    outcome: Option<u64>,
+}
+
 #[derive(Template)]
 #[template(path = "console/bot.html")]
 struct BotPage {
     csrf: Option<String>,
+    outcome: Option<super::Outcome>,
+    broadcasts: Vec<super::broadcasts::BroadcastLine>,
     row: Row,
     handled: u64,
     file: String,
@@ -116,6 +125,7 @@ pub(super) async fn bot(
     State(console): State<Arc<Console>>,
     Extension(session): Extension<auth::Session>,
     Path(id): Path<String>,
+    Query(query): Query<BotQuery>,
 ) -> Response {
     let Ok(id) = BotId::parse(&id) else { return not_found("That bot") };
     let (Some(status), Some(row)) =
@@ -150,6 +160,8 @@ pub(super) async fn bot(
         .collect();
     render(&BotPage {
         csrf: Some(console.keys.csrf(&session)),
+        outcome: query.outcome.and_then(|n| console.outcome(n)),
+        broadcasts: super::broadcasts::lines(&console, &id).await,
         handled: status.updates_handled,
         file: status.file.display().to_string(),
         plugins: status.plugins,
