@@ -42,6 +42,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    config::BotId,
     fleet::{BotManager, broadcasts::Broadcasts, control::Control},
     storage::{Recorder, Storage},
 };
@@ -127,6 +128,11 @@ impl Console {
                 () = self.stop.cancelled() => return,
             }
         }
+    }
+
+    /// The bot `id` names, if it is one of the fleet's.
+    fn bot(&self, id: &str) -> Option<BotId> {
+        BotId::parse(id).ok().filter(|bot| self.manager.status_of(bot).is_some())
     }
 
     fn remember(&self, outcome: Outcome) -> u64 {

@@ -108,10 +108,7 @@ pub(super) async fn preview(
     Path(id): Path<String>,
     Form(draft): Form<Draft>,
 ) -> Response {
-    let Ok(bot) = BotId::parse(&id) else { return not_found("That bot") };
-    if console.manager.status_of(&bot).is_none() {
-        return not_found("That bot");
-    }
+    let Some(bot) = console.bot(&id) else { return not_found("That bot") };
     let users = console.storage.users().get_user_count(bot.as_str()).await.unwrap_or(0);
     let within = match draft.active_days.trim() {
         "" => String::new(),
@@ -124,7 +121,7 @@ pub(super) async fn preview(
         text: draft.text.trim().to_owned(),
         parse_mode: draft.parse_mode,
         active_days: draft.active_days.trim().to_owned(),
-        audience: format!("{users} users of {bot} know the bot; those who blocked it are left out{within}."),
+        audience: format!("{bot} has {users} users; those who blocked it are left out{within}."),
     })
 }
 
@@ -134,10 +131,7 @@ pub(super) async fn start(
     Path(id): Path<String>,
     Form(draft): Form<Draft>,
 ) -> Response {
-    let Ok(bot) = BotId::parse(&id) else { return not_found("That bot") };
-    if console.manager.status_of(&bot).is_none() {
-        return not_found("That bot");
-    }
+    let Some(bot) = console.bot(&id) else { return not_found("That bot") };
     let outcome = match draft.checked(&bot) {
         Err(why) => Outcome { ok: false, title: "The broadcast was not started".to_owned(), lines: vec![why] },
         Ok(new) => match console.broadcasts.start(new).await {
