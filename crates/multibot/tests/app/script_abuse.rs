@@ -10,6 +10,17 @@ use multibot::plugins::PluginRegistry;
 
 use crate::helpers::{TempDir, Web, serve, token};
 
+/// What the other bot's answers may take while a script computes: the 99th percentile under 200 ms, and none
+/// over a second. A script holding a runtime worker would stall every round for its whole budget (2 s); one slow
+/// round in hundreds is the test suite's other tests sharing the two cores (seen once in CI: 385 ms in 419 rounds).
+fn assert_echoes_kept_up(what: &str, echoes: &mut [Duration]) {
+    echoes.sort();
+    let p99 = echoes[(echoes.len() * 99).div_ceil(100).saturating_sub(1)];
+    let slowest = *echoes.last().expect("rounds");
+    assert!(p99 < Duration::from_millis(200), "{what}: the other bot's p99 was {p99:?}");
+    assert!(slowest < Duration::from_secs(1), "{what}: the other bot once took {slowest:?}");
+}
+
 /// Each command computes inside a call Luau cannot yield from, until the budget stops it.
 const STUCK: &str = r#"
 plugin { name = "stuck" }
@@ -64,11 +75,9 @@ async fn code_that_cannot_yield_holds_neither_the_health_probe_nor_other_bots() 
             echoes.push(sent.elapsed());
             round += 1;
         }
-        echoes.sort();
-        let slowest_echo = *echoes.last().unwrap();
-        println!("{command}: {round} rounds, slowest probe {slowest_probe:?}, slowest echo {slowest_echo:?}");
+        println!("{command}: {round} rounds, slowest probe {slowest_probe:?}, slowest echo {:?}", echoes.iter().max());
         assert!(slowest_probe < Duration::from_millis(100), "{command}: /health/live took {slowest_probe:?}");
-        assert!(slowest_echo < Duration::from_millis(200), "{command}: the other bot took {slowest_echo:?}");
+        assert_echoes_kept_up(command, &mut echoes);
         // Each stuck update ends with the budget, and the error handler tells its user.
         for attacker in &attackers {
             let reply = attacker.next_message_from(&stuck).await.unwrap();
@@ -119,7 +128,7 @@ async fn a_busy_top_level_holds_neither_the_health_probe_nor_other_bots() {
         }
         let reloads = app.reloads.clone();
         let reload = tokio::spawn(async move { reloads.reload_now().await });
-        let (mut slowest_probe, mut slowest_echo, mut rounds) = (Duration::ZERO, Duration::ZERO, 0);
+        let (mut slowest_probe, mut echoes, mut rounds) = (Duration::ZERO, Vec::new(), 0);
         // While the reload runs the top level: probe the health endpoint and talk to the other bot.
         while !reload.is_finished() {
             let probe = Instant::now();
@@ -129,15 +138,15 @@ async fn a_busy_top_level_holds_neither_the_health_probe_nor_other_bots() {
             bob.send(&echo, &format!("ping {round}.{rounds}")).await.unwrap();
             let reply = bob.next_message_from(&echo).await.unwrap();
             assert_eq!(reply.text.unwrap(), format!("You said: ping {round}.{rounds}"));
-            slowest_echo = slowest_echo.max(sent.elapsed());
+            echoes.push(sent.elapsed());
             rounds += 1;
         }
         let report = reload.await.unwrap();
-        println!("{case}: {rounds} rounds, slowest probe {slowest_probe:?}, slowest echo {slowest_echo:?}");
+        println!("{case}: {rounds} rounds, slowest probe {slowest_probe:?}, slowest echo {:?}", echoes.iter().max());
         // The budget is 2 s: that long, at 100 ms a round at most, is many rounds.
         assert!(rounds >= 5, "{case}: {rounds} rounds: the reload did not run the top level");
         assert!(slowest_probe < Duration::from_millis(100), "{case}: /health/live took {slowest_probe:?}");
-        assert!(slowest_echo < Duration::from_millis(200), "{case}: the other bot took {slowest_echo:?}");
+        assert_echoes_kept_up(case, &mut echoes);
         // The script gets the error that names the limit: as a script that does not load, or as a bot that does
         // not start.
         let problems =
