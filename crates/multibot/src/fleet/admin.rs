@@ -21,7 +21,7 @@ use std::{
 use parking_lot::Mutex;
 use serde_json::json;
 use teloxide_core::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, MessageId};
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::{
     BotManager, BotState, BotStatus,
@@ -512,7 +512,6 @@ impl Admin {
             }
             Err(e) => ("failed", format!("❌ Could not {} {bot}: {e}", action.verb().to_lowercase())),
         };
-        info!(bot_id = %bot, admin = clicker, action = action.name(), outcome, "admin action");
         events::admin_action(cx_recorder(&cx), Some(&bot), Some(clicker), action.name(), json!({ "outcome": outcome }));
         cx.edit_text(text, None).await?;
         Ok(())

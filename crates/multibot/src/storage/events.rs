@@ -154,7 +154,7 @@ pub fn admin_action(
     action: &str,
     detail: Value,
 ) {
-    info!(bot_id = bot_id.map(BotId::as_str), actor_user_id, action, "admin action");
+    info!(bot_id = bot_id.map(BotId::as_str), actor_user_id, action, %detail, "admin action");
     let detail = json!({"action": action, "detail": detail});
     record(recorder, bot_id.map(BotId::as_str), EventKind::AdminAction, actor_user_id, detail);
 }

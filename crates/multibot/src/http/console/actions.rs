@@ -10,7 +10,6 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use serde_json::json;
-use tracing::info;
 
 use super::{
     Console, Outcome, auth,
@@ -109,7 +108,6 @@ fn reported(report: &FleetReport) -> Outcome {
 /// Audits a console action and sends the browser to the fleet page, which shows its outcome.
 fn done(console: &Console, session: &auth::Session, bot: Option<&BotId>, action: &str, outcome: Outcome) -> Response {
     let result = if outcome.ok { "ok" } else { "failed" };
-    info!(bot_id = bot.map(BotId::as_str), action, outcome = result, "console action");
     let detail = json!({"via": "console", "session": &session.nonce[..8], "outcome": result});
     events::admin_action(&console.recorder, bot, None, action, detail);
     // The table the browser is sent to shows the fleet as it is now.

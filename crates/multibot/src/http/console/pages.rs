@@ -92,12 +92,9 @@ pub(super) struct FleetQuery {
 
 impl FleetQuery {
     fn href(&self, sort: &str, page: usize) -> String {
-        let pairs = [("q", self.q.as_str()), ("state", self.state.as_str()), ("sort", sort)];
-        let mut query = query_string(&pairs);
-        if page > 1 {
-            query.push_str(&format!("&page={page}"));
-        }
-        if query.is_empty() { "/console".to_owned() } else { format!("/console?{}", query.trim_start_matches('&')) }
+        let page = if page > 1 { page.to_string() } else { String::new() };
+        let query = query_string(&[("q", &self.q), ("state", &self.state), ("sort", sort), ("page", &page)]);
+        if query.is_empty() { "/console".to_owned() } else { format!("/console?{query}") }
     }
 
     /// The rows that match, sorted.
@@ -392,7 +389,7 @@ pub(super) async fn fleet(
         total,
         page,
         pages,
-        live_url: format!("/console/live?{}", serde_urlencoded::to_string(live).unwrap_or_default()),
+        live_url: format!("/console/live?{}", query_string(&live)),
         prev_href: (page > 1).then(|| query.href(&query.sort, page - 1)),
         next_href: (page < pages).then(|| query.href(&query.sort, page + 1)),
         query,
