@@ -39,7 +39,7 @@ use crate::{
         Deps, InboxWriter,
         webhook::{StorageSecrets, Webhooks},
     },
-    storage::{ProcessLock, Recorder, Storage},
+    storage::{FleetLock, Holder, ProcessLock, Recorder, Storage},
     telegram::ApiClients,
     telemetry,
 };
@@ -103,6 +103,8 @@ pub struct Application {
     tasks: TaskTracker,
     /// No other process runs a fleet on this SQLite file while this one lives.
     _process_lock: Option<ProcessLock>,
+    /// On PostgreSQL: no process runs this database's fleet beside this one, unless both are replicas.
+    fleet_lock: Option<FleetLock>,
     /// With `REPLICA_ID`: the leases of the bots this replica runs, released once they are stopped.
     replication: Option<Arc<Replication>>,
 }
@@ -183,9 +185,11 @@ impl Application {
         let http = ApiClients::new(&api_url, settings.telegram_api_http, timeout)?;
         let process_lock = ProcessLock::acquire(&settings.database_url)?;
         let storage = open_storage(&settings).await?;
+        let shutdown = CancellationToken::new();
+        let holder = if settings.replica_id.is_some() { Holder::Replica } else { Holder::Alone };
+        let fleet_lock = FleetLock::acquire(&settings.database_url, holder, shutdown.clone()).await?;
         let recorder = Recorder::spawn(storage.clone(), Recorder::DEFAULT_CAPACITY);
         let inbox = InboxWriter::spawn(storage.clone());
-        let shutdown = CancellationToken::new();
         let webhooks =
             WebhookEnv { enabled: settings.webhook_enabled, base_url_set: settings.webhook_base_url.is_some() };
         // Scripts join the registry first: bot files are checked against it. Their `state.*` is in the database.
@@ -365,6 +369,7 @@ impl Application {
             http_tasks,
             tasks,
             _process_lock: process_lock,
+            fleet_lock,
             replication,
         })
     }
@@ -440,6 +445,9 @@ impl Application {
         self.inbox.close(self.shutdown_timeout).await;
         self.recorder.close(self.shutdown_timeout).await;
         self.storage.close().await;
+        if self.fleet_lock.as_ref().is_some_and(FleetLock::is_lost) {
+            anyhow::bail!("stopped: another process took this database's fleet while the connection to it was down");
+        }
         Ok(())
     }
 }

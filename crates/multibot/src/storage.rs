@@ -34,7 +34,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 pub use commands::{CHANNEL, Command, CommandRepository};
 pub use inbox::{InboxDepth, InboxRepository, InboxUpdate, PendingUpdate};
 pub use leases::{Lease, LeaseRepository, Owner};
-pub use lock::ProcessLock;
+pub use lock::{FleetLock, Holder, ProcessLock};
 pub use recorder::Recorder;
 use secrecy::ExposeSecret;
 use serde::{Serialize, de::DeserializeOwned};
@@ -84,6 +84,16 @@ pub enum StorageError {
         /// The other process, as its lock file says.
         pid: Option<u32>,
     },
+    /// Another process runs a fleet on this PostgreSQL database in a way this one cannot join ([`FleetLock`]).
+    #[error("{}", fleet_in_use(*holder, *alone, *replicas))]
+    FleetInUse {
+        /// How this process wanted the lock.
+        holder: lock::Holder,
+        /// Whether a process without `REPLICA_ID` holds it.
+        alone: bool,
+        /// How many replicas share it.
+        replicas: i64,
+    },
     /// The lock file beside an SQLite database could not be opened or written.
     #[error("cannot lock the database with {path}: {source}")]
     Lock {
@@ -100,6 +110,24 @@ pub enum StorageError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+fn fleet_in_use(holder: lock::Holder, alone: bool, replicas: i64) -> String {
+    let other = if alone {
+        "another Multibot process without REPLICA_ID".to_owned()
+    } else {
+        format!("{replicas} Multibot replica(s) with REPLICA_ID")
+    };
+    let what = match holder {
+        lock::Holder::Alone => {
+            "without REPLICA_ID a process runs the fleet alone; stop the other, give this one another DATABASE_URL, \
+             or give every process its own REPLICA_ID to share the fleet"
+        }
+        lock::Holder::Replica => {
+            "replicas share a fleet only with other replicas; stop that process, or restart it with a REPLICA_ID"
+        }
+    };
+    format!("{other} runs a fleet on this PostgreSQL database: {what}")
 }
 
 /// Now, to the microsecond both backends store, so that a value read back equals the value written.

@@ -17,6 +17,7 @@ mod docs;
 mod durability;
 mod failures;
 mod files;
+mod fleet_lock;
 mod fsm;
 mod grafana;
 mod helpers;

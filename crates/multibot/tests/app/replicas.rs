@@ -108,9 +108,14 @@ impl Fleet {
 
     /// Starts `multibot run` as the replica `replica`, its health server on `port` (0: any).
     pub(crate) fn start_on(&self, replica: &str, port: u16) -> Process {
-        let port = port.to_string();
+        self.start_with(&[("REPLICA_ID", replica), ("HEALTH_CHECK_PORT", &port.to_string())])
+    }
+
+    /// Starts `multibot run` with the fleet's environment and `extra` (which wins), without `REPLICA_ID` unless
+    /// `extra` has it.
+    pub(crate) fn start_with(&self, extra: &[(&str, &str)]) -> Process {
         let mut vars: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        vars.extend([("REPLICA_ID", replica), ("HEALTH_CHECK_PORT", &port)]);
+        vars.extend(extra);
         Process::start_with(&self.emu, &self.dir, &vars)
     }
 
