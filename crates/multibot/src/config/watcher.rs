@@ -61,20 +61,11 @@ fn is_content_change(event: &Event) -> bool {
 /// Watches `dir` (not recursively) and sends [`ReloadSignal::Changed`] after each debounced batch of events that
 /// changes a `*.yaml` or `*.yml` file, or swaps a ConfigMap's `..data` link.
 pub fn watch(dir: &Path, signals: mpsc::Sender<ReloadSignal>) -> notify_debouncer_full::notify::Result<ConfigWatcher> {
-    watch_files(dir, is_config_change, signals)
+    watch_in(dir, RecursiveMode::NonRecursive, is_config_change, signals)
 }
 
-/// Watches `dir` (not recursively) and sends [`ReloadSignal::Changed`] after each debounced batch of events that
-/// changes a file `wanted` accepts (`PLUGINS_DIR` and its scripts).
-pub fn watch_files(
-    dir: &Path,
-    wanted: fn(&Path) -> bool,
-    signals: mpsc::Sender<ReloadSignal>,
-) -> notify_debouncer_full::notify::Result<ConfigWatcher> {
-    watch_in(dir, RecursiveMode::NonRecursive, wanted, signals)
-}
-
-/// [`watch_files`] of `dir` and every directory below it (`PLUGINS_DIR` and its `lib/` of script modules).
+/// Watches `dir` and every directory below it (`PLUGINS_DIR` and its `lib/` of script modules) and sends
+/// [`ReloadSignal::Changed`] after each debounced batch of events that changes a file `wanted` accepts.
 pub fn watch_tree(
     dir: &Path,
     wanted: fn(&Path) -> bool,
