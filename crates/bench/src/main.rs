@@ -13,6 +13,12 @@ mod script_echo;
 
 use clap::{Parser, Subcommand};
 
+/// The allocator the `multibot` binary ships with, so that what runs in this process (`script-echo`, the bare
+/// echo loop of `fleet`) allocates as the product does.
+#[cfg(unix)]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(about = "Benchmarks for Multibot and its Bot API emulator")]
 struct Cli {
