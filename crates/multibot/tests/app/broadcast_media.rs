@@ -7,11 +7,16 @@
 //!   entities, and the emulator's call log shows one upload by `news` and file id sends for everyone else.
 //! - `files_over_the_download_limit_and_stickers_are_refused`: a 21 MB document and a sticker each get a clear
 //!   answer, and no broadcast is created.
+//! - `a_lost_upload_is_never_repeated_to_its_user_and_three_refused_ones_pause_the_broadcast`: when the answer to
+//!   the first upload is lost, that user keeps the one photo they got (the delivery is failed, not repeated) and
+//!   the next delivery uploads again; three uploads Telegram refuses in a row pause the broadcast and tell the
+//!   admins, and once resumed it uploads again and finishes.
 
 use std::time::Duration;
 
-use botapi_emulator::{UserFile, types::MessageEntity};
+use botapi_emulator::{FaultSpec, UserFile, types::MessageEntity};
 use multibot::{
+    fleet::broadcasts::{self, BroadcastAction},
     plugins::PluginRegistry,
     storage::{BroadcastMessage, BroadcastState, MediaKind, NewBroadcast, Upload, now},
 };
@@ -170,5 +175,86 @@ async fn files_over_the_download_limit_and_stickers_are_refused() {
     // Still composing: a text is accepted next.
     admin.send(&admin_bot, "Plain news").await.unwrap();
     assert_eq!(admin.next_message_from(&admin_bot).await.unwrap().text.as_deref(), Some("Plain news"));
+    app.stop().await;
+}
+
+/// A photo broadcast to every user of `news`, as the admin bot makes one.
+fn photo_broadcast() -> NewBroadcast {
+    NewBroadcast {
+        bot_id: "news".into(),
+        message: BroadcastMessage::Media {
+            kind: MediaKind::Photo,
+            caption: Some(CAPTION.into()),
+            caption_entities: None,
+            file_id: None,
+            upload: Some(Upload::new("sale.png", PNG)),
+        },
+        active_days: None,
+        created_by: Some(ADMIN),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_upload_is_never_repeated_to_its_user_and_three_refused_ones_pause_the_broadcast() {
+    let vars = [("ADMIN_BOT_TOKEN", token(3)), ("ADMIN_ALLOWED_USERS", ADMIN.to_string())];
+    let app = spawn_app_with(&[("news.yaml", NEWS)], 3, PluginRegistry::builtin(), &vars).await;
+    let (news, admin_bot, admin) = (app.bot(1).await, app.bot(3).await, app.emu.user(ADMIN));
+    let users: Vec<i64> = (4_000..4_010).collect();
+    for id in &users {
+        app.emu.user(*id).send(&news, "hi").await.unwrap();
+    }
+    eventually(Duration::from_secs(20), "10 users known", || async {
+        app.storage.users().get_user_count("news").await.unwrap() == 10
+    })
+    .await;
+    // The admin's chat with the admin bot exists once the admin wrote to it: the summaries go there.
+    admin.send(&admin_bot, "/broadcasts").await.unwrap();
+    admin.next_message_from(&admin_bot).await.unwrap();
+    let photos_of = |id: i64| {
+        let (user, news) = (app.emu.user(id), news.clone());
+        async move {
+            let got = user.transcript(&news).await.unwrap();
+            got.iter().filter(|m| m.from_bot && m.message.photo.is_some()).count()
+        }
+    };
+    let uploads = || async {
+        let calls = news.calls(Some("sendPhoto")).await.unwrap();
+        calls.iter().filter(|c| c.params["photo"].is_object()).count()
+    };
+
+    // 1. The answer to the first upload is lost: the user got the photo, the bot cannot know. That delivery is
+    // failed, not repeated; the next one uploads again.
+    news.inject(FaultSpec::drop_response("sendPhoto")).await.unwrap();
+    let first = broadcasts::start(&app.storage, None, photo_broadcast()).await.unwrap();
+    let summary = admin.next_message_from(&admin_bot).await.unwrap().text.unwrap();
+    assert!(summary.starts_with(&format!("✅ Broadcast #{} of news done", first.id)), "{summary}");
+    let first = app.storage.broadcasts().get(first.id).await.unwrap().unwrap();
+    assert_eq!((first.sent, first.failed), (9, 1), "{first:?}");
+    assert_eq!(uploads().await, 2, "the lost upload and the one after it");
+    for id in &users {
+        assert_eq!(photos_of(*id).await, 1, "user {id}");
+    }
+
+    // 2. Telegram refuses the file three times in a row: the broadcast pauses and the admins are told; resumed, it
+    // uploads again and finishes.
+    let refused = FaultSpec::error("sendPhoto", 400).description("Bad Request: IMAGE_PROCESS_FAILED").times(3);
+    news.inject(refused).await.unwrap();
+    let second = broadcasts::start(&app.storage, None, photo_broadcast()).await.unwrap();
+    let note = admin.next_message_from(&admin_bot).await.unwrap().text.unwrap();
+    let paused = format!("⚠️ Broadcast #{} of news paused: 3 uploads of its file failed", second.id);
+    assert!(note.starts_with(&paused) && note.contains("IMAGE_PROCESS_FAILED"), "{note}");
+    let b = app.storage.broadcasts().get(second.id).await.unwrap().unwrap();
+    assert_eq!((b.state, b.sent, b.failed, b.remaining()), (BroadcastState::Paused, 0, 3, 7), "{b:?}");
+    broadcasts::control(&app.storage, None, second.id, BroadcastAction::Resume, None).await.unwrap();
+    let summary = admin.next_message_from(&admin_bot).await.unwrap().text.unwrap();
+    assert!(summary.starts_with(&format!("✅ Broadcast #{} of news done", second.id)), "{summary}");
+    let b = app.storage.broadcasts().get(second.id).await.unwrap().unwrap();
+    assert_eq!((b.sent, b.failed), (7, 3), "{b:?}");
+    assert_eq!(uploads().await, 2 + 4, "three refused uploads and the one that worked");
+    let sent = app.storage.broadcasts().deliveries(second.id, Some("sent"), 20).await.unwrap();
+    for id in &users {
+        let expected = 1 + usize::from(sent.iter().any(|d| d.user_id == *id));
+        assert_eq!(photos_of(*id).await, expected, "user {id}: one photo a broadcast that reached them");
+    }
     app.stop().await;
 }
