@@ -124,9 +124,18 @@ pub(super) fn meta_params(p: &Params) -> Result<MediaMeta, ApiError> {
     })
 }
 
-/// A caption after `parse_mode`, checked against Telegram's limit.
+/// A caption after `parse_mode`, or with the `caption_entities` given instead, checked against Telegram's limit.
 pub(super) fn caption(world: &World, raw: &str, p: &Params) -> Result<Styled, ApiError> {
-    let styled = format_text(world, raw, p)?;
+    let mut styled = format_text(world, raw, p)?;
+    if let Some(given) = p.json("caption_entities", "can't parse caption entities JSON array")? {
+        let given: Vec<crate::types::MessageEntity> = serde_json::from_value(given)
+            .map_err(|e| ApiError::bad_request(format!("can't parse caption entities: {e}")))?;
+        let length = entities::utf16_len(raw);
+        if given.iter().any(|e| e.offset + e.length > length) {
+            return Err(ApiError::bad_request("can't parse entities: an entity ends after the caption"));
+        }
+        styled = Styled { text: raw.to_owned(), entities: (!given.is_empty()).then_some(given), parse_mode: None };
+    }
     if entities::utf16_len(&styled.text) > CAPTION_LIMIT {
         return Err(ApiError::bad_request("message caption is too long"));
     }

@@ -45,6 +45,12 @@ impl UserFile {
         self.with("caption", caption)
     }
 
+    /// Sets the caption's formatting, as a user's app does (bold, links, ...), instead of the detected entities.
+    pub fn caption_entities(self, entities: &[crate::types::MessageEntity]) -> UserFile {
+        let json = serde_json::to_string(entities).unwrap_or_default();
+        self.with("caption_entities", &json)
+    }
+
     /// Sends it in a group the user wrote in before, instead of the private chat.
     pub fn in_chat(self, chat_id: i64) -> UserFile {
         self.with("chat_id", &chat_id.to_string())

@@ -79,6 +79,9 @@ struct FileQuery {
     file_name: Option<String>,
     mime_type: Option<String>,
     caption: Option<String>,
+    /// The caption's formatting (a JSON array of message entities); else the entities Telegram detects (links,
+    /// mentions).
+    caption_entities: Option<String>,
     /// A group the user writes in (known from an earlier message); the private chat unless given.
     chat_id: Option<i64>,
     duration: Option<u32>,
@@ -120,11 +123,18 @@ async fn user_file(
         .add(bot.id, file)
         .map_err(|error| ControlError(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()))?;
     let caption = q.caption.filter(|c| !c.is_empty());
+    let given = match q.caption_entities.as_deref() {
+        Some(json) => Some(
+            serde_json::from_str::<Vec<crate::types::MessageEntity>>(json)
+                .map_err(|e| bad(format!("caption_entities is not a JSON array of entities: {e}")))?,
+        ),
+        None => None,
+    };
     let mut message = Message {
         from: Some(user),
         chat: chat.clone(),
         date: unix_now(),
-        caption_entities: caption.as_deref().and_then(detected),
+        caption_entities: given.or_else(|| caption.as_deref().and_then(detected)),
         caption,
         ..Message::default()
     };

@@ -12,6 +12,13 @@
 //! broadcast resumes: no user ever gets the message twice, and a crash leaves at most [`IN_FLIGHT`] users uncertain
 //! (each got the message once or not at all).
 //!
+//! A media broadcast ([`BroadcastMessage::Media`], from the admin bot) goes to its first user alone, as an upload of
+//! the file's bytes kept in the database; the file id Telegram answers with is valid for this bot only, so it is
+//! stored (the bytes are dropped) and every other user gets that id. An upload that fails leaves the next user to
+//! upload again; [`UPLOAD_ATTEMPTS`] failed uploads in a row pause the broadcast and tell the admins. A crash
+//! between the upload and storing its file id leaves that delivery interrupted, as any other, and the next one
+//! uploads again.
+//!
 //! The service reads the table every [`POLL`] (and at once when this process starts or resumes a broadcast), so a
 //! broadcast started from the CLI, or moved to this replica with its bot, is picked up within seconds; a runner
 //! reads its row every [`RECHECK`] and stops when it is no longer running (a pause or cancel from the CLI): the
@@ -19,11 +26,12 @@
 
 use std::{collections::HashMap, fmt::Write as _, sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::json;
 use teloxide_core::{
     payloads::{CopyMessage, SendMessage, SendMessageSetters},
-    types::{ChatId, MessageEntity, MessageId},
+    types::{ChatId, Message, MessageEntity, MessageId},
 };
 use tokio::sync::Notify;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -34,10 +42,10 @@ use crate::{
     config::BotId,
     plugins::Notifier,
     storage::{
-        Broadcast, BroadcastMessage, BroadcastState, DeliveryOutcome, NewBroadcast, Recorder, Storage, StorageError,
-        events, now,
+        Broadcast, BroadcastMessage, BroadcastState, DeliveryOutcome, MediaKind, NewBroadcast, Recorder, Storage,
+        StorageError, events, now,
     },
-    telegram::{ApiCallError, BotApi, SendOptions},
+    telegram::{ApiCallError, BotApi, FileKind, FileOptions, InputFile, SendOptions},
     telemetry::metrics,
 };
 
@@ -50,6 +58,9 @@ pub const POLL: Duration = Duration::from_secs(2);
 pub const RECHECK: Duration = Duration::from_millis(250);
 /// A database error's pause before trying again.
 const RETRY: Duration = Duration::from_secs(1);
+/// Failed uploads of a media broadcast's file in a row (each to another user) that pause it: the file itself is
+/// likely refused.
+pub const UPLOAD_ATTEMPTS: u32 = 3;
 
 /// What an admin does to a broadcast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +105,9 @@ pub enum BroadcastError {
     /// The text is longer than one Telegram message (4096 characters).
     #[error("the text has {0} characters; a broadcast sends one message, at most 4096")]
     TooLong(usize),
+    /// The caption is longer than Telegram takes (1024 characters).
+    #[error("the caption has {0} characters; Telegram takes at most 1024")]
+    CaptionTooLong(usize),
     /// The database failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -110,8 +124,17 @@ pub async fn start(
     {
         return Err(BroadcastError::TooLong(text.encode_utf16().count()));
     }
+    if let BroadcastMessage::Media { caption: Some(caption), .. } = &new.message
+        && caption.encode_utf16().count() > 1024
+    {
+        return Err(BroadcastError::CaptionTooLong(caption.encode_utf16().count()));
+    }
     let broadcast = storage.broadcasts().create(&new, now()).await?;
-    let detail = json!({ "audience": broadcast.total, "active_days": broadcast.active_days });
+    let detail = json!({
+        "audience": broadcast.total,
+        "active_days": broadcast.active_days,
+        "message": broadcast.message.summary(),
+    });
     audit(storage, recorder, &broadcast.bot_id, broadcast.id, new.created_by, "start", detail).await;
     Ok(broadcast)
 }
@@ -164,10 +187,16 @@ async fn audit(
     }
 }
 
-/// A broadcast's progress in a few lines: counters, remaining, and with `rate` (deliveries a second) the ETA.
+/// A broadcast in a few lines: what it sends, its counters, remaining, and with `rate` (deliveries a second) the
+/// ETA.
 pub fn describe(b: &Broadcast, rate: Option<f64>) -> String {
-    let mut text = format!("📣 Broadcast #{} of {} ({})\n", b.id, b.bot_id, b.state.as_str());
-    let _ = writeln!(text, "Sent: {}  Failed: {}  Blocked: {}", b.sent, b.failed, b.blocked);
+    let header = format!("📣 Broadcast #{} of {} ({})", b.id, b.bot_id, b.state.as_str());
+    format!("{header}\nMessage: {}\n{}", b.message.summary(), progress(b, rate))
+}
+
+/// A broadcast's counters, remaining, and with `rate` (deliveries a second) the ETA.
+pub fn progress(b: &Broadcast, rate: Option<f64>) -> String {
+    let mut text = format!("Sent: {}  Failed: {}  Blocked: {}\n", b.sent, b.failed, b.blocked);
     let _ = write!(text, "Remaining: {} of {}", b.remaining(), b.total);
     if let Some(rate) = rate.filter(|r| *r > 0.0 && b.state == BroadcastState::Running) {
         let eta = Duration::from_secs_f64(b.remaining() as f64 / rate);
@@ -336,10 +365,29 @@ async fn run_one(inner: &Inner, broadcast: Broadcast, bot: BotId, stop: &Cancell
     let watcher = tokio::spawn(watch(inner.storage.clone(), id, bot.clone(), halt.clone()));
     let mut remaining = broadcast.remaining();
     metrics::broadcast_remaining(bot.as_str(), remaining);
+    let mut message = broadcast.message.clone();
+    let mut failed_uploads = 0;
     while !halt.is_cancelled() {
         let Some(api) = inner.manager.api_of(&bot).await else { break };
         let api = api.bulk();
-        let users = match repo.claim(id, inner.in_flight as u32).await {
+        // A file not uploaded yet goes to one user alone: one upload, whose file id the others then get.
+        let file = match &message {
+            BroadcastMessage::Media { file_id: None, .. } => match repo.upload(id).await {
+                Ok(Some(data)) => Some(data),
+                Ok(None) => {
+                    halt_broadcast(inner, id, &bot, "its file is gone from the database").await;
+                    break;
+                }
+                Err(e) => {
+                    warn!(broadcast_id = id, error = %e, "cannot read the file to upload");
+                    pause(&halt, RETRY).await;
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        let claimed = if file.is_some() { 1 } else { inner.in_flight as u32 };
+        let users = match repo.claim(id, claimed).await {
             Ok(users) => users,
             Err(e) => {
                 warn!(broadcast_id = id, error = %e, "cannot claim deliveries");
@@ -354,21 +402,25 @@ async fn run_one(inner: &Inner, broadcast: Broadcast, bot: BotId, stop: &Cancell
         // Each send waits for its turn in the bot's flood control, where a pause or cancel may still stop it; once
         // its request is on the way it is let finish, so that its outcome is known.
         let sends = users.iter().map(|user| {
-            let (api, halt, message) = (&api, &halt, &broadcast.message);
+            let (api, halt, message, file) = (&api, &halt, &message, &file);
             async move {
                 tokio::select! {
                     biased;
                     () = halt.cancelled() => None,
-                    () = api.pace(*user) => Some(send(api, message, *user).await),
+                    () = api.pace(*user) => Some(send(api, message, file.as_ref(), *user).await),
                 }
             }
         });
         let results = futures_util::future::join_all(sends).await;
         let (mut outcomes, mut refused, mut wait) = (Vec::new(), Vec::new(), None::<u32>);
+        let mut uploaded = None;
         for (user, result) in users.iter().zip(results) {
             match result {
                 None => refused.push(*user),
-                Some(Ok(())) => outcomes.push((*user, DeliveryOutcome::Sent)),
+                Some(Ok(file_id)) => {
+                    uploaded = uploaded.or(file_id);
+                    outcomes.push((*user, DeliveryOutcome::Sent));
+                }
                 Some(Err(e)) if e.code() == Some(429) => {
                     refused.push(*user);
                     wait = wait.max(Some(e.retry_after().unwrap_or(1).max(1)));
@@ -379,6 +431,23 @@ async fn run_one(inner: &Inner, broadcast: Broadcast, bot: BotId, stop: &Cancell
                 Some(Err(e)) => outcomes.push((*user, DeliveryOutcome::Failed(e.to_string()))),
             }
         }
+        if let Some(uploaded) = uploaded {
+            // Until stored, a restart uploads the file again (to the next user): retry until written.
+            while let Err(e) = repo.set_file_id(id, &uploaded).await {
+                warn!(broadcast_id = id, error = %e, "cannot store the uploaded file's id; retrying");
+                tokio::time::sleep(RETRY).await;
+            }
+            info!(bot_id = %bot, broadcast_id = id, "broadcast file uploaded; the other users get its file id");
+            if let BroadcastMessage::Media { file_id, upload, .. } = &mut message {
+                (*file_id, *upload) = (Some(uploaded), None);
+            }
+        } else if file.is_some() && outcomes.iter().any(|(_, o)| *o == DeliveryOutcome::Sent) {
+            warn!(bot_id = %bot, broadcast_id = id, "Telegram's answer to the upload names no file: uploading again");
+        }
+        let upload_failed = outcomes.iter().find_map(|(_, o)| match o {
+            DeliveryOutcome::Failed(e) if file.is_some() => Some(e.clone()),
+            _ => None,
+        });
         // The outcomes must be written, or a restart would count these users as interrupted: retry until written.
         while let Err(e) = repo.record(id, &outcomes, now()).await {
             warn!(broadcast_id = id, error = %e, "cannot record deliveries; retrying");
@@ -396,6 +465,15 @@ async fn run_one(inner: &Inner, broadcast: Broadcast, bot: BotId, stop: &Cancell
         }
         remaining -= outcomes.len() as i64;
         metrics::broadcast_remaining(bot.as_str(), remaining.max(0));
+        if let Some(error) = upload_failed {
+            failed_uploads += 1;
+            warn!(bot_id = %bot, broadcast_id = id, error = %error, "the broadcast's file could not be uploaded");
+            if failed_uploads >= UPLOAD_ATTEMPTS {
+                let why = format!("{UPLOAD_ATTEMPTS} uploads of its file failed, the last with: {error}");
+                halt_broadcast(inner, id, &bot, &why).await;
+                break;
+            }
+        }
         if let Some(seconds) = wait {
             warn!(bot_id = %bot, broadcast_id = id, retry_after = seconds, "Telegram answered 429: waiting");
             if pause(&halt, Duration::from_secs(u64::from(seconds))).await {
@@ -470,23 +548,138 @@ async fn finish(inner: &Inner, id: i64, bot: &BotId) {
     }
 }
 
-/// Sends the broadcast's message to one user.
-async fn send(api: &BotApi, message: &BroadcastMessage, user: i64) -> Result<(), ApiCallError> {
+/// Pauses a broadcast that cannot go on by itself, records it and tells the admins why.
+async fn halt_broadcast(inner: &Inner, id: i64, bot: &BotId, why: &str) {
+    warn!(bot_id = %bot, broadcast_id = id, why, "broadcast paused");
+    if control(&inner.storage, Some(&inner.recorder), id, BroadcastAction::Pause, None).await.is_ok() {
+        inner.notifier.notify(format!("⚠️ Broadcast #{id} of {bot} paused: {why}"));
+    }
+}
+
+/// Sends the broadcast's message to one user; `file` is the media's bytes when it has no file id yet. Returns the
+/// file id Telegram gave an upload.
+async fn send(
+    api: &BotApi,
+    message: &BroadcastMessage,
+    file: Option<&Bytes>,
+    user: i64,
+) -> Result<Option<String>, ApiCallError> {
+    let decode = |e: serde_json::Error| ApiCallError::Decode(e.to_string());
     match message {
         BroadcastMessage::Text { text, entities: Some(entities), .. } => {
-            let entities: Vec<MessageEntity> =
-                serde_json::from_str(entities).map_err(|e| ApiCallError::Decode(e.to_string()))?;
-            api.call(&SendMessage::new(ChatId(user), text.clone()).entities(entities)).await.map(|_| ())
+            let entities: Vec<MessageEntity> = serde_json::from_str(entities).map_err(decode)?;
+            api.call(&SendMessage::new(ChatId(user), text.clone()).entities(entities)).await.map(|_| None)
         }
         BroadcastMessage::Text { text, parse_mode, entities: None } => {
             let mode = parse_mode.as_deref().map(crate::telegram::parse_mode);
             let options = SendOptions { parse_mode: mode, ..SendOptions::default() };
-            api.send_message(ChatId(user), text.clone(), options).await.map(|_| ())
+            api.send_message(ChatId(user), text.clone(), options).await.map(|_| None)
         }
         BroadcastMessage::Copy { from_chat_id, message_id } => {
             let message = MessageId(i32::try_from(*message_id).unwrap_or_default());
             let payload = CopyMessage::new(ChatId(user), ChatId(*from_chat_id), message);
-            api.call(&payload).await.map(|_| ())
+            api.call(&payload).await.map(|_| None)
         }
+        BroadcastMessage::Media { kind, caption, caption_entities, file_id, upload } => {
+            let input = match (file_id, file) {
+                (Some(file_id), _) => InputFile::Id(file_id.clone()),
+                (None, Some(data)) => {
+                    let name = upload.as_ref().map_or("file", |u| u.name.as_str());
+                    InputFile::bytes(name, data.clone())
+                }
+                (None, None) => return Err(ApiCallError::File("the broadcast's file is missing".to_owned())),
+            };
+            let entities = caption_entities.as_deref().map(serde_json::from_str).transpose().map_err(decode)?;
+            let options = FileOptions {
+                caption: caption.clone(),
+                parse_mode: Some(None),
+                caption_entities: entities,
+                reply_markup: None,
+            };
+            let sent = api.send_file(ChatId(user), file_kind(*kind), input, options).await?;
+            Ok(file_id.is_none().then(|| media_of(&sent).map(|m| m.file_id)).flatten())
+        }
+    }
+}
+
+/// How a media broadcast's file is sent.
+pub fn file_kind(kind: MediaKind) -> FileKind {
+    match kind {
+        MediaKind::Photo => FileKind::Photo,
+        MediaKind::Video => FileKind::Video,
+        MediaKind::Animation => FileKind::Animation,
+        MediaKind::Document => FileKind::Document,
+        MediaKind::Audio => FileKind::Audio,
+        MediaKind::Voice => FileKind::Voice,
+    }
+}
+
+/// The file of a message that a media broadcast can send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMedia {
+    /// What it is sent as.
+    pub kind: MediaKind,
+    /// Its file id (for a photo, its largest size's).
+    pub file_id: String,
+    /// Its size in bytes, when Telegram tells.
+    pub size: u64,
+    /// A name to upload it under.
+    pub file_name: String,
+}
+
+/// The photo, video, animation, document, audio or voice note of `message`; `None` for any other message.
+pub fn media_of(message: &Message) -> Option<MessageMedia> {
+    let media = |kind: MediaKind, file: &teloxide_core::types::FileMeta, name: Option<&str>, extension: &str| {
+        let file_name =
+            name.filter(|n| !n.is_empty()).map_or_else(|| format!("{}.{extension}", kind.as_str()), str::to_owned);
+        MessageMedia { kind, file_id: file.id.0.clone(), size: u64::from(file.size), file_name }
+    };
+    if let Some(sizes) = message.photo() {
+        let largest = sizes.iter().max_by_key(|s| (u64::from(s.width) * u64::from(s.height), s.file.size))?;
+        return Some(media(MediaKind::Photo, &largest.file, None, "jpg"));
+    }
+    if let Some(a) = message.animation() {
+        return Some(media(MediaKind::Animation, &a.file, a.file_name.as_deref(), "mp4"));
+    }
+    if let Some(v) = message.video() {
+        return Some(media(MediaKind::Video, &v.file, v.file_name.as_deref(), "mp4"));
+    }
+    if let Some(d) = message.document() {
+        return Some(media(MediaKind::Document, &d.file, d.file_name.as_deref(), "bin"));
+    }
+    if let Some(a) = message.audio() {
+        return Some(media(MediaKind::Audio, &a.file, a.file_name.as_deref(), "mp3"));
+    }
+    message.voice().map(|v| media(MediaKind::Voice, &v.file, None, "ogg"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(media: serde_json::Value) -> Message {
+        let mut json = json!({
+            "message_id": 1,
+            "date": 1_700_000_000,
+            "chat": {"id": 7, "type": "private", "first_name": "A"},
+            "from": {"id": 7, "is_bot": false, "first_name": "A"},
+        });
+        json.as_object_mut().unwrap().extend(media.as_object().unwrap().clone());
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_photos_largest_size_is_the_one_broadcast_and_stickers_are_not_media() {
+        let size = |id: &str, side: u32, bytes: u32| json!({"file_id": id, "file_unique_id": id, "width": side, "height": side, "file_size": bytes});
+        let photo = message(json!({"photo": [size("s", 90, 1_000), size("x", 1280, 90_000), size("m", 320, 9_000)]}));
+        let media = media_of(&photo).unwrap();
+        assert_eq!((media.kind, media.file_id.as_str(), media.size), (MediaKind::Photo, "x", 90_000));
+        assert_eq!(media.file_name, "photo.jpg");
+        let document = message(json!({"document": {"file_id": "d", "file_unique_id": "d", "file_name": "menu.pdf"}}));
+        let media = media_of(&document).unwrap();
+        assert_eq!((media.kind, media.file_name.as_str()), (MediaKind::Document, "menu.pdf"));
+        let sticker = json!({"sticker": {"file_id": "k", "file_unique_id": "k", "width": 512, "height": 512,
+            "is_animated": false, "is_video": false, "type": "regular"}});
+        assert_eq!(media_of(&message(sticker)), None);
     }
 }

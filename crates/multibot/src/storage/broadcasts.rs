@@ -6,8 +6,13 @@
 //! A delivery still `sending` when a runner starts was cut off by a crash: it may have arrived or not, so
 //! [`BroadcastRepository::recover`] marks it failed ([`INTERRUPTED`]) and it is never sent again.
 //! [`Broadcast`] is a row read back, [`Delivery`] one user's delivery.
+//!
+//! A media broadcast ([`BroadcastMessage::Media`]) keeps its file's bytes in the row until the broadcasting bot has
+//! uploaded them once: [`BroadcastRepository::upload`] reads them (rows read back carry only their size), and
+//! [`BroadcastRepository::set_file_id`] stores the file id Telegram gave the bot and drops them.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Row, Sqlite};
 
@@ -37,6 +42,123 @@ pub enum BroadcastMessage {
         /// The message.
         message_id: i64,
     },
+    /// A photo, video, animation, document, audio or voice note with its caption: the broadcasting bot uploads the
+    /// file to its first user and sends the file id Telegram then gave it to everyone else.
+    Media {
+        /// What the file is sent as.
+        kind: MediaKind,
+        /// The caption.
+        caption: Option<String>,
+        /// The caption's formatting as Telegram's message entities (JSON).
+        caption_entities: Option<String>,
+        /// The broadcasting bot's file id, once it uploaded the file.
+        file_id: Option<String>,
+        /// The file until then.
+        upload: Option<Upload>,
+    },
+}
+
+impl BroadcastMessage {
+    /// What it sends, in a few words: `text "Sale…"`, `photo with a caption, 1.2 MB to upload`.
+    pub fn summary(&self) -> String {
+        match self {
+            BroadcastMessage::Text { text, .. } => {
+                let mut start: String = text.chars().take(40).collect();
+                if start.len() < text.len() {
+                    start.push('…');
+                }
+                format!("text {start:?}")
+            }
+            BroadcastMessage::Copy { from_chat_id, message_id } => {
+                format!("a copy of message {message_id} of chat {from_chat_id}")
+            }
+            BroadcastMessage::Media { kind, caption, upload, .. } => {
+                let mut text = kind.as_str().to_owned();
+                if caption.as_deref().is_some_and(|c| !c.is_empty()) {
+                    text.push_str(" with a caption");
+                }
+                if let Some(upload) = upload {
+                    text.push_str(&format!(", {} to upload", size(upload.size)));
+                }
+                text
+            }
+        }
+    }
+}
+
+/// `512 bytes`, `12 KB`, `3.4 MB`.
+fn size(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} bytes"),
+        1024..1_048_576 => format!("{} KB", bytes / 1024),
+        _ => format!("{:.1} MB", bytes as f64 / 1_048_576.0),
+    }
+}
+
+/// What a media broadcast's file is sent as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    /// `sendPhoto`.
+    Photo,
+    /// `sendVideo`.
+    Video,
+    /// `sendAnimation` (a GIF or a silent video).
+    Animation,
+    /// `sendDocument`.
+    Document,
+    /// `sendAudio`.
+    Audio,
+    /// `sendVoice`.
+    Voice,
+}
+
+impl MediaKind {
+    /// Every kind.
+    pub const ALL: [MediaKind; 6] = [
+        MediaKind::Photo,
+        MediaKind::Video,
+        MediaKind::Animation,
+        MediaKind::Document,
+        MediaKind::Audio,
+        MediaKind::Voice,
+    ];
+
+    /// The word stored in `broadcasts.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Photo => "photo",
+            MediaKind::Video => "video",
+            MediaKind::Animation => "animation",
+            MediaKind::Document => "document",
+            MediaKind::Audio => "audio",
+            MediaKind::Voice => "voice",
+        }
+    }
+
+    /// The kind a stored word names.
+    pub fn parse(word: &str) -> Option<MediaKind> {
+        MediaKind::ALL.into_iter().find(|k| k.as_str() == word)
+    }
+}
+
+/// A media broadcast's file before the broadcasting bot has uploaded it, kept in the database until then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The file name it is uploaded under.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its bytes, given to create the broadcast; a row read back leaves them in the database (see
+    /// [`BroadcastRepository::upload`]).
+    pub data: Option<Bytes>,
+}
+
+impl Upload {
+    /// The file `name` with the content `data`.
+    pub fn new(name: impl Into<String>, data: impl Into<Bytes>) -> Upload {
+        let data = data.into();
+        Upload { name: name.into(), size: data.len() as u64, data: Some(data) }
+    }
 }
 
 /// Where a broadcast is.
@@ -180,13 +302,18 @@ pub trait BroadcastRepository: Send + Sync {
     -> Result<(), StorageError>;
     /// A broadcast's deliveries, of one state or all, by user.
     async fn deliveries(&self, id: i64, state: Option<&str>, limit: u32) -> Result<Vec<Delivery>, StorageError>;
+    /// The bytes of a media broadcast's file, until [`BroadcastRepository::set_file_id`] dropped them.
+    async fn upload(&self, id: i64) -> Result<Option<Bytes>, StorageError>;
+    /// Stores the broadcasting bot's file id of a media broadcast's file and drops its bytes.
+    async fn set_file_id(&self, id: i64, file_id: &str) -> Result<(), StorageError>;
 }
 
 /// The columns of `broadcasts`, for the statements that read whole rows.
 macro_rules! columns {
     () => {
         "SELECT id, bot_id, kind, text, parse_mode, entities, from_chat_id, message_id, active_days, state, total, sent, \
-         failed, blocked, created_by, created_at, finished_at FROM broadcasts "
+         failed, blocked, created_by, created_at, finished_at, file_id, file_name, \
+         CAST(length(upload) AS BIGINT) AS upload_size FROM broadcasts "
     };
 }
 const GET: &str = concat!(columns!(), "WHERE id = $1");
@@ -194,8 +321,8 @@ const LIST: &str = concat!(columns!(), "WHERE ($1 IS NULL OR bot_id = $1) ORDER 
 const RUNNING: &str = concat!(columns!(), "WHERE state = 'running' ORDER BY id");
 
 const CREATE: &str = "INSERT INTO broadcasts (bot_id, kind, text, parse_mode, entities, from_chat_id, message_id, \
-     active_days, state, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'running', $9, $10) \
-     RETURNING id";
+     active_days, state, created_by, created_at, file_id, file_name, upload) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'running', $9, $10, $11, $12, $13) RETURNING id";
 /// The audience, in one statement however many users the bot has.
 const AUDIENCE: &str = "INSERT INTO broadcast_deliveries (broadcast_id, user_id, state) \
      SELECT $1, user_id, 'pending' FROM bot_users \
@@ -218,6 +345,8 @@ const MARK: &str = "UPDATE broadcast_deliveries SET state = $3, error = $4, at =
 const COUNT: &str = "UPDATE broadcasts SET sent = sent + $2, failed = failed + $3, blocked = blocked + $4 \
      WHERE id = $1";
 const BLOCK: &str = "UPDATE bot_users SET is_blocked = $3 WHERE bot_id = $1 AND user_id = $2";
+const UPLOAD: &str = "SELECT upload FROM broadcasts WHERE id = $1";
+const SET_FILE_ID: &str = "UPDATE broadcasts SET file_id = $2, upload = NULL WHERE id = $1";
 const DELIVERIES: &str = "SELECT user_id, state, error FROM broadcast_deliveries \
      WHERE broadcast_id = $1 AND ($2 IS NULL OR state = $2) ORDER BY user_id LIMIT $3";
 
@@ -227,11 +356,26 @@ macro_rules! broadcasts {
         impl Sql<$db> {
             fn broadcast(row: &$row) -> Result<Broadcast, sqlx::Error> {
                 let kind: String = row.try_get("kind")?;
-                let message = match kind.as_str() {
-                    "copy" => BroadcastMessage::Copy {
+                let message = match (kind.as_str(), MediaKind::parse(&kind)) {
+                    ("copy", _) => BroadcastMessage::Copy {
                         from_chat_id: row.try_get::<Option<i64>, _>("from_chat_id")?.unwrap_or_default(),
                         message_id: row.try_get::<Option<i64>, _>("message_id")?.unwrap_or_default(),
                     },
+                    (_, Some(kind)) => {
+                        let size: Option<i64> = row.try_get("upload_size")?;
+                        let name: Option<String> = row.try_get("file_name")?;
+                        BroadcastMessage::Media {
+                            kind,
+                            caption: row.try_get("text")?,
+                            caption_entities: row.try_get("entities")?,
+                            file_id: row.try_get("file_id")?,
+                            upload: size.map(|size| Upload {
+                                name: name.unwrap_or_default(),
+                                size: size.max(0) as u64,
+                                data: None,
+                            }),
+                        }
+                    }
                     _ => BroadcastMessage::Text {
                         text: row.try_get::<Option<String>, _>("text")?.unwrap_or_default(),
                         parse_mode: row.try_get("parse_mode")?,
@@ -266,7 +410,16 @@ macro_rules! broadcasts {
                     BroadcastMessage::Copy { from_chat_id, message_id } => {
                         ("copy", None, None, None, Some(*from_chat_id), Some(*message_id))
                     }
+                    BroadcastMessage::Media { kind, caption, caption_entities, .. } => {
+                        (kind.as_str(), caption.clone(), None, caption_entities.clone(), None, None)
+                    }
                 };
+                let (file_id, upload) = match &new.message {
+                    BroadcastMessage::Media { file_id, upload, .. } => (file_id.clone(), upload.as_ref()),
+                    _ => (None, None),
+                };
+                let file_name = upload.map(|u| u.name.clone());
+                let data = upload.and_then(|u| u.data.as_ref()).map(|d| d.to_vec());
                 let days = new.active_days.map(|d| i32::try_from(d).unwrap_or(i32::MAX));
                 let since = new.active_days.map(|d| at - chrono::Duration::days(i64::from(d)));
                 let mut tx = self.0.begin().await?;
@@ -281,6 +434,9 @@ macro_rules! broadcasts {
                     .bind(days)
                     .bind(new.created_by)
                     .bind(at)
+                    .bind(file_id)
+                    .bind(file_name)
+                    .bind(data)
                     .fetch_one(&mut *tx)
                     .await?;
                 let made = sqlx::query(AUDIENCE)
@@ -410,6 +566,16 @@ macro_rules! broadcasts {
                     })
                     .collect::<Result<_, sqlx::Error>>()
                     .map_err(StorageError::from)
+            }
+
+            async fn upload(&self, id: i64) -> Result<Option<Bytes>, StorageError> {
+                let data: Option<Option<Vec<u8>>> = sqlx::query_scalar(UPLOAD).bind(id).fetch_optional(&self.0).await?;
+                Ok(data.flatten().map(Bytes::from))
+            }
+
+            async fn set_file_id(&self, id: i64, file_id: &str) -> Result<(), StorageError> {
+                sqlx::query(SET_FILE_ID).bind(id).bind(file_id).execute(&self.0).await?;
+                Ok(())
             }
         }
     };

@@ -31,6 +31,7 @@ pub(super) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (4, "leases", include_str!("../../../../migrations/postgres/0004_leases.sql")),
             (5, "fleet_commands", include_str!("../../../../migrations/postgres/0005_fleet_commands.sql")),
             (6, "broadcasts", include_str!("../../../../migrations/postgres/0006_broadcasts.sql")),
+            (7, "broadcast_media", include_str!("../../../../migrations/postgres/0007_broadcast_media.sql")),
         ],
         Backend::Sqlite => &[
             (1, "initial", include_str!("../../../../migrations/sqlite/0001_initial.sql")),
@@ -39,6 +40,7 @@ pub(super) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'st
             (4, "leases", include_str!("../../../../migrations/sqlite/0004_leases.sql")),
             (5, "fleet_commands", include_str!("../../../../migrations/sqlite/0005_fleet_commands.sql")),
             (6, "broadcasts", include_str!("../../../../migrations/sqlite/0006_broadcasts.sql")),
+            (7, "broadcast_media", include_str!("../../../../migrations/sqlite/0007_broadcast_media.sql")),
         ],
     }
 }

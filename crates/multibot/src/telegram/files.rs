@@ -14,7 +14,7 @@ use reqwest::{
     multipart::{Form, Part},
 };
 use serde::Deserialize;
-use teloxide_core::types::{ChatId, Message, ParseMode, ReplyMarkup};
+use teloxide_core::types::{ChatId, Message, MessageEntity, ParseMode, ReplyMarkup};
 
 use super::{ApiCallError, BotApi};
 
@@ -167,6 +167,8 @@ pub struct FileOptions {
     pub caption: Option<String>,
     /// `Some(None)` sends the caption without a parse mode; `None` uses the bot's default.
     pub parse_mode: Option<Option<ParseMode>>,
+    /// The caption's formatting as message entities, sent instead of a parse mode.
+    pub caption_entities: Option<Vec<MessageEntity>>,
     /// Keyboard to attach.
     pub reply_markup: Option<ReplyMarkup>,
 }
@@ -199,7 +201,10 @@ impl BotApi {
         let mut fields = vec![("chat_id".to_owned(), chat.0.to_string())];
         if let Some(caption) = options.caption {
             fields.push(("caption".to_owned(), caption));
-            if let Some(mode) = options.parse_mode.unwrap_or(self.parse_mode) {
+            if let Some(entities) = &options.caption_entities {
+                let json = serde_json::to_string(entities).map_err(|e| ApiCallError::Decode(e.to_string()))?;
+                fields.push(("caption_entities".to_owned(), json));
+            } else if let Some(mode) = options.parse_mode.unwrap_or(self.parse_mode) {
                 fields.push(("parse_mode".to_owned(), parse_mode_name(mode).to_owned()));
             }
         }

@@ -5,6 +5,7 @@ mod admin;
 mod api_trouble;
 mod botapi;
 mod bounds;
+mod broadcast_media;
 mod broadcasts;
 mod browser;
 mod browser_console;

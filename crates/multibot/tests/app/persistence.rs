@@ -235,7 +235,7 @@ async fn migrate_on_an_empty_postgres_database_applies_the_schema_once() {
     let (code, first) = multibot(&dir, &["migrate"], &[("DATABASE_URL", &db.url)]);
     assert_eq!(code, 0, "{first}");
     assert!(first.contains("applied 0001 initial"), "{first}");
-    assert!(first.contains("(PostgreSQL) is at version 6"), "{first}");
+    assert!(first.contains("(PostgreSQL) is at version 7"), "{first}");
     let (code, second) = multibot(&dir, &["migrate"], &[("DATABASE_URL", &db.url)]);
     assert_eq!(code, 0, "{second}");
     assert!(second.contains("nothing to apply") && !second.contains("applied 0001"), "{second}");
@@ -263,7 +263,7 @@ async fn migrate_refuses_a_newer_schema_and_never_prints_the_password() {
     let dir = TempDir::new();
     let (code, text) = multibot(&dir, &["migrate"], &[("DATABASE_URL", &db.url)]);
     assert_ne!(code, 0, "{text}");
-    assert!(text.contains("schema is at version 99, newer than this binary knows (version 6)"), "{text}");
+    assert!(text.contains("schema is at version 99, newer than this binary knows (version 7)"), "{text}");
     // Bad input: a server that drops every connection, reached with a password.
     let proxy = Proxy::start().await;
     proxy.down();
@@ -288,7 +288,7 @@ async fn run_refuses_an_unmigrated_database_when_told_not_to_migrate() {
     let vars = [("DATABASE_URL", db.url.clone()), ("MIGRATE_ON_START", "false".into())];
     let built = Application::build(settings(&emu, dir.path(), &vars), PluginRegistry::builtin(), env()).await;
     let error = format!("{:#}", built.err().expect("an unmigrated database is refused"));
-    assert!(error.contains("lacks 6 migration(s): run `multibot migrate`"), "{error}");
+    assert!(error.contains("lacks 7 migration(s): run `multibot migrate`"), "{error}");
     db.storage().await.close().await;
     let app = Application::build(settings(&emu, dir.path(), &vars), PluginRegistry::builtin(), env())
         .await

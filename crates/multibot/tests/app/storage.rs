@@ -188,18 +188,26 @@ async fn plugin_state_is_typed_and_scoped_to_bot_and_plugin(db: &TestDb) {
 
 async fn migrations_apply_once_and_a_newer_schema_is_refused(db: &TestDb) {
     let storage = db.open().await;
-    assert!(matches!(storage.check_schema().await, Err(StorageError::Pending(6))));
+    assert!(matches!(storage.check_schema().await, Err(StorageError::Pending(7))));
     let applied = storage.migrate().await.unwrap();
     assert_eq!(
         applied.iter().map(|m| (m.version, m.description.as_str())).collect::<Vec<_>>(),
-        [(1, "initial"), (2, "inbox"), (3, "inbox_lean"), (4, "leases"), (5, "fleet_commands"), (6, "broadcasts")]
+        [
+            (1, "initial"),
+            (2, "inbox"),
+            (3, "inbox_lean"),
+            (4, "leases"),
+            (5, "fleet_commands"),
+            (6, "broadcasts"),
+            (7, "broadcast_media")
+        ]
     );
     assert!(storage.migrate().await.unwrap().is_empty(), "nothing the second time");
     storage.check_schema().await.unwrap();
     // A newer binary migrated this database: this one must not touch it.
     insert_future_migration(db).await;
     let error = storage.migrate().await.unwrap_err();
-    assert!(matches!(error, StorageError::SchemaTooNew { database: 99, known: 6 }), "{error}");
+    assert!(matches!(error, StorageError::SchemaTooNew { database: 99, known: 7 }), "{error}");
     assert!(error.to_string().contains("newer than this binary knows"), "{error}");
     assert!(matches!(storage.check_schema().await, Err(StorageError::SchemaTooNew { .. })));
 }

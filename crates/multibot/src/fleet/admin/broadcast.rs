@@ -2,6 +2,10 @@
 //! formatting are kept as Telegram's entities), a preview with Confirm/Cancel, and a progress message edited as the
 //! broadcast goes; `/broadcasts` lists them, `/broadcast_pause`, `/broadcast_resume` and `/broadcast_cancel <id>`
 //! control one.
+//!
+//! The message may be a photo, video, animation, document, audio or voice note with its caption: a file id belongs
+//! to the bot that received the file, so the admin bot downloads the file (up to the Bot API's
+//! [`DOWNLOAD_LIMIT`]) and the broadcast keeps its bytes for the broadcasting bot to upload once.
 
 use std::{
     sync::Arc,
@@ -10,16 +14,20 @@ use std::{
 
 use teloxide_core::{
     payloads::{SendMessage, SendMessageSetters},
-    types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, MessageId},
+    types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageId},
 };
 use tracing::warn;
 
 use super::Admin;
 use crate::{
-    fleet::broadcasts::{BroadcastAction, average_rate, describe},
+    fleet::broadcasts::{BroadcastAction, average_rate, describe, file_kind, media_of},
     plugins::Ctx,
-    storage::{BroadcastMessage, BroadcastState, NewBroadcast},
+    storage::{BroadcastMessage, BroadcastState, NewBroadcast, Upload},
+    telegram::{DOWNLOAD_LIMIT, FileOptions, InputFile},
 };
+
+/// What the admin bot can broadcast, for its answers.
+const ACCEPTED: &str = "a text, photo, video, animation (GIF), document, audio or voice note";
 
 /// How often the progress message is edited.
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
@@ -50,7 +58,7 @@ impl Admin {
         let within = active_days.map_or(String::new(), |d| format!(", active in the last {d} days"));
         let text = format!(
             "📣 Broadcast from {} to its users ({users} known{within}, not counting those who blocked it).\n\
-             Send the message now (text; its formatting is kept), or /cancel.",
+             Send the message now ({ACCEPTED}; its formatting is kept), or /cancel.",
             bot.id
         );
         self.say(&cx, text).await
@@ -64,24 +72,27 @@ impl Admin {
             return Ok(());
         }
         let Some(message) = cx.message() else { return Ok(()) };
-        let Some(text) = message.text() else {
-            let why = "Only text can be broadcast from here: Telegram lets a bot copy only messages from chats it \
-                       can read, and this chat is the admin bot's. Post media in a channel the bot administers and \
-                       use `multibot broadcast <bot_id> --copy-from <chat_id> --message-id <id>`. Send text, or /cancel.";
-            return self.say(&cx, why.to_owned()).await;
-        };
-        let entities = message.entities().filter(|e| !e.is_empty()).map(serde_json::to_string).transpose()?;
-        let broadcast = BroadcastMessage::Text { text: text.to_owned(), parse_mode: None, entities: entities.clone() };
+        let Some(broadcast) = self.broadcast_of(&cx, message).await? else { return Ok(()) };
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no random numbers: {e}"))?;
         let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
         let Some(bot) = self.drafts.lock().get(&admin).map(|d| d.bot.clone()) else { return Ok(()) };
-        // The preview: the message as the users will see it.
-        let mut preview = SendMessage::new(message.chat.id, text.to_owned());
-        if let Some(entities) = message.entities() {
-            preview = preview.entities(entities.to_vec());
+        // The preview: the message as the users will see it (a file as the admin bot's own file id).
+        if let Some(text) = message.text() {
+            let mut preview = SendMessage::new(message.chat.id, text.to_owned());
+            if let Some(entities) = message.entities() {
+                preview = preview.entities(entities.to_vec());
+            }
+            cx.api().call(&preview).await?;
+        } else if let Some(media) = media_of(message) {
+            let options = FileOptions {
+                caption: message.caption().map(str::to_owned),
+                parse_mode: Some(None),
+                caption_entities: message.caption_entities().map(<[_]>::to_vec),
+                reply_markup: None,
+            };
+            cx.reply_file(file_kind(media.kind), InputFile::Id(media.file_id), options).await?;
         }
-        cx.api().call(&preview).await?;
         let keyboard = InlineKeyboardMarkup::new([[
             InlineKeyboardButton::callback("✅ Confirm", format!("bc:ok:{nonce}")),
             InlineKeyboardButton::callback("❌ Cancel", format!("bc:no:{nonce}")),
@@ -93,6 +104,52 @@ impl Admin {
             draft.asked = Instant::now();
         }
         Ok(())
+    }
+
+    /// What `message` broadcasts: its text, or its file downloaded; `None` after telling the admin why it cannot be
+    /// broadcast.
+    async fn broadcast_of(&self, cx: &Ctx, message: &Message) -> anyhow::Result<Option<BroadcastMessage>> {
+        if let Some(text) = message.text() {
+            let entities = message.entities().filter(|e| !e.is_empty()).map(serde_json::to_string).transpose()?;
+            return Ok(Some(BroadcastMessage::Text { text: text.to_owned(), parse_mode: None, entities }));
+        }
+        let Some(media) = media_of(message) else {
+            let why = format!("{} cannot be broadcast from here: send {ACCEPTED}, or /cancel.", what(message));
+            self.say(cx, why).await?;
+            return Ok(None);
+        };
+        if media.size > DOWNLOAD_LIMIT {
+            let mb = |bytes: u64| bytes.div_ceil(1024 * 1024);
+            let why = format!(
+                "This {} is {} MB: a bot can download at most {} MB, so it cannot be broadcast from here. Send a \
+                 smaller file, or /cancel.",
+                media.kind.as_str(),
+                mb(media.size),
+                mb(DOWNLOAD_LIMIT)
+            );
+            self.say(cx, why).await?;
+            return Ok(None);
+        }
+        let data = match cx.download(&media.file_id, DOWNLOAD_LIMIT).await {
+            Ok(data) => data,
+            Err(e) => {
+                warn!(error = %e, "cannot download a file to broadcast");
+                self.say(
+                    cx,
+                    format!("❌ Could not download the {}: {e}. Send it again, or /cancel.", media.kind.as_str()),
+                )
+                .await?;
+                return Ok(None);
+            }
+        };
+        let entities = message.caption_entities().filter(|e| !e.is_empty()).map(serde_json::to_string).transpose()?;
+        Ok(Some(BroadcastMessage::Media {
+            kind: media.kind,
+            caption: message.caption().map(str::to_owned),
+            caption_entities: entities,
+            file_id: None,
+            upload: Some(Upload::new(media.file_name, data)),
+        }))
     }
 
     /// The Confirm or Cancel button under a broadcast's preview.
@@ -237,5 +294,24 @@ impl Admin {
             .map(|b| describe(b, average_rate(b)))
             .collect();
         (!active.is_empty()).then(|| active.join("\n"))
+    }
+}
+
+/// What a message that cannot be broadcast is, for the answer that says so.
+fn what(message: &Message) -> &'static str {
+    if message.sticker().is_some() {
+        "A sticker"
+    } else if message.video_note().is_some() {
+        "A video note"
+    } else if message.poll().is_some() {
+        "A poll"
+    } else if message.location().is_some() || message.venue().is_some() {
+        "A location"
+    } else if message.contact().is_some() {
+        "A contact"
+    } else if message.dice().is_some() {
+        "A dice"
+    } else {
+        "This message"
     }
 }

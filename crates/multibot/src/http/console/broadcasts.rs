@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     config::BotId,
-    fleet::broadcasts::{BroadcastAction, average_rate, describe},
+    fleet::broadcasts::{BroadcastAction, average_rate, progress},
     storage::{Broadcast, BroadcastMessage, BroadcastState, NewBroadcast},
 };
 
@@ -32,6 +32,8 @@ const MAX_TEXT: usize = 4096;
 pub(super) struct BroadcastLine {
     pub(super) id: i64,
     pub(super) state: &'static str,
+    /// What it sends: `text "…"`, `photo with a caption`.
+    pub(super) message: String,
     pub(super) progress: String,
     pub(super) actions: Vec<&'static str>,
 }
@@ -48,8 +50,8 @@ fn line(b: &Broadcast) -> BroadcastLine {
         BroadcastState::Paused => vec!["resume", "cancel"],
         BroadcastState::Cancelled | BroadcastState::Done => Vec::new(),
     };
-    let progress = describe(b, average_rate(b)).lines().skip(1).collect::<Vec<_>>().join("; ");
-    BroadcastLine { id: b.id, state: b.state.as_str(), progress, actions }
+    let progress = progress(b, average_rate(b)).lines().collect::<Vec<_>>().join("; ");
+    BroadcastLine { id: b.id, state: b.state.as_str(), message: b.message.summary(), progress, actions }
 }
 
 /// The form of a new broadcast.
