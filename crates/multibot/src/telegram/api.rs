@@ -360,8 +360,9 @@ pub struct BotApi {
     pacer: Option<Arc<Pacer>>,
     /// Which lane of the pacer this client's sends take.
     lane: Lane,
-    /// Whether a network error (which may have reached Telegram) is retried.
-    retry_network: bool,
+    /// Whether a failure after which the request may have reached Telegram (a network error, a 5xx answer) is
+    /// retried.
+    retry_uncertain: bool,
     /// The most one call waits out 429 answers in total.
     flood_max_wait: Duration,
     /// `<api_url>/file/bot<token>/`, where files are downloaded from; never logged.
@@ -404,7 +405,7 @@ impl BotApi {
             disable_preview: settings.disable_web_page_preview,
             pacer: flood.map(|limits| Arc::new(Pacer::new(limits))),
             lane: Lane::Reply,
-            retry_network: true,
+            retry_uncertain: true,
             flood_max_wait: FLOOD_MAX_WAIT,
             files,
             polls: None,
@@ -431,10 +432,11 @@ impl BotApi {
 
     /// The same client for bulk sends (a broadcast): they share the bot's flood control with its replies but may
     /// fill only part of its window ([`Lane::Bulk`]), and the caller waits for each send's turn with
-    /// [`BotApi::pace`] before the call (so that it can give up waiting); a 429 is returned at once, for the caller to wait out, and a
-    /// network error is returned without a retry (the request may have arrived: a retry could deliver it twice).
+    /// [`BotApi::pace`] before the call (so that it can give up waiting); a 429 is returned at once, for the caller
+    /// to wait out, and a network error or a 5xx answer is returned without a retry (the request may have arrived,
+    /// and a retry could deliver it twice).
     pub fn bulk(&self) -> BotApi {
-        BotApi { lane: Lane::Bulk, flood_max_wait: Duration::ZERO, retry_network: false, ..self.clone() }
+        BotApi { lane: Lane::Bulk, flood_max_wait: Duration::ZERO, retry_uncertain: false, ..self.clone() }
     }
 
     /// Waits until a message to `chat` fits in the bot's flood control, in this client's lane, and counts it: a
@@ -503,7 +505,8 @@ impl BotApi {
             // Every attempt is counted, so 429s and 5xx show even when a retry then succeeds.
             count(method, &result);
             let pause = match &result {
-                Err(ApiCallError::Network(_)) if !self.retry_network => None,
+                Err(ApiCallError::Network(_)) if !self.retry_uncertain => None,
+                Err(e) if !self.retry_uncertain && e.code().is_some_and(|code| code >= 500) => None,
                 Err(e) if method != "getUpdates" => {
                     let pause = retry_pause(e, attempt, self.flood_max_wait.saturating_sub(flood_waited));
                     if pause.is_none() && e.code() == Some(429) && attempt < MAX_FLOOD_RETRIES {

@@ -6,6 +6,8 @@
 //!   the emulator, a broadcast to 120 users never goes over 30 messages a second, waits out an injected 429, counts
 //!   the users who blocked the bot and leaves them out of the next broadcast, while the bot's replies to users who
 //!   chat meanwhile keep p99 under a second; a cancel stops the sends within a second.
+//! - `a_send_that_may_have_reached_telegram_is_not_sent_again`: a 500, a proxy's 502 page and a connection closed
+//!   after the message was processed each fail that user's delivery, and none of those sends is made again.
 //! - `kill_9_mid_broadcast_then_restart_sends_each_user_at_most_one_copy`: the real binary, 10,000 users (3,000 on
 //!   PostgreSQL), flood
 //!   control off (pacing is proven above; at 24 a second this would take 7 minutes), started from the CLI, killed
@@ -383,6 +385,45 @@ async fn edited_to(bot: &TestBot, chat: i64, part: &str) -> String {
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_may_have_reached_telegram_is_not_sent_again() {
+    let app = spawn_app_with(&[("news.yaml", ECHO)], 1, PluginRegistry::builtin(), &[]).await;
+    let bot = app.bot(1).await;
+    let audience: Vec<i64> = (2_000..2_012).collect();
+    for id in &audience {
+        let user = app.emu.user(*id);
+        user.send(&bot, "hi").await.unwrap();
+        user.next_message_from(&bot).await.unwrap();
+    }
+    eventually(Duration::from_secs(10), "12 users known", || async {
+        app.storage.users().get_user_count("news").await.unwrap() == 12
+    })
+    .await;
+    // Bad answers to the broadcast's first three sends: Telegram's 500, a proxy's HTML 502 page, and a connection
+    // closed after the message was processed (the user got it, the bot cannot know).
+    for fault in [
+        FaultSpec::error("sendMessage", 500),
+        FaultSpec::html_error("sendMessage", 502),
+        FaultSpec::drop_response("sendMessage"),
+    ] {
+        bot.inject(fault).await.unwrap();
+    }
+    let job = broadcasts::start(&app.storage, None, text("news", "Only once")).await.unwrap();
+    wait_state(&app.storage, job.id, BroadcastState::Done, Duration::from_secs(20)).await;
+    let job = app.storage.broadcasts().get(job.id).await.unwrap().unwrap();
+    assert_eq!((job.sent, job.failed), (9, 3), "{job:?}");
+    let mut calls: HashMap<i64, Vec<u16>> = HashMap::new();
+    for (_, chat, status) in sends_of(&bot, "Only once").await {
+        calls.entry(chat).or_default().push(status);
+    }
+    assert_eq!(calls.len(), 12);
+    assert!(calls.values().all(|statuses| statuses.len() == 1), "a send made again: {calls:?}");
+    let mut failed: Vec<u16> = calls.values().map(|s| s[0]).filter(|status| *status != 200).collect();
+    failed.sort_unstable();
+    // The emulator logs the call whose answer it dropped, after processing it, with status 0.
+    assert_eq!(failed, [0, 500, 502], "{calls:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
