@@ -58,6 +58,8 @@ pub const POLL: Duration = Duration::from_secs(2);
 pub const RECHECK: Duration = Duration::from_millis(250);
 /// A database error's pause before trying again.
 const RETRY: Duration = Duration::from_secs(1);
+/// The window of Telegram's limit of about 30 messages a second per bot.
+const PACE_WINDOW: Duration = Duration::from_secs(1);
 /// Failed uploads of a media broadcast's file in a row (each to another user) that pause it: the file itself is
 /// likely refused.
 pub const UPLOAD_ATTEMPTS: u32 = 3;
@@ -344,13 +346,13 @@ impl Broadcasts {
 async fn run_one(inner: &Inner, broadcast: Broadcast, bot: BotId, stop: &CancellationToken) {
     let (id, repo) = (broadcast.id, inner.storage.broadcasts());
     info!(bot_id = %bot, broadcast_id = id, remaining = broadcast.remaining(), "broadcast running");
-    loop {
+    let recovered = loop {
         match repo.recover(id, now()).await {
-            Ok(0) => break,
+            Ok(0) => break 0,
             Ok(n) => {
                 warn!(bot_id = %bot, broadcast_id = id, deliveries = n, "deliveries cut off by a crash marked failed (interrupted), not resent");
                 metrics::broadcast_deliveries(bot.as_str(), "failed", n);
-                break;
+                break n;
             }
             Err(e) => {
                 warn!(broadcast_id = id, error = %e, "cannot recover the broadcast's deliveries");
@@ -359,6 +361,11 @@ async fn run_one(inner: &Inner, broadcast: Broadcast, bot: BotId, stop: &Cancell
                 }
             }
         }
+    };
+    // A broadcast that has sent before may have sent in the last second from another process (this one before a
+    // restart, or another replica): the bot's flood control here does not know, so its first window waits.
+    if broadcast.sent + broadcast.failed + broadcast.blocked + recovered as i64 > 0 && pause(stop, PACE_WINDOW).await {
+        return;
     }
     // Stops the sends not under way yet when the broadcast is paused or cancelled (here or from the CLI).
     let halt = stop.child_token();

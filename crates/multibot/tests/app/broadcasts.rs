@@ -13,6 +13,9 @@
 //!   control off (pacing is proven above; at 24 a second this would take 7 minutes), started from the CLI, killed
 //!   with SIGKILL halfway and restarted: every user got exactly one copy except the few whose send was under way at
 //!   the kill (at most `IN_FLIGHT`), which got one or none and are reported as failed (interrupted), never two.
+//! - `kill_9_mid_paced_broadcast_then_restart_keeps_the_pace_and_sends_at_most_one_copy`: the same for 1,000 users
+//!   with flood control on and simulated by the emulator: across the kill and the restart the emulator never
+//!   accepted more than 30 of the bot's messages in a second.
 
 use std::{
     collections::HashMap,
@@ -289,6 +292,18 @@ async fn kill_9_mid_broadcast_then_restart_sends_each_user_at_most_one_copy(db: 
     // 10,000 users on SQLite, the default; on PostgreSQL the same path with 3,000 (taking in 10,000 users' first
     // messages there alone takes a minute on this machine).
     let users: i64 = if db.url.starts_with("postgres") { 3_000 } else { 10_000 };
+    kill_9_mid_broadcast(db, users, false).await;
+}
+
+/// The same with flood control on in the process and simulated by the emulator, for 1,000 users (about 40 s at 24
+/// a second): across the kill and the restart, the emulator never accepts more than 30 of the bot's messages in a
+/// second, and no user gets two copies.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_paced_broadcast_then_restart_keeps_the_pace_and_sends_at_most_one_copy() {
+    kill_9_mid_broadcast(&TestDb::sqlite(), 1_000, true).await;
+}
+
+async fn kill_9_mid_broadcast(db: &TestDb, users: i64, paced: bool) {
     const WORDS: &str = "Big announcement";
     let config = botapi_emulator::EmulatorConfig {
         call_log_capacity: 200_000,
@@ -302,7 +317,14 @@ async fn kill_9_mid_broadcast_then_restart_sends_each_user_at_most_one_copy(db: 
     std::fs::create_dir_all(dir.path().join("bots")).unwrap();
     dir.write("bots/news.yaml", QUIET);
     let database = db.url.clone();
-    let vars = [("DATABASE_URL", database.as_str()), ("LOG_LEVEL", "INFO"), ("POLLING_TIMEOUT", "1")];
+    emu.control().set_flood(paced).await.unwrap();
+    let flood = if paced { "true" } else { "false" };
+    let vars = [
+        ("DATABASE_URL", database.as_str()),
+        ("LOG_LEVEL", "INFO"),
+        ("POLLING_TIMEOUT", "1"),
+        ("FLOOD_CONTROL", flood),
+    ];
     let process = Process::start_with(&emu, &dir, &vars);
     // 10,000 users write to the bot: it tracks them in bot_users.
     stream::iter(1..=users)
@@ -345,11 +367,15 @@ async fn kill_9_mid_broadcast_then_restart_sends_each_user_at_most_one_copy(db: 
     assert!(interrupted.len() <= IN_FLIGHT, "{} interrupted", interrupted.len());
     assert_eq!((b.sent + b.failed, b.blocked), (users, 0), "{b:?}");
     // Count the copies each user got, from the emulator's log of what it accepted.
-    let mut copies: HashMap<i64, u32> = HashMap::new();
-    for (_, chat, status) in sends_of(&bot, WORDS).await {
+    let (mut copies, mut accepted): (HashMap<i64, u32>, Vec<u64>) = (HashMap::new(), Vec::new());
+    for (at, chat, status) in sends_of(&bot, WORDS).await {
         if status == 200 {
             *copies.entry(chat).or_default() += 1;
+            accepted.push(at);
         }
+    }
+    if paced {
+        assert!(most_in_a_second(&accepted) <= 30, "{} messages in one second", most_in_a_second(&accepted));
     }
     let twice: Vec<(&i64, &u32)> = copies.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "users with more than one copy: {twice:?}");
@@ -360,8 +386,9 @@ async fn kill_9_mid_broadcast_then_restart_sends_each_user_at_most_one_copy(db: 
         }
     }
     eprintln!(
-        "kill -9 at {} sent: {} users got one copy, {} interrupted ({} of them got it), none got two",
+        "kill -9 at {} sent{}: {} users got one copy, {} interrupted ({} of them got it), none got two",
         at_kill.sent,
+        if paced { format!(", at most {} accepted in a second", most_in_a_second(&accepted)) } else { String::new() },
         copies.len(),
         uncertain.len(),
         uncertain.iter().filter(|u| copies.contains_key(u)).count()
