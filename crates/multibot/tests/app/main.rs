@@ -6,6 +6,7 @@ mod api_trouble;
 mod botapi;
 mod bounds;
 mod broadcast_media;
+mod broadcast_replicas;
 mod broadcasts;
 mod browser;
 mod browser_console;
