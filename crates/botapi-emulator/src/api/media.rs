@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::{
     Answer,
-    messages::{Styled, format_text, record_sent, reply_markup, reply_target, send_options, target_chat},
+    messages::{self, Styled, record_sent, reply_markup, reply_target, send_options, target_chat},
 };
 use crate::{
     entities,
@@ -126,16 +126,7 @@ pub(super) fn meta_params(p: &Params) -> Result<MediaMeta, ApiError> {
 
 /// A caption after `parse_mode`, or with the `caption_entities` given instead, checked against Telegram's limit.
 pub(super) fn caption(world: &World, raw: &str, p: &Params) -> Result<Styled, ApiError> {
-    let mut styled = format_text(world, raw, p)?;
-    if let Some(given) = p.json("caption_entities", "can't parse caption entities JSON array")? {
-        let given: Vec<crate::types::MessageEntity> = serde_json::from_value(given)
-            .map_err(|e| ApiError::bad_request(format!("can't parse caption entities: {e}")))?;
-        let length = entities::utf16_len(raw);
-        if given.iter().any(|e| e.offset + e.length > length) {
-            return Err(ApiError::bad_request("can't parse entities: an entity ends after the caption"));
-        }
-        styled = Styled { text: raw.to_owned(), entities: (!given.is_empty()).then_some(given), parse_mode: None };
-    }
+    let styled = messages::styled(world, raw, p, "caption_entities")?;
     if entities::utf16_len(&styled.text) > CAPTION_LIMIT {
         return Err(ApiError::bad_request("message caption is too long"));
     }

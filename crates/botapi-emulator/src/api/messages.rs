@@ -87,6 +87,20 @@ pub(super) fn format_text(world: &World, text: &str, p: &Params) -> Result<Style
     format_with(world, text, p.str("parse_mode")?)
 }
 
+/// `text` after `parse_mode`, or with the entities of the parameter `field` (`entities`, `caption_entities`)
+/// given instead, as Telegram takes them: the text as it is, with those entities.
+pub(super) fn styled(world: &World, text: &str, p: &Params, field: &str) -> Result<Styled, ApiError> {
+    let Some(given) = p.json(field, &format!("can't parse {} JSON array", field.replace('_', " ")))? else {
+        return format_text(world, text, p);
+    };
+    let given: Vec<MessageEntity> =
+        serde_json::from_value(given).map_err(|e| ApiError::bad_request(format!("can't parse entities: {e}")))?;
+    if given.iter().any(|e| e.offset + e.length > entities::utf16_len(text)) {
+        return Err(ApiError::bad_request("can't parse entities: an entity ends after the text"));
+    }
+    Ok(Styled { text: text.to_owned(), entities: (!given.is_empty()).then_some(given), parse_mode: None })
+}
+
 /// Parses `text` with `mode` (a `parse_mode` value).
 pub(super) fn format_with(world: &World, text: &str, mode: Option<String>) -> Result<Styled, ApiError> {
     let mode = mode.filter(|m| !m.trim().is_empty());
@@ -228,7 +242,7 @@ pub(super) fn link_preview(p: &Params) -> Result<Option<Value>, ApiError> {
 pub(super) fn send_message(world: &World, st: &mut BotState, p: &Params) -> Result<Answer, ApiError> {
     let chat = target_chat(world, st, p)?;
     let raw = p.str("text")?.unwrap_or_default();
-    let Styled { text, entities, parse_mode } = format_text(world, &raw, p)?;
+    let Styled { text, entities, parse_mode } = styled(world, &raw, p, "entities")?;
     if text.trim().is_empty() {
         return Err(ApiError::bad_request("message text is empty"));
     }
@@ -293,7 +307,7 @@ pub(super) fn own_message<'a>(st: &'a mut BotState, p: &Params) -> Result<&'a mu
 
 pub(super) fn edit_message_text(world: &World, st: &mut BotState, p: &Params) -> Result<Answer, ApiError> {
     let raw = p.str("text")?.unwrap_or_default();
-    let Styled { text, entities, parse_mode } = format_text(world, &raw, p)?;
+    let Styled { text, entities, parse_mode } = styled(world, &raw, p, "entities")?;
     if text.trim().is_empty() {
         return Err(ApiError::bad_request("message text is empty"));
     }

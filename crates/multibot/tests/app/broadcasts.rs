@@ -8,6 +8,7 @@
 //!   chat meanwhile keep p99 under a second; a cancel stops the sends within a second.
 //! - `a_send_that_may_have_reached_telegram_is_not_sent_again`: a 500, a proxy's 502 page and a connection closed
 //!   after the message was processed each fail that user's delivery, and none of those sends is made again.
+//! - `a_text_broadcast_keeps_its_formatting`: entities given with the text reach every user.
 //! - `kill_9_mid_broadcast_then_restart_sends_each_user_at_most_one_copy`: the real binary, 10,000 users (3,000 on
 //!   PostgreSQL), flood
 //!   control off (pacing is proven above; at 24 a second this would take 7 minutes), started from the CLI, killed
@@ -451,6 +452,30 @@ async fn a_send_that_may_have_reached_telegram_is_not_sent_again() {
     failed.sort_unstable();
     // The emulator logs the call whose answer it dropped, after processing it, with status 0.
     assert_eq!(failed, [0, 500, 502], "{calls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_broadcast_keeps_its_formatting() {
+    let app = spawn_app_with(&[("news.yaml", ECHO)], 1, PluginRegistry::builtin(), &[]).await;
+    let bot = app.bot(1).await;
+    for id in 3_000..3_003 {
+        app.emu.user(id).send(&bot, "hi").await.unwrap();
+    }
+    eventually(Duration::from_secs(10), "3 users known", || async {
+        app.storage.users().get_user_count("news").await.unwrap() == 3
+    })
+    .await;
+    // As an admin typed it: "Big" in bold, given as Telegram's entities rather than a parse mode.
+    let entities = r#"[{"type":"bold","offset":0,"length":3}]"#;
+    let message = BroadcastMessage::Text { text: "Big sale".into(), parse_mode: None, entities: Some(entities.into()) };
+    let job = broadcasts::start(&app.storage, None, NewBroadcast { message, ..text("news", "") }).await.unwrap();
+    wait_state(&app.storage, job.id, BroadcastState::Done, Duration::from_secs(20)).await;
+    for id in 3_000..3_003 {
+        let got = app.emu.user(id).transcript(&bot).await.unwrap();
+        let sale = got.iter().find(|m| m.message.text.as_deref() == Some("Big sale")).expect("the broadcast");
+        let entities = serde_json::to_value(&sale.message.entities).unwrap();
+        assert_eq!(entities, serde_json::json!([{ "type": "bold", "offset": 0, "length": 3 }]), "user {id}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
