@@ -126,12 +126,14 @@ impl FleetLock {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(CHECK_EVERY) => {}
                 }
-                if connection.ping().await.is_ok() {
+                // A network that silently drops packets would hold a ping for minutes: it gets one interval.
+                if matches!(tokio::time::timeout(CHECK_EVERY, connection.ping()).await, Ok(Ok(()))) {
                     continue;
                 }
                 warn!("the database connection holding the fleet lock broke; taking the lock again");
                 loop {
-                    match take(&options, holder).await {
+                    let again = tokio::time::timeout(CHECK_EVERY, take(&options, holder)).await;
+                    match again.unwrap_or_else(|_| Err(StorageError::Connect("no answer within 5 s".to_owned()))) {
                         Ok(again) => {
                             connection = again;
                             info!("fleet lock taken again");
