@@ -12,8 +12,6 @@
 //!   the next delivery uploads again; three uploads Telegram refuses in a row pause the broadcast and tell the
 //!   admins, and once resumed it uploads again and finishes.
 
-use std::time::Duration;
-
 use botapi_emulator::{FaultSpec, UserFile, types::MessageEntity};
 use multibot::{
     fleet::broadcasts::{self, BroadcastAction},
@@ -22,8 +20,9 @@ use multibot::{
 };
 
 use crate::{
+    broadcasts::users_known,
     db::{TestDb, both_backends},
-    helpers::{eventually, spawn_app_with, token},
+    helpers::{spawn_app_with, token},
 };
 
 /// A 1x1 PNG.
@@ -105,13 +104,7 @@ async fn the_admin_bot_broadcasts_a_photo_that_the_bot_uploads_once() {
     let (news, admin_bot, admin) = (app.bot(1).await, app.bot(3).await, app.emu.user(ADMIN));
     // More users than a runner sends at once: the first send must still be the only upload.
     let users: Vec<i64> = (3_000..3_020).collect();
-    for id in &users {
-        app.emu.user(*id).send(&news, "hi").await.unwrap();
-    }
-    eventually(Duration::from_secs(20), "20 users known", || async {
-        app.storage.users().get_user_count("news").await.unwrap() == 20
-    })
-    .await;
+    users_known(&app, &news, users.clone()).await;
     admin.send(&admin_bot, "/broadcast news").await.unwrap();
     let asked = admin.next_message_from(&admin_bot).await.unwrap().text.unwrap();
     assert!(asked.contains("photo, video"), "{asked}");
@@ -200,13 +193,7 @@ async fn a_lost_upload_is_never_repeated_to_its_user_and_three_refused_ones_paus
     let app = spawn_app_with(&[("news.yaml", NEWS)], 3, PluginRegistry::builtin(), &vars).await;
     let (news, admin_bot, admin) = (app.bot(1).await, app.bot(3).await, app.emu.user(ADMIN));
     let users: Vec<i64> = (4_000..4_010).collect();
-    for id in &users {
-        app.emu.user(*id).send(&news, "hi").await.unwrap();
-    }
-    eventually(Duration::from_secs(20), "10 users known", || async {
-        app.storage.users().get_user_count("news").await.unwrap() == 10
-    })
-    .await;
+    users_known(&app, &news, users.clone()).await;
     // The admin's chat with the admin bot exists once the admin wrote to it: the summaries go there.
     admin.send(&admin_bot, "/broadcasts").await.unwrap();
     admin.next_message_from(&admin_bot).await.unwrap();

@@ -37,7 +37,7 @@ use multibot::{
 
 use crate::{
     db::{TestDb, both_backends},
-    helpers::{TempDir, eventually, spawn_app_with, token},
+    helpers::{TempDir, TestApp, eventually, spawn_app_with, token},
     process::Process,
 };
 
@@ -136,7 +136,24 @@ fn most_in_a_second(times: &[u64]) -> usize {
     (0..times.len()).map(|i| times[i..].iter().take_while(|t| **t - times[i] < 1000).count()).max().unwrap_or(0)
 }
 
-async fn wait_state(storage: &Storage, id: i64, state: BroadcastState, within: Duration) {
+/// Users `ids` write "hi" to the bot `news` (`bot` in the emulator), which then knows them.
+pub(crate) async fn users_known(app: &TestApp, bot: &TestBot, ids: impl IntoIterator<Item = i64>) {
+    let ids: Vec<i64> = ids.into_iter().collect();
+    stream::iter(ids.clone())
+        .for_each_concurrent(16, |id| {
+            let (user, bot) = (app.emu.user(id), bot.clone());
+            async move {
+                user.send(&bot, "hi").await.unwrap();
+            }
+        })
+        .await;
+    eventually(Duration::from_secs(30), &format!("{} users known", ids.len()), || async {
+        app.storage.users().get_user_count("news").await.unwrap() == ids.len() as i64
+    })
+    .await;
+}
+
+pub(crate) async fn wait_state(storage: &Storage, id: i64, state: BroadcastState, within: Duration) {
     eventually(within, &format!("broadcast #{id} {}", state.as_str()), || async {
         storage.broadcasts().get(id).await.unwrap().is_some_and(|b| b.state == state)
     })
@@ -151,18 +168,7 @@ async fn a_paced_broadcast_keeps_the_limits_and_the_replies_fast() {
     let bot = app.bot(1).await;
     // 120 users write once (and are answered): the bot knows them.
     let audience: Vec<i64> = (1_000..1_120).collect();
-    stream::iter(audience.clone())
-        .for_each_concurrent(16, |id| {
-            let (user, bot) = (app.emu.user(id), bot.clone());
-            async move {
-                user.send(&bot, "hi").await.unwrap();
-            }
-        })
-        .await;
-    eventually(Duration::from_secs(30), "120 users known", || async {
-        app.storage.users().get_user_count("news").await.unwrap() == 120
-    })
-    .await;
+    users_known(&app, &bot, audience.clone()).await;
     // Five of them blocked the bot since. The bot hears of a block (`my_chat_member`) and leaves such users out
     // of a broadcast; here the news is lost (as when the bot was down for longer than Telegram keeps updates), so
     // only the broadcast's 403 tells.
@@ -419,16 +425,11 @@ async fn edited_to(bot: &TestBot, chat: i64, part: &str) -> String {
 async fn a_send_that_may_have_reached_telegram_is_not_sent_again() {
     let app = spawn_app_with(&[("news.yaml", ECHO)], 1, PluginRegistry::builtin(), &[]).await;
     let bot = app.bot(1).await;
-    let audience: Vec<i64> = (2_000..2_012).collect();
-    for id in &audience {
-        let user = app.emu.user(*id);
-        user.send(&bot, "hi").await.unwrap();
-        user.next_message_from(&bot).await.unwrap();
+    users_known(&app, &bot, 2_000..2_012).await;
+    // Their echoes sent, so that the faults below meet the broadcast's sends only.
+    for id in 2_000..2_012 {
+        app.emu.user(id).next_message_from(&bot).await.unwrap();
     }
-    eventually(Duration::from_secs(10), "12 users known", || async {
-        app.storage.users().get_user_count("news").await.unwrap() == 12
-    })
-    .await;
     // Bad answers to the broadcast's first three sends: Telegram's 500, a proxy's HTML 502 page, and a connection
     // closed after the message was processed (the user got it, the bot cannot know).
     for fault in [
@@ -458,13 +459,7 @@ async fn a_send_that_may_have_reached_telegram_is_not_sent_again() {
 async fn a_text_broadcast_keeps_its_formatting() {
     let app = spawn_app_with(&[("news.yaml", ECHO)], 1, PluginRegistry::builtin(), &[]).await;
     let bot = app.bot(1).await;
-    for id in 3_000..3_003 {
-        app.emu.user(id).send(&bot, "hi").await.unwrap();
-    }
-    eventually(Duration::from_secs(10), "3 users known", || async {
-        app.storage.users().get_user_count("news").await.unwrap() == 3
-    })
-    .await;
+    users_known(&app, &bot, 3_000..3_003).await;
     // As an admin typed it: "Big" in bold, given as Telegram's entities rather than a parse mode.
     let entities = r#"[{"type":"bold","offset":0,"length":3}]"#;
     let message = BroadcastMessage::Text { text: "Big sale".into(), parse_mode: None, entities: Some(entities.into()) };
@@ -484,13 +479,7 @@ async fn the_admin_bot_previews_confirms_reports_and_controls_broadcasts() {
     let vars = [("ADMIN_BOT_TOKEN", token(3)), ("ADMIN_ALLOWED_USERS", ADMIN.to_string())];
     let app = spawn_app_with(&[("news.yaml", ECHO)], 3, PluginRegistry::builtin(), &vars).await;
     let (news, admin_bot, admin) = (app.bot(1).await, app.bot(3).await, app.emu.user(ADMIN));
-    for id in 2_000..2_020 {
-        app.emu.user(id).send(&news, "hi").await.unwrap();
-    }
-    eventually(Duration::from_secs(20), "20 users known", || async {
-        app.storage.users().get_user_count("news").await.unwrap() == 20
-    })
-    .await;
+    users_known(&app, &news, 2_000..2_020).await;
     admin.send(&admin_bot, "/broadcast news").await.unwrap();
     let asked = admin.next_message_from(&admin_bot).await.unwrap().text.unwrap();
     assert!(asked.contains("20 known") && asked.contains("Send the message now"), "{asked}");
