@@ -95,9 +95,7 @@ async fn a_broadcast_moves_with_its_bot_when_its_replica_dies_and_sends_each_use
         uncertain.len()
     );
     for process in [a, b].into_iter().flatten() {
-        process.terminate();
-        let (status, output) = process.wait(Duration::from_secs(30)).await;
-        assert!(status.success(), "{output:?}");
+        process.stop().await;
     }
     storage.close().await;
 }

@@ -441,9 +441,7 @@ async fn with_replicas_one_console_acts_on_a_bot_another_replica_runs() {
     let reply = user.next_message_in(&far_bot, user.id, Duration::from_secs(15)).await.unwrap().text;
     assert_eq!(reply.as_deref(), Some("You said: anyone?"));
     for replica in replicas {
-        replica.terminate();
-        let (status, output) = replica.wait(Duration::from_secs(30)).await;
-        assert!(status.success(), "{output:?}");
+        replica.stop().await;
     }
 }
 

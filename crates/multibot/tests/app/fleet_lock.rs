@@ -60,9 +60,7 @@ async fn a_postgresql_fleet_runs_in_one_process_or_in_replicas_never_both() {
     let output = refused(fleet.start_with(&[])).await;
     assert!(says(&output, "2 Multibot replica(s) with REPLICA_ID runs a fleet"), "{output:?}");
     for process in [a, b] {
-        process.terminate();
-        let (status, output) = process.wait(Duration::from_secs(30)).await;
-        assert!(status.success(), "{output:?}");
+        process.stop().await;
     }
 }
 
@@ -92,7 +90,5 @@ async fn a_process_that_lost_the_fleet_lock_while_cut_off_shuts_down() {
     user.send(bot, "second").await.unwrap();
     let reply = user.next_message_in(bot, user.id, Duration::from_secs(15)).await.unwrap();
     assert_eq!(reply.text.as_deref(), Some("You said: second"));
-    second.terminate();
-    let (status, output) = second.wait(Duration::from_secs(30)).await;
-    assert!(status.success(), "{output:?}");
+    second.stop().await;
 }

@@ -91,6 +91,14 @@ impl Process {
         self.signal("-TERM");
     }
 
+    /// Stops it with SIGTERM and returns what it printed, once it exited with success (within 30 s).
+    pub(crate) async fn stop(self) -> Vec<String> {
+        self.terminate();
+        let (status, output) = self.wait(Duration::from_secs(30)).await;
+        assert!(status.success(), "{output:?}");
+        output
+    }
+
     /// Kills it with SIGKILL (no chance to finish anything) and waits until it is gone; returns its output.
     pub(crate) fn kill9(mut self) -> Vec<String> {
         // `Child::kill` sends SIGKILL on Unix.
@@ -186,9 +194,7 @@ async fn sigterm_mid_stream_loses_nothing_and_answers_nothing_twice(db: &TestDb)
         stats.pending == 0 || stats.updates_confirmed == 50
     })
     .await;
-    process.terminate();
-    let (status, second_run) = process.wait(Duration::from_secs(30)).await;
-    assert!(status.success());
+    let second_run = process.stop().await;
     // Every message was answered exactly once, in order within its chat.
     for (u, user) in users.iter().enumerate() {
         let replies: Vec<String> = user
@@ -249,9 +255,7 @@ async fn a_second_process_on_one_sqlite_file_is_refused_and_the_first_keeps_its_
         reply = user.next_message_from(&bot).await.unwrap().text;
     }
     assert_eq!(reply.as_deref(), Some("You said: after the crash"));
-    next.terminate();
-    let (status, output) = next.wait(Duration::from_secs(30)).await;
-    assert!(status.success(), "{output:?}");
+    next.stop().await;
 }
 
 #[tokio::test]
@@ -279,9 +283,7 @@ async fn sighup_reloads_the_configuration() {
         user.next_message_from(&bot).await.unwrap().text.as_deref() == Some("after")
     })
     .await;
-    process.terminate();
-    let (status, output) = process.wait(Duration::from_secs(30)).await;
-    assert!(status.success());
+    let output = process.stop().await;
     assert!(output.iter().any(|l| l.contains("SIGHUP received")), "{output:?}");
 }
 
@@ -306,9 +308,7 @@ async fn an_unreachable_bot_api_is_logged_once_when_it_goes_and_once_when_it_com
     user.send(&bot, "during the outage").await.unwrap();
     bot.clear_faults().await.unwrap();
     assert_eq!(user.next_message_from(&bot).await.unwrap().text.as_deref(), Some("You said: during the outage"));
-    process.terminate();
-    let (status, output) = process.wait(Duration::from_secs(30)).await;
-    assert!(status.success());
+    let output = process.stop().await;
     let lines: Vec<serde_json::Value> = output.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let about_polling = |level: &str| -> Vec<String> {
         lines

@@ -240,9 +240,7 @@ async fn two_replicas_split_the_fleet_and_take_over_each_others_bots() {
     assert!(handover < Duration::from_secs(2), "handover took {handover:?}");
     all_answer(&user, bots, "after the handover", None).await;
     polls_never_cut_short_by_another(emu, bots).await;
-    a.terminate();
-    let (status, output) = a.wait(Duration::from_secs(30)).await;
-    assert!(status.success(), "{output:?}");
+    a.stop().await;
 }
 
 #[tokio::test]
@@ -280,9 +278,7 @@ async fn a_paused_replica_does_not_handle_the_bots_it_lost() {
         assert_eq!(late, 0, "{}: a poll made after a woke was cut short", bot.username);
     }
     for replica in [a, b] {
-        replica.terminate();
-        let (status, output) = replica.wait(Duration::from_secs(30)).await;
-        assert!(status.success(), "{output:?}");
+        replica.stop().await;
     }
 }
 
@@ -398,9 +394,7 @@ async fn the_admin_bot_controls_bots_on_every_replica() {
     assert!(answers.len() == 1 && answers[0] >= asked_to_start, "answered at {answers:?}, started at {asked_to_start}");
     assert_eq!(leases(&db).await[&far], (here.clone(), false));
     for (_, replica) in replicas {
-        replica.terminate();
-        let (status, output) = replica.wait(Duration::from_secs(30)).await;
-        assert!(status.success(), "{output:?}");
+        replica.stop().await;
     }
 }
 
@@ -466,9 +460,7 @@ async fn webhook_deliveries_to_a_replica_that_does_not_run_the_bot_reach_the_one
         assert!(hook["last_error_message"].is_null(), "{}: a delivery failed: {hook}", bot.username);
     }
     for replica in replicas {
-        replica.terminate();
-        let (status, output) = replica.wait(Duration::from_secs(30)).await;
-        assert!(status.success(), "{output:?}");
+        replica.stop().await;
     }
 }
 
@@ -525,9 +517,7 @@ async fn a_replica_cut_off_from_the_database_stops_its_bots_before_another_takes
         }
     }
     for replica in [a, b] {
-        replica.terminate();
-        let (status, output) = replica.wait(Duration::from_secs(30)).await;
-        assert!(status.success(), "{output:?}");
+        replica.stop().await;
     }
 }
 
@@ -578,7 +568,5 @@ async fn sigterm_under_a_steady_stream_hands_over_within_2_s_and_answers_everyth
         assert_eq!(texts, expected, "{}", bot.username);
     }
     polls_never_cut_short_by_another(emu, bots).await;
-    a.terminate();
-    let (status, output) = a.wait(Duration::from_secs(30)).await;
-    assert!(status.success(), "{output:?}");
+    a.stop().await;
 }
