@@ -114,9 +114,11 @@ pub enum StorageError {
 
 fn fleet_in_use(holder: lock::Holder, alone: bool, replicas: i64) -> String {
     let other = if alone {
-        "another Multibot process without REPLICA_ID".to_owned()
+        "another Multibot process without REPLICA_ID runs".to_owned()
+    } else if replicas == 1 {
+        "a Multibot replica with REPLICA_ID runs".to_owned()
     } else {
-        format!("{replicas} Multibot replica(s) with REPLICA_ID")
+        format!("{replicas} Multibot replicas with REPLICA_ID run")
     };
     let what = match holder {
         lock::Holder::Alone => {
@@ -127,7 +129,7 @@ fn fleet_in_use(holder: lock::Holder, alone: bool, replicas: i64) -> String {
             "replicas share a fleet only with other replicas; stop that process, or restart it with a REPLICA_ID"
         }
     };
-    format!("{other} runs a fleet on this PostgreSQL database: {what}")
+    format!("{other} a fleet on this PostgreSQL database: {what}")
 }
 
 /// Now, to the microsecond both backends store, so that a value read back equals the value written.

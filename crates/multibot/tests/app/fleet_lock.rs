@@ -58,7 +58,7 @@ async fn a_postgresql_fleet_runs_in_one_process_or_in_replicas_never_both() {
         wait_polling(emu, bot).await;
     }
     let output = refused(fleet.start_with(&[])).await;
-    assert!(says(&output, "2 Multibot replica(s) with REPLICA_ID runs a fleet"), "{output:?}");
+    assert!(says(&output, "2 Multibot replicas with REPLICA_ID run a fleet"), "{output:?}");
     for process in [a, b] {
         process.stop().await;
     }
