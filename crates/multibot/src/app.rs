@@ -184,10 +184,13 @@ impl Application {
         let timeout = settings.polling_timeout + Duration::from_secs(15);
         let http = ApiClients::new(&api_url, settings.telegram_api_http, timeout)?;
         let process_lock = ProcessLock::acquire(&settings.database_url)?;
-        let storage = open_storage(&settings).await?;
+        let url = &settings.database_url;
+        let storage = Storage::open(url).await.with_context(|| format!("opening the database {url}"))?;
         let shutdown = CancellationToken::new();
+        // Before any migration: a second process must not change the schema under the one running the fleet.
         let holder = if settings.replica_id.is_some() { Holder::Replica } else { Holder::Alone };
-        let fleet_lock = FleetLock::acquire(&settings.database_url, holder, shutdown.clone()).await?;
+        let fleet_lock = FleetLock::acquire(url, holder, shutdown.clone()).await?;
+        prepare_schema(&settings, &storage).await?;
         let recorder = Recorder::spawn(storage.clone(), Recorder::DEFAULT_CAPACITY);
         let inbox = InboxWriter::spawn(storage.clone());
         let webhooks =
@@ -520,6 +523,13 @@ fn fsm_storage(
 pub async fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
     let url = &settings.database_url;
     let storage = Storage::open(url).await.with_context(|| format!("opening the database {url}"))?;
+    prepare_schema(settings, &storage).await?;
+    Ok(storage)
+}
+
+/// Migrates `storage` when `MIGRATE_ON_START`, else checks that nothing is pending.
+async fn prepare_schema(settings: &Settings, storage: &Storage) -> anyhow::Result<()> {
+    let url = &settings.database_url;
     if settings.migrate_on_start {
         for migration in storage.migrate().await.with_context(|| format!("migrating the database {url}"))? {
             info!(version = migration.version, description = %migration.description, "migration applied");
@@ -528,5 +538,5 @@ pub async fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
         storage.check_schema().await.with_context(|| format!("checking the database {url}"))?;
     }
     info!(database = %url, backend = %storage.backend(), "database ready");
-    Ok(storage)
+    Ok(())
 }

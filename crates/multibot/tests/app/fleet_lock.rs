@@ -38,6 +38,8 @@ async fn a_postgresql_fleet_runs_in_one_process_or_in_replicas_never_both() {
     let output = refused(fleet.start_with(&[])).await;
     assert!(says(&output, "another Multibot process without REPLICA_ID runs a fleet on this PostgreSQL database"));
     assert!(says(&output, "give every process its own REPLICA_ID to share the fleet"), "{output:?}");
+    // Refused before its schema work: a newer binary must not migrate the database under the running fleet.
+    assert!(!says(&output, "database ready"), "{output:?}");
     // Bad input: a replica beside it.
     let output = refused(fleet.start("a")).await;
     assert!(says(&output, "replicas share a fleet only with other replicas"), "{output:?}");
