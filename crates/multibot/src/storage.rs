@@ -28,7 +28,7 @@ use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 use async_trait::async_trait;
 pub use broadcasts::{
     Broadcast, BroadcastMessage, BroadcastRepository, BroadcastState, Delivery, DeliveryOutcome, INTERRUPTED,
-    MediaKind, NewBroadcast, Upload,
+    NewBroadcast, Upload,
 };
 use chrono::{DateTime, SubsecRound, Utc};
 pub use commands::{CHANNEL, Command, CommandRepository};

@@ -465,14 +465,10 @@ impl Admin {
         if !self.allowed(&cx).await? {
             return Ok(());
         }
-        let data = cx.callback_data().unwrap_or_default().to_owned();
-        let mut parts = data.splitn(3, ':').skip(1);
-        let (choice, nonce) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-        let clicker = cx.user().map_or(0, |u| u.id.0 as i64);
-        let clicked_on = cx.callback().and_then(|q| q.message.as_ref()).map(|m| (m.chat().id, m.id()));
+        let Click { choice, nonce, user: clicker, on: clicked_on } = Click::of(&cx);
         let taken = {
             let mut pending = self.pending.lock();
-            match pending.get_mut(nonce) {
+            match pending.get_mut(&nonce) {
                 None => Err(
                     "This button expired (the system restarted since it was asked, or it is not one of ours); ask again.",
                 ),
@@ -582,6 +578,29 @@ fn admin_id() -> BotId {
 
 fn cx_recorder(cx: &Ctx) -> &crate::storage::Recorder {
     cx.recorder()
+}
+
+/// A click on a confirmation button, whose data is `<prefix>:<choice>:<nonce>`.
+struct Click {
+    choice: String,
+    nonce: String,
+    /// Who clicked (0 when unknown).
+    user: i64,
+    /// The message the button is under.
+    on: Option<(ChatId, MessageId)>,
+}
+
+impl Click {
+    fn of(cx: &Ctx) -> Click {
+        let mut parts = cx.callback_data().unwrap_or_default().splitn(3, ':').skip(1);
+        let (choice, nonce) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        Click {
+            choice: choice.to_owned(),
+            nonce: nonce.to_owned(),
+            user: cx.user().map_or(0, |u| u.id.0 as i64),
+            on: cx.callback().and_then(|q| q.message.as_ref()).map(|m| (m.chat().id, m.id())),
+        }
+    }
 }
 
 #[cfg(test)]

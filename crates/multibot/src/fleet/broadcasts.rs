@@ -42,8 +42,8 @@ use crate::{
     config::BotId,
     plugins::Notifier,
     storage::{
-        Broadcast, BroadcastMessage, BroadcastState, DeliveryOutcome, MediaKind, NewBroadcast, Recorder, Storage,
-        StorageError, events, now,
+        Broadcast, BroadcastMessage, BroadcastState, DeliveryOutcome, NewBroadcast, Recorder, Storage, StorageError,
+        events, now,
     },
     telegram::{ApiCallError, BotApi, FileKind, FileOptions, InputFile, SendOptions},
     telemetry::metrics,
@@ -603,21 +603,9 @@ async fn send(
                 caption_entities: entities,
                 reply_markup: None,
             };
-            let sent = api.send_file(ChatId(user), file_kind(*kind), input, options).await?;
+            let sent = api.send_file(ChatId(user), *kind, input, options).await?;
             Ok(file_id.is_none().then(|| media_of(&sent).map(|m| m.file_id)).flatten())
         }
-    }
-}
-
-/// How a media broadcast's file is sent.
-pub fn file_kind(kind: MediaKind) -> FileKind {
-    match kind {
-        MediaKind::Photo => FileKind::Photo,
-        MediaKind::Video => FileKind::Video,
-        MediaKind::Animation => FileKind::Animation,
-        MediaKind::Document => FileKind::Document,
-        MediaKind::Audio => FileKind::Audio,
-        MediaKind::Voice => FileKind::Voice,
     }
 }
 
@@ -625,7 +613,7 @@ pub fn file_kind(kind: MediaKind) -> FileKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageMedia {
     /// What it is sent as.
-    pub kind: MediaKind,
+    pub kind: FileKind,
     /// Its file id (for a photo, its largest size's).
     pub file_id: String,
     /// Its size in bytes, when Telegram tells.
@@ -636,28 +624,28 @@ pub struct MessageMedia {
 
 /// The photo, video, animation, document, audio or voice note of `message`; `None` for any other message.
 pub fn media_of(message: &Message) -> Option<MessageMedia> {
-    let media = |kind: MediaKind, file: &teloxide_core::types::FileMeta, name: Option<&str>, extension: &str| {
+    let media = |kind: FileKind, file: &teloxide_core::types::FileMeta, name: Option<&str>, extension: &str| {
         let file_name =
-            name.filter(|n| !n.is_empty()).map_or_else(|| format!("{}.{extension}", kind.as_str()), str::to_owned);
+            name.filter(|n| !n.is_empty()).map_or_else(|| format!("{}.{extension}", kind.name()), str::to_owned);
         MessageMedia { kind, file_id: file.id.0.clone(), size: u64::from(file.size), file_name }
     };
     if let Some(sizes) = message.photo() {
         let largest = sizes.iter().max_by_key(|s| (u64::from(s.width) * u64::from(s.height), s.file.size))?;
-        return Some(media(MediaKind::Photo, &largest.file, None, "jpg"));
+        return Some(media(FileKind::Photo, &largest.file, None, "jpg"));
     }
     if let Some(a) = message.animation() {
-        return Some(media(MediaKind::Animation, &a.file, a.file_name.as_deref(), "mp4"));
+        return Some(media(FileKind::Animation, &a.file, a.file_name.as_deref(), "mp4"));
     }
     if let Some(v) = message.video() {
-        return Some(media(MediaKind::Video, &v.file, v.file_name.as_deref(), "mp4"));
+        return Some(media(FileKind::Video, &v.file, v.file_name.as_deref(), "mp4"));
     }
     if let Some(d) = message.document() {
-        return Some(media(MediaKind::Document, &d.file, d.file_name.as_deref(), "bin"));
+        return Some(media(FileKind::Document, &d.file, d.file_name.as_deref(), "bin"));
     }
     if let Some(a) = message.audio() {
-        return Some(media(MediaKind::Audio, &a.file, a.file_name.as_deref(), "mp3"));
+        return Some(media(FileKind::Audio, &a.file, a.file_name.as_deref(), "mp3"));
     }
-    message.voice().map(|v| media(MediaKind::Voice, &v.file, None, "ogg"))
+    message.voice().map(|v| media(FileKind::Voice, &v.file, None, "ogg"))
 }
 
 #[cfg(test)]
@@ -680,11 +668,11 @@ mod tests {
         let size = |id: &str, side: u32, bytes: u32| json!({"file_id": id, "file_unique_id": id, "width": side, "height": side, "file_size": bytes});
         let photo = message(json!({"photo": [size("s", 90, 1_000), size("x", 1280, 90_000), size("m", 320, 9_000)]}));
         let media = media_of(&photo).unwrap();
-        assert_eq!((media.kind, media.file_id.as_str(), media.size), (MediaKind::Photo, "x", 90_000));
+        assert_eq!((media.kind, media.file_id.as_str(), media.size), (FileKind::Photo, "x", 90_000));
         assert_eq!(media.file_name, "photo.jpg");
         let document = message(json!({"document": {"file_id": "d", "file_unique_id": "d", "file_name": "menu.pdf"}}));
         let media = media_of(&document).unwrap();
-        assert_eq!((media.kind, media.file_name.as_str()), (MediaKind::Document, "menu.pdf"));
+        assert_eq!((media.kind, media.file_name.as_str()), (FileKind::Document, "menu.pdf"));
         let sticker = json!({"sticker": {"file_id": "k", "file_unique_id": "k", "width": 512, "height": 512,
             "is_animated": false, "is_video": false, "type": "regular"}});
         assert_eq!(media_of(&message(sticker)), None);

@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Row, Sqlite};
 
 use super::{StorageError, sql::Sql};
+use crate::telegram::FileKind;
 
 /// The error of a delivery cut off by a crash between its claim and its outcome: it may have arrived.
 pub const INTERRUPTED: &str = "interrupted: the process stopped during the send; it may have arrived, and is not \
@@ -46,7 +47,7 @@ pub enum BroadcastMessage {
     /// file to its first user and sends the file id Telegram then gave it to everyone else.
     Media {
         /// What the file is sent as.
-        kind: MediaKind,
+        kind: FileKind,
         /// The caption.
         caption: Option<String>,
         /// The caption's formatting as Telegram's message entities (JSON).
@@ -73,7 +74,7 @@ impl BroadcastMessage {
                 format!("a copy of message {message_id} of chat {from_chat_id}")
             }
             BroadcastMessage::Media { kind, caption, upload, .. } => {
-                let mut text = kind.as_str().to_owned();
+                let mut text = kind.name().to_owned();
                 if caption.as_deref().is_some_and(|c| !c.is_empty()) {
                     text.push_str(" with a caption");
                 }
@@ -92,52 +93,6 @@ fn size(bytes: u64) -> String {
         0..1024 => format!("{bytes} bytes"),
         1024..1_048_576 => format!("{} KB", bytes / 1024),
         _ => format!("{:.1} MB", bytes as f64 / 1_048_576.0),
-    }
-}
-
-/// What a media broadcast's file is sent as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaKind {
-    /// `sendPhoto`.
-    Photo,
-    /// `sendVideo`.
-    Video,
-    /// `sendAnimation` (a GIF or a silent video).
-    Animation,
-    /// `sendDocument`.
-    Document,
-    /// `sendAudio`.
-    Audio,
-    /// `sendVoice`.
-    Voice,
-}
-
-impl MediaKind {
-    /// Every kind.
-    pub const ALL: [MediaKind; 6] = [
-        MediaKind::Photo,
-        MediaKind::Video,
-        MediaKind::Animation,
-        MediaKind::Document,
-        MediaKind::Audio,
-        MediaKind::Voice,
-    ];
-
-    /// The word stored in `broadcasts.kind`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MediaKind::Photo => "photo",
-            MediaKind::Video => "video",
-            MediaKind::Animation => "animation",
-            MediaKind::Document => "document",
-            MediaKind::Audio => "audio",
-            MediaKind::Voice => "voice",
-        }
-    }
-
-    /// The kind a stored word names.
-    pub fn parse(word: &str) -> Option<MediaKind> {
-        MediaKind::ALL.into_iter().find(|k| k.as_str() == word)
     }
 }
 
@@ -356,7 +311,7 @@ macro_rules! broadcasts {
         impl Sql<$db> {
             fn broadcast(row: &$row) -> Result<Broadcast, sqlx::Error> {
                 let kind: String = row.try_get("kind")?;
-                let message = match (kind.as_str(), MediaKind::parse(&kind)) {
+                let message = match (kind.as_str(), FileKind::from_name(&kind)) {
                     ("copy", _) => BroadcastMessage::Copy {
                         from_chat_id: row.try_get::<Option<i64>, _>("from_chat_id")?.unwrap_or_default(),
                         message_id: row.try_get::<Option<i64>, _>("message_id")?.unwrap_or_default(),
@@ -411,7 +366,7 @@ macro_rules! broadcasts {
                         ("copy", None, None, None, Some(*from_chat_id), Some(*message_id))
                     }
                     BroadcastMessage::Media { kind, caption, caption_entities, .. } => {
-                        (kind.as_str(), caption.clone(), None, caption_entities.clone(), None, None)
+                        (kind.name(), caption.clone(), None, caption_entities.clone(), None, None)
                     }
                 };
                 let (file_id, upload) = match &new.message {

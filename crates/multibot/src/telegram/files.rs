@@ -145,6 +145,18 @@ pub enum FileKind {
 }
 
 impl FileKind {
+    /// Every kind.
+    pub const ALL: [FileKind; 8] = [
+        FileKind::Photo,
+        FileKind::Document,
+        FileKind::Audio,
+        FileKind::Video,
+        FileKind::Voice,
+        FileKind::Animation,
+        FileKind::Sticker,
+        FileKind::VideoNote,
+    ];
+
     /// The Bot API method and the name of its file field.
     fn method_and_field(self) -> (&'static str, &'static str) {
         match self {
@@ -157,6 +169,16 @@ impl FileKind {
             FileKind::Sticker => ("sendSticker", "sticker"),
             FileKind::VideoNote => ("sendVideoNote", "video_note"),
         }
+    }
+
+    /// The name of its file field, which is also how a message names it: `photo`, `video_note`, ...
+    pub fn name(self) -> &'static str {
+        self.method_and_field().1
+    }
+
+    /// The kind [`FileKind::name`] gives `name`.
+    pub fn from_name(name: &str) -> Option<FileKind> {
+        FileKind::ALL.into_iter().find(|kind| kind.name() == name)
     }
 }
 

@@ -16,7 +16,8 @@ use botapi_emulator::{FaultSpec, UserFile, types::MessageEntity};
 use multibot::{
     fleet::broadcasts::{self, BroadcastAction},
     plugins::PluginRegistry,
-    storage::{BroadcastMessage, BroadcastState, MediaKind, NewBroadcast, Upload, now},
+    storage::{BroadcastMessage, BroadcastState, NewBroadcast, Upload, now},
+    telegram::FileKind,
 };
 
 use crate::{
@@ -60,7 +61,7 @@ async fn a_media_jobs_bytes_wait_in_the_database_until_its_file_id_is_stored(db:
     let new = NewBroadcast {
         bot_id: "news".into(),
         message: BroadcastMessage::Media {
-            kind: MediaKind::Photo,
+            kind: FileKind::Photo,
             caption: Some(CAPTION.into()),
             caption_entities: Some(entities.clone()),
             file_id: None,
@@ -72,7 +73,7 @@ async fn a_media_jobs_bytes_wait_in_the_database_until_its_file_id_is_stored(db:
     let repo = storage.broadcasts();
     let b = repo.create(&new, now()).await.unwrap();
     let expected = BroadcastMessage::Media {
-        kind: MediaKind::Photo,
+        kind: FileKind::Photo,
         caption: Some(CAPTION.into()),
         caption_entities: Some(entities.clone()),
         file_id: None,
@@ -85,7 +86,7 @@ async fn a_media_jobs_bytes_wait_in_the_database_until_its_file_id_is_stored(db:
     repo.set_file_id(b.id, "AgACAgIAAxk-news").await.unwrap();
     let b = repo.get(b.id).await.unwrap().unwrap();
     let uploaded = BroadcastMessage::Media {
-        kind: MediaKind::Photo,
+        kind: FileKind::Photo,
         caption: Some(CAPTION.into()),
         caption_entities: Some(entities),
         file_id: Some("AgACAgIAAxk-news".into()),
@@ -176,7 +177,7 @@ fn photo_broadcast() -> NewBroadcast {
     NewBroadcast {
         bot_id: "news".into(),
         message: BroadcastMessage::Media {
-            kind: MediaKind::Photo,
+            kind: FileKind::Photo,
             caption: Some(CAPTION.into()),
             caption_entities: None,
             file_id: None,

@@ -18,9 +18,9 @@ use teloxide_core::{
 };
 use tracing::warn;
 
-use super::Admin;
+use super::{Admin, Click};
 use crate::{
-    fleet::broadcasts::{BroadcastAction, average_rate, describe, file_kind, media_of},
+    fleet::broadcasts::{BroadcastAction, average_rate, describe, media_of},
     plugins::Ctx,
     storage::{BroadcastMessage, BroadcastState, NewBroadcast, Upload},
     telegram::{DOWNLOAD_LIMIT, FileOptions, InputFile},
@@ -91,7 +91,7 @@ impl Admin {
                 caption_entities: message.caption_entities().map(<[_]>::to_vec),
                 reply_markup: None,
             };
-            cx.reply_file(file_kind(media.kind), InputFile::Id(media.file_id), options).await?;
+            cx.reply_file(media.kind, InputFile::Id(media.file_id), options).await?;
         }
         let keyboard = InlineKeyboardMarkup::new([[
             InlineKeyboardButton::callback("✅ Confirm", format!("bc:ok:{nonce}")),
@@ -123,7 +123,7 @@ impl Admin {
             let why = format!(
                 "This {} is {} MB: a bot can download at most {} MB, so it cannot be broadcast from here. Send a \
                  smaller file, or /cancel.",
-                media.kind.as_str(),
+                media.kind.name(),
                 mb(media.size),
                 mb(DOWNLOAD_LIMIT)
             );
@@ -136,7 +136,7 @@ impl Admin {
                 warn!(error = %e, "cannot download a file to broadcast");
                 self.say(
                     cx,
-                    format!("❌ Could not download the {}: {e}. Send it again, or /cancel.", media.kind.as_str()),
+                    format!("❌ Could not download the {}: {e}. Send it again, or /cancel.", media.kind.name()),
                 )
                 .await?;
                 return Ok(None);
@@ -157,15 +157,11 @@ impl Admin {
         if !self.allowed(&cx).await? {
             return Ok(());
         }
-        let data = cx.callback_data().unwrap_or_default().to_owned();
-        let mut parts = data.splitn(3, ':').skip(1);
-        let (choice, nonce) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-        let admin = cx.user().map_or(0, |u| u.id.0 as i64);
-        let clicked_on = cx.callback().and_then(|q| q.message.as_ref()).map(|m| (m.chat().id, m.id()));
+        let Click { choice, nonce, user: admin, on: clicked_on } = Click::of(&cx);
         let taken = {
             let mut drafts = self.drafts.lock();
             match drafts.get(&admin) {
-                Some(d) if d.question.as_ref().is_some_and(|(c, m, n)| Some((*c, *m)) == clicked_on && n == nonce) => {
+                Some(d) if d.question.as_ref().is_some_and(|(c, m, n)| Some((*c, *m)) == clicked_on && *n == nonce) => {
                     if d.asked.elapsed() > self.fleet.confirm_timeout {
                         drafts.remove(&admin);
                         Err("This confirmation expired; start again with /broadcast.")
