@@ -518,16 +518,8 @@ fn fsm_storage(
     })
 }
 
-/// Opens `DATABASE_URL` and brings its schema to this binary's: migrates when `MIGRATE_ON_START`, else checks
-/// that nothing is pending. A schema newer than this binary knows is refused either way.
-pub async fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
-    let url = &settings.database_url;
-    let storage = Storage::open(url).await.with_context(|| format!("opening the database {url}"))?;
-    prepare_schema(settings, &storage).await?;
-    Ok(storage)
-}
-
-/// Migrates `storage` when `MIGRATE_ON_START`, else checks that nothing is pending.
+/// Brings `storage`'s schema to this binary's: migrates when `MIGRATE_ON_START`, else checks that nothing is pending.
+/// A schema newer than this binary knows is refused either way.
 async fn prepare_schema(settings: &Settings, storage: &Storage) -> anyhow::Result<()> {
     let url = &settings.database_url;
     if settings.migrate_on_start {
