@@ -94,7 +94,7 @@ impl Deps {
         let flood = self.settings.flood_control.then(FloodLimits::default);
         BotApi::new(client.http, &self.api_url, &config.token, &config.settings, flood)
             .with_flood_max_wait(self.settings.flood_max_wait)
-            .with_polls(client.polls)
+            .with_line(client.line)
     }
 
     /// How long one handler of this bot may run: its `settings.handler_timeout` (0: no limit), else

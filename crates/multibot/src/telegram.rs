@@ -6,7 +6,7 @@
 //! - `decode`: lenient update decoding (`decode_update`), and what an update that did not decode still tells.
 //! - `files`: files up ([`BotApi::send_file`] from an [`InputFile`]) and down ([`BotApi::download`]); `album`:
 //!   albums ([`BotApi::send_media_group`]) and media edits ([`BotApi::edit_message_media`]).
-//! - `polls`: long polls as streams of a bare HTTP/2 connection (`PollLine`), where HTTP/2 is spoken.
+//! - `line`: long polls and JSON calls as streams of a bare HTTP/2 connection (`Line`), where HTTP/2 is spoken.
 //! - `flood`: outgoing flood control within Telegram's limits ([`FloodLimits`]).
 //! - `raw`: any method by name with JSON parameters ([`BotApi::call_method`]), for scripts.
 
@@ -16,7 +16,7 @@ mod clients;
 mod decode;
 mod files;
 mod flood;
-mod polls;
+mod line;
 mod raw;
 
 pub use album::MediaItem;

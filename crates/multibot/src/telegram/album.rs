@@ -79,7 +79,7 @@ impl BotApi {
         let (media, uploads) = input_media(items)?;
         check(&uploads).await?;
         let fields = text_fields(&[("chat_id", chat.0.to_string()), ("media", Value::Array(media).to_string())]);
-        self.request("sendMediaGroup", Some(chat.0), None, form(fields, uploads)).await
+        self.request_form("sendMediaGroup", Some(chat.0), form(fields, uploads)).await
     }
 
     /// Replaces the media of message `message_id` in `chat` with `item` (and its keyboard with `keyboard`).
@@ -104,8 +104,7 @@ impl BotApi {
             ));
         }
         // Telegram answers the edited message, or `true` for an inline message: either is fine.
-        let _: Value =
-            self.request("editMessageMedia", Some(chat.0), None, form(text_fields(&fields), uploads)).await?;
+        let _: Value = self.request_form("editMessageMedia", Some(chat.0), form(text_fields(&fields), uploads)).await?;
         Ok(())
     }
 }

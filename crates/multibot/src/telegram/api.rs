@@ -9,6 +9,7 @@ mod split;
 
 use std::{future::Future, marker::PhantomData, sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use reqwest::{RequestBuilder, Url};
 use serde::{
     Deserialize, Serialize,
@@ -32,7 +33,7 @@ use tracing::warn;
 use super::{
     clients::ApiClient,
     flood::{FloodLimits, Lane, Pacer},
-    polls::{LineError, PollLine},
+    line::{Line, LineError},
 };
 use crate::{
     config::{BotSettings, BotToken},
@@ -367,8 +368,8 @@ pub struct BotApi {
     flood_max_wait: Duration,
     /// `<api_url>/file/bot<token>/`, where files are downloaded from; never logged.
     pub(super) files: Url,
-    /// The long-poll connection of the bot's group, where HTTP/2 may be spoken ([`super::polls`]).
-    polls: Option<Arc<PollLine>>,
+    /// The HTTP/2 connection of the bot's group, where HTTP/2 may be spoken ([`super::line`]).
+    line: Option<Arc<Line>>,
 }
 
 /// The teloxide parse mode for a YAML `parse_mode` (validated by the loader).
@@ -408,18 +409,18 @@ impl BotApi {
             retry_uncertain: true,
             flood_max_wait: FLOOD_MAX_WAIT,
             files,
-            polls: None,
+            line: None,
         }
     }
 
     /// The connections this client uses, for another client of the same bot.
     pub(crate) fn client(&self) -> ApiClient {
-        ApiClient { http: self.http.clone(), polls: self.polls.clone() }
+        ApiClient { http: self.http.clone(), line: self.line.clone() }
     }
 
-    /// The same client, long-polling over `polls` (its group's HTTP/2 line) while the server speaks HTTP/2 there.
-    pub(crate) fn with_polls(mut self, polls: Option<Arc<PollLine>>) -> BotApi {
-        self.polls = polls;
+    /// The same client, calling over `line` (its group's HTTP/2 connection) while the server speaks HTTP/2 there.
+    pub(crate) fn with_line(mut self, line: Option<Arc<Line>>) -> BotApi {
+        self.line = line;
         self
     }
 
@@ -458,30 +459,71 @@ impl BotApi {
         P: Payload + Serialize,
         P::Output: DeserializeOwned,
     {
-        let body = bytes::Bytes::from(serde_json::to_vec(payload).map_err(|e| ApiCallError::Decode(e.to_string()))?);
-        let json = |request: RequestBuilder| {
-            let request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
-            std::future::ready(Ok(request))
-        };
+        let body = Bytes::from(serde_json::to_vec(payload).map_err(|e| ApiCallError::Decode(e.to_string()))?);
         let method = method_name(P::NAME);
         // Only a paced send needs its chat, read back from the body.
         let chat = if self.pacer.is_some() && paced(&method) { chat_of(&body) } else { None };
-        self.request(&method, chat, payload.timeout_hint(), json).await
+        self.request_json(&method, chat, payload.timeout_hint(), body).await
     }
 
-    /// Calls `method` with the body `body` puts on each attempt's request (JSON, or a multipart form made
-    /// afresh), paced for `chat` and retried as [`BotApi::call`] says.
-    pub(super) async fn request<T, F, Fut>(
+    /// Calls `method` with the JSON `body`, paced for `chat` and retried as [`BotApi::call`] says; over the
+    /// group's HTTP/2 [`Line`] where there is one, else through reqwest.
+    pub(super) async fn request_json<T: DeserializeOwned>(
         &self,
         method: &str,
         chat: Option<i64>,
         timeout: Option<Duration>,
-        body: F,
+        body: Bytes,
+    ) -> Result<T, ApiCallError> {
+        let timeout = timeout.map(|hint| hint + Duration::from_secs(10));
+        self.request(method, chat, |url| {
+            let body = body.clone();
+            async move {
+                if let Some(line) = self.line.as_ref().filter(|line| line.speaks_http2()) {
+                    match line.post_json(&url, body.clone(), timeout.unwrap_or(line.timeout())).await {
+                        Ok(answer) => return read_answer(answer.status, answer.content_type.as_deref(), &answer.body),
+                        Err(LineError::Network(e)) => return Err(ApiCallError::Network(e)),
+                        // Found out now: this and every later call of the group go through reqwest.
+                        Err(LineError::NotHttp2) => {}
+                    }
+                }
+                let request = self.http.post(url).header(reqwest::header::CONTENT_TYPE, "application/json");
+                let request = request.body(body);
+                send(match timeout {
+                    Some(timeout) => request.timeout(timeout),
+                    None => request,
+                })
+                .await
+            }
+        })
+        .await
+    }
+
+    /// Calls `method` with the multipart form `form` makes afresh for each attempt, paced for `chat` and retried
+    /// as [`BotApi::call`] says.
+    pub(super) async fn request_form<T, F, Fut>(
+        &self,
+        method: &str,
+        chat: Option<i64>,
+        form: F,
     ) -> Result<T, ApiCallError>
     where
         T: DeserializeOwned,
         F: Fn(RequestBuilder) -> Fut,
         Fut: Future<Output = Result<RequestBuilder, ApiCallError>>,
+    {
+        self.request(method, chat, |url| {
+            let request = form(self.http.post(url));
+            async move { send(request.await?).await }
+        })
+        .await
+    }
+
+    /// Calls `method` by `once` (one attempt, given the method's URL), paced for `chat` and retried as [`BotApi::call`] says.
+    async fn request<T, A, Fut>(&self, method: &str, chat: Option<i64>, once: A) -> Result<T, ApiCallError>
+    where
+        A: Fn(Url) -> Fut,
+        Fut: Future<Output = Result<T, ApiCallError>>,
     {
         if let Some(pacer) = &self.pacer
             && self.lane == Lane::Reply
@@ -497,11 +539,7 @@ impl BotApi {
         let mut attempt: u32 = 0;
         let mut flood_waited = Duration::ZERO;
         loop {
-            let mut request = body(self.http.post(url.clone())).await?;
-            if let Some(hint) = timeout {
-                request = request.timeout(hint + Duration::from_secs(10));
-            }
-            let result = send::<T>(request).await;
+            let result = once(url.clone()).await;
             // Every attempt is counted, so 429s and 5xx show even when a retry then succeeds.
             count(method, &result);
             let pause = match &result {
@@ -567,7 +605,7 @@ impl BotApi {
             }
         }
         let deadline = timeout + Duration::from_secs(10);
-        let result = match self.polls.as_ref().filter(|line| line.speaks_http2()) {
+        let result = match self.line.as_ref().filter(|line| line.speaks_http2()) {
             Some(line) => match line.get(&url, deadline).await {
                 Ok(answer) => read_answer(answer.status, answer.content_type.as_deref(), &answer.body),
                 Err(LineError::Network(e)) => Err(ApiCallError::Network(e)),

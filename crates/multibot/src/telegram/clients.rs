@@ -10,17 +10,17 @@
 //! HTTP/2 connection per host); a group's client is dropped with its last bot. The TLS configuration (the root
 //! certificates) is built once and shared.
 //!
-//! Where HTTP/2 may be spoken, each group also has a [`PollLine`]: its bots' long polls go over a second HTTP/2
-//! connection driven without reqwest, where a waiting poll costs a stream instead of about 12 KiB of request
-//! machinery (see [`super::polls`]). Behind a proxy (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`) polls stay on
-//! reqwest, which honours them.
+//! Where HTTP/2 may be spoken, each group also has a [`Line`]: its bots' long polls and JSON calls go over an
+//! HTTP/2 connection driven without reqwest, where a waiting poll costs a stream instead of about 12 KiB of
+//! request machinery (see [`super::line`]); the group's reqwest client is left the uploads. Behind a proxy
+//! (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`) every call stays on reqwest, which honours them.
 
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use parking_lot::Mutex;
 
-use super::polls::PollLine;
+use super::line::Line;
 use crate::config::HttpVersion;
 
 /// How many bots share one HTTP/2 connection.
@@ -28,10 +28,10 @@ pub const BOTS_PER_CONNECTION: usize = 50;
 
 /// What one bot talks to the Bot API with.
 pub struct ApiClient {
-    /// Every call but the long poll (and the long poll where `polls` is `None` or finds no HTTP/2).
+    /// Uploads, and every call where `line` is `None` or finds no HTTP/2.
     pub http: reqwest::Client,
-    /// The group's long-poll connection, where HTTP/2 may be spoken.
-    pub(crate) polls: Option<Arc<PollLine>>,
+    /// The group's HTTP/2 connection, where HTTP/2 may be spoken.
+    pub(crate) line: Option<Arc<Line>>,
 }
 
 /// Hands each bot a client; bots are grouped [`BOTS_PER_CONNECTION`] to a client when HTTP/2 may be spoken, and
@@ -46,16 +46,16 @@ struct Inner {
     build: Box<dyn Fn() -> reqwest::Result<reqwest::Client> + Send + Sync>,
     /// Whether bots are grouped (else `filling` is the only client, for every bot).
     grouped: bool,
-    /// The long-poll line of a group, made for each new one; `None` where polls stay on reqwest.
-    line: Box<dyn Fn() -> Option<Arc<PollLine>> + Send + Sync>,
+    /// The HTTP/2 line of a group, made for each new one; `None` where calls stay on reqwest.
+    line: Box<dyn Fn() -> Option<Arc<Line>> + Send + Sync>,
     /// The group new bots join.
     filling: Mutex<Group>,
 }
 
-/// A group of bots: its client, its long-poll line, and how many bots have joined it.
+/// A group of bots: its client, its HTTP/2 line, and how many bots have joined it.
 struct Group {
     http: reqwest::Client,
-    polls: Option<Arc<PollLine>>,
+    line: Option<Arc<Line>>,
     bots: usize,
 }
 
@@ -73,7 +73,9 @@ impl ApiClients {
         };
         let line = {
             let (api_url, tls) = (api_url.clone(), tls.clone());
-            move || (grouped && !proxied).then(|| PollLine::new(&api_url, Some(tls.clone())).map(Arc::new)).flatten()
+            move || {
+                (grouped && !proxied).then(|| Line::new(&api_url, Some(tls.clone()), timeout).map(Arc::new)).flatten()
+            }
         };
         let build = move || {
             let builder = reqwest::Client::builder()
@@ -92,7 +94,7 @@ impl ApiClients {
             }
             .build()
         };
-        let first = Group { http: build().context("building the HTTP client")?, polls: line(), bots: 0 };
+        let first = Group { http: build().context("building the HTTP client")?, line: line(), bots: 0 };
         let (build, line) = (Box::new(build), Box::new(line));
         Ok(ApiClients { inner: Arc::new(Inner { build, grouped, line, filling: Mutex::new(first) }) })
     }
@@ -100,7 +102,7 @@ impl ApiClients {
     /// One client for every bot, as given (tests).
     pub fn single(client: reqwest::Client) -> ApiClients {
         let (build, line) = (Box::new(|| Ok(reqwest::Client::new())), Box::new(|| None));
-        let filling = Mutex::new(Group { http: client, polls: None, bots: 0 });
+        let filling = Mutex::new(Group { http: client, line: None, bots: 0 });
         ApiClients { inner: Arc::new(Inner { build, grouped: false, line, filling }) }
     }
 
@@ -114,13 +116,13 @@ impl ApiClients {
         let mut filling = self.inner.filling.lock();
         if self.inner.grouped && filling.bots == BOTS_PER_CONNECTION {
             match (self.inner.build)() {
-                Ok(http) => *filling = Group { http, polls: (self.inner.line)(), bots: 0 },
+                Ok(http) => *filling = Group { http, line: (self.inner.line)(), bots: 0 },
                 // Built once at start with the same settings; should it fail now, the bot joins a full group.
                 Err(e) => tracing::warn!(error = %e, "could not build one more HTTP client"),
             }
         }
         filling.bots += 1;
-        ApiClient { http: filling.http.clone(), polls: filling.polls.clone() }
+        ApiClient { http: filling.http.clone(), line: filling.line.clone() }
     }
 }
 
@@ -164,8 +166,8 @@ mod tests {
                 let _ = clients.client();
             }
             let filling = clients.inner.filling.lock();
-            // A long-poll line exactly where bots are grouped.
-            assert_eq!(filling.polls.is_some(), filling.bots < 2 * BOTS_PER_CONNECTION);
+            // An HTTP/2 line exactly where bots are grouped.
+            assert_eq!(filling.line.is_some(), filling.bots < 2 * BOTS_PER_CONNECTION);
             filling.bots
         };
         // Grouped: after 2 x BOTS_PER_CONNECTION bots the second group is full.

@@ -241,18 +241,14 @@ impl BotApi {
         }
         check(&files).await?;
         let form = form(fields, files);
-        self.request(method, Some(chat.0), None, form).await
+        self.request_form(method, Some(chat.0), form).await
     }
 
     /// `getFile`: where the file endpoint serves a file.
     pub async fn get_file(&self, file_id: &str) -> Result<RemoteFile, ApiCallError> {
         let body = serde_json::to_vec(&serde_json::json!({ "file_id": file_id }))
             .map_err(|e| ApiCallError::Decode(e.to_string()))?;
-        let json = |request: RequestBuilder| {
-            let request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
-            std::future::ready(Ok(request))
-        };
-        self.request("getFile", None, None, json).await
+        self.request_json("getFile", None, None, body.into()).await
     }
 
     /// Downloads the file at `file_path` (from [`BotApi::get_file`]), refusing one over `limit` bytes before or

@@ -2,7 +2,6 @@
 //! without a typed payload (a script's `api.call`). Paced, retried and capped by `FLOOD_MAX_WAIT` like every
 //! other call, through the same request path.
 
-use reqwest::RequestBuilder;
 use serde_json::{Map, Value};
 
 use super::{ApiCallError, BotApi, InputFile, files};
@@ -32,11 +31,7 @@ impl BotApi {
         let chat = params.get("chat_id").and_then(Value::as_i64);
         if uploads.is_empty() {
             let body = serde_json::to_vec(&params).map_err(|e| ApiCallError::Decode(e.to_string()))?;
-            let json = |request: RequestBuilder| {
-                let request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
-                std::future::ready(Ok(request))
-            };
-            return self.request(method, chat, None, json).await;
+            return self.request_json(method, chat, None, body.into()).await;
         }
         let fields = params
             .into_iter()
@@ -47,7 +42,7 @@ impl BotApi {
             })
             .collect();
         files::check(&uploads).await?;
-        self.request(method, chat, None, files::form(fields, uploads)).await
+        self.request_form(method, chat, files::form(fields, uploads)).await
     }
 }
 

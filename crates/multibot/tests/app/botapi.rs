@@ -131,7 +131,18 @@ async fn an_edit_answered_with_true_is_a_success() {
 
 #[tokio::test]
 async fn an_html_502_page_is_retried_and_the_reply_arrives() {
-    let app = spawn_app(&[("talk.yaml", ECHO_MENU)], 1, registry()).await;
+    an_html_502_page_is_retried("1.1").await;
+}
+
+#[tokio::test]
+async fn over_http2_an_html_502_page_is_retried_and_the_reply_arrives() {
+    an_html_502_page_is_retried("2").await;
+}
+
+/// Bad input from a proxy in front of Telegram: an HTML page with a 502, twice, over `http` (`TELEGRAM_API_HTTP`).
+async fn an_html_502_page_is_retried(http: &str) {
+    let app =
+        spawn_app_with(&[("talk.yaml", ECHO_MENU)], 1, registry(), &[("TELEGRAM_API_HTTP", http.to_owned())]).await;
     let bot = app.bot(1).await;
     let user = app.emu.user(1001);
     user.send(&bot, "/menu").await.unwrap();

@@ -292,7 +292,20 @@ const ECHO_B: &str =
 
 #[tokio::test]
 async fn a_429_delays_one_bot_and_delivers_once_while_another_goes_on() {
-    let app = spawn_app(&[("a.yaml", ECHO_A), ("b.yaml", ECHO_B)], 2, registry()).await;
+    failed_sends_are_retried_as_their_answers_say("HTTP/1.1").await;
+}
+
+#[tokio::test]
+async fn over_http2_a_429_delays_one_bot_and_delivers_once_while_another_goes_on() {
+    failed_sends_are_retried_as_their_answers_say("HTTP/2.0").await;
+}
+
+/// Bad answers from Telegram to bot a's sends, over `version` (`TELEGRAM_API_HTTP`): a 429 with `retry_after`, a
+/// 502, a 400; bot b goes on meanwhile.
+async fn failed_sends_are_retried_as_their_answers_say(version: &str) {
+    let http = if version == "HTTP/2.0" { "2" } else { "1.1" };
+    let extra = [("TELEGRAM_API_HTTP", http.to_owned())];
+    let app = spawn_app_with(&[("a.yaml", ECHO_A), ("b.yaml", ECHO_B)], 2, registry(), &extra).await;
     let (a, b) = (app.bot(1).await, app.bot(2).await);
     let user = app.emu.user(4001);
     a.inject(FaultSpec::too_many_requests("sendMessage", 2)).await.unwrap();
@@ -319,6 +332,8 @@ async fn a_429_delays_one_bot_and_delivers_once_while_another_goes_on() {
     .await;
     let statuses: Vec<u16> = a.calls(Some("sendMessage")).await.unwrap().iter().map(|c| c.status).collect();
     assert_eq!(statuses, [429, 200, 502, 200, 400], "no retry after a 400");
+    let calls = a.calls(Some("sendMessage")).await.unwrap();
+    assert!(calls.iter().all(|c| c.http == version), "{calls:?}");
     app.stop().await;
 }
 

@@ -1,12 +1,13 @@
-//! Long polls on a bare HTTP/2 connection ([`PollLine`]): `getUpdates` of a group of bots, as streams of one
-//! connection driven by hyper's connection API directly.
+//! The Bot API over a bare HTTP/2 connection ([`Line`]), driven by hyper's connection API directly: a group of
+//! bots' long polls (`getUpdates`) and their JSON calls (sends, answers, edits), as streams of one connection.
 //!
 //! Through reqwest a waiting request holds about 12 KiB (its request machinery, the connection pool's checkout,
 //! the header map, a timer); here a waiting poll is an HTTP/2 stream and a future of a few hundred bytes, which is
-//! most of what an idle bot costs. Only `getUpdates` takes this path: everything else (sends, uploads, retries)
-//! stays on reqwest. Used where HTTP/2 is known or offered (see [`super::clients`]): over TLS the server must
-//! choose `h2` by ALPN, else the line reports [`LineError::NotHttp2`] once and the bots poll through reqwest.
-//! Not used behind a proxy (`HTTPS_PROXY` and the like): reqwest honours those.
+//! most of what an idle bot costs. A call costs less too: reqwest also parses each answer's URL back into a `Url`
+//! (its redirect layer) and formats it first, about a tenth of a reply's CPU. Uploads (multipart forms) stay on
+//! reqwest. Used where HTTP/2 is known or offered (see [`super::clients`]): over TLS the server must choose `h2`
+//! by ALPN, else the line reports [`LineError::NotHttp2`] once and the bots call through reqwest. Not used behind
+//! a proxy (`HTTPS_PROXY` and the like): reqwest honours those.
 
 use std::{
     sync::{
@@ -17,13 +18,13 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::{Request, StatusCode, Uri, client::conn::http2};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Request, StatusCode, client::conn::http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-/// The largest `getUpdates` answer read (100 updates are far below it).
+/// The largest answer read (100 updates are far below it).
 const ANSWER_LIMIT: usize = 64 << 20;
 /// How long connecting (TCP, TLS, HTTP/2's handshake) may take (a second in unit tests).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(if cfg!(test) { 1 } else { 10 });
@@ -49,7 +50,7 @@ pub(crate) enum LineError {
 /// The connection's sender, and the last failure to connect.
 #[derive(Default)]
 struct Slot {
-    sender: Option<http2::SendRequest<Empty<Bytes>>>,
+    sender: Option<http2::SendRequest<Full<Bytes>>>,
     failed: Option<(Instant, String)>,
 }
 
@@ -57,38 +58,70 @@ struct Slot {
 /// waiting up to `CONNECT_TIMEOUT`) in turn while the server is down.
 const FAILURE_HOLDS: Duration = Duration::from_secs(1);
 
-/// One HTTP/2 connection (made on first use, remade after it closes) for the long polls of a group of bots.
-pub(crate) struct PollLine {
+/// One HTTP/2 connection (made on first use, remade after it closes) for the calls of a group of bots.
+pub(crate) struct Line {
     host: String,
     port: u16,
     /// `None`: plain `http://` with HTTP/2 by prior knowledge.
     tls: Option<tokio_rustls::TlsConnector>,
     /// The connection; connecting holds the lock, so a group's bots wait for one connection together.
     slot: tokio::sync::Mutex<Slot>,
-    /// Cleared when the server chose HTTP/1.1: the group's polls go through reqwest from then on.
+    /// The most a call without a time limit of its own waits for its answer.
+    timeout: Duration,
+    /// Cleared when the server chose HTTP/1.1: the group's calls go through reqwest from then on.
     http2: AtomicBool,
 }
 
-impl PollLine {
-    /// A line to `api_url`'s host; over `https://` with `tls` (which must offer `h2` by ALPN).
-    pub(crate) fn new(api_url: &reqwest::Url, tls: Option<Arc<rustls::ClientConfig>>) -> Option<PollLine> {
+impl Line {
+    /// A line to `api_url`'s host; over `https://` with `tls` (which must offer `h2` by ALPN); a call without a
+    /// time limit of its own gets `timeout`.
+    pub(crate) fn new(
+        api_url: &reqwest::Url,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        timeout: Duration,
+    ) -> Option<Line> {
         let host = api_url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_owned();
         let port = api_url.port_or_known_default()?;
         let tls = match api_url.scheme() {
             "https" => Some(tokio_rustls::TlsConnector::from(tls?)),
             _ => None,
         };
-        Some(PollLine { host, port, tls, slot: tokio::sync::Mutex::default(), http2: AtomicBool::new(true) })
+        Some(Line { host, port, tls, slot: tokio::sync::Mutex::default(), timeout, http2: AtomicBool::new(true) })
     }
 
-    /// False once the server chose HTTP/1.1 (then [`PollLine::get`] is not worth calling).
+    /// The time limit of a call without one of its own.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// False once the server chose HTTP/1.1 (then [`Line::get`] is not worth calling).
     pub(crate) fn speaks_http2(&self) -> bool {
         self.http2.load(Ordering::Relaxed)
     }
 
     /// GETs `url` on the connection, waiting at most `timeout` for the whole answer.
     pub(crate) async fn get(&self, url: &reqwest::Url, timeout: Duration) -> Result<Answer, LineError> {
-        let uri: Uri = url.as_str().parse().map_err(|_| LineError::Network("not a valid URI".to_owned()))?;
+        self.exchange(Request::get(url.as_str()), Bytes::new(), timeout).await
+    }
+
+    /// POSTs the JSON `body` to `url` on the connection, waiting at most `timeout` for the whole answer.
+    pub(crate) async fn post_json(
+        &self,
+        url: &reqwest::Url,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Answer, LineError> {
+        let request = Request::post(url.as_str()).header(hyper::header::CONTENT_TYPE, "application/json");
+        self.exchange(request, body, timeout).await
+    }
+
+    async fn exchange(
+        &self,
+        request: hyper::http::request::Builder,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Answer, LineError> {
+        let request = request.body(Full::new(body)).map_err(|_| LineError::Network("not a valid URI".to_owned()))?;
         let mut sender = match self.sender().await {
             Err(LineError::NotHttp2) => {
                 self.http2.store(false, Ordering::Relaxed);
@@ -96,7 +129,6 @@ impl PollLine {
             }
             other => other?,
         };
-        let request = Request::get(uri).body(Empty::new()).map_err(|e| LineError::Network(e.to_string()))?;
         let exchange = async {
             let response = sender.send_request(request).await.map_err(network)?;
             let status = response.status();
@@ -115,7 +147,7 @@ impl PollLine {
     }
 
     /// The open connection's sender, connecting first when there is none or it closed.
-    async fn sender(&self) -> Result<http2::SendRequest<Empty<Bytes>>, LineError> {
+    async fn sender(&self) -> Result<http2::SendRequest<Full<Bytes>>, LineError> {
         let mut slot = self.slot.lock().await;
         if let Some(sender) = slot.sender.as_ref().filter(|s| !s.is_closed()) {
             return Ok(sender.clone());
@@ -140,7 +172,7 @@ impl PollLine {
         connected
     }
 
-    async fn connect(&self) -> Result<http2::SendRequest<Empty<Bytes>>, LineError> {
+    async fn connect(&self) -> Result<http2::SendRequest<Full<Bytes>>, LineError> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port)).await.map_err(network)?;
         let _ = tcp.set_nodelay(true);
         let mut builder = http2::Builder::new(TokioExecutor::new());
@@ -168,14 +200,14 @@ impl PollLine {
 async fn handshake<T>(
     builder: &http2::Builder<TokioExecutor>,
     io: T,
-) -> Result<http2::SendRequest<Empty<Bytes>>, LineError>
+) -> Result<http2::SendRequest<Full<Bytes>>, LineError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     let (sender, connection) = builder.handshake(TokioIo::new(io)).await.map_err(network)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::debug!(error = %crate::tls::describe(&e), "a long-poll connection closed");
+            tracing::debug!(error = %crate::tls::describe(&e), "a Bot API connection (HTTP/2) closed");
         }
     });
     Ok(sender)
@@ -206,7 +238,7 @@ mod tests {
         let config = rustls::ClientConfig::builder()
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth();
-        let line = Arc::new(PollLine::new(&url, Some(Arc::new(config))).unwrap());
+        let line = Arc::new(Line::new(&url, Some(Arc::new(config)), Duration::from_secs(60)).unwrap());
         let started = Instant::now();
         let polls: Vec<_> = (0..20)
             .map(|_| {
