@@ -104,6 +104,8 @@ pub mod signals;
 pub mod storage;
 pub mod telegram;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 
 /// What a plugin author needs, in one import.

@@ -134,6 +134,7 @@ fn tls_cause(error: &rustls::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TempDir;
 
     #[test]
     fn an_unknown_issuer_wrapped_in_io_errors_is_named() {
@@ -154,17 +155,13 @@ mod tests {
 
     #[test]
     fn an_empty_certificate_file_is_refused_at_start() {
-        let dir = std::env::temp_dir().join(format!("multibot-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let empty = dir.join("empty.pem");
-        std::fs::write(&empty, "not a certificate\n").unwrap();
-        let path = empty.display().to_string();
+        let dir = TempDir::new("tls");
+        let path = dir.write("empty.pem", "not a certificate\n").display().to_string();
         let error = check_trust_settings(|name| (name == "SSL_CERT_FILE").then(|| path.clone())).unwrap_err();
         assert!(format!("{error:#}").contains("holds no PEM certificate"), "{error:#}");
-        let missing = dir.join("missing.pem").display().to_string();
+        let missing = dir.path().join("missing.pem").display().to_string();
         let error = check_trust_settings(|name| (name == "SSL_CERT_FILE").then(|| missing.clone())).unwrap_err();
         assert!(format!("{error:#}").contains("cannot read the file"), "{error:#}");
         assert!(check_trust_settings(|_| None).is_ok());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

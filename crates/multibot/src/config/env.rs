@@ -77,20 +77,19 @@ fn dotenv_in(path: &Path, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::dotenv_in;
+    use crate::testing::TempDir;
 
     #[test]
     fn the_env_file_is_read_again_once_it_changes() {
-        let dir = std::env::temp_dir().join(format!("multibot-dotenv-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join(".env");
-        std::fs::write(&file, "TOKEN=first\n").unwrap();
+        let dir = TempDir::new("dotenv");
+        let file = dir.write(".env", "TOKEN=first\n");
         assert_eq!(dotenv_in(&file, "TOKEN").as_deref(), Some("first"));
         assert_eq!(dotenv_in(&file, "OTHER"), None);
         // A token rotated in the file (another length, and a later time) is seen at the next lookup.
         std::fs::write(&file, "TOKEN=second-one\nOTHER=x\n").unwrap();
         assert_eq!(dotenv_in(&file, "TOKEN").as_deref(), Some("second-one"));
         assert_eq!(dotenv_in(&file, "OTHER").as_deref(), Some("x"));
-        std::fs::remove_dir_all(&dir).unwrap();
+        drop(dir);
         assert_eq!(dotenv_in(&file, "TOKEN"), None, "a removed file has no variables");
     }
 }

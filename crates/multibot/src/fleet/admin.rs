@@ -289,6 +289,11 @@ impl Admin {
         Ok(false)
     }
 
+    /// An admin's click on a confirmation button; `None` when the clicker is not an admin (who was told).
+    async fn click(&self, cx: &Ctx) -> anyhow::Result<Option<Click>> {
+        Ok(self.allowed(cx).await?.then(|| Click::of(cx)))
+    }
+
     /// Replies in plain text; a long reply goes out as several messages.
     async fn say(&self, cx: &Ctx, text: String) -> anyhow::Result<()> {
         cx.reply(text).plain().await?;
@@ -462,10 +467,9 @@ impl Admin {
     }
 
     async fn confirm(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
-        if !self.allowed(&cx).await? {
+        let Some(Click { choice, nonce, user: clicker, on: clicked_on }) = self.click(&cx).await? else {
             return Ok(());
-        }
-        let Click { choice, nonce, user: clicker, on: clicked_on } = Click::of(&cx);
+        };
         let taken = {
             let mut pending = self.pending.lock();
             match pending.get_mut(&nonce) {

@@ -204,11 +204,12 @@ fn sqlite_file(url: &DatabaseUrl) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TempDir;
 
     #[test]
     fn a_second_lock_on_one_file_is_refused_with_the_holders_pid_and_released_on_drop() {
-        let dir = std::env::temp_dir().join(format!("multibot-lock-{}", std::process::id()));
-        let url = DatabaseUrl::sqlite_file(dir.join("data/bots.db"));
+        let dir = TempDir::new("lock");
+        let url = DatabaseUrl::sqlite_file(dir.path().join("data/bots.db"));
         let first = ProcessLock::acquire(&url).unwrap().expect("an SQLite file is locked");
         // Bad input: the same file again, while the first lock is held.
         let error = ProcessLock::acquire(&url).unwrap_err();
@@ -217,12 +218,11 @@ mod tests {
         assert!(text.contains(&format!("(pid {})", std::process::id())), "{text}");
         drop(first);
         assert!(ProcessLock::acquire(&url).unwrap().is_some(), "free again once the holder is gone");
-        let by_url = DatabaseUrl::parse(&format!("sqlite://{}", dir.join("other.db").display())).unwrap();
+        let by_url = DatabaseUrl::parse(&format!("sqlite://{}", dir.path().join("other.db").display())).unwrap();
         let _held = ProcessLock::acquire(&by_url).unwrap().expect("an sqlite:// file is locked too");
         assert!(ProcessLock::acquire(&by_url).is_err());
         for free in ["sqlite::memory:", "sqlite://file?mode=memory", "postgres://u:p@localhost/db"] {
             assert!(ProcessLock::acquire(&DatabaseUrl::parse(free).unwrap()).unwrap().is_none(), "{free}");
         }
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

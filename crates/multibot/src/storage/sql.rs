@@ -23,26 +23,28 @@ use crate::config::Backend;
 
 /// The embedded migrations of a backend: version, description, SQL. A test checks that the lists match the files.
 pub(super) fn migrations(backend: Backend) -> &'static [(i64, &'static str, &'static str)] {
-    match backend {
-        Backend::Postgres => &[
-            (1, "initial", include_str!("../../../../migrations/postgres/0001_initial.sql")),
-            (2, "inbox", include_str!("../../../../migrations/postgres/0002_inbox.sql")),
-            (3, "inbox_lean", include_str!("../../../../migrations/postgres/0003_inbox_lean.sql")),
-            (4, "leases", include_str!("../../../../migrations/postgres/0004_leases.sql")),
-            (5, "fleet_commands", include_str!("../../../../migrations/postgres/0005_fleet_commands.sql")),
-            (6, "broadcasts", include_str!("../../../../migrations/postgres/0006_broadcasts.sql")),
-            (7, "broadcast_media", include_str!("../../../../migrations/postgres/0007_broadcast_media.sql")),
-        ],
-        Backend::Sqlite => &[
-            (1, "initial", include_str!("../../../../migrations/sqlite/0001_initial.sql")),
-            (2, "inbox", include_str!("../../../../migrations/sqlite/0002_inbox.sql")),
-            (3, "inbox_lean", include_str!("../../../../migrations/sqlite/0003_inbox_lean.sql")),
-            (4, "leases", include_str!("../../../../migrations/sqlite/0004_leases.sql")),
-            (5, "fleet_commands", include_str!("../../../../migrations/sqlite/0005_fleet_commands.sql")),
-            (6, "broadcasts", include_str!("../../../../migrations/sqlite/0006_broadcasts.sql")),
-            (7, "broadcast_media", include_str!("../../../../migrations/sqlite/0007_broadcast_media.sql")),
-        ],
+    // One list for both backends: each migration is a file of the same name in each backend's directory.
+    macro_rules! embedded {
+        ($(($version:literal, $name:literal, $file:literal)),* $(,)?) => {
+            match backend {
+                Backend::Postgres => {
+                    &[$(($version, $name, include_str!(concat!("../../../../migrations/postgres/", $file)))),*]
+                }
+                Backend::Sqlite => {
+                    &[$(($version, $name, include_str!(concat!("../../../../migrations/sqlite/", $file)))),*]
+                }
+            }
+        };
     }
+    embedded!(
+        (1, "initial", "0001_initial.sql"),
+        (2, "inbox", "0002_inbox.sql"),
+        (3, "inbox_lean", "0003_inbox_lean.sql"),
+        (4, "leases", "0004_leases.sql"),
+        (5, "fleet_commands", "0005_fleet_commands.sql"),
+        (6, "broadcasts", "0006_broadcasts.sql"),
+        (7, "broadcast_media", "0007_broadcast_media.sql"),
+    )
 }
 
 fn migrator(backend: Backend) -> Migrator {
@@ -261,6 +263,19 @@ const SET_STATE: &str = "INSERT INTO plugin_state (bot_id, plugin, key, value, u
 const DELETE_STATE: &str = "DELETE FROM plugin_state WHERE bot_id = $1 AND plugin = $2 AND key = $3";
 const LIST_STATE: &str = "SELECT key, value FROM plugin_state WHERE bot_id = $1 AND plugin = $2 ORDER BY key";
 
+/// A struct read from a row: each field from the column of its name, or `field: value` as given.
+macro_rules! from_row {
+    (@field $row:ident, $field:ident) => {
+        $row.try_get(stringify!($field))?
+    };
+    (@field $row:ident, $field:ident, $value:expr) => {
+        $value
+    };
+    ($row:ident, $ty:ident { $($field:ident $(: $value:expr)?),* $(,)? }) => {
+        $ty { $($field: from_row!(@field $row, $field $(, $value)?)),* }
+    };
+}
+
 /// Implements [`Database`] and every repository for `Sql<$db>`, whose rows are `$row`.
 macro_rules! repositories {
     ($db:ty, $row:ty, $backend:expr) => {
@@ -294,48 +309,52 @@ macro_rules! repositories {
 
         impl Sql<$db> {
             fn bot(row: &$row) -> Result<BotRecord, sqlx::Error> {
-                Ok(BotRecord {
-                    id: row.try_get("id")?,
-                    name: row.try_get("name")?,
-                    description: row.try_get("description")?,
-                    mode: row.try_get("mode")?,
-                    enabled: row.try_get("enabled")?,
-                    config_hash: row.try_get("config_hash")?,
-                    status: row.try_get("status")?,
-                    started_at: row.try_get("started_at")?,
-                    stopped_at: row.try_get("stopped_at")?,
-                    last_error: row.try_get("last_error")?,
-                    created_at: row.try_get("created_at")?,
-                    updated_at: row.try_get("updated_at")?,
-                })
+                Ok(from_row!(
+                    row,
+                    BotRecord {
+                        id,
+                        name,
+                        description,
+                        mode,
+                        enabled,
+                        config_hash,
+                        status,
+                        started_at,
+                        stopped_at,
+                        last_error,
+                        created_at,
+                        updated_at,
+                    }
+                ))
             }
 
             fn user(row: &$row) -> Result<BotUser, sqlx::Error> {
-                Ok(BotUser {
-                    bot_id: row.try_get("bot_id")?,
-                    user_id: row.try_get("user_id")?,
-                    profile: UserProfile {
-                        username: row.try_get("username")?,
-                        first_name: row.try_get("first_name")?,
-                        last_name: row.try_get("last_name")?,
-                        language_code: row.try_get("language_code")?,
-                    },
-                    is_blocked: row.try_get("is_blocked")?,
-                    first_seen: row.try_get("first_seen")?,
-                    last_seen: row.try_get("last_seen")?,
-                    message_count: row.try_get("message_count")?,
-                })
+                Ok(from_row!(
+                    row,
+                    BotUser {
+                        bot_id,
+                        user_id,
+                        profile: from_row!(row, UserProfile { username, first_name, last_name, language_code }),
+                        is_blocked,
+                        first_seen,
+                        last_seen,
+                        message_count,
+                    }
+                ))
             }
 
             fn event(row: &$row) -> Result<BotEvent, sqlx::Error> {
-                Ok(BotEvent {
-                    id: row.try_get("id")?,
-                    bot_id: row.try_get("bot_id")?,
-                    kind: row.try_get("kind")?,
-                    actor_user_id: row.try_get("actor_user_id")?,
-                    detail: row.try_get::<Json<Value>, _>("detail")?.0,
-                    at: row.try_get("at")?,
-                })
+                Ok(from_row!(
+                    row,
+                    BotEvent {
+                        id,
+                        bot_id,
+                        kind,
+                        actor_user_id,
+                        detail: row.try_get::<Json<Value>, _>("detail")?.0,
+                        at,
+                    }
+                ))
             }
         }
 

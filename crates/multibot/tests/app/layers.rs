@@ -11,6 +11,8 @@ use std::{
 /// The product's layers, from the bottom up: a module imports only from layers below its own. A new top-level
 /// module takes its place here.
 const LAYERS: &[&[&str]] = &[
+    // Tests only: helpers for the unit tests of any layer.
+    &["testing"],
     &["outcomes", "tls"],
     &["config"],
     &["telemetry"],

@@ -1,11 +1,12 @@
 //! The loader's tests: every message with its place, defaults, substitution, the hash, directories.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use serde_json::{Value as Json, json};
 
 use super::*;
-use crate::config::{AccessConfig, BotSettings, BotToken, FsmStrategy, PluginEntry, RateLimitConfig, WebhookConfig};
+use crate::{
+    config::{AccessConfig, BotSettings, BotToken, FsmStrategy, PluginEntry, RateLimitConfig, WebhookConfig},
+    testing::TempDir,
+};
 
 mod messages;
 
@@ -421,35 +422,9 @@ fn the_hash_follows_content_not_layout() {
     }
 }
 
-/// A fresh directory under the system's temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!("multibot-config-test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let path = std::env::temp_dir().join(name);
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        fs::write(&path, text).expect("write file");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn a_directory_keeps_good_bots_and_reports_the_rest() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("config-test");
     let good = dir.write("a_shop.yaml", BASE);
     let bad = dir.write("b_bad.yml", "id: bad\nname: Bad\ntoken: ${NOPE}\nmode: push\n");
     let dup = dir.write("c_dup.yaml", "name: Again\nid: shop\ntoken: ${OTHER_TOKEN}\n");
@@ -457,19 +432,19 @@ fn a_directory_keeps_good_bots_and_reports_the_rest() {
     let same_token = dir
         .write("e_token.yaml", "id: copy\nname: Copy\ntoken: ${BOT_TOKEN}\nmode: webhook\nwebhook:\n  path: /hook\n");
     let syntax = dir.write("f_syntax.yaml", "id: [\n");
-    let binary = dir.0.join("g_binary.yaml");
+    let binary = dir.path().join("g_binary.yaml");
     fs::write(&binary, [b'i', b'd', 0xff, 0xfe]).expect("write file");
     dir.write("notes.txt", "id: [");
     dir.write(".hidden.yaml", "id: [");
-    fs::create_dir(dir.0.join("sub.yaml")).expect("create dir");
+    fs::create_dir(dir.path().join("sub.yaml")).expect("create dir");
 
-    let loaded = load_dir(&dir.0, &env, &Catalog, WEBHOOKS_ON);
+    let loaded = load_dir(dir.path(), &env, &Catalog, WEBHOOKS_ON);
     let ids: Vec<&str> = loaded.bots.iter().map(|bot| bot.id.as_str()).collect();
     assert_eq!(ids, ["shop", "hook"]);
     assert_eq!(loaded.bots[0].file, good);
     assert_eq!(loaded.files, [good, bad, dup, hook, same_token, syntax, binary]);
     let shown: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
-    let d = dir.0.display();
+    let d = dir.path().display();
     assert_eq!(
         shown,
         [
@@ -490,8 +465,8 @@ fn a_directory_keeps_good_bots_and_reports_the_rest() {
 
 #[test]
 fn a_missing_directory_is_one_error() {
-    let dir = TempDir::new();
-    let missing = dir.0.join("nope");
+    let dir = TempDir::new("config-test");
+    let missing = dir.path().join("nope");
     let loaded = load_dir(&missing, &env, &Catalog, WEBHOOKS_ON);
     assert!(loaded.bots.is_empty() && loaded.files.is_empty());
     assert_eq!(loaded.errors.len(), 1);

@@ -154,10 +154,7 @@ impl Admin {
 
     /// The Confirm or Cancel button under a broadcast's preview.
     pub(super) async fn broadcast_confirm(self: Arc<Self>, cx: Ctx) -> anyhow::Result<()> {
-        if !self.allowed(&cx).await? {
-            return Ok(());
-        }
-        let Click { choice, nonce, user: admin, on: clicked_on } = Click::of(&cx);
+        let Some(Click { choice, nonce, user: admin, on: clicked_on }) = self.click(&cx).await? else { return Ok(()) };
         let taken = {
             let mut drafts = self.drafts.lock();
             match drafts.get(&admin) {

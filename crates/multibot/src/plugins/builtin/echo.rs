@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::plugins::{Ctx, Handlers, MessageFilter, Plugin, PluginContext, PluginMeta};
+use crate::plugins::{Ctx, Handlers, MessageFilter};
 
 /// `config:` of the `echo` plugin.
 #[derive(Debug, Deserialize)]
@@ -15,21 +15,8 @@ pub struct EchoConfig {
     pub echo_all: bool,
 }
 
-/// The `echo` plugin.
-pub struct Echo {
-    config: EchoConfig,
-}
-
-impl Plugin for Echo {
-    type Config = EchoConfig;
-
-    fn meta() -> PluginMeta {
-        PluginMeta::new("echo").description("Echoes user messages back")
-    }
-
-    fn new(config: EchoConfig, _cx: &PluginContext) -> anyhow::Result<Echo> {
-        Ok(Echo { config })
-    }
+builtin_plugin! {
+    Echo { config: EchoConfig }, "echo", "Echoes user messages back";
 
     fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
         handlers.command("echo", "Repeat your text", Echo::echo);

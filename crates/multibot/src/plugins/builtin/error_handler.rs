@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use teloxide_core::types::ChatId;
 
-use crate::plugins::{Ctx, HandlerError, Handlers, Plugin, PluginContext, PluginMeta};
+use crate::plugins::{Ctx, HandlerError, Handlers};
 
 /// `config:` of the `error_handler` plugin.
 #[derive(Debug, Deserialize)]
@@ -24,21 +24,8 @@ fn yes() -> bool {
     true
 }
 
-/// The `error_handler` plugin.
-pub struct ErrorHandler {
-    config: ErrorHandlerConfig,
-}
-
-impl Plugin for ErrorHandler {
-    type Config = ErrorHandlerConfig;
-
-    fn meta() -> PluginMeta {
-        PluginMeta::new("error_handler").description("Tells users (and optionally admins) when something went wrong")
-    }
-
-    fn new(config: ErrorHandlerConfig, _cx: &PluginContext) -> anyhow::Result<ErrorHandler> {
-        Ok(ErrorHandler { config })
-    }
+builtin_plugin! {
+    ErrorHandler { config: ErrorHandlerConfig }, "error_handler", "Tells users (and optionally admins) when something went wrong";
 
     fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
         handlers.on_error(ErrorHandler::on_error);

@@ -3,24 +3,13 @@
 
 use std::sync::Arc;
 
-use crate::plugins::{Ctx, Handlers, MessageFilter, NoConfig, Plugin, PluginContext, PluginMeta};
+use crate::plugins::{Ctx, Handlers, MessageFilter};
 
 const WAITING_FOR_NAME: &str = "form:waiting_for_name";
 const WAITING_FOR_AGE: &str = "form:waiting_for_age";
 
-/// The `form` plugin.
-pub struct Form;
-
-impl Plugin for Form {
-    type Config = NoConfig;
-
-    fn meta() -> PluginMeta {
-        PluginMeta::new("form").description("Multi-step form example")
-    }
-
-    fn new(_config: NoConfig, _cx: &PluginContext) -> anyhow::Result<Form> {
-        Ok(Form)
-    }
+builtin_plugin! {
+    Form, "form", "Multi-step form example";
 
     fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
         handlers

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, de::Error as _};
 use serde_json::Value;
 
-use crate::plugins::{Ctx, Handlers, Plugin, PluginContext, PluginMeta};
+use crate::plugins::{Ctx, Handlers};
 
 /// One line of the help text.
 #[derive(Debug, Clone, Deserialize)]
@@ -49,21 +49,8 @@ fn text_or_false<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<St
     }
 }
 
-/// The `help` plugin.
-pub struct Help {
-    config: HelpConfig,
-}
-
-impl Plugin for Help {
-    type Config = HelpConfig;
-
-    fn meta() -> PluginMeta {
-        PluginMeta::new("help").description("Lists the bot's commands on /help")
-    }
-
-    fn new(config: HelpConfig, _cx: &PluginContext) -> anyhow::Result<Help> {
-        Ok(Help { config })
-    }
+builtin_plugin! {
+    Help { config: HelpConfig }, "help", "Lists the bot's commands on /help";
 
     fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
         handlers.command("help", "Show help", Help::help);

@@ -4,21 +4,10 @@ use std::sync::Arc;
 
 use teloxide_core::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 
-use crate::plugins::{CallbackFilter, Ctx, Handlers, NoConfig, Plugin, PluginContext, PluginMeta};
+use crate::plugins::{CallbackFilter, Ctx, Handlers};
 
-/// The `menu` plugin.
-pub struct Menu;
-
-impl Plugin for Menu {
-    type Config = NoConfig;
-
-    fn meta() -> PluginMeta {
-        PluginMeta::new("menu").description("Interactive menu example")
-    }
-
-    fn new(_config: NoConfig, _cx: &PluginContext) -> anyhow::Result<Menu> {
-        Ok(Menu)
-    }
+builtin_plugin! {
+    Menu, "menu", "Interactive menu example";
 
     fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
         handlers

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::plugins::{Ctx, Handlers, Plugin, PluginContext, PluginMeta};
+use crate::plugins::{Ctx, Handlers};
 
 /// `config:` of the `start` plugin.
 #[derive(Debug, Deserialize)]
@@ -19,21 +19,8 @@ fn default_welcome() -> String {
     "Welcome! Use /help to see what I can do.".to_owned()
 }
 
-/// The `start` plugin.
-pub struct Start {
-    config: StartConfig,
-}
-
-impl Plugin for Start {
-    type Config = StartConfig;
-
-    fn meta() -> PluginMeta {
-        PluginMeta::new("start").description("Greets users on /start with a configurable welcome message")
-    }
-
-    fn new(config: StartConfig, _cx: &PluginContext) -> anyhow::Result<Start> {
-        Ok(Start { config })
-    }
+builtin_plugin! {
+    Start { config: StartConfig }, "start", "Greets users on /start with a configurable welcome message";
 
     fn setup_handlers(&self, handlers: &mut Handlers<'_, Self>) {
         handlers.command("start", "Start the bot", Start::start);

@@ -183,35 +183,29 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::plugins::script::{MemoryScriptState, ScriptLimits};
+    use crate::{
+        plugins::script::{MemoryScriptState, ScriptLimits},
+        testing::TempDir,
+    };
 
-    struct Dir(PathBuf);
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn catalog(name: &str) -> (Dir, ScriptCatalog) {
-        let dir = std::env::temp_dir().join(format!("multibot-catalog-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+    fn catalog(name: &str) -> (TempDir, ScriptCatalog) {
+        let dir = TempDir::new(&format!("catalog-{name}"));
         let host = ScriptHost {
             limits: ScriptLimits { memory: 8 << 20, cpu: Duration::from_millis(200) },
             state: Arc::new(MemoryScriptState::default()),
             notifier: Default::default(),
         };
-        (Dir(dir.clone()), ScriptCatalog::new(dir, host))
+        let catalog = ScriptCatalog::new(dir.path().to_owned(), host);
+        (dir, catalog)
     }
 
     #[test]
     fn changes_errors_and_clashes() {
         let (dir, mut catalog) = catalog("changes");
         let registry = PluginRegistry::builtin();
-        let write = |name: &str, text: &str| std::fs::write(dir.0.join(name), text).unwrap();
-        write("a.luau", "plugin { name = 'alpha' }");
-        write("b.luau", "plugin { name = 'beta' }");
-        write("notes.txt", "not a script");
+        dir.write("a.luau", "plugin { name = 'alpha' }");
+        dir.write("b.luau", "plugin { name = 'beta' }");
+        dir.write("notes.txt", "not a script");
         let report = catalog.scan_into(&registry);
         assert_eq!((report.added, report.errors), (vec!["alpha".to_owned(), "beta".to_owned()], vec![]));
         assert!(registry.get("alpha").is_some_and(|f| f.meta().script));
@@ -219,28 +213,28 @@ mod tests {
         let report = catalog.scan_into(&registry);
         assert!(report.added.is_empty() && report.reloaded.is_empty() && report.errors.is_empty());
         // A syntax error keeps the running version; the report has file and line.
-        write("a.luau", "plugin { name = 'alpha', version = '2.0.0' }\nlocal = 1");
+        dir.write("a.luau", "plugin { name = 'alpha', version = '2.0.0' }\nlocal = 1");
         let report = catalog.scan_into(&registry);
         assert!(report.reloaded.is_empty());
         assert_eq!((report.errors[0].file.file_name().unwrap().to_str(), report.errors[0].line), (Some("a.luau"), 2));
         assert_eq!(registry.get("alpha").unwrap().meta().version, "1.0.0");
         // A clash with another script keeps the running version too; with a native plugin likewise.
-        write("a.luau", "plugin { name = 'beta' }");
+        dir.write("a.luau", "plugin { name = 'beta' }");
         let report = catalog.scan_into(&registry);
         assert!(report.errors[0].message.contains("\"beta\" is taken by"), "{:?}", report.errors);
         assert!(registry.get("alpha").is_some());
-        write("c.luau", "plugin { name = 'echo' }");
+        dir.write("c.luau", "plugin { name = 'echo' }");
         let report = catalog.scan_into(&registry);
         assert!(report.errors.iter().any(|e| e.message.contains("taken by a native plugin")), "{:?}", report.errors);
         assert!(!registry.get("echo").unwrap().meta().script);
-        write("c.luau", "plugin { name = 'fsm' }");
+        dir.write("c.luau", "plugin { name = 'fsm' }");
         let report = catalog.scan_into(&registry);
         assert!(report.errors.iter().any(|e| e.message.contains("\"fsm\" is reserved")), "{:?}", report.errors);
         assert!(registry.get("fsm").is_none());
         // A fix applies; a removed file removes its plugin.
-        write("a.luau", "plugin { name = 'alpha', version = '2.0.0' }");
-        std::fs::remove_file(dir.0.join("b.luau")).unwrap();
-        std::fs::remove_file(dir.0.join("c.luau")).unwrap();
+        dir.write("a.luau", "plugin { name = 'alpha', version = '2.0.0' }");
+        std::fs::remove_file(dir.path().join("b.luau")).unwrap();
+        std::fs::remove_file(dir.path().join("c.luau")).unwrap();
         let report = catalog.scan_into(&registry);
         assert_eq!((report.reloaded, report.removed), (vec!["alpha".to_owned()], vec!["beta".to_owned()]));
         assert_eq!(registry.get("alpha").unwrap().meta().version, "2.0.0");

@@ -138,14 +138,15 @@ fn located(error: &mlua::Error, chunk: &str, file: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TempDir;
 
     #[test]
     fn names_are_checked_and_the_modules_a_script_asks_for_are_bounded() {
-        let dir = std::env::temp_dir().join(format!("multibot-modules-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join(LIB_DIR)).unwrap();
-        std::fs::write(dir.join(LIB_DIR).join("one.luau"), "return { n = 1 }").unwrap();
+        let dir = TempDir::new("modules");
+        std::fs::create_dir_all(dir.path().join(LIB_DIR)).unwrap();
+        dir.write(&format!("{LIB_DIR}/one.luau"), "return { n = 1 }");
         let lua = Lua::new();
-        let libs = Arc::new(Libs::new(&dir));
+        let libs = Arc::new(Libs::new(dir.path()));
         install(&lua, libs.clone()).unwrap();
         assert_eq!(lua.load("return require('one').n").eval::<i64>().unwrap(), 1);
         for bad in ["'../one'", "'One'", "'a.b'", "''"] {
@@ -161,8 +162,7 @@ mod tests {
         assert!(error.contains("at most 64 different modules"), "{error}");
         assert_eq!(libs.read.lock().len(), MAX_MODULES);
         assert!(!libs.changed());
-        std::fs::write(dir.join(LIB_DIR).join("m5.luau"), "return 5").unwrap();
+        dir.write(&format!("{LIB_DIR}/m5.luau"), "return 5");
         assert!(libs.changed(), "a module asked for and created since counts as a change");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -284,13 +284,29 @@ pub(super) const MAX_VALUES: usize = 100_000;
 /// The most bytes of strings (keys included) one conversion may copy.
 pub(super) const MAX_BYTES: usize = 4 << 20;
 
-/// What a conversion may still produce.
-struct Budget {
-    values: usize,
-    bytes: usize,
+/// A Lua value as JSON: nil is null, whole numbers are integers, a table with keys 1..n is an array, any other
+/// table an object (number keys become strings). Functions, userdata and threads are refused, and so is a value
+/// past [`MAX_DEPTH`], [`MAX_VALUES`] or [`MAX_BYTES`].
+pub(super) fn to_json(value: &Value) -> mlua::Result<serde_json::Value> {
+    to_json_with(value, &mut |_| Err(mlua::Error::runtime("a userdata cannot be converted to JSON")))
 }
 
-impl Budget {
+/// [`to_json`], with `userdata` converting the userdata values it meets (`api.file`'s files).
+pub(super) fn to_json_with(value: &Value, userdata: &mut UserdataToJson<'_>) -> mlua::Result<serde_json::Value> {
+    ToJson { values: MAX_VALUES, bytes: MAX_BYTES, userdata }.value(value, 0)
+}
+
+/// How [`to_json_with`] converts a userdata.
+pub(super) type UserdataToJson<'a> = dyn FnMut(&mlua::AnyUserData) -> mlua::Result<serde_json::Value> + 'a;
+
+/// One conversion to JSON: what it may still produce, and how it converts a userdata.
+struct ToJson<'a, 'u> {
+    values: usize,
+    bytes: usize,
+    userdata: &'a mut UserdataToJson<'u>,
+}
+
+impl ToJson<'_, '_> {
     fn spend(&mut self, bytes: usize) -> mlua::Result<()> {
         self.values = self.values.checked_sub(1).ok_or_else(|| {
             mlua::Error::runtime(format!(
@@ -303,49 +319,63 @@ impl Budget {
         })?;
         Ok(())
     }
-}
 
-/// A Lua value as JSON: nil is null, whole numbers are integers, a table with keys 1..n is an array, any other
-/// table an object (number keys become strings). Functions, userdata and threads are refused, and so is a value
-/// past [`MAX_DEPTH`], [`MAX_VALUES`] or [`MAX_BYTES`].
-pub(super) fn to_json(value: &Value) -> mlua::Result<serde_json::Value> {
-    to_json_with(value, &mut |_| Err(mlua::Error::runtime("a userdata cannot be converted to JSON")))
-}
-
-/// [`to_json`], with `userdata` converting the userdata values it meets (`api.file`'s files).
-pub(super) fn to_json_with(value: &Value, userdata: &mut UserdataToJson<'_>) -> mlua::Result<serde_json::Value> {
-    to_json_at(value, 0, &mut Budget { values: MAX_VALUES, bytes: MAX_BYTES }, userdata)
-}
-
-/// How [`to_json_with`] converts a userdata.
-pub(super) type UserdataToJson<'a> = dyn FnMut(&mlua::AnyUserData) -> mlua::Result<serde_json::Value> + 'a;
-
-fn to_json_at(
-    value: &Value,
-    depth: usize,
-    budget: &mut Budget,
-    userdata: &mut UserdataToJson<'_>,
-) -> mlua::Result<serde_json::Value> {
-    if depth > MAX_DEPTH {
-        return Err(mlua::Error::runtime(format!(
-            "a table nested deeper than {MAX_DEPTH} levels (or containing itself)"
-        )));
-    }
-    Ok(match value {
-        Value::Nil => serde_json::Value::Null,
-        Value::Boolean(b) => serde_json::Value::Bool(*b),
-        Value::Integer(i) => serde_json::Value::from(*i),
-        Value::Number(n) => number_to_json(*n)?,
-        Value::String(s) => {
-            let text = s.to_str()?;
-            budget.spend(text.len())?;
-            return Ok(serde_json::Value::String(text.to_owned()));
+    fn value(&mut self, value: &Value, depth: usize) -> mlua::Result<serde_json::Value> {
+        if depth > MAX_DEPTH {
+            return Err(mlua::Error::runtime(format!(
+                "a table nested deeper than {MAX_DEPTH} levels (or containing itself)"
+            )));
         }
-        Value::Table(table) => table_to_json(table, depth, budget, userdata)?,
-        Value::UserData(data) => userdata(data)?,
-        other => return Err(mlua::Error::runtime(format!("a {} cannot be converted to JSON", other.type_name()))),
-    })
-    .and_then(|json| budget.spend(0).map(|()| json))
+        Ok(match value {
+            Value::Nil => serde_json::Value::Null,
+            Value::Boolean(b) => serde_json::Value::Bool(*b),
+            Value::Integer(i) => serde_json::Value::from(*i),
+            Value::Number(n) => number_to_json(*n)?,
+            Value::String(s) => {
+                let text = s.to_str()?;
+                self.spend(text.len())?;
+                return Ok(serde_json::Value::String(text.to_owned()));
+            }
+            Value::Table(table) => self.table(table, depth)?,
+            Value::UserData(data) => (self.userdata)(data)?,
+            other => return Err(mlua::Error::runtime(format!("a {} cannot be converted to JSON", other.type_name()))),
+        })
+        .and_then(|json| self.spend(0).map(|()| json))
+    }
+
+    fn table(&mut self, table: &Table, depth: usize) -> mlua::Result<serde_json::Value> {
+        let len = table.raw_len();
+        let mut count = 0;
+        for pair in table.pairs::<Value, Value>() {
+            pair?;
+            count += 1;
+        }
+        if len > 0 && count == len {
+            let mut items = Vec::with_capacity(len.min(self.values));
+            for item in table.sequence_values::<Value>() {
+                items.push(self.value(&item?, depth + 1)?);
+            }
+            return Ok(serde_json::Value::Array(items));
+        }
+        let mut object = Map::new();
+        for pair in table.pairs::<Value, Value>() {
+            let (key, value) = pair?;
+            let key = match key {
+                Value::String(s) => s.to_str()?.to_owned(),
+                Value::Integer(i) => i.to_string(),
+                Value::Number(n) => n.to_string(),
+                other => {
+                    return Err(mlua::Error::runtime(format!(
+                        "a {} key cannot be converted to JSON",
+                        other.type_name()
+                    )));
+                }
+            };
+            self.spend(key.len())?;
+            object.insert(key, self.value(&value, depth + 1)?);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
 }
 
 fn number_to_json(n: f64) -> mlua::Result<serde_json::Value> {
@@ -355,42 +385,6 @@ fn number_to_json(n: f64) -> mlua::Result<serde_json::Value> {
     Number::from_f64(n)
         .map(serde_json::Value::Number)
         .ok_or_else(|| mlua::Error::runtime(format!("{n} cannot be converted to JSON")))
-}
-
-fn table_to_json(
-    table: &Table,
-    depth: usize,
-    budget: &mut Budget,
-    userdata: &mut UserdataToJson<'_>,
-) -> mlua::Result<serde_json::Value> {
-    let len = table.raw_len();
-    let mut count = 0;
-    for pair in table.pairs::<Value, Value>() {
-        pair?;
-        count += 1;
-    }
-    if len > 0 && count == len {
-        let mut items = Vec::with_capacity(len.min(budget.values));
-        for item in table.sequence_values::<Value>() {
-            items.push(to_json_at(&item?, depth + 1, budget, userdata)?);
-        }
-        return Ok(serde_json::Value::Array(items));
-    }
-    let mut object = Map::new();
-    for pair in table.pairs::<Value, Value>() {
-        let (key, value) = pair?;
-        let key = match key {
-            Value::String(s) => s.to_str()?.to_owned(),
-            Value::Integer(i) => i.to_string(),
-            Value::Number(n) => n.to_string(),
-            other => {
-                return Err(mlua::Error::runtime(format!("a {} key cannot be converted to JSON", other.type_name())));
-            }
-        };
-        budget.spend(key.len())?;
-        object.insert(key, to_json_at(&value, depth + 1, budget, userdata)?);
-    }
-    Ok(serde_json::Value::Object(object))
 }
 
 /// JSON as a Lua value: null is nil, arrays are sequences, objects are tables with string keys.

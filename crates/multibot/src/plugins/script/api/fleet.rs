@@ -199,39 +199,47 @@ impl IntoRows for i64 {
     }
 }
 
-impl IntoRows for Vec<BotUser> {
+/// A list of rows: a Lua list of tables.
+impl<T: IntoRow> IntoRows for Vec<T> {
     fn into_lua_rows(self, lua: &Lua) -> mlua::Result<Value> {
         let list = lua.create_table_with_capacity(self.len(), 0)?;
-        for (i, user) in self.into_iter().enumerate() {
-            let row = lua.create_table_with_capacity(0, 10)?;
-            row.raw_set("id", user.user_id)?;
-            row.raw_set("username", user.profile.username)?;
-            row.raw_set("first_name", user.profile.first_name)?;
-            row.raw_set("last_name", user.profile.last_name)?;
-            row.raw_set("language_code", user.profile.language_code)?;
-            row.raw_set("is_blocked", user.is_blocked)?;
-            row.raw_set("first_seen", user.first_seen.timestamp())?;
-            row.raw_set("last_seen", user.last_seen.timestamp())?;
-            row.raw_set("message_count", user.message_count)?;
-            list.raw_set(i + 1, row)?;
+        for (i, item) in self.into_iter().enumerate() {
+            list.raw_set(i + 1, item.into_lua_row(lua)?)?;
         }
         Ok(Value::Table(list))
     }
 }
 
-impl IntoRows for Vec<BotEvent> {
-    fn into_lua_rows(self, lua: &Lua) -> mlua::Result<Value> {
-        let list = lua.create_table_with_capacity(self.len(), 0)?;
-        for (i, event) in self.into_iter().enumerate() {
-            let row = lua.create_table_with_capacity(0, 5)?;
-            row.raw_set("id", event.id)?;
-            row.raw_set("kind", event.kind)?;
-            row.raw_set("user_id", event.actor_user_id)?;
-            row.raw_set("detail", to_lua(lua, &event.detail)?)?;
-            row.raw_set("at", event.at.timestamp())?;
-            list.raw_set(i + 1, row)?;
-        }
-        Ok(Value::Table(list))
+/// One row of a list a waiting `bot.*` call returns, as a Lua table.
+trait IntoRow {
+    fn into_lua_row(self, lua: &Lua) -> mlua::Result<Table>;
+}
+
+impl IntoRow for BotUser {
+    fn into_lua_row(self, lua: &Lua) -> mlua::Result<Table> {
+        let row = lua.create_table_with_capacity(0, 10)?;
+        row.raw_set("id", self.user_id)?;
+        row.raw_set("username", self.profile.username)?;
+        row.raw_set("first_name", self.profile.first_name)?;
+        row.raw_set("last_name", self.profile.last_name)?;
+        row.raw_set("language_code", self.profile.language_code)?;
+        row.raw_set("is_blocked", self.is_blocked)?;
+        row.raw_set("first_seen", self.first_seen.timestamp())?;
+        row.raw_set("last_seen", self.last_seen.timestamp())?;
+        row.raw_set("message_count", self.message_count)?;
+        Ok(row)
+    }
+}
+
+impl IntoRow for BotEvent {
+    fn into_lua_row(self, lua: &Lua) -> mlua::Result<Table> {
+        let row = lua.create_table_with_capacity(0, 5)?;
+        row.raw_set("id", self.id)?;
+        row.raw_set("kind", self.kind)?;
+        row.raw_set("user_id", self.actor_user_id)?;
+        row.raw_set("detail", to_lua(lua, &self.detail)?)?;
+        row.raw_set("at", self.at.timestamp())?;
+        Ok(row)
     }
 }
 
