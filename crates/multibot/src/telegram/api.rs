@@ -519,7 +519,8 @@ impl BotApi {
         .await
     }
 
-    /// Calls `method` by `once` (one attempt, given the method's URL), paced for `chat` and retried as [`BotApi::call`] says.
+    /// Calls `method` by `once` (one attempt, given the method's URL), paced for `chat` and retried as
+    /// [`BotApi::call`] says.
     async fn request<T, A, Fut>(&self, method: &str, chat: Option<i64>, once: A) -> Result<T, ApiCallError>
     where
         A: Fn(Url) -> Fut,
