@@ -133,7 +133,8 @@ impl FleetLock {
                 warn!("the database connection holding the fleet lock broke; taking the lock again");
                 loop {
                     let again = tokio::time::timeout(CHECK_EVERY, take(&options, holder)).await;
-                    match again.unwrap_or_else(|_| Err(StorageError::Connect("no answer within 5 s".to_owned()))) {
+                    let silent = |_| Err(StorageError::Connect(format!("no answer within {CHECK_EVERY:?}")));
+                    match again.unwrap_or_else(silent) {
                         Ok(again) => {
                             connection = again;
                             info!("fleet lock taken again");

@@ -6,13 +6,13 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use futures_util::{StreamExt, stream};
 use multibot::{
     fleet::broadcasts::{self, IN_FLIGHT},
     storage::{BroadcastMessage, BroadcastState, INTERRUPTED, NewBroadcast},
 };
 
 use crate::{
+    broadcasts::users_write,
     db::TestDb,
     helpers::{eventually, param_i64},
     replicas::{Fleet, live_leases},
@@ -32,18 +32,7 @@ async fn a_broadcast_moves_with_its_bot_when_its_replica_dies_and_sends_each_use
     let mut b = Some(fleet.start_with(&[flood[0], ("REPLICA_ID", "b")]));
     let storage = db.storage().await;
     eventually(Duration::from_secs(30), "the bot leased", || async { live_leases(&storage).await.len() == 1 }).await;
-    stream::iter(1..=USERS)
-        .for_each_concurrent(32, |id| {
-            let (user, bot) = (emu.user(id), bot.clone());
-            async move {
-                user.send(&bot, "hi").await.unwrap();
-            }
-        })
-        .await;
-    eventually(Duration::from_secs(60), "every user known", || async {
-        storage.users().get_user_count(&bot_id).await.unwrap_or_default() == USERS
-    })
-    .await;
+    users_write(emu, &storage, bot, &bot_id, 1..=USERS, Duration::from_secs(60)).await;
     let new = NewBroadcast {
         bot_id: bot_id.clone(),
         message: BroadcastMessage::Text { text: WORDS.into(), parse_mode: None, entities: None },

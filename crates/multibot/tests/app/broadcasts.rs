@@ -24,7 +24,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use botapi_emulator::{FaultSpec, TestBot};
+use botapi_emulator::{Emulator, FaultSpec, TestBot};
 use futures_util::{StreamExt, stream};
 use multibot::{
     fleet::broadcasts::{self, BroadcastAction, IN_FLIGHT},
@@ -138,17 +138,30 @@ fn most_in_a_second(times: &[u64]) -> usize {
 
 /// Users `ids` write "hi" to the bot `news` (`bot` in the emulator), which then knows them.
 pub(crate) async fn users_known(app: &TestApp, bot: &TestBot, ids: impl IntoIterator<Item = i64>) {
+    users_write(&app.emu, &app.storage, bot, "news", ids, Duration::from_secs(30)).await;
+}
+
+/// Has each of `ids` write "hi" to `bot` (`bot_id` in the YAML), a few at once, then waits at most `within` until
+/// `storage` counts them all among the bot's users (user tracking writes in the background).
+pub(crate) async fn users_write(
+    emu: &Emulator,
+    storage: &Storage,
+    bot: &TestBot,
+    bot_id: &str,
+    ids: impl IntoIterator<Item = i64>,
+    within: Duration,
+) {
     let ids: Vec<i64> = ids.into_iter().collect();
     stream::iter(ids.clone())
-        .for_each_concurrent(16, |id| {
-            let (user, bot) = (app.emu.user(id), bot.clone());
+        .for_each_concurrent(32, |id| {
+            let (user, bot) = (emu.user(id), bot.clone());
             async move {
                 user.send(&bot, "hi").await.unwrap();
             }
         })
         .await;
-    eventually(Duration::from_secs(30), &format!("{} users known", ids.len()), || async {
-        app.storage.users().get_user_count("news").await.unwrap() == ids.len() as i64
+    eventually(within, &format!("{} users known", ids.len()), || async {
+        storage.users().get_user_count(bot_id).await.unwrap_or_default() == ids.len() as i64
     })
     .await;
 }
@@ -318,7 +331,7 @@ async fn kill_9_mid_broadcast(db: &TestDb, users: i64, paced: bool) {
         history_limit: 100,
         ..botapi_emulator::EmulatorConfig::default()
     };
-    let emu = botapi_emulator::Emulator::start(config).await.unwrap();
+    let emu = Emulator::start(config).await.unwrap();
     let bot = emu.control().bot_named(&token(50), "News", "news_bot").await.unwrap();
     let dir = TempDir::new();
     std::fs::create_dir_all(dir.path().join("bots")).unwrap();
@@ -333,20 +346,9 @@ async fn kill_9_mid_broadcast(db: &TestDb, users: i64, paced: bool) {
         ("FLOOD_CONTROL", flood),
     ];
     let process = Process::start_with(&emu, &dir, &vars);
-    // 10,000 users write to the bot: it tracks them in bot_users.
-    stream::iter(1..=users)
-        .for_each_concurrent(64, |id| {
-            let (user, bot) = (emu.user(id), bot.clone());
-            async move {
-                user.send(&bot, "hi").await.unwrap();
-            }
-        })
-        .await;
+    // The users write to the bot: it tracks them in bot_users.
     let storage = Storage::open(&multibot::config::DatabaseUrl::parse(&database).unwrap()).await.unwrap();
-    eventually(Duration::from_secs(120), "every user known", || async {
-        storage.users().get_user_count("news").await.unwrap_or_default() == users
-    })
-    .await;
+    users_write(&emu, &storage, &bot, "news", 1..=users, Duration::from_secs(120)).await;
     // Started from the CLI: the running process picks it up from the database.
     let cli = Command::new(env!("CARGO_BIN_EXE_multibot"))
         .args(["broadcast", "news", "--text", WORDS])
