@@ -9,8 +9,9 @@
 //! - `broadcasts`: [`BroadcastRepository`], broadcast jobs and their deliveries, one per user.
 //! - `recorder`: [`Recorder`], the background writer that batches user sightings, events and bot status off the
 //!   reply path and retries while the database is down.
-//! - `events`: one function per audit event kind (bot started, stopped, failed, reloaded, ...): each logs it,
-//!   counts it and records it.
+//! - `events`: the `bot_events` table's types ([`EventKind`], [`NewEvent`], [`BotEvent`], [`EventRepository`]) and
+//!   one function per audit event kind (bot started, stopped, failed, reloaded, ...): each logs it, counts it and
+//!   records it.
 //! - `retention`: old events pruned in small batches (`EVENTS_RETENTION_DAYS`).
 
 mod broadcasts;
@@ -28,10 +29,11 @@ use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 use async_trait::async_trait;
 pub use broadcasts::{
     Broadcast, BroadcastMessage, BroadcastRepository, BroadcastState, Delivery, DeliveryOutcome, INTERRUPTED,
-    NewBroadcast, Upload,
+    NewBroadcast, Transition, Upload,
 };
 use chrono::{DateTime, SubsecRound, Utc};
 pub use commands::{CHANNEL, Command, CommandRepository};
+pub use events::{BotEvent, EventFilter, EventKind, EventRepository, NewEvent};
 pub use inbox::{InboxDepth, InboxRepository, InboxUpdate, PendingUpdate};
 pub use leases::{Lease, LeaseRepository, Owner};
 pub use lock::{FleetLock, Holder, ProcessLock};
@@ -261,103 +263,6 @@ pub struct BotUser {
     pub message_count: i64,
 }
 
-/// What an audit event is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// A bot started.
-    Started,
-    /// A bot stopped.
-    Stopped,
-    /// A bot could not start, or failed while running.
-    Failed,
-    /// A bot's configuration was reloaded.
-    Reloaded,
-    /// A new configuration could not be applied; the old one stays.
-    ReloadFailed,
-    /// A configuration file did not validate.
-    ConfigInvalid,
-    /// An administrator did something through the admin bot.
-    AdminAction,
-    /// A plugin's handler failed or panicked.
-    PluginError,
-    /// An update was refused by access control.
-    AccessDenied,
-    /// An update was refused by rate limiting.
-    RateLimited,
-    /// Updates were dropped unhandled (a chat past its backlog).
-    UpdatesDropped,
-    /// A broadcast started, was paused, resumed or cancelled, or finished.
-    Broadcast,
-}
-
-impl EventKind {
-    /// Every kind.
-    pub const ALL: [EventKind; 12] = [
-        EventKind::Started,
-        EventKind::Stopped,
-        EventKind::Failed,
-        EventKind::Reloaded,
-        EventKind::ReloadFailed,
-        EventKind::ConfigInvalid,
-        EventKind::AdminAction,
-        EventKind::PluginError,
-        EventKind::AccessDenied,
-        EventKind::RateLimited,
-        EventKind::UpdatesDropped,
-        EventKind::Broadcast,
-    ];
-
-    /// The name stored in `bot_events.kind` and used as the metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Started => "started",
-            EventKind::Stopped => "stopped",
-            EventKind::Failed => "failed",
-            EventKind::Reloaded => "reloaded",
-            EventKind::ReloadFailed => "reload_failed",
-            EventKind::ConfigInvalid => "config_invalid",
-            EventKind::AdminAction => "admin_action",
-            EventKind::PluginError => "plugin_error",
-            EventKind::AccessDenied => "access_denied",
-            EventKind::RateLimited => "rate_limited",
-            EventKind::UpdatesDropped => "updates_dropped",
-            EventKind::Broadcast => "broadcast",
-        }
-    }
-}
-
-/// An event to append to `bot_events`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewEvent {
-    /// The bot it concerns; `None` for events about no single bot (a file without a valid id).
-    pub bot_id: Option<String>,
-    /// What happened.
-    pub kind: EventKind,
-    /// The Telegram user who caused it, if any.
-    pub actor_user_id: Option<i64>,
-    /// Details, as a JSON object.
-    pub detail: Value,
-    /// When it happened.
-    pub at: DateTime<Utc>,
-}
-
-/// A row of `bot_events` (the spec's `BotEvent`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct BotEvent {
-    /// Increasing id.
-    pub id: i64,
-    /// The bot it concerns.
-    pub bot_id: Option<String>,
-    /// What happened (an [`EventKind`] name; newer versions may add kinds).
-    pub kind: String,
-    /// The Telegram user who caused it, if any.
-    pub actor_user_id: Option<i64>,
-    /// Details, as a JSON object.
-    pub detail: Value,
-    /// When it happened.
-    pub at: DateTime<Utc>,
-}
-
 /// The `bots` table.
 #[async_trait]
 pub trait BotRepository: Send + Sync {
@@ -386,30 +291,6 @@ pub trait UserRepository: Send + Sync {
     async fn list_recent(&self, bot_id: &str, limit: u32) -> Result<Vec<BotUser>, StorageError>;
     /// Marks a user as having blocked (or unblocked) the bot; false when the user is unknown.
     async fn set_blocked(&self, bot_id: &str, user_id: i64, blocked: bool) -> Result<bool, StorageError>;
-}
-
-/// The `bot_events` table, an append-only audit log.
-#[async_trait]
-pub trait EventRepository: Send + Sync {
-    /// Appends an event; returns its id.
-    async fn append(&self, event: &NewEvent) -> Result<i64, StorageError>;
-    /// Appends events in one transaction, in order.
-    async fn append_all(&self, events: &[NewEvent]) -> Result<(), StorageError>;
-    /// The newest events first, of one bot (or all) and of one kind (or all).
-    async fn list(&self, bot_id: Option<&str>, kind: Option<&str>, limit: u32) -> Result<Vec<BotEvent>, StorageError> {
-        self.page(bot_id, kind, None, limit).await
-    }
-    /// Like [`EventRepository::list`], only events older than the one with id `before`, when given: the next
-    /// page of the audit log.
-    async fn page(
-        &self,
-        bot_id: Option<&str>,
-        kind: Option<&str>,
-        before: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<BotEvent>, StorageError>;
-    /// Deletes up to `limit` events older than `before`, the oldest first; returns how many.
-    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StorageError>;
 }
 
 /// The `plugin_state` table: JSON values by bot, plugin and key.

@@ -121,20 +121,21 @@ mod tests {
 
     #[test]
     fn only_visible_yaml_files_count() {
-        assert!(is_config_file("config/bots/a.yaml".as_ref()));
-        assert!(is_config_file("b.yml".as_ref()));
-        assert!(!is_config_file(".a.yaml.swp".as_ref()));
-        assert!(!is_config_file(".#a.yaml".as_ref()));
-        assert!(!is_config_file("a.yaml~".as_ref()));
-        assert!(!is_config_file("notes.txt".as_ref()));
+        let counted = ["config/bots/a.yaml", "b.yml"];
+        let ignored = [".a.yaml.swp", ".#a.yaml", "a.yaml~", "notes.txt"];
+        for path in counted.iter().chain(&ignored) {
+            assert_eq!(is_config_file(path.as_ref()), counted.contains(path), "{path}");
+        }
     }
 
     #[test]
     fn the_configmap_data_link_counts_and_its_versions_do_not() {
-        assert!(is_config_change("/etc/multibot/bots/..data".as_ref()));
-        assert!(is_config_change("/etc/multibot/bots/a.yaml".as_ref()));
+        let dir = "/etc/multibot/bots";
         // The kubelet's other steps: the new version's directory, the temporary link renamed onto `..data`.
-        assert!(!is_config_change("/etc/multibot/bots/..2026_11_30_13_00_00.123456789".as_ref()));
-        assert!(!is_config_change("/etc/multibot/bots/..data_tmp".as_ref()));
+        for (name, counts) in
+            [("..data", true), ("a.yaml", true), ("..2026_11_30_13_00_00.12345", false), ("..data_tmp", false)]
+        {
+            assert_eq!(is_config_change(format!("{dir}/{name}").as_ref()), counts, "{name}");
+        }
     }
 }

@@ -32,7 +32,7 @@ use std::{
 use axum::{
     Router,
     extract::{Request, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
     middleware::{self, Next},
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
@@ -224,6 +224,22 @@ async fn require_session(State(console): State<Arc<Console>>, mut request: Reque
     }
     request.extensions_mut().insert(session);
     next.run(request).await
+}
+
+/// What a page behind the login gets: the console, and the session [`require_session`] let through.
+pub(super) struct Visit {
+    console: Arc<Console>,
+    session: auth::Session,
+}
+
+impl axum::extract::FromRequestParts<Arc<Console>> for Visit {
+    type Rejection = StatusCode;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Arc<Console>) -> Result<Visit, StatusCode> {
+        // Only a route outside `require_session` lacks it: a wiring mistake, answered as a refusal.
+        let session = parts.extensions.get::<auth::Session>().cloned().ok_or(StatusCode::UNAUTHORIZED)?;
+        Ok(Visit { console: console.clone(), session })
+    }
 }
 
 /// `request`, read whole, if its form carries `session`'s CSRF token; an answer that refuses it otherwise.

@@ -129,6 +129,27 @@ pub enum BroadcastState {
     Done,
 }
 
+/// A move of a broadcast's state machine: the states it applies to, and the one it leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    /// The states it applies to.
+    pub from: &'static [BroadcastState],
+    /// The state it leads to.
+    pub to: BroadcastState,
+}
+
+impl Transition {
+    /// A running broadcast stops until resumed.
+    pub const PAUSE: Transition = Transition { from: &[BroadcastState::Running], to: BroadcastState::Paused };
+    /// A paused broadcast runs again.
+    pub const RESUME: Transition = Transition { from: &[BroadcastState::Paused], to: BroadcastState::Running };
+    /// A running or paused broadcast stops for good.
+    pub const CANCEL: Transition =
+        Transition { from: &[BroadcastState::Running, BroadcastState::Paused], to: BroadcastState::Cancelled };
+    /// A running broadcast whose deliveries all have an outcome is done.
+    pub const FINISH: Transition = Transition { from: &[BroadcastState::Running], to: BroadcastState::Done };
+}
+
 impl BroadcastState {
     /// The word stored in `broadcasts.state`.
     pub fn as_str(self) -> &'static str {
@@ -236,15 +257,9 @@ pub trait BroadcastRepository: Send + Sync {
     async fn list(&self, bot_id: Option<&str>, limit: u32) -> Result<Vec<Broadcast>, StorageError>;
     /// Every running broadcast, oldest first.
     async fn running(&self) -> Result<Vec<Broadcast>, StorageError>;
-    /// Moves a broadcast to `to` if it is in one of `from`; false when it was not (or is unknown). Cancelled and
-    /// done get their `finished_at`.
-    async fn transition(
-        &self,
-        id: i64,
-        from: &[BroadcastState],
-        to: BroadcastState,
-        at: DateTime<Utc>,
-    ) -> Result<bool, StorageError>;
+    /// Makes the move if the broadcast is in one of the states it applies to; false when it was not (or is
+    /// unknown). Cancelled and done get their `finished_at`.
+    async fn transition(&self, id: i64, step: Transition, at: DateTime<Utc>) -> Result<bool, StorageError>;
     /// Marks the deliveries a crash left `sending` as failed with [`INTERRUPTED`]; returns how many.
     async fn recover(&self, id: i64, at: DateTime<Utc>) -> Result<u64, StorageError>;
     /// Marks up to `limit` pending deliveries `sending`, the lowest user ids first, and returns their users.
@@ -422,15 +437,9 @@ macro_rules! broadcasts {
                 Ok(rows.iter().map(Self::broadcast).collect::<Result<_, _>>()?)
             }
 
-            async fn transition(
-                &self,
-                id: i64,
-                from: &[BroadcastState],
-                to: BroadcastState,
-                at: DateTime<Utc>,
-            ) -> Result<bool, StorageError> {
-                for state in from {
-                    let query = sqlx::query(TRANSITION).bind(id).bind(to.as_str()).bind(at).bind(state.as_str());
+            async fn transition(&self, id: i64, step: Transition, at: DateTime<Utc>) -> Result<bool, StorageError> {
+                for state in step.from {
+                    let query = sqlx::query(TRANSITION).bind(id).bind(step.to.as_str()).bind(at).bind(state.as_str());
                     if query.execute(&self.0).await?.rows_affected() > 0 {
                         return Ok(true);
                     }
@@ -610,10 +619,9 @@ mod tests {
         assert_eq!(interrupted.iter().filter(|d| d.error.as_deref() == Some(INTERRUPTED)).count(), 3);
         // The released ones are claimed again, before the rest.
         assert_eq!(repo.claim(b.id, 3).await.unwrap(), [4, 5, 9]);
-        assert!(repo.transition(b.id, &[BroadcastState::Running], BroadcastState::Paused, now()).await.unwrap());
-        assert!(!repo.transition(b.id, &[BroadcastState::Running], BroadcastState::Done, now()).await.unwrap());
-        let states = [BroadcastState::Running, BroadcastState::Paused];
-        assert!(repo.transition(b.id, &states, BroadcastState::Cancelled, now()).await.unwrap());
+        assert!(repo.transition(b.id, Transition::PAUSE, now()).await.unwrap());
+        assert!(!repo.transition(b.id, Transition::FINISH, now()).await.unwrap());
+        assert!(repo.transition(b.id, Transition::CANCEL, now()).await.unwrap());
         let b = repo.get(b.id).await.unwrap().unwrap();
         assert_eq!(b.state, BroadcastState::Cancelled);
         assert!(b.finished_at.is_some());

@@ -1,4 +1,5 @@
-//! Audit events, one function per kind. Each logs the event (with the bot's id), counts it
+//! Audit events: the `bot_events` table's rows ([`NewEvent`] in, [`BotEvent`] out, by [`EventKind`]) and its
+//! [`EventRepository`]; and one function per kind. Each logs the event (with the bot's id), counts it
 //! (`multibot_bot_events_total{bot_id, kind}`) and records it in `bot_events` through the [`Recorder`], so the log,
 //! the metric and the table never drift apart and a database outage never blocks a bot. Lifecycle events also keep
 //! the bot's row in `bots` current.
@@ -12,15 +13,141 @@ use std::{
     time::{Duration, Instant},
 };
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
-use super::{BotRecord, BotRowStatus, EventKind, NewEvent, Recorder, now};
+use super::{BotRecord, BotRowStatus, Recorder, StorageError, now};
 use crate::{
     config::{BotConfig, BotId, ConfigError},
     outcomes::ReloadOutcome,
     telemetry::metrics,
 };
+
+/// What an audit event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A bot started.
+    Started,
+    /// A bot stopped.
+    Stopped,
+    /// A bot could not start, or failed while running.
+    Failed,
+    /// A bot's configuration was reloaded.
+    Reloaded,
+    /// A new configuration could not be applied; the old one stays.
+    ReloadFailed,
+    /// A configuration file did not validate.
+    ConfigInvalid,
+    /// An administrator did something through the admin bot.
+    AdminAction,
+    /// A plugin's handler failed or panicked.
+    PluginError,
+    /// An update was refused by access control.
+    AccessDenied,
+    /// An update was refused by rate limiting.
+    RateLimited,
+    /// Updates were dropped unhandled (a chat past its backlog).
+    UpdatesDropped,
+    /// A broadcast started, was paused, resumed or cancelled, or finished.
+    Broadcast,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 12] = [
+        EventKind::Started,
+        EventKind::Stopped,
+        EventKind::Failed,
+        EventKind::Reloaded,
+        EventKind::ReloadFailed,
+        EventKind::ConfigInvalid,
+        EventKind::AdminAction,
+        EventKind::PluginError,
+        EventKind::AccessDenied,
+        EventKind::RateLimited,
+        EventKind::UpdatesDropped,
+        EventKind::Broadcast,
+    ];
+
+    /// The name stored in `bot_events.kind` and used as the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Started => "started",
+            EventKind::Stopped => "stopped",
+            EventKind::Failed => "failed",
+            EventKind::Reloaded => "reloaded",
+            EventKind::ReloadFailed => "reload_failed",
+            EventKind::ConfigInvalid => "config_invalid",
+            EventKind::AdminAction => "admin_action",
+            EventKind::PluginError => "plugin_error",
+            EventKind::AccessDenied => "access_denied",
+            EventKind::RateLimited => "rate_limited",
+            EventKind::UpdatesDropped => "updates_dropped",
+            EventKind::Broadcast => "broadcast",
+        }
+    }
+}
+
+/// An event to append to `bot_events`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// The bot it concerns; `None` for events about no single bot (a file without a valid id).
+    pub bot_id: Option<String>,
+    /// What happened.
+    pub kind: EventKind,
+    /// The Telegram user who caused it, if any.
+    pub actor_user_id: Option<i64>,
+    /// Details, as a JSON object.
+    pub detail: Value,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+}
+
+/// A row of `bot_events` (the spec's `BotEvent`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BotEvent {
+    /// Increasing id.
+    pub id: i64,
+    /// The bot it concerns.
+    pub bot_id: Option<String>,
+    /// What happened (an [`EventKind`] name; newer versions may add kinds).
+    pub kind: String,
+    /// The Telegram user who caused it, if any.
+    pub actor_user_id: Option<i64>,
+    /// Details, as a JSON object.
+    pub detail: Value,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+}
+
+/// Which events a listing shows: of one bot (or all), of one kind (or all).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventFilter<'a> {
+    /// The bot's YAML id.
+    pub bot_id: Option<&'a str>,
+    /// The kind, as stored.
+    pub kind: Option<&'a str>,
+}
+
+/// The `bot_events` table, an append-only audit log.
+#[async_trait]
+pub trait EventRepository: Send + Sync {
+    /// Appends an event; returns its id.
+    async fn append(&self, event: &NewEvent) -> Result<i64, StorageError>;
+    /// Appends events in one transaction, in order.
+    async fn append_all(&self, events: &[NewEvent]) -> Result<(), StorageError>;
+    /// The newest events first, of one bot (or all) and of one kind (or all).
+    async fn list(&self, bot_id: Option<&str>, kind: Option<&str>, limit: u32) -> Result<Vec<BotEvent>, StorageError> {
+        self.page(EventFilter { bot_id, kind }, None, limit).await
+    }
+    /// Like [`EventRepository::list`], only events older than the one with id `before`, when given: the next
+    /// page of the audit log.
+    async fn page(&self, of: EventFilter<'_>, before: Option<i64>, limit: u32) -> Result<Vec<BotEvent>, StorageError>;
+    /// Deletes up to `limit` events older than `before`, the oldest first; returns how many.
+    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StorageError>;
+}
 
 /// Rows one user may add per bot and kind in a minute.
 pub const ROWS_PER_USER_MINUTE: u32 = 5;

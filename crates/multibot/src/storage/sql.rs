@@ -16,8 +16,8 @@ use sqlx::{
 };
 
 use super::{
-    BotEvent, BotRecord, BotRepository, BotUser, BroadcastRepository, Database, EventRepository, InboxRepository,
-    NewEvent, PluginStateRepository, Storage, StorageError, UserProfile, UserRepository, UserSeen,
+    BotEvent, BotRecord, BotRepository, BotUser, BroadcastRepository, Database, EventFilter, EventRepository,
+    InboxRepository, NewEvent, PluginStateRepository, Storage, StorageError, UserProfile, UserRepository, UserSeen,
 };
 use crate::config::Backend;
 
@@ -479,12 +479,11 @@ macro_rules! repositories {
 
             async fn page(
                 &self,
-                bot_id: Option<&str>,
-                kind: Option<&str>,
+                of: EventFilter<'_>,
                 before: Option<i64>,
                 limit: u32,
             ) -> Result<Vec<BotEvent>, StorageError> {
-                let query = sqlx::query(LIST_EVENTS).bind(bot_id).bind(kind).bind(before).bind(i64::from(limit));
+                let query = sqlx::query(LIST_EVENTS).bind(of.bot_id).bind(of.kind).bind(before).bind(i64::from(limit));
                 let rows = query.fetch_all(&self.0).await?;
                 Ok(rows.iter().map(Self::event).collect::<Result<_, _>>()?)
             }

@@ -30,8 +30,8 @@ use multibot::{
     fleet::broadcasts::{self, BroadcastAction, IN_FLIGHT},
     plugins::PluginRegistry,
     storage::{
-        BroadcastMessage, BroadcastState, DeliveryOutcome, INTERRUPTED, NewBroadcast, Storage, UserProfile, UserSeen,
-        now,
+        BroadcastMessage, BroadcastState, DeliveryOutcome, INTERRUPTED, NewBroadcast, Storage, Transition, UserProfile,
+        UserSeen, now,
     },
 };
 
@@ -89,9 +89,8 @@ async fn deliveries_are_made_in_one_statement_and_claimed_once(db: &TestDb) {
     assert!(interrupted.iter().all(|d| d.error.as_deref() == Some(INTERRUPTED) && second.contains(&d.user_id)));
     assert_eq!(repo.claim(b.id, 1).await.unwrap().len(), 1);
     assert_eq!(repo.running().await.unwrap().len(), 1);
-    let (running, paused) = (BroadcastState::Running, BroadcastState::Paused);
-    assert!(repo.transition(b.id, &[running], paused, now()).await.unwrap());
-    assert!(!repo.transition(b.id, &[running], BroadcastState::Done, now()).await.unwrap());
+    assert!(repo.transition(b.id, Transition::PAUSE, now()).await.unwrap());
+    assert!(!repo.transition(b.id, Transition::FINISH, now()).await.unwrap());
     let stopped = broadcasts::control(&storage, None, b.id, BroadcastAction::Cancel, Some(1)).await.unwrap();
     assert_eq!(stopped.state, BroadcastState::Cancelled);
     assert!(stopped.finished_at.is_some());
@@ -522,8 +521,7 @@ async fn the_admin_bot_previews_confirms_reports_and_controls_broadcasts() {
     assert!(!status.contains("Broadcast #"), "{status}");
     // A paused broadcast of the bot shows in its status (paused at once: whatever the runner sent meanwhile).
     let later = app.storage.broadcasts().create(&text("news", "Later"), now()).await.unwrap();
-    let paused = [BroadcastState::Running];
-    assert!(app.storage.broadcasts().transition(later.id, &paused, BroadcastState::Paused, now()).await.unwrap());
+    assert!(app.storage.broadcasts().transition(later.id, Transition::PAUSE, now()).await.unwrap());
     let status = ask("/status news".to_owned()).await;
     assert!(status.contains(&format!("📣 Broadcast #{} of news (paused)", later.id)), "{status}");
     assert!(ask(format!("/broadcast_cancel {id}")).await.contains("(cancelled)"));

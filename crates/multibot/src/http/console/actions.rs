@@ -1,18 +1,15 @@
 //! The console's actions: a confirmation page for each, then the action through [`Control`](crate::fleet::control::Control), audited, and the
 //! fleet page with its outcome.
 
-use std::sync::Arc;
-
 use askama::Template;
 use axum::{
-    Extension,
-    extract::{Path, State},
+    extract::Path,
     response::{IntoResponse, Redirect, Response},
 };
 use serde_json::json;
 
 use super::{
-    Console, Outcome, auth,
+    Console, Outcome, Visit, auth,
     pages::{not_found, render},
 };
 use crate::{
@@ -54,11 +51,7 @@ fn explain(action: &str) -> Option<&'static str> {
 }
 
 /// `GET /console/bots/<id>/<action>`: asks before acting.
-pub(super) async fn confirm(
-    State(console): State<Arc<Console>>,
-    Extension(session): Extension<auth::Session>,
-    Path((id, action)): Path<(String, String)>,
-) -> Response {
+pub(super) async fn confirm(Visit { console, session }: Visit, Path((id, action)): Path<(String, String)>) -> Response {
     let (Ok(id), Some(explanation)) = (BotId::parse(&id), explain(&action)) else { return not_found("That action") };
     if console.manager.status_of(&id).is_none() && action != "reload" {
         return not_found("That bot");
@@ -75,10 +68,7 @@ pub(super) async fn confirm(
 }
 
 /// `GET /console/reload`: asks before reloading every file.
-pub(super) async fn confirm_reload(
-    State(console): State<Arc<Console>>,
-    Extension(session): Extension<auth::Session>,
-) -> Response {
+pub(super) async fn confirm_reload(Visit { console, session }: Visit) -> Response {
     render(&ConfirmPage {
         csrf: Some(console.keys.csrf(&session)),
         question: "Reload every bot?".to_owned(),
@@ -117,11 +107,7 @@ fn done(console: &Console, session: &auth::Session, bot: Option<&BotId>, action:
 }
 
 /// `POST /console/bots/<id>/<action>`.
-pub(super) async fn act(
-    State(console): State<Arc<Console>>,
-    Extension(session): Extension<auth::Session>,
-    Path((id, action)): Path<(String, String)>,
-) -> Response {
+pub(super) async fn act(Visit { console, session }: Visit, Path((id, action)): Path<(String, String)>) -> Response {
     let Ok(id) = BotId::parse(&id) else { return not_found("That bot") };
     if action == "reload" {
         let outcome = reported(&console.control.reload(Some(&id)).await);
@@ -155,10 +141,7 @@ pub(super) async fn act(
 }
 
 /// `POST /console/reload`.
-pub(super) async fn reload_all(
-    State(console): State<Arc<Console>>,
-    Extension(session): Extension<auth::Session>,
-) -> Response {
+pub(super) async fn reload_all(Visit { console, session }: Visit) -> Response {
     let outcome = reported(&console.control.reload(None).await);
     done(&console, &session, None, "reload_all", outcome)
 }

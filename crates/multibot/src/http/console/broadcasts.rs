@@ -13,7 +13,7 @@ use axum::{
 use serde::Deserialize;
 
 use super::{
-    Console, Outcome,
+    Console, Outcome, Visit,
     actions::ConfirmPage,
     pages::{not_found, render},
 };
@@ -105,8 +105,7 @@ struct Preview {
 /// `POST /console/bots/<id>/broadcast/preview`: the message as it will go out, the audience, and the button that
 /// starts it (or what is wrong with the form).
 pub(super) async fn preview(
-    State(console): State<Arc<Console>>,
-    axum::Extension(session): axum::Extension<super::auth::Session>,
+    Visit { console, session }: Visit,
     Path(id): Path<String>,
     Form(draft): Form<Draft>,
 ) -> Response {
@@ -161,11 +160,7 @@ fn action_of(word: &str) -> Option<BroadcastAction> {
 }
 
 /// `GET /console/broadcasts/<n>/cancel`: asks before cancelling.
-pub(super) async fn confirm_cancel(
-    State(console): State<Arc<Console>>,
-    axum::Extension(session): axum::Extension<super::auth::Session>,
-    Path(n): Path<i64>,
-) -> Response {
+pub(super) async fn confirm_cancel(Visit { console, session }: Visit, Path(n): Path<i64>) -> Response {
     let Ok(Some(found)) = console.storage.broadcasts().get(n).await else { return not_found("That broadcast") };
     render(&ConfirmPage {
         csrf: Some(console.keys.csrf(&session)),

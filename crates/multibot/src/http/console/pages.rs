@@ -12,7 +12,7 @@ use std::{
 
 use askama::Template;
 use axum::{
-    Extension, Form,
+    Form,
     extract::{ConnectInfo, FromRequest, Query, Request, State},
     http::{StatusCode, header},
     response::{
@@ -24,7 +24,7 @@ use futures_util::Stream;
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::{Console, Outcome, auth, rates};
+use super::{Console, Outcome, Visit, auth, rates};
 use crate::fleet::{
     BotState,
     admin::{ADMIN_BOT_ID, format_uptime},
@@ -275,10 +275,7 @@ pub(super) async fn login(State(console): State<Arc<Console>>, request: Request)
 }
 
 /// `POST /console/logout`.
-pub(super) async fn logout(
-    State(console): State<Arc<Console>>,
-    Extension(session): Extension<auth::Session>,
-) -> Response {
+pub(super) async fn logout(Visit { console, session }: Visit) -> Response {
     console.keys.revoke(&session);
     let clear = format!("{}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0", auth::COOKIE);
     ([(header::SET_COOKIE, clear)], Redirect::to("/console/login")).into_response()
@@ -320,11 +317,7 @@ struct Rows {
 }
 
 /// `GET /console`: the fleet.
-pub(super) async fn fleet(
-    State(console): State<Arc<Console>>,
-    Extension(session): Extension<auth::Session>,
-    Query(query): Query<FleetQuery>,
-) -> Response {
+pub(super) async fn fleet(Visit { console, session }: Visit, Query(query): Query<FleetQuery>) -> Response {
     let (rows, shown, total, pages) = console.page(&query).await;
     let page = query.page.clamp(1, pages);
     let mut counts: Vec<(&'static str, usize)> = Vec::new();
@@ -399,8 +392,7 @@ pub(super) async fn fleet(
 /// `GET /console/live`: the fleet table's rows as server-sent events (`rows`), whenever they change, until the
 /// session ends or the server stops.
 pub(super) async fn live(
-    State(console): State<Arc<Console>>,
-    Extension(session): Extension<auth::Session>,
+    Visit { console, session }: Visit,
     Query(query): Query<FleetQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stream = futures_util::stream::unfold(String::new(), move |last| {

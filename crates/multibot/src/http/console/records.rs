@@ -1,12 +1,9 @@
 //! The pages that show records: a bot's page (its status, plugins, configuration with secrets masked, recent
 //! events and users) and the audit log, a page at a time.
 
-use std::sync::Arc;
-
 use askama::Template;
 use axum::{
-    Extension,
-    extract::{Path, Query, State},
+    extract::{Path, Query},
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -14,12 +11,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Console, auth,
+    Visit,
     pages::{Row, not_found, query_string, render},
 };
 use crate::{
     config::BotId,
-    storage::{BotEvent, EventKind},
+    storage::{BotEvent, EventFilter, EventKind},
 };
 
 /// Events on one page of the audit log.
@@ -122,8 +119,7 @@ struct BotPage {
 
 /// `GET /console/bots/<id>`.
 pub(super) async fn bot(
-    State(console): State<Arc<Console>>,
-    Extension(session): Extension<auth::Session>,
+    Visit { console, session }: Visit,
     Path(id): Path<String>,
     Query(query): Query<BotQuery>,
 ) -> Response {
@@ -192,15 +188,11 @@ struct EventsPage {
 }
 
 /// `GET /console/events`: the audit log, newest first, filtered by bot and kind, a page at a time.
-pub(super) async fn events(
-    State(console): State<Arc<Console>>,
-    Extension(session): Extension<auth::Session>,
-    Query(query): Query<EventsQuery>,
-) -> Response {
+pub(super) async fn events(Visit { console, session }: Visit, Query(query): Query<EventsQuery>) -> Response {
     let bot = query.bot.trim();
     let kind = EventKind::ALL.iter().map(|k| k.as_str()).find(|k| *k == query.kind);
-    let found =
-        console.storage.events().page(Some(bot).filter(|b| !b.is_empty()), kind, query.before, EVENTS_PAGE).await;
+    let of = EventFilter { bot_id: Some(bot).filter(|b| !b.is_empty()), kind };
+    let found = console.storage.events().page(of, query.before, EVENTS_PAGE).await;
     let found = match found {
         Ok(found) => found,
         Err(e) => {

@@ -35,8 +35,9 @@ impl StateFilter {
     }
 }
 
-/// A message's content type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A message's content type (named in scripts' filters as in snake case: `text`, `photo`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ContentType {
     /// Text.
     Text,
@@ -57,7 +58,8 @@ pub enum ContentType {
 }
 
 /// A chat's type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ChatType {
     /// A private chat.
     Private,

@@ -37,7 +37,7 @@ use super::{
 };
 use crate::{
     config::BotId,
-    plugins::{CallbackFilter, ChatType, ContentType, MessageFilter, StateFilter},
+    plugins::{CallbackFilter, MessageFilter, StateFilter},
     telegram::BotApi,
 };
 
@@ -217,43 +217,22 @@ fn message_filter(filter: Option<Table>, what: &str) -> mlua::Result<MessageFilt
         let regex = Regex::new(&pattern).map_err(|e| runtime(format!("{what}: invalid regex {pattern:?}: {e}")))?;
         result = result.with_regex(regex);
     }
-    if let Some(content) = filter.get::<Option<String>>("content")? {
-        result = result.content(one_of(what, "content", &content, CONTENT_TYPES)?);
+    if let Some(content) = named(&filter, what, "content")? {
+        result = result.content(content);
     }
-    if let Some(chat) = filter.get::<Option<String>>("chat")? {
-        result = result.chat(one_of(what, "chat", &chat, CHAT_TYPES)?);
+    if let Some(chat) = named(&filter, what, "chat")? {
+        result = result.chat(chat);
     }
     Ok(result.with_state(state_filter(filter.get("state")?)?))
 }
 
-/// The `content` names of a message filter.
-const CONTENT_TYPES: &[(&str, ContentType)] = &[
-    ("text", ContentType::Text),
-    ("photo", ContentType::Photo),
-    ("document", ContentType::Document),
-    ("sticker", ContentType::Sticker),
-    ("voice", ContentType::Voice),
-    ("video", ContentType::Video),
-    ("location", ContentType::Location),
-    ("contact", ContentType::Contact),
-];
-
-/// The `chat` names of a message filter.
-const CHAT_TYPES: &[(&str, ChatType)] = &[
-    ("private", ChatType::Private),
-    ("group", ChatType::Group),
-    ("supergroup", ChatType::Supergroup),
-    ("channel", ChatType::Channel),
-];
-
-/// The value `names` gives `name`; an unknown name is an error that lists the known ones.
-fn one_of<T: Copy>(what: &str, key: &str, name: &str, names: &[(&str, T)]) -> mlua::Result<T> {
-    if let Some((_, value)) = names.iter().find(|(known, _)| *known == name) {
-        return Ok(*value);
-    }
-    let known: Vec<&str> = names.iter().map(|(known, _)| *known).collect();
-    let (last, rest) = known.split_last().unwrap_or((&"", &[]));
-    Err(runtime(format!("{what}: unknown {key} {name:?} (expected {} or {last})", rest.join(", "))))
+/// The value the name at `filter[key]` stands for (as the Bot API spells it), none without one; an unknown name is
+/// an error that lists the known ones.
+fn named<T: serde::de::DeserializeOwned>(filter: &Table, what: &str, key: &str) -> mlua::Result<Option<T>> {
+    use serde::de::{IntoDeserializer, value::StrDeserializer};
+    let Some(name) = filter.get::<Option<String>>(key)? else { return Ok(None) };
+    let name: StrDeserializer<'_, serde::de::value::Error> = name.as_str().into_deserializer();
+    T::deserialize(name).map(Some).map_err(|e| runtime(format!("{what}: {key}: {e}")))
 }
 
 fn callback_filter(filter: Option<Table>) -> mlua::Result<CallbackFilter> {

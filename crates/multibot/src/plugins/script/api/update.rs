@@ -6,11 +6,11 @@
 use mlua::{AnyUserData, Function, Lua, Table, Value};
 use regex::Regex;
 use serde_json::Value as Json;
-use teloxide_core::types::{ChatMemberStatus, MaybeAnonymousUser, Update, UpdateKind};
+use teloxide_core::types::{MaybeAnonymousUser, Update, UpdateKind};
 
 use super::{
-    super::vm::to_lua_frozen, CHAT_TYPES, LuaCtx, RouteDecl, bot_api::fits, callback_filter, filter_and_handler,
-    message_filter, one_of, only_keys, registering, runtime,
+    super::vm::to_lua_frozen, LuaCtx, RouteDecl, bot_api::fits, callback_filter, filter_and_handler, message_filter,
+    named, only_keys, registering, runtime,
 };
 use crate::plugins::{MemberFilter, PayloadFilter, QueryFilter, ReactionFilter, UpdateFilter};
 
@@ -158,29 +158,19 @@ fn reaction_filter(filter: Option<Table>) -> mlua::Result<ReactionFilter> {
     Ok(filter.get::<Option<String>>("emoji")?.map_or_else(ReactionFilter::any, |e| ReactionFilter::emoji(&e)))
 }
 
-/// Member statuses as the Bot API names them.
-const STATUSES: &[(&str, ChatMemberStatus)] = &[
-    ("creator", ChatMemberStatus::Owner),
-    ("administrator", ChatMemberStatus::Administrator),
-    ("member", ChatMemberStatus::Member),
-    ("restricted", ChatMemberStatus::Restricted),
-    ("left", ChatMemberStatus::Left),
-    ("kicked", ChatMemberStatus::Banned),
-];
-
 fn member_filter(filter: Option<Table>) -> mlua::Result<MemberFilter> {
     let Some(filter) = filter else { return Ok(MemberFilter::any()) };
     let what = "on_update filter";
     only_keys(&filter, what, &["new_status", "old_status", "chat"])?;
     let mut result = MemberFilter::any();
-    if let Some(status) = filter.get::<Option<String>>("new_status")? {
-        result = result.new_status(one_of(what, "new_status", &status, STATUSES)?);
+    if let Some(status) = named(&filter, what, "new_status")? {
+        result = result.new_status(status);
     }
-    if let Some(status) = filter.get::<Option<String>>("old_status")? {
-        result = result.old_status(one_of(what, "old_status", &status, STATUSES)?);
+    if let Some(status) = named(&filter, what, "old_status")? {
+        result = result.old_status(status);
     }
-    if let Some(chat) = filter.get::<Option<String>>("chat")? {
-        result = result.chat(one_of(what, "chat", &chat, CHAT_TYPES)?);
+    if let Some(chat) = named(&filter, what, "chat")? {
+        result = result.chat(chat);
     }
     Ok(result)
 }
@@ -225,5 +215,27 @@ mod tests {
             {"id": 7, "type": "private", "first_name": "Ann"}, "from": user, "location": {"latitude": 1.5,
             "longitude": 2.5}}});
         assert_eq!(round_trip(message.clone())["message"]["location"], message["message"]["location"]);
+    }
+
+    #[test]
+    fn filter_names_are_the_bot_apis_and_a_wrong_one_lists_the_right_ones() {
+        use teloxide_core::types::ChatMemberStatus;
+
+        use crate::plugins::{ChatType, ContentType};
+        let lua = Lua::new();
+        let filter = lua.create_table().unwrap();
+        for (key, name) in [("new_status", "kicked"), ("chat", "supergroup"), ("content", "picture"), ("old", "Banned")]
+        {
+            filter.set(key, name).unwrap();
+        }
+        assert_eq!(named(&filter, "f", "new_status").unwrap(), Some(ChatMemberStatus::Banned));
+        assert_eq!(named(&filter, "f", "chat").unwrap(), Some(ChatType::Supergroup));
+        assert_eq!(named::<ChatType>(&filter, "f", "absent").unwrap(), None);
+        // A wrong name, and a variant's Rust name where the Bot API spells it otherwise.
+        let wrong = named::<ContentType>(&filter, "on_message filter", "content").unwrap_err().to_string();
+        assert!(
+            wrong.contains("on_message filter: content: unknown variant `picture`, expected one of `text`, `photo`")
+        );
+        assert!(named::<ChatMemberStatus>(&filter, "f", "old").is_err());
     }
 }
