@@ -3,11 +3,12 @@
 //! comparator, a `gsub` callback, a metamethod) holds one of these threads for at most its CPU budget, and a
 //! second call waiting for the same VM waits here too: the health probes and the other bots' native handlers
 //! never wait on a script. The threads run at a lower priority (nice 10) than the rest of the process, so that
-//! scripts computing on every core still leave the workers the CPU they need.
+//! scripts computing on every core still leave the workers the CPU they need. A script's host calls do their I/O
+//! back on the runtime that made the call ([`home`]), beside the connections they use.
 
 use std::{future::Future, sync::LazyLock};
 
-use tokio::runtime::{Builder, Runtime};
+use tokio::runtime::{Builder, Handle, Runtime};
 use tokio_util::task::AbortOnDropHandle;
 
 /// Threads for script calls: as many as the machine has cores, at least four, so that two scripts busy where they
@@ -23,6 +24,11 @@ static POOL: LazyLock<Result<Runtime, String>> = LazyLock::new(|| {
         .map_err(|e| format!("could not start the script threads: {e}"))
 });
 
+tokio::task_local! {
+    /// The runtime that made the script call being run.
+    static HOME: Handle;
+}
+
 /// Runs `work` on the script threads and waits for it; dropping the returned future cancels `work` at its next
 /// await (a handler stopped by its time limit or by the shutdown stops its script call with it).
 pub(super) async fn run<F>(work: F) -> anyhow::Result<F::Output>
@@ -31,7 +37,15 @@ where
     F::Output: Send + 'static,
 {
     let pool = POOL.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let work = HOME.scope(Handle::current(), work);
     AbortOnDropHandle::new(pool.spawn(work)).await.map_err(|e| anyhow::anyhow!("the script call failed: {e}"))
+}
+
+/// The runtime that made the script call being run, where its host calls' I/O goes: the Bot API's connections are
+/// driven there, so a send from a script wakes no script thread until its answer is in. Outside a call (or where the
+/// script threads could not start): the current runtime.
+pub(super) fn home() -> Handle {
+    HOME.try_with(Handle::clone).unwrap_or_else(|_| Handle::current())
 }
 
 /// Gives the calling thread a lower scheduling priority (nice 10), so that the kernel prefers the runtime's

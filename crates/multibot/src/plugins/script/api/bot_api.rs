@@ -10,7 +10,7 @@ use serde_json::{Map, Value as Json};
 
 use super::{
     super::vm::{MAX_BYTES, MAX_VALUES, to_json_with, to_lua},
-    not_at_top_level, runtime,
+    not_at_top_level, off_vm, runtime,
 };
 use crate::telegram::{ApiCallError, BotApi, InputFile};
 
@@ -64,11 +64,9 @@ pub(super) fn install(lua: &Lua, api: Option<BotApi>) -> mlua::Result<()> {
                 let api =
                     api.ok_or_else(|| runtime("api.call is not available while the script is being discovered"))?;
                 let method_name = method.clone();
-                let answer = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
-                    api.call_method(&method_name, params, uploads).await
-                }))
-                .await
-                .map_err(|e| runtime(format!("api.call({method}) failed: {e}")))?;
+                // Like every host call: its own task, cancelled with the handler that made it.
+                let answer =
+                    off_vm("api.call", async move { Ok(api.call_method(&method_name, params, uploads).await) }).await?;
                 match answer {
                     Ok(result) => answer_to_lua(&lua, &result),
                     Err(error) => Err(mlua::Error::external(CallFailed { method, error })),

@@ -10,7 +10,7 @@ use teloxide_core::types::{
 
 use super::{
     super::{
-        scope,
+        pool, scope,
         vm::{to_json, to_lua},
     },
     only_keys, runtime,
@@ -105,8 +105,8 @@ fn host_error(what: &'static str) -> impl Fn(anyhow::Error) -> mlua::Error {
     move |e| runtime(format!("{what} failed: {e:#}"))
 }
 
-/// Runs a host call's work (talking to Telegram, the database, Redis) as a task of its own, so that the script's
-/// coroutine only waits for the result: a VM is locked while one of its coroutines is polled, and the other
+/// Runs a host call's work (talking to Telegram, the database, Redis) as a task of its own on the runtime that
+/// made the script call ([`pool::home`]), so that the script's coroutine only waits for the result: a VM is locked while one of its coroutines is polled, and the other
 /// handlers of the same script in the same bot should not wait for that lock while this one does I/O.
 /// The task lives no longer than the call into the script that started it ([`scope`]), even when the future
 /// waiting for it is left in a coroutine the script abandoned.
@@ -118,7 +118,7 @@ pub(super) async fn off_vm<T: Send + 'static>(
     let work = async move {
         scope.run_until_cancelled(work).await.unwrap_or_else(|| Err(anyhow::anyhow!("the handler ended first")))
     };
-    match tokio_util::task::AbortOnDropHandle::new(tokio::spawn(work)).await {
+    match tokio_util::task::AbortOnDropHandle::new(pool::home().spawn(work)).await {
         Ok(result) => result.map_err(host_error(what)),
         Err(e) => Err(runtime(format!("{what} failed: {e}"))),
     }
