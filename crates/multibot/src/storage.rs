@@ -5,6 +5,7 @@
 //! plugin's persistent store in one bot.
 //!
 //! - `sql`: one implementation of every repository per backend, sharing their SQL text; the migrations.
+//! - `checkpoint`: an SQLite file's WAL checkpoints, on a connection of their own, off the writer's path.
 //! - `inbox`: the `inbox` table, updates stored before they are confirmed.
 //! - `broadcasts`: [`BroadcastRepository`], broadcast jobs and their deliveries, one per user.
 //! - `recorder`: [`Recorder`], the background writer that batches user sightings, events and bot status off the
@@ -15,6 +16,7 @@
 //! - `retention`: old events pruned in small batches (`EVENTS_RETENTION_DAYS`).
 
 mod broadcasts;
+mod checkpoint;
 mod commands;
 pub mod events;
 mod inbox;
@@ -341,6 +343,8 @@ pub struct Storage {
     broadcasts: Arc<dyn BroadcastRepository>,
     /// The replicas' leases and commands, on a pool of their own: PostgreSQL's only (SQLite runs one process).
     control: Option<Arc<sql::Sql<sqlx::Postgres>>>,
+    /// An SQLite file's checkpoints, off the writer's path.
+    checkpoints: Option<Arc<checkpoint::Checkpointer>>,
 }
 
 impl fmt::Debug for Storage {
@@ -426,6 +430,9 @@ impl Storage {
 
     /// Closes the connections; later calls fail.
     pub async fn close(&self) {
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.stop().await;
+        }
         self.database.close().await;
         if let Some(control) = &self.control {
             control.0.close().await;

@@ -15,6 +15,7 @@ use sqlx::{
     types::Json,
 };
 
+use super::checkpoint::{Checkpointer, WAL_KEPT};
 use super::{
     BotEvent, BotRecord, BotRepository, BotUser, BroadcastRepository, Database, EventFilter, EventRepository,
     InboxRepository, NewEvent, PluginStateRepository, Storage, StorageError, UserProfile, UserRepository, UserSeen,
@@ -102,8 +103,33 @@ pub(super) async fn sqlite(options: SqliteConnectOptions, in_memory: bool) -> Re
     };
     // A file on this machine does not drop a connection: no `SELECT 1` (a trip to the connection's thread)
     // before every query.
-    let pool = pool.acquire_timeout(ACQUIRE_TIMEOUT).test_before_acquire(false).connect_with(options).await?;
-    Ok(storage(Backend::Sqlite, std::sync::Arc::new(Sql(pool)), None))
+    // Checkpoints off the writer's path (`checkpoint.rs`); where that connection cannot open, SQLite's own.
+    let (options, checkpoints) = match in_memory {
+        true => (options, None),
+        false => match Checkpointer::start(&options).await {
+            Ok(checkpoints) => {
+                let options = options.pragma("wal_autocheckpoint", "0").pragma("journal_size_limit", WAL_KEPT);
+                (options, Some(std::sync::Arc::new(checkpoints)))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not open the checkpointing connection; SQLite checkpoints as it writes");
+                (options, None)
+            }
+        },
+    };
+    let pool = pool.acquire_timeout(ACQUIRE_TIMEOUT).test_before_acquire(false).connect_with(options).await;
+    let pool = match pool {
+        Ok(pool) => pool,
+        Err(e) => {
+            if let Some(checkpoints) = checkpoints {
+                checkpoints.stop().await;
+            }
+            return Err(e.into());
+        }
+    };
+    let mut storage = storage(Backend::Sqlite, std::sync::Arc::new(Sql(pool)), None);
+    storage.checkpoints = checkpoints;
+    Ok(storage)
 }
 
 fn storage<DB: sqlx::Database>(
@@ -122,6 +148,7 @@ where
 {
     Storage {
         control: postgres,
+        checkpoints: None,
         backend,
         database: sql.clone(),
         bots: sql.clone(),
