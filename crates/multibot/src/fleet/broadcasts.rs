@@ -3,11 +3,11 @@
 //! runs in this process (with replicas: the bots whose leases this replica holds), one runner task each, and
 //! carries out the admin's start, pause, resume and cancel.
 //!
-//! A runner claims [`IN_FLIGHT`] pending deliveries at a time (the claim marks them `sending`), sends them through
-//! the bot's own client in its bulk lane ([`BotApi::bulk`]: flood control shared with the bot's replies, which keep
-//! a fifth of the window), and records each outcome with the counters in one transaction: sent, blocked (403; the
-//! user is marked blocked in `bot_users`) or failed (any other error). A 429 puts the deliveries it refused back to
-//! pending and the runner waits its `retry_after`. A send is never retried after its request may have reached
+//! A runner claims [`IN_FLIGHT`] pending deliveries at a time (the claim marks them `sending`), sends them through the
+//! bot's own client in its bulk lane ([`crate::telegram::BotApi::bulk`]: flood control shared with the bot's replies,
+//! which keep a fifth of the window), and records each outcome with the counters in one transaction: sent, blocked
+//! (403; the user is marked blocked in `bot_users`) or failed (any other error). A 429 puts the deliveries it refused
+//! back to pending and the runner waits its `retry_after`. A send is never retried after its request may have reached
 //! Telegram (a timeout, a lost answer), and a delivery a crash left `sending` is marked failed (interrupted) when the
 //! broadcast resumes: no user ever gets the message twice, and a crash leaves at most [`IN_FLIGHT`] users uncertain
 //! (each got the message once or not at all).
