@@ -105,11 +105,11 @@ fn host_error(what: &'static str) -> impl Fn(anyhow::Error) -> mlua::Error {
     move |e| runtime(format!("{what} failed: {e:#}"))
 }
 
-/// Runs a host call's work (talking to Telegram, the database, Redis) as a task of its own on the runtime that
-/// made the script call ([`pool::home`]), so that the script's coroutine only waits for the result: a VM is locked while one of its coroutines is polled, and the other
-/// handlers of the same script in the same bot should not wait for that lock while this one does I/O.
-/// The task lives no longer than the call into the script that started it ([`scope`]), even when the future
-/// waiting for it is left in a coroutine the script abandoned.
+/// Runs a host call's work (talking to Telegram, the database, Redis) as a task of its own on the runtime that made the
+/// script call ([`pool::home`]), so that the script's coroutine only waits for the result: a VM is locked while one of
+/// its coroutines is polled, and the other handlers of the same script in the same bot should not wait for that lock
+/// while this one does I/O. The task lives no longer than the call into the script that started it ([`scope`]), even
+/// when the future waiting for it is left in a coroutine the script abandoned.
 pub(super) async fn off_vm<T: Send + 'static>(
     what: &'static str,
     work: impl Future<Output = anyhow::Result<T>> + Send + 'static,
