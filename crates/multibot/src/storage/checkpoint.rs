@@ -19,7 +19,7 @@ pub(super) const EVERY: Duration = Duration::from_millis(250);
 /// The WAL's length, in pages, from which a round ends with a restart checkpoint: SQLite's own default threshold.
 pub(super) const RESTART_AT: i64 = 1000;
 /// The size a WAL file is cut back to once checkpointed, in bytes.
-pub(super) const WAL_KEPT: &str = "67108864";
+pub(super) const WAL_KEPT: u64 = 64 << 20;
 
 /// One round: a passive checkpoint, then, if the WAL still holds [`RESTART_AT`] frames or more (a writer that never
 /// pauses keeps appending behind it, and the WAL starts over only once a checkpoint has caught up), a restart

@@ -101,35 +101,17 @@ pub(super) async fn sqlite(options: SqliteConnectOptions, in_memory: bool) -> Re
         // handler; one connection queues them in the pool instead (docs/BENCHMARKS.md, durable inbox).
         SqlitePoolOptions::new().max_connections(1)
     };
+    // A file's checkpoints run off the writer's path, on a connection of their own (`checkpoint.rs`).
+    let options = if in_memory {
+        options
+    } else {
+        options.pragma("wal_autocheckpoint", "0").pragma("journal_size_limit", WAL_KEPT.to_string())
+    };
     // A file on this machine does not drop a connection: no `SELECT 1` (a trip to the connection's thread)
     // before every query.
-    // Checkpoints off the writer's path (`checkpoint.rs`); where that connection cannot open, SQLite's own.
-    let (options, checkpoints) = match in_memory {
-        true => (options, None),
-        false => match Checkpointer::start(&options).await {
-            Ok(checkpoints) => {
-                let options = options.pragma("wal_autocheckpoint", "0").pragma("journal_size_limit", WAL_KEPT);
-                (options, Some(std::sync::Arc::new(checkpoints)))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not open the checkpointing connection; SQLite checkpoints as it writes");
-                (options, None)
-            }
-        },
-    };
-    let pool = pool.acquire_timeout(ACQUIRE_TIMEOUT).test_before_acquire(false).connect_with(options).await;
-    let pool = match pool {
-        Ok(pool) => pool,
-        Err(e) => {
-            if let Some(checkpoints) = checkpoints {
-                checkpoints.stop().await;
-            }
-            return Err(e.into());
-        }
-    };
-    let mut storage = storage(Backend::Sqlite, std::sync::Arc::new(Sql(pool)), None);
-    storage.checkpoints = checkpoints;
-    Ok(storage)
+    let pool = pool.acquire_timeout(ACQUIRE_TIMEOUT).test_before_acquire(false).connect_with(options.clone()).await?;
+    let checkpoints = if in_memory { None } else { Some(std::sync::Arc::new(Checkpointer::start(&options).await?)) };
+    Ok(Storage { checkpoints, ..storage(Backend::Sqlite, std::sync::Arc::new(Sql(pool)), None) })
 }
 
 fn storage<DB: sqlx::Database>(
