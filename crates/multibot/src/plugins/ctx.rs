@@ -87,7 +87,7 @@ pub struct Ctx {
 
 struct Inner {
     bot: Arc<BotHandle>,
-    update: Update,
+    update: Box<Update>,
     fsm: Mutex<Option<FsmRecord>>,
     answered: AtomicBool,
     /// Chats whose user Telegram said blocked the bot while this update was handled: nothing more goes there.
@@ -95,7 +95,7 @@ struct Inner {
 }
 
 impl Ctx {
-    pub(crate) fn new(bot: Arc<BotHandle>, update: Update) -> Ctx {
+    pub(crate) fn new(bot: Arc<BotHandle>, update: Box<Update>) -> Ctx {
         Ctx {
             inner: Arc::new(Inner {
                 bot,

@@ -96,8 +96,9 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Runs one update through the bot's middleware ([`Pipeline`]) and, if it passes them, the router. Errors,
 /// panics and a handler still running at the bot's time limit (dropped there) are contained: logged with an
 /// error id, counted and passed to the error hooks (the `error_handler` plugin); a callback nobody answered is
-/// answered.
-pub(crate) async fn handle_update(runtime: Arc<BotRuntime>, update: Update) {
+/// answered. The rare paths (an error, a callback to answer) are boxed, so that they do not add to the state of
+/// every update's handling.
+pub(crate) async fn handle_update(runtime: Arc<BotRuntime>, update: Box<Update>) {
     let started = Instant::now();
     let bot = &runtime.bot;
     if let Some(kind) = unknown_type(&update) {
@@ -105,7 +106,7 @@ pub(crate) async fn handle_update(runtime: Arc<BotRuntime>, update: Update) {
         return;
     }
     if let Some(id) = unreadable_callback(&update)
-        && let Err(e) = bot.api.answer_callback_query(id, None).await
+        && let Err(e) = Box::pin(bot.api.answer_callback_query(id, None)).await
     {
         warn!(bot_id = %bot.id, error = %bot.redact(e.to_string()), "answering an unreadable callback failed");
     }
@@ -146,11 +147,11 @@ pub(crate) async fn handle_update(runtime: Arc<BotRuntime>, update: Update) {
     };
     metrics::update_handled(bot.id.as_str(), &plugin, result, started.elapsed());
     if let Err(e) = outcome {
-        report_error(&runtime, &cx, plugin, e).await;
+        Box::pin(report_error(&runtime, &cx, plugin, e)).await;
     }
     if is_callback
         && !cx.callback_answered()
-        && let Err(e) = cx.answer_callback(None).await
+        && let Err(e) = Box::pin(cx.answer_callback(None)).await
     {
         warn!(bot_id = %bot.id, error = %bot.redact(format!("{e:#}")), "answering a callback failed");
     }

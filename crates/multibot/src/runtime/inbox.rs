@@ -52,19 +52,19 @@ impl Inbox {
     }
 
     /// The updates the last run left pending, in update order.
-    pub(crate) async fn resume(&self) -> Result<Vec<Update>, StorageError> {
+    pub(crate) async fn resume(&self) -> Result<Vec<Box<Update>>, StorageError> {
         let pending = self.storage.inbox().pending(&self.bot.id, RESUME_LIMIT).await?;
         Ok(pending.into_iter().filter_map(|row| decode(row.update_id, &row.payload)).collect())
     }
 
     /// One update, if it is pending (another replica stored it).
-    pub(crate) async fn pending_one(&self, id: i64) -> Result<Option<Update>, StorageError> {
+    pub(crate) async fn pending_one(&self, id: i64) -> Result<Option<Box<Update>>, StorageError> {
         let row = self.storage.inbox().pending_one(&self.bot.id, id).await?;
         Ok(row.and_then(|row| decode(row.update_id, &row.payload)))
     }
 
     /// The pending updates stored before `before`, in update order (at most [`SWEEP_LIMIT`]).
-    pub(crate) async fn pending_before(&self, before: DateTime<Utc>) -> Result<Vec<Update>, StorageError> {
+    pub(crate) async fn pending_before(&self, before: DateTime<Utc>) -> Result<Vec<Box<Update>>, StorageError> {
         let pending = self.storage.inbox().pending(&self.bot.id, SWEEP_LIMIT).await?;
         let old = pending.into_iter().filter(|row| row.received_at < before);
         Ok(old.filter_map(|row| decode(row.update_id, &row.payload)).collect())
@@ -72,7 +72,10 @@ impl Inbox {
 
     /// Stores a getUpdates batch; returns the updates not stored before (to handle) and the offset that confirms
     /// the whole batch (none for an empty batch).
-    pub(crate) async fn store(&self, batch: Vec<Box<RawValue>>) -> Result<(Vec<Update>, Option<i64>), StorageError> {
+    pub(crate) async fn store(
+        &self,
+        batch: Vec<Box<RawValue>>,
+    ) -> Result<(Vec<Box<Update>>, Option<i64>), StorageError> {
         #[derive(serde::Deserialize)]
         struct Id {
             update_id: i64,
@@ -117,7 +120,7 @@ impl Inbox {
     }
 }
 
-fn decode(id: i64, payload: &str) -> Option<Update> {
+fn decode(id: i64, payload: &str) -> Option<Box<Update>> {
     match decode_update(payload.as_bytes()) {
         Ok(update) => Some(update),
         Err(e) => {

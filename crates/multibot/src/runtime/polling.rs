@@ -250,7 +250,8 @@ fn next_backoff(backoff: &mut Duration) -> Duration {
     pause
 }
 
-fn dispatch(sequencer: &Arc<Sequencer>, updates: Vec<Update>) {
+#[allow(clippy::vec_box)] // Boxed by `decode_update`: each is queued and handled on its own.
+fn dispatch(sequencer: &Arc<Sequencer>, updates: Vec<Box<Update>>) {
     for update in updates {
         sequencer.dispatch(update);
     }

@@ -50,7 +50,8 @@ impl Tracker {
 
     /// Keeps the updates not seen before (Telegram re-sends unconfirmed ones), parses them and marks them in
     /// flight. Only an update's `update_id` is read before deciding, so re-sent updates cost almost nothing.
-    pub(crate) fn admit(&self, updates: Vec<Box<RawValue>>) -> Vec<Update> {
+    #[allow(clippy::vec_box)] // Boxed by `decode_update`: each is queued and handled on its own.
+    pub(crate) fn admit(&self, updates: Vec<Box<RawValue>>) -> Vec<Box<Update>> {
         #[derive(serde::Deserialize)]
         struct Id {
             update_id: i64,
@@ -142,7 +143,7 @@ pub(crate) struct Sequencer {
 /// The updates of one chat waiting behind the one being handled.
 #[derive(Default)]
 struct ChatQueue {
-    waiting: VecDeque<Update>,
+    waiting: VecDeque<Box<Update>>,
     /// Dropped since the chat last had an empty queue (its burst).
     dropped: u64,
 }
@@ -188,7 +189,7 @@ impl Sequencer {
 
     /// Queues an update with the others of its chat, in update order (the tracker must have admitted it); past
     /// the chat's backlog the oldest waiting update is dropped.
-    pub(crate) fn dispatch(self: &Arc<Self>, update: Update) {
+    pub(crate) fn dispatch(self: &Arc<Self>, update: Box<Update>) {
         let runtime = self.runtime();
         metrics::update_received(runtime.bot.id.as_str());
         let key = order_key(&update);
@@ -218,14 +219,16 @@ impl Sequencer {
         self.tracker.done(i64::from(oldest.id.0));
     }
 
-    async fn run_chat(self: Arc<Self>, key: i64, first: Update) {
+    async fn run_chat(self: Arc<Self>, key: i64, first: Box<Update>) {
         let mut next = Some(first);
         while let Some(update) = next {
             let id = i64::from(update.id.0);
             let work = async {
                 let _permit = self.permits.acquire().await;
                 let _shared = self.gate.read().await;
-                handle_update(self.runtime(), update).await;
+                // Boxed: handling takes a few KB of state, which would otherwise make this task's future that much
+                // larger, and it is moved as a whole when the task is spawned and when it finishes.
+                Box::pin(handle_update(self.runtime(), update)).await;
             };
             tokio::select! {
                 () = work => {}

@@ -141,7 +141,7 @@ pub enum Offer {
 pub struct WebhookInbox {
     bot_id: BotId,
     secret: WebhookSecret,
-    sender: mpsc::Sender<Update>,
+    sender: mpsc::Sender<Box<Update>>,
     intake: Intake,
     /// A relayed update could not be picked up at once: the next sweep looks for it.
     missed: AtomicBool,
@@ -170,7 +170,7 @@ impl WebhookInbox {
 
     /// Takes an update for the bot (`body`: the request's body it was decoded from) unless it was taken before,
     /// the queue is full, the bot has stopped or is not ready, or the database cannot store it.
-    pub async fn offer(&self, update: Update, body: &[u8]) -> Offer {
+    pub async fn offer(&self, update: Box<Update>, body: &[u8]) -> Offer {
         let (inbox, resumed, taken) = match &self.intake {
             Intake::Memory(recent) => return self.queue(update, recent),
             Intake::Durable { inbox, resumed, taken } => (inbox, resumed, taken),
@@ -260,7 +260,7 @@ impl WebhookInbox {
     }
 
     /// Queues an update unless it was taken already; false if the queue had no room.
-    fn take(&self, update: Update, taken: &Mutex<RecentIds>) -> bool {
+    fn take(&self, update: Box<Update>, taken: &Mutex<RecentIds>) -> bool {
         // Held across the send so that a pick-up and a sweep cannot both queue it.
         let mut taken = taken.lock();
         let id = update.id.0;
@@ -284,7 +284,7 @@ impl WebhookInbox {
     }
 
     /// Queues an update in memory unless it was seen recently, the queue is full or the bot has stopped.
-    fn queue(&self, update: Update, recent: &Mutex<RecentIds>) -> Offer {
+    fn queue(&self, update: Box<Update>, recent: &Mutex<RecentIds>) -> Offer {
         let id = update.id.0;
         // Held across the send so that two deliveries of one update cannot both pass the check.
         let mut recent = recent.lock();
@@ -349,7 +349,7 @@ pub enum WebhookError {
 
 /// A webhook bot's receiving side, set up and waiting to run.
 pub(crate) struct Opened {
-    receiver: mpsc::Receiver<Update>,
+    receiver: mpsc::Receiver<Box<Update>>,
     capacity: usize,
     entrance: Arc<WebhookInbox>,
     durable: Option<Arc<Inbox>>,
@@ -461,7 +461,7 @@ impl Opened {
 mod tests {
     use super::*;
 
-    fn inbox(sender: mpsc::Sender<Update>) -> WebhookInbox {
+    fn inbox(sender: mpsc::Sender<Box<Update>>) -> WebhookInbox {
         WebhookInbox {
             bot_id: BotId::parse("shop").unwrap(),
             secret: WebhookSecret::parse("s3cret").unwrap(),
@@ -471,7 +471,7 @@ mod tests {
         }
     }
 
-    fn update(id: u32) -> Update {
+    fn update(id: u32) -> Box<Update> {
         serde_json::from_value(serde_json::json!({"update_id": id, "unknown_kind": {}})).unwrap()
     }
 
