@@ -58,6 +58,9 @@ pub trait InboxRepository: Send + Sync {
     /// Marks updates done, each given as its bot's id and its `update_id` (of one bot or many), in one
     /// transaction.
     async fn mark_done(&self, updates: &[(&str, i64)], at: DateTime<Utc>) -> Result<(), StorageError>;
+    /// Deletes handled updates, each given as its bot's id and its `update_id`, in one statement: those that a
+    /// poll confirmed, which Telegram never sends again, need no done row to recognise a redelivery.
+    async fn forget(&self, updates: &[(&str, i64)]) -> Result<(), StorageError>;
     /// Deletes a bot's rows marked done before `before`, or whose id is below `confirmed` (Telegram was told it
     /// has them all, so it never sends them again); returns how many. (Each bot prunes its own rows, so that N
     /// bots do not each sweep the whole table.)
@@ -102,6 +105,11 @@ const MARK_DONE_POSTGRES: &str = "UPDATE inbox SET state = 'done', done_at = $2 
 const MARK_DONE_SQLITE: &str = "UPDATE inbox SET state = 'done', done_at = $2 FROM (SELECT json_extract(value, '$[0]') \
      AS bot_id, json_extract(value, '$[1]') AS update_id FROM json_each($1)) AS d \
      WHERE inbox.bot_id = d.bot_id AND inbox.update_id = d.update_id AND inbox.state = 'pending'";
+/// The same array of pairs as the mark-done statements; the row-value `IN` looks each up by the primary key.
+const FORGET_POSTGRES: &str = "DELETE FROM inbox WHERE (bot_id, update_id) IN \
+     (SELECT e ->> 0, (e ->> 1)::BIGINT FROM jsonb_array_elements($1::jsonb) AS e)";
+const FORGET_SQLITE: &str = "DELETE FROM inbox WHERE (bot_id, update_id) IN \
+     (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each($1))";
 const PRUNE: &str = "DELETE FROM inbox WHERE bot_id = $1 AND state = 'done' AND (done_at < $2 OR update_id < $3)";
 const DEPTH: &str = "SELECT COUNT(*), MIN(received_at) FROM inbox WHERE bot_id = $1 AND state = 'pending'";
 
@@ -138,9 +146,9 @@ where
     })
 }
 
-/// Implements [`InboxRepository`] for `Sql<$db>`, with its dialect's insert and mark-done statements.
+/// Implements [`InboxRepository`] for `Sql<$db>`, with its dialect's insert, mark-done and forget statements.
 macro_rules! inbox {
-    ($db:ty, $insert:expr, $mark_done:expr) => {
+    ($db:ty, $insert:expr, $mark_done:expr, $forget:expr) => {
         #[async_trait]
         impl InboxRepository for Sql<$db> {
             async fn insert(
@@ -180,6 +188,15 @@ macro_rules! inbox {
                 Ok(())
             }
 
+            async fn forget(&self, updates: &[(&str, i64)]) -> Result<(), StorageError> {
+                if updates.is_empty() {
+                    return Ok(());
+                }
+                let pairs = serde_json::to_string(updates).unwrap_or_default();
+                sqlx::query($forget).bind(pairs).execute(&self.0).await?;
+                Ok(())
+            }
+
             async fn prune(
                 &self,
                 bot_id: &str,
@@ -198,5 +215,5 @@ macro_rules! inbox {
     };
 }
 
-inbox!(Postgres, INSERT_POSTGRES, MARK_DONE_POSTGRES);
-inbox!(Sqlite, INSERT_SQLITE, MARK_DONE_SQLITE);
+inbox!(Postgres, INSERT_POSTGRES, MARK_DONE_POSTGRES, FORGET_POSTGRES);
+inbox!(Sqlite, INSERT_SQLITE, MARK_DONE_SQLITE, FORGET_SQLITE);

@@ -288,6 +288,16 @@ async fn inbox_marks_many_bots_done_at_once_and_stores_a_repeated_id_once(db: &T
     assert_eq!(inbox.insert("big", &big, at).await.unwrap(), (1000..1100).collect::<Vec<i64>>());
     assert_eq!(ids(inbox.pending("big", 200).await.unwrap()), (1000..1100).collect::<Vec<i64>>());
     assert!(inbox.insert("big", &big, at).await.unwrap().is_empty(), "a redelivered batch is not new");
+
+    // Handled updates that a poll confirmed are deleted, pending or done, by bot and id: shop's 5 (pending) and
+    // cafe's 6 (done) go; cafe's 7 and the big bot's rows stay. An unknown pair changes nothing.
+    inbox.forget(&[("shop", 5), ("cafe", 6), ("shop", 1000)]).await.unwrap();
+    assert_eq!(inbox.depth("shop").await.unwrap().pending, 0);
+    assert_eq!(ids(inbox.pending("cafe", 10).await.unwrap()), [7]);
+    assert_eq!(inbox.depth("big").await.unwrap().pending, 100);
+    // No row is left: the same update stored again is new (a poll confirmed it, so Telegram never sends it again).
+    assert_eq!(inbox.insert("cafe", &[update(6, 1)], at).await.unwrap(), [6]);
+    inbox.forget(&[]).await.unwrap();
 }
 
 /// Marks version 99 applied, as a newer Multibot would.

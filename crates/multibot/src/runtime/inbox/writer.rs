@@ -1,7 +1,8 @@
 //! [`InboxWriter`]: the one writer of `done` marks for every bot of the process. Each bot's [`super::Inbox`]
 //! reports its handled updates to it; it marks everything that arrived meanwhile done in one statement (a group
 //! commit: one write for all the bots, instead of one per bot), tells each reporter once its update is written,
-//! retries while the database is down, and prunes the done rows of the bots it marked for.
+//! retries while the database is down, and prunes the done rows of the bots it marked for. An update that a poll
+//! has already confirmed (the usual case: the offset moves past everything stored) is deleted instead of marked.
 
 use std::{
     collections::HashMap,
@@ -16,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::warn;
 
-use crate::storage::{Storage, now};
+use crate::storage::{Storage, StorageError, now};
 
 /// Done rows are kept this long, so that an update Telegram delivers again (its confirmation was lost in a
 /// crash, or a webhook's 200 was lost on the way) is recognised and not handled twice. A polling bot's rows go
@@ -118,12 +119,11 @@ async fn run(storage: Storage, mut rx: mpsc::UnboundedReceiver<Message>, stop: C
         }
         let mut failed = false;
         if !pending.marks.is_empty() {
-            let marks: Vec<(&str, i64)> = pending.marks.iter().map(|(bot, id, _)| (bot.id.as_str(), *id)).collect();
-            match storage.inbox().mark_done(&marks, now()).await {
+            match write(&storage, &pending.marks).await {
                 Ok(()) => pending.written(),
                 // Kept, and written with the next ones.
                 Err(e) => {
-                    warn!(error = %e, marks = marks.len(), "could not mark handled updates done; retrying");
+                    warn!(error = %e, marks = pending.marks.len(), "could not mark handled updates done; retrying");
                     failed = true;
                 }
             }
@@ -142,6 +142,18 @@ async fn run(storage: Storage, mut rx: mpsc::UnboundedReceiver<Message>, stop: C
             prune(&storage, pending.to_prune.drain().map(|(_, bot)| bot)).await;
         }
     }
+}
+
+/// Writes handled updates: those a poll has confirmed are deleted (Telegram never sends them again), the others
+/// marked done. Written again after a failure, which changes nothing for those already written.
+async fn write(storage: &Storage, marks: &[(Arc<BotMarks>, i64, oneshot::Sender<()>)]) -> Result<(), StorageError> {
+    let (mut confirmed, mut unconfirmed) = (Vec::new(), Vec::new());
+    for (bot, id, _) in marks {
+        let to = if *id < bot.confirmed.load(Ordering::Relaxed) { &mut confirmed } else { &mut unconfirmed };
+        to.push((bot.id.as_str(), *id));
+    }
+    storage.inbox().mark_done(&unconfirmed, now()).await?;
+    storage.inbox().forget(&confirmed).await
 }
 
 /// Deletes the done rows of `bots` that are old, or confirmed by a poll.
@@ -184,5 +196,29 @@ impl Pending {
         if !self.to_prune.contains_key(&bot.id) {
             self.to_prune.insert(bot.id.clone(), bot);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::InboxUpdate;
+
+    #[tokio::test]
+    async fn a_handled_update_a_poll_confirmed_is_deleted_and_one_not_confirmed_yet_is_marked_done() {
+        let storage = Storage::in_memory().await.unwrap();
+        let row = |id: i64| InboxUpdate { update_id: id, chat_key: 1, payload: format!(r#"{{"update_id":{id}}}"#) };
+        storage.inbox().insert("shop", &[row(5), row(12)], now()).await.unwrap();
+        let writer = InboxWriter::spawn(storage.clone());
+        // The bot's last poll sent offset 10: update 5 is confirmed, update 12 is not.
+        let bot = Arc::new(BotMarks { id: "shop".to_owned(), confirmed: AtomicI64::new(10) });
+        let (five, twelve) = (writer.done(&bot, 5), writer.done(&bot, 12));
+        five.await.unwrap();
+        twelve.await.unwrap();
+        assert!(storage.inbox().pending("shop", 10).await.unwrap().is_empty(), "both are handled");
+        // Update 12 was kept as done, so Telegram delivering it again is recognised; update 5's row is gone.
+        assert!(storage.inbox().insert("shop", &[row(12)], now()).await.unwrap().is_empty());
+        assert_eq!(storage.inbox().insert("shop", &[row(5)], now()).await.unwrap(), [5]);
+        writer.close(Duration::from_secs(5)).await;
     }
 }
