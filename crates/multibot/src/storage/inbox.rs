@@ -4,7 +4,7 @@
 //! prunes old done rows.
 //! [`InboxUpdate`] is a row to insert, [`PendingUpdate`] one read back.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -58,8 +58,9 @@ pub trait InboxRepository: Send + Sync {
     /// Marks updates done, each given as its bot's id and its `update_id` (of one bot or many), in one
     /// transaction.
     async fn mark_done(&self, updates: &[(&str, i64)], at: DateTime<Utc>) -> Result<(), StorageError>;
-    /// Deletes handled updates, each given as its bot's id and its `update_id`, in one statement: those that a
-    /// poll confirmed, which Telegram never sends again, need no done row to recognise a redelivery.
+    /// Deletes handled updates, each given as its bot's id and its `update_id` (of one bot or many), in one
+    /// transaction: those that a poll confirmed, which Telegram never sends again, need no done row to recognise
+    /// a redelivery.
     async fn forget(&self, updates: &[(&str, i64)]) -> Result<(), StorageError>;
     /// Deletes a bot's rows marked done before `before`, or whose id is below `confirmed` (Telegram was told it
     /// has them all, so it never sends them again); returns how many. (Each bot prunes its own rows, so that N
@@ -105,11 +106,11 @@ const MARK_DONE_POSTGRES: &str = "UPDATE inbox SET state = 'done', done_at = $2 
 const MARK_DONE_SQLITE: &str = "UPDATE inbox SET state = 'done', done_at = $2 FROM (SELECT json_extract(value, '$[0]') \
      AS bot_id, json_extract(value, '$[1]') AS update_id FROM json_each($1)) AS d \
      WHERE inbox.bot_id = d.bot_id AND inbox.update_id = d.update_id AND inbox.state = 'pending'";
-/// The same array of pairs as the mark-done statements; the row-value `IN` looks each up by the primary key.
-const FORGET_POSTGRES: &str = "DELETE FROM inbox WHERE (bot_id, update_id) IN \
-     (SELECT e ->> 0, (e ->> 1)::BIGINT FROM jsonb_array_elements($1::jsonb) AS e)";
-const FORGET_SQLITE: &str = "DELETE FROM inbox WHERE (bot_id, update_id) IN \
-     (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each($1))";
+/// One bot's ids (`$2`, a JSON array), each looked up by the primary key. (With pairs of many bots, SQLite's
+/// row-value `IN` would look up only the bot and scan all its rows.)
+const FORGET_POSTGRES: &str = "DELETE FROM inbox WHERE bot_id = $1 AND update_id IN \
+     (SELECT e::BIGINT FROM jsonb_array_elements_text($2::jsonb) AS e)";
+const FORGET_SQLITE: &str = "DELETE FROM inbox WHERE bot_id = $1 AND update_id IN (SELECT value FROM json_each($2))";
 const PRUNE: &str = "DELETE FROM inbox WHERE bot_id = $1 AND state = 'done' AND (done_at < $2 OR update_id < $3)";
 const DEPTH: &str = "SELECT COUNT(*), MIN(received_at) FROM inbox WHERE bot_id = $1 AND state = 'pending'";
 
@@ -192,8 +193,16 @@ macro_rules! inbox {
                 if updates.is_empty() {
                     return Ok(());
                 }
-                let pairs = serde_json::to_string(updates).unwrap_or_default();
-                sqlx::query($forget).bind(pairs).execute(&self.0).await?;
+                let mut by_bot: HashMap<&str, Vec<i64>> = HashMap::new();
+                for (bot_id, id) in updates {
+                    by_bot.entry(*bot_id).or_default().push(*id);
+                }
+                let mut tx = self.0.begin().await?;
+                for (bot_id, ids) in by_bot {
+                    let ids = serde_json::to_string(&ids).unwrap_or_default();
+                    sqlx::query($forget).bind(bot_id).bind(ids).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 

@@ -295,6 +295,9 @@ impl Verdict {
 
 /// The pending rows of the bot's inbox, as (chat number, message number), read with the process dead.
 pub(crate) async fn pending_in_inbox(database_url: &str) -> Vec<(i64, u64)> {
+    if database_url.starts_with("postgres") {
+        killed_sessions_ended(database_url).await;
+    }
     let storage = Storage::open(&DatabaseUrl::parse(database_url).expect("a database URL")).await.expect("open");
     let rows = storage.inbox().pending(BOT_ID, 1_000_000).await.expect("read the inbox");
     storage.close().await;
@@ -305,6 +308,20 @@ pub(crate) async fn pending_in_inbox(database_url: &str) -> Vec<(i64, u64)> {
             parse(text).unwrap_or_else(|| panic!("a stored update that is not from the stream: {}", row.payload))
         })
         .collect()
+}
+
+/// Waits until no other session is connected to the PostgreSQL database. A statement that a process sent just
+/// before its `kill -9` (a done mark) still runs and commits on the server, and its session ends only after it:
+/// the inbox is read once the killed process's sessions are gone, not while its last write may still land.
+async fn killed_sessions_ended(database_url: &str) {
+    const OTHERS: &str =
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    let pool = sqlx::PgPool::connect(database_url).await.expect("open PostgreSQL");
+    crate::helpers::eventually(Duration::from_secs(20), "the killed process's sessions to end", || async {
+        sqlx::query_scalar::<_, i64>(OTHERS).fetch_one(&pool).await.expect("count the sessions") == 0
+    })
+    .await;
+    pool.close().await;
 }
 
 /// Rows of the bot's inbox per state (`pending`, `done`).
