@@ -1,5 +1,6 @@
-//! The Bot API over a bare HTTP/2 connection ([`Line`]), driven by hyper's connection API directly: a group of
-//! bots' long polls (`getUpdates`) and their JSON calls (sends, answers, edits), as streams of one connection.
+//! The Bot API over a bare HTTP/2 connection ([`Line`]), spoken with `h2` directly: a group of bots' long polls
+//! (`getUpdates`) and their JSON calls (sends, answers, edits), as streams of one connection. Each call's stream is
+//! polled by the caller itself; hyper's client would add a task, a channel and a callback per request.
 //!
 //! Through reqwest a waiting request holds about 12 KiB (its request machinery, the connection pool's checkout,
 //! the header map, a timer); here a waiting poll is an HTTP/2 stream and a future of a few hundred bytes, which is
@@ -17,10 +18,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::{Request, StatusCode, client::conn::http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use bytes::{Bytes, BytesMut};
+use hyper::{Request, StatusCode};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
@@ -50,8 +49,15 @@ pub(crate) enum LineError {
 /// The connection's sender, and the last failure to connect.
 #[derive(Default)]
 struct Slot {
-    sender: Option<http2::SendRequest<Full<Bytes>>>,
+    sender: Option<Sender>,
     failed: Option<(Instant, String)>,
+}
+
+/// The connection's sender, and whether the connection has closed.
+#[derive(Clone)]
+struct Sender {
+    streams: h2::client::SendRequest<Bytes>,
+    closed: Arc<AtomicBool>,
 }
 
 /// How long a failure to connect answers the polls that come after it, instead of each of them trying (and
@@ -121,25 +127,38 @@ impl Line {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Answer, LineError> {
-        let request = request.body(Full::new(body)).map_err(|_| LineError::Network("not a valid URI".to_owned()))?;
-        let mut sender = match self.sender().await {
+        let request = request
+            .header(hyper::header::CONTENT_LENGTH, body.len())
+            .body(())
+            .map_err(|_| LineError::Network("not a valid URI".to_owned()))?;
+        let sender = match self.sender().await {
             Err(LineError::NotHttp2) => {
                 self.http2.store(false, Ordering::Relaxed);
                 return Err(LineError::NotHttp2);
             }
             other => other?,
         };
+        // The request is a stream of the connection, polled here: no task, channel or callback in between.
         let exchange = async {
-            let response = sender.send_request(request).await.map_err(network)?;
-            let status = response.status();
+            let mut streams = sender.streams.ready().await.map_err(network)?;
+            let (response, mut stream) = streams.send_request(request, body.is_empty()).map_err(network)?;
+            if !body.is_empty() {
+                // Buffered by h2 and sent as the peer's window allows (a JSON call is far below the first window).
+                stream.send_data(body, true).map_err(network)?;
+            }
+            let (head, mut answer) = response.await.map_err(network)?.into_parts();
+            let mut read = BytesMut::new();
+            while let Some(chunk) = answer.data().await {
+                let chunk = chunk.map_err(|e| LineError::Network(format!("reading the answer: {e}")))?;
+                let _ = answer.flow_control().release_capacity(chunk.len());
+                if read.len() + chunk.len() > ANSWER_LIMIT {
+                    return Err(LineError::Network("reading the answer: length limit exceeded".to_owned()));
+                }
+                read.extend_from_slice(&chunk);
+            }
             let content_type =
-                response.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let body = Limited::new(response.into_body(), ANSWER_LIMIT)
-                .collect()
-                .await
-                .map_err(|e| LineError::Network(format!("reading the answer: {e}")))?
-                .to_bytes();
-            Ok(Answer { status, content_type, body })
+                head.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            Ok(Answer { status: head.status, content_type, body: read.freeze() })
         };
         tokio::time::timeout(timeout, exchange)
             .await
@@ -147,9 +166,9 @@ impl Line {
     }
 
     /// The open connection's sender, connecting first when there is none or it closed.
-    async fn sender(&self) -> Result<http2::SendRequest<Full<Bytes>>, LineError> {
+    async fn sender(&self) -> Result<Sender, LineError> {
         let mut slot = self.slot.lock().await;
-        if let Some(sender) = slot.sender.as_ref().filter(|s| !s.is_closed()) {
+        if let Some(sender) = slot.sender.as_ref().filter(|s| !s.closed.load(Ordering::Acquire)) {
             return Ok(sender.clone());
         }
         if let Some((at, error)) = &slot.failed
@@ -172,45 +191,64 @@ impl Line {
         connected
     }
 
-    async fn connect(&self) -> Result<http2::SendRequest<Full<Bytes>>, LineError> {
+    async fn connect(&self) -> Result<Sender, LineError> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port)).await.map_err(network)?;
         let _ = tcp.set_nodelay(true);
-        let mut builder = http2::Builder::new(TokioExecutor::new());
-        // A dead connection stalls every poll on it: ping it, and give it up when no answer comes.
-        builder
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true);
         match &self.tls {
-            None => handshake(&builder, tcp).await,
+            None => handshake(tcp).await,
             Some(tls) => {
                 let name = ServerName::try_from(self.host.clone()).map_err(|e| LineError::Network(format!("{e}")))?;
                 let stream = tls.connect(name, tcp).await.map_err(network)?;
                 if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
                     return Err(LineError::NotHttp2);
                 }
-                handshake(&builder, stream).await
+                handshake(stream).await
             }
         }
     }
 }
 
-/// HTTP/2's handshake on `io`; the connection is then driven by a task of its own until it closes.
-async fn handshake<T>(
-    builder: &http2::Builder<TokioExecutor>,
-    io: T,
-) -> Result<http2::SendRequest<Full<Bytes>>, LineError>
+/// A dead connection stalls every poll on it: it is pinged this often, and given up when no answer comes within
+/// `PING_TIMEOUT`.
+const PING_EVERY: Duration = Duration::from_secs(20);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP/2's handshake on `io` (the windows hyper's client would ask for: 2 MiB per stream, 5 MiB for the
+/// connection); the connection is then driven, and pinged, by a task of its own until it closes.
+async fn handshake<T>(io: T) -> Result<Sender, LineError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let (sender, connection) = builder.handshake(TokioIo::new(io)).await.map_err(network)?;
+    let (streams, mut connection) = h2::client::Builder::new()
+        .initial_window_size(2 << 20)
+        .initial_connection_window_size(5 << 20)
+        .enable_push(false)
+        .handshake::<_, Bytes>(io)
+        .await
+        .map_err(network)?;
+    let closed = Arc::new(AtomicBool::new(false));
+    let mut ping_pong = connection.ping_pong();
+    let on_close = closed.clone();
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %crate::tls::describe(&e), "a Bot API connection (HTTP/2) closed");
+        let pinger = async {
+            let Some(ping_pong) = ping_pong.as_mut() else { return std::future::pending().await };
+            loop {
+                tokio::time::sleep(PING_EVERY).await;
+                match tokio::time::timeout(PING_TIMEOUT, ping_pong.ping(h2::Ping::opaque())).await {
+                    Ok(Ok(_)) => {}
+                    _ => return,
+                }
+            }
+        };
+        tokio::select! {
+            closed = &mut connection => if let Err(e) = closed {
+                tracing::debug!(error = %crate::tls::describe(&e), "a Bot API connection (HTTP/2) closed");
+            },
+            () = pinger => tracing::debug!("a Bot API connection (HTTP/2) did not answer a ping; closed"),
         }
+        on_close.store(true, Ordering::Release);
     });
-    Ok(sender)
+    Ok(Sender { streams, closed })
 }
 
 /// A network error, described by its cause (`crate::tls::describe`); hyper's and io's errors carry no URL.
