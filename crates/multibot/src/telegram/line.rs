@@ -127,10 +127,9 @@ impl Line {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Answer, LineError> {
-        let request = request
-            .header(hyper::header::CONTENT_LENGTH, body.len())
-            .body(())
-            .map_err(|_| LineError::Network("not a valid URI".to_owned()))?;
+        // A poll (a GET) goes without a length, as hyper's client sent it.
+        let request = if body.is_empty() { request } else { request.header(hyper::header::CONTENT_LENGTH, body.len()) };
+        let request = request.body(()).map_err(|_| LineError::Network("not a valid URI".to_owned()))?;
         let sender = match self.sender().await {
             Err(LineError::NotHttp2) => {
                 self.http2.store(false, Ordering::Relaxed);
@@ -147,18 +146,27 @@ impl Line {
                 stream.send_data(body, true).map_err(network)?;
             }
             let (head, mut answer) = response.await.map_err(network)?.into_parts();
-            let mut read = BytesMut::new();
+            // An answer in one frame (most are) is kept as it came; only a longer one is copied together.
+            let (mut first, mut rest) = (Bytes::new(), BytesMut::new());
             while let Some(chunk) = answer.data().await {
                 let chunk = chunk.map_err(|e| LineError::Network(format!("reading the answer: {e}")))?;
                 let _ = answer.flow_control().release_capacity(chunk.len());
-                if read.len() + chunk.len() > ANSWER_LIMIT {
+                if first.len() + rest.len() + chunk.len() > ANSWER_LIMIT {
                     return Err(LineError::Network("reading the answer: length limit exceeded".to_owned()));
                 }
-                read.extend_from_slice(&chunk);
+                match (first.is_empty(), rest.is_empty()) {
+                    (true, true) => first = chunk,
+                    (false, true) => {
+                        rest.extend_from_slice(&std::mem::take(&mut first));
+                        rest.extend_from_slice(&chunk);
+                    }
+                    _ => rest.extend_from_slice(&chunk),
+                }
             }
+            let body = if rest.is_empty() { first } else { rest.freeze() };
             let content_type =
                 head.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            Ok(Answer { status: head.status, content_type, body: read.freeze() })
+            Ok(Answer { status: head.status, content_type, body })
         };
         tokio::time::timeout(timeout, exchange)
             .await
