@@ -139,8 +139,13 @@ impl Fleet {
             .env("FLOOD_CONTROL", "false")
             .env("INBOX", inbox)
             .env("TELEGRAM_API_HTTP", if http2 { "2" } else { "1.1" })
-            // jemalloc's settings, for experiments.
-            .envs(std::env::var_os("_RJEM_MALLOC_CONF").map(|conf| ("_RJEM_MALLOC_CONF", conf)))
+            // jemalloc's and tokio's settings, for experiments.
+            .envs(
+                ["_RJEM_MALLOC_CONF", "TOKIO_WORKER_THREADS"]
+                    .map(|name| (name, std::env::var_os(name)))
+                    .into_iter()
+                    .filter_map(|(name, value)| Some((name, value?))),
+            )
             .envs((0..bots).map(|i| (format!("BENCH_TOKEN_{i}"), token(i))))
             .current_dir(&dir.0)
             .stdin(Stdio::null())

@@ -4,7 +4,10 @@
 //! once per update, fills in the missing fields with empty values and decodes again, so the update is still
 //! routed; a callback query that still does not decode keeps its id, to be answered ([`unreadable_callback`]).
 //! Where teloxide-core reads a field otherwise than the Bot API sends it, the payload is reshaped first, without a
-//! warning: the server did nothing wrong.
+//! warning: the server did nothing wrong. A plain text message, the commonest update, is read by a faster path
+//! first (`text`).
+
+mod text;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -38,6 +41,9 @@ pub(crate) fn decode_update(raw: &[u8]) -> Result<Box<Update>, serde_json::Error
 }
 
 fn decode(raw: &[u8]) -> Result<Update, serde_json::Error> {
+    if let Some(update) = text::plain_text(raw) {
+        return Ok(update);
+    }
     let update: Update = serde_json::from_slice(raw)?;
     if !matches!(update.kind, UpdateKind::Error(_)) {
         return Ok(update);
