@@ -84,10 +84,19 @@ impl Inbox {
         let mut updates = Vec::with_capacity(batch.len());
         let mut rows = Vec::with_capacity(batch.len());
         for raw in batch {
-            let Ok(Id { update_id: id }) = serde_json::from_str(raw.get()) else { continue };
-            next = next.max(Some(id + 1));
             // One that does not parse cannot be handled; the offset confirms it with the others.
-            let Some(update) = decode(id, raw.get()) else { continue };
+            let update = match decode_update(raw.get().as_bytes()) {
+                Ok(update) => update,
+                Err(e) => {
+                    if let Ok(Id { update_id: id }) = serde_json::from_str(raw.get()) {
+                        warn!(update_id = id, error = %e, "an update that does not parse was skipped");
+                        next = next.max(Some(id + 1));
+                    }
+                    continue;
+                }
+            };
+            let id = i64::from(update.id.0);
+            next = next.max(Some(id + 1));
             rows.push(InboxUpdate { update_id: id, chat_key: order_key(&update), payload: raw.get().to_owned() });
             updates.push(update);
         }

@@ -127,14 +127,18 @@ pub struct SendOptions {
 
 /// Counts one attempt at `method` by its outcome.
 fn count<T>(method: &str, result: &Result<T, ApiCallError>) {
+    let code;
     let outcome = match result {
-        Ok(_) => "ok".to_owned(),
-        Err(ApiCallError::Api { code, .. }) => code.to_string(),
-        Err(ApiCallError::Network(_)) => "network".to_owned(),
-        Err(ApiCallError::Decode(_)) => "decode".to_owned(),
-        Err(ApiCallError::File(_)) => "file".to_owned(),
+        Ok(_) => "ok",
+        Err(ApiCallError::Api { code: number, .. }) => {
+            code = number.to_string();
+            &code
+        }
+        Err(ApiCallError::Network(_)) => "network",
+        Err(ApiCallError::Decode(_)) => "decode",
+        Err(ApiCallError::File(_)) => "file",
     };
-    metrics::api_call(method, &outcome);
+    metrics::api_call(method, outcome);
 }
 
 /// A bot's Bot API client.

@@ -6,9 +6,15 @@
 //! names), `outcome` / `result` / `status` / `state` (small fixed sets or HTTP and Bot API error codes). Never a
 //! chat id, a user id, a token or a secret.
 
-use std::{sync::OnceLock, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{LazyLock, OnceLock},
+    time::Duration,
+};
 
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::warn;
 
@@ -106,10 +112,42 @@ pub const ALL: &[Metric] = &[
 /// Upper bounds of the handler latency histogram's buckets, in seconds.
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
+/// The installed recorder's handle.
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The handles of the series every update and every reply counts in, kept by their label values: the macros
+/// allocate each label and hash the whole key at each call, which a reply did five times. One level per label,
+/// so that a lookup by `&str` allocates nothing; the labels are bounded (see above), and so are these maps.
+#[derive(Default)]
+struct Kept {
+    received: ByLabel<Counter>,
+    durations: ByLabel<Histogram>,
+    /// By bot, then plugin, then outcome.
+    handled: ByLabel<ByLabel<[Option<Counter>; 5]>>,
+    /// By method, then result.
+    api_calls: ByLabel<ByLabel<Counter>>,
+}
+
+type ByLabel<T> = HashMap<Box<str>, T>;
+
+static KEPT: LazyLock<parking_lot::RwLock<Kept>> = LazyLock::new(Default::default);
+
+/// The handle `find` finds, else the one `make` registers, kept by `keep` once the recorder is installed (a
+/// handle taken before it would count nowhere).
+fn kept<T: Clone>(find: impl Fn(&Kept) -> Option<T>, make: impl FnOnce() -> T, keep: impl FnOnce(&mut Kept, T)) -> T {
+    if let Some(found) = find(&KEPT.read()) {
+        return found;
+    }
+    let made = make();
+    if HANDLE.get().is_some() {
+        keep(&mut KEPT.write(), made.clone());
+    }
+    made
+}
+
 /// Installs the Prometheus recorder the first time it is called and returns its handle; later calls (several
 /// applications in one test process) return the same handle.
 pub fn install() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
@@ -168,7 +206,12 @@ pub(crate) fn bot_started(bot_id: &str) {
 
 /// A bot took in an update.
 pub(crate) fn update_received(bot_id: &str) {
-    counter!(UPDATES_RECEIVED, "bot_id" => bot_id.to_owned()).increment(1);
+    kept(
+        |kept| kept.received.get(bot_id).cloned(),
+        || counter!(UPDATES_RECEIVED, "bot_id" => bot_id.to_owned()),
+        |kept, counter| drop(kept.received.insert(bot_id.into(), counter)),
+    )
+    .increment(1);
 }
 
 /// A bot skipped an update of a type this build does not know.
@@ -206,15 +249,32 @@ impl Outcome {
 /// A bot finished an update: `plugin` is the plugin whose handler took it (empty when none did).
 pub(crate) fn update_handled(bot_id: &str, plugin: &str, outcome: Outcome, took: Duration) {
     let plugin = if plugin.is_empty() { "none" } else { plugin };
-    counter!(UPDATES_HANDLED, "bot_id" => bot_id.to_owned(), "plugin" => plugin.to_owned(), "outcome" => outcome.label())
-        .increment(1);
-    histogram!(HANDLER_DURATION, "bot_id" => bot_id.to_owned()).record(took.as_secs_f64());
+    let at = outcome as usize;
+    kept(
+        |kept| kept.handled.get(bot_id)?.get(plugin)?[at].clone(),
+        || counter!(UPDATES_HANDLED, "bot_id" => bot_id.to_owned(), "plugin" => plugin.to_owned(), "outcome" => outcome.label()),
+        |kept, counter| {
+            kept.handled.entry(bot_id.into()).or_default().entry(plugin.into()).or_default()[at] = Some(counter)
+        },
+    )
+    .increment(1);
+    kept(
+        |kept| kept.durations.get(bot_id).cloned(),
+        || histogram!(HANDLER_DURATION, "bot_id" => bot_id.to_owned()),
+        |kept, histogram| drop(kept.durations.insert(bot_id.into(), histogram)),
+    )
+    .record(took.as_secs_f64());
 }
 
 /// A Bot API call ended: `method` as the Bot API spells it (`sendMessage`); `result` is `ok`, the error code,
 /// `network`, `decode` or `file` (a file to upload could not be read or was too large).
 pub(crate) fn api_call(method: &str, result: &str) {
-    counter!(API_CALLS, "method" => method.to_owned(), "result" => result.to_owned()).increment(1);
+    kept(
+        |kept| kept.api_calls.get(method)?.get(result).cloned(),
+        || counter!(API_CALLS, "method" => method.to_owned(), "result" => result.to_owned()),
+        |kept, counter| drop(kept.api_calls.entry(method.into()).or_default().insert(result.into(), counter)),
+    )
+    .increment(1);
 }
 
 /// Broadcast deliveries of `bot_id` ended with `outcome` (`sent`, `failed`, `blocked`).
