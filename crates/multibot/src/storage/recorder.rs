@@ -1,6 +1,6 @@
 //! [`Recorder`]: writes user sightings, audit events and bot status in the background, so that no update waits for
-//! the database. Writes go through a bounded channel to one task that batches them (sightings of one user merge
-//! into one upsert) and retries with backoff while the database is down. A full channel drops the write, counts it
+//! the database. Writes go through a bounded channel to one task that batches them (it lets more join the first
+//! for up to 100 ms; sightings of one user merge into one upsert) and retries with backoff while the database is down. A full channel drops the write, counts it
 //! (`multibot_storage_dropped_writes_total`) and logs it; memory stays bounded whatever the outage. A bot's row is
 //! never dropped: only its latest state waits (one per configured bot), beside the channel.
 
@@ -24,6 +24,10 @@ use crate::telemetry::metrics;
 const MAX_BATCH: usize = 1_000;
 /// Bot rows or events written in one transaction.
 const ROWS_PER_TRANSACTION: usize = 500;
+/// How long the writer lets more writes join the first one of a batch: a burst's sightings of one user merge into
+/// one row, the database takes one write instead of many (each a commit on the connection the durable inbox
+/// waits for), and the writer wakes once, not per update. A flush ends the wait.
+const LINGER: Duration = Duration::from_millis(100);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -110,7 +114,12 @@ impl Recorder {
     /// Waits until everything recorded before this call is written; false when `within` passed first.
     pub async fn flush(&self, within: Duration) -> bool {
         let (done, written) = oneshot::channel();
-        let flushed = async { self.tx.send(Op::Flush(done)).await.is_ok() && written.await.is_ok() };
+        let flushed = async {
+            let sent = self.tx.send(Op::Flush(done)).await.is_ok();
+            // Ends the writer's wait for more writes.
+            self.bots.changed.notify_one();
+            sent && written.await.is_ok()
+        };
         tokio::time::timeout(within, flushed).await.unwrap_or(false)
     }
 
@@ -191,6 +200,20 @@ impl Batch {
     }
 }
 
+/// Waits up to [`LINGER`] for more writes; in steps, so that a channel filling fast (a batch's worth, or half its
+/// room, waiting) is taken at once, far from full.
+async fn linger(rx: &mpsc::Receiver<Op>, changed: &Notify, stop: &CancellationToken) {
+    let until = tokio::time::Instant::now() + LINGER;
+    let enough = MAX_BATCH.min(rx.max_capacity() / 2);
+    while rx.len() < enough && tokio::time::Instant::now() < until {
+        tokio::select! {
+            () = tokio::time::sleep(LINGER / 10) => {}
+            () = changed.notified() => return,
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
 async fn run(storage: Storage, mut rx: mpsc::Receiver<Op>, bots: Arc<PendingBots>, stop: CancellationToken) {
     let mut batch = Batch::default();
     loop {
@@ -202,6 +225,9 @@ async fn run(storage: Storage, mut rx: mpsc::Receiver<Op>, bots: Arc<PendingBots
                 },
                 () = bots.changed.notified() => {}
                 () = stop.cancelled() => return,
+            }
+            if batch.flushes.is_empty() && !batch.is_empty() {
+                linger(&rx, &bots.changed, &stop).await;
             }
         }
         while batch.len() < MAX_BATCH {
