@@ -1,8 +1,9 @@
 //! [`Recorder`]: writes user sightings, audit events and bot status in the background, so that no update waits for
 //! the database. Writes go through a bounded channel to one task that batches them (it lets more join the first
-//! for up to 100 ms; sightings of one user merge into one upsert) and retries with backoff while the database is down. A full channel drops the write, counts it
-//! (`multibot_storage_dropped_writes_total`) and logs it; memory stays bounded whatever the outage. A bot's row is
-//! never dropped: only its latest state waits (one per configured bot), beside the channel.
+//! for up to 100 ms; sightings of one user merge into one upsert) and retries with backoff while the database is
+//! down. A full channel drops the write, counts it (`multibot_storage_dropped_writes_total`) and logs it; memory
+//! stays bounded whatever the outage. A bot's row is never dropped: only its latest state waits (one per
+//! configured bot), beside the channel.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},

@@ -42,6 +42,13 @@ pub(crate) fn decode_update(raw: &[u8]) -> Result<Box<Update>, serde_json::Error
 
 fn decode(raw: &[u8]) -> Result<Update, serde_json::Error> {
     if let Some(update) = text::plain_text(raw) {
+        // In debug builds (every test, the fuzz targets) each update read this way is read by teloxide too.
+        debug_assert_eq!(
+            serde_json::from_slice::<Update>(raw).ok().as_ref(),
+            Some(&update),
+            "the text path read {} otherwise than teloxide",
+            String::from_utf8_lossy(raw)
+        );
         return Ok(update);
     }
     let update: Update = serde_json::from_slice(raw)?;
