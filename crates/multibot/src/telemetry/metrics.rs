@@ -123,7 +123,7 @@ struct Kept {
     received: ByLabel<Counter>,
     durations: ByLabel<Histogram>,
     /// By bot, then plugin, then outcome.
-    handled: ByLabel<ByLabel<[Option<Counter>; 5]>>,
+    handled: ByLabel<ByLabel<ByLabel<Counter>>>,
     /// By method, then result.
     api_calls: ByLabel<ByLabel<Counter>>,
 }
@@ -249,12 +249,13 @@ impl Outcome {
 /// A bot finished an update: `plugin` is the plugin whose handler took it (empty when none did).
 pub(crate) fn update_handled(bot_id: &str, plugin: &str, outcome: Outcome, took: Duration) {
     let plugin = if plugin.is_empty() { "none" } else { plugin };
-    let at = outcome as usize;
+    let outcome = outcome.label();
     kept(
-        |kept| kept.handled.get(bot_id)?.get(plugin)?[at].clone(),
-        || counter!(UPDATES_HANDLED, "bot_id" => bot_id.to_owned(), "plugin" => plugin.to_owned(), "outcome" => outcome.label()),
+        |kept| kept.handled.get(bot_id)?.get(plugin)?.get(outcome).cloned(),
+        || counter!(UPDATES_HANDLED, "bot_id" => bot_id.to_owned(), "plugin" => plugin.to_owned(), "outcome" => outcome),
         |kept, counter| {
-            kept.handled.entry(bot_id.into()).or_default().entry(plugin.into()).or_default()[at] = Some(counter)
+            let by_outcome = kept.handled.entry(bot_id.into()).or_default().entry(plugin.into()).or_default();
+            drop(by_outcome.insert(outcome.into(), counter))
         },
     )
     .increment(1);
