@@ -107,6 +107,11 @@ impl TestBot {
         Ok(answer["update_id"].as_i64())
     }
 
+    /// Makes the bot's next update id at least `next` (ids of updates a test stored itself stay below it).
+    pub async fn skip_update_ids(&self, next: i64) -> anyhow::Result<()> {
+        self.control.post::<Value>(&self.path("/update_ids"), json!({ "next": next })).await.map(drop)
+    }
+
     /// Clears the bot's updates, chats, webhook, commands and counters.
     pub async fn reset(&self) -> anyhow::Result<()> {
         self.control.post::<Value>(&self.path("/reset"), json!({})).await.map(drop)

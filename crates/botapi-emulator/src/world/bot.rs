@@ -203,6 +203,12 @@ impl BotState {
         self.webhook_generation = webhook_generation;
     }
 
+    /// Makes the next update id at least `next`; returns it.
+    pub(crate) fn skip_update_ids(&mut self, next: i64) -> i64 {
+        self.next_update_id = self.next_update_id.max(next);
+        self.next_update_id
+    }
+
     /// Queues an update (`payload` is the update without `update_id`, with one field naming its type) and
     /// returns its id; `None` when the bot's `allowed_updates` excludes that type.
     pub(crate) fn push_update(&mut self, kind: &str, payload: Value) -> Option<i64> {
